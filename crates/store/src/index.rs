@@ -1,0 +1,322 @@
+//! The derived index. [`Index`] is the small trait a server database could implement;
+//! [`SledIndex`] is the embedded implementation on sled 0.34.7.
+//!
+//! Every write here is idempotent, so replaying journal records that were already applied
+//! (after a crash between the journal sync and the index update) changes nothing.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use huren_model::{ContentHash, ReportKind, ReportStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::journal::{Entry, IdentityOp, JournalRecord};
+use crate::StoreError;
+
+/// How firmly the reports of a query are tied to the person asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityLink {
+    /// Linked through the (keyed) national ID.
+    ExactNationalId,
+    /// Only the institution-local ID (and explicit merges) connect them.
+    LocalOnly,
+}
+
+/// What the index knows about one report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportMeta {
+    /// Report hash.
+    pub hash: ContentHash,
+    /// Original message hash.
+    pub original: ContentHash,
+    /// Kind.
+    pub kind: ReportKind,
+    /// Status.
+    pub status: ReportStatus,
+    /// Version chain key.
+    pub chain: String,
+    /// Patient local key.
+    pub local: String,
+    /// Sending institution.
+    pub institution: String,
+    /// Clinical time (ms since epoch).
+    pub time_ms: Option<i64>,
+    /// Received at (RFC 3339).
+    pub received_at: String,
+    /// 1-based version in its chain.
+    pub version: u32,
+    /// The newer version that replaces this one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<ContentHash>,
+}
+
+/// The operations the store needs from an index.
+pub trait Index: Send + Sync {
+    /// Sequence number of the last journal record applied.
+    fn applied_seq(&self) -> Result<u64, StoreError>;
+    /// Applies one journal record (idempotent).
+    fn apply(&self, rec: &JournalRecord) -> Result<(), StoreError>;
+    /// Metadata of a report.
+    fn report_meta(&self, hash: &ContentHash) -> Result<Option<ReportMeta>, StoreError>;
+    /// Versions of a chain, oldest first.
+    fn chain(&self, chain: &str) -> Result<Vec<ContentHash>, StoreError>;
+    /// The person a local key belongs to (the key itself when unlinked).
+    fn person_of(&self, local: &str) -> Result<String, StoreError>;
+    /// Current (not superseded) reports of a person, newest first.
+    fn reports_of_person(
+        &self,
+        person: &str,
+        kind: Option<ReportKind>,
+    ) -> Result<Vec<ReportMeta>, StoreError>;
+    /// Makes the index durable (best effort; the journal is the truth).
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// sled-backed [`Index`].
+pub struct SledIndex {
+    db: sled::Db,
+    meta: sled::Tree,
+    reports: sled::Tree,
+    chains: sled::Tree,
+    by_local: sled::Tree,
+    l2p: sled::Tree,
+    p2l: sled::Tree,
+}
+
+const APPLIED: &[u8] = b"applied_seq";
+
+impl SledIndex {
+    /// Opens or creates the index at `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir.as_ref())
+            .cache_capacity(256 * 1024 * 1024)
+            .open()?;
+        Ok(SledIndex {
+            meta: db.open_tree("meta")?,
+            reports: db.open_tree("reports")?,
+            chains: db.open_tree("chains")?,
+            by_local: db.open_tree("by_local")?,
+            l2p: db.open_tree("l2p")?,
+            p2l: db.open_tree("p2l")?,
+            db,
+        })
+    }
+
+    fn get_json<T: for<'de> Deserialize<'de>>(
+        tree: &sled::Tree,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match tree.get(key)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("index value: {e}"))),
+        }
+    }
+
+    fn put_json<T: Serialize>(tree: &sled::Tree, key: &[u8], v: &T) -> Result<(), StoreError> {
+        let b = serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tree.insert(key, b)?;
+        Ok(())
+    }
+
+    /// All local keys of a person (the person key itself when it is a local key).
+    fn locals_of(&self, person: &str) -> Result<BTreeSet<String>, StoreError> {
+        let mut out = BTreeSet::new();
+        if !person.starts_with("nidk:") {
+            out.insert(person.to_string());
+        }
+        let mut prefix = person.as_bytes().to_vec();
+        prefix.push(0);
+        for kv in self.p2l.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            if let Some(l) = k.get(prefix.len()..) {
+                out.insert(String::from_utf8_lossy(l).into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves every local of person `from` to person `into`.
+    fn move_group(&self, from: &str, into: &str) -> Result<(), StoreError> {
+        if from == into {
+            return Ok(());
+        }
+        for l in self.locals_of(from)? {
+            if l == into {
+                continue;
+            }
+            self.l2p.insert(l.as_bytes(), into.as_bytes())?;
+            self.p2l.insert(pair(into, &l), &[])?;
+            self.p2l.remove(pair(from, &l))?;
+        }
+        Ok(())
+    }
+
+    fn apply_identity(&self, op: &IdentityOp) -> Result<(), StoreError> {
+        match op {
+            IdentityOp::Link { local, person } => {
+                let current = self.person_of(local)?;
+                if &current != person {
+                    self.move_group(&current, person)?;
+                    // `local` may have been its own person and so not in its own group list.
+                    self.l2p.insert(local.as_bytes(), person.as_bytes())?;
+                    self.p2l.insert(pair(person, local), &[])?;
+                }
+            }
+            IdentityOp::Merge { from, into } => {
+                let pf = self.person_of(from)?;
+                let pi = self.person_of(into)?;
+                if pf != pi {
+                    self.move_group(&pf, &pi)?;
+                    self.l2p.insert(from.as_bytes(), pi.as_bytes())?;
+                    self.p2l.insert(pair(&pi, from), &[])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_report(&self, e: &Entry) -> Result<(), StoreError> {
+        let Entry::Report {
+            hash,
+            original,
+            kind,
+            status,
+            chain,
+            local,
+            institution,
+            time_ms,
+            received_at,
+            ..
+        } = e
+        else {
+            return Ok(());
+        };
+        let mut versions: Vec<ContentHash> =
+            Self::get_json(&self.chains, chain.as_bytes())?.unwrap_or_default();
+        let pos = match versions.iter().position(|h| h == hash) {
+            Some(p) => p,
+            None => {
+                if let Some(prev) = versions.last().copied() {
+                    if let Some(mut pm) =
+                        Self::get_json::<ReportMeta>(&self.reports, prev.as_bytes())?
+                    {
+                        pm.superseded_by = Some(*hash);
+                        Self::put_json(&self.reports, prev.as_bytes(), &pm)?;
+                    }
+                }
+                versions.push(*hash);
+                Self::put_json(&self.chains, chain.as_bytes(), &versions)?;
+                versions.len() - 1
+            }
+        };
+        let superseded_by = versions.get(pos + 1).copied();
+        let meta = ReportMeta {
+            hash: *hash,
+            original: *original,
+            kind: *kind,
+            status: *status,
+            chain: chain.clone(),
+            local: local.clone(),
+            institution: institution.clone(),
+            time_ms: *time_ms,
+            received_at: received_at.clone(),
+            version: (pos + 1) as u32,
+            superseded_by,
+        };
+        Self::put_json(&self.reports, hash.as_bytes(), &meta)?;
+        let mut k = local.as_bytes().to_vec();
+        k.push(0);
+        k.extend_from_slice(hash.as_bytes());
+        self.by_local.insert(k, &[])?;
+        Ok(())
+    }
+}
+
+fn pair(a: &str, b: &str) -> Vec<u8> {
+    let mut k = a.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+impl Index for SledIndex {
+    fn applied_seq(&self) -> Result<u64, StoreError> {
+        Ok(match self.meta.get(APPLIED)? {
+            Some(v) if v.len() == 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&v);
+                u64::from_be_bytes(b)
+            }
+            _ => 0,
+        })
+    }
+
+    fn apply(&self, rec: &JournalRecord) -> Result<(), StoreError> {
+        for e in &rec.entries {
+            match e {
+                Entry::Report { .. } => self.apply_report(e)?,
+                Entry::Identity(op) => self.apply_identity(op)?,
+                Entry::Original { .. } => {}
+            }
+        }
+        self.meta.insert(APPLIED, &rec.seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn report_meta(&self, hash: &ContentHash) -> Result<Option<ReportMeta>, StoreError> {
+        Self::get_json(&self.reports, hash.as_bytes())
+    }
+
+    fn chain(&self, chain: &str) -> Result<Vec<ContentHash>, StoreError> {
+        Ok(Self::get_json(&self.chains, chain.as_bytes())?.unwrap_or_default())
+    }
+
+    fn person_of(&self, local: &str) -> Result<String, StoreError> {
+        Ok(match self.l2p.get(local.as_bytes())? {
+            Some(p) => String::from_utf8_lossy(&p).into_owned(),
+            None => local.to_string(),
+        })
+    }
+
+    fn reports_of_person(
+        &self,
+        person: &str,
+        kind: Option<ReportKind>,
+    ) -> Result<Vec<ReportMeta>, StoreError> {
+        let mut out = Vec::new();
+        for local in self.locals_of(person)? {
+            let mut prefix = local.as_bytes().to_vec();
+            prefix.push(0);
+            for kv in self.by_local.scan_prefix(&prefix) {
+                let (k, _) = kv?;
+                let Some(h) = k.get(prefix.len()..) else {
+                    continue;
+                };
+                let Ok(h) = <[u8; 32]>::try_from(h) else {
+                    continue;
+                };
+                let hash = ContentHash::from_bytes(h);
+                if let Some(m) = self.report_meta(&hash)? {
+                    if m.superseded_by.is_none() && kind.is_none_or(|k| k == m.kind) {
+                        out.push(m);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            b.time_ms
+                .cmp(&a.time_ms)
+                .then_with(|| b.received_at.cmp(&a.received_at))
+        });
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

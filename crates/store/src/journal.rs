@@ -1,0 +1,283 @@
+//! The append-only commit journal: `[magic "HRJ1"][len u32 LE][crc32 u32 LE][JSON payload]`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use huren_model::{ContentHash, ReportKind, ReportStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::{Outcome, StoreError};
+
+const MAGIC: &[u8; 4] = b"HRJ1";
+const HEADER: usize = 12;
+/// Largest journal record accepted when reading (a guard against a corrupt length).
+const MAX_RECORD: usize = 256 * 1024 * 1024;
+
+/// A change to the identity cross-reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum IdentityOp {
+    /// `local` (`INSTITUTION:LOCAL_ID`) belongs to `person` (a `nidk:` key or another local).
+    Link {
+        /// Local key.
+        local: String,
+        /// Person key.
+        person: String,
+    },
+    /// Everything known under `from` now belongs to whoever `into` belongs to (ADT A40).
+    Merge {
+        /// The merged (retired) local key (MRG-1).
+        from: String,
+        /// The surviving local key (PID-3).
+        into: String,
+    },
+}
+
+/// One item of a journal record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Entry {
+    /// A report (new or new version); everything the index needs is here.
+    Report {
+        /// Report hash.
+        hash: ContentHash,
+        /// Original message hash.
+        original: ContentHash,
+        /// Report kind.
+        kind: ReportKind,
+        /// Report status.
+        status: ReportStatus,
+        /// Version chain key.
+        chain: String,
+        /// Patient local key `INSTITUTION:LOCAL_ID`.
+        local: String,
+        /// Sending institution.
+        institution: String,
+        /// Clinical time in ms since the epoch (for ordering), when known.
+        time_ms: Option<i64>,
+        /// When received (RFC 3339).
+        received_at: String,
+        /// Outcome as decided by the writer.
+        outcome: Outcome,
+    },
+    /// An original kept without a report (e.g. an ADT message).
+    Original {
+        /// Hash of the original.
+        hash: ContentHash,
+        /// When received.
+        received_at: String,
+    },
+    /// An identity change.
+    Identity(IdentityOp),
+}
+
+impl Entry {
+    /// Blobs this entry requires.
+    pub fn blobs(&self) -> Vec<ContentHash> {
+        match self {
+            Entry::Report { hash, original, .. } => vec![*hash, *original],
+            Entry::Original { hash, .. } => vec![*hash],
+            Entry::Identity(_) => vec![],
+        }
+    }
+}
+
+/// One group commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRecord {
+    /// Sequence number, 1-based, strictly increasing.
+    pub seq: u64,
+    /// Entries in commit order.
+    pub entries: Vec<Entry>,
+}
+
+pub(crate) struct Journal {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl Journal {
+    /// Opens the journal, reading every valid record and truncating a torn tail (a record that
+    /// was being written when the process died; it was never acknowledged).
+    pub(crate) fn open(path: PathBuf) -> Result<(Journal, Vec<JournalRecord>), StoreError> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| StoreError::io(&path, e))?;
+        let (records, valid) = decode_all(&bytes);
+        if let Some(at) = later_valid_record(&bytes, valid) {
+            // Damage in the middle is not a torn tail: acknowledged records follow it.
+            return Err(StoreError::Corrupt(format!(
+                "{}: record at byte {valid} is damaged but a valid record follows at byte {at}; \
+                 refusing to truncate (restore the journal from a replica or backup)",
+                path.display()
+            )));
+        }
+        if (valid as u64) < bytes.len() as u64 {
+            tracing::warn!(
+                dropped = bytes.len() - valid,
+                "journal had a torn tail (unacknowledged); truncating"
+            );
+            file.set_len(valid as u64)
+                .map_err(|e| StoreError::io(&path, e))?;
+            file.sync_all().map_err(|e| StoreError::io(&path, e))?;
+        }
+        file.seek(SeekFrom::End(0))
+            .map_err(|e| StoreError::io(&path, e))?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok((
+            Journal {
+                file,
+                path,
+                len: valid as u64,
+            },
+            records,
+        ))
+    }
+
+    /// Reads every valid record without modifying the file.
+    pub(crate) fn read_all(path: &Path) -> Result<Vec<JournalRecord>, StoreError> {
+        match std::fs::read(path) {
+            Ok(b) => Ok(decode_all(&b).0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    /// Appends a record and `fdatasync`s it. On failure the file is cut back to its previous
+    /// length so no half record remains; if even that fails the error says so.
+    pub(crate) fn append(&mut self, rec: &JournalRecord) -> Result<(), StoreError> {
+        let payload = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut buf = Vec::with_capacity(HEADER + payload.len());
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        buf.extend_from_slice(&payload);
+        let res = self
+            .file
+            .write_all(&buf)
+            .and_then(|_| self.file.sync_data());
+        match res {
+            Ok(()) => {
+                self.len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let err = StoreError::io(&self.path, e);
+                match self
+                    .file
+                    .set_len(self.len)
+                    .and_then(|_| self.file.sync_all())
+                {
+                    Ok(()) => Err(err),
+                    Err(e2) => Err(StoreError::Poisoned(format!(
+                        "{err}; rollback failed: {e2}"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+fn decode_all(bytes: &[u8]) -> (Vec<JournalRecord>, usize) {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while bytes.len() - pos >= HEADER {
+        let Some(h) = bytes.get(pos..pos + HEADER) else {
+            break;
+        };
+        if &h[0..4] != MAGIC {
+            break;
+        }
+        let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let crc = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        if len > MAX_RECORD {
+            break;
+        }
+        let Some(payload) = bytes.get(pos + HEADER..pos + HEADER + len) else {
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        let Ok(rec) = serde_json::from_slice::<JournalRecord>(payload) else {
+            break;
+        };
+        out.push(rec);
+        pos += HEADER + len;
+    }
+    (out, pos)
+}
+
+/// The offset of a decodable record after `from`, if any.
+fn later_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut i = from + 1;
+    while i + HEADER <= bytes.len() {
+        if bytes.get(i..i + 4) == Some(MAGIC.as_slice()) && !decode_all(&bytes[i..]).0.is_empty() {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    let f = File::open(dir).map_err(|e| StoreError::io(dir, e))?;
+    f.sync_all().map_err(|e| StoreError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_tail_is_truncated_and_valid_records_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.log");
+        let (mut j, recs) = Journal::open(p.clone()).unwrap();
+        assert!(recs.is_empty());
+        for seq in 1..=3 {
+            j.append(&JournalRecord {
+                seq,
+                entries: vec![Entry::Identity(IdentityOp::Link {
+                    local: format!("A:{seq}"),
+                    person: "nidk:x".into(),
+                })],
+            })
+            .unwrap();
+        }
+        drop(j);
+        let full = std::fs::read(&p).unwrap();
+        // Cut the last record in half, as a crash mid-write would.
+        std::fs::write(&p, &full[..full.len() - 7]).unwrap();
+        let (_, recs) = Journal::open(p.clone()).unwrap();
+        assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(std::fs::metadata(&p).unwrap().len() < full.len() as u64);
+        // A flipped byte in the last payload ends the valid prefix there too.
+        let mut bad = std::fs::read(&p).unwrap();
+        let n = bad.len();
+        bad[n - 3] ^= 0xff;
+        std::fs::write(&p, &bad).unwrap();
+        assert_eq!(Journal::read_all(&p).unwrap().len(), 1);
+        // Damage in the first record with a valid one after it: refuse, never truncate.
+        let mut mid = std::fs::read(&p).unwrap();
+        mid[HEADER + 2] ^= 0xff;
+        std::fs::write(&p, &mid).unwrap();
+        std::fs::write(&p, [&mid[..], &full[mid.len()..]].concat()).unwrap();
+        let before = std::fs::metadata(&p).unwrap().len();
+        assert!(matches!(
+            Journal::open(p.clone()),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), before);
+    }
+}

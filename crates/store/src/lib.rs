@@ -1,0 +1,301 @@
+//! huren's durable store.
+//!
+//! *Files are the source of truth*: originals and canonical reports are blobs named by their
+//! BLAKE3 hash under `objects/ab/cdef…`, and every commit is a checksummed record in the
+//! append-only `journal.log`. One writer thread group-commits everything that is waiting:
+//! blobs written to temp files, the file system synced, renamed into place, synced again,
+//! then one journal record appended and `fdatasync`ed; only then is any caller answered.
+//! The sled index ([`index`]) is derived: it is brought up to date from the journal at
+//! start-up and can be rebuilt from scratch with [`Store::reindex`].
+
+mod blobs;
+mod error;
+pub mod index;
+mod journal;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use huren_model::{ContentHash, PatientId, Report, ReportKind};
+use serde::{Deserialize, Serialize};
+
+pub use error::StoreError;
+pub use index::{IdentityLink, Index, ReportMeta, SledIndex};
+pub use journal::{Entry, IdentityOp, JournalRecord};
+
+/// What happened to one report handed to [`Store::commit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// New logical report (first version).
+    Stored,
+    /// The same report (same canonical hash) is already stored; nothing changed.
+    Duplicate,
+    /// A new version of a report already known by its source key.
+    Superseded,
+}
+
+/// The result for one report of a commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReportOutcome {
+    /// Content hash of the report's canonical JSON.
+    pub report: ContentHash,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Version number in its chain (1 = first).
+    pub version: u32,
+}
+
+/// Everything one inbound message adds: its original bytes, the reports made from it and any
+/// identity changes. Committed atomically: all of it is durable, or none of it is recorded.
+#[derive(Clone, Debug, Default)]
+pub struct Ingest {
+    /// The original bytes as received.
+    pub original: Vec<u8>,
+    /// Normalised reports (their `original` must be the hash of `original`).
+    pub reports: Vec<Report>,
+    /// Identity cross-reference changes (links, merges).
+    pub identity: Vec<IdentityOp>,
+    /// When the gateway received the message (RFC 3339).
+    pub received_at: String,
+}
+
+/// The durable answer to an [`Ingest`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Committed {
+    /// Hash of the original bytes.
+    pub original: ContentHash,
+    /// One outcome per report, in order.
+    pub reports: Vec<ReportOutcome>,
+    /// Journal sequence number of the group commit that holds it (0 when nothing new).
+    pub seq: u64,
+}
+
+/// Tuning for the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Most ingests in one group commit.
+    pub max_batch: usize,
+    /// Secret for national-ID keys (see [`huren_model::national_id_key`]).
+    pub national_id_secret: String,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_batch: 1024,
+            national_id_secret: String::new(),
+        }
+    }
+}
+
+/// A handle on an open store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    blobs: blobs::BlobDir,
+    index: Arc<SledIndex>,
+    writer: writer::WriterHandle,
+    options: StoreOptions,
+}
+
+/// Result of [`Store::verify`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    /// Blobs re-hashed.
+    pub blobs_checked: u64,
+    /// Journal records read.
+    pub journal_records: u64,
+    /// Reports named by the journal.
+    pub reports: u64,
+    /// Problems found; empty means healthy.
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, repairs a torn journal tail, brings the
+    /// index up to date with the journal and starts the writer thread.
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let blobs = blobs::BlobDir::open(dir.join("objects"))?;
+        let (journal, records) = journal::Journal::open(dir.join("journal.log"))?;
+        let index = Arc::new(SledIndex::open(dir.join("index"))?);
+        let applied = index.applied_seq()?;
+        let mut replayed = 0usize;
+        for rec in records.iter().filter(|r| r.seq > applied) {
+            index.apply(rec)?;
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(replayed, "index was behind the journal; replayed the tail");
+            index.flush()?;
+        }
+        let next_seq = records.last().map(|r| r.seq + 1).unwrap_or(1);
+        let writer = writer::spawn(
+            journal,
+            blobs.clone(),
+            index.clone(),
+            next_seq,
+            options.max_batch,
+        )?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir,
+                blobs,
+                index,
+                writer,
+                options,
+            }),
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Commits one ingest durably (group commit). Returns only after the journal record that
+    /// holds it has been synced, so an acknowledgement may follow.
+    pub async fn commit(&self, ingest: Ingest) -> Result<Committed, StoreError> {
+        self.inner
+            .writer
+            .submit(ingest)?
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Blocking form of [`Store::commit`], for the CLI and tests outside a runtime.
+    pub fn commit_blocking(&self, ingest: Ingest) -> Result<Committed, StoreError> {
+        self.inner
+            .writer
+            .submit(ingest)?
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Reads a blob by hash.
+    pub fn blob(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.blobs.read(hash)
+    }
+
+    /// Reads and decodes a report by hash.
+    pub fn report(&self, hash: &ContentHash) -> Result<Option<Report>, StoreError> {
+        match self.inner.index.report_meta(hash)? {
+            None => Ok(None),
+            Some(_) => match self.blob(hash)? {
+                None => Err(StoreError::MissingBlob(*hash)),
+                Some(b) => serde_json::from_slice(&b)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt(format!("report {hash}: {e}"))),
+            },
+        }
+    }
+
+    /// Index metadata of a report (status, chain, version, superseded-by).
+    pub fn report_meta(&self, hash: &ContentHash) -> Result<Option<ReportMeta>, StoreError> {
+        self.inner.index.report_meta(hash)
+    }
+
+    /// All versions of a logical report, oldest first.
+    pub fn versions(&self, chain_key: &str) -> Result<Vec<ContentHash>, StoreError> {
+        self.inner.index.chain(chain_key)
+    }
+
+    /// Resolves a user-written patient identifier to the person key the index uses.
+    pub fn person_key(&self, id: &PatientId) -> Result<String, StoreError> {
+        match id {
+            PatientId::National(nid) => Ok(huren_model::national_id_key(
+                &self.inner.options.national_id_secret,
+                nid,
+            )),
+            PatientId::Local {
+                institution,
+                local_id,
+            } => self
+                .inner
+                .index
+                .person_of(&format!("{institution}:{local_id}")),
+        }
+    }
+
+    /// The patient's current reports (latest version of each chain), newest first, across
+    /// every institution linked to the same person. `kind` filters when given.
+    pub fn patient_reports(
+        &self,
+        id: &PatientId,
+        kind: Option<ReportKind>,
+    ) -> Result<(IdentityLink, Vec<ReportMeta>), StoreError> {
+        let person = self.person_key(id)?;
+        let link = if person.starts_with("nidk:") {
+            IdentityLink::ExactNationalId
+        } else {
+            IdentityLink::LocalOnly
+        };
+        let metas = self.inner.index.reports_of_person(&person, kind)?;
+        Ok((link, metas))
+    }
+
+    /// Re-hashes every blob and checks that journal, blobs and index agree.
+    pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let mut rep = VerifyReport::default();
+        let (bad, n) = self.inner.blobs.verify_all()?;
+        rep.blobs_checked = n;
+        rep.problems.extend(bad);
+        let records = journal::Journal::read_all(&self.inner.dir.join("journal.log"))?;
+        rep.journal_records = records.len() as u64;
+        for rec in &records {
+            for e in &rec.entries {
+                for h in e.blobs() {
+                    if !self.inner.blobs.exists(&h) {
+                        rep.problems
+                            .push(format!("journal seq {} names missing blob {h}", rec.seq));
+                    }
+                }
+                if let Entry::Report { hash, .. } = e {
+                    rep.reports += 1;
+                    if self.inner.index.report_meta(hash)?.is_none() {
+                        rep.problems.push(format!(
+                            "report {hash} (journal seq {}) not in index",
+                            rec.seq
+                        ));
+                    }
+                }
+            }
+        }
+        let applied = self.inner.index.applied_seq()?;
+        let last = records.last().map(|r| r.seq).unwrap_or(0);
+        if applied != last {
+            rep.problems.push(format!(
+                "index applied up to seq {applied}, journal ends at seq {last}"
+            ));
+        }
+        Ok(rep)
+    }
+
+    /// Flushes the sled index (it is derived, so this is an optimisation, not a guarantee).
+    pub fn flush_index(&self) -> Result<(), StoreError> {
+        self.inner.index.flush()
+    }
+
+    /// Rebuilds the index of the store in `dir` from its journal. The store must not be open.
+    pub fn reindex(dir: impl AsRef<Path>) -> Result<u64, StoreError> {
+        let dir = dir.as_ref();
+        let records = journal::Journal::read_all(&dir.join("journal.log"))?;
+        let idx_dir = dir.join("index");
+        if idx_dir.exists() {
+            std::fs::remove_dir_all(&idx_dir).map_err(|e| StoreError::io(&idx_dir, e))?;
+        }
+        let index = SledIndex::open(&idx_dir)?;
+        for rec in &records {
+            index.apply(rec)?;
+        }
+        index.flush()?;
+        Ok(records.len() as u64)
+    }
+}

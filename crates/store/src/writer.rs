@@ -1,0 +1,321 @@
+//! The single writer thread: group commit.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use huren_model::ContentHash;
+use tokio::sync::oneshot;
+
+use crate::blobs::{BlobDir, Staged};
+use crate::index::{Index, SledIndex};
+use crate::journal::{Entry, IdentityOp, Journal, JournalRecord};
+use crate::{Committed, Ingest, Outcome, ReportOutcome, StoreError};
+
+type Reply = oneshot::Sender<Result<Committed, StoreError>>;
+
+struct Job {
+    ingest: Ingest,
+    reply: Reply,
+}
+
+/// Sends work to the writer thread.
+pub(crate) struct WriterHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl WriterHandle {
+    pub(crate) fn submit(
+        &self,
+        ingest: Ingest,
+    ) -> Result<oneshot::Receiver<Result<Committed, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { ingest, reply })
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
+    }
+}
+
+pub(crate) fn spawn(
+    journal: Journal,
+    blobs: BlobDir,
+    index: Arc<SledIndex>,
+    next_seq: u64,
+    max_batch: usize,
+) -> Result<WriterHandle, StoreError> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let mut w = Writer {
+        journal,
+        blobs,
+        index,
+        next_seq,
+        poisoned: None,
+    };
+    std::thread::Builder::new()
+        .name("huren-store-writer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < max_batch.max(1) {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                w.group(jobs);
+            }
+        })
+        .map_err(|e| StoreError::io(&PathBuf::from("writer thread"), e))?;
+    Ok(WriterHandle { tx })
+}
+
+struct Writer {
+    journal: Journal,
+    blobs: BlobDir,
+    index: Arc<SledIndex>,
+    next_seq: u64,
+    poisoned: Option<String>,
+}
+
+/// One job's plan inside a group.
+struct Planned {
+    reply: Reply,
+    committed: Committed,
+    entries: Vec<Entry>,
+}
+
+impl Writer {
+    fn group(&mut self, jobs: Vec<Job>) {
+        if let Some(p) = &self.poisoned {
+            for j in jobs {
+                let _ = j.reply.send(Err(StoreError::Poisoned(p.clone())));
+            }
+            return;
+        }
+        // In-group view of what earlier jobs of this group add.
+        let mut pending_reports: HashMap<ContentHash, u32> = HashMap::new();
+        let mut pending_chains: HashMap<String, Vec<ContentHash>> = HashMap::new();
+        let mut staged_hashes: HashSet<ContentHash> = HashSet::new();
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut planned: Vec<Planned> = Vec::new();
+        let mut stage_err: Option<String> = None;
+
+        for job in jobs {
+            match self.plan(
+                &job.ingest,
+                &mut pending_reports,
+                &mut pending_chains,
+                &mut staged_hashes,
+                &mut staged,
+            ) {
+                Ok((committed, entries)) => planned.push(Planned {
+                    reply: job.reply,
+                    committed,
+                    entries,
+                }),
+                Err(e @ (StoreError::Io { .. } | StoreError::Poisoned(_))) => {
+                    stage_err = Some(e.to_string());
+                    let _ = job.reply.send(Err(e));
+                }
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+        if let Some(e) = stage_err {
+            return self.fail_all(planned, &e);
+        }
+        let entries: Vec<Entry> = planned
+            .iter()
+            .flat_map(|p| p.entries.iter().cloned())
+            .collect();
+        if entries.is_empty() {
+            // Only duplicates: already durable, nothing to write.
+            for p in planned {
+                let _ = p.reply.send(Ok(p.committed));
+            }
+            return;
+        }
+        if let Err(e) = self.make_durable(staged) {
+            return self.fail_all(planned, &e.to_string());
+        }
+        let rec = JournalRecord {
+            seq: self.next_seq,
+            entries,
+        };
+        if let Err(e) = self.journal.append(&rec) {
+            if let StoreError::Poisoned(p) = &e {
+                self.poisoned = Some(p.clone());
+            }
+            return self.fail_all(planned, &e.to_string());
+        }
+        self.next_seq += 1;
+        // Durable now. The index is derived: a failure here is repaired by replay at start-up.
+        if let Err(e) = self.index.apply(&rec) {
+            tracing::error!(error = %e, seq = rec.seq, "index update failed; restart replays it");
+        }
+        for mut p in planned {
+            if !p.entries.is_empty() {
+                p.committed.seq = rec.seq;
+            }
+            let _ = p.reply.send(Ok(p.committed));
+        }
+    }
+
+    fn fail_all(&self, planned: Vec<Planned>, why: &str) {
+        tracing::error!(error = why, "group commit failed");
+        for p in planned {
+            let _ = p.reply.send(Err(StoreError::CommitFailed(why.to_string())));
+        }
+    }
+
+    fn make_durable(&self, staged: Vec<Staged>) -> Result<(), StoreError> {
+        if staged.is_empty() {
+            return Ok(());
+        }
+        self.blobs.barrier(&[])?;
+        let mut dirs = HashSet::new();
+        for s in staged {
+            dirs.insert(self.blobs.install(s)?);
+        }
+        let dirs: Vec<PathBuf> = dirs.into_iter().collect();
+        self.blobs.barrier(&dirs)
+    }
+
+    fn stage(
+        &self,
+        hash: ContentHash,
+        bytes: &[u8],
+        staged_hashes: &mut HashSet<ContentHash>,
+        staged: &mut Vec<Staged>,
+    ) -> Result<(), StoreError> {
+        if staged_hashes.contains(&hash) || self.blobs.exists(&hash) {
+            return Ok(());
+        }
+        staged.push(self.blobs.stage(hash, bytes)?);
+        staged_hashes.insert(hash);
+        Ok(())
+    }
+
+    fn plan(
+        &self,
+        ingest: &Ingest,
+        pending_reports: &mut HashMap<ContentHash, u32>,
+        pending_chains: &mut HashMap<String, Vec<ContentHash>>,
+        staged_hashes: &mut HashSet<ContentHash>,
+        staged: &mut Vec<Staged>,
+    ) -> Result<(Committed, Vec<Entry>), StoreError> {
+        let original = ContentHash::of(&ingest.original);
+        // Validate and serialise everything before staging anything.
+        let mut prepared = Vec::with_capacity(ingest.reports.len());
+        for r in &ingest.reports {
+            if r.original != original {
+                return Err(StoreError::OriginalMismatch {
+                    report: r.original,
+                    original,
+                });
+            }
+            let bytes = r.to_canonical_json()?;
+            prepared.push((r, ContentHash::of(&bytes), bytes));
+        }
+        let mut entries = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut identity: Vec<IdentityOp> = Vec::new();
+        for (r, hash, bytes) in prepared {
+            if let Some(v) = pending_reports.get(&hash) {
+                outcomes.push(ReportOutcome {
+                    report: hash,
+                    outcome: Outcome::Duplicate,
+                    version: *v,
+                });
+                continue;
+            }
+            if let Some(m) = self.index.report_meta(&hash)? {
+                outcomes.push(ReportOutcome {
+                    report: hash,
+                    outcome: Outcome::Duplicate,
+                    version: m.version,
+                });
+                continue;
+            }
+            let chain = r.source.chain_key(r.kind);
+            let existing = match pending_chains.get(&chain) {
+                Some(v) => v.len(),
+                None => self.index.chain(&chain)?.len(),
+            };
+            let version = (existing + 1) as u32;
+            let outcome = if existing == 0 {
+                Outcome::Stored
+            } else {
+                Outcome::Superseded
+            };
+            self.stage(hash, &bytes, staged_hashes, staged)?;
+            self.stage(original, &ingest.original, staged_hashes, staged)?;
+            pending_reports.insert(hash, version);
+            match pending_chains.get_mut(&chain) {
+                Some(v) => v.push(hash),
+                None => {
+                    let mut v = self.index.chain(&chain)?;
+                    v.push(hash);
+                    pending_chains.insert(chain.clone(), v);
+                }
+            }
+            let local = r.patient.local_key();
+            if let Some(nidk) = &r.patient.national_id_key {
+                identity.push(IdentityOp::Link {
+                    local: local.clone(),
+                    person: nidk.clone(),
+                });
+            }
+            entries.push(Entry::Report {
+                hash,
+                original,
+                kind: r.kind,
+                status: r.status,
+                chain,
+                local,
+                institution: r.source.institution.clone(),
+                time_ms: r.clinical_time().and_then(time_ms),
+                received_at: ingest.received_at.clone(),
+                outcome,
+            });
+            outcomes.push(ReportOutcome {
+                report: hash,
+                outcome,
+                version,
+            });
+        }
+        identity.extend(ingest.identity.iter().cloned());
+        if !identity.is_empty() || (ingest.reports.is_empty() && !self.blobs.exists(&original)) {
+            if ingest.reports.is_empty() {
+                self.stage(original, &ingest.original, staged_hashes, staged)?;
+                entries.push(Entry::Original {
+                    hash: original,
+                    received_at: ingest.received_at.clone(),
+                });
+            }
+            entries.extend(identity.into_iter().map(Entry::Identity));
+        }
+        Ok((
+            Committed {
+                original,
+                reports: outcomes,
+                seq: 0,
+            },
+            entries,
+        ))
+    }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time or a `YYYY-MM-DD` date (UTC midnight).
+fn time_ms(s: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis());
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+}

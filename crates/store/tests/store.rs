@@ -1,0 +1,271 @@
+//! Store behaviour on a real temp directory.
+
+use huren_model::{
+    ContentHash, LabBody, OrderIds, PatientId, PatientRef, Report, ReportKind, ReportStatus,
+    Source, SystemKind,
+};
+use huren_store::{IdentityLink, IdentityOp, Ingest, Outcome, Store, StoreOptions};
+
+fn report(
+    original: &[u8],
+    inst: &str,
+    local: &str,
+    key: &str,
+    status: ReportStatus,
+    nid: Option<&str>,
+) -> Report {
+    Report {
+        kind: ReportKind::Lab,
+        source: Source {
+            institution: inst.into(),
+            system: SystemKind::Lis,
+            application: Some("LIS".into()),
+            source_key: key.into(),
+        },
+        patient: PatientRef {
+            institution: inst.into(),
+            local_id: local.into(),
+            national_id_key: nid.map(|n| huren_model::national_id_key("s", n)),
+            ..Default::default()
+        },
+        status,
+        order: OrderIds::default(),
+        specimen_collected_at: Some("2025-06-24T10:00:00+08:00".into()),
+        performed_at: None,
+        reported_at: None,
+        lab: Some(LabBody::default()),
+        conclusion: None,
+        original: ContentHash::of(original),
+        attachments: vec![],
+    }
+}
+
+fn ingest(original: &[u8], reports: Vec<Report>) -> Ingest {
+    Ingest {
+        original: original.to_vec(),
+        reports,
+        identity: vec![],
+        received_at: "2025-06-24T10:05:00+08:00".into(),
+    }
+}
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        national_id_secret: "s".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn same_bytes_twice_stored_once_and_corrections_supersede() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let m1 = b"MSH|1";
+    let r1 = report(m1, "A", "P1", "LAB1", ReportStatus::Final, None);
+    let c1 = store.commit_blocking(ingest(m1, vec![r1.clone()])).unwrap();
+    assert_eq!(c1.reports[0].outcome, Outcome::Stored);
+    assert!(c1.seq > 0);
+    let c2 = store.commit_blocking(ingest(m1, vec![r1.clone()])).unwrap();
+    assert_eq!(c2.reports[0].outcome, Outcome::Duplicate);
+    assert_eq!(c2.reports[0].report, c1.reports[0].report);
+    assert_eq!(c2.seq, 0, "a duplicate writes nothing");
+
+    let m2 = b"MSH|2 corrected";
+    let r2 = report(m2, "A", "P1", "LAB1", ReportStatus::Corrected, None);
+    let c3 = store.commit_blocking(ingest(m2, vec![r2])).unwrap();
+    assert_eq!(c3.reports[0].outcome, Outcome::Superseded);
+    assert_eq!(c3.reports[0].version, 2);
+
+    // Both versions stay retrievable; only the newest is current.
+    let chain = store.versions("lab|A|LAB1").unwrap();
+    assert_eq!(chain, vec![c1.reports[0].report, c3.reports[0].report]);
+    let old = store.report_meta(&c1.reports[0].report).unwrap().unwrap();
+    assert_eq!(old.superseded_by, Some(c3.reports[0].report));
+    assert!(store.report(&c1.reports[0].report).unwrap().is_some());
+    assert_eq!(store.blob(&ContentHash::of(m1)).unwrap().unwrap(), m1);
+    let id: PatientId = "A:P1".parse().unwrap();
+    let (_, list) = store.patient_reports(&id, None).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].hash, c3.reports[0].report);
+    assert_eq!(list[0].status, ReportStatus::Corrected);
+}
+
+#[test]
+fn national_id_links_institutions_and_a40_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let nid = "310120199001011234";
+    store
+        .commit_blocking(ingest(
+            b"a",
+            vec![report(
+                b"a",
+                "A",
+                "P1",
+                "L1",
+                ReportStatus::Final,
+                Some(nid),
+            )],
+        ))
+        .unwrap();
+    store
+        .commit_blocking(ingest(
+            b"b",
+            vec![report(
+                b"b",
+                "B",
+                "X9",
+                "L2",
+                ReportStatus::Final,
+                Some(nid),
+            )],
+        ))
+        .unwrap();
+    store
+        .commit_blocking(ingest(
+            b"c",
+            vec![report(b"c", "C", "OLD", "L3", ReportStatus::Final, None)],
+        ))
+        .unwrap();
+    let by_nid: PatientId = format!("nid:{nid}").parse().unwrap();
+    let (link, list) = store.patient_reports(&by_nid, None).unwrap();
+    assert_eq!(link, IdentityLink::ExactNationalId);
+    assert_eq!(list.len(), 2);
+    let (link, list) = store
+        .patient_reports(&"B:X9".parse().unwrap(), None)
+        .unwrap();
+    assert_eq!(link, IdentityLink::ExactNationalId);
+    assert_eq!(list.len(), 2);
+
+    // ADT A40 at C: OLD is merged into NEW, which belongs to the same person as A:P1.
+    let mut adt = ingest(b"adt", vec![]);
+    adt.identity = vec![
+        IdentityOp::Link {
+            local: "C:NEW".into(),
+            person: huren_model::national_id_key("s", nid),
+        },
+        IdentityOp::Merge {
+            from: "C:OLD".into(),
+            into: "C:NEW".into(),
+        },
+    ];
+    let c = store.commit_blocking(adt).unwrap();
+    assert!(c.seq > 0);
+    let (_, list) = store.patient_reports(&by_nid, None).unwrap();
+    assert_eq!(list.len(), 3, "merge brings C:OLD's report to the person");
+    let (_, list) = store
+        .patient_reports(&"C:OLD".parse().unwrap(), Some(ReportKind::Lab))
+        .unwrap();
+    assert_eq!(list.len(), 3);
+    let (_, list) = store
+        .patient_reports(&"C:OLD".parse().unwrap(), Some(ReportKind::Ecg))
+        .unwrap();
+    assert!(list.is_empty());
+}
+
+#[test]
+fn index_is_rebuilt_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let hashes: Vec<_> = {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        (0..20)
+            .map(|i| {
+                let m = format!("msg {i}");
+                let r = report(
+                    m.as_bytes(),
+                    "A",
+                    &format!("P{}", i % 3),
+                    &format!("L{i}"),
+                    ReportStatus::Final,
+                    None,
+                );
+                store
+                    .commit_blocking(ingest(m.as_bytes(), vec![r]))
+                    .unwrap()
+                    .reports[0]
+                    .report
+            })
+            .collect()
+    };
+    // Lose the whole index: opening replays the journal.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        for h in &hashes {
+            assert!(store.report(h).unwrap().is_some());
+        }
+        let rep = store.verify().unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        assert_eq!(rep.reports, 20);
+    }
+    assert_eq!(Store::reindex(dir.path()).unwrap(), 20);
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let (_, l) = store
+        .patient_reports(&"A:P0".parse().unwrap(), None)
+        .unwrap();
+    assert_eq!(l.len(), 7);
+}
+
+#[test]
+fn verify_names_a_damaged_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let c = store
+        .commit_blocking(ingest(
+            b"orig",
+            vec![report(b"orig", "A", "P", "L", ReportStatus::Final, None)],
+        ))
+        .unwrap();
+    let hex = c.original.hex();
+    let p = dir.path().join("objects").join(&hex[..2]).join(&hex[2..]);
+    std::fs::write(&p, b"tampered").unwrap();
+    let rep = store.verify().unwrap();
+    assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
+    assert!(rep.problems[0].contains(&hex));
+}
+
+#[test]
+fn concurrent_commits_are_grouped_and_all_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let m = format!("t{t} m{i}");
+                    let r = report(
+                        m.as_bytes(),
+                        "A",
+                        "P",
+                        &format!("{t}-{i}"),
+                        ReportStatus::Final,
+                        None,
+                    );
+                    s.commit_blocking(ingest(m.as_bytes(), vec![r])).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let rep = store.verify().unwrap();
+    assert!(rep.problems.is_empty());
+    assert_eq!(rep.reports, 400);
+    assert!(
+        rep.journal_records < 400,
+        "group commit should batch: {} records",
+        rep.journal_records
+    );
+}
+
+#[test]
+fn a_report_with_a_foreign_original_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let r = report(b"other", "A", "P", "L", ReportStatus::Final, None);
+    assert!(store.commit_blocking(ingest(b"mine", vec![r])).is_err());
+    assert_eq!(store.verify().unwrap().journal_records, 0);
+    assert!(store.blob(&ContentHash::of(b"mine")).unwrap().is_none());
+}
