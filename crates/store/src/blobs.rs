@@ -1,27 +1,31 @@
 //! Content-addressed blob directory: `objects/ab/cdef…` named by BLAKE3 hex.
+//!
+//! Small blobs reach disk in two steps: their bytes are inside the journal record that made
+//! them durable, and the materialiser thread writes their files afterwards (until then they
+//! are served from the in-memory `pending` map). A checkpoint (`syncfs`) records which journal
+//! sequence number is fully materialised and synced; start-up restores any blob of a later
+//! record from the journal. Large blobs are written, synced and renamed before their record.
 
-use std::fs::{self, File};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use huren_model::ContentHash;
 
 use crate::StoreError;
 
-/// The blob directory. Blobs are never rewritten: a file at a hash's path is complete
-/// because it is renamed into place only after its data was synced.
+/// Blobs at most this large travel inline in the journal.
+pub(crate) const INLINE_MAX: usize = 1024 * 1024;
+
+/// The blob directory. A blob file is never rewritten once complete.
 #[derive(Clone)]
 pub(crate) struct BlobDir {
     root: Arc<PathBuf>,
     counter: Arc<AtomicU64>,
-}
-
-/// A blob written to a temp file, not yet in place.
-pub(crate) struct Staged {
-    tmp: PathBuf,
-    hash: ContentHash,
+    pending: Arc<Mutex<HashMap<ContentHash, Arc<Vec<u8>>>>>,
 }
 
 impl BlobDir {
@@ -37,6 +41,7 @@ impl BlobDir {
         Ok(BlobDir {
             root: Arc::new(root),
             counter: Arc::new(AtomicU64::new(0)),
+            pending: Arc::default(),
         })
     }
 
@@ -45,21 +50,86 @@ impl BlobDir {
         self.root.join(&hex[..2]).join(&hex[2..])
     }
 
+    fn pending_get(&self, hash: &ContentHash) -> Option<Arc<Vec<u8>>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
     pub(crate) fn exists(&self, hash: &ContentHash) -> bool {
-        self.path(hash).is_file()
+        self.pending_get(hash).is_some() || self.path(hash).is_file()
     }
 
     pub(crate) fn read(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(b) = self.pending_get(hash) {
+            return Ok(Some(b.as_ref().clone()));
+        }
         let p = self.path(hash);
         match fs::read(&p) {
             Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Materialised between the two looks?
+                Ok(self.pending_get(hash).map(|b| b.as_ref().clone()))
+            }
             Err(e) => Err(StoreError::io(&p, e)),
         }
     }
 
-    /// Writes `bytes` to a temp file (not synced: see [`BlobDir::barrier`]).
-    pub(crate) fn stage(&self, hash: ContentHash, bytes: &[u8]) -> Result<Staged, StoreError> {
+    /// Makes small blobs readable before their files exist.
+    pub(crate) fn add_pending(&self, blobs: &[(ContentHash, Arc<Vec<u8>>)]) {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (h, b) in blobs {
+            p.insert(*h, b.clone());
+        }
+    }
+
+    /// Forgets pending blobs whose journal record was not written.
+    pub(crate) fn drop_pending(&self, blobs: &[(ContentHash, Arc<Vec<u8>>)]) {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (h, _) in blobs {
+            p.remove(h);
+        }
+    }
+
+    fn create_in_shard(&self, path: &Path) -> std::io::Result<File> {
+        let open = || OpenOptions::new().write(true).create_new(true).open(path);
+        match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(d) = path.parent() {
+                    fs::create_dir_all(d)?;
+                }
+                open()
+            }
+            r => r,
+        }
+    }
+
+    /// Writes the files of blobs whose bytes are already durable in the journal (no sync:
+    /// the next checkpoint syncs them), then drops them from the pending map.
+    pub(crate) fn materialise(
+        &self,
+        blobs: &[(ContentHash, Arc<Vec<u8>>)],
+    ) -> Result<(), StoreError> {
+        for (h, b) in blobs {
+            let p = self.path(h);
+            match self.create_in_shard(&p) {
+                Ok(mut f) => f.write_all(b).map_err(|e| StoreError::io(&p, e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::io(&p, e)),
+            }
+        }
+        self.drop_pending(blobs);
+        Ok(())
+    }
+
+    /// Writes a blob durably on its own: temp file, `fsync`, rename, directory `fsync`.
+    pub(crate) fn write_synced(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), StoreError> {
+        let dest = self.path(hash);
+        if dest.is_file() {
+            return Ok(());
+        }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp =
             self.root
@@ -67,42 +137,54 @@ impl BlobDir {
                 .join(format!("{}-{n}-{}", std::process::id(), &hash.hex()[..16]));
         let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
-        if !cfg!(target_os = "linux") {
-            f.sync_data().map_err(|e| StoreError::io(&tmp, e))?;
-        }
-        Ok(Staged { tmp, hash })
+        f.sync_data().map_err(|e| StoreError::io(&tmp, e))?;
+        let shard = dest.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&shard).map_err(|e| StoreError::io(&shard, e))?;
+        fs::rename(&tmp, &dest).map_err(|e| StoreError::io(&dest, e))?;
+        crate::journal::sync_dir(&shard)?;
+        crate::journal::sync_dir(&self.root)
     }
 
-    /// Makes everything written so far durable. On Linux one `syncfs(2)` covers all staged
-    /// files of a group (one call instead of one `fsync` per blob); elsewhere staged files
-    /// were synced one by one and this syncs the shard directories.
-    pub(crate) fn barrier(&self, shard_dirs: &[PathBuf]) -> Result<(), StoreError> {
+    /// Makes sure the file of a blob holds `bytes` (crash recovery); no sync.
+    pub(crate) fn restore(&self, hash: &ContentHash, bytes: &[u8]) -> Result<bool, StoreError> {
+        let p = self.path(hash);
+        if let Ok(have) = fs::read(&p) {
+            if ContentHash::of(&have) == *hash {
+                return Ok(false);
+            }
+            fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+        }
+        let mut f = self
+            .create_in_shard(&p)
+            .map_err(|e| StoreError::io(&p, e))?;
+        f.write_all(bytes).map_err(|e| StoreError::io(&p, e))?;
+        Ok(true)
+    }
+
+    /// Syncs everything written to the store's file system (`syncfs(2)` on Linux; elsewhere
+    /// every blob file written since the last call would need its own fsync, which the
+    /// portable fallback does by syncing the whole tree).
+    pub(crate) fn sync_all(&self) -> Result<(), StoreError> {
         #[cfg(target_os = "linux")]
         {
-            let _ = shard_dirs;
             let f = File::open(&*self.root).map_err(|e| StoreError::io(&self.root, e))?;
             rustix::fs::syncfs(&f).map_err(|e| StoreError::io(&self.root, e.into()))?;
         }
         #[cfg(not(target_os = "linux"))]
-        for d in shard_dirs {
-            let f = File::open(d).map_err(|e| StoreError::io(d, e))?;
-            f.sync_all().map_err(|e| StoreError::io(d, e))?;
+        {
+            let rd = fs::read_dir(&*self.root).map_err(|e| StoreError::io(&self.root, e))?;
+            for shard in rd.flatten() {
+                if let Ok(inner) = fs::read_dir(shard.path()) {
+                    for f in inner.flatten() {
+                        if let Ok(f) = File::open(f.path()) {
+                            let _ = f.sync_all();
+                        }
+                    }
+                }
+                let _ = crate::journal::sync_dir(&shard.path());
+            }
         }
         Ok(())
-    }
-
-    /// Renames a staged blob into place; returns its shard directory.
-    pub(crate) fn install(&self, staged: Staged) -> Result<PathBuf, StoreError> {
-        let dest = self.path(&staged.hash);
-        let shard = dest
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.root.to_path_buf());
-        if !shard.is_dir() {
-            fs::create_dir_all(&shard).map_err(|e| StoreError::io(&shard, e))?;
-        }
-        fs::rename(&staged.tmp, &dest).map_err(|e| StoreError::io(&dest, e))?;
-        Ok(shard)
     }
 
     /// Re-hashes every blob; returns problems and the number checked.
@@ -120,6 +202,12 @@ impl BlobDir {
                 n += 1;
                 let fname = f.file_name().to_string_lossy().to_string();
                 let claimed = format!("blake3:{name}{fname}");
+                // A file still being materialised is checked from its journal bytes instead.
+                if let Ok(h) = claimed.parse::<ContentHash>() {
+                    if self.pending_get(&h).is_some() {
+                        continue;
+                    }
+                }
                 let bytes = fs::read(f.path()).map_err(|e| StoreError::io(&f.path(), e))?;
                 let actual = ContentHash::of(&bytes).to_string();
                 if actual != claimed {
@@ -128,5 +216,39 @@ impl BlobDir {
             }
         }
         Ok((problems, n))
+    }
+}
+
+/// The checkpoint file: the highest journal sequence number whose blobs are all synced.
+pub(crate) struct Checkpoint {
+    path: PathBuf,
+}
+
+impl Checkpoint {
+    pub(crate) fn new(dir: &Path) -> Self {
+        Checkpoint {
+            path: dir.join("checkpoint"),
+        }
+    }
+
+    pub(crate) fn read(&self) -> u64 {
+        fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Records `seq` durably (temp, fsync, rename, directory fsync).
+    pub(crate) fn write(&self, seq: u64) -> Result<(), StoreError> {
+        let tmp = self.path.with_extension("tmp");
+        let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        f.write_all(format!("{seq}\n").as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| StoreError::io(&tmp, e))?;
+        fs::rename(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        if let Some(d) = self.path.parent() {
+            crate::journal::sync_dir(d)?;
+        }
+        Ok(())
     }
 }

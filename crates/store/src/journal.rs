@@ -1,4 +1,7 @@
-//! The append-only commit journal: `[magic "HRJ1"][len u32 LE][crc32 u32 LE][JSON payload]`.
+//! The append-only commit journal. A record is
+//! `[magic "HRJ1"][len u32 LE][crc32 u32 LE][payload]` and its payload is
+//! `[json len u32 LE][JSON JournalRecord][blob count u32 LE]([32-byte hash][len u32 LE][bytes])*`:
+//! small blobs travel inline so that one `fdatasync` makes a whole group commit durable.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -92,6 +95,20 @@ pub struct JournalRecord {
     pub entries: Vec<Entry>,
 }
 
+/// Where an inline blob's bytes sit in the journal file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InlineBlob {
+    pub(crate) hash: ContentHash,
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+}
+
+/// A decoded record with the positions of its inline blobs.
+pub(crate) struct Decoded {
+    pub(crate) record: JournalRecord,
+    pub(crate) inline: Vec<InlineBlob>,
+}
+
 pub(crate) struct Journal {
     file: File,
     path: PathBuf,
@@ -101,7 +118,7 @@ pub(crate) struct Journal {
 impl Journal {
     /// Opens the journal, reading every valid record and truncating a torn tail (a record that
     /// was being written when the process died; it was never acknowledged).
-    pub(crate) fn open(path: PathBuf) -> Result<(Journal, Vec<JournalRecord>), StoreError> {
+    pub(crate) fn open(path: PathBuf) -> Result<(Journal, Vec<Decoded>, Vec<u8>), StoreError> {
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -134,6 +151,7 @@ impl Journal {
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
+        bytes.truncate(valid);
         Ok((
             Journal {
                 file,
@@ -141,13 +159,14 @@ impl Journal {
                 len: valid as u64,
             },
             records,
+            bytes,
         ))
     }
 
     /// Reads every valid record without modifying the file.
     pub(crate) fn read_all(path: &Path) -> Result<Vec<JournalRecord>, StoreError> {
         match std::fs::read(path) {
-            Ok(b) => Ok(decode_all(&b).0),
+            Ok(b) => Ok(decode_all(&b).0.into_iter().map(|d| d.record).collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(StoreError::io(path, e)),
         }
@@ -155,13 +174,28 @@ impl Journal {
 
     /// Appends a record and `fdatasync`s it. On failure the file is cut back to its previous
     /// length so no half record remains; if even that fails the error says so.
-    pub(crate) fn append(&mut self, rec: &JournalRecord) -> Result<(), StoreError> {
-        let payload = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut buf = Vec::with_capacity(HEADER + payload.len());
+    pub(crate) fn append(
+        &mut self,
+        rec: &JournalRecord,
+        inline: &[(ContentHash, &[u8])],
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let blob_bytes: usize = inline.iter().map(|(_, b)| 36 + b.len()).sum();
+        let plen = 8 + json.len() + blob_bytes;
+        let mut buf = Vec::with_capacity(HEADER + plen);
         buf.extend_from_slice(MAGIC);
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        buf.extend_from_slice(&payload);
+        buf.extend_from_slice(&(plen as u32).to_le_bytes());
+        buf.extend_from_slice(&[0; 4]); // crc, filled below
+        buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&json);
+        buf.extend_from_slice(&(inline.len() as u32).to_le_bytes());
+        for (h, b) in inline {
+            buf.extend_from_slice(h.as_bytes());
+            buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            buf.extend_from_slice(b);
+        }
+        let crc = crc32fast::hash(&buf[HEADER..]);
+        buf[8..12].copy_from_slice(&crc.to_le_bytes());
         let res = self
             .file
             .write_all(&buf)
@@ -188,7 +222,35 @@ impl Journal {
     }
 }
 
-fn decode_all(bytes: &[u8]) -> (Vec<JournalRecord>, usize) {
+fn u32_at(b: &[u8], at: usize) -> Option<usize> {
+    let s = b.get(at..at + 4)?;
+    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
+}
+
+/// Decodes one payload that starts at file offset `base`.
+fn decode_payload(payload: &[u8], base: usize) -> Option<Decoded> {
+    let jlen = u32_at(payload, 0)?;
+    let record: JournalRecord = serde_json::from_slice(payload.get(4..4 + jlen)?).ok()?;
+    let mut pos = 4 + jlen;
+    let n = u32_at(payload, pos)?;
+    pos += 4;
+    let mut inline = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let h: [u8; 32] = payload.get(pos..pos + 32)?.try_into().ok()?;
+        let len = u32_at(payload, pos + 32)?;
+        let start = pos + 36;
+        payload.get(start..start + len)?;
+        inline.push(InlineBlob {
+            hash: ContentHash::from_bytes(h),
+            start: base + start,
+            len,
+        });
+        pos = start + len;
+    }
+    (pos == payload.len()).then_some(Decoded { record, inline })
+}
+
+fn decode_all(bytes: &[u8]) -> (Vec<Decoded>, usize) {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while bytes.len() - pos >= HEADER {
@@ -209,7 +271,7 @@ fn decode_all(bytes: &[u8]) -> (Vec<JournalRecord>, usize) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Ok(rec) = serde_json::from_slice::<JournalRecord>(payload) else {
+        let Some(rec) = decode_payload(payload, pos + HEADER) else {
             break;
         };
         out.push(rec);
@@ -243,24 +305,34 @@ mod tests {
     fn torn_tail_is_truncated_and_valid_records_kept() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j.log");
-        let (mut j, recs) = Journal::open(p.clone()).unwrap();
+        let (mut j, recs, _) = Journal::open(p.clone()).unwrap();
         assert!(recs.is_empty());
         for seq in 1..=3 {
-            j.append(&JournalRecord {
-                seq,
-                entries: vec![Entry::Identity(IdentityOp::Link {
-                    local: format!("A:{seq}"),
-                    person: "nidk:x".into(),
-                })],
-            })
+            let blob = format!("blob {seq}").into_bytes();
+            j.append(
+                &JournalRecord {
+                    seq,
+                    entries: vec![Entry::Identity(IdentityOp::Link {
+                        local: format!("A:{seq}"),
+                        person: "nidk:x".into(),
+                    })],
+                },
+                &[(ContentHash::of(&blob), &blob)],
+            )
             .unwrap();
         }
         drop(j);
         let full = std::fs::read(&p).unwrap();
         // Cut the last record in half, as a crash mid-write would.
         std::fs::write(&p, &full[..full.len() - 7]).unwrap();
-        let (_, recs) = Journal::open(p.clone()).unwrap();
-        assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+        let (_, recs, bytes) = Journal::open(p.clone()).unwrap();
+        assert_eq!(
+            recs.iter().map(|r| r.record.seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        let b = recs[1].inline[0];
+        assert_eq!(&bytes[b.start..b.start + b.len], b"blob 2");
+        assert_eq!(b.hash, ContentHash::of(b"blob 2"));
         assert!(std::fs::metadata(&p).unwrap().len() < full.len() as u64);
         // A flipped byte in the last payload ends the valid prefix there too.
         let mut bad = std::fs::read(&p).unwrap();

@@ -124,7 +124,31 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let blobs = blobs::BlobDir::open(dir.join("objects"))?;
-        let (journal, records) = journal::Journal::open(dir.join("journal.log"))?;
+        let (journal, decoded, jbytes) = journal::Journal::open(dir.join("journal.log"))?;
+        // Blobs of records after the last checkpoint may not have reached their files.
+        let checkpoint = blobs::Checkpoint::new(&dir);
+        let cp = checkpoint.read();
+        let mut restored = 0usize;
+        for d in decoded.iter().filter(|d| d.record.seq > cp) {
+            for b in &d.inline {
+                let bytes = jbytes
+                    .get(b.start..b.start + b.len)
+                    .ok_or_else(|| StoreError::Corrupt("inline blob outside journal".into()))?;
+                if blobs.restore(&b.hash, bytes)? {
+                    restored += 1;
+                }
+            }
+        }
+        let last_seq = decoded.last().map(|d| d.record.seq).unwrap_or(0);
+        if last_seq > cp {
+            blobs.sync_all()?;
+            checkpoint.write(last_seq)?;
+        }
+        if restored > 0 {
+            tracing::info!(restored, "restored blob files from the journal");
+        }
+        drop(jbytes);
+        let records: Vec<JournalRecord> = decoded.into_iter().map(|d| d.record).collect();
         let index = Arc::new(SledIndex::open(dir.join("index"))?);
         let applied = index.applied_seq()?;
         let mut replayed = 0usize;
@@ -143,6 +167,7 @@ impl Store {
             index.clone(),
             next_seq,
             options.max_batch,
+            checkpoint,
         )?;
         Ok(Store {
             inner: Arc::new(Inner {

@@ -8,21 +8,33 @@ use std::sync::Arc;
 use huren_model::ContentHash;
 use tokio::sync::oneshot;
 
-use crate::blobs::{BlobDir, Staged};
+use crate::blobs::{BlobDir, Checkpoint, INLINE_MAX};
 use crate::index::{Index, SledIndex};
 use crate::journal::{Entry, IdentityOp, Journal, JournalRecord};
 use crate::{Committed, Ingest, Outcome, ReportOutcome, StoreError};
 
 type Reply = oneshot::Sender<Result<Committed, StoreError>>;
 
+/// An ingest with its hashing and serialisation done by the caller's thread, so the single
+/// writer only plans, writes and syncs.
+struct Prepared {
+    original: ContentHash,
+    original_bytes: Arc<Vec<u8>>,
+    reports: Vec<(huren_model::Report, ContentHash, Arc<Vec<u8>>)>,
+    identity: Vec<IdentityOp>,
+    received_at: String,
+}
+
 struct Job {
-    ingest: Ingest,
+    ingest: Prepared,
     reply: Reply,
 }
 
-/// Sends work to the writer thread.
+/// Sends work to the writer thread; dropping it stops the writer and materialiser threads
+/// after they finish what is queued (and waits for them).
 pub(crate) struct WriterHandle {
-    tx: mpsc::Sender<Job>,
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WriterHandle {
@@ -30,13 +42,49 @@ impl WriterHandle {
         &self,
         ingest: Ingest,
     ) -> Result<oneshot::Receiver<Result<Committed, StoreError>>, StoreError> {
+        let original = ContentHash::of(&ingest.original);
+        let mut reports = Vec::with_capacity(ingest.reports.len());
+        for r in ingest.reports {
+            if r.original != original {
+                return Err(StoreError::OriginalMismatch {
+                    report: r.original,
+                    original,
+                });
+            }
+            let bytes = r.to_canonical_json()?;
+            let hash = ContentHash::of(&bytes);
+            reports.push((r, hash, Arc::new(bytes)));
+        }
+        let prepared = Prepared {
+            original,
+            original_bytes: Arc::new(ingest.original),
+            reports,
+            identity: ingest.identity,
+            received_at: ingest.received_at,
+        };
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { ingest, reply })
+            .as_ref()
+            .ok_or(StoreError::WriterGone)?
+            .send(Job {
+                ingest: prepared,
+                reply,
+            })
             .map_err(|_| StoreError::WriterGone)?;
         Ok(rx)
     }
 }
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type Blob = (ContentHash, Arc<Vec<u8>>);
 
 pub(crate) fn spawn(
     journal: Journal,
@@ -44,16 +92,24 @@ pub(crate) fn spawn(
     index: Arc<SledIndex>,
     next_seq: u64,
     max_batch: usize,
+    checkpoint: Checkpoint,
 ) -> Result<WriterHandle, StoreError> {
     let (tx, rx) = mpsc::channel::<Job>();
+    let (mtx, mrx) = mpsc::channel::<(u64, Vec<Blob>)>();
+    let mblobs = blobs.clone();
+    let mthread = std::thread::Builder::new()
+        .name("huren-store-materialise".into())
+        .spawn(move || materialiser(mrx, mblobs, checkpoint, next_seq.saturating_sub(1)))
+        .map_err(|e| StoreError::io(&PathBuf::from("materialiser thread"), e))?;
     let mut w = Writer {
         journal,
         blobs,
         index,
         next_seq,
         poisoned: None,
+        materialise: mtx,
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("huren-store-writer".into())
         .spawn(move || {
             while let Ok(first) = rx.recv() {
@@ -66,9 +122,15 @@ pub(crate) fn spawn(
                 }
                 w.group(jobs);
             }
+            // Closing the materialiser's queue makes it write a final checkpoint.
+            drop(w);
+            let _ = mthread.join();
         })
         .map_err(|e| StoreError::io(&PathBuf::from("writer thread"), e))?;
-    Ok(WriterHandle { tx })
+    Ok(WriterHandle {
+        tx: Some(tx),
+        thread: Some(thread),
+    })
 }
 
 struct Writer {
@@ -77,6 +139,47 @@ struct Writer {
     index: Arc<SledIndex>,
     next_seq: u64,
     poisoned: Option<String>,
+    materialise: mpsc::Sender<(u64, Vec<Blob>)>,
+}
+
+/// Writes blob files after their journal record is durable and checkpoints once a second.
+fn materialiser(rx: mpsc::Receiver<(u64, Vec<Blob>)>, blobs: BlobDir, cp: Checkpoint, start: u64) {
+    let mut done = start;
+    let mut synced = start;
+    let mut last = std::time::Instant::now();
+    let tick = std::time::Duration::from_secs(1);
+    loop {
+        let mut closed = false;
+        match rx.recv_timeout(tick) {
+            Ok(first) => {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                for (seq, list) in batch {
+                    if let Err(e) = blobs.materialise(&list) {
+                        // The bytes stay in the journal; start-up restores them.
+                        tracing::error!(error = %e, seq, "blob files could not be written");
+                        blobs.drop_pending(&list);
+                        continue;
+                    }
+                    done = done.max(seq);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
+        }
+        if done > synced && (closed || last.elapsed() >= tick) {
+            match blobs.sync_all().and_then(|_| cp.write(done)) {
+                Ok(()) => synced = done,
+                Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+            }
+            last = std::time::Instant::now();
+        }
+        if closed {
+            break;
+        }
+    }
 }
 
 /// One job's plan inside a group.
@@ -98,7 +201,7 @@ impl Writer {
         let mut pending_reports: HashMap<ContentHash, u32> = HashMap::new();
         let mut pending_chains: HashMap<String, Vec<ContentHash>> = HashMap::new();
         let mut staged_hashes: HashSet<ContentHash> = HashSet::new();
-        let mut staged: Vec<Staged> = Vec::new();
+        let mut staged: Vec<Blob> = Vec::new();
         let mut planned: Vec<Planned> = Vec::new();
         let mut stage_err: Option<String> = None;
 
@@ -138,14 +241,23 @@ impl Writer {
             }
             return;
         }
-        if let Err(e) = self.make_durable(staged) {
-            return self.fail_all(planned, &e.to_string());
+        // Large blobs are made durable on their own first; small ones ride in the record.
+        let (small, large): (Vec<Blob>, Vec<Blob>) =
+            staged.into_iter().partition(|(_, b)| b.len() <= INLINE_MAX);
+        for (h, b) in &large {
+            if let Err(e) = self.blobs.write_synced(h, b) {
+                return self.fail_all(planned, &e.to_string());
+            }
         }
         let rec = JournalRecord {
             seq: self.next_seq,
             entries,
         };
-        if let Err(e) = self.journal.append(&rec) {
+        self.blobs.add_pending(&small);
+        let inline: Vec<(ContentHash, &[u8])> =
+            small.iter().map(|(h, b)| (*h, b.as_slice())).collect();
+        if let Err(e) = self.journal.append(&rec, &inline) {
+            self.blobs.drop_pending(&small);
             if let StoreError::Poisoned(p) = &e {
                 self.poisoned = Some(p.clone());
             }
@@ -162,6 +274,9 @@ impl Writer {
             }
             let _ = p.reply.send(Ok(p.committed));
         }
+        if self.materialise.send((rec.seq, small)).is_err() {
+            tracing::error!("materialiser stopped; blobs stay in the journal until restart");
+        }
     }
 
     fn fail_all(&self, planned: Vec<Planned>, why: &str) {
@@ -171,59 +286,36 @@ impl Writer {
         }
     }
 
-    fn make_durable(&self, staged: Vec<Staged>) -> Result<(), StoreError> {
-        if staged.is_empty() {
-            return Ok(());
-        }
-        self.blobs.barrier(&[])?;
-        let mut dirs = HashSet::new();
-        for s in staged {
-            dirs.insert(self.blobs.install(s)?);
-        }
-        let dirs: Vec<PathBuf> = dirs.into_iter().collect();
-        self.blobs.barrier(&dirs)
-    }
-
     fn stage(
         &self,
         hash: ContentHash,
-        bytes: &[u8],
+        bytes: &Arc<Vec<u8>>,
         staged_hashes: &mut HashSet<ContentHash>,
-        staged: &mut Vec<Staged>,
-    ) -> Result<(), StoreError> {
+        staged: &mut Vec<Blob>,
+    ) {
         if staged_hashes.contains(&hash) || self.blobs.exists(&hash) {
-            return Ok(());
+            return;
         }
-        staged.push(self.blobs.stage(hash, bytes)?);
+        staged.push((hash, bytes.clone()));
         staged_hashes.insert(hash);
-        Ok(())
     }
 
     fn plan(
         &self,
-        ingest: &Ingest,
+        ingest: &Prepared,
         pending_reports: &mut HashMap<ContentHash, u32>,
         pending_chains: &mut HashMap<String, Vec<ContentHash>>,
         staged_hashes: &mut HashSet<ContentHash>,
-        staged: &mut Vec<Staged>,
+        staged: &mut Vec<Blob>,
     ) -> Result<(Committed, Vec<Entry>), StoreError> {
-        let original = ContentHash::of(&ingest.original);
-        // Validate and serialise everything before staging anything.
-        let mut prepared = Vec::with_capacity(ingest.reports.len());
-        for r in &ingest.reports {
-            if r.original != original {
-                return Err(StoreError::OriginalMismatch {
-                    report: r.original,
-                    original,
-                });
-            }
-            let bytes = r.to_canonical_json()?;
-            prepared.push((r, ContentHash::of(&bytes), bytes));
-        }
+        let original = ingest.original;
+        let original_bytes = &ingest.original_bytes;
+        let prepared = &ingest.reports;
         let mut entries = Vec::new();
         let mut outcomes = Vec::new();
         let mut identity: Vec<IdentityOp> = Vec::new();
         for (r, hash, bytes) in prepared {
+            let hash = *hash;
             if let Some(v) = pending_reports.get(&hash) {
                 outcomes.push(ReportOutcome {
                     report: hash,
@@ -251,8 +343,8 @@ impl Writer {
             } else {
                 Outcome::Superseded
             };
-            self.stage(hash, &bytes, staged_hashes, staged)?;
-            self.stage(original, &ingest.original, staged_hashes, staged)?;
+            self.stage(hash, bytes, staged_hashes, staged);
+            self.stage(original, original_bytes, staged_hashes, staged);
             pending_reports.insert(hash, version);
             match pending_chains.get_mut(&chain) {
                 Some(v) => v.push(hash),
@@ -290,7 +382,7 @@ impl Writer {
         identity.extend(ingest.identity.iter().cloned());
         if !identity.is_empty() || (ingest.reports.is_empty() && !self.blobs.exists(&original)) {
             if ingest.reports.is_empty() {
-                self.stage(original, &ingest.original, staged_hashes, staged)?;
+                self.stage(original, original_bytes, staged_hashes, staged);
                 entries.push(Entry::Original {
                     hash: original,
                     received_at: ingest.received_at.clone(),

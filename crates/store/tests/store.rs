@@ -218,6 +218,13 @@ fn verify_names_a_damaged_blob() {
         .unwrap();
     let hex = c.original.hex();
     let p = dir.path().join("objects").join(&hex[..2]).join(&hex[2..]);
+    // Blob files are written just after the commit (its bytes are durable in the journal).
+    for _ in 0..200 {
+        if p.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     std::fs::write(&p, b"tampered").unwrap();
     let rep = store.verify().unwrap();
     assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
@@ -268,4 +275,40 @@ fn a_report_with_a_foreign_original_is_refused_and_changes_nothing() {
     assert!(store.commit_blocking(ingest(b"mine", vec![r])).is_err());
     assert_eq!(store.verify().unwrap().journal_records, 0);
     assert!(store.blob(&ContentHash::of(b"mine")).unwrap().is_none());
+}
+
+#[test]
+fn blob_files_lost_before_checkpoint_are_restored_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        store
+            .commit_blocking(ingest(
+                b"orig-x",
+                vec![report(b"orig-x", "A", "P", "L", ReportStatus::Final, None)],
+            ))
+            .unwrap()
+    };
+    // As if the machine died before the blob files and the checkpoint reached the disk.
+    let _ = std::fs::remove_file(dir.path().join("checkpoint"));
+    for h in [c.original, c.reports[0].report] {
+        let hex = h.hex();
+        let p = dir.path().join("objects").join(&hex[..2]).join(&hex[2..]);
+        // Give the materialiser a moment, then damage or remove what it wrote.
+        for _ in 0..100 {
+            if p.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if h == c.original {
+            std::fs::write(&p, b"").unwrap(); // torn file
+        } else {
+            std::fs::remove_file(&p).unwrap(); // never written
+        }
+    }
+    let store = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(store.blob(&c.original).unwrap().unwrap(), b"orig-x");
+    assert!(store.report(&c.reports[0].report).unwrap().is_some());
+    assert!(store.verify().unwrap().problems.is_empty());
 }
