@@ -1,0 +1,602 @@
+//! ORU^R01 and ADT A08 / A40 → the report model.
+
+use huren_model::{
+    AbnormalFlag, ContentHash, LabBody, LabObservation, OrderIds, PatientRef, Report, ReportKind,
+    ReportStatus, Source, SystemKind,
+};
+
+use crate::diag::{Diagnostic, RejectKind, Rejection, Severity};
+use crate::parse::{component_of, MessageHeader};
+use crate::{parse_timestamp, Message, Segment};
+
+/// Per-sender settings from the configuration.
+#[derive(Clone, Debug)]
+pub struct SenderConfig {
+    /// Institution code the sender belongs to.
+    pub institution: String,
+    /// Charset when MSH-18 is empty.
+    pub charset: Option<crate::Charset>,
+    /// Time zone of timestamps without offset.
+    pub time_zone: chrono_tz::Tz,
+    /// Secret for national-ID keys.
+    pub national_id_secret: String,
+}
+
+/// What a message means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// ORU^R01: one lab report per OBR group.
+    Lab(Vec<Report>),
+    /// ADT A08 (also A01, A04, A28, A31): demographics update.
+    PatientUpdate(PatientRef),
+    /// ADT A40: `surviving` (PID-3) absorbs each `merged` (MRG-1).
+    PatientMerge {
+        /// The surviving patient.
+        surviving: PatientRef,
+        /// The retired identifiers.
+        merged: Vec<PatientRef>,
+    },
+}
+
+/// An accepted message.
+#[derive(Clone, Debug)]
+pub struct Interpreted {
+    /// Its header.
+    pub header: MessageHeader,
+    /// Its meaning.
+    pub content: Content,
+    /// Oddities tolerated.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Identifier type codes (CX.5) and assigning authorities (CX.4.1) taken as the national ID
+/// (居民身份证号). The value is turned into a keyed hash at once and never kept.
+const NATIONAL_TYPES: &[&str] = &["NI", "NNCHN", "SFZ", "IDCARD"];
+const NATIONAL_AUTHORITIES: &[&str] = &["NNCHN", "CHN", "SFZ"];
+
+struct Ctx<'a> {
+    cfg: &'a SenderConfig,
+    header: MessageHeader,
+    diags: Vec<Diagnostic>,
+    counts: std::collections::HashMap<&'static str, usize>,
+}
+
+impl Ctx<'_> {
+    fn nth(&mut self, id: &'static str) -> usize {
+        let c = self.counts.entry(id).or_insert(0);
+        *c += 1;
+        *c
+    }
+    fn warn(
+        &mut self,
+        seg: &Segment<'_>,
+        nth: usize,
+        field: usize,
+        code: u16,
+        msg: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic::at(
+            Severity::Warning,
+            seg.id(),
+            nth,
+            seg.line,
+            field,
+            code,
+            msg,
+        ));
+    }
+    fn error(
+        &mut self,
+        seg: &Segment<'_>,
+        nth: usize,
+        field: usize,
+        code: u16,
+        msg: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic::at(
+            Severity::Error,
+            seg.id(),
+            nth,
+            seg.line,
+            field,
+            code,
+            msg,
+        ));
+    }
+    fn ts(&mut self, seg: &Segment<'_>, nth: usize, field: usize) -> Option<String> {
+        let raw = seg.component(field, 1);
+        if raw.trim().is_empty() {
+            return None;
+        }
+        match parse_timestamp(&raw, self.cfg.time_zone) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.warn(seg, nth, field, 102, format!("{e}; ignored"));
+                None
+            }
+        }
+    }
+}
+
+fn opt(s: std::borrow::Cow<'_, str>) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+fn is_cjk(s: &str) -> bool {
+    s.chars().any(|c| !c.is_ascii())
+}
+
+fn patient(ctx: &mut Ctx<'_>, pid: &Segment<'_>, nth: usize) -> Option<PatientRef> {
+    let d = *pid_delims(pid);
+    let cs = pid_charset(pid);
+    let mut local: Option<(String, Option<String>)> = None;
+    let mut national: Option<String> = None;
+    for rep in pid.repetitions(3) {
+        let id = component_of(rep, 1, &d, cs).trim().to_string();
+        if id.is_empty() {
+            continue;
+        }
+        let authority = component_of(rep, 4, &d, cs)
+            .split('&')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_uppercase();
+        let typ = component_of(rep, 5, &d, cs).trim().to_uppercase();
+        if NATIONAL_TYPES.contains(&typ.as_str())
+            || NATIONAL_AUTHORITIES.contains(&authority.as_str())
+        {
+            national.get_or_insert_with(|| {
+                huren_model::national_id_key(&ctx.cfg.national_id_secret, &id)
+            });
+        } else if local.is_none() {
+            let auth = component_of(rep, 4, &d, cs).trim().to_string();
+            local = Some((id, (!auth.is_empty()).then_some(auth)));
+        }
+    }
+    // PID-2 (external ID, older versions) when PID-3 has no local ID.
+    if local.is_none() {
+        if let Some(id) = opt(pid.component(2, 1)) {
+            local = Some((id, None));
+        }
+    }
+    let Some((local_id, assigning_authority)) = local else {
+        ctx.error(
+            pid,
+            nth,
+            3,
+            101,
+            "PID-3 has no patient identifier the institution issued",
+        );
+        return None;
+    };
+    let family = pid.component(5, 1).trim().to_string();
+    let given = pid.component(5, 2).trim().to_string();
+    let name = match (family.is_empty(), given.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(family),
+        (true, false) => Some(given),
+        (false, false) if is_cjk(&family) && is_cjk(&given) => Some(format!("{family}{given}")),
+        (false, false) => Some(format!("{family} {given}")),
+    };
+    let birth_date = match opt(pid.component(7, 1)) {
+        None => None,
+        Some(raw) => match parse_timestamp(&raw, ctx.cfg.time_zone) {
+            Ok(t) => Some(t.get(..10).unwrap_or(&t).to_string()),
+            Err(e) => {
+                ctx.warn(pid, nth, 7, 102, format!("birth date: {e}; ignored"));
+                None
+            }
+        },
+    };
+    Some(PatientRef {
+        institution: ctx.cfg.institution.clone(),
+        local_id,
+        assigning_authority,
+        national_id_key: national,
+        name,
+        sex: opt(pid.component(8, 1)),
+        birth_date,
+    })
+}
+
+// Segment keeps its delimiters and charset private to the parser; these read them back.
+fn pid_delims<'a>(s: &'a Segment<'_>) -> &'a crate::Delimiters {
+    s.delimiters_ref()
+}
+fn pid_charset(s: &Segment<'_>) -> crate::Charset {
+    s.charset_of()
+}
+
+fn flag(s: &str) -> AbnormalFlag {
+    match s {
+        "N" => AbnormalFlag::Normal,
+        "L" | "<" => AbnormalFlag::Low,
+        "H" | ">" => AbnormalFlag::High,
+        "LL" => AbnormalFlag::CriticalLow,
+        "HH" => AbnormalFlag::CriticalHigh,
+        _ => AbnormalFlag::Abnormal,
+    }
+}
+
+fn obr_status(s: &str) -> Option<ReportStatus> {
+    Some(match s {
+        "F" => ReportStatus::Final,
+        "C" => ReportStatus::Corrected,
+        "X" | "D" => ReportStatus::Cancelled,
+        "P" | "I" | "R" | "S" | "O" | "A" => ReportStatus::Preliminary,
+        _ => return None,
+    })
+}
+
+struct Group {
+    report: Report,
+    obx_status: Vec<String>,
+    obr_status_given: bool,
+    line: usize,
+    nth: usize,
+}
+
+/// Maps a parsed message to the model. `original` is the hash of the original bytes.
+pub fn interpret(
+    msg: &Message,
+    cfg: &SenderConfig,
+    original: ContentHash,
+) -> Result<Interpreted, Rejection> {
+    let header = msg.header().clone();
+    let mut ctx = Ctx {
+        cfg,
+        header: header.clone(),
+        diags: msg.warnings().to_vec(),
+        counts: Default::default(),
+    };
+    let reject = |code: u16, loc: &str, m: String| {
+        Rejection::new(
+            Some(header.clone()),
+            RejectKind::Reject,
+            Diagnostic::general(Severity::Error, loc, code, m),
+        )
+    };
+    let v = header.version.trim();
+    let supported = v
+        .strip_prefix("2.")
+        .and_then(|r| r.split('.').next())
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|m| (1..=8).contains(&m));
+    if !supported {
+        return Err(reject(
+            203,
+            "MSH-12",
+            format!("HL7 version {v:?} is not supported (2.1–2.8)"),
+        ));
+    }
+    let content = match (header.message_type.as_str(), header.trigger_event.as_str()) {
+        ("ORU", "R01") => oru(msg, &mut ctx, original).map(Content::Lab),
+        ("ADT", "A08" | "A01" | "A04" | "A28" | "A31") => {
+            adt_update(msg, &mut ctx).map(Content::PatientUpdate)
+        }
+        ("ADT", "A40") => adt_merge(msg, &mut ctx),
+        ("ORU" | "ADT", ev) => {
+            return Err(reject(
+                201,
+                "MSH-9",
+                format!("event {ev:?} of {} is not supported", header.message_type),
+            ))
+        }
+        (t, ev) => {
+            return Err(reject(
+                200,
+                "MSH-9",
+                format!("message type {t}^{ev} is not supported (ORU^R01, ADT^A08, ADT^A40)"),
+            ))
+        }
+    };
+    let errors = ctx.diags.iter().any(|d| d.severity == Severity::Error);
+    match content {
+        Some(c) if !errors => Ok(Interpreted {
+            header,
+            content: c,
+            warnings: ctx.diags,
+        }),
+        _ => {
+            let mut diags = ctx.diags;
+            if !diags.iter().any(|d| d.severity == Severity::Error) {
+                diags.push(Diagnostic::general(
+                    Severity::Error,
+                    "message",
+                    100,
+                    "message has no usable content",
+                ));
+            }
+            diags.sort_by_key(|d| d.severity != Severity::Error);
+            Err(Rejection {
+                header: Some(ctx.header),
+                diagnostics: diags,
+                kind: RejectKind::Error,
+            })
+        }
+    }
+}
+
+fn oru(msg: &Message, ctx: &mut Ctx<'_>, original: ContentHash) -> Option<Vec<Report>> {
+    let mut current_patient: Option<PatientRef> = None;
+    let mut orc: Option<(Option<String>, Option<String>)> = None;
+    let mut groups: Vec<Group> = Vec::new();
+    let mut msh_time: Option<String> = None;
+    let mut saw_pid = false;
+    for seg in msg.segments() {
+        match seg.id() {
+            "MSH" => {
+                let n = ctx.nth("MSH");
+                msh_time = ctx.ts(&seg, n, 7);
+            }
+            "PID" => {
+                let n = ctx.nth("PID");
+                saw_pid = true;
+                current_patient = patient(ctx, &seg, n);
+                orc = None;
+            }
+            "ORC" => {
+                ctx.nth("ORC");
+                orc = Some((opt(seg.component(2, 1)), opt(seg.component(3, 1))));
+            }
+            "OBR" => {
+                let n = ctx.nth("OBR");
+                let Some(p) = current_patient.clone() else {
+                    if !saw_pid {
+                        ctx.error(&seg, n, 0, 100, "OBR before any PID segment");
+                    }
+                    continue;
+                };
+                let placer =
+                    opt(seg.component(2, 1)).or_else(|| orc.as_ref().and_then(|o| o.0.clone()));
+                let filler =
+                    opt(seg.component(3, 1)).or_else(|| orc.as_ref().and_then(|o| o.1.clone()));
+                let source_key = match (&filler, &placer) {
+                    (Some(f), _) => f.clone(),
+                    (None, Some(pl)) => {
+                        ctx.warn(&seg, n, 3, 101, "no filler order number (OBR-3); the placer order number identifies the report");
+                        format!("placer:{pl}")
+                    }
+                    (None, None) => {
+                        ctx.error(&seg, n, 3, 101, "neither filler (OBR-3) nor placer (OBR-2) order number: the report cannot be identified");
+                        continue;
+                    }
+                };
+                let status_raw = seg.component(25, 1).trim().to_uppercase();
+                let status = obr_status(&status_raw);
+                if status.is_none() && !status_raw.is_empty() {
+                    ctx.warn(
+                        &seg,
+                        n,
+                        25,
+                        103,
+                        format!("result status {status_raw:?} is not in HL7 table 0123"),
+                    );
+                }
+                let specimen = opt(seg.component(15, 1));
+                let collected = ctx.ts(&seg, n, 7);
+                let reported = ctx.ts(&seg, n, 22).or_else(|| msh_time.clone());
+                groups.push(Group {
+                    report: Report {
+                        kind: ReportKind::Lab,
+                        source: Source {
+                            institution: ctx.cfg.institution.clone(),
+                            system: SystemKind::Lis,
+                            application: (!ctx.header.sending_application.is_empty())
+                                .then(|| ctx.header.sending_application.clone()),
+                            source_key,
+                        },
+                        patient: p,
+                        status: status.unwrap_or(ReportStatus::Preliminary),
+                        order: OrderIds { placer, filler },
+                        specimen_collected_at: collected,
+                        performed_at: None,
+                        reported_at: reported,
+                        lab: Some(LabBody {
+                            service_code: opt(seg.component(4, 1)),
+                            service_name: opt(seg.component(4, 2)),
+                            specimen,
+                            observations: vec![],
+                        }),
+                        conclusion: None,
+                        original,
+                        attachments: vec![],
+                    },
+                    obx_status: vec![],
+                    obr_status_given: status.is_some(),
+                    line: seg.line,
+                    nth: n,
+                });
+            }
+            "OBX" => {
+                let n = ctx.nth("OBX");
+                let Some(g) = groups.last_mut() else {
+                    ctx.warn(&seg, n, 0, 100, "OBX before any OBR ignored");
+                    continue;
+                };
+                let code = seg.component(3, 1).trim().to_string();
+                let value_type = opt(seg.component(2, 1));
+                let d = *seg.delimiters_ref();
+                let cs = seg.charset_of();
+                let value = seg
+                    .repetitions(5)
+                    .iter()
+                    .map(|rep| {
+                        rep.split(d.component)
+                            .map(|c| crate::unescape(c, &d, cs).0.into_owned())
+                            .collect::<Vec<_>>()
+                            .join(&d.component.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(&d.repetition.to_string());
+                let unit = opt(seg.component(6, 1)).or_else(|| opt(seg.component(6, 2)));
+                let flags_raw: Vec<String> = seg
+                    .repetitions(8)
+                    .iter()
+                    .map(|r| component_of(r, 1, &d, cs).trim().to_uppercase())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                let status = opt(seg.component(11, 1)).map(|s| s.to_uppercase());
+                let observed_at = ctx.ts(&seg, n, 14);
+                if code.is_empty() {
+                    ctx.error(&seg, n, 3, 101, "OBX-3 observation identifier is empty");
+                    continue;
+                }
+                if value_type.as_deref() == Some("NM")
+                    && !value.trim().is_empty()
+                    && value.trim().parse::<f64>().is_err()
+                {
+                    ctx.warn(
+                        &seg,
+                        n,
+                        5,
+                        102,
+                        format!("value {value:?} of type NM is not a number; kept as sent"),
+                    );
+                }
+                if let Some(s) = &status {
+                    g.obx_status.push(s.clone());
+                }
+                if let Some(lab) = g.report.lab.as_mut() {
+                    lab.observations.push(LabObservation {
+                        code,
+                        code_system: opt(seg.component(3, 3)),
+                        name: opt(seg.component(3, 2)),
+                        value_type,
+                        value,
+                        unit,
+                        reference_range: opt(seg.component(7, 1)),
+                        abnormal_flags: flags_raw.iter().map(|f| flag(f)).collect(),
+                        abnormal_flags_raw: (!flags_raw.is_empty()).then(|| flags_raw.join("~")),
+                        result_status: status,
+                        observed_at,
+                    });
+                }
+            }
+            "NTE" => {
+                ctx.nth("NTE");
+                if let Some(g) = groups.last_mut() {
+                    let text = seg.field(3).trim().to_string();
+                    if !text.is_empty() {
+                        let c = g.report.conclusion.get_or_insert_with(String::new);
+                        if !c.is_empty() {
+                            c.push('\n');
+                        }
+                        c.push_str(&text);
+                    }
+                }
+            }
+            "SPM" => {
+                ctx.nth("SPM");
+                if let Some(lab) = groups.last_mut().and_then(|g| g.report.lab.as_mut()) {
+                    if lab.specimen.is_none() {
+                        lab.specimen =
+                            opt(seg.component(4, 2)).or_else(|| opt(seg.component(4, 1)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !saw_pid {
+        ctx.diags.push(Diagnostic::general(
+            Severity::Error,
+            "PID",
+            100,
+            "ORU^R01 without a PID segment",
+        ));
+        return None;
+    }
+    if groups.is_empty() {
+        ctx.diags.push(Diagnostic::general(
+            Severity::Error,
+            "OBR",
+            100,
+            "ORU^R01 without an OBR segment",
+        ));
+        return None;
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let mut r = g.report;
+        let any = |s: &str| g.obx_status.iter().any(|x| x == s);
+        if any("C") && r.status == ReportStatus::Final {
+            r.status = ReportStatus::Corrected;
+        }
+        if !g.obr_status_given {
+            let all = |s: &[&str]| {
+                !g.obx_status.is_empty() && g.obx_status.iter().all(|x| s.contains(&x.as_str()))
+            };
+            r.status = if any("C") {
+                ReportStatus::Corrected
+            } else if all(&["X", "D", "W"]) {
+                ReportStatus::Cancelled
+            } else if all(&["F"]) {
+                ReportStatus::Final
+            } else {
+                ReportStatus::Preliminary
+            };
+            ctx.diags.push(Diagnostic::general(
+                Severity::Warning,
+                format!("OBR[{}]-25", g.nth),
+                101,
+                format!(
+                    "OBR-25 result status empty (line {}); status derived from OBX-11",
+                    g.line
+                ),
+            ));
+        }
+        out.push(r);
+    }
+    Some(out)
+}
+
+fn first_pid(msg: &Message, ctx: &mut Ctx<'_>) -> Option<PatientRef> {
+    let seg = msg.segments().find(|s| s.id() == "PID");
+    match seg {
+        Some(s) => patient(ctx, &s, 1),
+        None => {
+            ctx.diags.push(Diagnostic::general(
+                Severity::Error,
+                "PID",
+                100,
+                "ADT message without a PID segment",
+            ));
+            None
+        }
+    }
+}
+
+fn adt_update(msg: &Message, ctx: &mut Ctx<'_>) -> Option<PatientRef> {
+    first_pid(msg, ctx)
+}
+
+fn adt_merge(msg: &Message, ctx: &mut Ctx<'_>) -> Option<Content> {
+    let surviving = first_pid(msg, ctx)?;
+    let mut merged = Vec::new();
+    let mut nth = 0;
+    for seg in msg.segments().filter(|s| s.id() == "MRG") {
+        nth += 1;
+        match opt(seg.component(1, 1)) {
+            Some(id) => merged.push(PatientRef {
+                institution: ctx.cfg.institution.clone(),
+                local_id: id,
+                assigning_authority: opt(seg.component(1, 4)),
+                ..Default::default()
+            }),
+            None => ctx.error(&seg, nth, 1, 101, "MRG-1 prior patient identifier is empty"),
+        }
+    }
+    if merged.is_empty() && nth == 0 {
+        ctx.diags.push(Diagnostic::general(
+            Severity::Error,
+            "MRG",
+            100,
+            "ADT^A40 without an MRG segment",
+        ));
+        return None;
+    }
+    Some(Content::PatientMerge { surviving, merged })
+}
