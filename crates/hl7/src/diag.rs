@@ -99,7 +99,7 @@ pub enum RejectKind {
 #[error("{}", self.summary())]
 pub struct Rejection {
     /// The header, when it could be read (for the ACK).
-    pub header: Option<MessageHeader>,
+    pub header: Option<Box<MessageHeader>>,
     /// At least one error; warnings may follow.
     pub diagnostics: Vec<Diagnostic>,
     /// AE or AR.
@@ -109,7 +109,7 @@ pub struct Rejection {
 impl Rejection {
     pub(crate) fn new(header: Option<MessageHeader>, kind: RejectKind, d: Diagnostic) -> Self {
         Rejection {
-            header,
+            header: header.map(Box::new),
             diagnostics: vec![d],
             kind,
         }

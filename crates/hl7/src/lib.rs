@@ -21,5 +21,5 @@ pub use charset::Charset;
 pub use diag::{Diagnostic, RejectKind, Rejection, Severity};
 pub use escape::unescape;
 pub use map::{interpret, Content, Interpreted, SenderConfig};
-pub use parse::{Delimiters, Message, MessageHeader, Segment};
+pub use parse::{peek_sender, Delimiters, Message, MessageHeader, Segment};
 pub use ts::{parse_timestamp, TimestampError};

@@ -124,7 +124,7 @@ fn opt(s: std::borrow::Cow<'_, str>) -> Option<String> {
 }
 
 fn is_cjk(s: &str) -> bool {
-    s.chars().any(|c| !c.is_ascii())
+    !s.is_ascii()
 }
 
 fn patient(ctx: &mut Ctx<'_>, pid: &Segment<'_>, nth: usize) -> Option<PatientRef> {
@@ -311,7 +311,7 @@ pub fn interpret(
             }
             diags.sort_by_key(|d| d.severity != Severity::Error);
             Err(Rejection {
-                header: Some(ctx.header),
+                header: Some(Box::new(ctx.header)),
                 diagnostics: diags,
                 kind: RejectKind::Error,
             })

@@ -120,6 +120,32 @@ fn first_component(s: &str, c: char) -> &str {
     s.split(c).next().unwrap_or("")
 }
 
+/// Reads MSH-3.1 and MSH-4.1 (sending application and facility) from raw bytes without
+/// decoding the message, so that the sender's configured charset can be looked up first.
+/// Sender identifiers are ASCII in practice; other bytes are replaced.
+pub fn peek_sender(bytes: &[u8]) -> Option<(String, String)> {
+    let b = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(bytes);
+    let start = b.windows(3).position(|w| w == b"MSH")?;
+    let b = &b[start..];
+    let fs = *b.get(3)?;
+    if !fs.is_ascii() || fs.is_ascii_alphanumeric() {
+        return None;
+    }
+    let end = b
+        .iter()
+        .position(|c| matches!(c, b'\r' | b'\n'))
+        .unwrap_or(b.len());
+    let line = String::from_utf8_lossy(&b[..end]);
+    let parts: Vec<&str> = line.split(fs as char).collect();
+    let comp = parts.get(1).and_then(|e| e.chars().next()).unwrap_or('^');
+    let get = |n: usize| {
+        first_component(msh_field(&parts, n), comp)
+            .trim()
+            .to_string()
+    };
+    Some((get(3), get(4)))
+}
+
 impl Message {
     /// Parses a message. A UTF-8 byte-order mark, blank lines, CR / LF / CRLF segment ends and
     /// stray MLLP bytes around the message are tolerated (with a warning); delimiters come from

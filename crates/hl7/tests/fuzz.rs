@@ -32,12 +32,12 @@ fn exercise(bytes: &[u8]) {
                         }
                         Err(r) => {
                             let _ =
-                                build_ack(r.header.as_ref(), AckCode::Error, &r.diagnostics, now);
+                                build_ack(r.header.as_deref(), AckCode::Error, &r.diagnostics, now);
                         }
                     }
                 }
                 Err(r) => {
-                    let _ = build_ack(r.header.as_ref(), AckCode::Reject, &r.diagnostics, now);
+                    let _ = build_ack(r.header.as_deref(), AckCode::Reject, &r.diagnostics, now);
                 }
             }
         }

@@ -1,0 +1,11 @@
+//! huren's network side: configuration, the ingest pipeline, the MLLP listener (plain or
+//! TLS) and the HTTP API. Only this crate knows about sockets, HTTP and TLS.
+
+pub mod config;
+pub mod http;
+pub mod mllp;
+pub mod pipeline;
+pub mod tls;
+
+pub use config::Config;
+pub use pipeline::{Gateway, Hl7Outcome};

@@ -1,0 +1,86 @@
+//! The MLLP listener: plain TCP or TLS (rustls), one message in flight per connection, ACKs
+//! in order, each ACK sent only after the group commit holding its message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use huren_hl7::mllp::MllpCodec;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::codec::Framed;
+
+use crate::pipeline::Gateway;
+use crate::tls::{peer_institution, TlsSetup};
+
+/// Runs the MLLP accept loop until the task is dropped.
+pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>>) {
+    let limit = Arc::new(Semaphore::new(gw.config.mllp.max_connections.max(1)));
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "mllp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "mllp connection limit reached; refusing");
+            drop(sock);
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let gw = gw.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => connection(sock, gw, None).await,
+                Some(t) => match t.acceptor.accept(sock).await {
+                    Ok(stream) => {
+                        let inst = match peer_institution(&t, stream.get_ref().1) {
+                            Ok(i) => i,
+                            Err(e) => {
+                                tracing::warn!(%peer, error = %e, "mllp TLS client refused");
+                                return;
+                            }
+                        };
+                        connection(stream, gw, inst).await
+                    }
+                    Err(e) => tracing::warn!(%peer, error = %e, "mllp TLS handshake failed"),
+                },
+            }
+        });
+    }
+}
+
+async fn connection<S>(stream: S, gw: Gateway, peer_inst: Option<String>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let idle = Duration::from_secs(gw.config.mllp.idle_timeout_secs.max(1));
+    let mut framed = Framed::new(stream, MllpCodec::new(gw.config.mllp.max_frame));
+    loop {
+        let frame = match tokio::time::timeout(idle, framed.next()).await {
+            Err(_) => {
+                tracing::debug!("mllp idle timeout");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::warn!(error = %e, "mllp framing error; closing connection");
+                break;
+            }
+            Ok(Some(Ok(f))) => f,
+        };
+        let out = gw.ingest_hl7(&frame, None, peer_inst.as_deref()).await;
+        tracing::debug!(outcome = out.outcome, "mllp message handled");
+        if let Err(e) = framed.send(Bytes::from(out.ack)).await {
+            tracing::warn!(error = %e, "mllp ACK could not be sent");
+            break;
+        }
+    }
+}

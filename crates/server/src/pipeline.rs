@@ -1,0 +1,377 @@
+//! The ingest pipeline shared by every inbound path (MLLP, HTTP, CLI): bytes → adapter →
+//! report model → group commit → acknowledgement.
+
+use std::sync::Arc;
+
+use huren_hl7::{
+    AckCode, Content, Diagnostic, Message, RejectKind, Rejection, SenderConfig, Severity,
+};
+use huren_model::{ContentHash, ReportKind};
+use huren_store::{Committed, IdentityOp, Ingest, Outcome, Store};
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// Shared state of a running gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    /// The store.
+    pub store: Store,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Demo mode: unknown HL7 senders are accepted with MSH-4 as institution code.
+    pub demo: bool,
+}
+
+/// The result of one HL7 message, as the CLI prints it and the ACK reflects it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Hl7Outcome {
+    /// `stored`, `duplicate`, `superseded` or `rejected`.
+    pub outcome: &'static str,
+    /// Report kind when reports were made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ReportKind>,
+    /// The first report's hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<ContentHash>,
+    /// Every report's hash, outcome and version.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<huren_store::ReportOutcome>,
+    /// Hash of the original bytes when stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original: Option<ContentHash>,
+    /// MSH-9 as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_type: Option<String>,
+    /// MSH-10 as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_id: Option<String>,
+    /// Institution the message was attributed to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub institution: Option<String>,
+    /// First error, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every diagnostic (errors and warnings) with its location.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<Diagnostic>,
+    /// The ACK message (not framed).
+    #[serde(skip)]
+    pub ack: Vec<u8>,
+}
+
+/// A message that passed the adapter and is ready to commit.
+pub struct Prepared {
+    /// Parsed message header.
+    pub header: huren_hl7::MessageHeader,
+    /// What to commit.
+    pub ingest: Ingest,
+    /// Warnings from the adapter.
+    pub warnings: Vec<Diagnostic>,
+    /// Institution code.
+    pub institution: String,
+    /// Kind of the reports, if any.
+    pub kind: Option<ReportKind>,
+}
+
+fn now() -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .fixed_offset()
+}
+
+fn diag(code: u16, location: &str, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        location: location.to_string(),
+        segment: location.split('-').next().map(|s| s.to_string()),
+        line: None,
+        field: None,
+        code,
+        message,
+    }
+}
+
+impl Gateway {
+    /// See [`prepare_hl7`].
+    pub fn prepare_hl7(
+        &self,
+        bytes: &[u8],
+        institution: Option<&str>,
+        peer_institution: Option<&str>,
+    ) -> Result<Prepared, Rejection> {
+        prepare_hl7(
+            &self.config,
+            self.demo,
+            bytes,
+            institution,
+            peer_institution,
+        )
+    }
+
+    /// Handles one HL7 message end to end; the returned ACK is positive only when the data is
+    /// durable.
+    pub async fn ingest_hl7(
+        &self,
+        bytes: &[u8],
+        institution: Option<&str>,
+        peer_institution: Option<&str>,
+    ) -> Hl7Outcome {
+        match self.prepare_hl7(bytes, institution, peer_institution) {
+            Err(r) => rejected(r),
+            Ok(mut p) => {
+                let res = self.store.commit(std::mem::take(&mut p.ingest)).await;
+                finish(p, res)
+            }
+        }
+    }
+
+    /// Blocking form of [`Gateway::ingest_hl7`] for the CLI.
+    pub fn ingest_hl7_blocking(&self, bytes: &[u8], institution: Option<&str>) -> Hl7Outcome {
+        match self.prepare_hl7(bytes, institution, None) {
+            Err(r) => rejected(r),
+            Ok(mut p) => {
+                let res = self.store.commit_blocking(std::mem::take(&mut p.ingest));
+                finish(p, res)
+            }
+        }
+    }
+}
+
+/// Parses and maps one HL7 message without storing it. `institution` forces the sender's
+/// institution (CLI); otherwise the configuration's `hl7_senders` decide, and in `demo` mode an
+/// unknown sender's MSH-4 becomes its institution code. `peer_institution` is the institution
+/// proven by a TLS client certificate, which the message's sender must belong to.
+pub fn prepare_hl7(
+    config: &Config,
+    demo: bool,
+    bytes: &[u8],
+    institution: Option<&str>,
+    peer_institution: Option<&str>,
+) -> Result<Prepared, Rejection> {
+    // Look the sender up first: its configured charset decides how to decode.
+    let (app, facility) = huren_hl7::peek_sender(bytes).unwrap_or_default();
+    let inst = match institution {
+        // The operator named the institution (CLI): trust it even when not configured.
+        Some(code) => Some(
+            config
+                .institution(code)
+                .cloned()
+                .unwrap_or_else(|| demo_institution(code)),
+        ),
+        None => config
+            .institution_for_hl7(&app, &facility)
+            .cloned()
+            .or_else(|| (demo && !facility.is_empty()).then(|| demo_institution(&facility))),
+    };
+    let charset = inst
+        .as_ref()
+        .and_then(|i| i.charset.as_deref())
+        .and_then(huren_hl7::Charset::from_label);
+    let msg = Message::parse(bytes, charset)?;
+    let header = msg.header().clone();
+    let reject = |code: u16, loc: &str, msg: String| Rejection {
+        header: Some(Box::new(header.clone())),
+        diagnostics: vec![diag(code, loc, msg)],
+        kind: RejectKind::Reject,
+    };
+    let Some(inst) = inst else {
+        return Err(reject(
+            204,
+            "MSH-4",
+            format!(
+                "unknown sender {}/{}: no configured institution claims it",
+                header.sending_application, header.sending_facility
+            ),
+        ));
+    };
+    if let Some(peer) = peer_institution {
+        if peer != inst.code {
+            return Err(reject(
+                204,
+                "MSH-4",
+                format!(
+                    "sender {} belongs to {}, but the TLS client is {peer}",
+                    header.sending_facility, inst.code
+                ),
+            ));
+        }
+    }
+    let cfg = SenderConfig {
+        institution: inst.code.clone(),
+        charset,
+        time_zone: inst
+            .time_zone
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(chrono_tz::Asia::Shanghai),
+        national_id_secret: config.national_id_secret(),
+    };
+    let original = ContentHash::of(bytes);
+    let it = huren_hl7::interpret(&msg, &cfg, original)?;
+    let received_at = now().to_rfc3339();
+    let (reports, identity, kind) = match it.content {
+        Content::Lab(reports) => (reports, vec![], Some(ReportKind::Lab)),
+        Content::PatientUpdate(p) => {
+            let ops = p
+                .national_id_key
+                .iter()
+                .map(|k| IdentityOp::Link {
+                    local: p.local_key(),
+                    person: k.clone(),
+                })
+                .collect();
+            (vec![], ops, None)
+        }
+        Content::PatientMerge { surviving, merged } => {
+            let mut ops: Vec<IdentityOp> = surviving
+                .national_id_key
+                .iter()
+                .map(|k| IdentityOp::Link {
+                    local: surviving.local_key(),
+                    person: k.clone(),
+                })
+                .collect();
+            ops.extend(merged.iter().map(|m| IdentityOp::Merge {
+                from: m.local_key(),
+                into: surviving.local_key(),
+            }));
+            (vec![], ops, None)
+        }
+    };
+    Ok(Prepared {
+        header: it.header,
+        ingest: Ingest {
+            original: bytes.to_vec(),
+            reports,
+            identity,
+            received_at,
+        },
+        warnings: it.warnings,
+        institution: inst.code,
+        kind,
+    })
+}
+
+fn demo_institution(code: &str) -> crate::config::Institution {
+    crate::config::Institution {
+        code: code.to_string(),
+        name: code.to_string(),
+        hl7_senders: vec![code.to_string()],
+        charset: None,
+        time_zone: None,
+        client_cert_uri: None,
+    }
+}
+
+/// The outcome for a message the adapter refused (nothing was stored).
+pub fn rejected(r: Rejection) -> Hl7Outcome {
+    let code = match r.kind {
+        RejectKind::Error => AckCode::Error,
+        RejectKind::Reject => AckCode::Reject,
+    };
+    let ack = huren_hl7::build_ack(r.header.as_deref(), code, &r.diagnostics, now());
+    Hl7Outcome {
+        outcome: "rejected",
+        kind: None,
+        report: None,
+        reports: vec![],
+        original: None,
+        message_type: r
+            .header
+            .as_ref()
+            .map(|h| format!("{}^{}", h.message_type, h.trigger_event)),
+        control_id: r.header.as_ref().map(|h| h.control_id.clone()),
+        institution: None,
+        error: r
+            .diagnostics
+            .iter()
+            .find(|d| matches!(d.severity, Severity::Error))
+            .map(|d| format!("{}: {}", d.location, d.message)),
+        diagnostics: r.diagnostics,
+        ack,
+    }
+}
+
+fn finish(p: Prepared, res: Result<Committed, huren_store::StoreError>) -> Hl7Outcome {
+    let message_type = Some(format!(
+        "{}^{}",
+        p.header.message_type, p.header.trigger_event
+    ));
+    let control_id = Some(p.header.control_id.clone());
+    match res {
+        Ok(c) => {
+            let outcome = if c.reports.iter().any(|r| r.outcome == Outcome::Superseded) {
+                "superseded"
+            } else if c.reports.iter().any(|r| r.outcome == Outcome::Stored)
+                || (c.reports.is_empty() && c.seq > 0)
+            {
+                "stored"
+            } else {
+                "duplicate"
+            };
+            let ack = huren_hl7::build_ack(Some(&p.header), AckCode::Accept, &p.warnings, now());
+            Hl7Outcome {
+                outcome,
+                kind: p.kind,
+                report: c.reports.first().map(|r| r.report),
+                reports: c.reports,
+                original: Some(c.original),
+                message_type,
+                control_id,
+                institution: Some(p.institution),
+                error: None,
+                diagnostics: p.warnings,
+                ack,
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store commit failed; answering AE 207");
+            let d = diag(
+                207,
+                "MSH-10",
+                format!("store failure, message not accepted: {e}"),
+            );
+            let ack = huren_hl7::build_ack(
+                Some(&p.header),
+                AckCode::Error,
+                std::slice::from_ref(&d),
+                now(),
+            );
+            Hl7Outcome {
+                outcome: "rejected",
+                kind: p.kind,
+                report: None,
+                reports: vec![],
+                original: None,
+                message_type,
+                control_id,
+                institution: Some(p.institution),
+                error: Some(d.message.clone()),
+                diagnostics: vec![d],
+                ack,
+            }
+        }
+    }
+}
+
+/// The outcome `huren check` prints for a message the adapter accepted (nothing is stored).
+pub fn checked(p: Prepared) -> Hl7Outcome {
+    let ack = huren_hl7::build_ack(Some(&p.header), AckCode::Accept, &p.warnings, now());
+    Hl7Outcome {
+        outcome: "valid",
+        kind: p.kind,
+        report: None,
+        reports: vec![],
+        original: Some(ContentHash::of(&p.ingest.original)),
+        message_type: Some(format!(
+            "{}^{}",
+            p.header.message_type, p.header.trigger_event
+        )),
+        control_id: Some(p.header.control_id.clone()),
+        institution: Some(p.institution),
+        error: None,
+        diagnostics: p.warnings,
+        ack,
+    }
+}

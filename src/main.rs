@@ -1,0 +1,428 @@
+//! `huren`: the gateway binary (serve, ingest, check, query, verify, reindex).
+
+mod certs;
+mod demo;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use huren_model::{PatientId, ReportKind};
+use huren_server::{Config, Gateway};
+use huren_store::{Store, StoreOptions};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "huren",
+    version,
+    about = "Regional result-sharing and mutual-recognition gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway: HTTP API and MLLP listener.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Store directory (default ./huren-data; with --demo a fresh temporary directory).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// HTTP listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: String,
+        /// MLLP listen address.
+        #[arg(long, default_value = "127.0.0.1:2575")]
+        mllp: String,
+        /// Load the project's demo data and accept unknown HL7 senders.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Store files (HL7 v2 messages or FHS/BHS batches); one JSON line per message.
+    Ingest {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "huren-data")]
+        data: PathBuf,
+        /// Attribute the messages to this institution code.
+        #[arg(long)]
+        institution: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Validate files offline and print diagnostics; nothing is stored.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        institution: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List a patient's reports (`INSTITUTION:LOCAL_ID` or `nid:NATIONAL_ID`).
+    Query {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "huren-data")]
+        data: PathBuf,
+        #[arg(long)]
+        patient: String,
+        /// lab, imaging or ecg.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every blob and check journal/index agreement.
+    Verify {
+        #[arg(long, default_value = "huren-data")]
+        data: PathBuf,
+    },
+    /// Certificates for tests and the demo.
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCmd,
+    },
+    /// Rebuild the sled index from the journal.
+    Reindex {
+        #[arg(long, default_value = "huren-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// Make a development CA, a server certificate and client certificates per institution.
+    Dev {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// DNS names / IPs of the server certificate.
+        #[arg(long = "host", default_values = ["localhost", "127.0.0.1"])]
+        hosts: Vec<String>,
+        /// Institution codes to make client certificates for.
+        #[arg(long = "institution")]
+        institutions: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HUREN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("huren: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::default()),
+    }
+}
+
+fn open_store(data: &Path, config: &Config) -> Result<Store> {
+    Store::open(
+        data,
+        StoreOptions {
+            national_id_secret: config.national_id_secret(),
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening store {}", data.display()))
+}
+
+fn println_json(v: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Serve {
+            config,
+            data,
+            http,
+            mllp,
+            demo,
+        } => serve(config, data, http, mllp, demo),
+        Cmd::Ingest {
+            config,
+            data,
+            institution,
+            files,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let store = open_store(&data, &config)?;
+            let gw = Gateway {
+                store: store.clone(),
+                config: Arc::new(config),
+                demo: false,
+            };
+            let mut failed = false;
+            for f in &files {
+                let bytes = read_file(f)?;
+                for (i, msg) in split(&bytes, f, &mut failed).into_iter().enumerate() {
+                    let out = gw.ingest_hl7_blocking(msg, institution.as_deref());
+                    failed |= out.outcome == "rejected";
+                    print_outcome(f, i, &out);
+                }
+            }
+            store.flush_index()?;
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Check {
+            config,
+            institution,
+            files,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let mut failed = false;
+            for f in &files {
+                let bytes = read_file(f)?;
+                for (i, msg) in split(&bytes, f, &mut failed).into_iter().enumerate() {
+                    let out = match huren_server::pipeline::prepare_hl7(
+                        &config,
+                        true,
+                        msg,
+                        institution.as_deref(),
+                        None,
+                    ) {
+                        Ok(p) => huren_server::pipeline::checked(p),
+                        Err(r) => huren_server::pipeline::rejected(r),
+                    };
+                    failed |= out.outcome == "rejected";
+                    print_outcome(f, i, &out);
+                }
+            }
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Query {
+            config,
+            data,
+            patient,
+            kind,
+            json: as_json,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let pid: PatientId = patient.parse().context("--patient")?;
+            let kind = match kind.as_deref() {
+                None => None,
+                Some("lab") => Some(ReportKind::Lab),
+                Some("imaging") => Some(ReportKind::Imaging),
+                Some("ecg") => Some(ReportKind::Ecg),
+                Some(k) => bail!("--kind must be lab, imaging or ecg, not {k:?}"),
+            };
+            let store = open_store(&data, &config)?;
+            let (link, metas) = store.patient_reports(&pid, kind)?;
+            if as_json {
+                let mut reports = Vec::new();
+                for m in &metas {
+                    reports.push(json!({"meta": m, "report": store.report(&m.hash)?}));
+                }
+                println_json(
+                    &json!({"identity_link": link, "count": metas.len(), "reports": reports}),
+                );
+            } else {
+                println!(
+                    "identity: {}",
+                    serde_json::to_value(link)?.as_str().unwrap_or("?")
+                );
+                println!(
+                    "{:<26} {:<6} {:<10} {:<11} {:<3} {:<20} report",
+                    "time", "kind", "institution", "status", "ver", "item"
+                );
+                for m in &metas {
+                    let r = store.report(&m.hash)?;
+                    let item = r
+                        .as_ref()
+                        .and_then(|r| r.lab.as_ref())
+                        .and_then(|l| l.service_name.clone().or(l.service_code.clone()))
+                        .unwrap_or_default();
+                    let time = r
+                        .as_ref()
+                        .and_then(|r| r.clinical_time().map(str::to_string))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<26} {:<6} {:<10} {:<11} {:<3} {:<20} {}",
+                        time,
+                        m.kind.as_str(),
+                        m.institution,
+                        serde_json::to_value(m.status)?.as_str().unwrap_or("?"),
+                        m.version,
+                        item,
+                        m.hash
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Verify { data } => {
+            if !data.join("journal.log").exists() {
+                bail!("{} is not a huren store (no journal.log)", data.display());
+            }
+            let store = open_store(&data, &Config::default())?;
+            let rep = store.verify()?;
+            println_json(&serde_json::to_value(&rep)?);
+            Ok(if rep.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Certs {
+            cmd:
+                CertsCmd::Dev {
+                    out,
+                    hosts,
+                    institutions,
+                },
+        } => {
+            println_json(&certs::dev(&out, &hosts, &institutions)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Reindex { data } => {
+            if !data.join("journal.log").exists() {
+                bail!("{} is not a huren store (no journal.log)", data.display());
+            }
+            let n = Store::reindex(&data)?;
+            println_json(&json!({"reindexed_records": n}));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Splits a file into messages; a batch error is printed as a rejected file.
+fn split<'a>(bytes: &'a [u8], f: &Path, failed: &mut bool) -> Vec<&'a [u8]> {
+    match huren_hl7::split_batch(bytes) {
+        Ok(v) => v,
+        Err(r) => {
+            *failed = true;
+            print_outcome(f, 0, &huren_server::pipeline::rejected(r));
+            Vec::new()
+        }
+    }
+}
+
+fn print_outcome(f: &Path, i: usize, out: &huren_server::Hl7Outcome) {
+    let mut v = serde_json::to_value(out).unwrap_or_else(|_| json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.insert("file".into(), json!(f.display().to_string()));
+        o.insert("message".into(), json!(i + 1));
+    }
+    println_json(&v);
+    if out.outcome == "rejected" {
+        for d in &out.diagnostics {
+            eprintln!(
+                "{}: message {}: {}: {} (HL7 0357 code {})",
+                f.display(),
+                i + 1,
+                d.location,
+                d.message,
+                d.code
+            );
+        }
+    }
+}
+
+fn serve(
+    config: Option<PathBuf>,
+    data: Option<PathBuf>,
+    http: String,
+    mllp: String,
+    demo: bool,
+) -> Result<ExitCode> {
+    let config = load_config(config.as_deref())?;
+    let data = match data {
+        Some(d) => d,
+        None if demo => std::env::temp_dir().join(format!("huren-demo-{}", std::process::id())),
+        None => PathBuf::from("huren-data"),
+    };
+    let store = open_store(&data, &config)?;
+    let gw = Gateway {
+        store: store.clone(),
+        config: Arc::new(config),
+        demo,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let http_l = tokio::net::TcpListener::bind(&http)
+            .await
+            .with_context(|| format!("binding HTTP {http}"))?;
+        let mllp_l = tokio::net::TcpListener::bind(&mllp)
+            .await
+            .with_context(|| format!("binding MLLP {mllp}"))?;
+        let http_addr = http_l.local_addr()?;
+        println_json(&json!({"listening": "http", "addr": http_addr.to_string()}));
+        println_json(&json!({"listening": "mllp", "addr": mllp_l.local_addr()?.to_string()}));
+        let tls = match &gw.config.mllp.tls {
+            Some(t) => Some(Arc::new(huren_server::tls::setup(t, &gw.config)?)),
+            None => None,
+        };
+        if demo {
+            demo::load(&gw, &http_addr.to_string()).await?;
+        }
+        let router = huren_server::http::router(gw.clone());
+        let http_task = tokio::spawn(async move { axum::serve(http_l, router).await });
+        let mllp_task = tokio::spawn(huren_server::mllp::serve(mllp_l, gw.clone(), tls));
+        shutdown_signal().await;
+        http_task.abort();
+        mllp_task.abort();
+        store.flush_index()?;
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

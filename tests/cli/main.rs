@@ -1,0 +1,9 @@
+//! Cross-crate scenarios, driving the real `huren` binary on real temp stores and real
+//! loopback sockets.
+
+mod support;
+
+mod crash;
+mod files;
+mod mllp;
+mod tls;

@@ -1,0 +1,233 @@
+//! MLLP end to end: ACK semantics, duplicates, corrections, rejections, a real python peer.
+
+use std::process::Command;
+
+use crate::support::{msa, oru, Mllp, Server};
+
+pub const CONFIG: &str = r#"
+[[institution]]
+code = "FX-ZX"
+name = "上海市奉贤区中心医院"
+hl7_senders = ["FX-ZX"]
+
+[[institution]]
+code = "FX-ZY"
+name = "上海市奉贤区中医医院"
+hl7_senders = ["FX-ZY"]
+
+[[institution]]
+code = "FX-SQ01"
+name = "奉贤区南桥镇社区卫生服务中心"
+hl7_senders = ["LIS/FX-SQ01"]
+charset = "GB18030"
+
+[identity]
+national_id_secret = "test-secret"
+"#;
+
+pub fn config_file(dir: &std::path::Path) -> String {
+    let p = dir.join("huren.toml");
+    std::fs::write(&p, CONFIG).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn ack_follows_commit_and_results_are_queryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let mut c = Mllp::connect(&srv.mllp);
+
+    let m1 = oru("FX-ZX", "CTL-1", "P100", "LAB100", "5.60", "F");
+    let ack = c.send(&m1).expect("ack");
+    assert_eq!(msa(&ack), ("AA".into(), "CTL-1".into()), "{ack}");
+
+    let (st, body) = srv.get("/api/v1/patients/FX-ZX:P100/reports");
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["count"], 1);
+    let r = &body["reports"][0]["report"];
+    assert_eq!(
+        r["lab"]["observations"][0]["value"], "5.60",
+        "value kept as sent"
+    );
+    assert_eq!(r["lab"]["observations"][0]["name"], "血红蛋白");
+    let hash = body["reports"][0]["meta"]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The original is kept byte for byte.
+    let url = format!("http://{}/api/v1/reports/{hash}/original", srv.http);
+    let mut orig = Vec::new();
+    std::io::Read::read_to_end(
+        &mut ureq::get(&url).call().unwrap().into_reader(),
+        &mut orig,
+    )
+    .unwrap();
+    assert_eq!(orig, m1);
+
+    // Same bytes again: AA, stored once.
+    let ack = c.send(&m1).expect("ack");
+    assert_eq!(msa(&ack).0, "AA");
+    assert_eq!(srv.get("/api/v1/patients/FX-ZX:P100/reports").1["count"], 1);
+
+    // A correction supersedes; the old version stays retrievable.
+    let m2 = oru("FX-ZX", "CTL-2", "P100", "LAB100", "5.80", "C");
+    assert_eq!(msa(&c.send(&m2).unwrap()), ("AA".into(), "CTL-2".into()));
+    let (_, body) = srv.get("/api/v1/patients/FX-ZX:P100/reports");
+    assert_eq!(body["count"], 1);
+    assert_eq!(body["reports"][0]["meta"]["version"], 2);
+    assert_eq!(body["reports"][0]["report"]["status"], "corrected");
+    let (st, old) = srv.get(&format!("/api/v1/reports/{hash}"));
+    assert_eq!(st, 200);
+    assert_eq!(old["lab"]["observations"][0]["value"], "5.60");
+
+    // Unknown sender: AR with an ERR segment, nothing stored.
+    let m3 = oru("NOBODY", "CTL-3", "P300", "LAB300", "1", "F");
+    let ack = c.send(&m3).unwrap();
+    assert_eq!(msa(&ack), ("AR".into(), "CTL-3".into()), "{ack}");
+    assert!(ack.contains("ERR|"), "{ack}");
+    assert_eq!(
+        srv.get("/api/v1/patients/NOBODY:P300/reports").1["count"],
+        0
+    );
+
+    // Garbage inside a frame: a negative ACK, the connection stays usable.
+    let ack = c.send(b"this is not HL7").unwrap();
+    assert!(matches!(msa(&ack).0.as_str(), "AR" | "AE"), "{ack}");
+    let m4 = oru("FX-ZX", "CTL-4", "P100", "LAB101", "7", "F");
+    assert_eq!(msa(&c.send(&m4).unwrap()).0, "AA");
+
+    // Problem JSON for bad requests.
+    let (st, p) = srv.get("/api/v1/reports/sha1:abc");
+    assert_eq!(st, 400);
+    assert_eq!(p["status"], 400);
+    let (st, _) = srv.get("/api/v1/patients/nocolon/reports");
+    assert_eq!(st, 400);
+}
+
+#[test]
+fn gb18030_sender_by_configured_charset_and_many_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    // FX-SQ01 is configured as GB18030 and sends no MSH-18.
+    let text = String::from_utf8(oru("FX-SQ01", "G-1", "Q1", "SQ1", "120", "F"))
+        .unwrap()
+        .replace("|CHN|UNICODE UTF-8", "|CHN|");
+    let (gb, _, bad) = encoding_rs::GB18030.encode(&text);
+    assert!(!bad);
+    let mut c = Mllp::connect(&srv.mllp);
+    assert_eq!(msa(&c.send(&gb).unwrap()).0, "AA");
+    let (_, body) = srv.get("/api/v1/patients/FX-SQ01:Q1/reports");
+    assert_eq!(body["reports"][0]["report"]["patient"]["name"], "王芳");
+
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let addr = srv.mllp.clone();
+            std::thread::spawn(move || {
+                let mut c = Mllp::connect(&addr);
+                for i in 0..25 {
+                    let ctl = format!("T{t}-{i}");
+                    let m = oru(
+                        "FX-ZX",
+                        &ctl,
+                        &format!("C{t}"),
+                        &format!("F{t}-{i}"),
+                        "1",
+                        "F",
+                    );
+                    assert_eq!(msa(&c.send(&m).unwrap()), ("AA".into(), ctl));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for t in 0..8 {
+        assert_eq!(
+            srv.get(&format!("/api/v1/patients/FX-ZX:C{t}/reports")).1["count"],
+            25
+        );
+    }
+}
+
+/// A real peer: python-hl7's `mllp_send` (pip package `hl7`).
+#[test]
+fn python_hl7_mllp_send_gets_aa() {
+    let have = Command::new("mllp_send").arg("--version").output().is_ok();
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "mllp_send (pip install hl7) is required under CI"
+        );
+        eprintln!("skipping: mllp_send not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    let port = srv.mllp.rsplit(':').next().unwrap().to_string();
+    let file = dir.path().join("in.hl7");
+    // mllp_send reads one message per line with --file; segments separated by CR inside.
+    let mut bytes = oru("FX-ZX", "PY-1", "PY1", "PYLAB1", "4.2", "F");
+    bytes.push(b'\n');
+    std::fs::write(&file, &bytes).unwrap();
+    let out = Command::new("mllp_send")
+        .args([
+            "--port",
+            &port,
+            "--file",
+            file.to_str().unwrap(),
+            "127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mllp_send failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("MSA|AA|PY-1"), "ACK was: {stdout:?}");
+    assert_eq!(srv.get("/api/v1/patients/FX-ZX:PY1/reports").1["count"], 1);
+}
+
+/// `huren serve --demo` loads the fixtures and its example URLs answer.
+#[test]
+fn demo_serves_example_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(&dir.path().join("data"), &["--demo"]);
+    let demo = srv
+        .lines
+        .iter()
+        .find(|l| l["demo"] == "loaded")
+        .expect("demo line");
+    assert!(demo["messages"].as_u64().unwrap() >= 8, "{demo}");
+    let examples = demo["examples"].as_array().unwrap();
+    let reports = examples
+        .iter()
+        .filter_map(|e| e.as_str())
+        .find(|e| e.ends_with("/reports"))
+        .unwrap();
+    let path = reports.split_once(&srv.http).unwrap().1;
+    let (st, body) = srv.get(path);
+    assert_eq!(st, 200);
+    // Three institutions, one person: linked by the national ID.
+    assert_eq!(body["identity_link"], "exact_national_id");
+    let insts: std::collections::BTreeSet<_> = body["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["meta"]["institution"].as_str().unwrap().to_string())
+        .collect();
+    assert!(insts.len() >= 3, "{insts:?}");
+    // Unknown senders are accepted in demo mode.
+    let mut c = Mllp::connect(&srv.mllp);
+    let ack = c
+        .send(&oru("ANY-LIS-SIM", "D-1", "X1", "XL1", "1", "F"))
+        .unwrap();
+    assert_eq!(msa(&ack).0, "AA");
+}

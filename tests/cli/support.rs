@@ -1,0 +1,209 @@
+//! Helpers: run the binary, start a server, talk MLLP and HTTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_huren"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `huren ARGS`, returns (exit code, stdout JSON lines, stderr).
+pub fn huren(args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
+    let out = Command::new(bin()).args(args).output().expect("run huren");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// A running `huren serve` that is killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub http: String,
+    pub mllp: String,
+    pub lines: Vec<serde_json::Value>,
+}
+
+impl Server {
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+            "--mllp",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(bin())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn huren serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let (mut http, mut mllp) = (String::new(), String::new());
+        let mut lines = Vec::new();
+        let demo = extra.contains(&"--demo");
+        for _ in 0..10 {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+            match v["listening"].as_str() {
+                Some("http") => http = v["addr"].as_str().unwrap().to_string(),
+                Some("mllp") => mllp = v["addr"].as_str().unwrap().to_string(),
+                _ => {}
+            }
+            lines.push(v);
+            if !http.is_empty() && !mllp.is_empty() && (!demo || lines.len() >= 3) {
+                break;
+            }
+        }
+        assert!(
+            !http.is_empty() && !mllp.is_empty(),
+            "server did not announce listeners: {lines:?}"
+        );
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = reader.read_to_string(&mut sink);
+        });
+        Server {
+            child,
+            http,
+            mllp,
+            lines,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL on Unix
+        let _ = self.child.wait();
+    }
+
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let url = format!("http://{}{}", self.http, path);
+        match ureq::get(&url).timeout(Duration::from_secs(10)).call() {
+            Ok(r) => {
+                let s = r.status();
+                (s, json_body(r))
+            }
+            Err(ureq::Error::Status(s, r)) => (s, json_body(r)),
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// An MLLP client connection.
+pub struct Mllp {
+    s: TcpStream,
+}
+
+impl Mllp {
+    pub fn connect(addr: &str) -> Mllp {
+        let s = TcpStream::connect(addr).expect("connect mllp");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Mllp { s }
+    }
+
+    /// Sends one message and returns the ACK text (None if the connection closed).
+    pub fn send(&mut self, msg: &[u8]) -> Option<String> {
+        let mut frame = vec![0x0b];
+        frame.extend_from_slice(msg);
+        frame.extend_from_slice(&[0x1c, 0x0d]);
+        self.s.write_all(&frame).ok()?;
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match self.s.read(&mut byte) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {
+                    buf.push(byte[0]);
+                    if buf.ends_with(&[0x1c, 0x0d]) {
+                        break;
+                    }
+                }
+            }
+        }
+        let start = buf.iter().position(|b| *b == 0x0b)? + 1;
+        Some(String::from_utf8_lossy(&buf[start..buf.len() - 2]).to_string())
+    }
+}
+
+/// MSA-1 and MSA-2 of an ACK.
+pub fn msa(ack: &str) -> (String, String) {
+    let seg = ack
+        .split(['\r', '\n'])
+        .find(|s| s.starts_with("MSA|"))
+        .unwrap_or_else(|| panic!("no MSA in {ack:?}"));
+    let f: Vec<&str> = seg.split('|').collect();
+    (
+        f.get(1).unwrap_or(&"").to_string(),
+        f.get(2).unwrap_or(&"").to_string(),
+    )
+}
+
+/// A Chinese ORU^R01 from `facility` with control ID `ctl`, patient `pid`, filler order `filler`.
+pub fn oru(
+    facility: &str,
+    ctl: &str,
+    pid: &str,
+    filler: &str,
+    value: &str,
+    status: &str,
+) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|LIS|{facility}|HUREN|REGION|20250624101500||ORU^R01^ORU_R01|{ctl}|P|2.5.1|||||CHN|UNICODE UTF-8\r\
+PID|1||{pid}^^^{facility}^MR||王^芳||19800101|F\r\
+OBR|1|ORD{filler}|{filler}|CBC^血常规^L|||20250624093000|||||||||||||||20250624101000||HM|{status}\r\
+OBX|1|NM|HGB^血红蛋白^L||{value}|g/L|115-150|N|||{status}|||20250624100000\r\
+OBX|2|NM|K^钾^L||2.6|mmol/L|3.5-5.3|LL|||{status}|||20250624100000\r"
+    )
+    .into_bytes()
+}
+
+/// The third-party corpus root, or None (and a failure under CI) when it is absent.
+pub fn third_party() -> Option<PathBuf> {
+    match std::env::var_os("HUREN_THIRD_PARTY") {
+        Some(p) if Path::new(&p).is_dir() => Some(PathBuf::from(p)),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "HUREN_THIRD_PARTY is not set or not a directory, and CI=true: the corpus is required"
+            );
+            eprintln!("skipping: HUREN_THIRD_PARTY not set");
+            None
+        }
+    }
+}
+
+fn json_body(r: ureq::Response) -> serde_json::Value {
+    r.into_string()
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
