@@ -171,16 +171,15 @@ fn python_hl7_mllp_send_gets_aa() {
     let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
     let port = srv.mllp.rsplit(':').next().unwrap().to_string();
     let file = dir.path().join("in.hl7");
-    // mllp_send reads one message per line with --file; segments separated by CR inside.
-    let mut bytes = oru("FX-ZX", "PY-1", "PY1", "PYLAB1", "4.2", "F");
-    bytes.push(b'\n');
-    std::fs::write(&file, &bytes).unwrap();
+    // --loose: the file holds plain HL7 text, each message starting with MSH.
+    std::fs::write(&file, oru("FX-ZX", "PY-1", "PY1", "PYLAB1", "4.2", "F")).unwrap();
     let out = Command::new("mllp_send")
         .args([
             "--port",
             &port,
             "--file",
             file.to_str().unwrap(),
+            "--loose",
             "127.0.0.1",
         ])
         .output()
