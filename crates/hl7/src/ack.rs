@@ -57,13 +57,15 @@ pub fn build_ack(
         "^~\\&".to_string()
     };
     let enc: Vec<char> = enc_s.chars().collect();
-    let cs = Charset::from_label(
-        h.charset
-            .split(enc.get(1).copied().unwrap_or('~'))
-            .next()
-            .unwrap_or(""),
-    )
-    .unwrap_or(Charset::Utf8);
+    let charset_label = h
+        .charset
+        .split(enc.get(1).copied().unwrap_or('~'))
+        .next()
+        .unwrap_or("")
+        .trim();
+    let known = Charset::from_label(charset_label);
+    // Encoded in the incoming charset; an unknown MSH-18 is not echoed (the ACK is UTF-8).
+    let cs = known.unwrap_or(Charset::Utf8);
     let e = |s: &str| esc(s, fs, &enc);
     let version = if h.version.is_empty() {
         "2.5.1".to_string()
@@ -83,20 +85,12 @@ pub fn build_ack(
         (AckCode::Error, true) => "CE",
         (AckCode::Reject, true) => "CR",
     };
-    let control: String = format!("A{}", h.control_id).chars().take(20).collect();
+    // A fresh control ID derived from the incoming one (MSH-10 allows 199 characters).
+    let control: String = format!("A{}", h.control_id).chars().take(199).collect();
     let processing = if h.processing_id.is_empty() {
         "P"
     } else {
         &h.processing_id
-    };
-    let trigger = if h.trigger_event.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "{}{}",
-            enc.first().copied().unwrap_or('^'),
-            e(&h.trigger_event)
-        )
     };
     let c0 = enc.first().copied().unwrap_or('^');
     let mut msh = vec![
@@ -108,14 +102,14 @@ pub fn build_ack(
         e(&h.sending_facility),
         now.format("%Y%m%d%H%M%S%z").to_string(),
         String::new(),
-        format!("ACK{trigger}{c0}ACK"),
+        format!("ACK{c0}{}{c0}ACK", e(&h.trigger_event)),
         e(&control),
         e(processing),
         e(&version),
     ];
-    if !h.charset.is_empty() {
+    if known.is_some() {
         msh.extend(std::iter::repeat_n(String::new(), 5));
-        msh.push(h.charset.clone());
+        msh.push(e(charset_label));
     }
     let mut segs = vec![msh.join(&fs.to_string())];
     let errors: Vec<&Diagnostic> = diagnostics
@@ -137,6 +131,11 @@ pub fn build_ack(
     let sub = enc.get(3).copied().unwrap_or('&');
     for d in errors {
         let (seg, seq, field) = locate(d);
+        let erl = if seg.is_empty() {
+            String::new()
+        } else {
+            format!("{seg}{c0}{seq}{c0}{field}")
+        };
         let sev = if d.severity == Severity::Error {
             "E"
         } else {
@@ -151,7 +150,7 @@ pub fn build_ack(
             ));
         } else {
             segs.push(format!(
-                "ERR{fs}{fs}{seg}{c0}{seq}{c0}{field}{fs}{}{c0}{}{c0}HL70357{fs}{sev}{fs}{fs}{fs}{fs}{text}",
+                "ERR{fs}{fs}{erl}{fs}{}{c0}{}{c0}HL70357{fs}{sev}{fs}{fs}{fs}{fs}{text}",
                 d.code,
                 code_text(d.code)
             ));
@@ -165,6 +164,9 @@ pub fn build_ack(
 /// (segment, sequence, field) of a diagnostic for ERR-2 / ERR-1.
 fn locate(d: &Diagnostic) -> (String, String, String) {
     let seg = d.segment.clone().unwrap_or_default();
+    if seg.is_empty() {
+        return (String::new(), String::new(), String::new());
+    }
     let seq = d
         .location
         .split_once('[')

@@ -48,16 +48,29 @@ pub fn split_batch(bytes: &[u8]) -> Result<Vec<&[u8]>, Rejection> {
         }
         return Ok(vec![b]);
     }
+    // Without an envelope, anything before the first MSH stays with the first message, so
+    // that parsing it reports the junk instead of this function dropping it silently.
+    if !saw_envelope {
+        if let Some(first) = starts.first_mut() {
+            let junk = b
+                .get(..*first)
+                .is_some_and(|p| p.iter().any(|c| !c.is_ascii_whitespace()));
+            if junk {
+                *first = 0;
+            }
+        }
+    }
     let mut out = Vec::with_capacity(starts.len());
+    // Both lists are in file order: one forward pass (linear even for adversarial files).
+    let mut env = envelope.iter().map(|(es, _)| *es).peekable();
     for (i, &s) in starts.iter().enumerate() {
         let next = starts.get(i + 1).copied().unwrap_or(b.len());
+        while env.next_if(|es| *es <= s).is_some() {}
         // Stop at the first envelope line inside this range.
-        let end = envelope
-            .iter()
-            .map(|(es, _)| *es)
-            .find(|es| *es > s && *es < next)
-            .unwrap_or(next);
-        out.push(&b[s..end]);
+        let end = env.peek().copied().filter(|es| *es < next).unwrap_or(next);
+        if let Some(m) = b.get(s..end) {
+            out.push(m);
+        }
     }
     Ok(out)
 }
@@ -73,6 +86,12 @@ mod tests {
         assert_eq!(m, vec![&b"MSH|a\rPID|1\r"[..], &b"MSH|b\r"[..]]);
         assert_eq!(split_batch(b"MSH|x\nPID|1\n").unwrap().len(), 1);
         assert_eq!(split_batch(b"junk").unwrap(), vec![&b"junk"[..]]);
+        assert_eq!(
+            split_batch(b"junk\rMSH|a\r").unwrap(),
+            vec![&b"junk\rMSH|a\r"[..]],
+            "leading junk is not dropped silently"
+        );
+        assert_eq!(split_batch(b"\r\nMSH|a\rMSH|b").unwrap().len(), 2);
         assert!(split_batch(b"BHS|^~\\&\rBTS|0\r").is_err());
     }
 }

@@ -6,8 +6,9 @@ use std::borrow::Cow;
 use crate::{Charset, Delimiters};
 
 /// Unescapes one raw value: `\F\ \S\ \T\ \R\ \E\ \P\`, `\Xhh…\` (bytes in the message's
-/// charset), `\H\ \N\` (highlighting, dropped), `\.br\` (line break). Unknown or unterminated
-/// escapes are kept literally; the flag says whether that happened.
+/// charset), `\H\ \N\` (highlighting, dropped), `\.br\` and `\.sp\` (line break), other
+/// formatted-text commands (dropped). Unknown or unterminated escapes (`\Zxx\`, `\Cxxyy\`,
+/// a lone `\`) are kept literally; the flag says whether that happened.
 pub fn unescape<'a>(raw: &'a str, d: &Delimiters, cs: Charset) -> (Cow<'a, str>, bool) {
     let Some(esc) = d.escape else {
         return (Cow::Borrowed(raw), false);
@@ -39,6 +40,10 @@ pub fn unescape<'a>(raw: &'a str, d: &Delimiters, cs: Charset) -> (Cow<'a, str>,
             "H" | "N" => {}
             ".br" => out.push('\n'),
             s if s.starts_with(".sp") => out.push('\n'),
+            ".sk" => out.push(' '),
+            // Other formatted-text commands (FT): layout only, dropped.
+            ".fi" | ".nf" | ".ce" => {}
+            s if s.starts_with(".in") || s.starts_with(".ti") => {}
             s if s.starts_with('X') && s.len() > 1 && (s.len() - 1) % 2 == 0 => {
                 match hex_bytes(&s[1..]).and_then(|b| cs.decode(&b).ok()) {
                     Some(t) => out.push_str(&t),

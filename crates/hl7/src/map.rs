@@ -6,7 +6,7 @@ use huren_model::{
 };
 
 use crate::diag::{Diagnostic, RejectKind, Rejection, Severity};
-use crate::parse::{component_of, MessageHeader};
+use crate::parse::{component_of, nth_piece, MessageHeader};
 use crate::{parse_timestamp, Message, Segment};
 
 /// Per-sender settings from the configuration.
@@ -20,6 +20,19 @@ pub struct SenderConfig {
     pub time_zone: chrono_tz::Tz,
     /// Secret for national-ID keys.
     pub national_id_secret: String,
+}
+
+impl Default for SenderConfig {
+    /// Institution `CHECK`, charset from MSH-18 else UTF-8, Asia/Shanghai, an empty secret
+    /// (national-ID keys made with it are only good for display, never for storage).
+    fn default() -> Self {
+        SenderConfig {
+            institution: "CHECK".into(),
+            charset: None,
+            time_zone: chrono_tz::Asia::Shanghai,
+            national_id_secret: String::new(),
+        }
+    }
 }
 
 /// What a message means.
@@ -58,14 +71,24 @@ struct Ctx<'a> {
     cfg: &'a SenderConfig,
     header: MessageHeader,
     diags: Vec<Diagnostic>,
-    counts: std::collections::HashMap<&'static str, usize>,
+    /// Segments seen so far per ID (for `OBX[3]` style locations).
+    counts: Vec<(&'static str, usize)>,
+    /// The last timestamp converted (OBX-14 is usually the same for every OBX).
+    last_ts: Option<(String, String)>,
 }
 
 impl Ctx<'_> {
     fn nth(&mut self, id: &'static str) -> usize {
-        let c = self.counts.entry(id).or_insert(0);
-        *c += 1;
-        *c
+        match self.counts.iter_mut().find(|(s, _)| *s == id) {
+            Some((_, c)) => {
+                *c += 1;
+                *c
+            }
+            None => {
+                self.counts.push((id, 1));
+                1
+            }
+        }
     }
     fn warn(
         &mut self,
@@ -105,11 +128,20 @@ impl Ctx<'_> {
     }
     fn ts(&mut self, seg: &Segment<'_>, nth: usize, field: usize) -> Option<String> {
         let raw = seg.component(field, 1);
-        if raw.trim().is_empty() {
+        let raw = raw.trim();
+        if raw.is_empty() {
             return None;
         }
-        match parse_timestamp(&raw, self.cfg.time_zone) {
-            Ok(t) => Some(t),
+        if let Some((r, t)) = &self.last_ts {
+            if r == raw {
+                return Some(t.clone());
+            }
+        }
+        match parse_timestamp(raw, self.cfg.time_zone) {
+            Ok(t) => {
+                self.last_ts = Some((raw.to_string(), t.clone()));
+                Some(t)
+            }
             Err(e) => {
                 self.warn(seg, nth, field, 102, format!("{e}; ignored"));
                 None
@@ -127,34 +159,45 @@ fn is_cjk(s: &str) -> bool {
     !s.is_ascii()
 }
 
-fn patient(ctx: &mut Ctx<'_>, pid: &Segment<'_>, nth: usize) -> Option<PatientRef> {
-    let d = *pid_delims(pid);
-    let cs = pid_charset(pid);
+/// The institution-local identifier (CX.1 and CX.4.1) and the national-ID key found in the
+/// repetitions of a CX field (PID-3, MRG-1). A national ID is turned into its keyed hash at
+/// once; the raw value is never kept.
+type Identifiers = (Option<(String, Option<String>)>, Option<String>);
+
+fn identifiers(ctx: &Ctx<'_>, seg: &Segment<'_>, field: usize) -> Identifiers {
+    let d = *seg.delimiters_ref();
+    let cs = seg.charset_of();
     let mut local: Option<(String, Option<String>)> = None;
     let mut national: Option<String> = None;
-    for rep in pid.repetitions(3) {
+    for rep in seg.repetitions(field).take(32) {
         let id = component_of(rep, 1, &d, cs).trim().to_string();
         if id.is_empty() {
             continue;
         }
-        let authority = component_of(rep, 4, &d, cs)
-            .split('&')
-            .next()
-            .unwrap_or("")
+        // CX.4.1: the namespace ID of the assigning authority (HD).
+        let comp4 = nth_piece(rep, d.component, 3).unwrap_or("");
+        let authority = crate::unescape(nth_piece(comp4, d.subcomponent, 0).unwrap_or(""), &d, cs)
+            .0
             .trim()
-            .to_uppercase();
+            .to_string();
+        let auth_uc = authority.to_uppercase();
         let typ = component_of(rep, 5, &d, cs).trim().to_uppercase();
-        if NATIONAL_TYPES.contains(&typ.as_str())
-            || NATIONAL_AUTHORITIES.contains(&authority.as_str())
-        {
+        let is_national = NATIONAL_TYPES.contains(&typ.as_str())
+            || NATIONAL_AUTHORITIES.contains(&auth_uc.as_str())
+            || (typ.starts_with("NN") && auth_uc.ends_with("CHN"));
+        if is_national {
             national.get_or_insert_with(|| {
                 huren_model::national_id_key(&ctx.cfg.national_id_secret, &id)
             });
         } else if local.is_none() {
-            let auth = component_of(rep, 4, &d, cs).trim().to_string();
-            local = Some((id, (!auth.is_empty()).then_some(auth)));
+            local = Some((id, (!authority.is_empty()).then_some(authority)));
         }
     }
+    (local, national)
+}
+
+fn patient(ctx: &mut Ctx<'_>, pid: &Segment<'_>, nth: usize) -> Option<PatientRef> {
+    let (mut local, national) = identifiers(ctx, pid, 3);
     // PID-2 (external ID, older versions) when PID-3 has no local ID.
     if local.is_none() {
         if let Some(id) = opt(pid.component(2, 1)) {
@@ -201,31 +244,61 @@ fn patient(ctx: &mut Ctx<'_>, pid: &Segment<'_>, nth: usize) -> Option<PatientRe
     })
 }
 
-// Segment keeps its delimiters and charset private to the parser; these read them back.
-fn pid_delims<'a>(s: &'a Segment<'_>) -> &'a crate::Delimiters {
-    s.delimiters_ref()
-}
-fn pid_charset(s: &Segment<'_>) -> crate::Charset {
-    s.charset_of()
+/// Normalises one OBX-8 flag (HL7 table 0078, plus the arrows some Chinese LIS send).
+/// Codes that say nothing about normal/abnormal (susceptibility S/R/I, trend U/D/B/W, …)
+/// give `None`: they stay in `abnormal_flags_raw` only.
+fn flag(s: &str) -> Option<AbnormalFlag> {
+    Some(match s {
+        "N" => AbnormalFlag::Normal,
+        "L" | "<" | "↓" | "LU" => AbnormalFlag::Low,
+        "H" | ">" | "↑" | "HU" => AbnormalFlag::High,
+        "LL" | "↓↓" => AbnormalFlag::CriticalLow,
+        "HH" | "↑↑" => AbnormalFlag::CriticalHigh,
+        "A" | "AA" | "POS" => AbnormalFlag::Abnormal,
+        _ => return None,
+    })
 }
 
-fn flag(s: &str) -> AbnormalFlag {
-    match s {
-        "N" => AbnormalFlag::Normal,
-        "L" | "<" => AbnormalFlag::Low,
-        "H" | ">" => AbnormalFlag::High,
-        "LL" => AbnormalFlag::CriticalLow,
-        "HH" => AbnormalFlag::CriticalHigh,
-        _ => AbnormalFlag::Abnormal,
+/// HL7 NM: optional sign, digits, optional decimal point.
+fn is_hl7_number(s: &str) -> bool {
+    let t = s.trim();
+    let t = t.strip_prefix(['+', '-']).unwrap_or(t);
+    let mut digits = 0;
+    let mut dots = 0;
+    for c in t.chars() {
+        match c {
+            '0'..='9' => digits += 1,
+            '.' => dots += 1,
+            _ => return false,
+        }
     }
+    digits > 0 && dots <= 1
+}
+
+/// `s` in ASCII upper case, without allocating when it already is.
+fn upper(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_lowercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_uppercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// At most 60 characters of `s`, for diagnostics.
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(60).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
 }
 
 fn obr_status(s: &str) -> Option<ReportStatus> {
     Some(match s {
         "F" => ReportStatus::Final,
-        "C" => ReportStatus::Corrected,
+        "C" | "A" => ReportStatus::Corrected,
         "X" | "D" => ReportStatus::Cancelled,
-        "P" | "I" | "R" | "S" | "O" | "A" => ReportStatus::Preliminary,
+        "P" | "I" | "R" | "S" | "O" | "Y" | "Z" => ReportStatus::Preliminary,
         _ => return None,
     })
 }
@@ -249,13 +322,14 @@ pub fn interpret(
         cfg,
         header: header.clone(),
         diags: msg.warnings().to_vec(),
-        counts: Default::default(),
+        counts: Vec::new(),
+        last_ts: None,
     };
-    let reject = |code: u16, loc: &str, m: String| {
+    let reject = |code: u16, field: usize, m: String| {
         Rejection::new(
             Some(header.clone()),
             RejectKind::Reject,
-            Diagnostic::general(Severity::Error, loc, code, m),
+            Diagnostic::at(Severity::Error, "MSH", 1, 1, field, code, m),
         )
     };
     let v = header.version.trim();
@@ -267,7 +341,7 @@ pub fn interpret(
     if !supported {
         return Err(reject(
             203,
-            "MSH-12",
+            12,
             format!("HL7 version {v:?} is not supported (2.1–2.8)"),
         ));
     }
@@ -280,14 +354,14 @@ pub fn interpret(
         ("ORU" | "ADT", ev) => {
             return Err(reject(
                 201,
-                "MSH-9",
+                9,
                 format!("event {ev:?} of {} is not supported", header.message_type),
             ))
         }
         (t, ev) => {
             return Err(reject(
                 200,
-                "MSH-9",
+                9,
                 format!("message type {t}^{ev} is not supported (ORU^R01, ADT^A08, ADT^A40)"),
             ))
         }
@@ -349,10 +423,10 @@ fn oru(msg: &Message, ctx: &mut Ctx<'_>, original: ContentHash) -> Option<Vec<Re
                     }
                     continue;
                 };
-                let placer =
-                    opt(seg.component(2, 1)).or_else(|| orc.as_ref().and_then(|o| o.0.clone()));
-                let filler =
-                    opt(seg.component(3, 1)).or_else(|| orc.as_ref().and_then(|o| o.1.clone()));
+                // An ORC belongs to the OBR that follows it, never to a later one.
+                let (orc_placer, orc_filler) = orc.take().unwrap_or((None, None));
+                let placer = opt(seg.component(2, 1)).or(orc_placer);
+                let filler = opt(seg.component(3, 1)).or(orc_filler);
                 let source_key = match (&filler, &placer) {
                     (Some(f), _) => f.clone(),
                     (None, Some(pl)) => {
@@ -372,7 +446,10 @@ fn oru(msg: &Message, ctx: &mut Ctx<'_>, original: ContentHash) -> Option<Vec<Re
                         n,
                         25,
                         103,
-                        format!("result status {status_raw:?} is not in HL7 table 0123"),
+                        format!(
+                            "result status {:?} is not in HL7 table 0123",
+                            shorten(&status_raw)
+                        ),
                     );
                 }
                 let specimen = opt(seg.component(15, 1));
@@ -420,25 +497,19 @@ fn oru(msg: &Message, ctx: &mut Ctx<'_>, original: ContentHash) -> Option<Vec<Re
                 let value_type = opt(seg.component(2, 1));
                 let d = *seg.delimiters_ref();
                 let cs = seg.charset_of();
-                let value = seg
-                    .repetitions(5)
-                    .iter()
-                    .map(|rep| {
-                        rep.split(d.component)
-                            .map(|c| crate::unescape(c, &d, cs).0.into_owned())
-                            .collect::<Vec<_>>()
-                            .join(&d.component.to_string())
-                    })
-                    .collect::<Vec<_>>()
-                    .join(&d.repetition.to_string());
+                // The value as sent, unescaped as a whole: repetitions stay joined by the
+                // repetition separator and CE/CWE components by the component separator.
+                let value = seg.field(5).into_owned();
                 let unit = opt(seg.component(6, 1)).or_else(|| opt(seg.component(6, 2)));
-                let flags_raw: Vec<String> = seg
-                    .repetitions(8)
-                    .iter()
-                    .map(|r| component_of(r, 1, &d, cs).trim().to_uppercase())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                let status = opt(seg.component(11, 1)).map(|s| s.to_uppercase());
+                let mut abnormal_flags = Vec::new();
+                for r in seg.repetitions(8).take(16) {
+                    let f = component_of(r, 1, &d, cs);
+                    if let Some(fl) = flag(&upper(f.trim())) {
+                        abnormal_flags.push(fl);
+                    }
+                }
+                let abnormal_flags_raw = opt(seg.field(8));
+                let status = opt(seg.component(11, 1)).map(|s| upper(&s).into_owned());
                 let observed_at = ctx.ts(&seg, n, 14);
                 if code.is_empty() {
                     ctx.error(&seg, n, 3, 101, "OBX-3 observation identifier is empty");
@@ -446,14 +517,17 @@ fn oru(msg: &Message, ctx: &mut Ctx<'_>, original: ContentHash) -> Option<Vec<Re
                 }
                 if value_type.as_deref() == Some("NM")
                     && !value.trim().is_empty()
-                    && value.trim().parse::<f64>().is_err()
+                    && !is_hl7_number(&value)
                 {
                     ctx.warn(
                         &seg,
                         n,
                         5,
                         102,
-                        format!("value {value:?} of type NM is not a number; kept as sent"),
+                        format!(
+                            "value {:?} of type NM is not a number; kept as sent",
+                            shorten(&value)
+                        ),
                     );
                 }
                 if let Some(s) = &status {
@@ -467,9 +541,9 @@ fn oru(msg: &Message, ctx: &mut Ctx<'_>, original: ContentHash) -> Option<Vec<Re
                         value_type,
                         value,
                         unit,
-                        reference_range: opt(seg.component(7, 1)),
-                        abnormal_flags: flags_raw.iter().map(|f| flag(f)).collect(),
-                        abnormal_flags_raw: (!flags_raw.is_empty()).then(|| flags_raw.join("~")),
+                        reference_range: opt(seg.field(7)),
+                        abnormal_flags,
+                        abnormal_flags_raw,
                         result_status: status,
                         observed_at,
                     });
@@ -579,14 +653,21 @@ fn adt_merge(msg: &Message, ctx: &mut Ctx<'_>) -> Option<Content> {
     let mut nth = 0;
     for seg in msg.segments().filter(|s| s.id() == "MRG") {
         nth += 1;
-        match opt(seg.component(1, 1)) {
-            Some(id) => merged.push(PatientRef {
+        match identifiers(ctx, &seg, 1) {
+            (Some((local_id, assigning_authority)), national_id_key) => merged.push(PatientRef {
                 institution: ctx.cfg.institution.clone(),
-                local_id: id,
-                assigning_authority: opt(seg.component(1, 4)),
+                local_id,
+                assigning_authority,
+                national_id_key,
                 ..Default::default()
             }),
-            None => ctx.error(&seg, nth, 1, 101, "MRG-1 prior patient identifier is empty"),
+            (None, _) => ctx.error(
+                &seg,
+                nth,
+                1,
+                101,
+                "MRG-1 has no prior patient identifier the institution issued",
+            ),
         }
     }
     if merged.is_empty() && nth == 0 {

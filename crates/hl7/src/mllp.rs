@@ -63,6 +63,9 @@ impl Decoder for MllpCodec {
         let from = self.scanned.max(1);
         if let Some(rel) = src[from..].windows(2).position(|w| w == [EB, CR]) {
             let end = from + rel;
+            if end - 1 > self.max_frame {
+                return Err(MllpError::FrameTooLarge(self.max_frame));
+            }
             let frame = src.split_to(end + 2);
             self.scanned = 0;
             let payload = frame.freeze().slice(1..end);
@@ -137,6 +140,16 @@ mod tests {
             c.decode(&mut buf),
             Err(MllpError::FrameTooLarge(8))
         ));
+        // Also when the whole oversized frame arrives in one read.
+        let mut c = MllpCodec::new(8);
+        let mut buf = BytesMut::from(&b"\x0b0123456789\x1c\r"[..]);
+        assert!(matches!(
+            c.decode(&mut buf),
+            Err(MllpError::FrameTooLarge(8))
+        ));
+        // Exactly max_frame is fine.
+        let mut buf = BytesMut::from(&b"\x0b01234567\x1c\r"[..]);
+        assert_eq!(c.decode(&mut buf).unwrap().unwrap().len(), 8);
     }
 
     #[test]

@@ -90,6 +90,62 @@ pub struct Segment<'a> {
     charset: Charset,
     /// 1-based line of the segment in the message.
     pub line: usize,
+    /// Byte offsets in `text` where the first `indexed` pieces (text after the segment ID,
+    /// split by the field separator) start: a fixed-size index on the stack, so reading a
+    /// field is O(1) for the fields huren uses and no segment allocates, however many
+    /// fields it has.
+    starts: [u32; FIELD_INDEX],
+    indexed: u8,
+}
+
+/// How many field starts a [`Segment`] indexes (OBR-25 and PID-30 included).
+const FIELD_INDEX: usize = 36;
+
+impl<'a> Segment<'a> {
+    fn new(text: &'a str, delims: Delimiters, charset: Charset, line: usize) -> Self {
+        let mut seg = Segment {
+            text,
+            delims,
+            charset,
+            line,
+            starts: [0; FIELD_INDEX],
+            indexed: 0,
+        };
+        let fs = delims.field;
+        if !fs.is_ascii() || text.len() < 3 || text.len() > u32::MAX as usize {
+            return seg;
+        }
+        let fs = fs as u8;
+        let mut count = 1usize;
+        seg.starts[0] = 3;
+        for (off, &c) in text.as_bytes().iter().enumerate().skip(3) {
+            if c == fs {
+                if count == FIELD_INDEX {
+                    break;
+                }
+                // off + 1 <= text.len() <= u32::MAX, checked above.
+                seg.starts[count] = (off + 1) as u32;
+                count += 1;
+            }
+        }
+        seg.indexed = count as u8;
+        seg
+    }
+
+    /// Piece `i` of the text after the segment ID split by the field separator (piece 0 is
+    /// what lies between the ID and the first separator, normally nothing).
+    fn piece(&self, i: usize) -> Option<&'a str> {
+        let count = usize::from(self.indexed);
+        let start = |k: usize| self.starts.get(k).map(|v| *v as usize);
+        if count == 0 {
+            return nth_piece(self.text.get(3..)?, self.delims.field, i);
+        }
+        if i + 1 < count {
+            return self.text.get(start(i)?..start(i + 1)?.checked_sub(1)?);
+        }
+        let last = count - 1;
+        nth_piece(self.text.get(start(last)?..)?, self.delims.field, i - last)
+    }
 }
 
 const MAX_SEGMENTS: usize = 100_000;
@@ -122,7 +178,8 @@ fn first_component(s: &str, c: char) -> &str {
 
 /// Reads MSH-3.1 and MSH-4.1 (sending application and facility) from raw bytes without
 /// decoding the message, so that the sender's configured charset can be looked up first.
-/// Sender identifiers are ASCII in practice; other bytes are replaced.
+/// The MSH line is read as UTF-8, else GB18030, else lossily (sender identifiers are ASCII in
+/// practice).
 pub fn peek_sender(bytes: &[u8]) -> Option<(String, String)> {
     let b = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(bytes);
     let start = b.windows(3).position(|w| w == b"MSH")?;
@@ -135,8 +192,15 @@ pub fn peek_sender(bytes: &[u8]) -> Option<(String, String)> {
         .iter()
         .position(|c| matches!(c, b'\r' | b'\n'))
         .unwrap_or(b.len());
-    let line = String::from_utf8_lossy(&b[..end]);
-    let parts: Vec<&str> = line.split(fs as char).collect();
+    let raw = b.get(..end).unwrap_or(b);
+    // As in `Message::parse`: UTF-8, else GB18030 (trail bytes can look like `|`), else lossy.
+    let line: String = match std::str::from_utf8(raw) {
+        Ok(t) => t.to_string(),
+        Err(_) => Charset::Gb18030
+            .decode(raw)
+            .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned()),
+    };
+    let parts: Vec<&str> = line.splitn(6, fs as char).collect();
     let comp = parts.get(1).and_then(|e| e.chars().next()).unwrap_or('^');
     let get = |n: usize| {
         first_component(msh_field(&parts, n), comp)
@@ -212,9 +276,19 @@ impl Message {
             .position(|c| matches!(c, b'\r' | b'\n'))
             .unwrap_or(b.len());
         let msh_raw = &b[..line_end];
-        let msh_ascii = String::from_utf8_lossy(msh_raw);
+        // MSH-2 and MSH-18 are read before the message is decoded. The MSH line is read as
+        // UTF-8 when it is valid, else in the sender's charset, else as GB18030 (whose trail
+        // bytes include `|`, `^`, `~` and `\`, so reading it byte-wise could shift MSH-18),
+        // else lossily.
+        let msh_line: String = match std::str::from_utf8(msh_raw) {
+            Ok(t) => t.to_string(),
+            Err(_) => default
+                .and_then(|c| c.decode(msh_raw).ok())
+                .or_else(|| Charset::Gb18030.decode(msh_raw).ok())
+                .unwrap_or_else(|| String::from_utf8_lossy(msh_raw).into_owned()),
+        };
         let fs_c = fs as char;
-        let parts: Vec<&str> = msh_ascii.split(fs_c).collect();
+        let parts: Vec<&str> = msh_line.splitn(20, fs_c).collect();
         let enc = msh_field(&parts, 2);
         let enc_chars: Vec<char> = enc.chars().collect();
         if enc_chars.len() < 2
@@ -227,7 +301,10 @@ impl Message {
                 None,
                 "MSH-2",
                 102,
-                format!("MSH-2 encoding characters {enc:?} are not valid (expected e.g. ^~\\&)"),
+                format!(
+                    "MSH-2 encoding characters {:?} are not valid (expected e.g. ^~\\&)",
+                    enc.chars().take(8).collect::<String>()
+                ),
             ));
         }
         let delims = Delimiters {
@@ -238,6 +315,9 @@ impl Message {
             subcomponent: enc_chars.get(3).copied().unwrap_or('&'),
             truncation: enc_chars.get(4).copied(),
         };
+        // The header as far as it can be read, so that even a refused message gets an ACK
+        // whose MSA-2 names it.
+        let provisional = read_header(&Segment::new(&msh_line, delims, Charset::Utf8, 1));
         let msh18 = msh_field(&parts, 18).trim();
         let msh18_first = first_component(msh18, delims.repetition).trim().to_string();
         let charset = if msh18_first.is_empty() {
@@ -246,23 +326,33 @@ impl Message {
             match Charset::from_label(&msh18_first) {
                 Some(c) => c,
                 None => {
-                    return Err(reject(None, "MSH-18", 103, format!("character set {msh18_first:?} is not supported (UNICODE UTF-8, GB 18030-2000, ASCII, 8859/1)")));
+                    return Err(reject(
+                        Some(provisional),
+                        "MSH-18",
+                        103,
+                        format!(
+                            "character set {:?} is not supported (UNICODE UTF-8, GB 18030-2000, ASCII, 8859/1)",
+                            msh18_first.chars().take(40).collect::<String>()
+                        ),
+                    ));
                 }
             }
         };
         let text = match charset.decode(b) {
             Ok(t) => t,
             Err(pos) => {
-                let line = 1 + b[..pos.min(b.len())]
+                let line = 1 + b
+                    .get(..pos)
+                    .unwrap_or(b)
                     .iter()
                     .filter(|c| **c == b'\r' || **c == b'\n')
                     .count();
                 return Err(reject(
-                    None,
+                    Some(provisional),
                     &format!("line {line}"),
                     102,
                     format!(
-                        "byte {} is not valid {} (charset from {})",
+                        "byte {} is not valid {} (charset from {}); nothing was replaced",
                         pos + start + usize::from(had_bom) * 3,
                         charset.hl7_label(),
                         if msh18_first.is_empty() {
@@ -321,7 +411,12 @@ impl Message {
             charset,
             warnings,
         };
-        msg.header = msg.read_header();
+        let header = msg
+            .segments()
+            .next()
+            .map(|msh| read_header(&msh))
+            .unwrap_or_default();
+        msg.header = header;
         // Segment IDs must be three upper-case letters or digits.
         for (i, seg) in msg.segments().enumerate() {
             let id = seg.id();
@@ -348,6 +443,7 @@ impl Message {
                 ));
             }
         }
+        msg.check_escapes();
         if msg.header.control_id.is_empty() {
             return Err(Rejection::new(
                 Some(msg.header.clone()),
@@ -366,30 +462,57 @@ impl Message {
         Ok(msg)
     }
 
-    fn read_header(&self) -> MessageHeader {
-        let Some(msh) = self.segments().next() else {
-            return MessageHeader::default();
+    /// Adds a warning for each field holding an escape sequence that is unknown or not
+    /// terminated (such sequences are kept literally when the field is read). One pass over
+    /// the segments that contain the escape character; at most 20 warnings.
+    fn check_escapes(&mut self) {
+        let Some(esc) = self.delims.escape else {
+            return;
         };
-        let d = &self.delims;
-        let comp = |n: usize, c: usize| msh.component(n, c).into_owned();
-        MessageHeader {
-            field_separator: d.field,
-            encoding_characters: msh.raw_field(2).to_string(),
-            sending_application: comp(3, 1),
-            sending_facility: comp(4, 1),
-            receiving_application: comp(5, 1),
-            receiving_facility: comp(6, 1),
-            timestamp: comp(7, 1),
-            message_type: comp(9, 1),
-            trigger_event: comp(9, 2),
-            structure: comp(9, 3),
-            control_id: msh.field(10).trim().to_string(),
-            processing_id: comp(11, 1),
-            version: comp(12, 1),
-            accept_ack_type: comp(15, 1),
-            application_ack_type: comp(16, 1),
-            charset: msh.raw_field(18).to_string(),
+        if !self.text.contains(esc) {
+            return;
         }
+        let mut found = Vec::new();
+        let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+        for (line0, r) in self.segments.iter().enumerate() {
+            // Plain ranges, not `Segment`s: no field index is needed for this pass.
+            let seg_text = self.text.get(r.clone()).unwrap_or("");
+            let id = seg_text.get(..3).unwrap_or(seg_text);
+            let nth = {
+                let n = counts.entry(id).or_insert(0);
+                *n += 1;
+                *n
+            };
+            if !seg_text.contains(esc) {
+                continue;
+            }
+            let is_msh = id == "MSH";
+            let rest = seg_text.get(3..).unwrap_or("");
+            for (k, f) in rest.split(self.delims.field).enumerate().skip(1) {
+                let field = if is_msh { k + 1 } else { k };
+                if (is_msh && field <= 2) || !f.contains(esc) {
+                    continue;
+                }
+                if unescape(f, &self.delims, self.charset).1 {
+                    found.push(Diagnostic::at(
+                        Severity::Warning,
+                        id,
+                        nth,
+                        line0 + 1,
+                        field,
+                        102,
+                        "unknown or unterminated escape sequence kept literally",
+                    ));
+                    if found.len() >= 20 {
+                        break;
+                    }
+                }
+            }
+            if found.len() >= 20 {
+                break;
+            }
+        }
+        self.warnings.extend(found);
     }
 
     /// The header (MSH).
@@ -419,11 +542,13 @@ impl Message {
 
     /// The segments in order.
     pub fn segments(&self) -> impl Iterator<Item = Segment<'_>> {
-        self.segments.iter().enumerate().map(move |(i, r)| Segment {
-            text: self.text.get(r.clone()).unwrap_or(""),
-            delims: self.delims,
-            charset: self.charset,
-            line: i + 1,
+        self.segments.iter().enumerate().map(move |(i, r)| {
+            Segment::new(
+                self.text.get(r.clone()).unwrap_or(""),
+                self.delims,
+                self.charset,
+                i + 1,
+            )
         })
     }
 
@@ -466,16 +591,58 @@ impl<'a> Segment<'a> {
         // rest starts with the field separator. For MSH, rest.split(fs) gives ["", MSH-2, MSH-3…];
         // for others ["", F1, F2…].
         let idx = if is_msh { n - 1 } else { n };
-        rest.split(self.delims.field).nth(idx).unwrap_or("")
+        self.piece(idx).unwrap_or("")
     }
 
-    /// The repetitions of field `n`, raw.
-    pub fn repetitions(&self, n: usize) -> Vec<&'a str> {
+    /// The repetitions of field `n`, raw (an absent field gives one empty repetition).
+    pub fn repetitions(&self, n: usize) -> impl Iterator<Item = &'a str> {
         let f = self.raw_field(n);
-        if f.is_empty() || (self.id() == "MSH" && n <= 2) {
-            return vec![f];
+        // MSH-1 and MSH-2 hold the delimiters themselves: never split them.
+        let sep = if self.id() == "MSH" && n <= 2 {
+            None
+        } else {
+            Some(self.delims.repetition)
+        };
+        let mut parts = sep.map(|c| f.split(c));
+        let mut whole = sep.is_none().then_some(f);
+        std::iter::from_fn(move || match parts.as_mut() {
+            Some(p) => p.next(),
+            None => whole.take(),
+        })
+    }
+
+    /// The first repetition of field `n`, raw.
+    fn first_repetition(&self, n: usize) -> &'a str {
+        let f = self.raw_field(n);
+        if self.id() == "MSH" && n <= 2 {
+            return f;
         }
-        f.split(self.delims.repetition).collect()
+        nth_piece(f, self.delims.repetition, 0).unwrap_or("")
+    }
+
+    /// Component `c` (1-based) of repetition `r` (1-based) of field `n`, unescaped.
+    pub fn component_of_repetition(&self, n: usize, r: usize, c: usize) -> Cow<'a, str> {
+        let rep = self.repetitions(n).nth(r.saturating_sub(1)).unwrap_or("");
+        component_of(rep, c, &self.delims, self.charset)
+    }
+
+    /// Subcomponent `s` of component `c` of the first repetition of field `n` (all 1-based),
+    /// unescaped.
+    pub fn subcomponent(&self, n: usize, c: usize, s: usize) -> Cow<'a, str> {
+        let rep = self.first_repetition(n);
+        let comp = nth_piece(rep, self.delims.component, c.saturating_sub(1)).unwrap_or("");
+        let sub = nth_piece(comp, self.delims.subcomponent, s.saturating_sub(1)).unwrap_or("");
+        unescape(sub, &self.delims, self.charset).0
+    }
+
+    /// Number of fields after the segment ID (for MSH, counting MSH-1).
+    pub fn field_count(&self) -> usize {
+        let count = usize::from(self.indexed);
+        if count > 0 && count < FIELD_INDEX {
+            return count - 1;
+        }
+        let rest = self.text.get(3..).unwrap_or("");
+        rest.matches(self.delims.field).count()
     }
 
     /// Field `n`, unescaped (all repetitions, delimiters kept as sent).
@@ -489,8 +656,59 @@ impl<'a> Segment<'a> {
 
     /// Component `c` (1-based) of the first repetition of field `n`, unescaped.
     pub fn component(&self, n: usize, c: usize) -> Cow<'a, str> {
-        let rep = self.repetitions(n).into_iter().next().unwrap_or("");
+        let rep = self.first_repetition(n);
         component_of(rep, c, &self.delims, self.charset)
+    }
+}
+
+/// Reads the header fields from an MSH segment.
+fn read_header(msh: &Segment<'_>) -> MessageHeader {
+    let comp = |n: usize, c: usize| msh.component(n, c).trim().to_string();
+    MessageHeader {
+        field_separator: msh.delims.field,
+        encoding_characters: msh.raw_field(2).to_string(),
+        sending_application: comp(3, 1),
+        sending_facility: comp(4, 1),
+        receiving_application: comp(5, 1),
+        receiving_facility: comp(6, 1),
+        timestamp: comp(7, 1),
+        message_type: comp(9, 1),
+        trigger_event: comp(9, 2),
+        structure: comp(9, 3),
+        control_id: msh.field(10).trim().to_string(),
+        processing_id: comp(11, 1),
+        version: comp(12, 1),
+        accept_ack_type: comp(15, 1),
+        application_ack_type: comp(16, 1),
+        charset: msh.raw_field(18).trim().to_string(),
+    }
+}
+
+/// The `n`th (0-based) piece of `s` split by `sep`. Delimiters are ASCII in practice, and an
+/// ASCII byte never occurs inside a UTF-8 multi-byte sequence, so the search runs on bytes.
+#[inline]
+pub(crate) fn nth_piece(s: &str, sep: char, n: usize) -> Option<&str> {
+    if !sep.is_ascii() {
+        return s.split(sep).nth(n);
+    }
+    let b = s.as_bytes();
+    let sep = sep as u8;
+    let mut start = 0usize;
+    let mut idx = 0usize;
+    loop {
+        let end = b
+            .get(start..)?
+            .iter()
+            .position(|&c| c == sep)
+            .map_or(b.len(), |p| start + p);
+        if idx == n {
+            return s.get(start..end);
+        }
+        if end >= b.len() {
+            return None;
+        }
+        start = end + 1;
+        idx += 1;
     }
 }
 
@@ -501,9 +719,78 @@ pub(crate) fn component_of<'a>(
     d: &Delimiters,
     cs: Charset,
 ) -> Cow<'a, str> {
-    let raw = rep
-        .split(d.component)
-        .nth(c.saturating_sub(1))
-        .unwrap_or("");
+    let raw = nth_piece(rep, d.component, c.saturating_sub(1)).unwrap_or("");
     unescape(raw, d, cs).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_index_agrees_with_splitting() {
+        let d = Delimiters {
+            field: '|',
+            component: '^',
+            repetition: '~',
+            escape: Some('\\'),
+            subcomponent: '&',
+            truncation: None,
+        };
+        for n in 0..90 {
+            let fields: Vec<String> = (1..=n)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        String::new()
+                    } else {
+                        format!("f{i}血")
+                    }
+                })
+                .collect();
+            let text = format!("OBX|{}", fields.join("|"));
+            let seg = Segment::new(&text, d, Charset::Utf8, 1);
+            assert_eq!(seg.field_count(), n.max(1));
+            for k in 1..n + 5 {
+                let want = fields.get(k - 1).map(String::as_str).unwrap_or("");
+                assert_eq!(seg.raw_field(k), want, "{n} fields, field {k}");
+            }
+        }
+        let seg = Segment::new("ZZZ", d, Charset::Utf8, 1);
+        assert_eq!(seg.raw_field(1), "");
+        assert_eq!(seg.field_count(), 0);
+    }
+
+    #[test]
+    fn segment_accessors() {
+        let m = Message::parse(
+            b"MSH|^~\\&|LIS^1.2.3^ISO|FX-ZX|||20250624||ORU^R01|C1|P|2.5.1\rPID|1||A^^^X&1.2&ISO^MR~B^^^NNCHN^NI||\\H\\Wang\\N\\^Fang\r",
+            None,
+        )
+        .unwrap();
+        let pid = m.segments().nth(1).unwrap();
+        assert_eq!(pid.id(), "PID");
+        assert_eq!(pid.line, 2);
+        assert_eq!(pid.field_count(), 5);
+        assert_eq!(pid.repetitions(3).count(), 2);
+        assert_eq!(pid.component_of_repetition(3, 2, 5), "NI");
+        assert_eq!(pid.subcomponent(3, 4, 2), "1.2");
+        assert_eq!(pid.component(5, 1), "Wang");
+        assert_eq!(pid.raw_field(5), "\\H\\Wang\\N\\^Fang");
+        assert_eq!(pid.field(9), "");
+        assert_eq!(nth_piece("a|b||c", '|', 3), Some("c"));
+        assert_eq!(nth_piece("a|b||c", '|', 2), Some(""));
+        assert_eq!(nth_piece("a|b||c", '|', 4), None);
+        assert_eq!(nth_piece("", '|', 0), Some(""));
+        assert_eq!(nth_piece("血|常", '|', 1), Some("常"));
+        assert_eq!(nth_piece("a¦b", '¦', 1), Some("b"));
+        let msh = m.segments().next().unwrap();
+        assert_eq!(msh.raw_field(1), "|");
+        assert_eq!(msh.field(2), "^~\\&");
+        assert_eq!(msh.repetitions(2).collect::<Vec<_>>(), ["^~\\&"]);
+        assert_eq!(m.header().sending_application, "LIS");
+        assert_eq!(
+            peek_sender(b"\x0bMSH|^~\\&|LIS|FX-SQ01|"),
+            Some(("LIS".into(), "FX-SQ01".into()))
+        );
+    }
 }

@@ -2,7 +2,7 @@
 
 use chrono::{FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
 
-/// Why a timestamp was refused.
+/// Why a timestamp was refused (holds at most the first 40 characters of the value).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid HL7 timestamp {0:?}")]
 pub struct TimestampError(pub String);
@@ -11,7 +11,8 @@ pub struct TimestampError(pub String);
 /// a time and no offset are local time in `tz` (Chinese LIS send local time); date-only
 /// values become `YYYY-MM-DD` (or `YYYY-MM`, `YYYY`).
 pub fn parse_timestamp(s: &str, tz: chrono_tz::Tz) -> Result<String, TimestampError> {
-    let err = || TimestampError(s.to_string());
+    // The offending value, cut to 40 characters (it ends up in diagnostics).
+    let err = || TimestampError(s.chars().take(40).collect());
     let s = s.trim();
     let s = s.split('^').next().unwrap_or(""); // TS.1 of a composite
     let (body, offset) = match s.find(['+', '-']) {

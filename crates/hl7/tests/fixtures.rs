@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use huren_hl7::{interpret, split_batch, Charset, Content, Message, SenderConfig};
-use huren_model::ContentHash;
+use huren_model::{canonical_json, ContentHash};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hl7")
@@ -19,26 +19,39 @@ fn cfg(inst: &str) -> SenderConfig {
     }
 }
 
-/// `oru_gb18030.hl7` is `oru_gb18030.utf8.txt` encoded in GB18030 by this test
-/// (`UPDATE_FIXTURES=1` rewrites it).
+/// Fixtures that are bytes rather than text are generated here and compared with the
+/// committed files (`UPDATE_FIXTURES=1` rewrites them):
+/// - `oru_gb18030.hl7` is `oru_gb18030.utf8.txt` encoded in GB18030;
+/// - `malformed/undecodable_utf8.hl7` declares UNICODE UTF-8 but carries the GB18030 bytes
+///   of 张^伟 in PID-5.
 #[test]
-fn gb18030_fixture_is_generated_from_its_utf8_source() {
+fn fixtures_are_current() {
     let src = std::fs::read_to_string(dir().join("oru_gb18030.utf8.txt")).unwrap();
     let (gb, _, bad) = encoding_rs::GB18030.encode(&src);
     assert!(!bad);
-    let path = dir().join("oru_gb18030.hl7");
-    if std::env::var_os("UPDATE_FIXTURES").is_some() {
-        std::fs::write(&path, &gb).unwrap();
-    }
-    let have = std::fs::read(&path).unwrap();
-    assert_eq!(
-        have,
-        gb.as_ref(),
-        "run with UPDATE_FIXTURES=1 to regenerate"
-    );
     assert!(
-        std::str::from_utf8(&have).is_err(),
+        std::str::from_utf8(&gb).is_err(),
         "the fixture really is GB18030"
+    );
+    let mut undecodable = b"MSH|^~\\&|LIS|FX-ZX|||20250624||ORU^R01|BADUTF-1|P|2.5.1|||||CHN|UNICODE UTF-8\rPID|1||P1||".to_vec();
+    undecodable.extend_from_slice(&encoding_rs::GB18030.encode("张^伟").0);
+    undecodable.push(b'\r');
+    let mut stale = Vec::new();
+    for (name, want) in [
+        ("oru_gb18030.hl7", gb.as_ref()),
+        ("malformed/undecodable_utf8.hl7", undecodable.as_slice()),
+    ] {
+        let path = dir().join(name);
+        if std::env::var_os("UPDATE_FIXTURES").is_some() {
+            std::fs::write(&path, want).unwrap();
+        }
+        if std::fs::read(&path).ok().as_deref() != Some(want) {
+            stale.push(name);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{stale:?} differ from their generator; run with UPDATE_FIXTURES=1"
     );
 }
 
@@ -54,7 +67,14 @@ fn interpret_file(name: &str) -> Vec<serde_json::Value> {
         let it = interpret(&msg, &cfg(&inst), ContentHash::of(m))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let content = match it.content {
-            Content::Lab(r) => serde_json::json!({"lab": r}),
+            Content::Lab(r) => {
+                // Each report as the store will see it: canonical JSON.
+                let canon: Vec<serde_json::Value> = r
+                    .iter()
+                    .map(|x| serde_json::from_slice(&canonical_json(x).unwrap()).unwrap())
+                    .collect();
+                serde_json::json!({ "lab": canon })
+            }
             Content::PatientUpdate(p) => serde_json::json!({"patient_update": p}),
             Content::PatientMerge { surviving, merged } => {
                 serde_json::json!({"merge": {"surviving": surviving, "merged": merged}})
@@ -181,13 +201,14 @@ fn malformed_fixtures_are_rejected_with_a_location() {
     let u = std::fs::read(dir().join("malformed/undecodable_utf8.hl7")).unwrap();
     let e = Message::parse(&u, None).unwrap_err();
     assert_eq!(e.kind, huren_hl7::RejectKind::Reject);
+    assert_eq!(e.diagnostics[0].location, "line 2");
+    // The header could still be read, so the ACK names the refused message.
+    assert_eq!(e.header.as_ref().unwrap().control_id, "BADUTF-1");
     assert!(
         e.diagnostics[0].message.contains("not valid UNICODE UTF-8"),
         "{e}"
     );
     // The same bytes are fine when the sender is configured as GB18030 and sends no MSH-18 ...
-    let no18 = String::from_utf8_lossy(&u).replace("|CHN|UNICODE UTF-8", "|CHN|");
-    let _ = no18;
     let raw: Vec<u8> = {
         let s = u.clone();
         let pos = s
@@ -201,4 +222,34 @@ fn malformed_fixtures_are_rejected_with_a_location() {
     let msg = Message::parse(&raw, Some(Charset::Gb18030)).unwrap();
     assert_eq!(msg.charset(), Charset::Gb18030);
     assert!(msg.text().contains("张^伟"));
+}
+
+/// A GB18030 sender that leaves MSH-18 empty is decoded with its configured charset, and
+/// gives the same reports as with MSH-18 = `GB 18030-2000`; without that configuration the
+/// message is refused (UTF-8 is assumed and nothing is replaced).
+#[test]
+fn gb18030_per_sender_default() {
+    let src = std::fs::read_to_string(dir().join("oru_gb18030.utf8.txt")).unwrap();
+    let no18 = src.replace("|CHN|GB 18030-2000", "|CHN|");
+    assert_ne!(no18, src);
+    let bytes = encoding_rs::GB18030.encode(&no18).0.into_owned();
+    let mut c = cfg("FX-SQ01");
+    c.charset = Some(Charset::Gb18030);
+    let with_default = huren_hl7::check(&bytes, Some(&c)).unwrap();
+    let gb = std::fs::read(dir().join("oru_gb18030.hl7")).unwrap();
+    let with_msh18 = huren_hl7::check(&gb, Some(&c)).unwrap();
+    let (Content::Lab(a), Content::Lab(b)) = (with_default.content, with_msh18.content) else {
+        panic!("not lab")
+    };
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].lab, b[0].lab);
+    assert_eq!(a[0].patient, b[0].patient);
+    assert_eq!(a[0].patient.name.as_deref(), Some("张伟"));
+    let e = huren_hl7::check(&bytes, None).unwrap_err();
+    assert_eq!(e.kind, huren_hl7::RejectKind::Reject);
+    assert_eq!(
+        e.header.unwrap().control_id,
+        "SQ01-20250622-0009",
+        "the refusal still names the message"
+    );
 }

@@ -130,3 +130,63 @@ fn timestamps_without_offset_are_sender_local_time() {
         Some("2025-06-24T10:15:00+08:00")
     );
 }
+
+#[test]
+fn one_mebibyte_of_pipes_only_is_cheap() {
+    // Nothing but MSH and 1 MiB of `|`: refused (MSH-10 empty), quickly, without a per-field
+    // index.
+    let mut s = String::from("MSH|^~\\&");
+    s.push_str(&"|".repeat(1 << 20));
+    let t = std::time::Instant::now();
+    let e = Message::parse(s.as_bytes(), None).unwrap_err();
+    assert_eq!(e.diagnostics[0].location, "MSH-10");
+    // And 1 MiB of repetitions and components in OBX-5 and OBX-8.
+    let mut s = String::from(
+        "MSH|^~\\&|LIS|FX-ZX|||20250624||ORU^R01|C1|P|2.5.1\rPID|1||P1\rOBR|1||F1|X\rOBX|1|ST|X||",
+    );
+    s.push_str(&"~^".repeat(1 << 19));
+    s.push_str("||||");
+    s.push_str(&"~".repeat(1 << 20));
+    let m = Message::parse(s.as_bytes(), None).unwrap();
+    assert_eq!(m.segment_count(), 4);
+    let it = interpret(&m, &cfg(), ContentHash::of(b"x")).unwrap();
+    let huren_hl7::Content::Lab(r) = it.content else {
+        panic!()
+    };
+    assert_eq!(
+        r[0].lab.as_ref().unwrap().observations[0].value.len(),
+        1 << 20
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+/// No quadratic paths: many messages and envelope lines in a batch, many distinct segment
+/// IDs with escapes in one message.
+#[test]
+fn adversarial_shapes_stay_linear() {
+    let t = std::time::Instant::now();
+    let mut batch = String::from("FHS|^~\\&\r");
+    for i in 0..40_000 {
+        batch.push_str(&format!("MSH|^~\\&|||||||ORU^R01|{i}|P|2.5\rBHS|\r"));
+    }
+    assert_eq!(
+        huren_hl7::split_batch(batch.as_bytes()).unwrap().len(),
+        40_000
+    );
+    let mut msg = String::from("MSH|^~\\&|LIS|FX-ZX|||20250624||ORU^R01|C1|P|2.5.1\r");
+    for i in 0..46_000u32 {
+        let a = |k: u32| char::from(b'A' + (k % 26) as u8);
+        msg.push_str(&format!("Z{}{}|\\Q\\\r", a(i), a(i / 26 % 26 + (i / 676))));
+    }
+    let m = Message::parse(msg.as_bytes(), None).unwrap();
+    assert_eq!(m.warnings().len(), 20, "escape warnings are capped");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+}

@@ -281,7 +281,7 @@ pub fn rejected(r: Rejection) -> Hl7Outcome {
             .header
             .as_ref()
             .map(|h| format!("{}^{}", h.message_type, h.trigger_event)),
-        control_id: r.header.as_ref().map(|h| h.control_id.clone()),
+        control_id: r.header.as_deref().map(|h| h.control_id.clone()),
         institution: None,
         error: r
             .diagnostics
