@@ -3,6 +3,10 @@
 //!
 //! `cargo bench -p huren-hl7 --bench parse -- [ITERATIONS]` (default 200000)
 
+/// The binary's allocator, so the figures match `huren serve`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use huren_hl7::{interpret, Message, SenderConfig};

@@ -46,6 +46,9 @@ pub struct Config {
     /// MLLP listener settings.
     #[serde(default)]
     pub mllp: MllpConfig,
+    /// The resolved national-ID secret (looked up once; see [`Config::national_id_secret`]).
+    #[serde(skip)]
+    secret: std::sync::OnceLock<String>,
 }
 
 /// One institution (医疗机构) of the consortium.
@@ -206,20 +209,24 @@ impl Config {
     }
 
     /// The national-ID secret: environment first, then file, then a fixed development value
-    /// (with a warning), so that keys are stable across restarts.
-    pub fn national_id_secret(&self) -> String {
-        if let Ok(s) = std::env::var("HUREN_NATIONAL_ID_SECRET") {
-            if !s.is_empty() {
-                return s;
+    /// (with one warning), so that keys are stable across restarts. Resolved once.
+    pub fn national_id_secret(&self) -> &str {
+        self.secret.get_or_init(|| {
+            if let Ok(s) = std::env::var("HUREN_NATIONAL_ID_SECRET") {
+                if !s.is_empty() {
+                    return s;
+                }
             }
-        }
-        match &self.identity.national_id_secret {
-            Some(s) if !s.is_empty() => s.clone(),
-            _ => {
-                tracing::warn!("no national_id_secret configured; using the development secret");
-                "huren-development-secret".to_string()
+            match &self.identity.national_id_secret {
+                Some(s) if !s.is_empty() => s.clone(),
+                _ => {
+                    tracing::warn!(
+                        "no national_id_secret configured; using the development secret"
+                    );
+                    "huren-development-secret".to_string()
+                }
             }
-        }
+        })
     }
 }
 

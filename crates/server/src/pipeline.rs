@@ -205,7 +205,7 @@ pub fn prepare_hl7(
             .as_deref()
             .and_then(|t| t.parse().ok())
             .unwrap_or(chrono_tz::Asia::Shanghai),
-        national_id_secret: config.national_id_secret(),
+        national_id_secret: config.national_id_secret().to_string(),
     };
     let original = ContentHash::of(bytes);
     let it = huren_hl7::interpret(&msg, &cfg, original)?;

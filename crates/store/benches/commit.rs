@@ -3,6 +3,10 @@
 //!
 //! `cargo bench -p huren-store --bench commit -- [N] [C]` (defaults 20000, 16)
 
+/// The binary's allocator, so the figures match `huren serve`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use huren_model::{
