@@ -97,10 +97,25 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CertsCmd,
     },
+    /// Mutual-recognition rules.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
     /// Rebuild the sled index from the journal.
     Reindex {
         #[arg(long, default_value = "huren-data")]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Validate a rules file and list what it leaves unconfigured.
+    Check {
+        /// The rules file.
+        #[arg(default_value = "config/recognition.toml")]
+        file: PathBuf,
     },
 }
 
@@ -316,6 +331,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             println_json(&certs::dev(&out, &hosts, &institutions)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rules {
+            cmd: RulesCmd::Check { file },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            match huren_recognition::Rules::from_toml(&text) {
+                Ok(r) => {
+                    println_json(&json!({
+                        "file": file,
+                        "valid": true,
+                        "version": r.version(),
+                        "institutions": r.file.institutions.len(),
+                        "items": r.file.items.len(),
+                        "qc_evidence": r.file.qc.len(),
+                        "unconfigured": r.unconfigured(),
+                    }));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    for i in &e.issues {
+                        eprintln!(
+                            "{}:{}: {}",
+                            file.display(),
+                            i.line.map_or(String::new(), |l| l.to_string()),
+                            i.message
+                        );
+                    }
+                    println_json(&json!({"file": file, "valid": false, "errors": e.issues}));
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Cmd::Reindex { data } => {
             if !data.join("journal.log").exists() {

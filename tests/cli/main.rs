@@ -6,4 +6,5 @@ mod support;
 mod crash;
 mod files;
 mod mllp;
+mod rules;
 mod tls;
