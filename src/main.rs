@@ -159,6 +159,24 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
     }
 }
 
+/// The recognition rules: the configured file; under `--demo` without one, the embedded
+/// example; otherwise none (every result reference only, with a warning).
+fn load_rules(config: &Config, demo: bool) -> Result<huren_recognition::Rules> {
+    let text = match &config.recognition.rules {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading recognition rules {}", p.display()))?,
+        None if demo => demo::RULES.to_string(),
+        None => {
+            tracing::warn!(
+                "no [recognition] rules configured: every result will be reference only"
+            );
+            "version = \"none\"".to_string()
+        }
+    };
+    huren_recognition::Rules::from_toml(&text)
+        .map_err(|e| anyhow::anyhow!("recognition rules: {e}"))
+}
+
 fn open_store(data: &Path, config: &Config) -> Result<Store> {
     Store::open(
         data,
@@ -314,8 +332,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let store = open_store(&data, &Config::default())?;
             let rep = store.verify()?;
-            println_json(&serde_json::to_value(&rep)?);
-            Ok(if rep.problems.is_empty() {
+            let audit = huren_store::AuditLog::verify(&data)?;
+            let mut out = serde_json::to_value(&rep)?;
+            out["audit"] = serde_json::to_value(&audit)?;
+            println_json(&out);
+            if let Some(b) = &audit.broken {
+                eprintln!(
+                    "audit.log: chain broken at line {} (record {}): {}",
+                    b.line, b.seq, b.reason
+                );
+            }
+            Ok(if rep.problems.is_empty() && audit.broken.is_none() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -422,10 +449,27 @@ fn serve(
         None => PathBuf::from("huren-data"),
     };
     let store = open_store(&data, &config)?;
+    let rules = load_rules(&config, demo)?;
+    let mut tokens = huren_server::auth::Tokens::new(&config.clinicians);
+    let demo_tokens = if demo {
+        Some(demo::tokens(&mut tokens)?)
+    } else {
+        None
+    };
     let gw = Gateway {
         store: store.clone(),
         config: Arc::new(config),
         demo,
+    };
+    let audit = Arc::new(
+        huren_store::AuditLog::open(&data)
+            .with_context(|| format!("opening audit log in {}", data.display()))?,
+    );
+    let state = huren_server::api::ApiState {
+        gw: gw.clone(),
+        rules: Arc::new(rules),
+        audit,
+        tokens: Arc::new(tokens),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -445,10 +489,10 @@ fn serve(
             Some(t) => Some(Arc::new(huren_server::tls::setup(t, &gw.config)?)),
             None => None,
         };
-        if demo {
-            demo::load(&gw, &http_addr.to_string()).await?;
+        if let Some(t) = &demo_tokens {
+            demo::load(&gw, &http_addr.to_string(), t).await?;
         }
-        let router = huren_server::http::router(gw.clone());
+        let router = huren_server::http::router(state);
         let http_task = tokio::spawn(async move { axum::serve(http_l, router).await });
         let mllp_task = tokio::spawn(huren_server::mllp::serve(mllp_l, gw.clone(), tls));
         shutdown_signal().await;

@@ -6,5 +6,6 @@ mod support;
 mod crash;
 mod files;
 mod mllp;
+mod recognition;
 mod rules;
 mod tls;

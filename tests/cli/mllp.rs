@@ -23,11 +23,39 @@ charset = "GB18030"
 
 [identity]
 national_id_secret = "test-secret"
+
+# Tokens: test-clinician-token, test-privacy-token, test-commission-token, test-sq01-token.
+[[clinician]]
+id = "dr.zx"
+institution = "FX-ZX"
+role = "clinician"
+department = "心内科"
+token_sha256 = "cfa30e232241240c7636958ad93c8e2c43bf3544abc35d4ce8a7f49de51ea5ee"
+
+[[clinician]]
+id = "privacy.zx"
+institution = "FX-ZX"
+role = "privacy_officer"
+token_sha256 = "4aff87745d79377cf1f735bb91ecaacec396be1fe34e87191ec30d507e10ea49"
+
+[[clinician]]
+id = "commission"
+institution = "FX-ZX"
+role = "commission"
+token_sha256 = "4feb5806ec83286028f9a0c850462be0dddc0b1b4182f316f12780bd2a62d1b7"
+
+[[clinician]]
+id = "dr.sq01"
+institution = "FX-SQ01"
+role = "clinician"
+token_sha256 = "4adebd537c817c338415de812d2a1ae61ae08cd5112eac48c9733dd40277e8ec"
 "#;
 
+/// Writes the test configuration (with the shipped recognition rules) into `dir`.
 pub fn config_file(dir: &std::path::Path) -> String {
     let p = dir.join("huren.toml");
-    std::fs::write(&p, CONFIG).unwrap();
+    let rules = crate::support::repo().join("config/recognition.toml");
+    std::fs::write(&p, format!("{CONFIG}\n[recognition]\nrules = {rules:?}\n")).unwrap();
     p.to_str().unwrap().to_string()
 }
 
@@ -61,7 +89,11 @@ fn ack_follows_commit_and_results_are_queryable() {
     let url = format!("http://{}/api/v1/reports/{hash}/original", srv.http);
     let mut orig = Vec::new();
     std::io::Read::read_to_end(
-        &mut ureq::get(&url).call().unwrap().into_reader(),
+        &mut ureq::get(&url)
+            .set("Authorization", &format!("Bearer {}", srv.token))
+            .call()
+            .unwrap()
+            .into_reader(),
         &mut orig,
     )
     .unwrap();
@@ -209,20 +241,22 @@ fn demo_serves_example_urls() {
     let reports = examples
         .iter()
         .filter_map(|e| e.as_str())
-        .find(|e| e.ends_with("/reports"))
+        .find(|e| e.ends_with("/results"))
         .unwrap();
     let path = reports.split_once(&srv.http).unwrap().1;
+    // The demo prints a clinician token; without it the API refuses.
+    assert_eq!(srv.get_with(path, &[]).0, 401);
     let (st, body) = srv.get(path);
-    assert_eq!(st, 200);
-    // Three institutions, one person: linked by the national ID.
+    assert_eq!(st, 200, "{body}");
+    // Three institutions, one person: linked by the national ID; every result has a verdict.
     assert_eq!(body["identity_link"], "exact_national_id");
-    let insts: std::collections::BTreeSet<_> = body["reports"]
-        .as_array()
-        .unwrap()
+    let results = body["results"].as_array().unwrap();
+    let insts: std::collections::BTreeSet<_> = results
         .iter()
-        .map(|r| r["meta"]["institution"].as_str().unwrap().to_string())
+        .map(|r| r["institution"].as_str().unwrap().to_string())
         .collect();
     assert!(insts.len() >= 3, "{insts:?}");
+    assert!(results.iter().all(|r| r["verdict"]["level"].is_string()));
     // Unknown senders are accepted in demo mode.
     let mut c = Mllp::connect(&srv.mllp);
     let ack = c

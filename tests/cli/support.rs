@@ -35,7 +35,12 @@ pub struct Server {
     pub http: String,
     pub mllp: String,
     pub lines: Vec<serde_json::Value>,
+    /// Clinician token used by [`Server::get`]: the demo token, else the test configuration's.
+    pub token: String,
 }
+
+/// The clinician token of the test configuration (`tests/cli/mllp.rs`).
+pub const TEST_TOKEN: &str = "test-clinician-token";
 
 impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
@@ -72,7 +77,7 @@ impl Server {
                 _ => {}
             }
             lines.push(v);
-            if !http.is_empty() && !mllp.is_empty() && (!demo || lines.len() >= 3) {
+            if !http.is_empty() && !mllp.is_empty() && (!demo || lines.len() >= 4) {
                 break;
             }
         }
@@ -85,11 +90,41 @@ impl Server {
             let mut sink = String::new();
             let _ = reader.read_to_string(&mut sink);
         });
+        let token = lines
+            .iter()
+            .find_map(|l| l["demo_token"].as_str())
+            .unwrap_or(TEST_TOKEN)
+            .to_string();
         Server {
             child,
             http,
             mllp,
             lines,
+            token,
+        }
+    }
+
+    /// POST JSON with these headers.
+    pub fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("http://{}{}", self.http, path);
+        let mut req = ureq::post(&url)
+            .timeout(Duration::from_secs(10))
+            .set("Content-Type", "application/json");
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        match req.send_string(&body.to_string()) {
+            Ok(r) => {
+                let s = r.status();
+                (s, json_body(r))
+            }
+            Err(ureq::Error::Status(s, r)) => (s, json_body(r)),
+            Err(e) => panic!("POST {url}: {e}"),
         }
     }
 
@@ -98,9 +133,26 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// GET as the clinician, with the patient's authorisation.
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let auth = format!("Bearer {}", self.token);
+        self.get_with(
+            path,
+            &[
+                ("Authorization", auth.as_str()),
+                ("X-Patient-Authorization", "health_card 1234"),
+            ],
+        )
+    }
+
+    /// GET with exactly these headers.
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
         let url = format!("http://{}{}", self.http, path);
-        match ureq::get(&url).timeout(Duration::from_secs(10)).call() {
+        let mut req = ureq::get(&url).timeout(Duration::from_secs(10));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        match req.call() {
             Ok(r) => {
                 let s = r.status();
                 (s, json_body(r))

@@ -126,7 +126,9 @@ pub fn evaluate(ctx: &QueryContext, candidate: &Candidate, rules: &Rules) -> Ver
 
     // 1. Identity.
     match candidate.identity {
-        IdentityMethod::ExactNationalId | IdentityMethod::MpiMatch => {}
+        IdentityMethod::ExactNationalId
+        | IdentityMethod::MpiMatch
+        | IdentityMethod::ExactLocalId => {}
         IdentityMethod::MpiPossibleMatch | IdentityMethod::LocalOnly => acc.add(
             ReasonCode::IdentityUncertain,
             Some(format!("{:?}", candidate.identity)),

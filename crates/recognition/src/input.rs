@@ -174,6 +174,9 @@ pub enum IdentityMethod {
     ExactNationalId,
     /// Master patient index: certain match.
     MpiMatch,
+    /// The result carries exactly the identifier queried (same institution, same local ID):
+    /// certain, but links nothing across institutions.
+    ExactLocalId,
     /// Master patient index: possible match only.
     MpiPossibleMatch,
     /// Only an institution-local identifier.

@@ -129,7 +129,7 @@ proptest! {
             // certain identity.
             prop_assert!(v.evidence.regional_code.is_some());
             prop_assert!(v.expires_at.is_some_and(|e| e >= q.now));
-            prop_assert!(matches!(c.identity, IdentityMethod::ExactNationalId | IdentityMethod::MpiMatch));
+            prop_assert!(matches!(c.identity, IdentityMethod::ExactNationalId | IdentityMethod::MpiMatch | IdentityMethod::ExactLocalId));
             prop_assert!(!matches!(c.status, CandidateStatus::Cancelled | CandidateStatus::EnteredInError | CandidateStatus::Preliminary));
         }
     }

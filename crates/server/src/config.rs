@@ -46,6 +46,12 @@ pub struct Config {
     /// MLLP listener settings.
     #[serde(default)]
     pub mllp: MllpConfig,
+    /// Recognition rules.
+    #[serde(default)]
+    pub recognition: RecognitionConfig,
+    /// Clinician (and officer) bearer tokens, stored hashed.
+    #[serde(default, rename = "clinician")]
+    pub clinicians: Vec<crate::auth::TokenConfig>,
     /// The resolved national-ID secret (looked up once; see [`Config::national_id_secret`]).
     #[serde(skip)]
     secret: std::sync::OnceLock<String>,
@@ -73,6 +79,16 @@ pub struct Institution {
     /// `urn:huren:institution:FX-ZX`.
     #[serde(default)]
     pub client_cert_uri: Option<String>,
+}
+
+/// Where the recognition rules are.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RecognitionConfig {
+    /// The rules file (`config/recognition.toml`); relative paths are relative to the
+    /// configuration file. Without rules every result is reference only (fail closed).
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
 }
 
 /// Identity settings.
@@ -143,7 +159,13 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut cfg = Self::parse(&text, &path.display().to_string())?;
+        if let (Some(rules), Some(dir)) = (&cfg.recognition.rules, path.parent()) {
+            if rules.is_relative() {
+                cfg.recognition.rules = Some(dir.join(rules));
+            }
+        }
+        Ok(cfg)
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
@@ -185,6 +207,15 @@ impl Config {
                         i.code
                     )));
                 }
+            }
+        }
+        for c in &cfg.clinicians {
+            let h = &c.token_sha256;
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(format!(
+                    "clinician {}: token_sha256 must be 64 hex digits",
+                    c.id
+                )));
             }
         }
         Ok(cfg)

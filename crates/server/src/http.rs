@@ -1,16 +1,18 @@
-//! The HTTP API (axum on hyper). Authentication arrives with the recognition service; until
-//! then the server binds to loopback by default.
+//! The HTTP API (axum on hyper): routes, problem answers, report retrieval. Every
+//! patient-data route authenticates (bearer token) and audits; see `api.rs` for the
+//! recognition endpoints.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use huren_model::{ContentHash, PatientId, ReportKind};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::pipeline::Gateway;
+use crate::api::{ApiState, Authed};
+use crate::auth::Role;
 
 /// An RFC 9457 problem answer.
 #[derive(Debug)]
@@ -18,32 +20,62 @@ pub struct Problem {
     status: StatusCode,
     title: &'static str,
     detail: String,
+    code: Option<String>,
+    headers: Vec<(header::HeaderName, &'static str)>,
 }
 
 impl Problem {
-    fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+    /// A problem with a status, a short title and a detail.
+    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
         Problem {
             status,
             title,
             detail: detail.into(),
+            code: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a machine-readable `code` member (e.g. `EXCEPTION_CODE_REQUIRED`).
+    pub fn code(mut self, code: &str) -> Self {
+        self.code = Some(code.to_string());
+        self
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: header::HeaderName, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = json!({
+        let mut body = json!({
             "type": "about:blank",
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
-        (
+        if let Some(c) = self.code {
+            body["code"] = json!(c);
+        }
+        let mut resp = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        for (k, v) in self.headers {
+            resp.headers_mut()
+                .insert(k, axum::http::HeaderValue::from_static(v));
+        }
+        resp
     }
 }
 
@@ -59,14 +91,72 @@ impl From<huren_store::StoreError> for Problem {
 }
 
 /// Builds the router.
-pub fn router(gw: Gateway) -> Router {
+pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/patients/{id}/reports", get(patient_reports))
+        .route("/api/v1/patients/{id}/results", get(crate::api::results))
+        .route("/api/v1/recognition/check", post(crate::api::check))
+        .route("/api/v1/recognition/decisions", post(crate::api::decide))
+        .route("/api/v1/stats/recognition", get(crate::api::stats))
+        .route("/api/v1/audit", get(crate::api::audit_view))
         .route("/api/v1/reports/{hash}", get(report))
         .route("/api/v1/reports/{hash}/original", get(original))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not found", "no such route") })
-        .with_state(gw)
+        .with_state(state)
+}
+
+/// Audits a read of one report by hash (the hash came from an authorised results answer).
+async fn audit_report_read(
+    st: &ApiState,
+    who: &crate::auth::Principal,
+    action: &str,
+    meta: &huren_store::ReportMeta,
+) -> Result<(), Problem> {
+    let patient = st
+        .gw
+        .store
+        .person_key(&PatientId::Local {
+            institution: meta
+                .local
+                .split_once(':')
+                .map_or(String::new(), |(i, _)| i.to_string()),
+            local_id: meta
+                .local
+                .split_once(':')
+                .map_or(String::new(), |(_, l)| l.to_string()),
+        })
+        .ok();
+    st.audit(huren_store::AuditRecord {
+        actor: who.id.clone(),
+        institution: who.institution.clone(),
+        role: "clinician".into(),
+        action: action.into(),
+        patient,
+        outcome: "ok".into(),
+        returned: vec![meta.hash.to_string()],
+        ..Default::default()
+    })
+    .await
+}
+
+async fn clinician(st: &ApiState, who: &crate::auth::Principal) -> Result<(), Problem> {
+    if who.role == Role::Clinician {
+        return Ok(());
+    }
+    st.audit(huren_store::AuditRecord {
+        actor: who.id.clone(),
+        institution: who.institution.clone(),
+        action: "read_report".into(),
+        outcome: "denied: role".into(),
+        ..Default::default()
+    })
+    .await?;
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "only clinicians read reports",
+    ))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -84,10 +174,13 @@ fn parse_hash(s: &str) -> Result<ContentHash, Problem> {
 }
 
 async fn patient_reports(
-    State(gw): State<Gateway>,
+    State(st): State<ApiState>,
+    Authed(who): Authed,
     Path(id): Path<String>,
     Query(q): Query<ReportsQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
+    clinician(&st, &who).await?;
+    let gw = &st.gw;
     let pid: PatientId = id
         .parse()
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad patient id", format!("{e}")))?;
@@ -122,6 +215,26 @@ async fn patient_reports(
             e.to_string(),
         )
     })??;
+    st.audit(huren_store::AuditRecord {
+        actor: who.id.clone(),
+        institution: who.institution.clone(),
+        role: "clinician".into(),
+        action: "read_reports".into(),
+        patient: gw
+            .store
+            .person_key(&id.parse::<PatientId>().map_err(|e| {
+                Problem::new(StatusCode::BAD_REQUEST, "bad patient id", format!("{e}"))
+            })?)
+            .ok(),
+        outcome: "ok".into(),
+        returned: result
+            .1
+            .iter()
+            .filter_map(|r| r["meta"]["hash"].as_str().map(str::to_string))
+            .collect(),
+        ..Default::default()
+    })
+    .await?;
     Ok(Json(json!({
         "identity_link": result.0,
         "count": result.1.len(),
@@ -129,11 +242,18 @@ async fn patient_reports(
     })))
 }
 
-async fn report(State(gw): State<Gateway>, Path(hash): Path<String>) -> Result<Response, Problem> {
+async fn report(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    Path(hash): Path<String>,
+) -> Result<Response, Problem> {
+    clinician(&st, &who).await?;
+    let gw = &st.gw;
     let h = parse_hash(&hash)?;
     let Some(meta) = gw.store.report_meta(&h)? else {
         return Err(Problem::new(StatusCode::NOT_FOUND, "no such report", hash));
     };
+    audit_report_read(&st, &who, "read_report", &meta).await?;
     let Some(bytes) = gw.store.blob(&h)? else {
         return Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,13 +275,17 @@ async fn report(State(gw): State<Gateway>, Path(hash): Path<String>) -> Result<R
 }
 
 async fn original(
-    State(gw): State<Gateway>,
+    State(st): State<ApiState>,
+    Authed(who): Authed,
     Path(hash): Path<String>,
 ) -> Result<Response, Problem> {
+    clinician(&st, &who).await?;
+    let gw = &st.gw;
     let h = parse_hash(&hash)?;
     let Some(meta) = gw.store.report_meta(&h)? else {
         return Err(Problem::new(StatusCode::NOT_FOUND, "no such report", hash));
     };
+    audit_report_read(&st, &who, "read_original", &meta).await?;
     let Some(bytes) = gw.store.blob(&meta.original)? else {
         return Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -8,6 +8,7 @@
 //! The sled index ([`index`]) is derived: it is brought up to date from the journal at
 //! start-up and can be rebuilt from scratch with [`Store::reindex`].
 
+pub mod audit;
 mod blobs;
 mod error;
 pub mod index;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use huren_model::{ContentHash, PatientId, Report, ReportKind};
 use serde::{Deserialize, Serialize};
 
+pub use audit::{AuditEntry, AuditLog, AuditRecord, AuditVerify};
 pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SledIndex};
 pub use journal::{Entry, IdentityOp, JournalRecord};

@@ -1,0 +1,1051 @@
+//! The mutual-recognition API: prior results with verdicts, the pre-order check, decisions,
+//! statistics and the audit view. Every request is authenticated, authorised and audited; the
+//! audit record is durable before the answer leaves.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use huren_model::{PatientId, Report, ReportKind, ReportStatus};
+use huren_recognition::{
+    evaluate_all, validate_decision, AuthorizationKind, Candidate, CandidateStatus, Category,
+    Closure, Critical, Decision, Demographics, EncounterKind, IdentityMethod, Images,
+    IntendedOrder, Level, PatientAuthorization, QueryContext, Rules, Sex, Times, Verdict,
+};
+use huren_store::{AuditLog, AuditRecord, IdentityLink, ReportMeta};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{Principal, Role, Tokens};
+use crate::http::Problem;
+use crate::pipeline::Gateway;
+
+/// State of the HTTP API.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The ingest gateway (store + configuration).
+    pub gw: Gateway,
+    /// Recognition rules.
+    pub rules: Arc<Rules>,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
+    /// Bearer tokens.
+    pub tokens: Arc<Tokens>,
+}
+
+impl ApiState {
+    /// Writes one audit record; the request fails (500) if it cannot be made durable.
+    pub async fn audit(&self, record: AuditRecord) -> Result<(), Problem> {
+        self.audit.append(record).await.map(|_| ()).map_err(|e| {
+            tracing::error!(error = %e, "audit log append failed");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit failure",
+                "the request could not be audited and was not answered",
+            )
+        })
+    }
+}
+
+/// An authenticated caller (bearer token).
+pub struct Authed(pub Principal);
+
+impl FromRequestParts<ApiState> for Authed {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, Problem> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let Some(p) = token.and_then(|t| st.tokens.lookup(t)) {
+            return Ok(Authed(p.clone()));
+        }
+        let why = if token.is_some() {
+            "invalid token"
+        } else {
+            "no bearer token"
+        };
+        // The route template, never the concrete path: it may hold a national ID.
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or("?", |m| m.as_str())
+            .to_string();
+        st.audit(AuditRecord {
+            actor: "anonymous".into(),
+            action: format!("{} {route}", parts.method),
+            outcome: format!("denied: {why}"),
+            ..Default::default()
+        })
+        .await?;
+        Err(
+            Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
+                .header(header::WWW_AUTHENTICATE, "Bearer realm=\"huren\""),
+        )
+    }
+}
+
+fn record(p: &Principal, action: &str) -> AuditRecord {
+    AuditRecord {
+        actor: p.id.clone(),
+        institution: p.institution.clone(),
+        role: serde_json::to_value(p.role)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        action: action.into(),
+        outcome: "ok".into(),
+        ..Default::default()
+    }
+}
+
+async fn require_role(
+    st: &ApiState,
+    p: &Principal,
+    roles: &[Role],
+    action: &str,
+) -> Result<(), Problem> {
+    if roles.contains(&p.role) {
+        return Ok(());
+    }
+    let mut r = record(p, action);
+    r.outcome = "denied: role".into();
+    st.audit(r).await?;
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("role {:?} may not {action}", p.role),
+    ))
+}
+
+/// The patient's authorisation from request headers: `X-Patient-Authorization: KIND TOKEN`
+/// (`med_insurance_code`, `health_card`, `id_card`) or `X-Break-Glass: REASON`
+/// (percent-encoded UTF-8).
+fn patient_authorization(h: &HeaderMap) -> Result<Option<PatientAuthorization>, Problem> {
+    if let Some(v) = h.get("x-break-glass") {
+        let raw = v.to_str().unwrap_or("");
+        let reason = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        if reason.is_empty() {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad break-glass",
+                "X-Break-Glass needs a reason (percent-encoded UTF-8)",
+            ));
+        }
+        return Ok(Some(PatientAuthorization {
+            kind: AuthorizationKind::BreakGlass,
+            reason: Some(reason),
+        }));
+    }
+    let Some(v) = h.get("x-patient-authorization") else {
+        return Ok(None);
+    };
+    let text = v.to_str().unwrap_or("");
+    let (kind, token) = text.split_once(' ').unwrap_or((text, ""));
+    let kind = match kind {
+        "med_insurance_code" => AuthorizationKind::MedInsuranceCode,
+        "health_card" => AuthorizationKind::HealthCard,
+        "id_card" => AuthorizationKind::IdCard,
+        _ => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad patient authorization",
+                "X-Patient-Authorization: med_insurance_code|health_card|id_card TOKEN",
+            ))
+        }
+    };
+    if token.trim().is_empty() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad patient authorization",
+            "the authorisation token is empty",
+        ));
+    }
+    Ok(Some(PatientAuthorization {
+        kind,
+        // Only a hash of the token is kept (audit), never the token.
+        reason: Some(crate::auth::token_hash(token.trim())),
+    }))
+}
+
+fn encounter(s: Option<&str>) -> Result<EncounterKind, Problem> {
+    match s.unwrap_or("outpatient") {
+        "outpatient" | "" => Ok(EncounterKind::Outpatient),
+        "emergency" => Ok(EncounterKind::Emergency),
+        "inpatient" => Ok(EncounterKind::Inpatient),
+        "physical_exam" => Ok(EncounterKind::PhysicalExam),
+        other => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad encounter",
+            format!("encounter must be outpatient, emergency, inpatient or physical_exam, not {other:?}"),
+        )),
+    }
+}
+
+fn parse_kind(s: Option<&str>) -> Result<Option<ReportKind>, Problem> {
+    match s {
+        None | Some("") => Ok(None),
+        Some("lab") => Ok(Some(ReportKind::Lab)),
+        Some("imaging") => Ok(Some(ReportKind::Imaging)),
+        Some("ecg") => Ok(Some(ReportKind::Ecg)),
+        Some(other) => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad kind",
+            format!("kind must be lab, imaging or ecg, not {other:?}"),
+        )),
+    }
+}
+
+fn parse_patient(id: &str) -> Result<PatientId, Problem> {
+    id.parse()
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad patient id", format!("{e}")))
+}
+
+fn now() -> DateTime<FixedOffset> {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .fixed_offset()
+}
+
+/// Everything a request needs to evaluate a patient's results.
+struct Asked {
+    patient: PatientId,
+    ctx: QueryContext,
+    principal: Principal,
+    action: &'static str,
+}
+
+impl Asked {
+    fn audit_base(&self) -> AuditRecord {
+        let mut r = record(&self.principal, self.action);
+        r.purpose = Some(format!("{:?}", self.ctx.encounter).to_lowercase());
+        if let Some(a) = &self.ctx.patient_authorization {
+            r.break_glass = a.kind == AuthorizationKind::BreakGlass;
+            r.detail = json!({"authorization": format!("{:?}", a.kind).to_lowercase(),
+                "break_glass_reason": if r.break_glass { a.reason.clone() } else { None }});
+        }
+        r
+    }
+}
+
+/// Authorises a patient-data request: role, patient authorisation (or an allowed
+/// break-glass). A refusal is audited and answered 403.
+/// What a patient-data request asks about.
+struct Ask<'a> {
+    patient: &'a str,
+    encounter: Option<&'a str>,
+    intended: Option<IntendedOrder>,
+    demographics: Demographics,
+}
+
+async fn authorise(
+    st: &ApiState,
+    p: Principal,
+    action: &'static str,
+    headers: &HeaderMap,
+    ask: Ask<'_>,
+) -> Result<Asked, Problem> {
+    require_role(st, &p, &[Role::Clinician], action).await?;
+    let patient = parse_patient(ask.patient)?;
+    let encounter = encounter(ask.encounter)?;
+    let (intended, demographics) = (ask.intended, ask.demographics);
+    let auth = patient_authorization(headers)?;
+    let policy = &st.rules.file.patient_authorization;
+    let refused = match auth.as_ref().map(|a| a.kind) {
+        Some(AuthorizationKind::BreakGlass) => {
+            (!policy.break_glass_allowed_for.contains(&encounter)).then(|| {
+                format!("break-glass is not allowed for a {encounter:?} encounter").to_lowercase()
+            })
+        }
+        Some(_) => None,
+        None => policy
+            .required
+            .then(|| "the patient's authorisation is required".to_string()),
+    };
+    let asked = Asked {
+        patient,
+        ctx: QueryContext {
+            now: now(),
+            requester_org: p.institution.clone(),
+            encounter,
+            intended_order: intended,
+            patient: demographics,
+            patient_authorization: auth,
+            clinical_flags: Default::default(),
+        },
+        principal: p,
+        action,
+    };
+    if let Some(why) = refused {
+        let mut r = asked.audit_base();
+        r.patient = st.gw.store.person_key(&asked.patient).ok();
+        r.outcome = format!("denied: {why}");
+        st.audit(r).await?;
+        return Err(
+            Problem::new(StatusCode::FORBIDDEN, "patient authorisation", why)
+                .code("NO_PATIENT_AUTHORIZATION"),
+        );
+    }
+    Ok(asked)
+}
+
+/// One evaluated result: a report and one item of it.
+struct Evaluated {
+    meta: ReportMeta,
+    report: Arc<Report>,
+    item_key: String,
+    observations: Vec<usize>,
+    candidate: Candidate,
+    verdict: Verdict,
+}
+
+fn parse_time(s: Option<&str>) -> Option<DateTime<FixedOffset>> {
+    s.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+}
+
+fn sex(s: Option<&str>) -> Option<Sex> {
+    match s? {
+        "M" | "male" => Some(Sex::Male),
+        "F" | "female" => Some(Sex::Female),
+        _ => Some(Sex::Other),
+    }
+}
+
+/// Splits a report into candidates: a lab report gives one per catalogue item its
+/// observations map to (observations of one item together) and one per unmapped code.
+fn candidates_of(
+    rules: &Rules,
+    meta: &ReportMeta,
+    report: &Report,
+    link: IdentityLink,
+    queried_local: Option<&str>,
+) -> Vec<(String, Vec<usize>, Candidate)> {
+    let identity = match link {
+        IdentityLink::ExactNationalId => IdentityMethod::ExactNationalId,
+        IdentityLink::LocalOnly if queried_local == Some(meta.local.as_str()) => {
+            IdentityMethod::ExactLocalId
+        }
+        IdentityLink::LocalOnly => IdentityMethod::LocalOnly,
+    };
+    let status = match report.status {
+        ReportStatus::Final if meta.version > 1 => CandidateStatus::Amended,
+        ReportStatus::Final => CandidateStatus::Final,
+        ReportStatus::Corrected => CandidateStatus::Amended,
+        ReportStatus::Preliminary => CandidateStatus::Preliminary,
+        ReportStatus::Cancelled => CandidateStatus::Cancelled,
+    };
+    let category = match report.kind {
+        ReportKind::Lab => Category::Lab,
+        ReportKind::Imaging => Category::Radiology,
+        ReportKind::Ecg => Category::Electrophysiology,
+    };
+    let times = Times {
+        specimen_collected_at: parse_time(report.specimen_collected_at.as_deref()),
+        performed_at: parse_time(report.performed_at.as_deref()),
+        reported_at: parse_time(report.reported_at.as_deref())
+            .or_else(|| parse_time(Some(&meta.received_at))),
+    };
+    let base = |key: &str, local: Option<String>, critical: bool| Candidate {
+        source_org: report.source.institution.clone(),
+        report_id: format!("{}#{key}", meta.hash),
+        status,
+        category,
+        local_code: local,
+        regional_code: None,
+        body_site: None,
+        contrast: None,
+        times,
+        identity,
+        patient: Demographics {
+            sex: sex(report.patient.sex.as_deref()),
+            birth_date: report.patient.birth_date.clone(),
+        },
+        critical: Critical {
+            flagged: critical,
+            closure: Closure::Unknown,
+        },
+        images: Images::default(),
+        content_hash: format!("{}#{key}", report.original),
+    };
+    let mut groups: BTreeMap<String, (Option<String>, Vec<usize>, bool)> = BTreeMap::new();
+    if let Some(lab) = &report.lab {
+        for (i, o) in lab.observations.iter().enumerate() {
+            let regional = rules
+                .resolve_local(&report.source.institution, &o.code)
+                .map(str::to_string);
+            let key = regional
+                .clone()
+                .unwrap_or_else(|| format!("local:{}", o.code));
+            let g = groups
+                .entry(key)
+                .or_insert_with(|| (Some(o.code.clone()), Vec::new(), false));
+            g.1.push(i);
+            g.2 |= o.abnormal_flags.iter().any(|f| f.is_critical());
+        }
+    }
+    if groups.is_empty() {
+        // Not itemised (imaging, ECG, an empty lab report): one candidate for the report.
+        let code = report.lab.as_ref().and_then(|l| l.service_code.clone());
+        return vec![("report".into(), vec![], base("report", code, false))];
+    }
+    groups
+        .into_iter()
+        .map(|(key, (local, obs, crit))| {
+            let c = base(&key, local, crit);
+            (key, obs, c)
+        })
+        .collect()
+}
+
+/// Loads the patient's reports and evaluates every candidate.
+async fn evaluate_patient(
+    st: &ApiState,
+    asked: &Asked,
+    kind: Option<ReportKind>,
+) -> Result<(IdentityLink, Vec<Evaluated>), Problem> {
+    let store = st.gw.store.clone();
+    let pid = asked.patient.clone();
+    let (link, loaded) = tokio::task::spawn_blocking(move || {
+        let (link, metas) = store.patient_reports(&pid, kind)?;
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas {
+            if let Some(r) = store.report(&m.hash)? {
+                out.push((m, Arc::new(r)));
+            }
+        }
+        Ok::<_, huren_store::StoreError>((link, out))
+    })
+    .await
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            e.to_string(),
+        )
+    })??;
+    let queried_local = match &asked.patient {
+        PatientId::Local {
+            institution,
+            local_id,
+        } => Some(format!("{institution}:{local_id}")),
+        PatientId::National(_) => None,
+    };
+    let mut parts = Vec::new();
+    for (meta, report) in &loaded {
+        for (key, obs, cand) in
+            candidates_of(&st.rules, meta, report, link, queried_local.as_deref())
+        {
+            parts.push((meta.clone(), report.clone(), key, obs, cand));
+        }
+    }
+    let cands: Vec<Candidate> = parts.iter().map(|p| p.4.clone()).collect();
+    let verdicts = evaluate_all(&asked.ctx, &cands, &st.rules);
+    let mut out: Vec<Evaluated> = parts
+        .into_iter()
+        .zip(verdicts)
+        .map(
+            |((meta, report, item_key, observations, candidate), verdict)| Evaluated {
+                meta,
+                report,
+                item_key,
+                observations,
+                candidate,
+                verdict,
+            },
+        )
+        .collect();
+    out.sort_by(|a, b| {
+        b.verdict
+            .evidence
+            .anchor_time
+            .cmp(&a.verdict.evidence.anchor_time)
+    });
+    Ok((link, out))
+}
+
+fn institution_name(st: &ApiState, code: &str) -> Option<String> {
+    st.rules
+        .institution(code)
+        .map(|i| i.name.clone())
+        .or_else(|| st.gw.config.institution(code).map(|i| i.name.clone()))
+}
+
+/// JSON of one evaluated result; content only when identity and authorisation allow.
+fn result_json(st: &ApiState, e: &Evaluated) -> Value {
+    let v = &e.verdict;
+    let item = json!({
+        "key": e.item_key,
+        "local_code": e.candidate.local_code,
+        "regional_code": v.evidence.regional_code,
+        "name": v.evidence.item_name.clone().or_else(|| {
+            e.observations.first().and_then(|i| {
+                e.report.lab.as_ref().and_then(|l| l.observations.get(*i)).and_then(|o| o.name.clone())
+            })
+        }),
+    });
+    let mut out = json!({
+        "report": e.meta.hash,
+        "kind": e.meta.kind,
+        "institution": e.meta.institution,
+        "institution_name": institution_name(st, &e.meta.institution),
+        "time": v.evidence.anchor_time,
+        "status": e.report.status,
+        "version": e.meta.version,
+        "item": item,
+        "verdict": {
+            "level": v.level,
+            "label": v.level.zh(),
+            "hr_label": v.hr_label,
+            "expires_at": v.expires_at,
+            "reasons": v.reasons,
+            "evidence": v.evidence,
+            "required_on_reorder": v.required_on_reorder,
+            "duplicate_of": v.duplicate_of,
+        },
+    });
+    if v.content_allowed() {
+        let lab = e.report.lab.as_ref();
+        let obs: Vec<Value> = e
+            .observations
+            .iter()
+            .filter_map(|i| lab.and_then(|l| l.observations.get(*i)))
+            .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
+            .collect();
+        out["content"] = json!({
+            "service": lab.and_then(|l| l.service_name.clone()),
+            "observations": obs,
+            "conclusion": e.report.conclusion,
+        });
+    }
+    out
+}
+
+fn count_levels(items: &[&Evaluated]) -> Value {
+    let mut c: HashMap<Level, u64> = HashMap::new();
+    for e in items {
+        *c.entry(e.verdict.level).or_default() += 1;
+    }
+    json!({
+        "recognizable": c.get(&Level::Recognizable).copied().unwrap_or(0),
+        "reference_only": c.get(&Level::ReferenceOnly).copied().unwrap_or(0),
+        "blocked": c.get(&Level::Blocked).copied().unwrap_or(0),
+    })
+}
+
+/// Query of `GET /api/v1/patients/{id}/results`.
+#[derive(Deserialize)]
+pub struct ResultsQuery {
+    kind: Option<String>,
+    item: Option<String>,
+    since: Option<String>,
+    encounter: Option<String>,
+    sex: Option<String>,
+    birth_date: Option<String>,
+}
+
+fn demographics(sex_q: Option<&str>, birth: Option<&str>) -> Demographics {
+    Demographics {
+        sex: sex_q.and_then(|s| sex(Some(s))),
+        birth_date: birth.map(str::to_string),
+    }
+}
+
+/// `GET /api/v1/patients/{id}/results`: every prior result across the consortium, newest
+/// first, each with its verdict, plus the status of every source.
+pub async fn results(
+    State(st): State<ApiState>,
+    Authed(p): Authed,
+    Path(id): Path<String>,
+    Query(q): Query<ResultsQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Problem> {
+    let kind = parse_kind(q.kind.as_deref())?;
+    let since = match q.since.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad since",
+                "since must be YYYY-MM-DD",
+            )
+        })?),
+    };
+    let asked = authorise(
+        &st,
+        p,
+        "read_results",
+        &headers,
+        Ask {
+            patient: &id,
+            encounter: q.encounter.as_deref(),
+            intended: None,
+            demographics: demographics(q.sex.as_deref(), q.birth_date.as_deref()),
+        },
+    )
+    .await?;
+    let (link, evaluated) = evaluate_patient(&st, &asked, kind).await?;
+    let shown: Vec<&Evaluated> = evaluated
+        .iter()
+        .filter(|e| !e.verdict.is_hidden_duplicate())
+        .filter(|e| {
+            q.item.as_deref().is_none_or(|i| {
+                e.verdict.evidence.regional_code.as_deref() == Some(i)
+                    || e.candidate.local_code.as_deref() == Some(i)
+            })
+        })
+        .filter(|e| {
+            since.is_none_or(|d| {
+                e.verdict
+                    .evidence
+                    .anchor_time
+                    .is_some_and(|t| t.date_naive() >= d)
+            })
+        })
+        .collect();
+    // Per-source status: every institution of the rules, and any other that sent results.
+    let mut sources: BTreeMap<String, u64> = st
+        .rules
+        .file
+        .institutions
+        .iter()
+        .map(|i| (i.code.get_ref().clone(), 0))
+        .collect();
+    for e in &shown {
+        *sources.entry(e.meta.institution.clone()).or_default() += 1;
+    }
+    let sources: Vec<Value> = sources
+        .into_iter()
+        .map(|(code, n)| {
+            json!({"institution": code, "name": institution_name(&st, &code),
+                "status": if n > 0 { "ok" } else { "no_results" }, "results": n})
+        })
+        .collect();
+    let body: Vec<Value> = shown.iter().map(|e| result_json(&st, e)).collect();
+    let mut rec = asked.audit_base();
+    rec.patient = st.gw.store.person_key(&asked.patient).ok();
+    rec.returned = shown
+        .iter()
+        .filter(|e| e.verdict.content_allowed())
+        .map(|e| e.meta.hash.to_string())
+        .collect();
+    rec.returned.dedup();
+    let advice = count_levels(&shown);
+    merge(
+        &mut rec.detail,
+        json!({"advice": advice, "kind": q.kind, "item": q.item}),
+    );
+    st.audit(rec).await?;
+    Ok(Json(json!({
+        "patient": id,
+        "identity_link": link,
+        "evaluated_at": asked.ctx.now,
+        "rules_version": st.rules.version(),
+        "break_glass": asked.ctx.patient_authorization.as_ref().is_some_and(|a| a.kind == AuthorizationKind::BreakGlass),
+        "count": body.len(),
+        "advice": advice,
+        "sources": sources,
+        "results": body,
+    })))
+}
+
+fn merge(into: &mut Value, add: Value) {
+    if !into.is_object() {
+        *into = json!({});
+    }
+    if let (Some(m), Value::Object(a)) = (into.as_object_mut(), add) {
+        for (k, v) in a {
+            m.insert(k, v);
+        }
+    }
+}
+
+/// Body of `POST /api/v1/recognition/check`.
+#[derive(Deserialize)]
+pub struct CheckBody {
+    patient: String,
+    item_code: String,
+    #[serde(default)]
+    body_site: Option<String>,
+    #[serde(default)]
+    contrast: Option<bool>,
+    #[serde(default)]
+    encounter: Option<String>,
+}
+
+/// `POST /api/v1/recognition/check`: for an intended order, the best recognisable prior
+/// result, or why none qualifies.
+pub async fn check(
+    State(st): State<ApiState>,
+    Authed(p): Authed,
+    headers: HeaderMap,
+    body: Result<Json<CheckBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Json(b) =
+        body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", e.body_text()))?;
+    if st.rules.item(&b.item_code).is_none() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown item",
+            format!(
+                "{} is not in the catalogue ({})",
+                b.item_code,
+                st.rules.version()
+            ),
+        )
+        .code("ITEM_NOT_IN_CATALOGUE"));
+    }
+    let order = IntendedOrder {
+        item_code: b.item_code.clone(),
+        body_site: b.body_site.clone(),
+        contrast: b.contrast,
+        modality: None,
+    };
+    let asked = authorise(
+        &st,
+        p,
+        "check",
+        &headers,
+        Ask {
+            patient: &b.patient,
+            encounter: b.encounter.as_deref(),
+            intended: Some(order),
+            demographics: Demographics::default(),
+        },
+    )
+    .await?;
+    let (_, evaluated) = evaluate_patient(&st, &asked, None).await?;
+    let same_item: Vec<&Evaluated> = evaluated
+        .iter()
+        .filter(|e| e.verdict.evidence.regional_code.as_deref() == Some(b.item_code.as_str()))
+        .filter(|e| !e.verdict.is_hidden_duplicate())
+        .collect();
+    let best = same_item
+        .iter()
+        .find(|e| e.verdict.level == Level::Recognizable && e.verdict.duplicate_of.is_none());
+    let mut why: Vec<Value> = Vec::new();
+    if best.is_none() {
+        if same_item.is_empty() {
+            why.push(json!({"code": "NO_PRIOR_RESULT", "zh_text": "本联合体内无该项目的既往结果"}));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &same_item {
+            for r in &e.verdict.reasons {
+                if matches!(
+                    r.severity,
+                    huren_recognition::Severity::Block | huren_recognition::Severity::Refer
+                ) && seen.insert(r.code.as_str())
+                {
+                    why.push(json!({"code": r.code, "zh_text": r.zh_text}));
+                }
+            }
+        }
+    }
+    let item = st.rules.item(&b.item_code);
+    let mut rec = asked.audit_base();
+    rec.patient = st.gw.store.person_key(&asked.patient).ok();
+    rec.returned = best.iter().map(|e| e.meta.hash.to_string()).collect();
+    merge(
+        &mut rec.detail,
+        json!({"item": b.item_code, "advice": count_levels(&same_item), "recognizable": best.is_some()}),
+    );
+    st.audit(rec).await?;
+    Ok(Json(json!({
+        "item": {"code": b.item_code, "name": item.map(|i| i.name.clone()), "validity_days": item.and_then(|i| i.validity_days)},
+        "evaluated_at": asked.ctx.now,
+        "rules_version": st.rules.version(),
+        "recognizable": best.is_some(),
+        "best": best.map(|e| result_json(&st, e)),
+        "why_not": why,
+        "candidates": same_item.iter().map(|e| result_json(&st, e)).collect::<Vec<_>>(),
+    })))
+}
+
+/// Body of `POST /api/v1/recognition/decisions`.
+#[derive(Deserialize)]
+pub struct DecisionBody {
+    patient: String,
+    report: String,
+    item: String,
+    #[serde(flatten)]
+    decision: Decision,
+    #[serde(default)]
+    encounter: Option<String>,
+}
+
+/// `POST /api/v1/recognition/decisions`: records accept / accept-discretionary / reject for
+/// one result. The verdict is recomputed here; RECOGNITION.md's invariants answer 422.
+pub async fn decide(
+    State(st): State<ApiState>,
+    Authed(p): Authed,
+    headers: HeaderMap,
+    body: Result<Json<DecisionBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let Json(b) =
+        body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", e.body_text()))?;
+    let asked = authorise(
+        &st,
+        p,
+        "decision",
+        &headers,
+        Ask {
+            patient: &b.patient,
+            encounter: b.encounter.as_deref(),
+            intended: None,
+            demographics: Demographics::default(),
+        },
+    )
+    .await?;
+    let (_, evaluated) = evaluate_patient(&st, &asked, None).await?;
+    let Some(e) = evaluated
+        .iter()
+        .find(|e| e.meta.hash.to_string() == b.report && e.item_key == b.item)
+    else {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "no such result",
+            "no result of this patient has that report and item",
+        ));
+    };
+    let mut rec = asked.audit_base();
+    rec.patient = st.gw.store.person_key(&asked.patient).ok();
+    let price = e
+        .verdict
+        .evidence
+        .regional_code
+        .as_deref()
+        .and_then(|c| st.rules.item(c))
+        .and_then(|i| i.price_cny);
+    merge(
+        &mut rec.detail,
+        json!({
+            "report": b.report, "item": b.item, "regional_code": e.verdict.evidence.regional_code,
+            "source_institution": e.meta.institution, "level": e.verdict.level,
+            "action": b.decision.action, "exception_codes": b.decision.exception_codes,
+            "other_text": b.decision.other_text, "patient_informed": b.decision.patient_informed,
+            // Integer fen: canonical JSON has no floating point.
+            "price_fen": price.map(|p| (p * 100.0).round() as i64),
+            "reasons": e.verdict.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+        }),
+    );
+    if let Err(err) = validate_decision(&e.verdict, &b.decision, &st.rules) {
+        rec.outcome = format!("invalid: {}", err.code());
+        st.audit(rec).await?;
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision refused",
+            err.to_string(),
+        )
+        .code(err.code()));
+    }
+    rec.returned = vec![e.meta.hash.to_string()];
+    let entry = st.audit.append(rec).await.map_err(|err| {
+        tracing::error!(error = %err, "audit log append failed");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "audit failure",
+            "the decision was not recorded",
+        )
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "decision": entry.seq,
+            "recorded_at": entry.at,
+            "action": b.decision.action,
+            "verdict": {"level": e.verdict.level, "label": e.verdict.level.zh()},
+        })),
+    ))
+}
+
+/// Query of `GET /api/v1/stats/recognition`.
+#[derive(Deserialize)]
+pub struct StatsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+}
+
+/// `GET /api/v1/stats/recognition`: advice given, decisions by action and reason, estimated
+/// savings (Σ price of accepted items), from the audit log.
+pub async fn stats(
+    State(st): State<ApiState>,
+    Authed(p): Authed,
+    Query(q): Query<StatsQuery>,
+) -> Result<Json<Value>, Problem> {
+    require_role(&st, &p, &[Role::Commission, Role::PrivacyOfficer], "stats").await?;
+    let date = |s: Option<&str>| -> Result<Option<NaiveDate>, Problem> {
+        s.filter(|s| !s.is_empty())
+            .map(|s| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad date",
+                        "from/to must be YYYY-MM-DD",
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (from, to) = (date(q.from.as_deref())?, date(q.to.as_deref())?);
+    let group_by = q.group_by.clone().unwrap_or_else(|| "institution".into());
+    if !matches!(group_by.as_str(), "institution" | "item" | "reason") {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad group_by",
+            "group_by must be institution, item or reason",
+        ));
+    }
+    let audit = st.audit.clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        audit.scan(|e| {
+            let d =
+                e.at.get(..10)
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            e.record.outcome == "ok"
+                && matches!(
+                    e.record.action.as_str(),
+                    "decision" | "read_results" | "check"
+                )
+                && d.is_some_and(|d| from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t))
+        })
+    })
+    .await
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            e.to_string(),
+        )
+    })??;
+    #[derive(Default)]
+    struct G {
+        advice: [u64; 3],
+        accept: u64,
+        discretionary: u64,
+        reject: u64,
+        savings: i64,
+        reasons: BTreeMap<String, u64>,
+    }
+    let mut groups: BTreeMap<String, G> = BTreeMap::new();
+    let mut total = G::default();
+    for e in &entries {
+        let d = &e.record.detail;
+        let keys: Vec<String> = match group_by.as_str() {
+            "institution" => vec![e.record.institution.clone()],
+            "item" => vec![d["regional_code"]
+                .as_str()
+                .or(d["item"].as_str())
+                .unwrap_or("-")
+                .to_string()],
+            _ => d["exception_codes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let keys = if keys.is_empty() {
+            vec!["-".to_string()]
+        } else {
+            keys
+        };
+        let apply = |g: &mut G| {
+            if e.record.action == "decision" {
+                match d["action"].as_str() {
+                    Some("accept") => {
+                        g.accept += 1;
+                        g.savings += d["price_fen"].as_i64().unwrap_or(0);
+                    }
+                    Some("accept_discretionary") => {
+                        g.discretionary += 1;
+                        g.savings += d["price_fen"].as_i64().unwrap_or(0);
+                    }
+                    Some("reject") => {
+                        g.reject += 1;
+                        for c in d["exception_codes"].as_array().into_iter().flatten() {
+                            *g.reasons
+                                .entry(c.as_str().unwrap_or("?").to_string())
+                                .or_default() += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            } else {
+                let a = &d["advice"];
+                g.advice[0] += a["recognizable"].as_u64().unwrap_or(0);
+                g.advice[1] += a["reference_only"].as_u64().unwrap_or(0);
+                g.advice[2] += a["blocked"].as_u64().unwrap_or(0);
+            }
+        };
+        apply(&mut total);
+        if group_by != "reason" || e.record.action == "decision" {
+            for k in keys {
+                apply(groups.entry(k).or_default());
+            }
+        }
+    }
+    let js = |g: &G| {
+        json!({
+            "advice": {"recognizable": g.advice[0], "reference_only": g.advice[1], "blocked": g.advice[2]},
+            "accept": g.accept, "accept_discretionary": g.discretionary, "reject": g.reject,
+            "reject_reasons": g.reasons, "estimated_savings_cny": g.savings as f64 / 100.0,
+        })
+    };
+    let mut rec = record(&p, "stats");
+    rec.detail = json!({"from": q.from, "to": q.to, "group_by": group_by});
+    st.audit(rec).await?;
+    Ok(Json(json!({
+        "from": from, "to": to, "group_by": group_by,
+        "total": js(&total),
+        "groups": groups.iter().map(|(k, g)| { let mut v = js(g); v["key"] = json!(k); v }).collect::<Vec<_>>(),
+    })))
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    patient: String,
+}
+
+/// `GET /api/v1/audit?patient=ID`: who looked at this patient's data (privacy officers).
+pub async fn audit_view(
+    State(st): State<ApiState>,
+    Authed(p): Authed,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, Problem> {
+    require_role(&st, &p, &[Role::PrivacyOfficer], "read_audit").await?;
+    let pid = parse_patient(&q.patient)?;
+    let key = st.gw.store.person_key(&pid)?;
+    let audit = st.audit.clone();
+    let k2 = key.clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        audit.scan(|e| e.record.patient.as_deref() == Some(k2.as_str()))
+    })
+    .await
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            e.to_string(),
+        )
+    })??;
+    let mut rec = record(&p, "read_audit");
+    rec.patient = Some(key);
+    rec.purpose = Some("privacy_review".into());
+    st.audit(rec).await?;
+    Ok(Json(
+        json!({"patient": q.patient, "count": entries.len(), "entries": entries}),
+    ))
+}

@@ -1,0 +1,412 @@
+//! The audit log: append-only, hash-chained JSON lines, group-committed (one `fdatasync` per
+//! batch) by its own writer thread. Every read of patient data and every decision is one
+//! record; the answer to the request goes out only after its record is durable.
+//!
+//! Line format: the canonical JSON of an [`AuditEntry`]. `hash` is BLAKE3 over the canonical
+//! JSON of the entry without `hash`; `prev` is the previous entry's `hash` (the first entry's
+//! `prev` is `blake3:` + 64 zeros). Editing any byte of any record breaks the chain at that
+//! record, which [`AuditLog::verify`] names.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use huren_model::ContentHash;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+
+/// What happened, as the caller describes it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Who: clinician id, or `cert:<institution>` for a system.
+    pub actor: String,
+    /// The actor's institution.
+    pub institution: String,
+    /// The actor's role.
+    #[serde(default)]
+    pub role: String,
+    /// What: `read_results`, `read_report`, `check`, `decision`, `read_audit`, `stats`….
+    pub action: String,
+    /// Person key of the patient (never a raw national ID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    /// Purpose of use (encounter kind, or a privacy review).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// Break-glass access (and its reason in `detail`).
+    #[serde(default)]
+    pub break_glass: bool,
+    /// `ok`, or `denied: …` / `invalid: …`.
+    pub outcome: String,
+    /// Report hashes whose content was returned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returned: Vec<String>,
+    /// Anything else (decision body, query parameters).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+/// A durable audit entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// 1-based sequence number.
+    pub seq: u64,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Hash of the previous entry.
+    pub prev: String,
+    /// The record.
+    #[serde(flatten)]
+    pub record: AuditRecord,
+    /// Hash of this entry (over everything above).
+    pub hash: String,
+}
+
+/// Where the chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditBreak {
+    /// 1-based line number in `audit.log`.
+    pub line: u64,
+    /// Sequence number expected at that line.
+    pub seq: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Result of [`AuditLog::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditVerify {
+    /// Entries checked.
+    pub entries: u64,
+    /// The first broken link, if any.
+    pub broken: Option<AuditBreak>,
+}
+
+const GENESIS: &str = "blake3:0000000000000000000000000000000000000000000000000000000000000000";
+
+type Reply = oneshot::Sender<Result<AuditEntry, StoreError>>;
+
+/// The audit log of one store directory (`audit.log`).
+pub struct AuditLog {
+    path: PathBuf,
+    tx: Option<mpsc::Sender<(AuditRecord, Reply)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn hash_of(entry_without_hash: &serde_json::Value) -> Result<String, StoreError> {
+    let bytes = huren_model::canonical_json(entry_without_hash)?;
+    Ok(ContentHash::of(&bytes).to_string())
+}
+
+fn entry_line(
+    seq: u64,
+    at: String,
+    prev: String,
+    record: AuditRecord,
+) -> Result<(AuditEntry, Vec<u8>), StoreError> {
+    let mut entry = AuditEntry {
+        seq,
+        at,
+        prev,
+        record,
+        hash: String::new(),
+    };
+    let mut v =
+        serde_json::to_value(&entry).map_err(|e| StoreError::Corrupt(format!("audit: {e}")))?;
+    if let Some(m) = v.as_object_mut() {
+        m.remove("hash");
+    }
+    entry.hash = hash_of(&v)?;
+    let mut line = huren_model::canonical_json(&entry)?;
+    line.push(b'\n');
+    Ok((entry, line))
+}
+
+/// Checks one line against the chain; returns its entry.
+fn check_line(line: &str, seq: u64, prev: &str) -> Result<AuditEntry, String> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let entry: AuditEntry =
+        serde_json::from_value(v.clone()).map_err(|e| format!("not an audit entry: {e}"))?;
+    if entry.seq != seq {
+        return Err(format!("sequence {} where {seq} was expected", entry.seq));
+    }
+    if entry.prev != prev {
+        return Err("prev does not match the previous entry's hash".into());
+    }
+    let mut without = v;
+    if let Some(m) = without.as_object_mut() {
+        m.remove("hash");
+    }
+    let want = hash_of(&without).map_err(|e| e.to_string())?;
+    if want != entry.hash {
+        return Err("content does not match its hash (edited)".into());
+    }
+    Ok(entry)
+}
+
+impl AuditLog {
+    /// Opens (or creates) `dir/audit.log`. A torn last line (a crash mid-append: no newline)
+    /// is cut off; it was never acknowledged.
+    pub fn open(dir: impl AsRef<Path>) -> Result<AuditLog, StoreError> {
+        let path = dir.as_ref().join("audit.log");
+        let io = |e| StoreError::io(&path, e);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        let bytes = std::fs::read(&path).map_err(io)?;
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        if complete < bytes.len() {
+            tracing::warn!(
+                dropped = bytes.len() - complete,
+                "audit.log ends in a torn record; cutting it off"
+            );
+            file.set_len(complete as u64).map_err(io)?;
+            file.sync_data().map_err(io)?;
+        }
+        let (mut seq, mut prev) = (0u64, GENESIS.to_string());
+        if let Some(last) = bytes[..complete]
+            .split(|b| *b == b'\n')
+            .rfind(|l| !l.is_empty())
+        {
+            let e: AuditEntry = serde_json::from_slice(last)
+                .map_err(|e| StoreError::Corrupt(format!("last audit record: {e}")))?;
+            seq = e.seq;
+            prev = e.hash;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let (tx, rx) = mpsc::channel::<(AuditRecord, Reply)>();
+        let wpath = path.clone();
+        let thread = std::thread::Builder::new()
+            .name("huren-audit".into())
+            .spawn(move || writer(file, wpath, rx, seq, prev))
+            .map_err(io)?;
+        Ok(AuditLog {
+            path,
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn submit(
+        &self,
+        record: AuditRecord,
+    ) -> Result<oneshot::Receiver<Result<AuditEntry, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::WriterGone)?
+            .send((record, reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
+    }
+
+    /// Appends a record; returns once it is durable.
+    pub async fn append(&self, record: AuditRecord) -> Result<AuditEntry, StoreError> {
+        self.submit(record)?
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Blocking form of [`AuditLog::append`].
+    pub fn append_blocking(&self, record: AuditRecord) -> Result<AuditEntry, StoreError> {
+        self.submit(record)?
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Reads every entry that `keep` accepts (a linear scan; the log is the source of truth).
+    pub fn scan(
+        &self,
+        mut keep: impl FnMut(&AuditEntry) -> bool,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let f = File::open(&self.path).map_err(|e| StoreError::io(&self.path, e))?;
+        let mut out = Vec::new();
+        for line in BufReader::new(f).lines() {
+            let line = line.map_err(|e| StoreError::io(&self.path, e))?;
+            if line.is_empty() {
+                continue;
+            }
+            if let Ok(e) = serde_json::from_str::<AuditEntry>(&line) {
+                if keep(&e) {
+                    out.push(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Verifies the whole chain of `dir/audit.log` and names the first broken record.
+    pub fn verify(dir: impl AsRef<Path>) -> Result<AuditVerify, StoreError> {
+        let path = dir.as_ref().join("audit.log");
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(AuditVerify {
+                    entries: 0,
+                    broken: None,
+                })
+            }
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        let mut prev = GENESIS.to_string();
+        let mut n = 0u64;
+        for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
+            let line = line.map_err(|e| StoreError::io(&path, e))?;
+            let text = String::from_utf8_lossy(&line);
+            match check_line(&text, n + 1, &prev) {
+                Ok(e) => {
+                    prev = e.hash;
+                    n += 1;
+                }
+                Err(reason) => {
+                    return Ok(AuditVerify {
+                        entries: n,
+                        broken: Some(AuditBreak {
+                            line: i as u64 + 1,
+                            seq: n + 1,
+                            reason,
+                        }),
+                    })
+                }
+            }
+        }
+        Ok(AuditVerify {
+            entries: n,
+            broken: None,
+        })
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn writer(
+    mut file: File,
+    path: PathBuf,
+    rx: mpsc::Receiver<(AuditRecord, Reply)>,
+    mut seq: u64,
+    mut prev: String,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 4096 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut buf = Vec::new();
+        let mut done: Vec<(Result<AuditEntry, StoreError>, Reply)> = Vec::new();
+        let (seq0, prev0) = (seq, prev.clone());
+        for (record, reply) in jobs {
+            match entry_line(seq + 1, at.clone(), prev.clone(), record) {
+                Ok((entry, line)) => {
+                    seq += 1;
+                    prev = entry.hash.clone();
+                    buf.extend_from_slice(&line);
+                    done.push((Ok(entry), reply));
+                }
+                Err(e) => done.push((Err(e), reply)),
+            }
+        }
+        let res = file.write_all(&buf).and_then(|_| file.sync_data());
+        if let Err(e) = res {
+            tracing::error!(error = %e, "audit log write failed");
+            // Nothing of this batch is acknowledged; cut back to the last durable record.
+            let len = file
+                .metadata()
+                .map(|m| m.len().saturating_sub(buf.len() as u64));
+            if let Ok(len) = len {
+                let _ = file.set_len(len);
+            }
+            seq = seq0;
+            prev = prev0;
+            for (_, reply) in done {
+                let _ = reply.send(Err(StoreError::io(
+                    &path,
+                    std::io::Error::other(e.to_string()),
+                )));
+            }
+            continue;
+        }
+        for (r, reply) in done {
+            let _ = reply.send(r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u32) -> AuditRecord {
+        AuditRecord {
+            actor: format!("dr{i}"),
+            institution: "FX-ZX".into(),
+            role: "clinician".into(),
+            action: "read_results".into(),
+            patient: Some("nidk:abc".into()),
+            outcome: "ok".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn chain_survives_reopen_and_detects_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = AuditLog::open(dir.path()).unwrap();
+            for i in 0..5 {
+                assert_eq!(log.append_blocking(rec(i)).unwrap().seq, u64::from(i) + 1);
+            }
+        }
+        {
+            let log = AuditLog::open(dir.path()).unwrap();
+            let e = log.append_blocking(rec(9)).unwrap();
+            assert_eq!(e.seq, 6);
+            assert_eq!(log.scan(|e| e.record.actor == "dr9").unwrap().len(), 1);
+        }
+        let v = AuditLog::verify(dir.path()).unwrap();
+        assert_eq!((v.entries, v.broken.is_none()), (6, true));
+        // Edit one byte of record 3.
+        let p = dir.path().join("audit.log");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let edited = text.replacen("\"actor\":\"dr2\"", "\"actor\":\"dr7\"", 1);
+        assert_ne!(text, edited);
+        std::fs::write(&p, edited).unwrap();
+        let v = AuditLog::verify(dir.path()).unwrap();
+        let b = v.broken.unwrap();
+        assert_eq!((b.line, b.seq), (3, 3), "{b:?}");
+        assert!(b.reason.contains("hash"), "{b:?}");
+    }
+
+    #[test]
+    fn torn_tail_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = AuditLog::open(dir.path()).unwrap();
+            log.append_blocking(rec(1)).unwrap();
+        }
+        let p = dir.path().join("audit.log");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"seq\":2,\"at\":\"x").unwrap();
+        drop(f);
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(log.append_blocking(rec(2)).unwrap().seq, 2);
+        drop(log);
+        assert!(AuditLog::verify(dir.path()).unwrap().broken.is_none());
+    }
+}

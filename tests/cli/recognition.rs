@@ -1,0 +1,378 @@
+//! Mutual recognition end to end: results from two institutions queried by a clinician of a
+//! third, verdicts with reasons and HR labels, the pre-order check, decisions and their
+//! invariants, statistics, an A40 merge, and the security and audit rules.
+
+use chrono::{Duration, Utc};
+
+use crate::mllp::config_file;
+use crate::support::{huren, msa, Mllp, Server};
+
+const NID: &str = "310120199001011234";
+const CLIN_SQ01: &str = "Bearer test-sq01-token";
+const AUTH: (&str, &str) = ("X-Patient-Authorization", "med_insurance_code 998877");
+
+/// An ORU^R01 with one observation collected `days_ago` days ago (local time).
+#[allow(clippy::too_many_arguments)]
+fn lab(
+    facility: &str,
+    ctl: &str,
+    local: &str,
+    nid: Option<&str>,
+    filler: &str,
+    code: &str,
+    name: &str,
+    value: &str,
+    days_ago: i64,
+) -> Vec<u8> {
+    let t = (Utc::now() + Duration::hours(8) - Duration::days(days_ago))
+        .format("%Y%m%d%H%M%S")
+        .to_string();
+    let pid3 = match nid {
+        Some(n) => format!("{local}^^^{facility}^MR~{n}^^^NNCHN^NI"),
+        None => format!("{local}^^^{facility}^MR"),
+    };
+    format!(
+        "MSH|^~\\&|LIS|{facility}|HUREN|FX-YLT|{t}||ORU^R01^ORU_R01|{ctl}|P|2.5.1|||||CHN|UNICODE UTF-8\r\
+PID|1||{pid3}||张^伟||19900101|M\r\
+OBR|1|ORD{filler}|{filler}|{code}^{name}^L|||{t}|||||||||||||||{t}||CH|F\r\
+OBX|1|NM|{code}^{name}^L||{value}|mmol/L|||N|||F|||{t}\r"
+    )
+    .into_bytes()
+}
+
+fn send(c: &mut Mllp, msg: &[u8]) {
+    let ack = c.send(msg).expect("ack");
+    assert_eq!(msa(&ack).0, "AA", "{ack}");
+}
+
+fn find<'a>(
+    results: &'a [serde_json::Value],
+    inst: &str,
+    item: &str,
+    days_ago_min: Option<i64>,
+) -> &'a serde_json::Value {
+    results
+        .iter()
+        .filter(|r| r["institution"] == inst && r["item"]["regional_code"] == item)
+        .find(|r| {
+            days_ago_min.is_none_or(|d| {
+                let t = chrono::DateTime::parse_from_rfc3339(r["time"].as_str().unwrap()).unwrap();
+                Utc::now().signed_duration_since(t) >= Duration::days(d)
+            })
+        })
+        .unwrap_or_else(|| panic!("no {inst} {item} in {results:#?}"))
+}
+
+fn codes(r: &serde_json::Value) -> Vec<String> {
+    r["verdict"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn verdicts_check_decisions_stats_and_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    let mut c = Mllp::connect(&srv.mllp);
+    let nid = Some(NID);
+    send(
+        &mut c,
+        &lab("FX-ZX", "R-1", "0012345", nid, "ZX1", "K", "钾", "4.10", 2),
+    );
+    send(
+        &mut c,
+        &lab("FX-ZX", "R-2", "0012345", nid, "ZX2", "K", "钾", "4.30", 9),
+    );
+    send(
+        &mut c,
+        &lab(
+            "FX-ZY",
+            "R-3",
+            "ZY-5566",
+            nid,
+            "ZY1",
+            "HBA1C",
+            "糖化血红蛋白",
+            "6.8",
+            10,
+        ),
+    );
+    send(
+        &mut c,
+        &lab(
+            "FX-ZY",
+            "R-4",
+            "ZY-5566",
+            nid,
+            "ZY2",
+            "TC",
+            "总胆固醇",
+            "5.2",
+            3,
+        ),
+    );
+    // A result under an older local ID without national ID: not linked yet.
+    send(
+        &mut c,
+        &lab(
+            "FX-ZX",
+            "R-5",
+            "0099887",
+            None,
+            "ZX3",
+            "GLU",
+            "葡萄糖",
+            "5.10",
+            1,
+        ),
+    );
+
+    // A clinician of a third institution (a community centre) asks.
+    let path = format!("/api/v1/patients/nid:{NID}/results");
+    let (st, body) = srv.get_with(&path, &[("Authorization", CLIN_SQ01), AUTH]);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["identity_link"], "exact_national_id");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{body:#}");
+    let k_new = find(results, "FX-ZX", "FX-LAB-K", None);
+    assert_eq!(k_new["verdict"]["level"], "recognizable", "{k_new:#}");
+    assert_eq!(k_new["verdict"]["label"], "可互认");
+    assert_eq!(k_new["verdict"]["hr_label"], "全国HR");
+    assert!(codes(k_new).contains(&"CONSORTIUM_INTERNAL".to_string()));
+    assert_eq!(k_new["content"]["observations"][0]["value"], "4.10");
+    let k_old = find(results, "FX-ZX", "FX-LAB-K", Some(8));
+    assert_eq!(k_old["verdict"]["level"], "reference_only");
+    let kc = codes(k_old);
+    assert!(
+        kc.contains(&"EXPIRED".into()) && kc.contains(&"DUPLICATE_OLDER".into()),
+        "{kc:?}"
+    );
+    let a1c = find(results, "FX-ZY", "FX-LAB-HBA1C", None);
+    assert_eq!(a1c["verdict"]["level"], "recognizable");
+    assert_eq!(a1c["verdict"]["hr_label"], "沪HR");
+    let tc = find(results, "FX-ZY", "FX-LAB-TC", None);
+    assert_eq!(codes(tc), vec!["SRC_QC_MISSING", "CONSORTIUM_INTERNAL"]);
+    // Newest first.
+    let times: Vec<&str> = results
+        .iter()
+        .map(|r| r["time"].as_str().unwrap())
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted);
+    // Per-source status: every configured institution, none silently missing.
+    let sources = body["sources"].as_array().unwrap();
+    assert!(sources
+        .iter()
+        .any(|s| s["institution"] == "FX-GX" && s["status"] == "no_results"));
+
+    // Pre-order check.
+    let hdr = [("Authorization", CLIN_SQ01), AUTH];
+    let (st, chk) = srv.post(
+        "/api/v1/recognition/check",
+        &hdr,
+        &serde_json::json!({"patient": format!("nid:{NID}"), "item_code": "FX-LAB-K"}),
+    );
+    assert_eq!(st, 200, "{chk}");
+    assert_eq!(chk["recognizable"], true);
+    assert_eq!(chk["best"]["report"], k_new["report"]);
+    let (_, chk) = srv.post(
+        "/api/v1/recognition/check",
+        &hdr,
+        &serde_json::json!({"patient": format!("nid:{NID}"), "item_code": "FX-LAB-TC"}),
+    );
+    assert_eq!(chk["recognizable"], false);
+    assert!(chk["why_not"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["code"] == "SRC_QC_MISSING"));
+    let (_, chk) = srv.post(
+        "/api/v1/recognition/check",
+        &hdr,
+        &serde_json::json!({"patient": format!("nid:{NID}"), "item_code": "FX-LAB-CA"}),
+    );
+    assert_eq!(chk["why_not"][0]["code"], "NO_PRIOR_RESULT");
+
+    // Decisions: invariants answer 422; valid ones are recorded.
+    let decide = |report: &serde_json::Value, item: &str, extra: serde_json::Value| {
+        let mut b =
+            serde_json::json!({"patient": format!("nid:{NID}"), "report": report, "item": item});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        srv.post("/api/v1/recognition/decisions", &hdr, &b)
+    };
+    let (st, p) = decide(
+        &k_new["report"],
+        "FX-LAB-K",
+        serde_json::json!({"action": "reject", "patient_informed": true}),
+    );
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (422, Some("EXCEPTION_CODE_REQUIRED")),
+        "{p}"
+    );
+    let (st, p) = decide(
+        &k_new["report"],
+        "FX-LAB-K",
+        serde_json::json!({"action": "accept"}),
+    );
+    assert_eq!(st, 201, "{p}");
+    let (st, p) = decide(
+        &a1c["report"],
+        "FX-LAB-HBA1C",
+        serde_json::json!({"action": "reject", "exception_codes": ["E1"], "patient_informed": true}),
+    );
+    assert_eq!(st, 201, "{p}");
+    let (st, p) = decide(
+        &tc["report"],
+        "FX-LAB-TC",
+        serde_json::json!({"action": "accept"}),
+    );
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (422, Some("NOT_RECOGNIZABLE")),
+        "{p}"
+    );
+
+    // Statistics for the health commission; refused to a clinician.
+    let (st, s) = srv.get_with(
+        "/api/v1/stats/recognition?group_by=item",
+        &[("Authorization", "Bearer test-commission-token")],
+    );
+    assert_eq!(st, 200, "{s}");
+    assert_eq!(s["total"]["accept"], 1);
+    assert_eq!(s["total"]["reject"], 1);
+    assert_eq!(s["total"]["reject_reasons"]["E1"], 1);
+    assert_eq!(s["total"]["estimated_savings_cny"], 8.0);
+    assert!(s["total"]["advice"]["recognizable"].as_u64().unwrap() >= 2);
+    let (st, _) = srv.get_with("/api/v1/stats/recognition", &[("Authorization", CLIN_SQ01)]);
+    assert_eq!(st, 403);
+
+    // A40: the old local ID is merged into the one carrying the national ID → union.
+    let a40 = "MSH|^~\\&|HIS|FX-ZX|HUREN|FX-YLT|20250625093000||ADT^A40^ADT_A39|A40-1|P|2.5.1|||||CHN|UNICODE UTF-8\r\
+EVN|A40|20250625093000\rPID|1||0012345^^^FX-ZX^MR~310120199001011234^^^NNCHN^NI||张^伟||19900101|M\rMRG|0099887^^^FX-ZX^MR\r";
+    send(&mut c, a40.as_bytes());
+    let (_, body) = srv.get_with(&path, &[("Authorization", CLIN_SQ01), AUTH]);
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5, "{body:#}");
+    find(results, "FX-ZX", "FX-LAB-GLU", None);
+
+    // The privacy officer sees who looked; a clinician may not.
+    let (st, a) = srv.get_with(
+        &format!("/api/v1/audit?patient=nid:{NID}"),
+        &[("Authorization", "Bearer test-privacy-token")],
+    );
+    assert_eq!(st, 200, "{a}");
+    let actions: Vec<&str> = a["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "read_results").count(),
+        2,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "decision").count(),
+        4,
+        "{actions:?}"
+    );
+    assert!(a["entries"][0]["actor"] == "dr.sq01");
+    let (st, _) = srv.get_with(
+        &format!("/api/v1/audit?patient=nid:{NID}"),
+        &[("Authorization", CLIN_SQ01)],
+    );
+    assert_eq!(st, 403);
+}
+
+#[test]
+fn refusals_are_audited_and_tampering_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let data = dir.path().join("data");
+    {
+        let srv = Server::start(&data, &["--config", &cfg]);
+        let mut c = Mllp::connect(&srv.mllp);
+        send(
+            &mut c,
+            &lab(
+                "FX-ZX",
+                "S-1",
+                "0012345",
+                Some(NID),
+                "ZX1",
+                "K",
+                "钾",
+                "4.10",
+                1,
+            ),
+        );
+        let path = format!("/api/v1/patients/nid:{NID}/results");
+        let (st, p) = srv.get_with(&path, &[AUTH]);
+        assert_eq!(st, 401, "{p}");
+        assert_eq!(p["title"], "unauthenticated");
+        let (st, _) = srv.get_with(&path, &[("Authorization", "Bearer wrong"), AUTH]);
+        assert_eq!(st, 401);
+        let (st, _) = srv.get_with("/api/v1/reports/blake3:00", &[]);
+        assert_eq!(st, 401);
+        // No patient authorisation.
+        let (st, p) = srv.get_with(&path, &[("Authorization", CLIN_SQ01)]);
+        assert_eq!(
+            (st, p["code"].as_str()),
+            (403, Some("NO_PATIENT_AUTHORIZATION"))
+        );
+        // Break-glass only in an emergency.
+        let bg = ("X-Break-Glass", "%E8%83%B8%E7%97%9B%E6%98%8F%E8%BF%B7"); // 胸痛昏迷
+        let (st, _) = srv.get_with(&path, &[("Authorization", CLIN_SQ01), bg]);
+        assert_eq!(st, 403);
+        let (st, b) = srv.get_with(
+            &format!("{path}?encounter=emergency"),
+            &[("Authorization", CLIN_SQ01), bg],
+        );
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["break_glass"], true);
+        assert_eq!(b["results"][0]["verdict"]["level"], "recognizable");
+    }
+    let (code, lines, err) = huren(&["verify", "--data", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let audit = &lines[0]["audit"];
+    assert!(audit["entries"].as_u64().unwrap() >= 6, "{audit}");
+    let log = std::fs::read_to_string(data.join("audit.log")).unwrap();
+    assert_eq!(
+        log.matches("\"outcome\":\"denied: no bearer token\"")
+            .count(),
+        2
+    );
+    assert_eq!(
+        log.matches("\"outcome\":\"denied: invalid token\"").count(),
+        1
+    );
+    assert_eq!(log.matches("denied: the patient").count(), 1);
+    assert!(log.contains("\"break_glass\":true"));
+    assert!(log.contains("胸痛昏迷"));
+    assert!(
+        !log.contains(NID),
+        "the raw national ID must never reach the audit log"
+    );
+    assert!(
+        !log.contains("998877"),
+        "patient authorisation tokens are stored hashed"
+    );
+    // Edit one byte of the third record.
+    let third = log.lines().nth(2).unwrap();
+    let edited = log.replacen(third, &third.replacen("denied", "Denied", 1), 1);
+    assert_ne!(edited, log);
+    std::fs::write(data.join("audit.log"), edited).unwrap();
+    let (code, lines, err) = huren(&["verify", "--data", data.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(lines[0]["audit"]["broken"]["line"], 3, "{}", lines[0]);
+    assert!(err.contains("chain broken at line 3"), "{err}");
+}
