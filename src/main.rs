@@ -132,6 +132,10 @@ enum CertsCmd {
         /// Institution codes to make client certificates for.
         #[arg(long = "institution")]
         institutions: Vec<String>,
+        /// Institution codes whose (additional) client certificate is made and revoked in
+        /// `crl.pem`.
+        #[arg(long = "revoke")]
+        revoke: Vec<String>,
     },
 }
 
@@ -354,9 +358,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     out,
                     hosts,
                     institutions,
+                    revoke,
                 },
         } => {
-            println_json(&certs::dev(&out, &hosts, &institutions)?);
+            println_json(&certs::dev(&out, &hosts, &institutions, &revoke)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Rules {
@@ -483,17 +488,31 @@ fn serve(
             .await
             .with_context(|| format!("binding MLLP {mllp}"))?;
         let http_addr = http_l.local_addr()?;
-        println_json(&json!({"listening": "http", "addr": http_addr.to_string()}));
+        let https = match &gw.config.http.tls {
+            Some(t) => Some(Arc::new(huren_server::tls::setup(t, &gw.config, true)?)),
+            None if !http_addr.ip().is_loopback() => bail!(
+                "plain HTTP is only served on loopback ({http_addr} is not); configure [http.tls]"
+            ),
+            None => None,
+        };
+        let scheme = if https.is_some() { "https" } else { "http" };
+        println_json(&json!({"listening": scheme, "addr": http_addr.to_string()}));
         println_json(&json!({"listening": "mllp", "addr": mllp_l.local_addr()?.to_string()}));
         let tls = match &gw.config.mllp.tls {
-            Some(t) => Some(Arc::new(huren_server::tls::setup(t, &gw.config)?)),
+            Some(t) => Some(Arc::new(huren_server::tls::setup(t, &gw.config, false)?)),
             None => None,
         };
         if let Some(t) = &demo_tokens {
             demo::load(&gw, &http_addr.to_string(), t).await?;
         }
-        let router = huren_server::http::router(state);
-        let http_task = tokio::spawn(async move { axum::serve(http_l, router).await });
+        let router = huren_server::http::router(state.clone());
+        let http_task = match https {
+            Some(t) => tokio::spawn(async move {
+                huren_server::https::serve(http_l, router, t, state).await;
+                Ok(())
+            }),
+            None => tokio::spawn(async move { axum::serve(http_l, router).await }),
+        };
         let mllp_task = tokio::spawn(huren_server::mllp::serve(mllp_l, gw.clone(), tls));
         shutdown_signal().await;
         http_task.abort();

@@ -5,6 +5,7 @@ mod support;
 
 mod crash;
 mod files;
+mod https;
 mod mllp;
 mod recognition;
 mod rules;

@@ -72,7 +72,7 @@ impl Server {
             }
             let v: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
             match v["listening"].as_str() {
-                Some("http") => http = v["addr"].as_str().unwrap().to_string(),
+                Some("http") | Some("https") => http = v["addr"].as_str().unwrap().to_string(),
                 Some("mllp") => mllp = v["addr"].as_str().unwrap().to_string(),
                 _ => {}
             }

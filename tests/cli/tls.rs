@@ -9,7 +9,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::support::{huren, msa, oru, Server};
 
-fn client(certs: &std::path::Path, inst: Option<&str>) -> rustls::ClientConfig {
+pub fn client(certs: &std::path::Path, inst: Option<&str>) -> rustls::ClientConfig {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(certs.join("ca.pem")).unwrap() {

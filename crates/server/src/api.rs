@@ -64,13 +64,35 @@ impl FromRequestParts<ApiState> for Authed {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        if let Some(p) = token.and_then(|t| st.tokens.lookup(t)) {
-            return Ok(Authed(p.clone()));
-        }
-        let why = if token.is_some() {
-            "invalid token"
-        } else {
-            "no bearer token"
+        let peer = parts
+            .extensions
+            .get::<crate::https::PeerInstitution>()
+            .and_then(|p| p.0.clone());
+        let why = match (token.map(|t| st.tokens.lookup(t)), peer) {
+            (Some(Some(p)), Some(inst)) if p.institution != inst => {
+                let mut r = record(p, "authenticate");
+                r.outcome = format!(
+                    "denied: token of {} over the client certificate of {inst}",
+                    p.institution
+                );
+                st.audit(r).await?;
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "the token belongs to another institution than the client certificate",
+                ));
+            }
+            (Some(Some(p)), _) => return Ok(Authed(p.clone())),
+            (None, Some(inst)) => {
+                return Ok(Authed(Principal {
+                    id: format!("cert:{inst}"),
+                    institution: inst,
+                    role: Role::InstitutionSystem,
+                    department: String::new(),
+                }))
+            }
+            (Some(None), _) => "invalid token",
+            (None, None) => "no bearer token",
         };
         // The route template, never the concrete path: it may hold a national ID.
         let route = parts
@@ -255,7 +277,12 @@ async fn authorise(
     headers: &HeaderMap,
     ask: Ask<'_>,
 ) -> Result<Asked, Problem> {
-    require_role(st, &p, &[Role::Clinician], action).await?;
+    let roles: &[Role] = if action == "decision" {
+        &[Role::Clinician]
+    } else {
+        &[Role::Clinician, Role::InstitutionSystem]
+    };
+    require_role(st, &p, roles, action).await?;
     let patient = parse_patient(ask.patient)?;
     let encounter = encounter(ask.encounter)?;
     let (intended, demographics) = (ask.intended, ask.demographics);

@@ -16,6 +16,9 @@ pub enum Role {
     PrivacyOfficer,
     /// Health commission: reads recognition statistics (卫健委).
     Commission,
+    /// An institution's own system (HIS, LIS) authenticated by its client certificate; reads
+    /// results for its clinicians but records no decisions.
+    InstitutionSystem,
 }
 
 /// A configured clinician token.

@@ -46,6 +46,9 @@ pub struct Config {
     /// MLLP listener settings.
     #[serde(default)]
     pub mllp: MllpConfig,
+    /// HTTP listener settings.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Recognition rules.
     #[serde(default)]
     pub recognition: RecognitionConfig,
@@ -79,6 +82,15 @@ pub struct Institution {
     /// `urn:huren:institution:FX-ZX`.
     #[serde(default)]
     pub client_cert_uri: Option<String>,
+}
+
+/// HTTP listener settings.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// HTTPS (rustls). Without it the HTTP listener must be on a loopback address.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 /// Where the recognition rules are.
@@ -137,9 +149,13 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// Server private key.
     pub key: PathBuf,
-    /// CA that signs client certificates; when set, clients must present one.
+    /// CA that signs client certificates; when set, clients must present one (MLLP) or may
+    /// (HTTPS, where clinicians use tokens).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) of the client CA.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
 }
 
 fn default_max_frame() -> usize {

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod https;
 pub mod mllp;
 pub mod pipeline;
 pub mod tls;

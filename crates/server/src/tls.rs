@@ -32,8 +32,10 @@ pub enum TlsError {
 pub struct TlsSetup {
     /// The acceptor.
     pub acceptor: TlsAcceptor,
-    /// Whether clients must present a certificate.
+    /// Whether client certificates are checked (a client CA is configured).
     pub client_auth: bool,
+    /// Whether a client may also connect without a certificate (HTTPS: browsers with tokens).
+    pub client_cert_optional: bool,
     /// URI SAN → institution code.
     pub uri_to_institution: HashMap<String, String>,
 }
@@ -57,8 +59,15 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-/// Builds the TLS setup for a listener.
-pub fn setup(tls: &TlsConfig, config: &Config) -> Result<TlsSetup, TlsError> {
+/// Builds the TLS setup for a listener. With `client_cert_optional`, a client without a
+/// certificate is let through (it must then authenticate otherwise); a certificate, when
+/// presented, must still chain to the client CA, not be revoked (`crls`) and map to an
+/// institution.
+pub fn setup(
+    tls: &TlsConfig,
+    config: &Config,
+    client_cert_optional: bool,
+) -> Result<TlsSetup, TlsError> {
     // The ring provider is the one compiled in; installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let certs = load_certs(&tls.cert)?;
@@ -70,9 +79,19 @@ pub fn setup(tls: &TlsConfig, config: &Config) -> Result<TlsSetup, TlsError> {
             for c in load_certs(ca)? {
                 roots.add(c).map_err(|e| TlsError::Rustls(e.to_string()))?;
             }
-            let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-                .build()
-                .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            let mut crls = Vec::new();
+            for path in &tls.crls {
+                for crl in rustls::pki_types::CertificateRevocationListDer::pem_file_iter(path)
+                    .map_err(|e| pem_err(path, e))?
+                {
+                    crls.push(crl.map_err(|e| pem_err(path, e))?);
+                }
+            }
+            let mut vb = WebPkiClientVerifier::builder(Arc::new(roots)).with_crls(crls);
+            if client_cert_optional {
+                vb = vb.allow_unauthenticated();
+            }
+            let verifier = vb.build().map_err(|e| TlsError::Rustls(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -87,6 +106,7 @@ pub fn setup(tls: &TlsConfig, config: &Config) -> Result<TlsSetup, TlsError> {
     Ok(TlsSetup {
         acceptor: TlsAcceptor::from(Arc::new(server)),
         client_auth: tls.client_ca.is_some(),
+        client_cert_optional,
         uri_to_institution,
     })
 }
@@ -100,10 +120,11 @@ pub fn peer_institution(
     if !setup.client_auth {
         return Ok(None);
     }
-    let cert = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .ok_or_else(|| "no client certificate".to_string())?;
+    let cert = match conn.peer_certificates().and_then(|c| c.first()) {
+        Some(c) => c,
+        None if setup.client_cert_optional => return Ok(None),
+        None => return Err("no client certificate".to_string()),
+    };
     let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|e| format!("client certificate does not parse: {e}"))?;
     let uris: Vec<String> = x509
