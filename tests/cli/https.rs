@@ -152,6 +152,14 @@ fn https_client_certificates_and_tokens() {
             let r = https_get(&srv.http, cfg, path, &[auth, tok]);
             assert!(r.is_none(), "{name}: {r:?}");
         }
+        // The refusals are audited by the connection tasks; wait (bounded) for all three.
+        for _ in 0..100 {
+            let log = std::fs::read_to_string(data.join("audit.log")).unwrap_or_default();
+            if log.matches("\"action\":\"tls_handshake\"").count() >= 3 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
     let log = std::fs::read_to_string(data.join("audit.log")).unwrap();
     assert!(log.contains("\"actor\":\"cert:FX-SQ01\""), "{log}");

@@ -240,20 +240,20 @@ fn now() -> DateTime<FixedOffset> {
 }
 
 /// Everything a request needs to evaluate a patient's results.
-struct Asked {
-    patient: PatientId,
-    ctx: QueryContext,
-    principal: Principal,
-    action: &'static str,
+pub(crate) struct Asked {
+    pub(crate) patient: PatientId,
+    pub(crate) ctx: QueryContext,
+    pub(crate) principal: Principal,
+    pub(crate) action: &'static str,
 }
 
 impl Asked {
-    fn audit_base(&self) -> AuditRecord {
+    pub(crate) fn audit_base(&self) -> AuditRecord {
         let mut r = record(&self.principal, self.action);
         r.purpose = Some(format!("{:?}", self.ctx.encounter).to_lowercase());
         if let Some(a) = &self.ctx.patient_authorization {
             r.break_glass = a.kind == AuthorizationKind::BreakGlass;
-            r.detail = json!({"authorization": format!("{:?}", a.kind).to_lowercase(),
+            r.detail = json!({"authorization": serde_json::to_value(a.kind).unwrap_or(Value::Null),
                 "break_glass_reason": if r.break_glass { a.reason.clone() } else { None }});
         }
         r
@@ -263,14 +263,14 @@ impl Asked {
 /// Authorises a patient-data request: role, patient authorisation (or an allowed
 /// break-glass). A refusal is audited and answered 403.
 /// What a patient-data request asks about.
-struct Ask<'a> {
-    patient: &'a str,
-    encounter: Option<&'a str>,
-    intended: Option<IntendedOrder>,
-    demographics: Demographics,
+pub(crate) struct Ask<'a> {
+    pub(crate) patient: &'a str,
+    pub(crate) encounter: Option<&'a str>,
+    pub(crate) intended: Option<IntendedOrder>,
+    pub(crate) demographics: Demographics,
 }
 
-async fn authorise(
+pub(crate) async fn authorise(
     st: &ApiState,
     p: Principal,
     action: &'static str,
@@ -327,13 +327,13 @@ async fn authorise(
 }
 
 /// One evaluated result: a report and one item of it.
-struct Evaluated {
-    meta: ReportMeta,
-    report: Arc<Report>,
-    item_key: String,
-    observations: Vec<usize>,
-    candidate: Candidate,
-    verdict: Verdict,
+pub(crate) struct Evaluated {
+    pub(crate) meta: ReportMeta,
+    pub(crate) report: Arc<Report>,
+    pub(crate) item_key: String,
+    pub(crate) observations: Vec<usize>,
+    pub(crate) candidate: Candidate,
+    pub(crate) verdict: Verdict,
 }
 
 fn parse_time(s: Option<&str>) -> Option<DateTime<FixedOffset>> {
@@ -435,7 +435,7 @@ fn candidates_of(
 }
 
 /// Loads the patient's reports and evaluates every candidate.
-async fn evaluate_patient(
+pub(crate) async fn evaluate_patient(
     st: &ApiState,
     asked: &Asked,
     kind: Option<ReportKind>,
@@ -500,7 +500,7 @@ async fn evaluate_patient(
     Ok((link, out))
 }
 
-fn institution_name(st: &ApiState, code: &str) -> Option<String> {
+pub(crate) fn institution_name(st: &ApiState, code: &str) -> Option<String> {
     st.rules
         .institution(code)
         .map(|i| i.name.clone())
@@ -557,7 +557,7 @@ fn result_json(st: &ApiState, e: &Evaluated) -> Value {
     out
 }
 
-fn count_levels(items: &[&Evaluated]) -> Value {
+pub(crate) fn count_levels(items: &[&Evaluated]) -> Value {
     let mut c: HashMap<Level, u64> = HashMap::new();
     for e in items {
         *c.entry(e.verdict.level).or_default() += 1;
@@ -685,7 +685,7 @@ pub async fn results(
     })))
 }
 
-fn merge(into: &mut Value, add: Value) {
+pub(crate) fn merge(into: &mut Value, add: Value) {
     if !into.is_object() {
         *into = json!({});
     }
@@ -1044,6 +1044,8 @@ pub async fn stats(
 #[derive(Deserialize)]
 pub struct AuditQuery {
     patient: String,
+    /// `fhir`: a Bundle of FHIR R4 AuditEvent resources.
+    format: Option<String>,
 }
 
 /// `GET /api/v1/audit?patient=ID`: who looked at this patient's data (privacy officers).
@@ -1072,6 +1074,15 @@ pub async fn audit_view(
     rec.patient = Some(key);
     rec.purpose = Some("privacy_review".into());
     st.audit(rec).await?;
+    if q.format.as_deref() == Some("fhir") {
+        let events: Vec<Value> = entries.iter().map(crate::fhir::audit_event).collect();
+        return Ok(Json(json!({
+            "resourceType": "Bundle",
+            "type": "collection",
+            "total": events.len(),
+            "entry": events.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>(),
+        })));
+    }
     Ok(Json(
         json!({"patient": q.patient, "count": entries.len(), "entries": entries}),
     ))

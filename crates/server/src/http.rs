@@ -100,6 +100,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/recognition/decisions", post(crate::api::decide))
         .route("/api/v1/stats/recognition", get(crate::api::stats))
         .route("/api/v1/audit", get(crate::api::audit_view))
+        .route(
+            "/fhir/DiagnosticReport",
+            get(crate::fhir::diagnostic_reports),
+        )
+        .route("/fhir/Observation", get(crate::fhir::observations))
+        .route("/fhir/ImagingStudy", get(crate::fhir::imaging_studies))
         .route("/api/v1/reports/{hash}", get(report))
         .route("/api/v1/reports/{hash}/original", get(original))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not found", "no such route") })
