@@ -477,6 +477,7 @@ fn oru(msg: &Message, ctx: &mut Ctx<'_>, original: ContentHash) -> Option<Vec<Re
                             specimen,
                             observations: vec![],
                         }),
+                        ecg: None,
                         conclusion: None,
                         original,
                         attachments: vec![],

@@ -6,11 +6,13 @@
 //! This crate does no I/O.
 
 mod canonical;
+pub mod ecg;
 mod hash;
 mod patient;
 mod report;
 
 pub use canonical::{canonical_json, CanonicalError};
+pub use ecg::EcgBody;
 pub use hash::{ContentHash, HashParseError};
 pub use patient::{national_id_key, PatientId, PatientIdError, PatientRef};
 pub use report::{

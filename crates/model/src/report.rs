@@ -187,6 +187,9 @@ pub struct Report {
     /// Lab body, for `kind = lab`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<LabBody>,
+    /// ECG body, for `kind = ecg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecg: Option<Box<crate::EcgBody>>,
     /// Free-text conclusion or comments (NTE), kept as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conclusion: Option<String>,
@@ -252,6 +255,7 @@ mod tests {
                 }],
                 ..Default::default()
             }),
+            ecg: None,
             conclusion: None,
             original: crate::ContentHash::of(b"x"),
             attachments: vec![],

@@ -58,6 +58,7 @@ fn ingest(i: usize) -> Ingest {
             observations: obs,
             ..Default::default()
         }),
+        ecg: None,
         conclusion: None,
         original: ContentHash::of(&original),
         attachments: vec![],

@@ -34,6 +34,7 @@ fn report(
         performed_at: None,
         reported_at: None,
         lab: Some(LabBody::default()),
+        ecg: None,
         conclusion: None,
         original: ContentHash::of(original),
         attachments: vec![],
