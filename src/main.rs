@@ -227,6 +227,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut failed = false;
             for f in &files {
                 let bytes = read_file(f)?;
+                if huren_ecg::detect(&bytes).is_some() {
+                    let Some(inst) = institution.as_deref() else {
+                        bail!("{}: an ECG file needs --institution CODE", f.display());
+                    };
+                    let out = gw.ingest_ecg_blocking(&bytes, inst);
+                    failed |= out.outcome == "rejected";
+                    print_ecg(f, &out);
+                    continue;
+                }
                 for (i, msg) in split(&bytes, f, &mut failed).into_iter().enumerate() {
                     let out = gw.ingest_hl7_blocking(msg, institution.as_deref());
                     failed |= out.outcome == "rejected";
@@ -249,6 +258,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut failed = false;
             for f in &files {
                 let bytes = read_file(f)?;
+                if huren_ecg::detect(&bytes).is_some() {
+                    let inst = institution.as_deref().unwrap_or("CHECK");
+                    let out = match huren_server::ecg::prepare_ecg(&config, &bytes, inst) {
+                        Ok((_, out)) => out,
+                        Err(out) => *out,
+                    };
+                    failed |= out.outcome == "rejected";
+                    print_ecg(f, &out);
+                    continue;
+                }
                 for (i, msg) in split(&bytes, f, &mut failed).into_iter().enumerate() {
                     let out = match huren_server::pipeline::prepare_hl7(
                         &config,
@@ -419,6 +438,17 @@ fn split<'a>(bytes: &'a [u8], f: &Path, failed: &mut bool) -> Vec<&'a [u8]> {
     }
 }
 
+fn print_ecg(f: &Path, out: &huren_server::ecg::EcgOutcome) {
+    let mut v = serde_json::to_value(out).unwrap_or_else(|_| json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.insert("file".into(), json!(f.display().to_string()));
+    }
+    println_json(&v);
+    if let Some(e) = &out.error {
+        eprintln!("{}: {e}", f.display());
+    }
+}
+
 fn print_outcome(f: &Path, i: usize, out: &huren_server::Hl7Outcome) {
     let mut v = serde_json::to_value(out).unwrap_or_else(|_| json!({}));
     if let Some(o) = v.as_object_mut() {
@@ -514,9 +544,28 @@ fn serve(
             None => tokio::spawn(async move { axum::serve(http_l, router).await }),
         };
         let mllp_task = tokio::spawn(huren_server::mllp::serve(mllp_l, gw.clone(), tls));
+        let drop_tasks: Vec<_> = gw
+            .config
+            .ecg
+            .drop_folders
+            .iter()
+            .map(|d| {
+                println_json(&json!({"watching": "ecg", "path": d.path.display().to_string(), "institution": d.institution}));
+                tokio::spawn(huren_server::ecg::watch_drop_folder(
+                    gw.clone(),
+                    d.path.clone(),
+                    d.institution.clone(),
+                    std::time::Duration::from_millis(d.poll_secs.max(1) * 1000),
+                    std::time::Duration::from_secs(d.settle_secs),
+                ))
+            })
+            .collect();
         shutdown_signal().await;
         http_task.abort();
         mllp_task.abort();
+        for t in drop_tasks {
+            t.abort();
+        }
         store.flush_index()?;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })

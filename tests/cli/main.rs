@@ -4,6 +4,7 @@
 mod support;
 
 mod crash;
+mod ecg;
 mod fhir;
 mod files;
 mod https;

@@ -49,6 +49,9 @@ pub struct Config {
     /// HTTP listener settings.
     #[serde(default)]
     pub http: HttpConfig,
+    /// ECG path settings.
+    #[serde(default)]
+    pub ecg: EcgConfig,
     /// Recognition rules.
     #[serde(default)]
     pub recognition: RecognitionConfig,
@@ -82,6 +85,44 @@ pub struct Institution {
     /// `urn:huren:institution:FX-ZX`.
     #[serde(default)]
     pub client_cert_uri: Option<String>,
+}
+
+/// ECG path settings.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EcgConfig {
+    /// Watched folders, one per cart or ECG system export.
+    #[serde(default, rename = "drop_folder")]
+    pub drop_folders: Vec<DropFolder>,
+    /// Critical-statement catalogue replacing the built-in one.
+    #[serde(default)]
+    pub critical: Option<huren_ecg::CriticalCatalogue>,
+    /// Zone of local times in ECG files (default Asia/Shanghai).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// One watched ECG drop folder.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropFolder {
+    /// The folder; `done/` and `rejected/` are made inside it.
+    pub path: PathBuf,
+    /// Institution the files belong to.
+    pub institution: String,
+    /// Seconds between scans (default 1).
+    #[serde(default = "one")]
+    pub poll_secs: u64,
+    /// Seconds a file must stay unchanged before it is taken (default 2).
+    #[serde(default = "two")]
+    pub settle_secs: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+fn two() -> u64 {
+    2
 }
 
 /// HTTP listener settings.

@@ -108,6 +108,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/fhir/ImagingStudy", get(crate::fhir::imaging_studies))
         .route("/api/v1/reports/{hash}", get(report))
         .route("/api/v1/reports/{hash}/original", get(original))
+        .route("/api/v1/reports/{hash}/ecg.svg", get(ecg_svg))
+        .route(
+            "/api/v1/ecg",
+            post(ecg_upload).layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024)),
+        )
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not found", "no such route") })
         .with_state(state)
 }
@@ -305,4 +310,136 @@ async fn original(
         ReportKind::Ecg => "application/octet-stream",
     };
     Ok(([(header::CONTENT_TYPE, ctype)], bytes).into_response())
+}
+
+/// `POST /api/v1/ecg`: one ECG file (aECG, MUSE, Philips XML or DICOM waveform; format from
+/// the content) for the caller's institution (client certificate, or the token's
+/// institution). 201 with the report when stored, 200 for a duplicate, 422 naming the fault.
+async fn ecg_upload(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    if !matches!(who.role, Role::Clinician | Role::InstitutionSystem) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only institution systems and clinicians upload ECGs",
+        ));
+    }
+    let out = st.gw.ingest_ecg(&body, &who.institution).await;
+    let status = match out.outcome {
+        "stored" | "superseded" => StatusCode::CREATED,
+        "duplicate" => StatusCode::OK,
+        _ if out.store_failure => {
+            return Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store failure",
+                "the ECG was not stored; retry",
+            ))
+        }
+        _ => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ECG rejected",
+                out.error.unwrap_or_default(),
+            )
+            .code("ECG_REJECTED"))
+        }
+    };
+    let mut resp = (status, Json(serde_json::to_value(&out).unwrap_or_default())).into_response();
+    if let Some(h) = out.report {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("/api/v1/reports/{h}")) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct SvgQuery {
+    layout: Option<String>,
+    speed: Option<f64>,
+    gain: Option<f64>,
+}
+
+/// `GET /api/v1/reports/{hash}/ecg.svg?layout=3x4|6x2|12x1&speed=25|50&gain=5|10|20`.
+async fn ecg_svg(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    Path(hash): Path<String>,
+    Query(q): Query<SvgQuery>,
+) -> Result<Response, Problem> {
+    clinician(&st, &who).await?;
+    let gw = &st.gw;
+    let h = parse_hash(&hash)?;
+    let Some(meta) = gw.store.report_meta(&h)? else {
+        return Err(Problem::new(StatusCode::NOT_FOUND, "no such report", hash));
+    };
+    let report = gw.store.report(&h)?;
+    let Some(body) = report.as_ref().and_then(|r| r.ecg.as_ref()) else {
+        return Err(Problem::new(StatusCode::NOT_FOUND, "not an ECG", hash));
+    };
+    let mut opts = huren_ecg::RenderOptions::default();
+    if let Some(l) = q.layout.as_deref() {
+        opts.layout = huren_ecg::Layout::parse(l).ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad layout",
+                "layout must be 3x4, 6x2 or 12x1",
+            )
+        })?;
+    }
+    match q.speed {
+        None => {}
+        Some(s) if s == 25.0 || s == 50.0 => opts.speed_mm_s = s,
+        Some(_) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad speed",
+                "speed must be 25 or 50 mm/s",
+            ))
+        }
+    }
+    match q.gain {
+        None => {}
+        Some(g) if g == 5.0 || g == 10.0 || g == 20.0 => opts.gain_mm_mv = g,
+        Some(_) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad gain",
+                "gain must be 5, 10 or 20 mm/mV",
+            ))
+        }
+    }
+    let Some(wave_hash) = body.waveform else {
+        return Err(Problem::new(StatusCode::NOT_FOUND, "no waveform", hash));
+    };
+    let Some(blob) = gw.store.blob(&wave_hash)? else {
+        return Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "missing blob",
+            wave_hash.to_string(),
+        ));
+    };
+    let wave = huren_model::ecg::Waveform::from_blob(&blob).map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad waveform blob",
+            e.to_string(),
+        )
+    })?;
+    audit_report_read(&st, &who, "read_ecg_trace", &meta).await?;
+    let svg = huren_ecg::render_svg(body, &wave, &opts);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
+        svg,
+    )
+        .into_response())
 }

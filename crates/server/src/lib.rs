@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod ecg;
 pub mod fhir;
 pub mod http;
 pub mod https;

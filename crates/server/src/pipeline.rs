@@ -246,6 +246,7 @@ pub fn prepare_hl7(
             reports,
             identity,
             received_at,
+            attachments: vec![],
         },
         warnings: it.warnings,
         institution: inst.code,

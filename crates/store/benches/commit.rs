@@ -68,6 +68,7 @@ fn ingest(i: usize) -> Ingest {
         reports: vec![report],
         identity: vec![],
         received_at: "2025-06-24T10:05:00+08:00".into(),
+        attachments: vec![],
     }
 }
 

@@ -61,6 +61,8 @@ pub struct Ingest {
     pub identity: Vec<IdentityOp>,
     /// When the gateway received the message (RFC 3339).
     pub received_at: String,
+    /// Further blobs the reports name (ECG waveforms, rendered previews), stored with them.
+    pub attachments: Vec<Vec<u8>>,
 }
 
 /// The durable answer to an [`Ingest`].

@@ -23,6 +23,7 @@ struct Prepared {
     reports: Vec<(huren_model::Report, ContentHash, Arc<Vec<u8>>)>,
     identity: Vec<IdentityOp>,
     received_at: String,
+    attachments: Vec<(ContentHash, Arc<Vec<u8>>)>,
 }
 
 struct Job {
@@ -61,6 +62,11 @@ impl WriterHandle {
             reports,
             identity: ingest.identity,
             received_at: ingest.received_at,
+            attachments: ingest
+                .attachments
+                .into_iter()
+                .map(|b| (ContentHash::of(&b), Arc::new(b)))
+                .collect(),
         };
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -345,6 +351,9 @@ impl Writer {
             };
             self.stage(hash, bytes, staged_hashes, staged);
             self.stage(original, original_bytes, staged_hashes, staged);
+            for (h, b) in &ingest.attachments {
+                self.stage(*h, b, staged_hashes, staged);
+            }
             pending_reports.insert(hash, version);
             match pending_chains.get_mut(&chain) {
                 Some(v) => v.push(hash),

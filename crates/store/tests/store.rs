@@ -47,6 +47,7 @@ fn ingest(original: &[u8], reports: Vec<Report>) -> Ingest {
         reports,
         identity: vec![],
         received_at: "2025-06-24T10:05:00+08:00".into(),
+        attachments: vec![],
     }
 }
 
@@ -218,10 +219,16 @@ fn verify_names_a_damaged_blob() {
         ))
         .unwrap();
     let hex = c.original.hex();
-    let p = dir.path().join("objects").join(&hex[..2]).join(&hex[2..]);
-    // Blob files are written just after the commit (its bytes are durable in the journal).
-    for _ in 0..200 {
-        if p.exists() {
+    let path = |h: &str| dir.path().join("objects").join(&h[..2]).join(&h[2..]);
+    let p = path(&hex);
+    let rp = path(&c.reports[0].report.hex());
+    // Blob files are written just after the commit (its bytes are durable in the journal):
+    // wait until both are completely written before damaging one.
+    for _ in 0..400 {
+        let orig_done = std::fs::read(&p).is_ok_and(|b| b == b"orig");
+        let report_done = std::fs::read(&rp)
+            .is_ok_and(|b| huren_model::ContentHash::of(&b) == c.reports[0].report);
+        if orig_done && report_done {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -311,5 +318,49 @@ fn blob_files_lost_before_checkpoint_are_restored_from_the_journal() {
     let store = Store::open(dir.path(), opts()).unwrap();
     assert_eq!(store.blob(&c.original).unwrap().unwrap(), b"orig-x");
     assert!(store.report(&c.reports[0].report).unwrap().is_some());
+    assert!(store.verify().unwrap().problems.is_empty());
+}
+
+#[test]
+fn attachments_are_committed_with_their_report_and_survive_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let wave = vec![7u8; 300_000]; // larger than the inline limit: written and synced itself
+    let small = b"preview".to_vec();
+    let (c, hw, hs) = {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        let mut i = ingest(
+            b"orig-ecg",
+            vec![report(
+                b"orig-ecg",
+                "A",
+                "P",
+                "E1",
+                ReportStatus::Final,
+                None,
+            )],
+        );
+        i.attachments = vec![wave.clone(), small.clone()];
+        let c = store.commit_blocking(i).unwrap();
+        let (hw, hs) = (ContentHash::of(&wave), ContentHash::of(&small));
+        assert_eq!(store.blob(&hw).unwrap().unwrap(), wave);
+        assert_eq!(store.blob(&hs).unwrap().unwrap(), small);
+        (c, hw, hs)
+    };
+    // Lose every materialised file after the checkpoint: the journal restores them.
+    let _ = std::fs::remove_file(dir.path().join("checkpoint"));
+    for h in [hs, c.original] {
+        let hex = h.hex();
+        let p = dir.path().join("objects").join(&hex[..2]).join(&hex[2..]);
+        for _ in 0..100 {
+            if p.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&p);
+    }
+    let store = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(store.blob(&hs).unwrap().unwrap(), small);
+    assert_eq!(store.blob(&hw).unwrap().unwrap(), wave);
     assert!(store.verify().unwrap().problems.is_empty());
 }
