@@ -2,6 +2,7 @@
 
 mod certs;
 mod demo;
+mod gen;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,19 @@ enum Cmd {
     Certs {
         #[command(subcommand)]
         cmd: CertsCmd,
+    },
+    /// Fill a store with synthetic lab reports (for benchmarks).
+    DemoData {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "huren-data")]
+        data: PathBuf,
+        /// Number of reports.
+        #[arg(long, default_value_t = 1_000_000)]
+        reports: u64,
+        /// Number of patients they are spread over.
+        #[arg(long, default_value_t = 5_000)]
+        patients: u64,
     },
     /// Mutual-recognition rules.
     Rules {
@@ -381,6 +395,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => {
             println_json(&certs::dev(&out, &hosts, &institutions, &revoke)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::DemoData {
+            config,
+            data,
+            reports,
+            patients,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let store = open_store(&data, &config)?;
+            let secret = config.national_id_secret().to_string();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(gen::generate(store, &secret, reports, patients))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Rules {

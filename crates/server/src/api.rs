@@ -446,8 +446,8 @@ pub(crate) async fn evaluate_patient(
         let (link, metas) = store.patient_reports(&pid, kind)?;
         let mut out = Vec::with_capacity(metas.len());
         for m in metas {
-            if let Some(r) = store.report(&m.hash)? {
-                out.push((m, Arc::new(r)));
+            if let Some(r) = store.report_shared(&m.hash)? {
+                out.push((m, r));
             }
         }
         Ok::<_, huren_store::StoreError>((link, out))

@@ -83,6 +83,9 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// Secret for national-ID keys (see [`huren_model::national_id_key`]).
     pub national_id_secret: String,
+    /// Parsed reports kept in memory (reports are immutable by hash, so the cache is never
+    /// stale); 0 disables it.
+    pub report_cache: usize,
 }
 
 impl Default for StoreOptions {
@@ -90,6 +93,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_batch: 1024,
             national_id_secret: String::new(),
+            report_cache: 200_000,
         }
     }
 }
@@ -106,6 +110,7 @@ struct Inner {
     index: Arc<SledIndex>,
     writer: writer::WriterHandle,
     options: StoreOptions,
+    cache: Option<quick_cache::sync::Cache<ContentHash, Arc<Report>>>,
 }
 
 /// Result of [`Store::verify`].
@@ -179,6 +184,8 @@ impl Store {
                 blobs,
                 index,
                 writer,
+                cache: (options.report_cache > 0)
+                    .then(|| quick_cache::sync::Cache::new(options.report_cache)),
                 options,
             }),
         })
@@ -215,13 +222,28 @@ impl Store {
 
     /// Reads and decodes a report by hash.
     pub fn report(&self, hash: &ContentHash) -> Result<Option<Report>, StoreError> {
+        Ok(self.report_shared(hash)?.map(|r| (*r).clone()))
+    }
+
+    /// Like [`Store::report`], shared: served from the in-memory cache when possible.
+    pub fn report_shared(&self, hash: &ContentHash) -> Result<Option<Arc<Report>>, StoreError> {
+        if let Some(r) = self.inner.cache.as_ref().and_then(|c| c.get(hash)) {
+            return Ok(Some(r));
+        }
         match self.inner.index.report_meta(hash)? {
             None => Ok(None),
             Some(_) => match self.blob(hash)? {
                 None => Err(StoreError::MissingBlob(*hash)),
-                Some(b) => serde_json::from_slice(&b)
-                    .map(Some)
-                    .map_err(|e| StoreError::Corrupt(format!("report {hash}: {e}"))),
+                Some(b) => {
+                    let r: Arc<Report> = Arc::new(
+                        serde_json::from_slice(&b)
+                            .map_err(|e| StoreError::Corrupt(format!("report {hash}: {e}")))?,
+                    );
+                    if let Some(c) = &self.inner.cache {
+                        c.insert(*hash, r.clone());
+                    }
+                    Ok(Some(r))
+                }
             },
         }
     }
