@@ -73,10 +73,187 @@ const FIXTURES: &[(&str, &[u8])] = &[
     ("adt_a40.hl7", include_bytes!("../fixtures/hl7/adt_a40.hl7")),
 ];
 
-/// Ingests the demo fixtures and prints one JSON line with example URLs.
+/// The story patient's national ID (a made-up ID with a valid check digit).
+pub const STORY_NATIONAL_ID: &str = "310120195805201229";
+
+/// One ORU^R01 of the story: sender, local patient ID, order, days before now, service and
+/// observations `(code, name, value, unit, range, flag)`.
+struct Oru<'a> {
+    sender: &'a str,
+    local: &'a str,
+    order: &'a str,
+    days_ago: i64,
+    service: (&'a str, &'a str),
+    obs: &'a [(&'a str, &'a str, &'a str, &'a str, &'a str, &'a str)],
+}
+
+fn hl7_time(t: chrono::DateTime<chrono_tz::Tz>) -> String {
+    t.format("%Y%m%d%H%M%S").to_string()
+}
+
+impl Oru<'_> {
+    fn message(&self, now: chrono::DateTime<chrono_tz::Tz>) -> String {
+        let collected = now - chrono::Duration::days(self.days_ago) - chrono::Duration::hours(3);
+        let reported = collected + chrono::Duration::hours(2);
+        let (c, r) = (hl7_time(collected), hl7_time(reported));
+        let mut m = format!(
+            "MSH|^~\\&|LIS|{s}|HUREN|FX-YLT|{r}||ORU^R01^ORU_R01|{s}-{o}|P|2.5.1|||||CHN|UNICODE UTF-8\r\
+             PID|1||{l}^^^{s}^MR~{nid}^^^NNCHN^NI||李^秀英||19580520|F\r\
+             PV1|1|O|门诊^^^{s}\r\
+             ORC|RE|{o}|{o}L||CM\r\
+             OBR|1|{o}|{o}L|{sc}^{sn}^L|||{c}|||||||{c}|SER^血清|||||||{r}||CH|F\r",
+            s = self.sender,
+            o = self.order,
+            l = self.local,
+            nid = STORY_NATIONAL_ID,
+            sc = self.service.0,
+            sn = self.service.1,
+        );
+        for (i, (code, name, value, unit, range, flag)) in self.obs.iter().enumerate() {
+            m.push_str(&format!(
+                "OBX|{}|NM|{code}^{name}^L||{value}|{unit}|{range}|{flag}|||F|||{r}\r",
+                i + 1
+            ));
+        }
+        m
+    }
+}
+
+/// The story of `huren serve --demo`: 李秀英 (a made-up patient) has results from four
+/// institutions of the Fengxian consortium, dated relative to today — recognisable
+/// electrolytes, lipids and HbA1c; an expired potassium; a glucose from a community centre
+/// without QC evidence (reference only); a potassium trend across two institutions; and a
+/// critical ECG (acute inferior MI) from the regional ECG centre yesterday.
+fn story(now: chrono::DateTime<chrono_tz::Tz>) -> (Vec<(String, String)>, Vec<u8>) {
+    const K: &str = "3.5-5.3";
+    let orus = [
+        Oru {
+            sender: "FX-ZX",
+            local: "ZX0098765",
+            order: "D001",
+            days_ago: 75,
+            service: ("LYTE", "电解质"),
+            obs: &[
+                ("K", "钾", "3.8", "mmol/L", K, "N"),
+                ("NA", "钠", "140", "mmol/L", "137-147", "N"),
+            ],
+        },
+        Oru {
+            sender: "FX-ZX",
+            local: "ZX0098765",
+            order: "D002",
+            days_ago: 40,
+            service: ("LYTE", "电解质"),
+            obs: &[
+                ("K", "钾", "3.2", "mmol/L", K, "L"),
+                ("NA", "钠", "136", "mmol/L", "137-147", "L"),
+            ],
+        },
+        Oru {
+            sender: "FX-SQ02",
+            local: "SQ2-5566",
+            order: "D003",
+            days_ago: 10,
+            service: ("LYTE", "电解质"),
+            obs: &[("K", "钾", "4.6", "mmol/L", K, "N")],
+        },
+        Oru {
+            sender: "FX-SQ02",
+            local: "SQ2-5566",
+            order: "D004",
+            days_ago: 5,
+            service: ("GLU", "葡萄糖"),
+            obs: &[("GLU", "葡萄糖", "7.8", "mmol/L", "3.9-6.1", "H")],
+        },
+        Oru {
+            sender: "FX-ZY",
+            local: "ZY20031",
+            order: "D005",
+            days_ago: 25,
+            service: ("GLU", "葡萄糖"),
+            obs: &[("GLU", "葡萄糖", "6.9", "mmol/L", "3.9-6.1", "H")],
+        },
+        Oru {
+            sender: "FX-SQ01",
+            local: "SQ1-7788",
+            order: "D006",
+            days_ago: 20,
+            service: ("HBA1C", "糖化血红蛋白"),
+            obs: &[("HBA1C", "糖化血红蛋白A1c", "7.2", "%", "4.0-6.0", "H")],
+        },
+        Oru {
+            sender: "FX-ZX",
+            local: "ZX0098765",
+            order: "D007",
+            days_ago: 12,
+            service: ("LIPID", "血脂四项"),
+            obs: &[
+                ("TC", "总胆固醇", "5.9", "mmol/L", "2.8-5.2", "H"),
+                ("TG", "甘油三酯", "1.8", "mmol/L", "0.56-1.7", "H"),
+                ("HDL", "高密度脂蛋白胆固醇", "1.1", "mmol/L", "1.0-1.9", "N"),
+                ("LDL", "低密度脂蛋白胆固醇", "3.9", "mmol/L", "0-3.4", "H"),
+            ],
+        },
+        Oru {
+            sender: "FX-ZX",
+            local: "ZX0098765",
+            order: "D008",
+            days_ago: 3,
+            service: ("LYTE", "电解质"),
+            obs: &[
+                ("K", "钾", "4.1", "mmol/L", K, "N"),
+                ("NA", "钠", "139", "mmol/L", "137-147", "N"),
+                ("CL", "氯", "101", "mmol/L", "99-110", "N"),
+            ],
+        },
+    ];
+    let msgs = orus
+        .iter()
+        .map(|o| (o.sender.to_string(), o.message(now)))
+        .collect();
+    // The critical ECG: the project's aECG fixture, moved to yesterday and to this patient.
+    let when = hl7_time(now - chrono::Duration::hours(20));
+    let end = hl7_time(now - chrono::Duration::hours(20) + chrono::Duration::seconds(10));
+    let ecg = String::from_utf8_lossy(include_bytes!("../fixtures/ecg/aecg-zh-patient.xml"))
+        .replace(
+            "7d1c2a10-5a9b-4f3e-9a51-000000000001",
+            "7d1c2a10-5a9b-4f3e-9a51-0000000d3e01",
+        )
+        .replace("extension=\"0012345\"", "extension=\"ZY20031\"")
+        .replace("<name>张伟</name>", "<name>李秀英</name>")
+        .replace(
+            "code=\"M\" codeSystem=\"2.16.840.1.113883.5.1\"",
+            "code=\"F\" codeSystem=\"2.16.840.1.113883.5.1\"",
+        )
+        .replace("19650307", "19580520")
+        .replace(
+            "<high value=\"20250624083025\"/>",
+            &format!("<high value=\"{end}\"/>"),
+        )
+        .replace("20250624083015", &when);
+    (msgs, ecg.into_bytes())
+}
+
+/// Ingests the demo story and fixtures and prints one JSON line with example URLs.
 pub async fn load(gw: &Gateway, http_addr: &str, tokens: &DemoTokens) -> Result<()> {
     let mut stored = 0usize;
-    let mut patient: Option<String> = None;
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    let (story_msgs, story_ecg) = story(now);
+    for (sender, m) in &story_msgs {
+        let out = gw.ingest_hl7(m.as_bytes(), None, None).await;
+        if out.outcome == "rejected" {
+            tracing::warn!(sender, error = ?out.error, "demo story message rejected");
+        } else {
+            stored += 1;
+        }
+    }
+    let ecg = gw.ingest_ecg(&story_ecg, "FX-ZY").await;
+    if ecg.outcome == "rejected" {
+        tracing::warn!(error = ?ecg.error, "demo story ECG rejected");
+    } else {
+        stored += 1;
+    }
+    let patient: Option<String> = Some(format!("nid:{STORY_NATIONAL_ID}"));
     for (name, bytes) in FIXTURES {
         let msgs = match huren_hl7::split_batch(bytes) {
             Ok(m) => m,
@@ -92,23 +269,16 @@ pub async fn load(gw: &Gateway, http_addr: &str, tokens: &DemoTokens) -> Result<
                 continue;
             }
             stored += 1;
-            if patient.is_none() {
-                if let Some(h) = out.report {
-                    if let Some(r) = gw.store.report(&h)? {
-                        patient = Some(r.patient.local_key());
-                    }
-                }
-            }
         }
     }
     let base = format!("http://{http_addr}");
-    let mut examples = vec![format!("{base}/healthz")];
+    let mut examples = vec![format!("{base}/"), format!("{base}/healthz")];
     if let Some(p) = &patient {
         examples.push(format!("{base}/api/v1/patients/{p}/results"));
         examples.push(format!("{base}/api/v1/patients/{p}/reports?kind=lab"));
     }
     let line = json!({"demo": "loaded", "messages": stored, "data": gw.store.dir().display().to_string(), "examples": examples,
-        "usage": "curl -H 'Authorization: Bearer DEMO_TOKEN' -H 'X-Patient-Authorization: health_card 123456' URL"});
+        "patient": format!("nid:{STORY_NATIONAL_ID}"), "usage": "open the first example in a browser and sign in with demo_token; or curl -H 'Authorization: Bearer DEMO_TOKEN' -H 'X-Patient-Authorization: health_card 123456' URL"});
     println!("{line}");
     println!(
         "{}",

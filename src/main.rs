@@ -535,6 +535,7 @@ fn serve(
         rules: Arc::new(rules),
         audit,
         tokens: Arc::new(tokens),
+        web: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

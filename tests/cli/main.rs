@@ -12,3 +12,4 @@ mod mllp;
 mod recognition;
 mod rules;
 mod tls;
+mod web;

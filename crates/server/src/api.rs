@@ -35,6 +35,8 @@ pub struct ApiState {
     pub audit: Arc<AuditLog>,
     /// Bearer tokens.
     pub tokens: Arc<Tokens>,
+    /// Sessions of the web page.
+    pub web: Arc<crate::web::Sessions>,
 }
 
 impl ApiState {
@@ -114,7 +116,7 @@ impl FromRequestParts<ApiState> for Authed {
     }
 }
 
-fn record(p: &Principal, action: &str) -> AuditRecord {
+pub(crate) fn record(p: &Principal, action: &str) -> AuditRecord {
     AuditRecord {
         actor: p.id.clone(),
         institution: p.institution.clone(),
@@ -128,7 +130,7 @@ fn record(p: &Principal, action: &str) -> AuditRecord {
     }
 }
 
-async fn require_role(
+pub(crate) async fn require_role(
     st: &ApiState,
     p: &Principal,
     roles: &[Role],
@@ -150,7 +152,9 @@ async fn require_role(
 /// The patient's authorisation from request headers: `X-Patient-Authorization: KIND TOKEN`
 /// (`med_insurance_code`, `health_card`, `id_card`) or `X-Break-Glass: REASON`
 /// (percent-encoded UTF-8).
-fn patient_authorization(h: &HeaderMap) -> Result<Option<PatientAuthorization>, Problem> {
+pub(crate) fn patient_authorization(
+    h: &HeaderMap,
+) -> Result<Option<PatientAuthorization>, Problem> {
     if let Some(v) = h.get("x-break-glass") {
         let raw = v.to_str().unwrap_or("");
         let reason = percent_encoding::percent_decode_str(raw)
@@ -200,7 +204,7 @@ fn patient_authorization(h: &HeaderMap) -> Result<Option<PatientAuthorization>, 
     }))
 }
 
-fn encounter(s: Option<&str>) -> Result<EncounterKind, Problem> {
+pub(crate) fn encounter(s: Option<&str>) -> Result<EncounterKind, Problem> {
     match s.unwrap_or("outpatient") {
         "outpatient" | "" => Ok(EncounterKind::Outpatient),
         "emergency" => Ok(EncounterKind::Emergency),
@@ -277,6 +281,19 @@ pub(crate) async fn authorise(
     headers: &HeaderMap,
     ask: Ask<'_>,
 ) -> Result<Asked, Problem> {
+    let auth = patient_authorization(headers)?;
+    authorise_with(st, p, action, auth, ask).await
+}
+
+/// [`authorise`] with the patient's authorisation already read (the web page keeps it in
+/// the session).
+pub(crate) async fn authorise_with(
+    st: &ApiState,
+    p: Principal,
+    action: &'static str,
+    auth: Option<PatientAuthorization>,
+    ask: Ask<'_>,
+) -> Result<Asked, Problem> {
     let roles: &[Role] = if action == "decision" {
         &[Role::Clinician]
     } else {
@@ -286,7 +303,6 @@ pub(crate) async fn authorise(
     let patient = parse_patient(ask.patient)?;
     let encounter = encounter(ask.encounter)?;
     let (intended, demographics) = (ask.intended, ask.demographics);
-    let auth = patient_authorization(headers)?;
     let policy = &st.rules.file.patient_authorization;
     let refused = match auth.as_ref().map(|a| a.kind) {
         Some(AuthorizationKind::BreakGlass) => {
@@ -750,33 +766,8 @@ pub async fn check(
         },
     )
     .await?;
-    let (_, evaluated) = evaluate_patient(&st, &asked, None).await?;
-    let same_item: Vec<&Evaluated> = evaluated
-        .iter()
-        .filter(|e| e.verdict.evidence.regional_code.as_deref() == Some(b.item_code.as_str()))
-        .filter(|e| !e.verdict.is_hidden_duplicate())
-        .collect();
-    let best = same_item
-        .iter()
-        .find(|e| e.verdict.level == Level::Recognizable && e.verdict.duplicate_of.is_none());
-    let mut why: Vec<Value> = Vec::new();
-    if best.is_none() {
-        if same_item.is_empty() {
-            why.push(json!({"code": "NO_PRIOR_RESULT", "zh_text": "本联合体内无该项目的既往结果"}));
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for e in &same_item {
-            for r in &e.verdict.reasons {
-                if matches!(
-                    r.severity,
-                    huren_recognition::Severity::Block | huren_recognition::Severity::Refer
-                ) && seen.insert(r.code.as_str())
-                {
-                    why.push(json!({"code": r.code, "zh_text": r.zh_text}));
-                }
-            }
-        }
-    }
+    let c = check_core(&st, &asked, &b.item_code).await?;
+    let (same_item, best, why) = (c.candidates(), c.best(), &c.why_not);
     let item = st.rules.item(&b.item_code);
     let mut rec = asked.audit_base();
     rec.patient = st.gw.store.person_key(&asked.patient).ok();
@@ -795,6 +786,71 @@ pub async fn check(
         "why_not": why,
         "candidates": same_item.iter().map(|e| result_json(&st, e)).collect::<Vec<_>>(),
     })))
+}
+
+/// What the pre-order check found for one catalogue item.
+pub(crate) struct CheckAnswer {
+    /// Every evaluated result of the patient.
+    pub(crate) evaluated: Vec<Evaluated>,
+    /// Indices into `evaluated` of the results of the item, newest first.
+    pub(crate) same_item: Vec<usize>,
+    /// Index of the best recognisable one.
+    pub(crate) best: Option<usize>,
+    /// Why none is recognisable: `{code, zh_text}`.
+    pub(crate) why_not: Vec<Value>,
+}
+
+impl CheckAnswer {
+    pub(crate) fn candidates(&self) -> Vec<&Evaluated> {
+        self.same_item.iter().map(|i| &self.evaluated[*i]).collect()
+    }
+    pub(crate) fn best(&self) -> Option<&Evaluated> {
+        self.best.map(|i| &self.evaluated[i])
+    }
+}
+
+/// The pre-order check for an authorised request (not audited here).
+pub(crate) async fn check_core(
+    st: &ApiState,
+    asked: &Asked,
+    item_code: &str,
+) -> Result<CheckAnswer, Problem> {
+    let (_, evaluated) = evaluate_patient(st, asked, None).await?;
+    let same_item: Vec<usize> = evaluated
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.verdict.evidence.regional_code.as_deref() == Some(item_code))
+        .filter(|(_, e)| !e.verdict.is_hidden_duplicate())
+        .map(|(i, _)| i)
+        .collect();
+    let best = same_item.iter().copied().find(|i| {
+        let e = &evaluated[*i];
+        e.verdict.level == Level::Recognizable && e.verdict.duplicate_of.is_none()
+    });
+    let mut why: Vec<Value> = Vec::new();
+    if best.is_none() {
+        if same_item.is_empty() {
+            why.push(json!({"code": "NO_PRIOR_RESULT", "zh_text": "本联合体内无该项目的既往结果"}));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for e in same_item.iter().map(|i| &evaluated[*i]) {
+            for r in &e.verdict.reasons {
+                if matches!(
+                    r.severity,
+                    huren_recognition::Severity::Block | huren_recognition::Severity::Refer
+                ) && seen.insert(r.code.as_str())
+                {
+                    why.push(json!({"code": r.code, "zh_text": r.zh_text}));
+                }
+            }
+        }
+    }
+    Ok(CheckAnswer {
+        evaluated,
+        same_item,
+        best,
+        why_not: why,
+    })
 }
 
 /// Body of `POST /api/v1/recognition/decisions`.
@@ -832,10 +888,31 @@ pub async fn decide(
         },
     )
     .await?;
-    let (_, evaluated) = evaluate_patient(&st, &asked, None).await?;
+    let (entry, level) = decide_core(&st, &asked, &b.report, &b.item, &b.decision).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "decision": entry.seq,
+            "recorded_at": entry.at,
+            "action": b.decision.action,
+            "verdict": {"level": level, "label": level.zh()},
+        })),
+    ))
+}
+
+/// Records a decision for an authorised request: recomputes the verdict, validates the
+/// decision (422 when refused; the refusal is audited) and appends it to the audit log.
+pub(crate) async fn decide_core(
+    st: &ApiState,
+    asked: &Asked,
+    report: &str,
+    item: &str,
+    decision: &Decision,
+) -> Result<(huren_store::AuditEntry, Level), Problem> {
+    let (_, evaluated) = evaluate_patient(st, asked, None).await?;
     let Some(e) = evaluated
         .iter()
-        .find(|e| e.meta.hash.to_string() == b.report && e.item_key == b.item)
+        .find(|e| e.meta.hash.to_string() == report && e.item_key == item)
     else {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
@@ -855,16 +932,16 @@ pub async fn decide(
     merge(
         &mut rec.detail,
         json!({
-            "report": b.report, "item": b.item, "regional_code": e.verdict.evidence.regional_code,
+            "report": report, "item": item, "regional_code": e.verdict.evidence.regional_code,
             "source_institution": e.meta.institution, "level": e.verdict.level,
-            "action": b.decision.action, "exception_codes": b.decision.exception_codes,
-            "other_text": b.decision.other_text, "patient_informed": b.decision.patient_informed,
+            "action": decision.action, "exception_codes": decision.exception_codes,
+            "other_text": decision.other_text, "patient_informed": decision.patient_informed,
             // Integer fen: canonical JSON has no floating point.
             "price_fen": price.map(|p| (p * 100.0).round() as i64),
             "reasons": e.verdict.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
         }),
     );
-    if let Err(err) = validate_decision(&e.verdict, &b.decision, &st.rules) {
+    if let Err(err) = validate_decision(&e.verdict, decision, &st.rules) {
         rec.outcome = format!("invalid: {}", err.code());
         st.audit(rec).await?;
         return Err(Problem::new(
@@ -883,15 +960,7 @@ pub async fn decide(
             "the decision was not recorded",
         )
     })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "decision": entry.seq,
-            "recorded_at": entry.at,
-            "action": b.decision.action,
-            "verdict": {"level": e.verdict.level, "label": e.verdict.level.zh()},
-        })),
-    ))
+    Ok((entry, e.verdict.level))
 }
 
 /// Query of `GET /api/v1/stats/recognition`.

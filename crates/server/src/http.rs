@@ -52,6 +52,11 @@ impl Problem {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The human-readable detail.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 impl IntoResponse for Problem {
@@ -113,6 +118,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/ecg",
             post(ecg_upload).layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024)),
         )
+        .merge(crate::web::routes())
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not found", "no such route") })
         .with_state(state)
 }

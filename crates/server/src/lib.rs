@@ -11,6 +11,7 @@ pub mod https;
 pub mod mllp;
 pub mod pipeline;
 pub mod tls;
+pub mod web;
 
 pub use config::Config;
 pub use pipeline::{Gateway, Hl7Outcome};

@@ -1,0 +1,985 @@
+//! The clinicians' web page at `/`: server-rendered HTML (maud, escaped by construction)
+//! with one small script, embedded in the binary. Sign-in puts the token's principal into a
+//! server-side session named by an HttpOnly, SameSite=Strict cookie; every state-changing
+//! form carries the session's CSRF token; the Content-Security-Policy allows no inline
+//! script. Patient views go through the same authorisation, evaluation and audit as the
+//! JSON API (`crate::api`); each view writes one audit record (channel `web`).
+
+// Refusals are whole pages (a redirect or an HTML answer), hence `Result<_, Response>`.
+#![allow(clippy::result_large_err)]
+
+mod chart;
+pub mod i18n;
+mod pages;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use huren_model::ReportKind;
+use huren_recognition::{
+    Action, AuthorizationKind, Decision, Demographics, IntendedOrder, Level, PatientAuthorization,
+};
+use huren_store::AuditRecord;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{self, ApiState, Ask, Evaluated};
+use crate::auth::{Principal, Role};
+use crate::http::Problem;
+use i18n::Lang;
+
+const SESSION_COOKIE: &str = "huren_session";
+const LANG_COOKIE: &str = "huren_lang";
+/// A session ends after this long without a request.
+const IDLE: Duration = Duration::from_secs(30 * 60);
+/// And after this long in any case.
+const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
+/// At most this many live sessions (the oldest idle ones are dropped first).
+const MAX_SESSIONS: usize = 10_000;
+/// At most this many patients open in one session.
+const MAX_PATIENTS: usize = 50;
+
+/// A patient opened in a session: who, under which authorisation and encounter.
+#[derive(Clone, Debug)]
+pub(crate) struct PatientCtx {
+    pub(crate) id: String,
+    pub(crate) auth: Option<PatientAuthorization>,
+    pub(crate) encounter: String,
+}
+
+struct Session {
+    principal: Principal,
+    csrf: String,
+    created: Instant,
+    last: Instant,
+    patients: HashMap<String, (Instant, PatientCtx)>,
+    /// Reports whose content an audited view of this session showed: their ECG traces and
+    /// previews may be fetched as part of that view.
+    shown: HashSet<String>,
+}
+
+/// Server-side sessions of the web page, keyed by the SHA-256 of the cookie value.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+/// A signed-in user, as a handler sees it.
+#[derive(Clone)]
+pub(crate) struct Signed {
+    pub(crate) key: String,
+    pub(crate) principal: Principal,
+    pub(crate) csrf: String,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        // A panic while holding the lock cannot leave a session half-written: recover.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens a session; the cookie value and the CSRF token.
+    fn open(&self, principal: Principal) -> Option<(String, String)> {
+        let cookie = crate::auth::new_token().ok()?;
+        let csrf = crate::auth::new_token().ok()?;
+        let now = Instant::now();
+        let mut m = self.lock();
+        m.retain(|_, s| now - s.last < IDLE && now - s.created < ABSOLUTE);
+        if m.len() >= MAX_SESSIONS {
+            if let Some(k) = m.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| k.clone()) {
+                m.remove(&k);
+            }
+        }
+        m.insert(
+            crate::auth::token_hash(&cookie),
+            Session {
+                principal,
+                csrf: csrf.clone(),
+                created: now,
+                last: now,
+                patients: HashMap::new(),
+                shown: HashSet::new(),
+            },
+        );
+        Some((cookie, csrf))
+    }
+
+    fn get(&self, cookie: &str) -> Option<Signed> {
+        let key = crate::auth::token_hash(cookie);
+        let now = Instant::now();
+        let mut m = self.lock();
+        let live = m
+            .get(&key)
+            .is_some_and(|s| now - s.last < IDLE && now - s.created < ABSOLUTE);
+        if !live {
+            m.remove(&key);
+            return None;
+        }
+        let s = m.get_mut(&key)?;
+        s.last = now;
+        Some(Signed {
+            key,
+            principal: s.principal.clone(),
+            csrf: s.csrf.clone(),
+        })
+    }
+
+    fn close(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    fn add_patient(&self, key: &str, ctx: PatientCtx) -> Option<String> {
+        let handle = crate::auth::new_token().ok()?[..16].to_string();
+        let mut m = self.lock();
+        let s = m.get_mut(key)?;
+        if s.patients.len() >= MAX_PATIENTS {
+            if let Some(k) = s
+                .patients
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| k.clone())
+            {
+                s.patients.remove(&k);
+            }
+        }
+        s.patients.insert(handle.clone(), (Instant::now(), ctx));
+        Some(handle)
+    }
+
+    fn patient(&self, key: &str, handle: &str) -> Option<PatientCtx> {
+        self.lock()
+            .get(key)?
+            .patients
+            .get(handle)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn mark_shown(&self, key: &str, hashes: impl IntoIterator<Item = String>) {
+        if let Some(s) = self.lock().get_mut(key) {
+            s.shown.extend(hashes);
+        }
+    }
+
+    fn was_shown(&self, key: &str, hash: &str) -> bool {
+        self.lock().get(key).is_some_and(|s| s.shown.contains(hash))
+    }
+}
+
+/// The request as the web page sees it: language, and the session when signed in.
+pub(crate) struct Web {
+    pub(crate) lang: Lang,
+    pub(crate) signed: Option<Signed>,
+}
+
+impl FromRequestParts<ApiState> for Web {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let lang = Lang::from_cookie(jar.get(LANG_COOKIE).map(|c| c.value()));
+        let signed = jar.get(SESSION_COOKIE).and_then(|c| st.web.get(c.value()));
+        Ok(Web { lang, signed })
+    }
+}
+
+impl Web {
+    /// The signed-in user, or a redirect to the sign-in page.
+    fn need(&self) -> Result<&Signed, Response> {
+        self.signed
+            .as_ref()
+            .ok_or_else(|| Redirect::to("/?expired=1").into_response())
+    }
+}
+
+/// An HTML answer with the page's security headers.
+fn html(status: StatusCode, body: maud::Markup) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body.into_string(),
+    )
+        .into_response()
+}
+
+/// Adds the security headers every page answer carries.
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let is_asset = req.uri().path().starts_with("/ui/assets/");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !is_asset {
+        h.entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// The web page's routes (merged into the HTTP router).
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/ui/login", post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/lang/{code}", get(set_lang))
+        .route("/ui/search", get(search_page).post(search))
+        .route("/ui/p/{h}", get(timeline))
+        .route("/ui/p/{h}/check", get(check))
+        .route("/ui/p/{h}/r/{hash}", get(report_view))
+        .route("/ui/p/{h}/ecg/{hash}/trace.svg", get(ecg_trace))
+        .route("/ui/p/{h}/decide", post(decide))
+        .route("/ui/stats", get(stats))
+        .route("/ui/assets/{file}", get(asset))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .layer(axum::middleware::from_fn(security_headers))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+}
+
+const STYLE: &str = include_str!("../../assets/style.css");
+const SCRIPT: &str = include_str!("../../assets/app.js");
+
+async fn asset(Path(file): Path<String>) -> Response {
+    let (ty, body) = match file.as_str() {
+        "style.css" => ("text/css; charset=utf-8", STYLE),
+        "app.js" => ("text/javascript; charset=utf-8", SCRIPT),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ty),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct HomeQuery {
+    expired: Option<String>,
+}
+
+async fn home(w: Web, Query(q): Query<HomeQuery>) -> Response {
+    if w.signed.is_some() {
+        return Redirect::to("/ui/search").into_response();
+    }
+    let msg = q.expired.is_some().then(|| w.lang.t().session_expired);
+    html(StatusCode::OK, pages::sign_in(w.lang, msg))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+fn session_cookie(st: &ApiState, value: String) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(st.gw.config.http.tls.is_some())
+        .path("/")
+        .build()
+}
+
+async fn login(
+    State(st): State<ApiState>,
+    w: Web,
+    jar: CookieJar,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, Problem> {
+    let token = f.token.trim();
+    let Some(p) = st.tokens.lookup(token).cloned() else {
+        st.audit(AuditRecord {
+            actor: "anonymous".into(),
+            action: "sign_in".into(),
+            outcome: "denied: invalid token".into(),
+            detail: json!({"channel": "web"}),
+            ..Default::default()
+        })
+        .await?;
+        return Ok(html(
+            StatusCode::UNAUTHORIZED,
+            pages::sign_in(w.lang, Some(w.lang.t().bad_token)),
+        ));
+    };
+    let Some((cookie, _csrf)) = st.web.open(p.clone()) else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no randomness",
+            "a session could not be opened",
+        ));
+    };
+    let mut r = api::record(&p, "sign_in");
+    r.detail = json!({"channel": "web"});
+    st.audit(r).await?;
+    let target = if matches!(p.role, Role::Commission | Role::PrivacyOfficer) {
+        "/ui/stats"
+    } else {
+        "/ui/search"
+    };
+    Ok((jar.add(session_cookie(&st, cookie)), Redirect::to(target)).into_response())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+fn csrf_ok(s: &Signed, given: &str) -> bool {
+    // Constant-time enough: both are 64 hex characters from our own generator.
+    s.csrf.len() == given.len()
+        && s.csrf
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn csrf_refused(lang: Lang) -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        pages::message(lang, None, lang.t().forbidden, "CSRF", "/"),
+    )
+}
+
+async fn logout(
+    State(st): State<ApiState>,
+    w: Web,
+    jar: CookieJar,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Some(s) = &w.signed {
+        if !csrf_ok(s, &f.csrf) {
+            return csrf_refused(w.lang);
+        }
+        st.web.close(&s.key);
+    }
+    (
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/").build()),
+        Redirect::to("/"),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct BackQuery {
+    back: Option<String>,
+}
+
+async fn set_lang(
+    jar: CookieJar,
+    Path(code): Path<String>,
+    Query(q): Query<BackQuery>,
+) -> Response {
+    let v = if code == "en" { "en" } else { "zh" };
+    // Only local paths: never an open redirect.
+    let back = q
+        .back
+        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/".into());
+    let c = Cookie::build((LANG_COOKIE, v))
+        .path("/")
+        .same_site(SameSite::Lax)
+        .permanent()
+        .build();
+    (jar.add(c), Redirect::to(&back)).into_response()
+}
+
+async fn search_page(State(st): State<ApiState>, w: Web) -> Response {
+    let s = match w.need() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    html(
+        StatusCode::OK,
+        pages::search(&st, w.lang, s, &SearchForm::default(), None),
+    )
+}
+
+/// The patient search form.
+#[derive(Deserialize, Default)]
+pub(crate) struct SearchForm {
+    #[serde(default)]
+    pub(crate) csrf: String,
+    #[serde(default)]
+    pub(crate) by: String,
+    #[serde(default)]
+    pub(crate) national_id: String,
+    #[serde(default)]
+    pub(crate) institution: String,
+    #[serde(default)]
+    pub(crate) local_id: String,
+    #[serde(default)]
+    pub(crate) auth_kind: String,
+    #[serde(default)]
+    pub(crate) auth_code: String,
+    #[serde(default)]
+    pub(crate) break_glass: String,
+    #[serde(default)]
+    pub(crate) encounter: String,
+}
+
+async fn search(State(st): State<ApiState>, w: Web, Form(f): Form<SearchForm>) -> Response {
+    let s = match w.need() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !csrf_ok(s, &f.csrf) {
+        return csrf_refused(w.lang);
+    }
+    let zh = w.lang == Lang::Zh;
+    let bad = |msg: &str| {
+        html(
+            StatusCode::BAD_REQUEST,
+            pages::search(&st, w.lang, s, &f, Some(msg)),
+        )
+    };
+    let id = if f.by == "local" {
+        let (i, l) = (f.institution.trim(), f.local_id.trim());
+        if i.is_empty() || l.is_empty() || i.contains(':') {
+            return bad(if zh {
+                "请选择机构并输入院内患者号。"
+            } else {
+                "Choose an institution and enter the local ID."
+            });
+        }
+        format!("{i}:{l}")
+    } else {
+        let n = f.national_id.trim().to_ascii_uppercase();
+        let ok = n.len() == 18
+            && n[..17].bytes().all(|b| b.is_ascii_digit())
+            && n[17..].bytes().all(|b| b.is_ascii_digit() || b == b'X');
+        if !ok {
+            return bad(if zh {
+                "身份证号应为 18 位（末位可为 X）。"
+            } else {
+                "A national ID has 18 characters (the last may be X)."
+            });
+        }
+        format!("nid:{n}")
+    };
+    let reason = f.break_glass.trim();
+    let code = f.auth_code.trim();
+    let auth = if !reason.is_empty() {
+        if reason.chars().count() > 200 {
+            return bad(if zh {
+                "破窗理由不超过 200 字。"
+            } else {
+                "The break-glass reason has at most 200 characters."
+            });
+        }
+        Some(PatientAuthorization {
+            kind: AuthorizationKind::BreakGlass,
+            reason: Some(reason.to_string()),
+        })
+    } else if !code.is_empty() {
+        let kind = match f.auth_kind.as_str() {
+            "health_card" => AuthorizationKind::HealthCard,
+            "id_card" => AuthorizationKind::IdCard,
+            _ => AuthorizationKind::MedInsuranceCode,
+        };
+        Some(PatientAuthorization {
+            kind,
+            reason: Some(crate::auth::token_hash(code)),
+        })
+    } else {
+        return bad(if zh {
+            "请输入患者授权码，或在急诊时填写破窗理由。"
+        } else {
+            "Enter the patient's authorisation code, or a break-glass reason in an emergency."
+        });
+    };
+    let encounter = match f.encounter.as_str() {
+        e @ ("emergency" | "inpatient" | "physical_exam") => e.to_string(),
+        _ => "outpatient".to_string(),
+    };
+    match st.web.add_patient(
+        &s.key,
+        PatientCtx {
+            id,
+            auth,
+            encounter,
+        },
+    ) {
+        Some(h) => Redirect::to(&format!("/ui/p/{h}")).into_response(),
+        None => Redirect::to("/?expired=1").into_response(),
+    }
+}
+
+/// Resolves the patient handle and authorises the view like the API does (a refusal is
+/// audited there); the answer is a page on refusal.
+async fn authorised(
+    st: &ApiState,
+    w: &Web,
+    h: &str,
+    action: &'static str,
+    intended: Option<IntendedOrder>,
+) -> Result<(Signed, PatientCtx, api::Asked), Response> {
+    let s = w.need()?.clone();
+    let Some(ctx) = st.web.patient(&s.key, h) else {
+        return Err(Redirect::to("/ui/search").into_response());
+    };
+    let asked = api::authorise_with(
+        st,
+        s.principal.clone(),
+        action,
+        ctx.auth.clone(),
+        Ask {
+            patient: &ctx.id,
+            encounter: Some(&ctx.encounter),
+            intended,
+            demographics: Demographics::default(),
+        },
+    )
+    .await
+    .map_err(|p| problem_page(w.lang, Some(&s), p))?;
+    Ok((s, ctx, asked))
+}
+
+fn problem_page(lang: Lang, s: Option<&Signed>, p: Problem) -> Response {
+    let t = lang.t();
+    let title = match p.status() {
+        StatusCode::FORBIDDEN => t.forbidden,
+        StatusCode::NOT_FOUND => t.not_found,
+        _ => t.error,
+    };
+    html(
+        p.status(),
+        pages::message(lang, s, title, p.detail(), "/ui/search"),
+    )
+}
+
+/// Writes the audit record of one patient view.
+async fn audit_view(
+    st: &ApiState,
+    asked: &api::Asked,
+    returned: Vec<String>,
+    detail: serde_json::Value,
+) -> Result<(), Problem> {
+    let mut rec = asked.audit_base();
+    rec.patient = st.gw.store.person_key(&asked.patient).ok();
+    rec.returned = returned;
+    rec.returned.sort();
+    rec.returned.dedup();
+    api::merge(&mut rec.detail, detail);
+    api::merge(&mut rec.detail, json!({"channel": "web"}));
+    st.audit(rec).await
+}
+
+#[derive(Deserialize)]
+struct TimelineQuery {
+    kind: Option<String>,
+    done: Option<String>,
+}
+
+async fn timeline(
+    State(st): State<ApiState>,
+    w: Web,
+    Path(h): Path<String>,
+    Query(q): Query<TimelineQuery>,
+) -> Response {
+    let started = Instant::now();
+    let (s, ctx, asked) = match authorised(&st, &w, &h, "read_results", None).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let kind = match q.kind.as_deref() {
+        Some("lab") => Some(ReportKind::Lab),
+        Some("imaging") => Some(ReportKind::Imaging),
+        Some("ecg") => Some(ReportKind::Ecg),
+        _ => None,
+    };
+    let (link, evaluated) = match api::evaluate_patient(&st, &asked, kind).await {
+        Ok(x) => x,
+        Err(p) => return problem_page(w.lang, Some(&s), p),
+    };
+    let shown: Vec<&Evaluated> = evaluated
+        .iter()
+        .filter(|e| !e.verdict.is_hidden_duplicate())
+        .collect();
+    let returned = shown
+        .iter()
+        .filter(|e| e.verdict.content_allowed())
+        .map(|e| e.meta.hash.to_string())
+        .collect();
+    let advice = api::count_levels(&shown);
+    if let Err(p) = audit_view(
+        &st,
+        &asked,
+        returned,
+        json!({"advice": advice, "kind": q.kind}),
+    )
+    .await
+    {
+        return problem_page(w.lang, Some(&s), p);
+    }
+    let page = pages::timeline(
+        &st,
+        w.lang,
+        &s,
+        &h,
+        &ctx,
+        &asked,
+        link,
+        &shown,
+        q.kind.as_deref(),
+        q.done.as_deref(),
+    );
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        results = shown.len(),
+        "web timeline"
+    );
+    html(StatusCode::OK, page)
+}
+
+#[derive(Deserialize)]
+struct CheckQuery {
+    item: Option<String>,
+    frag: Option<String>,
+}
+
+/// A catalogue item from what the doctor typed: `CODE`, `CODE name` (the datalist form) or
+/// the exact name.
+fn resolve_item(st: &ApiState, typed: &str) -> Option<String> {
+    let typed = typed.trim();
+    let first = typed.split_whitespace().next().unwrap_or("");
+    if st.rules.item(first).is_some() {
+        return Some(first.to_string());
+    }
+    st.rules
+        .file
+        .items
+        .iter()
+        .find(|i| i.name == typed)
+        .map(|i| i.code.get_ref().clone())
+}
+
+async fn check(
+    State(st): State<ApiState>,
+    w: Web,
+    Path(h): Path<String>,
+    Query(q): Query<CheckQuery>,
+) -> Response {
+    let frag = q.frag.is_some();
+    let typed = q.item.clone().unwrap_or_default();
+    let Some(code) = resolve_item(&st, &typed) else {
+        let msg = if w.lang == Lang::Zh {
+            "不在互认目录中的项目"
+        } else {
+            "Not a catalogue item"
+        };
+        let body = pages::check_unknown(w.lang, &typed, msg);
+        return if frag {
+            html(StatusCode::UNPROCESSABLE_ENTITY, body)
+        } else {
+            html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pages::message(
+                    w.lang,
+                    w.signed.as_ref(),
+                    msg,
+                    &typed,
+                    &format!("/ui/p/{h}"),
+                ),
+            )
+        };
+    };
+    let order = IntendedOrder {
+        item_code: code.clone(),
+        body_site: None,
+        contrast: None,
+        modality: None,
+    };
+    let (s, _ctx, asked) = match authorised(&st, &w, &h, "check", Some(order)).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let answer = match api::check_core(&st, &asked, &code).await {
+        Ok(a) => a,
+        Err(p) => return problem_page(w.lang, Some(&s), p),
+    };
+    let cands = answer.candidates();
+    let best = answer.best();
+    let detail =
+        json!({"item": code, "advice": api::count_levels(&cands), "recognizable": best.is_some()});
+    let returned = best.iter().map(|e| e.meta.hash.to_string()).collect();
+    if let Err(p) = audit_view(&st, &asked, returned, detail).await {
+        return problem_page(w.lang, Some(&s), p);
+    }
+    let panel = pages::check_panel(&st, w.lang, &s, &h, &code, best, &cands, &answer.why_not);
+    if frag {
+        html(StatusCode::OK, panel)
+    } else {
+        html(
+            StatusCode::OK,
+            pages::message_markup(w.lang, Some(&s), &format!("/ui/p/{h}"), panel),
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    item: Option<String>,
+}
+
+async fn report_view(
+    State(st): State<ApiState>,
+    w: Web,
+    Path((h, hash)): Path<(String, String)>,
+    Query(q): Query<ReportQuery>,
+) -> Response {
+    let (s, ctx, asked) = match authorised(&st, &w, &h, "read_report", None).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (_, evaluated) = match api::evaluate_patient(&st, &asked, None).await {
+        Ok(x) => x,
+        Err(p) => return problem_page(w.lang, Some(&s), p),
+    };
+    let target = evaluated.iter().find(|e| {
+        e.meta.hash.to_string() == hash && q.item.as_deref().is_none_or(|i| e.item_key == i)
+    });
+    let Some(target) = target else {
+        let p = Problem::new(
+            StatusCode::NOT_FOUND,
+            "no such result",
+            "no result of this patient has that report",
+        );
+        return problem_page(w.lang, Some(&s), p);
+    };
+    let view = pages::report(&st, w.lang, &s, &h, &ctx, target, &evaluated);
+    let mut returned: Vec<String> = view.returned.clone();
+    if target.verdict.content_allowed() {
+        returned.push(target.meta.hash.to_string());
+    }
+    if let Err(p) = audit_view(
+        &st,
+        &asked,
+        returned.clone(),
+        json!({"report": hash, "item": target.item_key}),
+    )
+    .await
+    {
+        return problem_page(w.lang, Some(&s), p);
+    }
+    st.web.mark_shown(&s.key, returned);
+    html(StatusCode::OK, view.markup)
+}
+
+async fn ecg_trace(
+    State(st): State<ApiState>,
+    w: Web,
+    Path((_h, hash)): Path<(String, String)>,
+) -> Response {
+    let Some(s) = &w.signed else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    // Part of an audited ECG view of this session; not audited again.
+    if !st.web.was_shown(&s.key, &hash) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    match render_trace(&st, &hash) {
+        Ok(svg) => (
+            [
+                (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'",
+                ),
+                (header::CACHE_CONTROL, "private, max-age=600"),
+            ],
+            svg,
+        )
+            .into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+fn render_trace(st: &ApiState, hash: &str) -> Result<String, Problem> {
+    let h: huren_model::ContentHash = hash
+        .parse()
+        .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "bad hash", hash.to_string()))?;
+    let report =
+        st.gw.store.report_shared(&h)?.ok_or_else(|| {
+            Problem::new(StatusCode::NOT_FOUND, "no such report", hash.to_string())
+        })?;
+    let body = report
+        .ecg
+        .as_ref()
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not an ECG", hash.to_string()))?;
+    let wave_hash = body
+        .waveform
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "no waveform", hash.to_string()))?;
+    let blob = st.gw.store.blob(&wave_hash)?.ok_or_else(|| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "missing blob",
+            wave_hash.to_string(),
+        )
+    })?;
+    let wave = huren_model::ecg::Waveform::from_blob(&blob).map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad waveform blob",
+            e.to_string(),
+        )
+    })?;
+    Ok(huren_ecg::render_svg(
+        body,
+        &wave,
+        &huren_ecg::RenderOptions::default(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct DecideForm {
+    csrf: String,
+    /// `REPORT|ITEM[|ACTION]` from the timeline's buttons and dialog.
+    #[serde(default)]
+    pick: Option<String>,
+    #[serde(default)]
+    report: String,
+    #[serde(default)]
+    item: String,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    exception: Option<String>,
+    #[serde(default)]
+    other_text: Option<String>,
+    #[serde(default)]
+    patient_informed: Option<String>,
+    #[serde(default)]
+    back: Option<String>,
+}
+
+async fn decide(
+    State(st): State<ApiState>,
+    w: Web,
+    Path(h): Path<String>,
+    Form(mut f): Form<DecideForm>,
+) -> Response {
+    if let Some(p) = f.pick.take() {
+        let mut it = p.splitn(3, '|');
+        f.report = it.next().unwrap_or_default().to_string();
+        f.item = it.next().unwrap_or_default().to_string();
+        if let Some(a) = it.next() {
+            f.action = Some(a.to_string());
+        }
+    }
+    if let Some(s) = &w.signed {
+        if !csrf_ok(s, &f.csrf) {
+            return csrf_refused(w.lang);
+        }
+    }
+    let (s, _ctx, asked) = match authorised(&st, &w, &h, "decision", None).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let action = match (f.exception.as_deref(), f.action.as_deref()) {
+        (Some(_), _) | (None, Some("reject")) => Action::Reject,
+        (None, Some("accept_discretionary")) => Action::AcceptDiscretionary,
+        _ => Action::Accept,
+    };
+    let decision = Decision {
+        action,
+        exception_codes: f
+            .exception
+            .clone()
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect(),
+        other_text: f.other_text.clone().filter(|t| !t.trim().is_empty()),
+        patient_informed: f.patient_informed.is_some(),
+    };
+    match api::decide_core(&st, &asked, &f.report, &f.item, &decision).await {
+        Ok((entry, level)) => {
+            let back = f
+                .back
+                .filter(|b| b.starts_with(&format!("/ui/p/{h}")) && !b.contains('#'))
+                .unwrap_or_else(|| format!("/ui/p/{h}"));
+            let sep = if back.contains('?') { '&' } else { '?' };
+            tracing::debug!(seq = entry.seq, level = ?level, "web decision");
+            let what = match action {
+                Action::Accept => "accept",
+                Action::AcceptDiscretionary => "accept_discretionary",
+                Action::Reject => "reject",
+            };
+            Redirect::to(&format!("{back}{sep}done={what}")).into_response()
+        }
+        Err(p) => {
+            let t = w.lang.t();
+            html(
+                p.status(),
+                pages::message(
+                    w.lang,
+                    Some(&s),
+                    t.decision_refused,
+                    p.detail(),
+                    &format!("/ui/p/{h}"),
+                ),
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct StatsQuery {
+    group_by: Option<String>,
+}
+
+async fn stats(State(st): State<ApiState>, w: Web, Query(q): Query<StatsQuery>) -> Response {
+    let s = match w.need() {
+        Ok(s) => s.clone(),
+        Err(r) => return r,
+    };
+    let group_by = match q.group_by.as_deref() {
+        Some(g @ ("item" | "reason")) => g.to_string(),
+        _ => "institution".to_string(),
+    };
+    let query: api::StatsQuery = match serde_json::from_value(json!({"group_by": group_by})) {
+        Ok(q) => q,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    match api::stats(
+        State(st.clone()),
+        api::Authed(s.principal.clone()),
+        Query(query),
+    )
+    .await
+    {
+        Ok(axum::Json(v)) => html(StatusCode::OK, pages::stats(&st, w.lang, &s, &group_by, &v)),
+        Err(p) => problem_page(w.lang, Some(&s), p),
+    }
+}
+
+/// The level's badge class, icon and label.
+pub(crate) fn badge(lang: Lang, level: Level) -> (&'static str, &'static str, &'static str) {
+    let t = lang.t();
+    match level {
+        Level::Recognizable => ("ok", "✔", t.recognizable),
+        Level::ReferenceOnly => ("ref", "ⓘ", t.reference_only),
+        Level::Blocked => ("no", "⛔", t.blocked),
+    }
+}
