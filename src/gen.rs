@@ -94,6 +94,7 @@ fn report(
         original: ContentHash::of(&original),
         attachments: vec![],
         ecg: None,
+        imaging: None,
     };
     (original, r)
 }

@@ -386,6 +386,7 @@ pub fn to_report(
         reported_at: body.confirmation.confirmed_at.clone(),
         lab: None,
         ecg: Some(Box::new(body)),
+        imaging: None,
         conclusion,
         original,
         attachments: vec![waveform_blob],

@@ -478,6 +478,7 @@ fn oru(msg: &Message, ctx: &mut Ctx<'_>, original: ContentHash) -> Option<Vec<Re
                             observations: vec![],
                         }),
                         ecg: None,
+                        imaging: None,
                         conclusion: None,
                         original,
                         attachments: vec![],

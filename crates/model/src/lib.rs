@@ -8,12 +8,14 @@
 mod canonical;
 pub mod ecg;
 mod hash;
+pub mod imaging;
 mod patient;
 mod report;
 
 pub use canonical::{canonical_json, CanonicalError};
 pub use ecg::EcgBody;
 pub use hash::{ContentHash, HashParseError};
+pub use imaging::{ImagingBody, ImagingSeries, InstanceRecord, SrReport};
 pub use patient::{national_id_key, PatientId, PatientIdError, PatientRef};
 pub use report::{
     AbnormalFlag, LabBody, LabObservation, OrderIds, Report, ReportKind, ReportStatus, Source,

@@ -190,6 +190,9 @@ pub struct Report {
     /// ECG body, for `kind = ecg`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ecg: Option<Box<crate::EcgBody>>,
+    /// Imaging body (one study), for `kind = imaging`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imaging: Option<Box<crate::ImagingBody>>,
     /// Free-text conclusion or comments (NTE), kept as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conclusion: Option<String>,
@@ -256,6 +259,7 @@ mod tests {
                 ..Default::default()
             }),
             ecg: None,
+            imaging: None,
             conclusion: None,
             original: crate::ContentHash::of(b"x"),
             attachments: vec![],

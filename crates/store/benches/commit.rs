@@ -59,6 +59,7 @@ fn ingest(i: usize) -> Ingest {
             ..Default::default()
         }),
         ecg: None,
+        imaging: None,
         conclusion: None,
         original: ContentHash::of(&original),
         attachments: vec![],

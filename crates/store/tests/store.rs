@@ -35,6 +35,7 @@ fn report(
         reported_at: None,
         lab: Some(LabBody::default()),
         ecg: None,
+        imaging: None,
         conclusion: None,
         original: ContentHash::of(original),
         attachments: vec![],
