@@ -456,6 +456,18 @@ pub(crate) async fn evaluate_patient(
     asked: &Asked,
     kind: Option<ReportKind>,
 ) -> Result<(IdentityLink, Vec<Evaluated>), Problem> {
+    evaluate_patient_item(st, asked, kind, None).await
+}
+
+/// [`evaluate_patient`] restricted to the candidates of one regional item (the pre-order
+/// check): the others are never evaluated. Duplicates are decided among the same item, so
+/// the verdicts are those of the full evaluation.
+pub(crate) async fn evaluate_patient_item(
+    st: &ApiState,
+    asked: &Asked,
+    kind: Option<ReportKind>,
+    item: Option<&str>,
+) -> Result<(IdentityLink, Vec<Evaluated>), Problem> {
     let store = st.gw.store.clone();
     let pid = asked.patient.clone();
     let (link, loaded) = tokio::task::spawn_blocking(move || {
@@ -488,6 +500,10 @@ pub(crate) async fn evaluate_patient(
         for (key, obs, cand) in
             candidates_of(&st.rules, meta, report, link, queried_local.as_deref())
         {
+            // Non-itemised reports (imaging, ECG) learn their item in the engine: keep them.
+            if item.is_some_and(|i| i != key && key != "report") {
+                continue;
+            }
             parts.push((meta.clone(), report.clone(), key, obs, cand));
         }
     }
@@ -523,54 +539,94 @@ pub(crate) fn institution_name(st: &ApiState, code: &str) -> Option<String> {
         .or_else(|| st.gw.config.institution(code).map(|i| i.name.clone()))
 }
 
-/// JSON of one evaluated result; content only when identity and authorisation allow.
-fn result_json(st: &ApiState, e: &Evaluated) -> Value {
+/// One evaluated result as answered; content only when identity and authorisation allow.
+/// Serialised straight from borrowed data (no intermediate `serde_json::Value`: building
+/// and dropping those trees was most of the cost of a 200-result answer).
+#[derive(serde::Serialize)]
+pub(crate) struct ResultOut<'a> {
+    report: &'a huren_model::ContentHash,
+    kind: ReportKind,
+    institution: &'a str,
+    institution_name: Option<String>,
+    time: Option<DateTime<FixedOffset>>,
+    status: ReportStatus,
+    version: u32,
+    item: ItemOut<'a>,
+    verdict: VerdictOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<ContentOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ItemOut<'a> {
+    key: &'a str,
+    local_code: Option<&'a str>,
+    regional_code: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct VerdictOut<'a> {
+    level: Level,
+    label: &'static str,
+    hr_label: Option<&'a str>,
+    expires_at: Option<DateTime<FixedOffset>>,
+    reasons: &'a [huren_recognition::Reason],
+    evidence: &'a huren_recognition::Evidence,
+    required_on_reorder: &'a huren_recognition::ReorderRequirements,
+    duplicate_of: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct ContentOut<'a> {
+    service: Option<&'a str>,
+    observations: Vec<&'a huren_model::LabObservation>,
+    conclusion: Option<&'a str>,
+}
+
+fn result_json<'a>(st: &ApiState, e: &'a Evaluated) -> ResultOut<'a> {
     let v = &e.verdict;
-    let item = json!({
-        "key": e.item_key,
-        "local_code": e.candidate.local_code,
-        "regional_code": v.evidence.regional_code,
-        "name": v.evidence.item_name.clone().or_else(|| {
-            e.observations.first().and_then(|i| {
-                e.report.lab.as_ref().and_then(|l| l.observations.get(*i)).and_then(|o| o.name.clone())
-            })
-        }),
-    });
-    let mut out = json!({
-        "report": e.meta.hash,
-        "kind": e.meta.kind,
-        "institution": e.meta.institution,
-        "institution_name": institution_name(st, &e.meta.institution),
-        "time": v.evidence.anchor_time,
-        "status": e.report.status,
-        "version": e.meta.version,
-        "item": item,
-        "verdict": {
-            "level": v.level,
-            "label": v.level.zh(),
-            "hr_label": v.hr_label,
-            "expires_at": v.expires_at,
-            "reasons": v.reasons,
-            "evidence": v.evidence,
-            "required_on_reorder": v.required_on_reorder,
-            "duplicate_of": v.duplicate_of,
-        },
-    });
-    if v.content_allowed() {
-        let lab = e.report.lab.as_ref();
-        let obs: Vec<Value> = e
-            .observations
+    let lab = e.report.lab.as_ref();
+    let obs = || {
+        e.observations
             .iter()
-            .filter_map(|i| lab.and_then(|l| l.observations.get(*i)))
-            .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
-            .collect();
-        out["content"] = json!({
-            "service": lab.and_then(|l| l.service_name.clone()),
-            "observations": obs,
-            "conclusion": e.report.conclusion,
-        });
+            .filter_map(move |i| lab.and_then(|l| l.observations.get(*i)))
+    };
+    let name = v
+        .evidence
+        .item_name
+        .as_deref()
+        .or_else(|| obs().next().and_then(|o| o.name.as_deref()));
+    ResultOut {
+        report: &e.meta.hash,
+        kind: e.meta.kind,
+        institution: &e.meta.institution,
+        institution_name: institution_name(st, &e.meta.institution),
+        time: v.evidence.anchor_time,
+        status: e.report.status,
+        version: e.meta.version,
+        item: ItemOut {
+            key: &e.item_key,
+            local_code: e.candidate.local_code.as_deref(),
+            regional_code: v.evidence.regional_code.as_deref(),
+            name,
+        },
+        verdict: VerdictOut {
+            level: v.level,
+            label: v.level.zh(),
+            hr_label: v.hr_label.as_deref(),
+            expires_at: v.expires_at,
+            reasons: &v.reasons,
+            evidence: &v.evidence,
+            required_on_reorder: &v.required_on_reorder,
+            duplicate_of: v.duplicate_of.as_deref(),
+        },
+        content: v.content_allowed().then(|| ContentOut {
+            service: lab.and_then(|l| l.service_name.as_deref()),
+            observations: obs().collect(),
+            conclusion: e.report.conclusion.as_deref(),
+        }),
     }
-    out
 }
 
 pub(crate) fn count_levels(items: &[&Evaluated]) -> Value {
@@ -611,7 +667,7 @@ pub async fn results(
     Path(id): Path<String>,
     Query(q): Query<ResultsQuery>,
     headers: HeaderMap,
-) -> Result<Json<Value>, Problem> {
+) -> Result<axum::response::Response, Problem> {
     let kind = parse_kind(q.kind.as_deref())?;
     let since = match q.since.as_deref() {
         None | Some("") => None,
@@ -673,7 +729,7 @@ pub async fn results(
                 "status": if n > 0 { "ok" } else { "no_results" }, "results": n})
         })
         .collect();
-    let body: Vec<Value> = shown.iter().map(|e| result_json(&st, e)).collect();
+    let body: Vec<ResultOut> = shown.iter().map(|e| result_json(&st, e)).collect();
     let mut rec = asked.audit_base();
     rec.patient = st.gw.store.person_key(&asked.patient).ok();
     rec.returned = shown
@@ -688,17 +744,47 @@ pub async fn results(
         json!({"advice": advice, "kind": q.kind, "item": q.item}),
     );
     st.audit(rec).await?;
-    Ok(Json(json!({
-        "patient": id,
-        "identity_link": link,
-        "evaluated_at": asked.ctx.now,
-        "rules_version": st.rules.version(),
-        "break_glass": asked.ctx.patient_authorization.as_ref().is_some_and(|a| a.kind == AuthorizationKind::BreakGlass),
-        "count": body.len(),
-        "advice": advice,
-        "sources": sources,
-        "results": body,
-    })))
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        patient: &'a str,
+        identity_link: IdentityLink,
+        evaluated_at: DateTime<FixedOffset>,
+        rules_version: &'a str,
+        break_glass: bool,
+        count: usize,
+        advice: Value,
+        sources: Vec<Value>,
+        results: Vec<ResultOut<'a>>,
+    }
+    json_answer(&Out {
+        patient: &id,
+        identity_link: link,
+        evaluated_at: asked.ctx.now,
+        rules_version: st.rules.version(),
+        break_glass: asked
+            .ctx
+            .patient_authorization
+            .as_ref()
+            .is_some_and(|a| a.kind == AuthorizationKind::BreakGlass),
+        count: body.len(),
+        advice,
+        sources,
+        results: body,
+    })
+}
+
+/// A JSON answer serialised in one pass into one buffer.
+fn json_answer<T: serde::Serialize>(v: &T) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    serde_json::to_writer(&mut buf, v).map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "serialisation failed",
+            e.to_string(),
+        )
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], buf).into_response())
 }
 
 pub(crate) fn merge(into: &mut Value, add: Value) {
@@ -732,7 +818,7 @@ pub async fn check(
     Authed(p): Authed,
     headers: HeaderMap,
     body: Result<Json<CheckBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<axum::response::Response, Problem> {
     let Json(b) =
         body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", e.body_text()))?;
     if st.rules.item(&b.item_code).is_none() {
@@ -777,15 +863,25 @@ pub async fn check(
         json!({"item": b.item_code, "advice": count_levels(&same_item), "recognizable": best.is_some()}),
     );
     st.audit(rec).await?;
-    Ok(Json(json!({
-        "item": {"code": b.item_code, "name": item.map(|i| i.name.clone()), "validity_days": item.and_then(|i| i.validity_days)},
-        "evaluated_at": asked.ctx.now,
-        "rules_version": st.rules.version(),
-        "recognizable": best.is_some(),
-        "best": best.map(|e| result_json(&st, e)),
-        "why_not": why,
-        "candidates": same_item.iter().map(|e| result_json(&st, e)).collect::<Vec<_>>(),
-    })))
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        item: Value,
+        evaluated_at: DateTime<FixedOffset>,
+        rules_version: &'a str,
+        recognizable: bool,
+        best: Option<ResultOut<'a>>,
+        why_not: &'a [Value],
+        candidates: Vec<ResultOut<'a>>,
+    }
+    json_answer(&Out {
+        item: json!({"code": b.item_code, "name": item.map(|i| i.name.clone()), "validity_days": item.and_then(|i| i.validity_days)}),
+        evaluated_at: asked.ctx.now,
+        rules_version: st.rules.version(),
+        recognizable: best.is_some(),
+        best: best.map(|e| result_json(&st, e)),
+        why_not: why,
+        candidates: same_item.iter().map(|e| result_json(&st, e)).collect(),
+    })
 }
 
 /// What the pre-order check found for one catalogue item.
@@ -815,7 +911,7 @@ pub(crate) async fn check_core(
     asked: &Asked,
     item_code: &str,
 ) -> Result<CheckAnswer, Problem> {
-    let (_, evaluated) = evaluate_patient(st, asked, None).await?;
+    let (_, evaluated) = evaluate_patient_item(st, asked, None, Some(item_code)).await?;
     let same_item: Vec<usize> = evaluated
         .iter()
         .enumerate()

@@ -768,7 +768,7 @@ async fn report_view(
         );
         return problem_page(w.lang, Some(&s), p);
     };
-    let view = pages::report(&st, w.lang, &s, &h, &ctx, target, &evaluated);
+    let view = pages::report(&st, w.lang, &s, &h, &ctx, target, &evaluated, &[]);
     let mut returned: Vec<String> = view.returned.clone();
     if target.verdict.content_allowed() {
         returned.push(target.meta.hash.to_string());

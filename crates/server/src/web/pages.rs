@@ -332,7 +332,17 @@ fn summary(lang: Lang, e: &Evaluated) -> Markup {
                 }
             }
             ReportKind::Imaging => {
-                @if let Some(c) = &r.conclusion { p.values { (c) } }
+                @if let Some(im) = &r.imaging {
+                    p.values {
+                        (im.modalities.join("/"))
+                        @if !im.body_parts.is_empty() { " · " (im.body_parts.join("/")) }
+                        @if let Some(d) = &im.description { " · " (d) }
+                        " · " (im.series_count) " " (t.series) " / " (im.instance_count) " " (t.instances)
+                    }
+                    @if let Some(imp) = im.sr.as_ref().and_then(|s| s.impression.as_ref().or(s.findings.as_ref())) {
+                        p.values { (t.impression) ": " (imp) }
+                    }
+                } @else if let Some(c) = &r.conclusion { p.values { (c) } }
             }
         }
     }
@@ -649,6 +659,7 @@ fn trends(st: &ApiState, lang: Lang, e: &Evaluated, all: &[Evaluated]) -> (Marku
 }
 
 /// The report page: content, verdict and reasons, trend or trace, and the decision form.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn report(
     st: &ApiState,
     lang: Lang,
@@ -657,6 +668,7 @@ pub(crate) fn report(
     _ctx: &PatientCtx,
     e: &Evaluated,
     all: &[Evaluated],
+    previews: &[(String, String)],
 ) -> ReportView {
     let t = lang.t();
     let hash = e.meta.hash.to_string();
@@ -730,7 +742,65 @@ pub(crate) fn report(
                     }
                 }
                 ReportKind::Imaging => {
-                    section.card { @if let Some(c) = &r.conclusion { p { (c) } } }
+                    @if let Some(im) = &r.imaging {
+                        section.card #study {
+                            dl.meas {
+                                @for (k, v) in [
+                                    ("Modality", Some(im.modalities.join("/"))),
+                                    ("Body part", (!im.body_parts.is_empty()).then(|| im.body_parts.join("/"))),
+                                    ("Description", im.description.clone()),
+                                    ("Accession", im.accession_number.clone()),
+                                    ("Study date", im.study_date.clone()),
+                                    ("Referring", im.referring_physician.clone()),
+                                    ("Institution", im.institution_name.clone()),
+                                ] {
+                                    @if let Some(v) = v { div { dt { (k) } dd { (v) } } }
+                                }
+                            }
+                            h2 { (t.series) }
+                            table.obs #series {
+                                thead { tr { th scope="col" { "#" } th scope="col" { "Modality" } th scope="col" { "Description" } th scope="col" { "Body part" } th scope="col" { (t.instances) } } }
+                                tbody {
+                                    @for se in &im.series {
+                                        tr {
+                                            td { (se.number.map(|n| n.to_string()).unwrap_or_default()) }
+                                            td { (se.modality.as_deref().unwrap_or("")) }
+                                            td { (se.description.as_deref().unwrap_or("")) }
+                                            td { (se.body_part.as_deref().unwrap_or("")) }
+                                            td { (se.instance_count) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        @if let Some(sr) = &im.sr {
+                            section.card #sr {
+                                h2 { (sr.title.as_deref().unwrap_or("SR")) }
+                                @if let Some(f) = &sr.findings { h3 { (t.findings) } p.sr-text { (f) } }
+                                @if let Some(i) = &sr.impression { h3 { (t.impression) } p.sr-text { (i) } }
+                                p.hint {
+                                    @if let Some(c) = &sr.completion_flag { "Completion: " (c) " · " }
+                                    @if let Some(v) = &sr.verification_flag { "Verification: " (v) }
+                                    @if let Some(o) = &sr.verifying_observer { " · " (o) }
+                                }
+                            }
+                        }
+                        @if !previews.is_empty() {
+                            section.card.previews #previews {
+                                h2 { (t.previews) }
+                                div.thumbs {
+                                    @for (uid, label) in previews {
+                                        figure {
+                                            img src=(format!("/ui/p/{h}/img/{hash}/{uid}.png")) alt=(label) loading="lazy";
+                                            figcaption { (label) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    } @else {
+                        section.card { @if let Some(c) = &r.conclusion { p { (c) } } }
+                    }
                 }
             }
         }
