@@ -51,6 +51,12 @@ enum Cmd {
         /// Load the project's demo data and accept unknown HL7 senders.
         #[arg(long)]
         demo: bool,
+        /// DICOM (DIMSE C-ECHO / C-STORE) listen address; no DICOM listener without it.
+        #[arg(long)]
+        dicom: Option<String>,
+        /// Our DICOM AE title (default: `[dicom] ae_title`, else HUREN).
+        #[arg(long)]
+        dicom_aet: Option<String>,
     },
     /// Store files (HL7 v2 messages or FHS/BHS batches); one JSON line per message.
     Ingest {
@@ -224,7 +230,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             http,
             mllp,
             demo,
-        } => serve(config, data, http, mllp, demo),
+            dicom,
+            dicom_aet,
+        } => serve(config, data, http, mllp, demo, (dicom, dicom_aet)),
         Cmd::Ingest {
             config,
             data,
@@ -239,8 +247,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 demo: false,
             };
             let mut failed = false;
-            for f in &files {
+            for f in &expand_dirs(&files)? {
                 let bytes = read_file(f)?;
+                if is_imaging_dicom(&bytes) {
+                    let Some(inst) = institution.as_deref() else {
+                        bail!("{}: a DICOM file needs --institution CODE", f.display());
+                    };
+                    let out = match huren_server::dicom::parse_file(&bytes) {
+                        Ok(i) => gw.ingest_dicom_blocking(bytes, &i, inst, Some("cli")),
+                        Err(e) => huren_server::dicom::DicomOutcome::refused(&e),
+                    };
+                    failed |= out.outcome == "rejected";
+                    print_dicom(f, &out);
+                    continue;
+                }
                 if huren_ecg::detect(&bytes).is_some() {
                     let Some(inst) = institution.as_deref() else {
                         bail!("{}: an ECG file needs --institution CODE", f.display());
@@ -270,8 +290,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let config = load_config(config.as_deref())?;
             let mut failed = false;
-            for f in &files {
+            for f in &expand_dirs(&files)? {
                 let bytes = read_file(f)?;
+                if is_imaging_dicom(&bytes) {
+                    let out = match huren_server::dicom::parse_file(&bytes) {
+                        Ok(i) => {
+                            let mut o = huren_server::dicom::DicomOutcome::checked(&i);
+                            o.institution = institution.clone();
+                            o
+                        }
+                        Err(e) => huren_server::dicom::DicomOutcome::refused(&e),
+                    };
+                    failed |= out.outcome == "rejected";
+                    print_dicom(f, &out);
+                    continue;
+                }
                 if huren_ecg::detect(&bytes).is_some() {
                     let inst = institution.as_deref().unwrap_or("CHECK");
                     let out = match huren_server::ecg::prepare_ecg(&config, &bytes, inst) {
@@ -468,6 +501,56 @@ fn split<'a>(bytes: &'a [u8], f: &Path, failed: &mut bool) -> Vec<&'a [u8]> {
     }
 }
 
+/// DICOM that is not an ECG waveform (those keep going to the ECG adapter on the CLI).
+fn is_imaging_dicom(bytes: &[u8]) -> bool {
+    huren_server::dicom::looks_like_dicom(bytes)
+        && !huren_server::dicom::parse_file(bytes).is_ok_and(|i| {
+            i.record
+                .sop_class_uid
+                .starts_with("1.2.840.10008.5.1.4.1.1.9.1.")
+        })
+}
+
+/// Files as given, with directories replaced by every file under them (sorted), so a
+/// DICOMDIR-less export folder can be ingested as is.
+fn expand_dirs(files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(d)
+            .with_context(|| format!("reading {}", d.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.file_name().is_some_and(|n| n != "DICOMDIR") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for f in files {
+        if f.is_dir() {
+            walk(f, &mut out)?;
+        } else {
+            out.push(f.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn print_dicom(f: &Path, out: &huren_server::dicom::DicomOutcome) {
+    let mut v = serde_json::to_value(out).unwrap_or_else(|_| json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.insert("file".into(), json!(f.display().to_string()));
+    }
+    println_json(&v);
+    if let Some(e) = &out.error {
+        eprintln!("{}: {e}", f.display());
+    }
+}
+
 fn print_ecg(f: &Path, out: &huren_server::ecg::EcgOutcome) {
     let mut v = serde_json::to_value(out).unwrap_or_else(|_| json!({}));
     if let Some(o) = v.as_object_mut() {
@@ -506,6 +589,7 @@ fn serve(
     http: String,
     mllp: String,
     demo: bool,
+    (dicom, dicom_aet): (Option<String>, Option<String>),
 ) -> Result<ExitCode> {
     let config = load_config(config.as_deref())?;
     let data = match data {
@@ -559,6 +643,17 @@ fn serve(
         let scheme = if https.is_some() { "https" } else { "http" };
         println_json(&json!({"listening": scheme, "addr": http_addr.to_string()}));
         println_json(&json!({"listening": "mllp", "addr": mllp_l.local_addr()?.to_string()}));
+        let dicom_task = match &dicom {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding DICOM {addr}"))?;
+                let aet = dicom_aet.unwrap_or_else(|| gw.config.dicom.ae_title.clone());
+                println_json(&json!({"listening": "dicom", "addr": l.local_addr()?.to_string(), "aet": aet}));
+                Some(tokio::spawn(huren_server::dicom::scp::serve(l, gw.clone(), aet)))
+            }
+            None => None,
+        };
         let tls = match &gw.config.mllp.tls {
             Some(t) => Some(Arc::new(huren_server::tls::setup(t, &gw.config, false)?)),
             None => None,
@@ -594,6 +689,9 @@ fn serve(
         shutdown_signal().await;
         http_task.abort();
         mllp_task.abort();
+        if let Some(t) = dicom_task {
+            t.abort();
+        }
         for t in drop_tasks {
             t.abort();
         }

@@ -4,6 +4,7 @@
 mod support;
 
 mod crash;
+mod dicom;
 mod ecg;
 mod fhir;
 mod files;

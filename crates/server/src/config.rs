@@ -52,6 +52,9 @@ pub struct Config {
     /// ECG path settings.
     #[serde(default)]
     pub ecg: EcgConfig,
+    /// DICOM listener settings (AE titles, limits).
+    #[serde(default)]
+    pub dicom: crate::dicom::DicomConfig,
     /// Recognition rules.
     #[serde(default)]
     pub recognition: RecognitionConfig,

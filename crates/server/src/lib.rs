@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dicom;
 pub mod ecg;
 pub mod fhir;
 pub mod http;

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use huren_model::{ContentHash, ReportKind, ReportStatus};
+use huren_model::{ContentHash, InstanceRecord, ReportKind, ReportStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{Entry, IdentityOp, JournalRecord};
@@ -51,6 +51,80 @@ pub struct ReportMeta {
     pub superseded_by: Option<ContentHash>,
 }
 
+/// What C-FIND and QIDO-RS match a study on, kept up to date as instances arrive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StudyRow {
+    /// Study Instance UID.
+    pub study_instance_uid: String,
+    /// Institution code of the first instance.
+    pub institution: String,
+    /// Patient ID as sent (empty when absent).
+    pub patient_id: String,
+    /// Issuer of Patient ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_id_issuer: Option<String>,
+    /// Patient's Name, decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_name: Option<String>,
+    /// Patient's Sex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_sex: Option<String>,
+    /// Patient's Birth Date (DA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_birth_date: Option<String>,
+    /// Accession Number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accession_number: Option<String>,
+    /// Study ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study_id: Option<String>,
+    /// Study Date (DA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study_date: Option<String>,
+    /// Study Time (TM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study_time: Option<String>,
+    /// Study Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study_description: Option<String>,
+    /// Referring Physician's Name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referring_physician: Option<String>,
+    /// Modalities in Study, sorted, unique.
+    #[serde(default)]
+    pub modalities: Vec<String>,
+    /// SOP classes in the study, sorted, unique.
+    #[serde(default)]
+    pub sop_classes: Vec<String>,
+    /// Number of Study Related Series.
+    pub series_count: u32,
+    /// Number of Study Related Instances.
+    pub instance_count: u32,
+}
+
+/// What C-FIND and QIDO-RS match a series on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesRow {
+    /// Series Instance UID.
+    pub series_instance_uid: String,
+    /// Its study.
+    pub study_instance_uid: String,
+    /// Modality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modality: Option<String>,
+    /// Series Number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_number: Option<i64>,
+    /// Series Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_description: Option<String>,
+    /// Body Part Examined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_part: Option<String>,
+    /// Number of Series Related Instances.
+    pub instance_count: u32,
+}
+
 /// The operations the store needs from an index.
 pub trait Index: Send + Sync {
     /// Sequence number of the last journal record applied.
@@ -71,6 +145,16 @@ pub trait Index: Send + Sync {
     ) -> Result<Vec<ReportMeta>, StoreError>;
     /// Makes the index durable (best effort; the journal is the truth).
     fn flush(&self) -> Result<(), StoreError>;
+    /// The latest record of a SOP instance.
+    fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, StoreError>;
+    /// A study's row.
+    fn study(&self, study_uid: &str) -> Result<Option<StudyRow>, StoreError>;
+    /// Studies of a Patient ID (every study when `None`).
+    fn studies(&self, patient_id: Option<&str>) -> Result<Vec<StudyRow>, StoreError>;
+    /// Series of a study, by series number then UID.
+    fn series_of_study(&self, study_uid: &str) -> Result<Vec<SeriesRow>, StoreError>;
+    /// Latest records of a study's instances, by series then instance number.
+    fn instances_of_study(&self, study_uid: &str) -> Result<Vec<InstanceRecord>, StoreError>;
 }
 
 /// sled-backed [`Index`].
@@ -82,6 +166,16 @@ pub struct SledIndex {
     by_local: sled::Tree,
     l2p: sled::Tree,
     p2l: sled::Tree,
+    /// SOP Instance UID → latest [`InstanceRecord`].
+    instances: sled::Tree,
+    /// Study UID → [`StudyRow`].
+    studies: sled::Tree,
+    /// Series UID → [`SeriesRow`].
+    series: sled::Tree,
+    /// `study \0 series` and `study \0 \x01 sop` → ().
+    study_members: sled::Tree,
+    /// `patient id \0 study` → ().
+    patient_studies: sled::Tree,
 }
 
 const APPLIED: &[u8] = b"applied_seq";
@@ -100,6 +194,11 @@ impl SledIndex {
             by_local: db.open_tree("by_local")?,
             l2p: db.open_tree("l2p")?,
             p2l: db.open_tree("p2l")?,
+            instances: db.open_tree("dicom_instances")?,
+            studies: db.open_tree("dicom_studies")?,
+            series: db.open_tree("dicom_series")?,
+            study_members: db.open_tree("dicom_study_members")?,
+            patient_studies: db.open_tree("dicom_patient_studies")?,
             db,
         })
     }
@@ -236,6 +335,105 @@ impl SledIndex {
     }
 }
 
+impl SledIndex {
+    fn apply_instance(&self, r: &InstanceRecord) -> Result<(), StoreError> {
+        let sop = r.sop_instance_uid.as_bytes();
+        let prev: Option<InstanceRecord> = Self::get_json(&self.instances, sop)?;
+        let is_new = match &prev {
+            Some(p) if p.dataset_hash == r.dataset_hash => return Ok(()),
+            Some(_) => false,
+            None => true,
+        };
+        Self::put_json(&self.instances, sop, r)?;
+        if !is_new {
+            return Ok(());
+        }
+        let study = r.study_instance_uid.as_str();
+        let mut member = pair(study, "\u{1}");
+        member.extend_from_slice(sop);
+        self.study_members.insert(member, &[])?;
+        let series_key = r.series_instance_uid.as_bytes();
+        let mut se: SeriesRow =
+            Self::get_json(&self.series, series_key)?.unwrap_or_else(|| SeriesRow {
+                series_instance_uid: r.series_instance_uid.clone(),
+                study_instance_uid: study.to_string(),
+                ..Default::default()
+            });
+        let new_series = se.instance_count == 0;
+        se.instance_count += 1;
+        fill(&mut se.modality, &r.modality);
+        fill(&mut se.series_description, &r.series_description);
+        fill(&mut se.body_part, &r.body_part);
+        if se.series_number.is_none() {
+            se.series_number = r.series_number;
+        }
+        Self::put_json(&self.series, series_key, &se)?;
+        if new_series {
+            self.study_members
+                .insert(pair(study, &r.series_instance_uid), &[])?;
+        }
+        let mut st: StudyRow =
+            Self::get_json(&self.studies, study.as_bytes())?.unwrap_or_else(|| StudyRow {
+                study_instance_uid: study.to_string(),
+                institution: r.institution.clone(),
+                patient_id: r.patient_id.clone(),
+                ..Default::default()
+            });
+        st.instance_count += 1;
+        if new_series {
+            st.series_count += 1;
+        }
+        fill(&mut st.patient_id_issuer, &r.patient_id_issuer);
+        fill(&mut st.patient_name, &r.patient_name);
+        fill(&mut st.patient_sex, &r.patient_sex);
+        fill(&mut st.patient_birth_date, &r.patient_birth_date);
+        fill(&mut st.accession_number, &r.accession_number);
+        fill(&mut st.study_id, &r.study_id);
+        fill(&mut st.study_date, &r.study_date);
+        fill(&mut st.study_time, &r.study_time);
+        fill(&mut st.study_description, &r.study_description);
+        fill(&mut st.referring_physician, &r.referring_physician);
+        for (v, x) in [
+            (&mut st.modalities, r.modality.as_ref()),
+            (&mut st.sop_classes, Some(&r.sop_class_uid)),
+        ] {
+            if let Some(x) = x {
+                if let Err(pos) = v.binary_search(x) {
+                    v.insert(pos, x.clone());
+                }
+            }
+        }
+        Self::put_json(&self.studies, study.as_bytes(), &st)?;
+        self.patient_studies
+            .insert(pair(&st.patient_id, study), &[])?;
+        Ok(())
+    }
+
+    fn members(&self, study: &str, instances: bool) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = if instances {
+            pair(study, "\u{1}")
+        } else {
+            pair(study, "")
+        };
+        let mut out = Vec::new();
+        for kv in self.study_members.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            let rest = &k[prefix.len()..];
+            if !instances && rest.first() == Some(&1) {
+                continue;
+            }
+            out.push(rest.to_vec());
+        }
+        Ok(out)
+    }
+}
+
+fn fill(slot: &mut Option<String>, v: &Option<String>) {
+    if slot.is_none() {
+        slot.clone_from(v);
+    }
+}
+
 fn pair(a: &str, b: &str) -> Vec<u8> {
     let mut k = a.as_bytes().to_vec();
     k.push(0);
@@ -261,6 +459,7 @@ impl Index for SledIndex {
                 Entry::Report { .. } => self.apply_report(e)?,
                 Entry::Identity(op) => self.apply_identity(op)?,
                 Entry::Original { .. } => {}
+                Entry::Instance { record, .. } => self.apply_instance(record)?,
             }
         }
         self.meta.insert(APPLIED, &rec.seq.to_be_bytes())?;
@@ -318,5 +517,72 @@ impl Index for SledIndex {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        Self::get_json(&self.instances, sop_instance_uid.as_bytes())
+    }
+
+    fn study(&self, study_uid: &str) -> Result<Option<StudyRow>, StoreError> {
+        Self::get_json(&self.studies, study_uid.as_bytes())
+    }
+
+    fn studies(&self, patient_id: Option<&str>) -> Result<Vec<StudyRow>, StoreError> {
+        let mut out = Vec::new();
+        match patient_id {
+            Some(pid) => {
+                let prefix = pair(pid, "");
+                for kv in self.patient_studies.scan_prefix(&prefix) {
+                    let (k, _) = kv?;
+                    let uid = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                    if let Some(st) = self.study(&uid)? {
+                        out.push(st);
+                    }
+                }
+            }
+            None => {
+                for kv in self.studies.iter() {
+                    let (_, v) = kv?;
+                    out.push(
+                        serde_json::from_slice(&v)
+                            .map_err(|e| StoreError::Corrupt(format!("index value: {e}")))?,
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn series_of_study(&self, study_uid: &str) -> Result<Vec<SeriesRow>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.members(study_uid, false)? {
+            if let Some(s) = Self::get_json::<SeriesRow>(&self.series, &k)? {
+                out.push(s);
+            }
+        }
+        out.sort_by(|a, b| {
+            a.series_number
+                .unwrap_or(i64::MAX)
+                .cmp(&b.series_number.unwrap_or(i64::MAX))
+                .then_with(|| a.series_instance_uid.cmp(&b.series_instance_uid))
+        });
+        Ok(out)
+    }
+
+    fn instances_of_study(&self, study_uid: &str) -> Result<Vec<InstanceRecord>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.members(study_uid, true)? {
+            if let Some(r) = Self::get_json::<InstanceRecord>(&self.instances, &k)? {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.series_number, &a.series_instance_uid, a.instance_number).cmp(&(
+                b.series_number,
+                &b.series_instance_uid,
+                b.instance_number,
+            ))
+        });
+        Ok(out)
     }
 }

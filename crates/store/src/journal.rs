@@ -73,6 +73,13 @@ pub enum Entry {
     },
     /// An identity change.
     Identity(IdentityOp),
+    /// A received DICOM SOP instance (its original is a blob of the same record).
+    Instance {
+        /// The instance's keys and query attributes.
+        record: Box<huren_model::InstanceRecord>,
+        /// When received.
+        received_at: String,
+    },
 }
 
 impl Entry {
@@ -82,6 +89,7 @@ impl Entry {
             Entry::Report { hash, original, .. } => vec![*hash, *original],
             Entry::Original { hash, .. } => vec![*hash],
             Entry::Identity(_) => vec![],
+            Entry::Instance { record, .. } => vec![record.original],
         }
     }
 }

@@ -18,12 +18,12 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use huren_model::{ContentHash, PatientId, Report, ReportKind};
+use huren_model::{ContentHash, InstanceRecord, PatientId, Report, ReportKind};
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditEntry, AuditLog, AuditRecord, AuditVerify};
 pub use error::StoreError;
-pub use index::{IdentityLink, Index, ReportMeta, SledIndex};
+pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};
 pub use journal::{Entry, IdentityOp, JournalRecord};
 
 /// What happened to one report handed to [`Store::commit`].
@@ -201,7 +201,7 @@ impl Store {
     pub async fn commit(&self, ingest: Ingest) -> Result<Committed, StoreError> {
         self.inner
             .writer
-            .submit(ingest)?
+            .submit(ingest, vec![])?
             .await
             .map_err(|_| StoreError::WriterGone)?
     }
@@ -210,9 +210,61 @@ impl Store {
     pub fn commit_blocking(&self, ingest: Ingest) -> Result<Committed, StoreError> {
         self.inner
             .writer
-            .submit(ingest)?
+            .submit(ingest, vec![])?
             .blocking_recv()
             .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Commits a DICOM ingest: the instance's original, the new version of its study
+    /// report and the instance records (C-FIND / QIDO keys) in one group commit.
+    pub async fn commit_instances(
+        &self,
+        ingest: Ingest,
+        instances: Vec<InstanceRecord>,
+    ) -> Result<Committed, StoreError> {
+        self.inner
+            .writer
+            .submit(ingest, instances)?
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Blocking form of [`Store::commit_instances`].
+    pub fn commit_instances_blocking(
+        &self,
+        ingest: Ingest,
+        instances: Vec<InstanceRecord>,
+    ) -> Result<Committed, StoreError> {
+        self.inner
+            .writer
+            .submit(ingest, instances)?
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// The latest record of a SOP instance.
+    pub fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        self.inner.index.instance(sop_instance_uid)
+    }
+
+    /// A study's query row.
+    pub fn study(&self, study_uid: &str) -> Result<Option<StudyRow>, StoreError> {
+        self.inner.index.study(study_uid)
+    }
+
+    /// Studies of a DICOM Patient ID, or every study when `patient_id` is `None`.
+    pub fn studies(&self, patient_id: Option<&str>) -> Result<Vec<StudyRow>, StoreError> {
+        self.inner.index.studies(patient_id)
+    }
+
+    /// The series of a study.
+    pub fn series_of_study(&self, study_uid: &str) -> Result<Vec<SeriesRow>, StoreError> {
+        self.inner.index.series_of_study(study_uid)
+    }
+
+    /// The latest records of a study's instances.
+    pub fn instances_of_study(&self, study_uid: &str) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.inner.index.instances_of_study(study_uid)
     }
 
     /// Reads a blob by hash.

@@ -24,6 +24,7 @@ struct Prepared {
     identity: Vec<IdentityOp>,
     received_at: String,
     attachments: Vec<(ContentHash, Arc<Vec<u8>>)>,
+    instances: Vec<huren_model::InstanceRecord>,
 }
 
 struct Job {
@@ -42,6 +43,7 @@ impl WriterHandle {
     pub(crate) fn submit(
         &self,
         ingest: Ingest,
+        instances: Vec<huren_model::InstanceRecord>,
     ) -> Result<oneshot::Receiver<Result<Committed, StoreError>>, StoreError> {
         let original = ContentHash::of(&ingest.original);
         let mut reports = Vec::with_capacity(ingest.reports.len());
@@ -67,6 +69,7 @@ impl WriterHandle {
                 .into_iter()
                 .map(|b| (ContentHash::of(&b), Arc::new(b)))
                 .collect(),
+            instances,
         };
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -389,6 +392,19 @@ impl Writer {
             });
         }
         identity.extend(ingest.identity.iter().cloned());
+        for rec in &ingest.instances {
+            if rec.original != original {
+                return Err(StoreError::OriginalMismatch {
+                    report: rec.original,
+                    original,
+                });
+            }
+            self.stage(original, original_bytes, staged_hashes, staged);
+            entries.push(Entry::Instance {
+                record: Box::new(rec.clone()),
+                received_at: ingest.received_at.clone(),
+            });
+        }
         if !identity.is_empty() || (ingest.reports.is_empty() && !self.blobs.exists(&original)) {
             if ingest.reports.is_empty() {
                 self.stage(original, original_bytes, staged_hashes, staged);

@@ -1,0 +1,357 @@
+//! The imaging path: DICOM instances (C-STORE, files) → one original blob each + a new
+//! version of the study's imaging report, committed together in the store's group commit.
+//! [`scp`] is the DIMSE listener (C-ECHO, C-STORE). See `docs/dicom.md`.
+
+pub mod scp;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use huren_dicom::{study, DicomError, Instance};
+use huren_model::{ContentHash, ImagingBody, ReportStatus};
+use huren_store::{Ingest, Outcome};
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::Gateway;
+
+/// `[dicom]` in `huren.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    /// Our AE title (default `HUREN`); associations calling another title are refused.
+    #[serde(default = "default_aet")]
+    pub ae_title: String,
+    /// Accept calling AE titles no institution claims (institution code = the AE title).
+    #[serde(default)]
+    pub accept_unknown: bool,
+    /// Accept SOP classes outside the storage classes of PS3.4 Annex B (as storage).
+    #[serde(default)]
+    pub accept_unknown_sop_classes: bool,
+    /// Most associations at once (default 64); more are refused at connect.
+    #[serde(default = "default_max_assoc")]
+    pub max_associations: usize,
+    /// Largest PDU we accept, bytes (default 262144).
+    #[serde(default = "default_max_pdu")]
+    pub max_pdu: u32,
+    /// Largest data set accepted in one C-STORE, bytes (default 1 GiB).
+    #[serde(default = "default_max_object")]
+    pub max_object_bytes: usize,
+    /// Seconds of silence before an association is dropped (default 60).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Calling AE titles of the consortium's PACS and modalities.
+    #[serde(default, rename = "ae")]
+    pub aes: Vec<AeEntry>,
+}
+
+/// One known calling AE title.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AeEntry {
+    /// The calling AE title.
+    pub aet: String,
+    /// The institution code its instances are attributed to.
+    pub institution: String,
+}
+
+fn default_aet() -> String {
+    "HUREN".into()
+}
+fn default_max_assoc() -> usize {
+    64
+}
+fn default_max_pdu() -> u32 {
+    262_144
+}
+fn default_max_object() -> usize {
+    1 << 30
+}
+fn default_timeout() -> u64 {
+    60
+}
+
+impl Default for DicomConfig {
+    fn default() -> Self {
+        DicomConfig {
+            ae_title: default_aet(),
+            accept_unknown: false,
+            accept_unknown_sop_classes: false,
+            max_associations: default_max_assoc(),
+            max_pdu: default_max_pdu(),
+            max_object_bytes: default_max_object(),
+            timeout_secs: default_timeout(),
+            aes: vec![],
+        }
+    }
+}
+
+impl DicomConfig {
+    /// The institution of a calling AE title, if configured.
+    pub fn institution_of(&self, calling: &str) -> Option<&str> {
+        let calling = calling.trim();
+        self.aes
+            .iter()
+            .find(|a| a.aet.trim() == calling)
+            .map(|a| a.institution.as_str())
+    }
+}
+
+/// What happened to one instance, as the CLI prints it and the C-STORE status reflects it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DicomOutcome {
+    /// `stored`, `duplicate`, `replaced`, `checked` or `rejected`.
+    pub outcome: &'static str,
+    /// The DIMSE status: 0x0000, 0xB000 (stored with warnings), 0xA700, 0xA900, 0xC000.
+    pub status: u16,
+    /// SOP Instance UID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sop_instance_uid: Option<String>,
+    /// Study Instance UID (possibly derived).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub study_instance_uid: Option<String>,
+    /// Institution the instance was attributed to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub institution: Option<String>,
+    /// The study report version this instance made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<ContentHash>,
+    /// Its version number in the study's chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Hash of the stored bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original: Option<ContentHash>,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What was coerced or noted (the bytes are always kept as received).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl DicomOutcome {
+    /// A refusal for a data set that did not parse or match.
+    pub fn refused(e: &DicomError) -> DicomOutcome {
+        DicomOutcome {
+            outcome: "rejected",
+            status: e.status(),
+            sop_instance_uid: None,
+            study_instance_uid: None,
+            institution: None,
+            report: None,
+            version: None,
+            original: None,
+            error: Some(e.to_string()),
+            warnings: vec![],
+        }
+    }
+
+    /// The outcome of a check (parsed, nothing stored).
+    pub fn checked(inst: &Instance) -> DicomOutcome {
+        let mut o = DicomOutcome::of(inst, "");
+        o.outcome = "checked";
+        o.institution = None;
+        o
+    }
+
+    fn of(inst: &Instance, institution: &str) -> DicomOutcome {
+        DicomOutcome {
+            outcome: "stored",
+            status: if inst.warnings.is_empty() { 0 } else { 0xB000 },
+            sop_instance_uid: Some(inst.record.sop_instance_uid.clone()),
+            study_instance_uid: Some(inst.record.study_instance_uid.clone()),
+            institution: Some(institution.to_string()),
+            report: None,
+            version: None,
+            original: None,
+            error: None,
+            warnings: inst.warnings.clone(),
+        }
+    }
+}
+
+/// Per-study locks: the instances of one study are merged into its report one at a time
+/// (read head version → merge → commit), so concurrent associations never lose one.
+fn study_lock(key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let mut m = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if m.len() > 4096 {
+        // Drop locks nobody holds or waits for.
+        m.retain(|_, l| Arc::strong_count(l) > 1);
+    }
+    m.entry(key.to_string()).or_default().clone()
+}
+
+enum Plan {
+    Done(Box<DicomOutcome>),
+    Commit(Box<(Ingest, huren_model::InstanceRecord, DicomOutcome)>),
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .fixed_offset()
+        .to_rfc3339()
+}
+
+impl Gateway {
+    /// The institution an association's calling AE title belongs to; `None` refuses it.
+    pub fn dicom_institution(&self, calling_aet: &str) -> Option<String> {
+        let c = &self.config.dicom;
+        match c.institution_of(calling_aet) {
+            Some(i) => Some(i.to_string()),
+            None if c.accept_unknown || self.demo => Some(calling_aet.trim().to_string()),
+            None => None,
+        }
+    }
+
+    fn plan_dicom(
+        &self,
+        original: Vec<u8>,
+        inst: &Instance,
+        institution: &str,
+        application: Option<&str>,
+    ) -> Plan {
+        let mut out = DicomOutcome::of(inst, institution);
+        let fail = |mut out: DicomOutcome, e: huren_store::StoreError| {
+            out.outcome = "rejected";
+            out.status = 0xA700;
+            out.error = Some(format!("store: {e}"));
+            Plan::Done(Box::new(out))
+        };
+        let r = &inst.record;
+        let prev = match self.store.instance(&r.sop_instance_uid) {
+            Ok(p) => p,
+            Err(e) => return fail(out, e),
+        };
+        let change = match &prev {
+            Some(p) if p.dataset_hash == r.dataset_hash => {
+                out.outcome = "duplicate";
+                out.original = Some(p.original);
+                return Plan::Done(Box::new(out));
+            }
+            Some(_) => study::Change::Replaced,
+            None => study::Change::New,
+        };
+        let chain = format!("imaging|{institution}|{}", r.study_instance_uid);
+        let head = match self.store.versions(&chain) {
+            Ok(v) => v.last().copied(),
+            Err(e) => return fail(out, e),
+        };
+        let (prev_body, prev_status): (Option<ImagingBody>, Option<ReportStatus>) = match head {
+            None => (None, None),
+            Some(h) => match self.store.report_shared(&h) {
+                Ok(Some(rep)) => (rep.imaging.as_deref().cloned(), Some(rep.status)),
+                Ok(None) => (None, None),
+                Err(e) => return fail(out, e),
+            },
+        };
+        let body = study::merge(prev_body.as_ref(), inst, change);
+        let hash = ContentHash::of(&original);
+        let ctx = study::Context {
+            institution,
+            application,
+            utc_offset: "+08:00",
+        };
+        let report = study::report(body, &ctx, hash, prev_status, inst.sr.is_some());
+        let record = inst.record_for(hash, original.len() as u64, institution);
+        if change == study::Change::Replaced {
+            out.outcome = "replaced";
+        }
+        out.original = Some(hash);
+        Plan::Commit(Box::new((
+            Ingest {
+                original,
+                reports: vec![report],
+                identity: vec![],
+                received_at: now(),
+                attachments: vec![],
+            },
+            record,
+            out,
+        )))
+    }
+
+    /// Stores one parsed instance (`original` = the bytes kept: the Part 10 file as received
+    /// or made from a C-STORE data set) and makes the next version of its study report.
+    /// The outcome's status is success only once both are durable.
+    pub async fn ingest_dicom(
+        &self,
+        original: Vec<u8>,
+        inst: &Instance,
+        institution: &str,
+        application: Option<&str>,
+    ) -> DicomOutcome {
+        let lock = study_lock(&format!("{institution}|{}", inst.record.study_instance_uid));
+        let _held = lock.lock().await;
+        match self.plan_dicom(original, inst, institution, application) {
+            Plan::Done(o) => *o,
+            Plan::Commit(b) => {
+                let (ingest, record, out) = *b;
+                finish(out, self.store.commit_instances(ingest, vec![record]).await)
+            }
+        }
+    }
+
+    /// Blocking form of [`Gateway::ingest_dicom`] for the CLI.
+    pub fn ingest_dicom_blocking(
+        &self,
+        original: Vec<u8>,
+        inst: &Instance,
+        institution: &str,
+        application: Option<&str>,
+    ) -> DicomOutcome {
+        let lock = study_lock(&format!("{institution}|{}", inst.record.study_instance_uid));
+        let _held = lock.blocking_lock();
+        match self.plan_dicom(original, inst, institution, application) {
+            Plan::Done(o) => *o,
+            Plan::Commit(b) => {
+                let (ingest, record, out) = *b;
+                finish(
+                    out,
+                    self.store.commit_instances_blocking(ingest, vec![record]),
+                )
+            }
+        }
+    }
+}
+
+fn finish(
+    mut out: DicomOutcome,
+    res: Result<huren_store::Committed, huren_store::StoreError>,
+) -> DicomOutcome {
+    match res {
+        Ok(c) => {
+            if let Some(r) = c.reports.first() {
+                out.report = Some(r.report);
+                out.version = Some(r.version);
+                if r.outcome == Outcome::Duplicate && out.outcome == "stored" {
+                    out.outcome = "duplicate";
+                }
+            }
+            out
+        }
+        Err(e) => {
+            out.outcome = "rejected";
+            out.status = 0xA700;
+            out.error = Some(format!("store: {e}"));
+            out.report = None;
+            out.original = None;
+            out
+        }
+    }
+}
+
+/// Parses a DICOM file (Part 10, or a bare data set whose transfer syntax is sniffed):
+/// `Ok` when it is DICOM at all, with the instance or the precise refusal.
+pub fn parse_file(bytes: &[u8]) -> Result<Instance, DicomError> {
+    huren_dicom::parse_file(bytes)
+}
+
+/// Whether the bytes look like DICOM (Part 10 prefix, or a plausible first data element).
+pub fn looks_like_dicom(bytes: &[u8]) -> bool {
+    huren_dicom::is_part10(bytes) || huren_dicom::sniff_transfer_syntax(bytes).is_ok()
+}

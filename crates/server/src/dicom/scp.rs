@@ -1,0 +1,456 @@
+//! The DIMSE service class provider on dicom-ul (async): C-ECHO and C-STORE.
+//!
+//! Every socket gets `TCP_NODELAY` (a Nagle-on exchange costs ~40 ms per instance on Linux).
+//! The calling AE title must belong to a configured institution (or `accept_unknown`), the
+//! called one must be ours. Every storage SOP class of PS3.4 Annex B is accepted, in every
+//! transfer syntax dicom-rs can read; the data set is kept exactly as received (wrapped in a
+//! deterministic file meta group), never transcoded. The C-STORE response is sent only after
+//! the group commit that holds the instance and its study report: 0000 (stored / duplicate),
+//! B000 (stored; something was coerced in the summary — the bytes never are), A900 (data set
+//! does not match the SOP class / command), C000 (cannot parse), A700 (store failure).
+//! Bad data never aborts the association.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dicom_ul::association::server::AccessControl;
+use dicom_ul::pdu::{
+    AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu,
+    PresentationContextResultReason, UserIdentity,
+};
+use dicom_ul::ServerAssociationOptions;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::pipeline::Gateway;
+
+/// Verification SOP class (C-ECHO).
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+
+const C_STORE_RQ: u16 = 0x0001;
+const C_ECHO_RQ: u16 = 0x0030;
+const NO_DATA_SET: u16 = 0x0101;
+
+/// Checks the AE titles of an association request against the configuration.
+struct AeCheck {
+    gw: Gateway,
+}
+
+impl AccessControl for AeCheck {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        if called_ae_title.trim() != this_ae_title.trim() {
+            return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
+        }
+        match self.gw.dicom_institution(calling_ae_title) {
+            Some(_) => Ok(()),
+            None => Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized),
+        }
+    }
+}
+
+fn options(
+    gw: &Gateway,
+    aet: &str,
+) -> ServerAssociationOptions<'static, AeCheck, dicom_ul::association::server::DefaultNegotiation> {
+    let c = &gw.config.dicom;
+    let mut o = ServerAssociationOptions::new()
+        .ae_access_control(AeCheck { gw: gw.clone() })
+        .ae_title(aet.to_string())
+        .max_pdu_length(c.max_pdu)
+        .read_timeout(Duration::from_secs(c.timeout_secs.max(1)))
+        .write_timeout(Duration::from_secs(c.timeout_secs.max(1)))
+        .promiscuous(c.accept_unknown_sop_classes)
+        .with_abstract_syntax(VERIFICATION);
+    for (uid, _) in huren_dicom::STORAGE_SOP_CLASSES {
+        o = o.with_abstract_syntax(*uid);
+    }
+    // Storage classes newer than the list above that every archive sees.
+    for uid in EXTRA_STORAGE {
+        o = o.with_abstract_syntax(*uid);
+    }
+    o
+}
+
+/// Storage SOP classes of PS3.4 Annex B that the dictionary-derived list names without the
+/// word "Storage" at the end (SR, KOS, US, MR, …): added here so none is refused.
+pub const EXTRA_STORAGE: &[&str] = &[
+    "1.2.840.10008.5.1.4.1.1.3.1",    // US Multi-frame
+    "1.2.840.10008.5.1.4.1.1.4",      // MR
+    "1.2.840.10008.5.1.4.1.1.4.1",    // Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.4.2",    // MR Spectroscopy
+    "1.2.840.10008.5.1.4.1.1.4.3",    // Enhanced MR Color
+    "1.2.840.10008.5.1.4.1.1.4.4",    // Legacy Converted Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.6.1",    // US
+    "1.2.840.10008.5.1.4.1.1.6.2",    // Enhanced US Volume
+    "1.2.840.10008.5.1.4.1.1.7",      // Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.1",    // Multi-frame Single Bit SC
+    "1.2.840.10008.5.1.4.1.1.7.2",    // Multi-frame Grayscale Byte SC
+    "1.2.840.10008.5.1.4.1.1.7.3",    // Multi-frame Grayscale Word SC
+    "1.2.840.10008.5.1.4.1.1.7.4",    // Multi-frame True Color SC
+    "1.2.840.10008.5.1.4.1.1.66",     // Raw Data
+    "1.2.840.10008.5.1.4.1.1.66.1",   // Spatial Registration
+    "1.2.840.10008.5.1.4.1.1.66.2",   // Spatial Fiducials
+    "1.2.840.10008.5.1.4.1.1.66.3",   // Deformable Spatial Registration
+    "1.2.840.10008.5.1.4.1.1.66.4",   // Segmentation
+    "1.2.840.10008.5.1.4.1.1.66.5",   // Surface Segmentation
+    "1.2.840.10008.5.1.4.1.1.67",     // Real World Value Mapping
+    "1.2.840.10008.5.1.4.1.1.77.1.1", // VL Endoscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.2", // VL Microscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.4", // VL Photographic
+    "1.2.840.10008.5.1.4.1.1.77.1.6", // VL Whole Slide Microscopy
+    "1.2.840.10008.5.1.4.1.1.78.1",   // Lensometry
+    "1.2.840.10008.5.1.4.1.1.88.11",  // Basic Text SR
+    "1.2.840.10008.5.1.4.1.1.88.22",  // Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  // Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34",  // Comprehensive 3D SR
+    "1.2.840.10008.5.1.4.1.1.88.35",  // Extensible SR
+    "1.2.840.10008.5.1.4.1.1.88.40",  // Procedure Log
+    "1.2.840.10008.5.1.4.1.1.88.50",  // Mammography CAD SR
+    "1.2.840.10008.5.1.4.1.1.88.59",  // Key Object Selection Document
+    "1.2.840.10008.5.1.4.1.1.88.65",  // Chest CAD SR
+    "1.2.840.10008.5.1.4.1.1.481.1",  // RT Image
+    "1.2.840.10008.5.1.4.1.1.481.2",  // RT Dose
+    "1.2.840.10008.5.1.4.1.1.481.3",  // RT Structure Set
+    "1.2.840.10008.5.1.4.1.1.481.4",  // RT Beams Treatment Record
+    "1.2.840.10008.5.1.4.1.1.481.5",  // RT Plan
+    "1.2.840.10008.5.1.4.1.1.481.8",  // RT Ion Plan
+    "1.2.840.10008.5.1.4.1.1.481.9",  // RT Ion Beams Treatment Record
+    "1.2.840.10008.5.1.4.1.1.128",    // PET
+    "1.2.840.10008.5.1.4.1.1.20",     // NM
+    "1.2.840.10008.5.1.4.1.1.12.1",   // XA
+];
+
+/// Serves DIMSE on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, gw: Gateway, aet: String) {
+    let limit = Arc::new(Semaphore::new(gw.config.dicom.max_associations.max(1)));
+    let opts = Arc::new(options(&gw, &aet));
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "dicom accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many DICOM associations; connection closed");
+            continue;
+        };
+        let gw = gw.clone();
+        let opts = opts.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            association(sock, gw, &opts).await;
+        });
+    }
+}
+
+/// One association: negotiate, then DIMSE messages until release, abort or timeout.
+async fn association(
+    sock: TcpStream,
+    gw: Gateway,
+    opts: &ServerAssociationOptions<
+        'static,
+        AeCheck,
+        dicom_ul::association::server::DefaultNegotiation,
+    >,
+) {
+    let mut assoc = match opts.establish_async(sock).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(error = %e, "DICOM association refused");
+            return;
+        }
+    };
+    use dicom_ul::association::Association;
+    let calling = assoc.peer_ae_title().trim().to_string();
+    let Some(institution) = gw.dicom_institution(&calling) else {
+        let _ = assoc.abort().await;
+        return;
+    };
+    let contexts: Vec<(u8, String, String)> = assoc
+        .presentation_contexts()
+        .iter()
+        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| {
+            (
+                pc.id,
+                pc.abstract_syntax.clone(),
+                pc.transfer_syntax.clone(),
+            )
+        })
+        .collect();
+    let max_object = gw.config.dicom.max_object_bytes;
+    let mut command: Vec<u8> = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    let mut pending: Option<(u8, Command)> = None;
+    let mut too_big = false;
+    loop {
+        let pdu = match assoc.receive().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "DICOM association ended");
+                return;
+            }
+        };
+        match pdu {
+            Pdu::PData { data: values } => {
+                for v in values {
+                    match v.value_type {
+                        PDataValueType::Command => {
+                            command.extend_from_slice(&v.data);
+                            if !v.is_last {
+                                continue;
+                            }
+                            let parsed = Command::parse(&command);
+                            command.clear();
+                            let Some(cmd) = parsed else {
+                                tracing::warn!(%calling, "unparseable DIMSE command; aborting");
+                                let _ = assoc.abort().await;
+                                return;
+                            };
+                            if cmd.data_set_type != NO_DATA_SET {
+                                pending = Some((v.presentation_context_id, cmd));
+                                data.clear();
+                                too_big = false;
+                                continue;
+                            }
+                            let rsp = match cmd.field {
+                                C_ECHO_RQ => cmd.response(0x8030, 0, None),
+                                f => {
+                                    cmd.response(f | 0x8000, 0x0211, Some("unsupported operation"))
+                                }
+                            };
+                            if send(&mut assoc, v.presentation_context_id, rsp)
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        PDataValueType::Data => {
+                            if data.len() + v.data.len() > max_object {
+                                too_big = true;
+                                data.clear();
+                            } else if !too_big {
+                                data.extend_from_slice(&v.data);
+                            }
+                            if !v.is_last {
+                                continue;
+                            }
+                            let Some((pc, cmd)) = pending.take() else {
+                                tracing::warn!(%calling, "data set without a command; aborting");
+                                let _ = assoc.abort().await;
+                                return;
+                            };
+                            let ts = contexts
+                                .iter()
+                                .find(|c| c.0 == pc)
+                                .map(|c| c.2.clone())
+                                .unwrap_or_default();
+                            let bytes = std::mem::take(&mut data);
+                            let rsp = if cmd.field != C_STORE_RQ {
+                                cmd.response(
+                                    cmd.field | 0x8000,
+                                    0x0211,
+                                    Some("unsupported operation"),
+                                )
+                            } else if too_big {
+                                cmd.response(
+                                    0x8001,
+                                    0xA700,
+                                    Some("data set larger than max_object_bytes"),
+                                )
+                            } else {
+                                let out =
+                                    store(&gw, bytes, &ts, &cmd, &institution, &calling).await;
+                                cmd.response(
+                                    0x8001,
+                                    out.status,
+                                    out.error
+                                        .as_deref()
+                                        .or(out.warnings.first().map(String::as_str)),
+                                )
+                            };
+                            if send(&mut assoc, pc, rsp).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            Pdu::ReleaseRQ => {
+                let _ = assoc.send(&Pdu::ReleaseRP).await;
+                return;
+            }
+            Pdu::AbortRQ { .. } => return,
+            _ => {
+                let _ = assoc.abort().await;
+                return;
+            }
+        }
+    }
+}
+
+async fn send(
+    assoc: &mut dicom_ul::association::AsyncServerAssociation<TcpStream>,
+    pc: u8,
+    bytes: Vec<u8>,
+) -> Result<(), dicom_ul::association::Error> {
+    assoc
+        .send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: pc,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: bytes,
+            }],
+        })
+        .await
+}
+
+/// Parses and stores one C-STORE data set; never panics on bad data.
+async fn store(
+    gw: &Gateway,
+    bytes: Vec<u8>,
+    ts: &str,
+    cmd: &Command,
+    institution: &str,
+    calling: &str,
+) -> super::DicomOutcome {
+    let (ts2, class, inst) = (
+        ts.to_string(),
+        cmd.sop_class.clone(),
+        cmd.sop_instance.clone(),
+    );
+    let parsed = tokio::task::spawn_blocking(move || {
+        huren_dicom::parse_cstore(&bytes, &ts2, &class, &inst).map(|i| {
+            let part10 = huren_dicom::to_part10(
+                &bytes,
+                &ts2,
+                &i.record.sop_class_uid,
+                &i.record.sop_instance_uid,
+            );
+            (i, part10)
+        })
+    })
+    .await;
+    match parsed {
+        Ok(Ok((i, part10))) => {
+            gw.ingest_dicom(part10, &i, institution, Some(calling))
+                .await
+        }
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "C-STORE data set refused");
+            super::DicomOutcome::refused(&e)
+        }
+        Err(_) => super::DicomOutcome::refused(&huren_dicom::DicomError::Parse(
+            "the data set parser failed".into(),
+        )),
+    }
+}
+
+/// The DIMSE command elements huren reads (group 0000, Implicit VR Little Endian).
+#[derive(Clone, Debug, Default)]
+pub struct Command {
+    /// Command Field (0000,0100).
+    pub field: u16,
+    /// Message ID (0000,0110).
+    pub message_id: u16,
+    /// Command Data Set Type (0000,0800).
+    pub data_set_type: u16,
+    /// Affected / Requested SOP Class UID (0000,0002 / 0000,0003).
+    pub sop_class: String,
+    /// Affected / Requested SOP Instance UID (0000,1000 / 0000,1001).
+    pub sop_instance: String,
+    /// Priority (0000,0700).
+    pub priority: u16,
+}
+
+fn uid(v: &[u8]) -> String {
+    String::from_utf8_lossy(v)
+        .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .to_string()
+}
+
+impl Command {
+    /// Parses a command set; `None` when it is not one.
+    pub fn parse(b: &[u8]) -> Option<Command> {
+        let mut c = Command {
+            data_set_type: NO_DATA_SET,
+            ..Default::default()
+        };
+        let mut p = 0usize;
+        let mut seen_field = false;
+        while p + 8 <= b.len() {
+            let g = u16::from_le_bytes([b[p], b[p + 1]]);
+            let e = u16::from_le_bytes([b[p + 2], b[p + 3]]);
+            let len = u32::from_le_bytes([b[p + 4], b[p + 5], b[p + 6], b[p + 7]]) as usize;
+            let v = b.get(p + 8..p.checked_add(8)?.checked_add(len)?)?;
+            if g != 0 {
+                return None;
+            }
+            let us = || (v.len() >= 2).then(|| u16::from_le_bytes([v[0], v[1]]));
+            match e {
+                0x0002 | 0x0003 => c.sop_class = uid(v),
+                0x0100 => {
+                    c.field = us()?;
+                    seen_field = true;
+                }
+                0x0110 => c.message_id = us()?,
+                0x0700 => c.priority = us().unwrap_or(0),
+                0x0800 => c.data_set_type = us()?,
+                0x1000 | 0x1001 => c.sop_instance = uid(v),
+                _ => {}
+            }
+            p += 8 + len;
+        }
+        seen_field.then_some(c)
+    }
+
+    /// A response command set (Implicit VR LE, with its group length).
+    pub fn response(&self, field: u16, status: u16, comment: Option<&str>) -> Vec<u8> {
+        fn el(out: &mut Vec<u8>, e: u16, v: &[u8], pad: u8) {
+            let mut v = v.to_vec();
+            if v.len() % 2 == 1 {
+                v.push(pad);
+            }
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(&e.to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(&v);
+        }
+        let mut body = Vec::with_capacity(160);
+        if !self.sop_class.is_empty() {
+            el(&mut body, 0x0002, self.sop_class.as_bytes(), 0);
+        }
+        el(&mut body, 0x0100, &field.to_le_bytes(), 0);
+        el(&mut body, 0x0120, &self.message_id.to_le_bytes(), 0);
+        el(&mut body, 0x0800, &NO_DATA_SET.to_le_bytes(), 0);
+        el(&mut body, 0x0900, &status.to_le_bytes(), 0);
+        if let Some(c) = comment.filter(|_| status != 0) {
+            // Error Comment is LO: at most 64 characters.
+            let c: String = c
+                .chars()
+                .filter(|c| c.is_ascii() && !c.is_control())
+                .take(64)
+                .collect();
+            el(&mut body, 0x0902, c.as_bytes(), b' ');
+        }
+        if !self.sop_instance.is_empty() {
+            el(&mut body, 0x1000, self.sop_instance.as_bytes(), 0);
+        }
+        let mut out = Vec::with_capacity(body.len() + 12);
+        el(&mut out, 0x0000, &(body.len() as u32).to_le_bytes(), 0);
+        out.extend_from_slice(&body);
+        out
+    }
+}
