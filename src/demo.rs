@@ -234,6 +234,53 @@ fn story(now: chrono::DateTime<chrono_tz::Tz>) -> (Vec<(String, String)>, Vec<u8
     (msgs, ecg.into_bytes())
 }
 
+/// The story's chest CT (three slices of the project's fixture CT) and its verified SR with
+/// Chinese findings, from the regional imaging centre (FX-GX) eight days ago.
+fn story_study(now: chrono::DateTime<chrono_tz::Tz>) -> Vec<Vec<u8>> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    use huren_dicom::fixtures::{ct_slice, part10, sr_object};
+    let study = "1.2.826.0.1.3680043.10.1447.900.1";
+    let day = (now - chrono::Duration::days(8))
+        .format("%Y%m%d")
+        .to_string();
+    let fix = |o: &mut dicom_object::mem::InMemDicomObject| {
+        for (tag, vr, v) in [
+            (tags::STUDY_DATE, VR::DA, day.as_str()),
+            (tags::SERIES_DATE, VR::DA, day.as_str()),
+            (tags::CONTENT_DATE, VR::DA, day.as_str()),
+            (tags::ISSUER_OF_PATIENT_ID, VR::LO, "FX-GX"),
+            (tags::PATIENT_BIRTH_DATE, VR::DA, "19580520"),
+            (tags::PATIENT_SEX, VR::CS, "F"),
+            (tags::INSTITUTION_NAME, VR::LO, "上海市奉贤区奉城医院"),
+        ] {
+            o.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+        }
+    };
+    let mut out = Vec::new();
+    for n in 1..=3 {
+        let mut o = ct_slice(study, "GX-4411", "李^秀英", n, "ISO_IR 192");
+        fix(&mut o);
+        out.push(part10(&o));
+    }
+    let mut sr = sr_object(study, "GX-4411", "李^秀英", true);
+    fix(&mut sr);
+    out.push(part10(&sr));
+    out
+}
+
+/// An ADT^A08 from the imaging centre: links its local ID of the story patient to her
+/// national ID (DICOM carries only the local ID).
+fn story_link(now: chrono::DateTime<chrono_tz::Tz>) -> String {
+    let t = hl7_time(now - chrono::Duration::days(8));
+    format!(
+        "MSH|^~\\&|HIS|FX-GX|HUREN|FX-YLT|{t}||ADT^A08^ADT_A01|FX-GX-A08-1|P|2.5.1|||||CHN|UNICODE UTF-8\r\
+         EVN|A08|{t}\r\
+         PID|1||GX-4411^^^FX-GX^MR~{STORY_NATIONAL_ID}^^^NNCHN^NI||李^秀英||19580520|F\r\
+         PV1|1|O|影像科^^^FX-GX\r"
+    )
+}
+
 /// Ingests the demo story and fixtures and prints one JSON line with example URLs.
 pub async fn load(gw: &Gateway, http_addr: &str, tokens: &DemoTokens) -> Result<()> {
     let mut stored = 0usize;
@@ -245,6 +292,20 @@ pub async fn load(gw: &Gateway, http_addr: &str, tokens: &DemoTokens) -> Result<
             tracing::warn!(sender, error = ?out.error, "demo story message rejected");
         } else {
             stored += 1;
+        }
+    }
+    let link = gw.ingest_hl7(story_link(now).as_bytes(), None, None).await;
+    if link.outcome == "rejected" {
+        tracing::warn!(error = ?link.error, "demo identity link rejected");
+    }
+    for file in story_study(now) {
+        match huren_server::dicom::parse_file(&file) {
+            Ok(inst) => {
+                let out = gw.ingest_dicom(file, &inst, "FX-GX", None).await;
+                tracing::debug!(status = out.status, "demo study instance");
+                stored += 1;
+            }
+            Err(e) => tracing::warn!(error = %e, "demo study instance does not parse"),
         }
     }
     let ecg = gw.ingest_ecg(&story_ecg, "FX-ZY").await;

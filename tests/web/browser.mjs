@@ -145,6 +145,14 @@ try {
   check(true, "12-lead trace image loaded");
   await shot("ecg");
 
+  // Study: series table and the radiologist's SR findings.
+  await page.goto(timelineUrl + "?kind=imaging");
+  await Promise.all([page.waitForNavigation(), page.locator("li.res a.item", { hasText: "胸部CT" }).first().click()]);
+  check(await page.locator("#study").isVisible(), "study view");
+  check(await page.locator("#series tbody tr").count() >= 1, "series listed");
+  check((await page.locator("#sr").textContent()).includes("磨玻璃结节"), "SR findings shown");
+  await shot("study");
+
   // Decisions: accept one recognisable result, then repeat another with E1 (two clicks).
   await page.goto(timelineUrl);
   await Promise.all([page.waitForNavigation(), page.locator("li.res.lv-ok button.accept").first().click()]);

@@ -417,7 +417,14 @@ fn candidates_of(
             flagged: critical,
             closure: Closure::Unknown,
         },
-        images: Images::default(),
+        // A study whose instances huren holds can be viewed (previews, WADO-RS).
+        images: Images {
+            available: report
+                .imaging
+                .as_ref()
+                .is_some_and(|im| im.instance_count > 0),
+            quality_insufficient: false,
+        },
         content_hash: format!("{}#{key}", report.original),
     };
     let mut groups: BTreeMap<String, (Option<String>, Vec<usize>, bool)> = BTreeMap::new();
@@ -437,8 +444,21 @@ fn candidates_of(
         }
     }
     if groups.is_empty() {
-        // Not itemised (imaging, ECG, an empty lab report): one candidate for the report.
-        let code = report.lab.as_ref().and_then(|l| l.service_code.clone());
+        // Not itemised (imaging, ECG, an empty lab report): one candidate for the report. Its
+        // local code is what catalogues map: the lab service code; `MODALITY-BODYPART` for a
+        // study (e.g. `CT-CHEST`, as `local_codes` of imaging items are written); `ECG12` for a
+        // resting 12-lead ECG.
+        let code = match report.kind {
+            ReportKind::Lab => report.lab.as_ref().and_then(|l| l.service_code.clone()),
+            ReportKind::Imaging => report.imaging.as_ref().and_then(|im| {
+                let m = im.modalities.iter().find(|m| m.as_str() != "SR")?;
+                Some(match im.body_parts.first() {
+                    Some(b) => format!("{m}-{b}"),
+                    None => m.clone(),
+                })
+            }),
+            ReportKind::Ecg => Some("ECG12".to_string()),
+        };
         return vec![("report".into(), vec![], base("report", code, false))];
     }
     groups

@@ -393,7 +393,7 @@ pub(crate) fn timeline(
         section.patient {
             h1 {
                 @if let Some(p) = who {
-                    (p.name.as_deref().unwrap_or("—"))
+                    (p.name.as_deref().map(person_name).unwrap_or_else(|| "—".into()))
                     span.demo {
                         @if let Some(sx) = &p.sex { " · " (sx) }
                         @if let Some(b) = &p.birth_date { " · " (b) }
@@ -502,6 +502,21 @@ pub(crate) fn timeline(
         @let _ = asked;
     };
     layout(lang, t.results_of, Some(s), &here, body)
+}
+
+/// A DICOM person name (`family^given^…`) as people write it: Chinese names without a
+/// separator (李^医生 → 李医生), others with spaces.
+fn person_name(pn: &str) -> String {
+    let alphabetic = pn.split('=').next().unwrap_or(pn);
+    let parts: Vec<&str> = alphabetic.split('^').filter(|p| !p.is_empty()).collect();
+    if parts
+        .iter()
+        .any(|p| p.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)))
+    {
+        parts.concat()
+    } else {
+        parts.join(" ")
+    }
 }
 
 fn status_text(lang: Lang, s: huren_model::ReportStatus) -> &'static str {
@@ -745,21 +760,23 @@ pub(crate) fn report(
                     @if let Some(im) = &r.imaging {
                         section.card #study {
                             dl.meas {
+                                @let zh = lang == Lang::Zh;
                                 @for (k, v) in [
-                                    ("Modality", Some(im.modalities.join("/"))),
-                                    ("Body part", (!im.body_parts.is_empty()).then(|| im.body_parts.join("/"))),
-                                    ("Description", im.description.clone()),
-                                    ("Accession", im.accession_number.clone()),
-                                    ("Study date", im.study_date.clone()),
-                                    ("Referring", im.referring_physician.clone()),
-                                    ("Institution", im.institution_name.clone()),
+                                    (if zh { "检查类型" } else { "Modality" }, Some(im.modalities.join("/"))),
+                                    (if zh { "部位" } else { "Body part" }, (!im.body_parts.is_empty()).then(|| im.body_parts.join("/"))),
+                                    (if zh { "检查描述" } else { "Description" }, im.description.clone()),
+                                    (if zh { "检查号" } else { "Accession" }, im.accession_number.clone()),
+                                    (if zh { "检查日期" } else { "Study date" }, im.study_date.clone()),
+                                    (if zh { "申请医生" } else { "Referring" }, im.referring_physician.as_deref().map(person_name)),
+                                    (if zh { "检查机构" } else { "Institution" }, im.institution_name.clone()),
                                 ] {
                                     @if let Some(v) = v { div { dt { (k) } dd { (v) } } }
                                 }
                             }
                             h2 { (t.series) }
                             table.obs #series {
-                                thead { tr { th scope="col" { "#" } th scope="col" { "Modality" } th scope="col" { "Description" } th scope="col" { "Body part" } th scope="col" { (t.instances) } } }
+                                @let zh = lang == Lang::Zh;
+                                thead { tr { th scope="col" { "#" } th scope="col" { (if zh { "类型" } else { "Modality" }) } th scope="col" { (if zh { "描述" } else { "Description" }) } th scope="col" { (if zh { "部位" } else { "Body part" }) } th scope="col" { (t.instances) } } }
                                 tbody {
                                     @for se in &im.series {
                                         tr {
@@ -781,7 +798,7 @@ pub(crate) fn report(
                                 p.hint {
                                     @if let Some(c) = &sr.completion_flag { "Completion: " (c) " · " }
                                     @if let Some(v) = &sr.verification_flag { "Verification: " (v) }
-                                    @if let Some(o) = &sr.verifying_observer { " · " (o) }
+                                    @if let Some(o) = &sr.verifying_observer { " · " (person_name(o)) }
                                 }
                             }
                         }
@@ -898,4 +915,19 @@ pub(crate) fn stats(_st: &ApiState, lang: Lang, s: &Signed, group_by: &str, v: &
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_names_read_naturally() {
+        assert_eq!(person_name("李^秀英"), "李秀英");
+        assert_eq!(person_name("王^主任"), "王主任");
+        assert_eq!(person_name("Smith^John^^Dr"), "Smith John Dr");
+        assert_eq!(person_name("Wang^Xiaodong=王^小东"), "Wang Xiaodong");
+        assert_eq!(mask("nid:310120195805201229"), "310120********1229");
+        assert_eq!(mask("FX-ZX:123"), "FX-ZX:123");
+    }
 }
