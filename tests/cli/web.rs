@@ -79,7 +79,7 @@ fn clinician_journey_in_a_real_browser() {
     let audit = audit_lines(&data);
     let web_views: Vec<&serde_json::Value> = audit
         .iter()
-        .filter(|r| r["detail"]["channel"] == "web")
+        .filter(|r| r["detail"]["channel"] == "web" && r["outcome"] == "ok")
         .filter(|r| {
             matches!(
                 r["action"].as_str(),
@@ -98,6 +98,15 @@ fn clinician_journey_in_a_real_browser() {
         .as_str()
         .is_some_and(|p| p.starts_with("nidk:"))
         && r["outcome"] == "ok"));
+    // The refused outpatient break-glass is audited as a denial; the emergency one as a view
+    // flagged break-glass with its reason.
+    assert!(audit.iter().any(|r| r["action"] == "read_results"
+        && r["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("denied"))
+        && r["detail"]["channel"] == "web"));
+    assert!(web_views.iter().any(|r| r["break_glass"] == true
+        && r["detail"]["break_glass_reason"] == "胸痛急诊，患者意识不清"));
     // The national ID never reaches the audit log in clear.
     let raw = std::fs::read_to_string(data.join("audit.log")).unwrap();
     assert!(!raw.contains("310120195805201229"));

@@ -76,9 +76,10 @@ try {
   check(r401.status() === 303, "no session: search redirects to sign-in");
 
   pageErrors.length = 0; // the refused sign-in's 401 is expected
-  // Sign in.
-  await page.fill("#token", process.env.DEMO_TOKEN);
-  await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+  // Sign in with the keyboard only (the token field has focus on load).
+  await page.goto(base + "/");
+  await page.keyboard.type(process.env.DEMO_TOKEN);
+  await Promise.all([page.waitForNavigation(), page.keyboard.press("Enter")]);
   check(page.url().endsWith("/ui/search"), "signed in: search page");
   const cookies = await ctx.cookies();
   const sess = cookies.find((c) => c.name === "huren_session");
@@ -184,6 +185,31 @@ try {
   check(!alerted, "no alert fired");
   await shot("xss");
 
+  // Tablet width: the timeline reflows without horizontal scrolling.
+  await page.setViewportSize({ width: 768, height: 1024 });
+  await page.goto(timelineUrl);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  check(overflow <= 0, `no horizontal overflow at 768 px (${overflow})`);
+  await shot("tablet");
+  await page.setViewportSize({ width: 1366, height: 768 });
+
+  // Break-glass: refused for an outpatient encounter (audited), allowed in an emergency.
+  check(pageErrors.length === 0, "no page errors so far: " + pageErrors.join("; "));
+  await page.goto(base + "/ui/search");
+  await page.fill("#national_id", nid);
+  await page.fill("#break_glass", "胸痛急诊，患者意识不清");
+  await Promise.all([page.waitForNavigation(), page.click("#search-go")]);
+  check(await page.locator("p.error").isVisible(), "break-glass refused for an outpatient encounter");
+  pageErrors.length = 0; // the refusal page's 403 is expected
+  await page.goto(base + "/ui/search");
+  await page.fill("#national_id", nid);
+  await page.fill("#break_glass", "胸痛急诊，患者意识不清");
+  await page.selectOption("#encounter", "emergency");
+  await Promise.all([page.waitForNavigation(), page.click("#search-go")]);
+  check(await page.locator("p.banner.warn").isVisible(), "break-glass banner in an emergency");
+  check(await page.locator("li.res").count() > 0, "break-glass shows the results");
+  out.break_glass_views = 1;
+
   // English switch.
   await Promise.all([page.waitForNavigation(), page.click("a[href^='/ui/lang/en']")]);
   check((await page.locator("li.res .badge.ok").first().textContent()).includes("Recognised"), "English labels");
@@ -204,8 +230,7 @@ try {
   check(Number(total[3]) >= 1 && Number(total[5]) >= 1, `statistics count the decisions: ${total.join(" ")}`);
   await shot("stats");
 
-  // Tablet width still shows the timeline readable (no horizontal overflow).
-  await page.setViewportSize({ width: 768, height: 1024 });
+
   check(pageErrors.length === 0, "no page errors: " + pageErrors.join("; "));
 } finally {
   await browser.close();

@@ -245,6 +245,7 @@ fn now() -> DateTime<FixedOffset> {
 
 /// Everything a request needs to evaluate a patient's results.
 pub(crate) struct Asked {
+    pub(crate) channel: Option<&'static str>,
     pub(crate) patient: PatientId,
     pub(crate) ctx: QueryContext,
     pub(crate) principal: Principal,
@@ -260,6 +261,9 @@ impl Asked {
             r.detail = json!({"authorization": serde_json::to_value(a.kind).unwrap_or(Value::Null),
                 "break_glass_reason": if r.break_glass { a.reason.clone() } else { None }});
         }
+        if let Some(c) = self.channel {
+            merge(&mut r.detail, json!({ "channel": c }));
+        }
         r
     }
 }
@@ -268,6 +272,8 @@ impl Asked {
 /// break-glass). A refusal is audited and answered 403.
 /// What a patient-data request asks about.
 pub(crate) struct Ask<'a> {
+    /// `Some("web")` for the web page: recorded in every audit record of the request.
+    pub(crate) channel: Option<&'static str>,
     pub(crate) patient: &'a str,
     pub(crate) encounter: Option<&'a str>,
     pub(crate) intended: Option<IntendedOrder>,
@@ -316,6 +322,7 @@ pub(crate) async fn authorise_with(
             .then(|| "the patient's authorisation is required".to_string()),
     };
     let asked = Asked {
+        channel: ask.channel,
         patient,
         ctx: QueryContext {
             now: now(),
@@ -705,6 +712,7 @@ pub async fn results(
         "read_results",
         &headers,
         Ask {
+            channel: None,
             patient: &id,
             encounter: q.encounter.as_deref(),
             intended: None,
@@ -865,6 +873,7 @@ pub async fn check(
         "check",
         &headers,
         Ask {
+            channel: None,
             patient: &b.patient,
             encounter: b.encounter.as_deref(),
             intended: Some(order),
@@ -997,6 +1006,7 @@ pub async fn decide(
         "decision",
         &headers,
         Ask {
+            channel: None,
             patient: &b.patient,
             encounter: b.encounter.as_deref(),
             intended: None,

@@ -359,6 +359,7 @@ async fn search(
         "fhir_read",
         headers,
         Ask {
+            channel: None,
             patient,
             encounter: q.encounter.as_deref(),
             intended: None,

@@ -545,6 +545,7 @@ async fn authorised(
         action,
         ctx.auth.clone(),
         Ask {
+            channel: Some("web"),
             patient: &ctx.id,
             encounter: Some(&ctx.encounter),
             intended,
