@@ -16,6 +16,11 @@ name = "上海市奉贤区中医医院"
 hl7_senders = ["FX-ZY"]
 
 [[institution]]
+code = "FX-GX"
+name = "上海市奉贤区奉城医院"
+hl7_senders = ["FX-GX"]
+
+[[institution]]
 code = "FX-SQ01"
 name = "奉贤区南桥镇社区卫生服务中心"
 hl7_senders = ["LIS/FX-SQ01"]

@@ -376,3 +376,124 @@ fn refusals_are_audited_and_tampering_is_detected() {
     assert_eq!(lines[0]["audit"]["broken"]["line"], 3, "{}", lines[0]);
     assert!(err.contains("chain broken at line 3"), "{err}");
 }
+
+/// An ADT^A08 from `facility` carrying its local ID of the patient and the national ID: the
+/// identity link that lets DICOM and ECG results (which carry only local IDs) join.
+fn a08(facility: &str, local: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|HIS|{facility}|HUREN|FX-YLT|20260101090000||ADT^A08^ADT_A01|A08-{facility}|P|2.5.1|||||CHN|UNICODE UTF-8\r\
+EVN|A08|20260101090000\r\
+PID|1||{local}^^^{facility}^MR~{NID}^^^NNCHN^NI||张^伟||19900101|M\r\
+PV1|1|O\r"
+    )
+    .into_bytes()
+}
+
+/// Lab from FX-ZX, a chest CT with its SR from the imaging centre (DICOM files through
+/// `huren ingest`) and a 12-lead ECG from the ECG centre (HL7 aECG), queried by a clinician of
+/// a community centre: one answer, each with its verdict and reasons.
+#[test]
+fn lab_imaging_and_ecg_from_three_institutions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let repo = crate::support::repo();
+    let files = dir.path().join("in");
+    std::fs::create_dir_all(&files).unwrap();
+    let w = |name: &str, bytes: Vec<u8>| {
+        let p = files.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let k = w(
+        "k.hl7",
+        lab("FX-ZX", "E2E-K", "P1", Some(NID), "F1", "K", "钾", "4.1", 2),
+    );
+    let gx = w("a08-gx.hl7", a08("FX-GX", "FX0001"));
+    let zy = w("a08-zy.hl7", a08("FX-ZY", "0012345"));
+    let (rc, lines, err) = huren(&["ingest", "--config", &cfg, "--data", d, &k, &gx, &zy]);
+    assert_eq!(rc, 0, "{lines:?} {err}");
+    let dcm = |f: &str| {
+        repo.join("fixtures/dicom")
+            .join(f)
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let (ct1, ct2, ct3, sr) = (
+        dcm("ct_series_1.dcm"),
+        dcm("ct_series_2.dcm"),
+        dcm("ct_series_3.dcm"),
+        dcm("sr_chinese.dcm"),
+    );
+    let (rc, lines, err) = huren(&[
+        "ingest",
+        "--config",
+        &cfg,
+        "--data",
+        d,
+        "--institution",
+        "FX-GX",
+        &ct1,
+        &ct2,
+        &ct3,
+        &sr,
+    ]);
+    assert_eq!(rc, 0, "{lines:?} {err}");
+    let ecg = repo.join("fixtures/ecg/aecg-zh-patient.xml");
+    let (rc, lines, err) = huren(&[
+        "ingest",
+        "--config",
+        &cfg,
+        "--data",
+        d,
+        "--institution",
+        "FX-ZY",
+        ecg.to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 0, "{lines:?} {err}");
+
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let (st, body) = srv.get_with(
+        &format!("/api/v1/patients/nid:{NID}/results"),
+        &[("Authorization", CLIN_SQ01), AUTH],
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["identity_link"], "exact_national_id");
+    let results = body["results"].as_array().unwrap();
+
+    let k = find(results, "FX-ZX", "FX-LAB-K", None);
+    assert_eq!(k["verdict"]["level"], "recognizable", "{k:#}");
+    assert_eq!(k["verdict"]["hr_label"], "全国HR");
+    assert_eq!(k["content"]["observations"][0]["value"], "4.1");
+
+    let ct = find(results, "FX-GX", "FX-RAD-CT-CHEST", None);
+    assert_eq!(ct["kind"], "imaging");
+    assert_eq!(ct["item"]["local_code"], "CT-CHEST");
+    assert_eq!(ct["item"]["name"], "胸部CT平扫");
+    assert_eq!(
+        ct["status"], "final",
+        "the verified SR makes the study report final"
+    );
+    assert_eq!(ct["verdict"]["level"], "reference_only");
+    let c = codes(ct);
+    assert!(c.contains(&"VALIDITY_UNCONFIGURED".to_string()), "{c:?}");
+    assert!(!c.contains(&"IMAGES_UNAVAILABLE".to_string()), "{c:?}");
+    assert!(c.contains(&"CONSORTIUM_INTERNAL".to_string()), "{c:?}");
+
+    let e = find(results, "FX-ZY", "FX-ECG-12", None);
+    assert_eq!(e["kind"], "ecg");
+    assert_eq!(e["verdict"]["level"], "reference_only");
+    let c = codes(e);
+    assert!(c.contains(&"VALIDITY_UNCONFIGURED".to_string()), "{c:?}");
+
+    // Three institutions answered; the other members are listed without results.
+    let sources = body["sources"].as_array().unwrap();
+    let ok: Vec<&str> = sources
+        .iter()
+        .filter(|s| s["status"] == "ok")
+        .map(|s| s["institution"].as_str().unwrap())
+        .collect();
+    assert_eq!(ok, ["FX-GX", "FX-ZX", "FX-ZY"], "{sources:#?}");
+}
