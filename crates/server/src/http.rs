@@ -362,6 +362,37 @@ async fn ecg_upload(
     Ok(resp)
 }
 
+/// The 12-lead SVG of an ECG body (its waveform blob read from the store).
+pub(crate) fn render_ecg(
+    gw: &crate::Gateway,
+    body: &huren_model::EcgBody,
+    hash: &str,
+    opts: &huren_ecg::RenderOptions,
+) -> Result<String, Problem> {
+    let Some(wave_hash) = body.waveform else {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "no waveform",
+            hash.to_string(),
+        ));
+    };
+    let Some(blob) = gw.store.blob(&wave_hash)? else {
+        return Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "missing blob",
+            wave_hash.to_string(),
+        ));
+    };
+    let wave = huren_model::ecg::Waveform::from_blob(&blob).map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad waveform blob",
+            e.to_string(),
+        )
+    })?;
+    Ok(huren_ecg::render_svg(body, &wave, opts))
+}
+
 #[derive(Deserialize)]
 struct SvgQuery {
     layout: Option<String>,
@@ -418,25 +449,8 @@ async fn ecg_svg(
             ))
         }
     }
-    let Some(wave_hash) = body.waveform else {
-        return Err(Problem::new(StatusCode::NOT_FOUND, "no waveform", hash));
-    };
-    let Some(blob) = gw.store.blob(&wave_hash)? else {
-        return Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "missing blob",
-            wave_hash.to_string(),
-        ));
-    };
-    let wave = huren_model::ecg::Waveform::from_blob(&blob).map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "bad waveform blob",
-            e.to_string(),
-        )
-    })?;
+    let svg = render_ecg(gw, body, &hash, &opts)?;
     audit_report_read(&st, &who, "read_ecg_trace", &meta).await?;
-    let svg = huren_ecg::render_svg(body, &wave, &opts);
     Ok((
         [
             (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),

@@ -829,28 +829,7 @@ fn render_trace(st: &ApiState, hash: &str) -> Result<String, Problem> {
         .ecg
         .as_ref()
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not an ECG", hash.to_string()))?;
-    let wave_hash = body
-        .waveform
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "no waveform", hash.to_string()))?;
-    let blob = st.gw.store.blob(&wave_hash)?.ok_or_else(|| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "missing blob",
-            wave_hash.to_string(),
-        )
-    })?;
-    let wave = huren_model::ecg::Waveform::from_blob(&blob).map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "bad waveform blob",
-            e.to_string(),
-        )
-    })?;
-    Ok(huren_ecg::render_svg(
-        body,
-        &wave,
-        &huren_ecg::RenderOptions::default(),
-    ))
+    crate::http::render_ecg(&st.gw, body, hash, &huren_ecg::RenderOptions::default())
 }
 
 #[derive(Deserialize)]
