@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::{bin, huren, repo, Server, TEST_TOKEN};
 
-fn dcmtk() -> bool {
+pub(crate) fn dcmtk() -> bool {
     let ok = Command::new("storescu")
         .arg("--version")
         .stdout(Stdio::null())
@@ -27,7 +27,7 @@ fn dcmtk() -> bool {
     ok
 }
 
-fn config(dir: &Path, extra: &str) -> String {
+pub(crate) fn config(dir: &Path, extra: &str) -> String {
     let cfg = crate::mllp::config_file(dir);
     let mut s = std::fs::read_to_string(&cfg).unwrap();
     s.push_str(&format!(
@@ -39,7 +39,7 @@ fn config(dir: &Path, extra: &str) -> String {
 
 /// `huren serve` with a DICOM listener on an ephemeral port; returns the server and the
 /// DICOM port.
-fn start(data: &Path, cfg: &str) -> (Server, String) {
+pub(crate) fn start(data: &Path, cfg: &str) -> (Server, String) {
     let mut child = Command::new(bin())
         .args([
             "serve",
@@ -98,7 +98,7 @@ fn start(data: &Path, cfg: &str) -> (Server, String) {
 }
 
 /// Runs a dcmtk tool; returns (exit code, stderr+stdout).
-fn dcmtk_run(tool: &str, args: &[&str], nodelay: bool) -> (i32, String) {
+pub(crate) fn dcmtk_run(tool: &str, args: &[&str], nodelay: bool) -> (i32, String) {
     let mut c = Command::new(tool);
     c.args(args);
     if nodelay {
@@ -117,7 +117,12 @@ fn dcmtk_run(tool: &str, args: &[&str], nodelay: bool) -> (i32, String) {
     )
 }
 
-fn storescu(port: &str, files: &[&Path], extra: &[&str], nodelay: bool) -> (i32, String) {
+pub(crate) fn storescu(
+    port: &str,
+    files: &[&Path],
+    extra: &[&str],
+    nodelay: bool,
+) -> (i32, String) {
     let mut args: Vec<String> = vec![
         "-v".into(),
         "-aet".into(),
@@ -133,7 +138,7 @@ fn storescu(port: &str, files: &[&Path], extra: &[&str], nodelay: bool) -> (i32,
     dcmtk_run("storescu", &a, nodelay)
 }
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     repo().join("fixtures/dicom").join(name)
 }
 

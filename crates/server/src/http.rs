@@ -119,6 +119,7 @@ pub fn router(state: ApiState) -> Router {
             post(ecg_upload).layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024)),
         )
         .merge(crate::web::routes())
+        .merge(crate::dicom::web::routes())
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not found", "no such route") })
         .with_state(state)
 }
@@ -157,7 +158,7 @@ async fn audit_report_read(
     .await
 }
 
-async fn clinician(st: &ApiState, who: &crate::auth::Principal) -> Result<(), Problem> {
+pub(crate) async fn clinician(st: &ApiState, who: &crate::auth::Principal) -> Result<(), Problem> {
     if matches!(who.role, Role::Clinician | Role::InstitutionSystem) {
         return Ok(());
     }

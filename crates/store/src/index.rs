@@ -176,11 +176,29 @@ pub struct SledIndex {
     study_members: sled::Tree,
     /// `patient id \0 study` → ().
     patient_studies: sled::Tree,
+    /// Derived-blob cache: key (e.g. `preview|…`) → blob hash. Not in the journal; a
+    /// reindex forgets it and the blobs are made again on demand.
+    cache: sled::Tree,
 }
 
 const APPLIED: &[u8] = b"applied_seq";
 
 impl SledIndex {
+    /// The blob a cache key names, if any.
+    pub fn cache_get(&self, key: &str) -> Result<Option<ContentHash>, StoreError> {
+        Ok(self
+            .cache
+            .get(key.as_bytes())?
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()))
+    }
+
+    /// Records that `key` is answered by blob `hash`.
+    pub fn cache_put(&self, key: &str, hash: &ContentHash) -> Result<(), StoreError> {
+        self.cache
+            .insert(key.as_bytes(), hash.to_string().as_bytes())?;
+        Ok(())
+    }
+
     /// Opens or creates the index at `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let db = sled::Config::new()
@@ -199,6 +217,7 @@ impl SledIndex {
             series: db.open_tree("dicom_series")?,
             study_members: db.open_tree("dicom_study_members")?,
             patient_studies: db.open_tree("dicom_patient_studies")?,
+            cache: db.open_tree("blob_cache")?,
             db,
         })
     }

@@ -272,6 +272,31 @@ impl Store {
         self.inner.blobs.read(hash)
     }
 
+    /// A derived blob (e.g. a rendered preview) cached under `key` by
+    /// [`Store::put_cached_blob`]; `None` when absent or when the file no longer holds the
+    /// bytes its hash names (the caller makes it again).
+    pub fn cached_blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(h) = self.inner.index.cache_get(key)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .blobs
+            .read(&h)?
+            .filter(|b| ContentHash::of(b) == h))
+    }
+
+    /// Keeps a derived blob under a cache key: the blob is written like any other
+    /// (content-addressed, synced, renamed) and the key → hash entry goes into the index
+    /// only (no journal record: a cache entry is never needed for recovery, and
+    /// `huren reindex` forgets it).
+    pub fn put_cached_blob(&self, key: &str, bytes: &[u8]) -> Result<ContentHash, StoreError> {
+        let h = ContentHash::of(bytes);
+        self.inner.blobs.write_synced(&h, bytes)?;
+        self.inner.index.cache_put(key, &h)?;
+        Ok(h)
+    }
+
     /// Reads and decodes a report by hash.
     pub fn report(&self, hash: &ContentHash) -> Result<Option<Report>, StoreError> {
         Ok(self.report_shared(hash)?.map(|r| (*r).clone()))
