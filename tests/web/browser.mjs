@@ -152,6 +152,16 @@ try {
   check(await page.locator("#study").isVisible(), "study view");
   check(await page.locator("#series tbody tr").count() >= 1, "series listed");
   check((await page.locator("#sr").textContent()).includes("磨玻璃结节"), "SR findings shown");
+  await page.waitForFunction(() => {
+    const imgs = Array.from(document.querySelectorAll("#previews img"));
+    return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
+  });
+  check(true, "study preview images loaded");
+  const pv = await page.evaluate(() => {
+    const i = document.querySelector("#previews img");
+    return { w: i.naturalWidth, h: i.naturalHeight, n: document.querySelectorAll("#previews img").length };
+  });
+  check(pv.w > 0 && pv.h > 0, `preview ${pv.n} image(s), first ${pv.w}×${pv.h}`);
   await shot("study");
 
   // Decisions: accept one recognisable result, then repeat another with E1 (two clicks).

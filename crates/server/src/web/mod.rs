@@ -247,6 +247,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/ui/p/{h}/check", get(check))
         .route("/ui/p/{h}/r/{hash}", get(report_view))
         .route("/ui/p/{h}/ecg/{hash}/trace.svg", get(ecg_trace))
+        .route("/ui/p/{h}/img/{hash}/{uid}", get(preview))
         .route("/ui/p/{h}/decide", post(decide))
         .route("/ui/stats", get(stats))
         .route("/ui/assets/{file}", get(asset))
@@ -769,7 +770,12 @@ async fn report_view(
         );
         return problem_page(w.lang, Some(&s), p);
     };
-    let view = pages::report(&st, w.lang, &s, &h, &ctx, target, &evaluated, &[]);
+    let previews = if target.verdict.content_allowed() {
+        previews_of(&st, &target.report)
+    } else {
+        vec![]
+    };
+    let view = pages::report(&st, w.lang, &s, &h, &ctx, target, &evaluated, &previews);
     let mut returned: Vec<String> = view.returned.clone();
     if target.verdict.content_allowed() {
         returned.push(target.meta.hash.to_string());
@@ -830,6 +836,114 @@ fn render_trace(st: &ApiState, hash: &str) -> Result<String, Problem> {
         .as_ref()
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not an ECG", hash.to_string()))?;
     crate::http::render_ecg(&st.gw, body, hash, &huren_ecg::RenderOptions::default())
+}
+
+/// How many preview images a study page shows.
+const MAX_PREVIEWS: usize = 8;
+
+/// The image instances of a study to preview: the middle instance of each image series, then
+/// more of the first series, up to [`MAX_PREVIEWS`]; `(SOP Instance UID, caption)`.
+fn previews_of(st: &ApiState, report: &huren_model::Report) -> Vec<(String, String)> {
+    let Some(im) = report.imaging.as_ref() else {
+        return vec![];
+    };
+    let mut recs = match st.gw.store.instances_of_study(&im.study_instance_uid) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing the instances of a study failed");
+            return vec![];
+        }
+    };
+    recs.retain(|r| {
+        r.institution == report.source.institution
+            && !matches!(
+                r.modality.as_deref(),
+                Some("SR" | "KO" | "PR" | "ECG" | "DOC")
+            )
+    });
+    recs.sort_by_key(|r| (r.series_number, r.instance_number));
+    let mut series: Vec<Vec<&huren_model::InstanceRecord>> = Vec::new();
+    for r in &recs {
+        match series.last_mut() {
+            Some(s) if s[0].series_instance_uid == r.series_instance_uid => s.push(r),
+            _ => series.push(vec![r]),
+        }
+    }
+    let mut out: Vec<&huren_model::InstanceRecord> =
+        series.iter().map(|s| s[s.len() / 2]).collect();
+    if let Some(first) = series.first() {
+        for r in first {
+            if out.len() >= MAX_PREVIEWS {
+                break;
+            }
+            if !out.iter().any(|o| o.sop_instance_uid == r.sop_instance_uid) {
+                out.push(r);
+            }
+        }
+    }
+    out.truncate(MAX_PREVIEWS);
+    out.sort_by_key(|r| (r.series_number, r.instance_number));
+    out.into_iter()
+        .map(|r| {
+            let caption = format!(
+                "{} {} · #{}",
+                r.modality.as_deref().unwrap_or(""),
+                r.series_description.as_deref().unwrap_or(""),
+                r.instance_number.map(|n| n.to_string()).unwrap_or_default()
+            );
+            (r.sop_instance_uid.clone(), caption)
+        })
+        .collect()
+}
+
+/// A study page's preview image: part of that page's audited view (the session must have
+/// been shown the study report, and the instance must belong to it).
+async fn preview(
+    State(st): State<ApiState>,
+    w: Web,
+    Path((_h, hash, uid)): Path<(String, String, String)>,
+) -> Response {
+    let Some(s) = &w.signed else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    if !st.web.was_shown(&s.key, &hash) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let Ok(h) = hash.parse::<huren_model::ContentHash>() else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let study = match st.gw.store.report_shared(&h) {
+        Ok(Some(r)) => r,
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let belongs = match st.gw.store.instance(&uid) {
+        Ok(Some(rec)) => study.imaging.as_ref().is_some_and(|im| {
+            im.study_instance_uid == rec.study_instance_uid
+                && rec.institution == study.source.institution
+        }),
+        Ok(None) => false,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    if !belongs {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match st.gw.preview_png(&uid, 512).await {
+        Ok(Some(png)) => (
+            [
+                (header::CONTENT_TYPE, "image/png"),
+                (header::CACHE_CONTROL, "private, max-age=600"),
+            ],
+            png,
+        )
+            .into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => {
+            let status =
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, e.to_string()).into_response()
+        }
+    }
 }
 
 #[derive(Deserialize)]

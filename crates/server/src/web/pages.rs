@@ -808,7 +808,7 @@ pub(crate) fn report(
                                 div.thumbs {
                                     @for (uid, label) in previews {
                                         figure {
-                                            img src=(format!("/ui/p/{h}/img/{hash}/{uid}.png")) alt=(label) loading="lazy";
+                                            img src=(format!("/ui/p/{h}/img/{hash}/{uid}")) alt=(label) loading="lazy";
                                             figcaption { (label) }
                                         }
                                     }
