@@ -1,5 +1,5 @@
 // First render of one patient page in headless chromium (tests/bench/web_timeline.sh):
-// loads URL RUNS times with the session cookie and prints time to first byte, first
+// loads URL RUNS times, each in a fresh browser context (empty cache), with the session cookie and prints time to first byte, first
 // contentful paint, load, and the page weight (HTML transferred and decoded, assets).
 // usage: node first_render.mjs URL SESSION_COOKIE [RUNS]
 import { chromium } from "playwright-core";
@@ -10,25 +10,33 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
-const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 768 } });
 const u = new URL(url);
-await ctx.addCookies([{ name: "huren_session", value: session, domain: u.hostname, path: "/", httpOnly: true, sameSite: "Strict", secure: u.protocol === "https:" }]);
-const page = await ctx.newPage();
 const rows = [];
 for (let i = 0; i < Number(runs); i++) {
+  // A fresh context (empty cache) per load: every run is a first render.
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 768 } });
+  await ctx.addCookies([{ name: "huren_session", value: session, domain: u.hostname, path: "/", httpOnly: true, sameSite: "Strict", secure: u.protocol === "https:" }]);
+  const page = await ctx.newPage();
   await page.goto(url, { waitUntil: "load" });
-  rows.push(await page.evaluate(() => {
+  rows.push(await page.evaluate(async () => {
+    const fcp = await new Promise((resolve) => {
+      new PerformanceObserver((l) => {
+        const e = l.getEntries().find((x) => x.name === "first-contentful-paint");
+        if (e) resolve(e.startTime);
+      }).observe({ type: "paint", buffered: true });
+      setTimeout(() => resolve(null), 2000);
+    });
     const n = performance.getEntriesByType("navigation")[0];
-    const fcp = performance.getEntriesByName("first-contentful-paint")[0];
     const assets = performance.getEntriesByType("resource").reduce((a, r) => a + (r.transferSize || 0), 0);
     return {
       ttfb_ms: Math.round(n.responseStart - n.startTime),
-      fcp_ms: fcp ? Math.round(fcp.startTime) : null,
+      fcp_ms: fcp === null ? null : Math.round(fcp),
       load_ms: Math.round(n.loadEventEnd - n.startTime),
       html_transferred: n.transferSize, html_decoded: n.decodedBodySize, assets_transferred: assets,
       results: document.querySelectorAll("li.res").length,
     };
   }));
+  await ctx.close();
 }
 await browser.close();
 const med = (k) => rows.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(rows.length / 2)];

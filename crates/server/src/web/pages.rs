@@ -16,7 +16,7 @@ use crate::api::{self, ApiState, Evaluated};
 use crate::auth::Role;
 
 /// Bumped when the assets change (cache busting).
-const ASSET_V: &str = "2";
+const ASSET_V: &str = "3";
 
 fn layout(lang: Lang, title: &str, s: Option<&Signed>, here: &str, body: Markup) -> Markup {
     let t = lang.t();
