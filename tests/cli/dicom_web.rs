@@ -143,3 +143,104 @@ fn previews_over_http_are_authenticated_audited_and_cached() {
     assert_eq!(s.matches("read_preview").count(), 3, "{audit}");
     assert_eq!(s.matches("read_rendered").count(), 2, "{audit}");
 }
+
+fn qido(srv: &Server, path: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {}", srv.token);
+    let (st, ctype, body) = get_raw(
+        srv,
+        path,
+        &[
+            ("Authorization", auth.as_str()),
+            ("Accept", "application/dicom+json"),
+        ],
+    );
+    if st == 200 {
+        assert_eq!(ctype, "application/dicom+json");
+    }
+    (st, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+#[test]
+fn qido_rs_studies_series_instances_with_limit_offset_and_audit() {
+    if !dcmtk() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let (srv, port) = start(&dir.path().join("data"), &cfg);
+    let files: Vec<_> = [
+        "ct_series_1.dcm",
+        "ct_series_2.dcm",
+        "ct_series_3.dcm",
+        "sr_chinese.dcm",
+        "ct_gb18030.dcm",
+    ]
+    .iter()
+    .map(|f| fixture(f))
+    .collect();
+    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    let (rc, out) = storescu(&port, &refs, &[], true);
+    assert_eq!(rc, 0, "{out}");
+    let ct = huren_dicom::parse_file(&std::fs::read(&files[0]).unwrap())
+        .unwrap()
+        .record;
+
+    let (st, b) = qido(&srv, "/dicomweb/studies?PatientID=FX0001");
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b.as_array().unwrap().len(), 1, "{b}");
+    assert_eq!(b[0]["0020000D"]["Value"][0], ct.study_instance_uid.as_str());
+    assert_eq!(b[0]["00100010"]["vr"], "PN");
+    assert_eq!(b[0]["00100010"]["Value"][0]["Alphabetic"], "张^三");
+    assert_eq!(b[0]["00201208"]["Value"][0], 4);
+    assert_eq!(b[0]["00080061"]["Value"], serde_json::json!(["CT", "SR"]));
+
+    let (_, b) = qido(&srv, "/dicomweb/studies?PatientName=*");
+    assert_eq!(b.as_array().unwrap().len(), 2, "{b}");
+    let (_, b1) = qido(&srv, "/dicomweb/studies?PatientName=*&limit=1");
+    let (_, b2) = qido(&srv, "/dicomweb/studies?PatientName=*&limit=1&offset=1");
+    assert_eq!(b1.as_array().unwrap().len(), 1);
+    assert_eq!(b2.as_array().unwrap().len(), 1);
+    assert_ne!(b1[0]["0020000D"], b2[0]["0020000D"]);
+    let (_, b) = qido(
+        &srv,
+        "/dicomweb/studies?00100020=FX0001&StudyDate=20250101-",
+    );
+    assert_eq!(b.as_array().unwrap().len(), 1, "{b}");
+    let (_, b) = qido(&srv, "/dicomweb/studies?StudyDate=-20200101");
+    assert_eq!(b.as_array().unwrap().len(), 0, "{b}");
+
+    let (_, b) = qido(
+        &srv,
+        &format!("/dicomweb/studies/{}/series", ct.study_instance_uid),
+    );
+    assert_eq!(b.as_array().unwrap().len(), 2, "{b}");
+    let (_, b) = qido(
+        &srv,
+        &format!(
+            "/dicomweb/studies/{}/series/{}/instances",
+            ct.study_instance_uid, ct.series_instance_uid
+        ),
+    );
+    assert_eq!(b.as_array().unwrap().len(), 3, "{b}");
+    let (_, b) = qido(&srv, "/dicomweb/series?Modality=SR");
+    assert_eq!(b.as_array().unwrap().len(), 1, "{b}");
+    let (_, b) = qido(
+        &srv,
+        &format!("/dicomweb/instances?SOPInstanceUID={}", ct.sop_instance_uid),
+    );
+    assert_eq!(b.as_array().unwrap().len(), 1, "{b}");
+    assert_eq!(b[0]["00080016"]["Value"][0], "1.2.840.10008.5.1.4.1.1.2");
+
+    let (st, b) = qido(&srv, "/dicomweb/studies?NotAKeyword=1");
+    assert_eq!(st, 400, "{b}");
+    let (st, _, _) = get_raw(&srv, "/dicomweb/studies", &[]);
+    assert_eq!(st, 401);
+
+    let (st, audit) = srv.get_with(
+        "/api/v1/audit?patient=FX-ZX:FX0001",
+        &[("Authorization", "Bearer test-privacy-token")],
+    );
+    assert_eq!(st, 200, "{audit}");
+    assert!(audit.to_string().contains("qido_study"), "{audit}");
+    assert!(audit.to_string().contains("qido_image"), "{audit}");
+}

@@ -5,6 +5,7 @@
 //! transcodes. This crate does no I/O.
 
 pub mod guard;
+pub mod identifier;
 pub mod preview;
 pub mod sr;
 pub mod storage;

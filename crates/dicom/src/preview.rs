@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_PX: u32 = 512;
 /// The largest `max_px` honoured (larger requests are clamped).
 pub const MAX_MAX_PX: u32 = 4096;
 /// Decoded frames larger than this many bytes are refused (a hostile Rows × Columns).
-pub const MAX_FRAME_BYTES: u64 = 512 * 1024 * 1024;
+pub const MAX_FRAME_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Why no preview could be made. [`PreviewError::http_status`] maps each to 415 (nothing
 /// huren can render: no pixel data, an unsupported encoding) or 422 (the pixel data is
@@ -170,6 +170,27 @@ pub fn render_png(bytes: &[u8], max_px: u32) -> Result<Vec<u8>, PreviewError> {
         return Err(PreviewError::UnsupportedImage(format!(
             "a {cols} × {rows} frame of {frame_bytes} bytes is larger than {MAX_FRAME_BYTES}"
         )));
+    }
+    if !ts.is_encapsulated_pixel_data() {
+        // Native pixel data must hold the first frame: refuse before any decoder allocates
+        // for a Rows × Columns the bytes do not back.
+        let have = obj
+            .get(tags::PIXEL_DATA)
+            .and_then(|e| e.to_bytes().ok())
+            .map_or(0, |b| b.len() as u64);
+        let need = if bits == 1 {
+            (rows as u64 * cols as u64 * spp as u64).div_ceil(8)
+        } else {
+            rows as u64 * cols as u64 * spp as u64 * (bits as u64 / 8)
+        };
+        let photometric_422 = crate::text(&obj, tags::PHOTOMETRIC_INTERPRETATION)
+            .is_some_and(|p| p == "YBR_FULL_422");
+        let need = if photometric_422 { need / 3 * 2 } else { need };
+        if have < need {
+            return Err(PreviewError::BrokenPixelData(format!(
+                "Pixel Data has {have} bytes; one {cols} × {rows} frame needs {need}"
+            )));
+        }
     }
     let photometric = crate::text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
     let palette = if photometric == "PALETTE COLOR" {

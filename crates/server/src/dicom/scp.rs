@@ -1,4 +1,5 @@
-//! The DIMSE service class provider on dicom-ul (async): C-ECHO and C-STORE.
+//! The DIMSE service class provider on dicom-ul (async): C-ECHO, C-STORE and C-FIND
+//! (Study Root and Patient Root, answered from the index by [`super::query`]).
 //!
 //! Every socket gets `TCP_NODELAY` (a Nagle-on exchange costs ~40 ms per instance on Linux).
 //! The calling AE title must belong to a configured institution (or `accept_unknown`), the
@@ -27,8 +28,15 @@ use crate::pipeline::Gateway;
 /// Verification SOP class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
 
+/// Study Root Query/Retrieve Information Model – FIND.
+pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
+/// Patient Root Query/Retrieve Information Model – FIND.
+pub const PATIENT_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.1.1";
+
 const C_STORE_RQ: u16 = 0x0001;
+const C_FIND_RQ: u16 = 0x0020;
 const C_ECHO_RQ: u16 = 0x0030;
+const C_CANCEL_RQ: u16 = 0x0FFF;
 const NO_DATA_SET: u16 = 0x0101;
 
 /// Checks the AE titles of an association request against the configuration.
@@ -66,7 +74,9 @@ fn options(
         .read_timeout(Duration::from_secs(c.timeout_secs.max(1)))
         .write_timeout(Duration::from_secs(c.timeout_secs.max(1)))
         .promiscuous(c.accept_unknown_sop_classes)
-        .with_abstract_syntax(VERIFICATION);
+        .with_abstract_syntax(VERIFICATION)
+        .with_abstract_syntax(STUDY_ROOT_FIND)
+        .with_abstract_syntax(PATIENT_ROOT_FIND);
     for (uid, _) in huren_dicom::STORAGE_SOP_CLASSES {
         o = o.with_abstract_syntax(*uid);
     }
@@ -224,6 +234,9 @@ async fn association(
                                 continue;
                             }
                             let rsp = match cmd.field {
+                                // A C-FIND is answered in full before the next PDU is read:
+                                // a late cancel has nothing left to stop.
+                                C_CANCEL_RQ => continue,
                                 C_ECHO_RQ => cmd.response(0x8030, 0, None),
                                 f => {
                                     cmd.response(f | 0x8000, 0x0211, Some("unsupported operation"))
@@ -257,6 +270,16 @@ async fn association(
                                 .map(|c| c.2.clone())
                                 .unwrap_or_default();
                             let bytes = std::mem::take(&mut data);
+                            if cmd.field == C_FIND_RQ && !too_big {
+                                let peer_max = assoc.requestor_max_pdu_length();
+                                if find(&gw, &mut assoc, pc, &cmd, bytes, &ts, peer_max)
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                                continue;
+                            }
                             let rsp = if cmd.field != C_STORE_RQ {
                                 cmd.response(
                                     cmd.field | 0x8000,
@@ -296,6 +319,110 @@ async fn association(
                 let _ = assoc.abort().await;
                 return;
             }
+        }
+    }
+}
+
+/// Answers one C-FIND: a pending response (FF00) with an identifier per match, then
+/// success (0000); A900 for an identifier without a usable Query/Retrieve Level, C000 for
+/// one that does not parse, A700 when the index cannot answer.
+async fn find(
+    gw: &Gateway,
+    assoc: &mut dicom_ul::association::AsyncServerAssociation<TcpStream>,
+    pc: u8,
+    cmd: &Command,
+    identifier: Vec<u8>,
+    ts: &str,
+    peer_max_pdu: u32,
+) -> Result<(), dicom_ul::association::Error> {
+    use super::query::{find as run, Key, Level};
+    let store = gw.store.clone();
+    let ts2 = ts.to_string();
+    let patient_root = cmd.sop_class == PATIENT_ROOT_FIND;
+    let answers = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>, (u16, String)> {
+        let keys = huren_dicom::identifier::read_identifier(&identifier, &ts2)
+            .map_err(|e| (0xC000, e.to_string()))?;
+        let level = keys
+            .iter()
+            .find(|(t, _)| *t == dicom_dictionary_std::tags::QUERY_RETRIEVE_LEVEL)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let level = match Level::parse(level) {
+            Some(Level::Patient) if !patient_root => {
+                return Err((0xA900, "PATIENT level needs the Patient Root model".into()))
+            }
+            Some(l) => l,
+            None => {
+                return Err((
+                    0xA900,
+                    format!("Query/Retrieve Level {level:?} is missing or invalid"),
+                ))
+            }
+        };
+        let qkeys: Vec<Key> = keys
+            .iter()
+            .map(|(t, v)| Key {
+                tag: *t,
+                value: v.clone(),
+            })
+            .collect();
+        let found = run(&store, level, &qkeys, 0, usize::MAX)
+            .map_err(|e| (0xA700, format!("index: {e}")))?;
+        let mut out = Vec::with_capacity(found.len());
+        for attrs in found {
+            let mut ident: Vec<(dicom_core::Tag, dicom_core::VR, Option<String>)> = Vec::new();
+            for (t, _) in &keys {
+                if *t == dicom_dictionary_std::tags::SPECIFIC_CHARACTER_SET {
+                    continue;
+                }
+                if *t == dicom_dictionary_std::tags::QUERY_RETRIEVE_LEVEL {
+                    ident.push((*t, dicom_core::VR::CS, Some(level.as_str().into())));
+                    continue;
+                }
+                match attrs.iter().find(|a| a.tag == *t) {
+                    Some(a) => ident.push((a.tag, a.vr, a.value.clone())),
+                    None => ident.push((*t, dicom_core::VR::UN, None)),
+                }
+            }
+            // Unknown return keys go back empty; drop those whose VR we cannot name.
+            ident.retain(|(_, vr, v)| *vr != dicom_core::VR::UN || v.is_some());
+            out.push(
+                huren_dicom::identifier::write_identifier(&ident, &ts2)
+                    .map_err(|e| (0xC000, e.to_string()))?,
+            );
+        }
+        Ok(out)
+    })
+    .await
+    .unwrap_or_else(|_| Err((0xC000, "the query task failed".into())));
+    match answers {
+        Err((status, why)) => {
+            tracing::info!(status = format!("{status:04X}"), %why, "C-FIND refused");
+            send(assoc, pc, cmd.response(0x8020, status, Some(&why))).await
+        }
+        Ok(answers) => {
+            let chunk = if peer_max_pdu == 0 {
+                16 * 1024
+            } else {
+                (peer_max_pdu as usize).saturating_sub(16).max(1024)
+            };
+            for a in answers {
+                send(assoc, pc, cmd.response_with_data(0x8020, 0xFF00)).await?;
+                let n = a.len().div_ceil(chunk).max(1);
+                for (i, part) in a.chunks(chunk).enumerate() {
+                    assoc
+                        .send(&Pdu::PData {
+                            data: vec![PDataValue {
+                                presentation_context_id: pc,
+                                value_type: PDataValueType::Data,
+                                is_last: i + 1 == n,
+                                data: part.to_vec(),
+                            }],
+                        })
+                        .await?;
+                }
+            }
+            send(assoc, pc, cmd.response(0x8020, 0x0000, None)).await
         }
     }
 }
@@ -416,8 +543,23 @@ impl Command {
         seen_field.then_some(c)
     }
 
-    /// A response command set (Implicit VR LE, with its group length).
+    /// A response command set (Implicit VR LE, with its group length), no data set.
     pub fn response(&self, field: u16, status: u16, comment: Option<&str>) -> Vec<u8> {
+        self.response_inner(field, status, comment, NO_DATA_SET)
+    }
+
+    /// A response command set announcing a data set (C-FIND pending answers).
+    pub fn response_with_data(&self, field: u16, status: u16) -> Vec<u8> {
+        self.response_inner(field, status, None, 0x0001)
+    }
+
+    fn response_inner(
+        &self,
+        field: u16,
+        status: u16,
+        comment: Option<&str>,
+        data_set_type: u16,
+    ) -> Vec<u8> {
         fn el(out: &mut Vec<u8>, e: u16, v: &[u8], pad: u8) {
             let mut v = v.to_vec();
             if v.len() % 2 == 1 {
@@ -434,7 +576,7 @@ impl Command {
         }
         el(&mut body, 0x0100, &field.to_le_bytes(), 0);
         el(&mut body, 0x0120, &self.message_id.to_le_bytes(), 0);
-        el(&mut body, 0x0800, &NO_DATA_SET.to_le_bytes(), 0);
+        el(&mut body, 0x0800, &data_set_type.to_le_bytes(), 0);
         el(&mut body, 0x0900, &status.to_le_bytes(), 0);
         if let Some(c) = comment.filter(|_| status != 0) {
             // Error Comment is LO: at most 64 characters.
@@ -445,7 +587,7 @@ impl Command {
                 .collect();
             el(&mut body, 0x0902, c.as_bytes(), b' ');
         }
-        if !self.sop_instance.is_empty() {
+        if !self.sop_instance.is_empty() && field != 0x8020 {
             el(&mut body, 0x1000, self.sop_instance.as_bytes(), 0);
         }
         let mut out = Vec::with_capacity(body.len() + 12);

@@ -23,6 +23,243 @@ pub fn routes() -> Router<ApiState> {
             "/dicomweb/studies/{study}/series/{series}/instances/{uid}/rendered",
             get(rendered),
         )
+        .route("/dicomweb/studies", get(qido_studies))
+        .route(
+            "/dicomweb/studies/{study}/series",
+            get(qido_series_of_study),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances",
+            get(qido_instances_of_series),
+        )
+        .route(
+            "/dicomweb/studies/{study}/instances",
+            get(qido_instances_of_study),
+        )
+        .route("/dicomweb/series", get(qido_series))
+        .route("/dicomweb/instances", get(qido_instances))
+}
+
+/// One QIDO-RS query parameter → a matching key (`PatientID=…` or `00100020=…`); `None`
+/// for the non-key parameters.
+fn qido_key(name: &str, value: &str) -> Result<Option<super::query::Key>, Problem> {
+    use dicom_core::dictionary::DataDictionary;
+    if matches!(
+        name,
+        "limit" | "offset" | "includefield" | "fuzzymatching" | "orderby" | "access_token"
+    ) {
+        return Ok(None);
+    }
+    let tag = if name.len() == 8 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+        let g = u16::from_str_radix(&name[..4], 16).unwrap_or(0);
+        let e = u16::from_str_radix(&name[4..], 16).unwrap_or(0);
+        dicom_core::Tag(g, e)
+    } else {
+        dicom_dictionary_std::StandardDataDictionary
+            .by_name(name)
+            .map(|d| d.tag.inner())
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown query key",
+                    format!("{name:?} is not a DICOM keyword or tag"),
+                )
+            })?
+    };
+    Ok(Some(super::query::Key {
+        tag,
+        value: value.to_string(),
+    }))
+}
+
+/// DICOM JSON (PS3.18 F.2) of one answer.
+pub(crate) fn dicom_json(attrs: &[super::query::Attr]) -> serde_json::Value {
+    use dicom_core::VR;
+    let mut m = serde_json::Map::new();
+    let mut sorted: Vec<&super::query::Attr> = attrs.iter().collect();
+    sorted.sort_by_key(|a| a.tag);
+    for a in sorted {
+        let mut el = serde_json::Map::new();
+        el.insert("vr".into(), a.vr.to_string().into());
+        if let Some(v) = a.value.as_deref() {
+            let vals: Vec<serde_json::Value> = v
+                .split('\\')
+                .map(|x| match a.vr {
+                    VR::PN => serde_json::json!({"Alphabetic": x}),
+                    VR::IS | VR::US => x
+                        .trim()
+                        .parse::<i64>()
+                        .map(serde_json::Value::from)
+                        .unwrap_or(serde_json::Value::Null),
+                    _ => serde_json::Value::from(x.trim_end()),
+                })
+                .collect();
+            el.insert("Value".into(), vals.into());
+        }
+        m.insert(
+            format!("{:04X}{:04X}", a.tag.group(), a.tag.element()),
+            el.into(),
+        );
+    }
+    m.into()
+}
+
+async fn qido(
+    st: ApiState,
+    who: crate::auth::Principal,
+    level: super::query::Level,
+    fixed: Vec<super::query::Key>,
+    params: Vec<(String, String)>,
+) -> Result<Response, Problem> {
+    clinician(&st, &who).await?;
+    let mut keys = fixed;
+    let (mut limit, mut offset) = (1000usize, 0usize);
+    for (k, v) in &params {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse()
+                    .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "bad limit", v.clone()))?
+            }
+            "offset" => {
+                offset = v
+                    .parse()
+                    .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "bad offset", v.clone()))?
+            }
+            _ => keys.extend(qido_key(k, v)?),
+        }
+    }
+    let limit = limit.clamp(1, 10_000);
+    let store = st.gw.store.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        super::query::find(&store, level, &keys, offset, limit)
+    })
+    .await
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            e.to_string(),
+        )
+    })?
+    .map_err(store_problem)?;
+    // One audit record per patient whose data is answered.
+    let mut by_patient: std::collections::BTreeMap<(String, String), Vec<String>> =
+        Default::default();
+    let get = |attrs: &[super::query::Attr], t| {
+        attrs
+            .iter()
+            .find(|a| a.tag == t)
+            .and_then(|a| a.value.clone())
+            .unwrap_or_default()
+    };
+    for attrs in &found {
+        let inst = get(attrs, dicom_dictionary_std::tags::INSTITUTION_NAME);
+        let pid = get(attrs, dicom_dictionary_std::tags::PATIENT_ID);
+        let study = get(attrs, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
+        let pid = if pid.is_empty() {
+            format!("STUDY-{study}")
+        } else {
+            pid
+        };
+        by_patient.entry((inst, pid)).or_default().push(study);
+    }
+    for ((institution, local_id), mut studies) in by_patient {
+        studies.dedup();
+        st.audit(huren_store::AuditRecord {
+            actor: who.id.clone(),
+            institution: who.institution.clone(),
+            role: "clinician".into(),
+            action: format!("qido_{}", level.as_str().to_lowercase()),
+            patient: st
+                .gw
+                .store
+                .person_key(&PatientId::Local {
+                    institution,
+                    local_id,
+                })
+                .ok(),
+            outcome: "ok".into(),
+            detail: serde_json::json!({ "studies": studies }),
+            ..Default::default()
+        })
+        .await?;
+    }
+    let body: Vec<serde_json::Value> = found.iter().map(|a| dicom_json(a)).collect();
+    Ok((
+        [(header::CONTENT_TYPE, "application/dicom+json")],
+        serde_json::Value::from(body).to_string(),
+    )
+        .into_response())
+}
+
+type Params = Query<Vec<(String, String)>>;
+
+fn uid_key(tag: dicom_core::Tag, v: String) -> super::query::Key {
+    super::query::Key { tag, value: v }
+}
+
+async fn qido_studies(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    Query(p): Params,
+) -> Result<Response, Problem> {
+    qido(st, who, super::query::Level::Study, vec![], p).await
+}
+
+async fn qido_series(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    Query(p): Params,
+) -> Result<Response, Problem> {
+    qido(st, who, super::query::Level::Series, vec![], p).await
+}
+
+async fn qido_instances(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    Query(p): Params,
+) -> Result<Response, Problem> {
+    qido(st, who, super::query::Level::Image, vec![], p).await
+}
+
+async fn qido_series_of_study(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    Path(study): Path<String>,
+    Query(p): Params,
+) -> Result<Response, Problem> {
+    let fixed = vec![uid_key(
+        dicom_dictionary_std::tags::STUDY_INSTANCE_UID,
+        study,
+    )];
+    qido(st, who, super::query::Level::Series, fixed, p).await
+}
+
+async fn qido_instances_of_study(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    Path(study): Path<String>,
+    Query(p): Params,
+) -> Result<Response, Problem> {
+    let fixed = vec![uid_key(
+        dicom_dictionary_std::tags::STUDY_INSTANCE_UID,
+        study,
+    )];
+    qido(st, who, super::query::Level::Image, fixed, p).await
+}
+
+async fn qido_instances_of_series(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    Path((study, series)): Path<(String, String)>,
+    Query(p): Params,
+) -> Result<Response, Problem> {
+    let fixed = vec![
+        uid_key(dicom_dictionary_std::tags::STUDY_INSTANCE_UID, study),
+        uid_key(dicom_dictionary_std::tags::SERIES_INSTANCE_UID, series),
+    ];
+    qido(st, who, super::query::Level::Image, fixed, p).await
 }
 
 /// The person key of an instance's patient, as the study report files it.
