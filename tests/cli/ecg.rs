@@ -222,3 +222,46 @@ fn cli_checks_and_ingests_ecg_files() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(lines[0]["outcome"], "stored");
 }
+
+/// A 12-lead ECG waveform object sent by C-STORE is stored as an instance of its study and
+/// also becomes an ECG report (measurements, trace) in the same commit.
+#[test]
+fn dicom_ecg_over_cstore_makes_an_ecg_report() {
+    if !crate::dicom::dcmtk() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::dicom::config(dir.path(), "");
+    let data = dir.path().join("data");
+    let (srv, port) = crate::dicom::start(&data, &cfg);
+    let file = crate::dicom::fixture("ecg_waveform.dcm");
+    let (rc, log) = crate::dicom::storescu(&port, &[file.as_path()], &[], false);
+    assert_eq!(rc, 0, "{log}");
+    let (st, b) = srv.get("/api/v1/patients/FX-ZX:FX0003/reports?kind=ecg");
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["count"], 1, "{b:#}");
+    let r = &b["reports"][0]["report"];
+    assert_eq!(r["kind"], "ecg");
+    assert!(r["ecg"]["waveform"].is_string(), "{r:#}");
+    let (st, b) = srv.get("/api/v1/patients/FX-ZX:FX0003/reports?kind=imaging");
+    assert_eq!(st, 200);
+    assert_eq!(b["count"], 1, "the instance is in its study too: {b:#}");
+    // The ECG report's original is the stored DICOM instance; its trace renders.
+    let hash = srv.get("/api/v1/patients/FX-ZX:FX0003/reports?kind=ecg").1["reports"][0]["meta"]
+        ["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!("http://{}/api/v1/reports/{hash}/ecg.svg", srv.http);
+    let svg = ureq::get(&url)
+        .set("Authorization", &format!("Bearer {}", srv.token))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("V6"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+}

@@ -260,6 +260,25 @@ impl Gateway {
         };
         let report = study::report(body, &ctx, hash, prev_status, inst.sr.is_some());
         let record = inst.record_for(hash, original.len() as u64, institution);
+        let mut reports = vec![report];
+        let mut attachments = vec![];
+        if is_ecg_waveform(&r.sop_class_uid) {
+            // A 12-lead / general / ambulatory ECG waveform is also an ECG report (measurements,
+            // statements, critical flag, trace), committed with the instance.
+            match crate::ecg::prepare_ecg(&self.config, &original, institution) {
+                Ok((ecg, _)) => {
+                    reports.extend(ecg.reports);
+                    attachments.extend(ecg.attachments);
+                }
+                Err(o) => {
+                    tracing::warn!(error = ?o.error, "ECG waveform instance stored without an ECG report");
+                    out.warnings.push(format!(
+                        "no ECG report: {}",
+                        o.error.as_deref().unwrap_or("the ECG adapter refused it")
+                    ));
+                }
+            }
+        }
         if change == study::Change::Replaced {
             out.outcome = "replaced";
         }
@@ -267,10 +286,10 @@ impl Gateway {
         Plan::Commit(Box::new((
             Ingest {
                 original,
-                reports: vec![report],
+                reports,
                 identity: vec![],
                 received_at: now(),
-                attachments: vec![],
+                attachments,
             },
             record,
             out,
@@ -345,6 +364,17 @@ fn finish(
             out
         }
     }
+}
+
+/// Whether a SOP class is an ECG waveform the ECG adapter reads (12-lead, general,
+/// ambulatory).
+fn is_ecg_waveform(sop_class: &str) -> bool {
+    matches!(
+        sop_class,
+        "1.2.840.10008.5.1.4.1.1.9.1.1"
+            | "1.2.840.10008.5.1.4.1.1.9.1.2"
+            | "1.2.840.10008.5.1.4.1.1.9.1.3"
+    )
 }
 
 /// Parses a DICOM file (Part 10, or a bare data set whose transfer syntax is sniffed):
