@@ -339,7 +339,7 @@ pub async fn load(gw: &Gateway, http_addr: &str, tokens: &DemoTokens) -> Result<
         examples.push(format!("{base}/api/v1/patients/{p}/reports?kind=lab"));
     }
     let line = json!({"demo": "loaded", "messages": stored, "data": gw.store.dir().display().to_string(), "examples": examples,
-        "patient": format!("nid:{STORY_NATIONAL_ID}"), "usage": "open the first example in a browser and sign in with demo_token; or curl -H 'Authorization: Bearer DEMO_TOKEN' -H 'X-Patient-Authorization: health_card 123456' URL"});
+        "patient": format!("nid:{STORY_NATIONAL_ID}"), "usage": "open the first example in a browser and sign in with the clinician token of the next line; or curl -H 'Authorization: Bearer DEMO_TOKEN' -H 'X-Patient-Authorization: health_card 123456' URL"});
     println!("{line}");
     println!(
         "{}",

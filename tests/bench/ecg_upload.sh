@@ -13,9 +13,9 @@ out=$(mktemp)
 target/release/huren serve --demo --data "$data/store" --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$out" 2>/dev/null &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$out"' EXIT
-for _ in $(seq 100); do grep -q demo_token "$out" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "\"demo_token\":" "$out" && break; sleep 0.1; done
 addr=$(grep '"listening":"http"' "$out" | sed 's/.*"addr":"\([^"]*\)".*/\1/')
-HUREN_TOKEN=$(grep demo_token "$out" | sed 's/.*"demo_token":"\([^"]*\)".*/\1/')
+HUREN_TOKEN=$(grep "\"demo_token\":" "$out" | sed 's/.*"demo_token":"\([^"]*\)".*/\1/')
 export HUREN_TOKEN HUREN_ECG=fixtures/ecg/aecg-zh-patient.xml
 echo "ECG upload: $(wc -c <"$HUREN_ECG") bytes aECG (12 leads, 10 s), $conns connections, ${secs}s"
 wrk -t2 -c"$conns" -d"${secs}s" --latency -s tests/bench/ecg_upload.lua "http://$addr"
