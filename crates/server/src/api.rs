@@ -507,14 +507,7 @@ pub(crate) async fn evaluate_patient_item(
         }
         Ok::<_, huren_store::StoreError>((link, out))
     })
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error",
-            e.to_string(),
-        )
-    })??;
+    .await??;
     let queried_local = match &asked.patient {
         PatientId::Local {
             institution,
@@ -1141,14 +1134,7 @@ pub async fn stats(
                 && d.is_some_and(|d| from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t))
         })
     })
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error",
-            e.to_string(),
-        )
-    })??;
+    .await??;
     #[derive(Default)]
     struct G {
         advice: [u64; 3],
@@ -1257,14 +1243,7 @@ pub async fn audit_view(
     let entries = tokio::task::spawn_blocking(move || {
         audit.scan(|e| e.record.patient.as_deref() == Some(k2.as_str()))
     })
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error",
-            e.to_string(),
-        )
-    })??;
+    .await??;
     let mut rec = record(&p, "read_audit");
     rec.patient = Some(key);
     rec.purpose = Some("privacy_review".into());

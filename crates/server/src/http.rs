@@ -84,6 +84,18 @@ impl IntoResponse for Problem {
     }
 }
 
+impl From<tokio::task::JoinError> for Problem {
+    /// A blocking task that panicked or was cancelled: 500, never a hung request.
+    fn from(e: tokio::task::JoinError) -> Self {
+        tracing::error!(error = %e, "blocking task failed");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            e.to_string(),
+        )
+    }
+}
+
 impl From<huren_store::StoreError> for Problem {
     fn from(e: huren_store::StoreError) -> Self {
         tracing::error!(error = %e, "store error in HTTP request");
@@ -225,14 +237,7 @@ async fn patient_reports(
         }
         Ok::<_, huren_store::StoreError>((link, out))
     })
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error",
-            e.to_string(),
-        )
-    })??;
+    .await??;
     st.audit(huren_store::AuditRecord {
         actor: who.id.clone(),
         institution: who.institution.clone(),
