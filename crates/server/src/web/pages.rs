@@ -321,7 +321,7 @@ fn summary(lang: Lang, e: &Evaluated) -> Markup {
             ReportKind::Ecg => {
                 @if let Some(ecg) = &r.ecg {
                     @if let Some(c) = &ecg.critical {
-                        p.crit-inline { span aria-hidden="true" { "⚠" } " " (t.critical) ": " (c.label) }
+                        p.crit-inline { span aria-hidden="true" { "⚠" } " " (t.critical) ": " (if lang == Lang::Zh { &c.statement } else { &c.label }) }
                     }
                     p.values {
                         @if let Some(hr) = ecg.measurements.heart_rate_bpm { "HR " (hr) " bpm · " }
@@ -699,7 +699,7 @@ pub(crate) fn report(
         p { a href=(format!("/ui/p/{h}")) { "← " (t.back) } }
         @if let (true, Some(c)) = (allowed, r.ecg.as_ref().and_then(|x| x.critical.as_ref())) {
             div.banner.crit role="alert" #critical {
-                span aria-hidden="true" { "⚠ " } strong { (t.critical) } ": " (c.label) " — " (c.statement)
+                span aria-hidden="true" { "⚠ " } strong { (t.critical) } ": " (c.statement) " — " (c.label)
             }
         }
         section.card {
