@@ -5,6 +5,7 @@ mod support;
 
 mod crash;
 mod dicom;
+mod dicom_crash;
 mod dicom_find;
 mod dicom_web;
 mod ecg;

@@ -6,6 +6,15 @@
 
 use crate::DicomError;
 
+/// VRs with a 16-bit length in explicit VR syntaxes (PS3.5 Table 7.1-2).
+const SHORT_VRS: &[&[u8; 2]] = &[
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+];
+/// VRs with a reserved field and a 32-bit length.
+const LONG_VRS: &[&[u8; 2]] = &[
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+];
 const MAX_DEPTH: usize = 64;
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
@@ -95,12 +104,27 @@ impl Walk<'_> {
                     "unexpected delimiter ({g:04X},{e:04X}) at byte {p}"
                 )));
             }
+            if g == 0xFFFE {
+                // dicom-rs reads any (FFFE,xxxx) as tag + length with no VR; an item or an
+                // unknown delimiter among elements is structure huren does not accept.
+                return Err(err(format!(
+                    "unexpected item tag ({g:04X},{e:04X}) among elements at byte {p}"
+                )));
+            }
             let (vr, len, head) = if enc.explicit {
                 let vr = self
                     .b
                     .get(p + 4..p + 6)
                     .ok_or_else(|| err("data set ends inside an element header".into()))?;
+                // Exactly as dicom-rs 0.10 decodes it: the 21 VRs of PS3.5 Table 7.1-2 have
+                // a 16-bit length; every other VR — and any two bytes that are not a VR,
+                // which dicom-rs reads as UN — a reserved field and a 32-bit length.
                 let vr = [vr[0], vr[1]];
+                let vr = if SHORT_VRS.contains(&&vr) || LONG_VRS.contains(&&vr) {
+                    vr
+                } else {
+                    *b"UN"
+                };
                 if matches!(
                     &vr,
                     b"OB"
@@ -122,7 +146,10 @@ impl Walk<'_> {
                     (Some(vr), u32::from(self.u16(p + 6, enc.big)?), 8)
                 }
             } else {
-                (None, self.u32(p + 4, enc.big)?, 8)
+                // Implicit VR: dicom-rs takes the VR from the standard dictionary, so a
+                // defined-length element the dictionary calls SQ is parsed as items.
+                let vr = implicit_vr(tag);
+                (vr, self.u32(p + 4, enc.big)?, 8)
             };
             let at = p + head;
             if len == UNDEFINED {
@@ -141,6 +168,14 @@ impl Walk<'_> {
                 p = self.items(at, end, inner, depth + 1, encapsulated)?;
             } else {
                 let stop = self.fits(tag, at, len, end)?;
+                if let Some(v) = vr.filter(|v| !(len as usize).is_multiple_of(value_size(v))) {
+                    return Err(err(format!(
+                        "element ({g:04X},{e:04X}) {} declares {len} bytes, not a multiple of \
+                         its value size {}",
+                        String::from_utf8_lossy(&v),
+                        value_size(&v)
+                    )));
+                }
                 if matches!(vr, Some(v) if &v == b"SQ") {
                     self.items(at, stop, enc, depth + 1, false)?;
                 }
@@ -194,6 +229,33 @@ impl Walk<'_> {
     }
 }
 
+/// The VR dicom-rs gives an element in Implicit VR LE: Pixel Data and overlay data are OW,
+/// else the standard dictionary's VR (relaxed), else UN.
+fn implicit_vr(tag: (u16, u16)) -> Option<[u8; 2]> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    if tag == (0x7FE0, 0x0010) || (tag.0 >> 8 == 0x60 && tag.1 == 0x3000) {
+        return Some(*b"OW");
+    }
+    let vr = dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(tag.0, tag.1))
+        .map(|e| e.vr().relaxed())
+        .unwrap_or(dicom_core::VR::UN);
+    let s = vr.to_string().as_bytes();
+    (s.len() == 2).then(|| [s[0], s[1]])
+}
+
+/// The size of one value of a binary VR; dicom-rs reads `len / size` values and then
+/// believes it consumed `len` bytes, so a remainder would put the parser out of step with
+/// the bytes (and with this walk).
+fn value_size(vr: &[u8; 2]) -> usize {
+    match vr {
+        b"US" | b"SS" | b"OW" => 2,
+        b"AT" | b"UL" | b"SL" | b"FL" | b"OF" | b"OL" => 4,
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => 8,
+        _ => 1,
+    }
+}
+
 /// Checks the structure of a data set encoded in `ts` (a transfer syntax UID). Deflated and
 /// unknown syntaxes are left to the parser.
 pub fn check(b: &[u8], ts: &str) -> Result<(), DicomError> {
@@ -206,7 +268,8 @@ pub fn check(b: &[u8], ts: &str) -> Result<(), DicomError> {
             explicit: true,
             big: true,
         },
-        "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.4.95" => return Ok(()),
+        "1.2.840.10008.1.2.1.99" => return check_deflated(b),
+        "1.2.840.10008.1.2.4.95" => return Ok(()),
         _ => Enc {
             explicit: true,
             big: false,
@@ -214,6 +277,32 @@ pub fn check(b: &[u8], ts: &str) -> Result<(), DicomError> {
     };
     Walk { b }.elements(0, b.len(), enc, 0, false).map(|_| ())
 }
+
+/// Deflated Explicit VR LE: inflated (at most [`MAX_INFLATED`] bytes) and walked like any
+/// Explicit VR LE data set, so a length inside the deflated stream is held to the same rule.
+fn check_deflated(b: &[u8]) -> Result<(), DicomError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(b)
+        .take(MAX_INFLATED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| err(format!("the deflated data set does not inflate: {e}")))?;
+    if out.len() as u64 > MAX_INFLATED {
+        return Err(err(format!(
+            "the deflated data set inflates to more than {MAX_INFLATED} bytes"
+        )));
+    }
+    let enc = Enc {
+        explicit: true,
+        big: false,
+    };
+    Walk { b: &out }
+        .elements(0, out.len(), enc, 0, false)
+        .map(|_| ())
+}
+
+/// The most a deflated data set may inflate to.
+pub const MAX_INFLATED: u64 = 1 << 30;
 
 #[cfg(test)]
 mod tests {
@@ -226,6 +315,52 @@ mod tests {
         b.extend_from_slice(&0xDFFF_FFFEu32.to_le_bytes());
         let e = check(&b, crate::EXPLICIT_VR_LE).unwrap_err();
         assert!(e.to_string().contains("declares 3758096382 bytes"), "{e}");
+    }
+
+    #[test]
+    fn bytes_that_are_no_vr_have_a_32_bit_length_like_dicom_rs_reads_them() {
+        // (0008,1030) with VR "\x01Q" (no VR): dicom-rs reads UN, reserved, 32-bit length.
+        let mut b = vec![0x08, 0x00, 0x30, 0x10, 0x01, b'Q', 0x04, 0x00];
+        b.extend_from_slice(&0xBFB0_0000u32.to_le_bytes());
+        let e = check(&b, crate::EXPLICIT_VR_LE).unwrap_err();
+        assert!(e.to_string().contains("declares 3215982592 bytes"), "{e}");
+        // And undefined length on such bytes is UN of undefined length.
+        let mut b = vec![0x08, 0x00, 0x30, 0x10, b'z', b'z', 0, 0];
+        b.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+        let e = check(&b, crate::EXPLICIT_VR_LE).unwrap_err();
+        assert!(e.to_string().contains("UN with undefined length"), "{e}");
+    }
+
+    #[test]
+    fn binary_lengths_must_be_whole_values() {
+        let b = [0x28, 0x00, 0x10, 0x00, b'U', b'S', 3, 0, 1, 2, 3];
+        let e = check(&b, crate::EXPLICIT_VR_LE).unwrap_err();
+        assert!(
+            e.to_string().contains("not a multiple of its value size 2"),
+            "{e}"
+        );
+        // Implicit VR: the dictionary says Rows is US.
+        let b = [0x28, 0x00, 0x10, 0x00, 3, 0, 0, 0, 1, 2, 3];
+        let e = check(&b, crate::IMPLICIT_VR_LE).unwrap_err();
+        assert!(e.to_string().contains("US declares 3 bytes"), "{e}");
+    }
+
+    #[test]
+    fn implicit_defined_length_sequences_are_walked() {
+        // (0008,1115) Referenced Series Sequence (SQ by dictionary), 16 bytes: one item of
+        // 8 bytes holding (0008,1030) with a 4 GB length.
+        let mut b = vec![0x08, 0x00, 0x15, 0x11, 16, 0, 0, 0];
+        b.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 8, 0, 0, 0]);
+        b.extend_from_slice(&[0x08, 0x00, 0x30, 0x10, 0xF0, 0xFF, 0xFF, 0xFF]);
+        let e = check(&b, crate::IMPLICIT_VR_LE).unwrap_err();
+        assert!(e.to_string().contains("(0008,1030) declares"), "{e}");
+    }
+
+    #[test]
+    fn item_tags_among_elements_are_refused() {
+        let b = [0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0];
+        let e = check(&b, crate::EXPLICIT_VR_LE).unwrap_err();
+        assert!(e.to_string().contains("unexpected item tag"), "{e}");
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub const DEFAULT_MAX_PX: u32 = 512;
 pub const MAX_MAX_PX: u32 = 4096;
 /// Decoded frames larger than this many bytes are refused (a hostile Rows × Columns).
 pub const MAX_FRAME_BYTES: u64 = 256 * 1024 * 1024;
+/// The deepest grey samples a preview renders: dicom-pixeldata builds a lookup table of
+/// 2^Bits Stored entries.
+pub const MAX_BITS_STORED: u32 = 16;
 
 /// Why no preview could be made. [`PreviewError::http_status`] maps each to 415 (nothing
 /// huren can render: no pixel data, an unsupported encoding) or 422 (the pixel data is
@@ -158,6 +161,19 @@ pub fn render_png(bytes: &[u8], max_px: u32) -> Result<Vec<u8>, PreviewError> {
     if !matches!(bits, 1 | 8 | 16 | 32) {
         return Err(PreviewError::UnsupportedImage(format!(
             "Bits Allocated {bits}"
+        )));
+    }
+    // dicom-pixeldata builds a lookup table of 2^BitsStored entries for grey images (and
+    // asserts 1..=32): 2^32 would be gigabytes, 2^23 already seconds in a debug build.
+    let stored = us(&obj, tags::BITS_STORED).unwrap_or(bits);
+    if stored == 0 || stored > bits {
+        return Err(PreviewError::BrokenPixelData(format!(
+            "Bits Stored {stored} with Bits Allocated {bits}"
+        )));
+    }
+    if stored > MAX_BITS_STORED {
+        return Err(PreviewError::UnsupportedImage(format!(
+            "Bits Stored {stored}: previews are rendered for at most {MAX_BITS_STORED} bits"
         )));
     }
     if !matches!(spp, 1 | 3) {
