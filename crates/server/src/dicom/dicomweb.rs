@@ -514,7 +514,18 @@ async fn wado(
         json!({ "study": study, "series": series, "instance": uid }),
     )
     .await?;
-    let boundary = format!("huren-{}", &recs[0].original.to_string()[..16]);
+    // Only token characters (no ":" from the hash's "blake3:" prefix), so the boundary
+    // needs no quoting in the Content-Type parameter.
+    let h = recs[0].original.to_string();
+    let hex: String = h
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(32)
+        .collect();
+    let boundary = format!("huren-{hex}");
     let store = st.gw.store.clone();
     let b = boundary.clone();
     // Streamed one original at a time (a study can be gigabytes).
