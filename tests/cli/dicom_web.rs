@@ -25,7 +25,7 @@ pub(crate) fn get_raw(
         Err(e) => panic!("GET {url}: {e}"),
     };
     let st = r.status();
-    let ct = r.content_type().to_string();
+    let ct = r.header("Content-Type").unwrap_or_default().to_string();
     let mut body = Vec::new();
     r.into_reader().read_to_end(&mut body).unwrap();
     (st, ct, body)
@@ -243,4 +243,289 @@ fn qido_rs_studies_series_instances_with_limit_offset_and_audit() {
     assert_eq!(st, 200, "{audit}");
     assert!(audit.to_string().contains("qido_study"), "{audit}");
     assert!(audit.to_string().contains("qido_image"), "{audit}");
+}
+
+/// A `multipart/related; type="application/dicom"` body of `parts` (content type, bytes).
+fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let b = "huren-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (ct, bytes) in parts {
+        body.extend_from_slice(format!("--{b}\r\nContent-Type: {ct}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    (
+        format!("multipart/related; type=\"application/dicom\"; boundary={b}"),
+        body,
+    )
+}
+
+/// POST returning (status, JSON body).
+fn post(
+    srv: &Server,
+    path: &str,
+    token: Option<&str>,
+    ctype: &str,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let url = format!("http://{}{}", srv.http, path);
+    let mut req = ureq::post(&url)
+        .timeout(Duration::from_secs(30))
+        .set("Content-Type", ctype)
+        .set("Accept", "application/dicom+json");
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let r = match req.send_bytes(body) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("POST {url}: {e}"),
+    };
+    let st = r.status();
+    let mut b = Vec::new();
+    r.into_reader().read_to_end(&mut b).unwrap();
+    (
+        st,
+        serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The parts of a `multipart/related` answer.
+fn parts_of(ctype: &str, body: &[u8]) -> Vec<Vec<u8>> {
+    let b = ctype
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .expect("a boundary")
+        .trim_matches('"');
+    let delim = format!("--{b}");
+    let d = delim.as_bytes();
+    let mut at: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i + d.len() <= body.len() {
+        if &body[i..i + d.len()] == d && (i == 0 || body[i - 2..i] == *b"\r\n") {
+            at.push(i);
+            i += d.len();
+        } else {
+            i += 1;
+        }
+    }
+    assert!(body[*at.last().unwrap()..].starts_with(format!("{delim}--").as_bytes()));
+    at.windows(2)
+        .map(|w| {
+            let part = &body[w[0] + d.len() + 2..w[1] - 2];
+            let h = part.windows(4).position(|x| x == b"\r\n\r\n").unwrap();
+            let head = String::from_utf8_lossy(&part[..h]).to_ascii_lowercase();
+            assert!(head.contains("content-type: application/dicom"), "{head}");
+            part[h + 4..].to_vec()
+        })
+        .collect()
+}
+
+fn seq_len(v: &serde_json::Value, tag: &str) -> usize {
+    v[tag]["Value"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn stow_rs_then_wado_rs_and_metadata_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let (srv, _port) = start(&dir.path().join("data"), &cfg);
+    let files: Vec<Vec<u8>> = [
+        "ct_series_1.dcm",
+        "ct_series_2.dcm",
+        "ct_series_3.dcm",
+        "sr_chinese.dcm",
+    ]
+    .iter()
+    .map(|f| std::fs::read(fixture(f)).unwrap())
+    .collect();
+    let ct = huren_dicom::parse_file(&files[0]).unwrap().record;
+    let study = ct.study_instance_uid.clone();
+    let parts: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|f| ("application/dicom", f.as_slice()))
+        .collect();
+    let (ctype, body) = multipart(&parts);
+
+    // Auth first; then the media type.
+    assert_eq!(post(&srv, "/dicomweb/studies", None, &ctype, &body).0, 401);
+    assert_eq!(
+        post(
+            &srv,
+            "/dicomweb/studies",
+            Some("test-privacy-token"),
+            &ctype,
+            &body
+        )
+        .0,
+        403
+    );
+    let (st, p) = post(
+        &srv,
+        "/dicomweb/studies",
+        Some("test-clinician-token"),
+        "application/dicom",
+        &files[0],
+    );
+    assert_eq!(st, 415, "{p}");
+    let json_type = ctype.replace("application/dicom", "application/dicom+json");
+    assert_eq!(
+        post(
+            &srv,
+            "/dicomweb/studies",
+            Some("test-clinician-token"),
+            &json_type,
+            &body
+        )
+        .0,
+        415
+    );
+
+    // Four instances: all stored (durable before the answer), 200.
+    let (st, r) = post(
+        &srv,
+        "/dicomweb/studies",
+        Some("test-clinician-token"),
+        &ctype,
+        &body,
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(seq_len(&r, "00081199"), 4, "{r}");
+    assert!(r.get("00081198").is_none(), "{r}");
+    assert_eq!(
+        r["00081190"]["Value"][0],
+        format!("/dicomweb/studies/{study}")
+    );
+    let item = &r["00081199"]["Value"][0];
+    assert_eq!(item["00081155"]["Value"][0], ct.sop_instance_uid);
+    assert_eq!(item["00081150"]["Value"][0], ct.sop_class_uid);
+    let (st, b) = srv.get("/api/v1/patients/FX-ZX:FX0001/reports?kind=imaging");
+    assert_eq!(st, 200);
+    assert_eq!(
+        b["reports"][0]["report"]["imaging"]["instance_count"], 4,
+        "{b}"
+    );
+
+    // To another study's URL: every part fails (A900), 409.
+    let (c1, b1) = multipart(&[("application/dicom", &files[0])]);
+    let (st, r) = post(
+        &srv,
+        "/dicomweb/studies/1.2.3.999",
+        Some("test-clinician-token"),
+        &c1,
+        &b1,
+    );
+    assert_eq!(st, 409, "{r}");
+    assert_eq!(
+        r["00081198"]["Value"][0]["00081197"]["Value"][0], 0xA900,
+        "{r}"
+    );
+    assert_eq!(
+        r["00081198"]["Value"][0]["00081155"]["Value"][0],
+        ct.sop_instance_uid
+    );
+
+    // One good (GB18030 CT, another study) and one not DICOM: 202, C000 for the bad one.
+    let gb = std::fs::read(fixture("ct_gb18030.dcm")).unwrap();
+    let (c2, b2) = multipart(&[
+        ("application/dicom", &gb),
+        ("application/dicom", b"not dicom at all"),
+    ]);
+    let (st, r) = post(
+        &srv,
+        "/dicomweb/studies",
+        Some("test-clinician-token"),
+        &c2,
+        &b2,
+    );
+    assert_eq!(st, 202, "{r}");
+    assert_eq!(
+        (seq_len(&r, "00081199"), seq_len(&r, "00081198")),
+        (1, 1),
+        "{r}"
+    );
+    assert_eq!(
+        r["00081198"]["Value"][0]["00081197"]["Value"][0], 0xC000,
+        "{r}"
+    );
+    // A broken multipart body is a 400 problem.
+    let (st, p) = post(
+        &srv,
+        "/dicomweb/studies",
+        Some("test-clinician-token"),
+        &ctype,
+        b"--nope\r\n",
+    );
+    assert_eq!(st, 400, "{p}");
+
+    // WADO-RS: the study, a series, an instance — the originals byte for byte.
+    let a = [("Authorization", "Bearer test-clinician-token")];
+    let (st, ctype, body) = get_raw(&srv, &format!("/dicomweb/studies/{study}"), &a);
+    assert_eq!(st, 200);
+    assert!(ctype.starts_with("multipart/related"), "{ctype}");
+    let mut got = parts_of(&ctype, &body);
+    got.sort();
+    let mut want = files.clone();
+    want.sort();
+    assert_eq!(got, want);
+    let series = format!(
+        "/dicomweb/studies/{study}/series/{}",
+        ct.series_instance_uid
+    );
+    let (st, ctype, body) = get_raw(&srv, &series, &a);
+    assert_eq!(st, 200);
+    assert_eq!(parts_of(&ctype, &body).len(), 3);
+    let inst = format!("{series}/instances/{}", ct.sop_instance_uid);
+    let (st, ctype, body) = get_raw(
+        &srv,
+        &inst,
+        &[
+            a[0],
+            (
+                "Accept",
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+            ),
+        ],
+    );
+    assert_eq!(st, 200);
+    assert_eq!(parts_of(&ctype, &body), vec![files[0].clone()]);
+    assert_eq!(
+        get_raw(&srv, &inst, &[a[0], ("Accept", "application/json")]).0,
+        406
+    );
+    assert_eq!(get_raw(&srv, &inst, &[a[0], ("Accept", "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.50")]).0, 406);
+    assert_eq!(
+        get_raw(&srv, &format!("{series}/instances/1.2.3"), &a).0,
+        404
+    );
+    assert_eq!(get_raw(&srv, &inst, &[]).0, 401);
+
+    // Metadata: DICOM JSON, pixel data as a BulkDataURI.
+    let (st, ctype, body) = get_raw(&srv, &format!("{inst}/metadata"), &a);
+    assert_eq!((st, ctype.as_str()), (200, "application/dicom+json"));
+    let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(m.as_array().unwrap().len(), 1);
+    assert_eq!(m[0]["00100010"]["Value"][0]["Alphabetic"], "张^三");
+    assert_eq!(m[0]["00080018"]["Value"][0], ct.sop_instance_uid);
+    assert_eq!(m[0]["7FE00010"]["vr"], "OW");
+    assert!(m[0]["7FE00010"]["BulkDataURI"]
+        .as_str()
+        .unwrap()
+        .starts_with(&inst));
+    assert!(!String::from_utf8_lossy(&body).contains("InlineBinary"));
+    let (st, _, body) = get_raw(&srv, &format!("/dicomweb/studies/{study}/metadata"), &a);
+    assert_eq!(st, 200);
+    let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(m.as_array().unwrap().len(), 4);
+
+    // Audited under the patient.
+    let (st, audit) = srv.get_with(
+        "/api/v1/audit?patient=FX-ZX:FX0001",
+        &[("Authorization", "Bearer test-privacy-token")],
+    );
+    assert_eq!(st, 200, "{audit}");
+    let s = audit.to_string();
+    assert_eq!(s.matches("wado_retrieve").count(), 3, "{audit}");
+    assert_eq!(s.matches("wado_metadata").count(), 2, "{audit}");
 }

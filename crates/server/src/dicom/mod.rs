@@ -2,6 +2,7 @@
 //! version of the study's imaging report, committed together in the store's group commit.
 //! [`scp`] is the DIMSE listener (C-ECHO, C-STORE). See `docs/dicom.md`.
 
+pub mod dicomweb;
 pub mod query;
 pub mod scp;
 pub mod web;

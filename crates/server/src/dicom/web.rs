@@ -38,6 +38,7 @@ pub fn routes() -> Router<ApiState> {
         )
         .route("/dicomweb/series", get(qido_series))
         .route("/dicomweb/instances", get(qido_instances))
+        .merge(super::dicomweb::routes())
 }
 
 /// One QIDO-RS query parameter → a matching key (`PatientID=…` or `00100020=…`); `None`
