@@ -57,6 +57,9 @@ enum Cmd {
         /// Our DICOM AE title (default: `[dicom] ae_title`, else HUREN).
         #[arg(long)]
         dicom_aet: Option<String>,
+        /// DICOM TLS listen address (certificates from `[dicom.tls]`); may run beside --dicom.
+        #[arg(long)]
+        dicom_tls: Option<String>,
     },
     /// Store files (HL7 v2 messages or FHS/BHS batches); one JSON line per message.
     Ingest {
@@ -232,7 +235,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             demo,
             dicom,
             dicom_aet,
-        } => serve(config, data, http, mllp, demo, (dicom, dicom_aet)),
+            dicom_tls,
+        } => serve(
+            config,
+            data,
+            http,
+            mllp,
+            demo,
+            (dicom, dicom_aet, dicom_tls),
+        ),
         Cmd::Ingest {
             config,
             data,
@@ -589,7 +600,7 @@ fn serve(
     http: String,
     mllp: String,
     demo: bool,
-    (dicom, dicom_aet): (Option<String>, Option<String>),
+    (dicom, dicom_aet, dicom_tls): (Option<String>, Option<String>, Option<String>),
 ) -> Result<ExitCode> {
     let config = load_config(config.as_deref())?;
     let data = match data {
@@ -643,17 +654,26 @@ fn serve(
         let scheme = if https.is_some() { "https" } else { "http" };
         println_json(&json!({"listening": scheme, "addr": http_addr.to_string()}));
         println_json(&json!({"listening": "mllp", "addr": mllp_l.local_addr()?.to_string()}));
-        let dicom_task = match &dicom {
-            Some(addr) => {
-                let l = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding DICOM {addr}"))?;
-                let aet = dicom_aet.unwrap_or_else(|| gw.config.dicom.ae_title.clone());
-                println_json(&json!({"listening": "dicom", "addr": l.local_addr()?.to_string(), "aet": aet}));
-                Some(tokio::spawn(huren_server::dicom::scp::serve(l, gw.clone(), aet)))
-            }
-            None => None,
-        };
+        let aet = dicom_aet.unwrap_or_else(|| gw.config.dicom.ae_title.clone());
+        let mut dicom_tasks = Vec::new();
+        if let Some(addr) = &dicom {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding DICOM {addr}"))?;
+            println_json(&json!({"listening": "dicom", "addr": l.local_addr()?.to_string(), "aet": aet}));
+            dicom_tasks.push(tokio::spawn(huren_server::dicom::scp::serve(l, gw.clone(), aet.clone(), None)));
+        }
+        if let Some(addr) = &dicom_tls {
+            let Some(t) = &gw.config.dicom.tls else {
+                bail!("--dicom-tls needs [dicom.tls] (cert, key, optional client_ca) in the configuration");
+            };
+            let setup = Arc::new(huren_server::tls::setup(t, &gw.config, false)?);
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding DICOM TLS {addr}"))?;
+            println_json(&json!({"listening": "dicom-tls", "addr": l.local_addr()?.to_string(), "aet": aet, "client_certificates": setup.client_auth}));
+            dicom_tasks.push(tokio::spawn(huren_server::dicom::scp::serve(l, gw.clone(), aet.clone(), Some(setup))));
+        }
         let tls = match &gw.config.mllp.tls {
             Some(t) => Some(Arc::new(huren_server::tls::setup(t, &gw.config, false)?)),
             None => None,
@@ -689,7 +709,7 @@ fn serve(
         shutdown_signal().await;
         http_task.abort();
         mllp_task.abort();
-        if let Some(t) = dicom_task {
+        for t in dicom_tasks {
             t.abort();
         }
         for t in drop_tasks {

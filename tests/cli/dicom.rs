@@ -40,6 +40,13 @@ pub(crate) fn config(dir: &Path, extra: &str) -> String {
 /// `huren serve` with a DICOM listener on an ephemeral port; returns the server and the
 /// DICOM port.
 pub(crate) fn start(data: &Path, cfg: &str) -> (Server, String) {
+    start_listener(data, cfg, "dicom")
+}
+
+/// `huren serve` with the DICOM listener `kind` (`dicom` or `dicom-tls`, the flag and the
+/// name it is announced under) on an ephemeral port.
+pub(crate) fn start_listener(data: &Path, cfg: &str, kind: &str) -> (Server, String) {
+    let flag = format!("--{kind}");
     let mut child = Command::new(bin())
         .args([
             "serve",
@@ -51,7 +58,7 @@ pub(crate) fn start(data: &Path, cfg: &str) -> (Server, String) {
             "127.0.0.1:0",
             "--mllp",
             "127.0.0.1:0",
-            "--dicom",
+            &flag,
             "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
@@ -71,7 +78,7 @@ pub(crate) fn start(data: &Path, cfg: &str) -> (Server, String) {
         match v["listening"].as_str() {
             Some("http") => http = addr,
             Some("mllp") => mllp = addr,
-            Some("dicom") => dicom = addr,
+            Some(k) if k == kind => dicom = addr,
             _ => {}
         }
         lines.push(v);

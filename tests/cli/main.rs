@@ -7,6 +7,7 @@ mod crash;
 mod dicom;
 mod dicom_crash;
 mod dicom_find;
+mod dicom_tls;
 mod dicom_web;
 mod ecg;
 mod fhir;

@@ -16,9 +16,12 @@ pub enum CanonicalError {
 /// the model, so `5.60` stays `5.60`; any floating-point number is refused rather than
 /// reformatted. The same value always gives the same bytes, so the hash of a report is stable.
 pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, CanonicalError> {
-    // serde_json's Map is a BTreeMap (no `preserve_order`), so keys come out sorted.
-    // For the ASCII keys the model uses, byte order equals JCS's UTF-16 code-unit order.
-    let v = serde_json::to_value(value)?;
+    // Sorted explicitly: serde_json's Map keeps insertion order when any crate in the build
+    // enables its `preserve_order` feature (dicom-json does), and report hashes must not
+    // depend on feature unification. For the ASCII keys the model uses, byte order equals
+    // JCS's UTF-16 code-unit order.
+    let mut v = serde_json::to_value(value)?;
+    v.sort_all_objects();
     check_numbers(&v, &mut String::from("$"))?;
     Ok(serde_json::to_vec(&v)?)
 }
@@ -61,6 +64,27 @@ mod tests {
         let v = json!({"b": "5.60", "a": {"z": 1, "y": "血红蛋白"}});
         let out = String::from_utf8(canonical_json(&v).unwrap()).unwrap();
         assert_eq!(out, r#"{"a":{"y":"血红蛋白","z":1},"b":"5.60"}"#);
+    }
+
+    #[derive(Serialize)]
+    struct OutOfOrder {
+        zeta: &'static str,
+        alpha: Inner,
+    }
+    #[derive(Serialize)]
+    struct Inner {
+        y: u8,
+        b: u8,
+    }
+
+    #[test]
+    fn struct_fields_come_out_sorted_whatever_serde_json_features_are_on() {
+        let v = OutOfOrder {
+            zeta: "z",
+            alpha: Inner { y: 1, b: 2 },
+        };
+        let out = String::from_utf8(canonical_json(&v).unwrap()).unwrap();
+        assert_eq!(out, r#"{"alpha":{"b":2,"y":1},"zeta":"z"}"#);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum TlsError {
 pub struct TlsSetup {
     /// The acceptor.
     pub acceptor: TlsAcceptor,
+    /// The rustls configuration behind it (dicom-ul runs its own handshake with it).
+    pub server_config: Arc<rustls::ServerConfig>,
     /// Whether client certificates are checked (a client CA is configured).
     pub client_auth: bool,
     /// Whether a client may also connect without a certificate (HTTPS: browsers with tokens).
@@ -103,8 +105,10 @@ pub fn setup(
         .iter()
         .filter_map(|i| i.client_cert_uri.clone().map(|u| (u, i.code.clone())))
         .collect();
+    let server = Arc::new(server);
     Ok(TlsSetup {
-        acceptor: TlsAcceptor::from(Arc::new(server)),
+        acceptor: TlsAcceptor::from(server.clone()),
+        server_config: server,
         client_auth: tls.client_ca.is_some(),
         client_cert_optional,
         uri_to_institution,

@@ -45,6 +45,11 @@ pub struct DicomConfig {
     /// Calling AE titles of the consortium's PACS and modalities.
     #[serde(default, rename = "ae")]
     pub aes: Vec<AeEntry>,
+    /// DICOM TLS (PS3.15 B.1, the BCP 195 profile) for the `--dicom-tls` listener: server
+    /// certificate, and with `client_ca` a required client certificate whose institution must
+    /// be the calling AE title's.
+    #[serde(default)]
+    pub tls: Option<crate::config::TlsConfig>,
 }
 
 /// One known calling AE title.
@@ -84,6 +89,7 @@ impl Default for DicomConfig {
             max_object_bytes: default_max_object(),
             timeout_secs: default_timeout(),
             aes: vec![],
+            tls: None,
         }
     }
 }

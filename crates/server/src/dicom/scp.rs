@@ -15,15 +15,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dicom_ul::association::server::AccessControl;
+use dicom_ul::association::AsyncServerAssociation;
 use dicom_ul::pdu::{
     AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu,
     PresentationContextResultReason, UserIdentity,
 };
 use dicom_ul::ServerAssociationOptions;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::pipeline::Gateway;
+use crate::tls::{peer_institution, TlsSetup};
+
+/// The association of either listener: plain TCP or DICOM TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
 /// Verification SOP class (C-ECHO).
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
@@ -136,10 +143,17 @@ pub const EXTRA_STORAGE: &[&str] = &[
     "1.2.840.10008.5.1.4.1.1.12.1",   // XA
 ];
 
-/// Serves DIMSE on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, gw: Gateway, aet: String) {
+/// Serves DIMSE on `listener` until the task is dropped; with `tls`, every association is
+/// DICOM TLS (the handshake, bounded by `timeout_secs`, comes first; with a client CA the
+/// certificate's institution must be the calling AE title's, otherwise the association is
+/// aborted right after negotiation).
+pub async fn serve(listener: TcpListener, gw: Gateway, aet: String, tls: Option<Arc<TlsSetup>>) {
     let limit = Arc::new(Semaphore::new(gw.config.dicom.max_associations.max(1)));
-    let opts = Arc::new(options(&gw, &aet));
+    let mut opts = options(&gw, &aet);
+    if let Some(t) = &tls {
+        opts = opts.tls_config(t.server_config.clone());
+    }
+    let opts = Arc::new(opts);
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -156,35 +170,71 @@ pub async fn serve(listener: TcpListener, gw: Gateway, aet: String) {
         };
         let gw = gw.clone();
         let opts = opts.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            association(sock, gw, &opts).await;
+            let Some(t) = tls else {
+                match opts.establish_async(sock).await {
+                    Ok(a) => association(a, gw, None).await,
+                    Err(e) => tracing::info!(%peer, error = %e, "DICOM association refused"),
+                }
+                return;
+            };
+            // dicom-ul bounds the association request by the read timeout, not the TLS
+            // handshake before it: bound both here.
+            let limit = Duration::from_secs(gw.config.dicom.timeout_secs.max(1));
+            let mut a = match tokio::time::timeout(limit, opts.establish_tls_async(sock)).await {
+                Err(_) => {
+                    tracing::warn!(%peer, "DICOM TLS handshake timed out");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "DICOM TLS association refused");
+                    return;
+                }
+                Ok(Ok(a)) => a,
+            };
+            match peer_institution(&t, a.inner_stream().get_ref().1) {
+                Ok(inst) => association(a, gw, inst).await,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "DICOM TLS client refused");
+                    let _ = a.abort().await;
+                }
+            }
         });
     }
 }
 
-/// One association: negotiate, then DIMSE messages until release, abort or timeout.
-async fn association(
-    sock: TcpStream,
+/// The institution an association acts for: the calling AE title's; with a client
+/// certificate, the certificate's, which must agree with a configured AE title.
+fn acting_institution(gw: &Gateway, calling: &str, cert: Option<&str>) -> Result<String, String> {
+    match (cert, gw.config.dicom.institution_of(calling)) {
+        (None, _) => gw
+            .dicom_institution(calling)
+            .ok_or_else(|| format!("calling AE title {calling:?} belongs to no institution")),
+        (Some(c), Some(ae)) if c != ae => Err(format!(
+            "client certificate of {c} but calling AE title {calling:?} belongs to {ae}"
+        )),
+        (Some(c), _) => Ok(c.to_string()),
+    }
+}
+
+/// One association, after negotiation: DIMSE messages until release, abort or timeout.
+/// `cert` is the institution proven by a client certificate, if one was required.
+async fn association<S: Stream>(
+    mut assoc: AsyncServerAssociation<S>,
     gw: Gateway,
-    opts: &ServerAssociationOptions<
-        'static,
-        AeCheck,
-        dicom_ul::association::server::DefaultNegotiation,
-    >,
+    cert: Option<String>,
 ) {
-    let mut assoc = match opts.establish_async(sock).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::info!(error = %e, "DICOM association refused");
-            return;
-        }
-    };
     use dicom_ul::association::Association;
     let calling = assoc.peer_ae_title().trim().to_string();
-    let Some(institution) = gw.dicom_institution(&calling) else {
-        let _ = assoc.abort().await;
-        return;
+    let institution = match acting_institution(&gw, &calling, cert.as_deref()) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(error = %e, "DICOM association aborted");
+            let _ = assoc.abort().await;
+            return;
+        }
     };
     let contexts: Vec<(u8, String, String)> = assoc
         .presentation_contexts()
@@ -326,9 +376,9 @@ async fn association(
 /// Answers one C-FIND: a pending response (FF00) with an identifier per match, then
 /// success (0000); A900 for an identifier without a usable Query/Retrieve Level, C000 for
 /// one that does not parse, A700 when the index cannot answer.
-async fn find(
+async fn find<S: Stream>(
     gw: &Gateway,
-    assoc: &mut dicom_ul::association::AsyncServerAssociation<TcpStream>,
+    assoc: &mut AsyncServerAssociation<S>,
     pc: u8,
     cmd: &Command,
     identifier: Vec<u8>,
@@ -427,8 +477,8 @@ async fn find(
     }
 }
 
-async fn send(
-    assoc: &mut dicom_ul::association::AsyncServerAssociation<TcpStream>,
+async fn send<S: Stream>(
+    assoc: &mut AsyncServerAssociation<S>,
     pc: u8,
     bytes: Vec<u8>,
 ) -> Result<(), dicom_ul::association::Error> {
