@@ -164,6 +164,27 @@ pub(crate) fn text(n: Node) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
+/// All text below `n`, untrimmed, borrowed from the document when it is one text node (the
+/// usual case for large digit lists: no copy).
+pub(crate) fn text_ref<'a>(n: Node<'a, '_>) -> std::borrow::Cow<'a, str> {
+    let mut texts = n.descendants().filter(|d| d.is_text());
+    let Some(first) = texts.next() else {
+        return std::borrow::Cow::Borrowed("");
+    };
+    let first = first.text().unwrap_or("");
+    match texts.next() {
+        None => std::borrow::Cow::Borrowed(first),
+        Some(second) => {
+            let mut s = String::from(first);
+            s.push_str(second.text().unwrap_or(""));
+            for d in texts {
+                s.push_str(d.text().unwrap_or(""));
+            }
+            std::borrow::Cow::Owned(s)
+        }
+    }
+}
+
 /// Text at a path below `n`.
 pub(crate) fn text_at(n: Node, path: &str) -> Option<String> {
     at(n, path).and_then(text)

@@ -59,6 +59,13 @@ pub fn parse_options(config: &Config) -> ParseOptions {
 
 fn rejected(institution: &str, e: &EcgError) -> EcgOutcome {
     EcgOutcome {
+        error: Some(e.to_string()),
+        ..rejected_outcome(institution)
+    }
+}
+
+fn rejected_outcome(institution: &str) -> EcgOutcome {
+    EcgOutcome {
         outcome: "rejected",
         kind: "ecg",
         format: None,
@@ -66,7 +73,7 @@ fn rejected(institution: &str, e: &EcgError) -> EcgOutcome {
         version: None,
         institution: institution.to_string(),
         critical: None,
-        error: Some(e.to_string()),
+        error: None,
         warnings: vec![],
         store_failure: false,
     }
@@ -81,6 +88,7 @@ pub fn prepare_ecg(
     let parsed = huren_ecg::parse(bytes, &parse_options(config))
         .map_err(|e| Box::new(rejected(institution, &e)))?;
     let blob = parsed.waveform.to_blob();
+    let blob_hash = ContentHash::of(&blob);
     let original = ContentHash::of(bytes);
     let received_at = chrono::Utc::now()
         .with_timezone(&chrono_tz::Asia::Shanghai)
@@ -89,7 +97,7 @@ pub fn prepare_ecg(
         &parsed,
         institution,
         original,
-        ContentHash::of(&blob),
+        blob_hash,
         &received_at,
     );
     // The gateway's received time is kept in the index (the journal records it), not in the
@@ -102,8 +110,8 @@ pub fn prepare_ecg(
         // that unrelated anonymous ECGs are never shown as one person.
         report.patient.local_id = format!("unidentified-{}", &original.hex()[..16]);
     }
-    if !report.attachments.contains(&ContentHash::of(&blob)) {
-        report.attachments.push(ContentHash::of(&blob));
+    if !report.attachments.contains(&blob_hash) {
+        report.attachments.push(blob_hash);
     }
     let out = EcgOutcome {
         outcome: "checked",
@@ -160,6 +168,27 @@ impl Gateway {
         match prepare_ecg(&self.config, bytes, institution) {
             Err(o) => *o,
             Ok((ingest, out)) => finish(out, self.store.commit(ingest).await),
+        }
+    }
+
+    /// [`Gateway::ingest_ecg`] with the parsing (milliseconds of CPU for a 12-lead file) on
+    /// the blocking pool, so that the runtime's workers keep reading other uploads.
+    pub async fn ingest_ecg_owned(&self, bytes: bytes::Bytes, institution: String) -> EcgOutcome {
+        let config = self.config.clone();
+        let inst = institution.clone();
+        let prepared =
+            tokio::task::spawn_blocking(move || prepare_ecg(&config, &bytes, &inst)).await;
+        match prepared {
+            Ok(Err(o)) => *o,
+            Ok(Ok((ingest, out))) => finish(out, self.store.commit(ingest).await),
+            Err(e) => {
+                tracing::error!(error = %e, "ECG parse task failed");
+                EcgOutcome {
+                    store_failure: true,
+                    error: Some("internal error while parsing".into()),
+                    ..rejected_outcome(&institution)
+                }
+            }
         }
     }
 

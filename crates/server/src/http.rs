@@ -339,7 +339,7 @@ async fn ecg_upload(
             "only institution systems and clinicians upload ECGs",
         ));
     }
-    let out = st.gw.ingest_ecg(&body, &who.institution).await;
+    let out = st.gw.ingest_ecg_owned(body, who.institution.clone()).await;
     let status = match out.outcome {
         "stored" | "superseded" => StatusCode::CREATED,
         "duplicate" => StatusCode::OK,
