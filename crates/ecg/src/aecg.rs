@@ -452,4 +452,3 @@ pub(crate) fn parse(doc: &Document, opts: &ParseOptions) -> Result<ParsedEcg, Ec
         waveform: Waveform { series },
     })
 }
-

@@ -93,13 +93,7 @@ pub fn prepare_ecg(
     let received_at = chrono::Utc::now()
         .with_timezone(&chrono_tz::Asia::Shanghai)
         .to_rfc3339();
-    let mut report = huren_ecg::to_report(
-        &parsed,
-        institution,
-        original,
-        blob_hash,
-        &received_at,
-    );
+    let mut report = huren_ecg::to_report(&parsed, institution, original, blob_hash, &received_at);
     // The gateway's received time is kept in the index (the journal records it), not in the
     // report: the same bytes must give the same report, so a resend is a duplicate.
     if let Some(b) = report.ecg.as_mut() {
