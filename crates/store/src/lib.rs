@@ -158,7 +158,18 @@ impl Store {
         }
         drop(jbytes);
         let records: Vec<JournalRecord> = decoded.into_iter().map(|d| d.record).collect();
-        let index = Arc::new(SledIndex::open(dir.join("index"))?);
+        let mut index = Arc::new(SledIndex::open(dir.join("index"))?);
+        if !index.format_is_current()? {
+            // Written by an older layout: the index is derived, so rebuild it from the journal.
+            tracing::info!(
+                format = index::INDEX_FORMAT,
+                "index is in an older format; rebuilding it from the journal"
+            );
+            drop(index);
+            let idx_dir = dir.join("index");
+            std::fs::remove_dir_all(&idx_dir).map_err(|e| StoreError::io(&idx_dir, e))?;
+            index = Arc::new(SledIndex::open(&idx_dir)?);
+        }
         let applied = index.applied_seq()?;
         let mut replayed = 0usize;
         for rec in records.iter().filter(|r| r.seq > applied) {
@@ -335,6 +346,12 @@ impl Store {
         self.inner.index.chain(chain_key)
     }
 
+    /// The newest version of a logical report and its version number; reads one index entry
+    /// however long the chain is.
+    pub fn chain_head(&self, chain_key: &str) -> Result<Option<(u32, ContentHash)>, StoreError> {
+        self.inner.index.chain_head(chain_key)
+    }
+
     /// Resolves a user-written patient identifier to the person key the index uses.
     pub fn person_key(&self, id: &PatientId) -> Result<String, StoreError> {
         match id {
@@ -425,5 +442,81 @@ impl Store {
         }
         index.flush()?;
         Ok(records.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use huren_model::{LabBody, PatientRef, ReportStatus, Source, SystemKind};
+
+    fn lab(original: &[u8], n: usize) -> Ingest {
+        Ingest {
+            original: original.to_vec(),
+            reports: vec![Report {
+                kind: ReportKind::Lab,
+                source: Source {
+                    institution: "A".into(),
+                    system: SystemKind::Lis,
+                    application: None,
+                    source_key: "K".into(),
+                },
+                patient: PatientRef {
+                    institution: "A".into(),
+                    local_id: "P".into(),
+                    ..Default::default()
+                },
+                status: ReportStatus::Final,
+                order: Default::default(),
+                specimen_collected_at: Some(format!("2025-06-{:02}T10:00:00+08:00", n + 1)),
+                performed_at: None,
+                reported_at: None,
+                lab: Some(LabBody::default()),
+                ecg: None,
+                imaging: None,
+                conclusion: None,
+                original: ContentHash::of(original),
+                attachments: vec![],
+            }],
+            identity: vec![],
+            received_at: "2025-06-24T10:05:00+08:00".into(),
+            attachments: vec![],
+        }
+    }
+
+    #[test]
+    fn an_index_in_an_older_format_is_rebuilt_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut want = vec![];
+        {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            for n in 0..3 {
+                let c = store
+                    .commit_blocking(lab(format!("m{n}").as_bytes(), n))
+                    .unwrap();
+                want.push(c.reports[0].report);
+            }
+        }
+        {
+            // What the first layout left: no format key, the chain as one JSON list.
+            let db = sled::open(dir.path().join("index")).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .remove(b"index_format")
+                .unwrap();
+            db.open_tree("chain_versions").unwrap().clear().unwrap();
+            db.open_tree("chain_heads").unwrap().clear().unwrap();
+            db.open_tree("chains")
+                .unwrap()
+                .insert("lab|A|K", serde_json::to_vec(&want).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.versions("lab|A|K").unwrap(), want);
+        assert_eq!(store.chain_head("lab|A|K").unwrap(), Some((3, want[2])));
+        assert!(store.verify().unwrap().problems.is_empty());
+        let c = store.commit_blocking(lab(b"m3", 3)).unwrap();
+        assert_eq!(c.reports[0].version, 4);
     }
 }

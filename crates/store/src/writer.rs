@@ -208,7 +208,8 @@ impl Writer {
         }
         // In-group view of what earlier jobs of this group add.
         let mut pending_reports: HashMap<ContentHash, u32> = HashMap::new();
-        let mut pending_chains: HashMap<String, Vec<ContentHash>> = HashMap::new();
+        // Chain key → number of versions it will have after the jobs planned so far.
+        let mut pending_chains: HashMap<String, u32> = HashMap::new();
         let mut staged_hashes: HashSet<ContentHash> = HashSet::new();
         let mut staged: Vec<Blob> = Vec::new();
         let mut planned: Vec<Planned> = Vec::new();
@@ -313,7 +314,7 @@ impl Writer {
         &self,
         ingest: &Prepared,
         pending_reports: &mut HashMap<ContentHash, u32>,
-        pending_chains: &mut HashMap<String, Vec<ContentHash>>,
+        pending_chains: &mut HashMap<String, u32>,
         staged_hashes: &mut HashSet<ContentHash>,
         staged: &mut Vec<Blob>,
     ) -> Result<(Committed, Vec<Entry>), StoreError> {
@@ -343,10 +344,10 @@ impl Writer {
             }
             let chain = r.source.chain_key(r.kind);
             let existing = match pending_chains.get(&chain) {
-                Some(v) => v.len(),
-                None => self.index.chain(&chain)?.len(),
+                Some(n) => *n,
+                None => self.index.chain_head(&chain)?.map_or(0, |(v, _)| v),
             };
-            let version = (existing + 1) as u32;
+            let version = existing + 1;
             let outcome = if existing == 0 {
                 Outcome::Stored
             } else {
@@ -358,14 +359,7 @@ impl Writer {
                 self.stage(*h, b, staged_hashes, staged);
             }
             pending_reports.insert(hash, version);
-            match pending_chains.get_mut(&chain) {
-                Some(v) => v.push(hash),
-                None => {
-                    let mut v = self.index.chain(&chain)?;
-                    v.push(hash);
-                    pending_chains.insert(chain.clone(), v);
-                }
-            }
+            pending_chains.insert(chain.clone(), version);
             let local = r.patient.local_key();
             if let Some(nidk) = &r.patient.national_id_key {
                 identity.push(IdentityOp::Link {
