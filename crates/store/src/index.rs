@@ -185,13 +185,17 @@ pub struct SledIndex {
     /// Derived-blob cache: key (e.g. `preview|…`) → blob hash. Not in the journal; a
     /// reindex forgets it and the blobs are made again on demand.
     cache: sled::Tree,
+    /// Blob hash (32 bytes) → `start (u64 BE) ‖ len (u32 BE)` of its bytes inline in
+    /// `journal.log`, for every blob a journal record carries.
+    blob_locations: sled::Tree,
 }
 
 const APPLIED: &[u8] = b"applied_seq";
 const FORMAT: &[u8] = b"index_format";
 /// The layout of the trees below. An index of another format (or of none: the first one kept
-/// each chain as one JSON list, rewritten per version) is rebuilt from the journal at open.
-pub const INDEX_FORMAT: u32 = 2;
+/// each chain as one JSON list, rewritten per version, and had no blob locations) is rebuilt
+/// from the journal at open. 2: one key per chain version; 3: journal blob locations.
+pub const INDEX_FORMAT: u32 = 3;
 
 fn chain_version_key(chain: &str, version: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(chain.len() + 5);
@@ -243,6 +247,7 @@ impl SledIndex {
             study_members: db.open_tree("dicom_study_members")?,
             patient_studies: db.open_tree("dicom_patient_studies")?,
             cache: db.open_tree("blob_cache")?,
+            blob_locations: db.open_tree("blob_locations")?,
             db,
         };
         if idx.meta.get(FORMAT)?.is_none() && idx.applied_seq()? == 0 && !idx.has_old_chains()? {
@@ -250,6 +255,41 @@ impl SledIndex {
             idx.meta.insert(FORMAT, &INDEX_FORMAT.to_be_bytes())?;
         }
         Ok(idx)
+    }
+
+    /// Records where a journal record's inline blobs sit (idempotent: applied before the
+    /// record itself, again on replay).
+    pub(crate) fn put_blob_locations(
+        &self,
+        inline: &[crate::journal::InlineBlob],
+    ) -> Result<(), StoreError> {
+        for b in inline {
+            let mut v = [0u8; 12];
+            v[..8].copy_from_slice(&(b.start as u64).to_be_bytes());
+            v[8..].copy_from_slice(&(b.len as u32).to_be_bytes());
+            self.blob_locations.insert(b.hash.as_bytes(), &v)?;
+        }
+        Ok(())
+    }
+
+    /// Where a blob's bytes sit in the journal (start, length), if a record carries it.
+    pub(crate) fn blob_location(
+        &self,
+        hash: &ContentHash,
+    ) -> Result<Option<(u64, usize)>, StoreError> {
+        match self.blob_locations.get(hash.as_bytes())? {
+            None => Ok(None),
+            Some(v) if v.len() == 12 => {
+                let mut start = [0u8; 8];
+                start.copy_from_slice(&v[..8]);
+                let len = u32::from_be_bytes([v[8], v[9], v[10], v[11]]);
+                Ok(Some((u64::from_be_bytes(start), len as usize)))
+            }
+            Some(v) => Err(StoreError::Corrupt(format!(
+                "index: blob location of {} bytes",
+                v.len()
+            ))),
+        }
     }
 
     /// Whether the index was written in [`INDEX_FORMAT`]; an index that is not must be
