@@ -46,6 +46,18 @@ impl Blobs {
             || self.dir.path(hash).is_file())
     }
 
+    /// [`Blobs::exists`] for a blob of `len` bytes about to be committed: one that small is
+    /// stored inline, so only the pending map and the journal positions are looked at (no
+    /// file-system look-up). A small blob that exists only as a file (a cached preview, or
+    /// the older layout's copy of a blob whose record the index has not seen) is then stored
+    /// once more, inline: harmless.
+    pub(crate) fn exists_sized(&self, hash: &ContentHash, len: usize) -> Result<bool, StoreError> {
+        if len > INLINE_MAX {
+            return self.exists(hash);
+        }
+        Ok(self.dir.pending_get(hash).is_some() || self.index.blob_location(hash)?.is_some())
+    }
+
     /// The blob's bytes. Journal-resident bytes are checked against their hash (the index
     /// that locates them is derived, and sled is not trusted blindly).
     pub(crate) fn read(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {

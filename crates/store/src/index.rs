@@ -401,15 +401,13 @@ impl SledIndex {
         // The report's own entry is written first: once it exists its version is fixed, so a
         // replay of a partly applied record finds it and only redoes the (idempotent) rest.
         let existing = Self::get_json::<ReportMeta>(&self.reports, hash.as_bytes())?;
+        let head = self.chain_head(chain)?;
         let version = match &existing {
             Some(m) => m.version,
             None => {
-                let version = self.chain_head(chain)?.map_or(0, |(v, _)| v) + 1;
-                let superseded_by = self
-                    .chain_versions
-                    .get(chain_version_key(chain, version + 1))?
-                    .map(|v| hash_of(&v))
-                    .transpose()?;
+                // The head is the newest version, so a new entry is not superseded yet.
+                let version = head.map_or(0, |(v, _)| v) + 1;
+                let superseded_by = None;
                 let meta = ReportMeta {
                     hash: *hash,
                     original: *original,
@@ -429,7 +427,7 @@ impl SledIndex {
         };
         self.chain_versions
             .insert(chain_version_key(chain, version), hash.as_bytes())?;
-        if self.chain_head(chain)?.is_none_or(|(v, _)| v < version) {
+        if head.is_none_or(|(v, _)| v < version) {
             let mut head = Vec::with_capacity(36);
             head.extend_from_slice(&version.to_be_bytes());
             head.extend_from_slice(hash.as_bytes());

@@ -111,8 +111,11 @@ struct Inner {
     index: Arc<SledIndex>,
     writer: writer::WriterHandle,
     options: StoreOptions,
-    cache: Option<quick_cache::sync::Cache<ContentHash, Arc<Report>>>,
+    cache: Option<Arc<ReportCache>>,
 }
+
+/// Parsed reports by hash (immutable, so never stale).
+pub(crate) type ReportCache = quick_cache::sync::Cache<ContentHash, Arc<Report>>;
 
 /// Result of [`Store::verify`].
 #[derive(Clone, Debug, Default, Serialize)]
@@ -190,12 +193,15 @@ impl Store {
             Arc::new(journal::JournalReader::open(journal_path)?),
         );
         let next_seq = last_seq + 1;
+        let cache =
+            (options.report_cache > 0).then(|| Arc::new(ReportCache::new(options.report_cache)));
         let writer = writer::spawn(
             journal,
             blobs.clone(),
             index.clone(),
             next_seq,
             options.max_batch,
+            cache.clone(),
         )?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -203,8 +209,7 @@ impl Store {
                 blobs,
                 index,
                 writer,
-                cache: (options.report_cache > 0)
-                    .then(|| quick_cache::sync::Cache::new(options.report_cache)),
+                cache,
                 options,
             }),
         })

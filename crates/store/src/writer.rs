@@ -101,6 +101,7 @@ pub(crate) fn spawn(
     index: Arc<SledIndex>,
     next_seq: u64,
     max_batch: usize,
+    cache: Option<Arc<crate::ReportCache>>,
 ) -> Result<WriterHandle, StoreError> {
     let (tx, rx) = mpsc::channel::<Job>();
     let mut w = Writer {
@@ -109,6 +110,7 @@ pub(crate) fn spawn(
         index,
         next_seq,
         poisoned: None,
+        cache,
     };
     let thread = std::thread::Builder::new()
         .name("huren-store-writer".into())
@@ -137,6 +139,9 @@ struct Writer {
     index: Arc<SledIndex>,
     next_seq: u64,
     poisoned: Option<String>,
+    /// The store's parsed-report cache: reports just committed go in, so the next version of
+    /// a chain (e.g. the next instance of a study) does not read and parse its head back.
+    cache: Option<Arc<crate::ReportCache>>,
 }
 
 /// One job's plan inside a group.
@@ -162,8 +167,9 @@ impl Writer {
         let mut staged: Vec<Blob> = Vec::new();
         let mut planned: Vec<Planned> = Vec::new();
         let mut stage_err: Option<String> = None;
+        let mut fresh: Vec<(ContentHash, huren_model::Report)> = Vec::new();
 
-        for job in jobs {
+        for mut job in jobs {
             match self.plan(
                 &job.ingest,
                 &mut pending_reports,
@@ -171,11 +177,16 @@ impl Writer {
                 &mut staged_hashes,
                 &mut staged,
             ) {
-                Ok((committed, entries)) => planned.push(Planned {
-                    reply: job.reply,
-                    committed,
-                    entries,
-                }),
+                Ok((committed, entries)) => {
+                    if self.cache.is_some() {
+                        fresh.extend(job.ingest.reports.drain(..).map(|(r, h, _)| (h, r)));
+                    }
+                    planned.push(Planned {
+                        reply: job.reply,
+                        committed,
+                        entries,
+                    })
+                }
                 Err(e @ (StoreError::Io { .. } | StoreError::Poisoned(_))) => {
                     stage_err = Some(e.to_string());
                     let _ = job.reply.send(Err(e));
@@ -233,7 +244,14 @@ impl Writer {
             .put_blob_locations(&located)
             .and_then(|_| self.index.apply(&rec))
         {
-            Ok(()) => self.blobs.dir.drop_pending(&small),
+            Ok(()) => {
+                self.blobs.dir.drop_pending(&small);
+                if let Some(c) = &self.cache {
+                    for (h, r) in fresh {
+                        c.insert(h, Arc::new(r));
+                    }
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, seq = rec.seq, "index update failed; restart replays it")
             }
@@ -260,7 +278,7 @@ impl Writer {
         staged_hashes: &mut HashSet<ContentHash>,
         staged: &mut Vec<Blob>,
     ) -> Result<(), StoreError> {
-        if staged_hashes.contains(&hash) || self.blobs.exists(&hash)? {
+        if staged_hashes.contains(&hash) || self.blobs.exists_sized(&hash, bytes.len())? {
             return Ok(());
         }
         staged.push((hash, bytes.clone()));
