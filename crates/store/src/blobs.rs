@@ -1,13 +1,15 @@
-//! Content-addressed blob directory: `objects/ab/cdef…` named by BLAKE3 hex.
+//! Blobs: content-addressed by BLAKE3.
 //!
-//! Small blobs reach disk in two steps: their bytes are inside the journal record that made
-//! them durable, and the materialiser thread writes their files afterwards (until then they
-//! are served from the in-memory `pending` map). A checkpoint (`syncfs`) records which journal
-//! sequence number is fully materialised and synced; start-up restores any blob of a later
-//! record from the journal. Large blobs are written, synced and renamed before their record.
+//! A blob of at most [`INLINE_MAX`] bytes lives inside the journal record that made it
+//! durable and nowhere else: one `fdatasync` makes it safe, no file is created for it, and
+//! it is read back by position ([`Blobs::read`]; the index keeps hash → position). Until the
+//! writer has recorded that position it is served from the in-memory `pending` map. A larger
+//! blob is a file `objects/ab/cdef…` named by its BLAKE3 hex, written, synced and renamed
+//! before its record; derived blobs (previews) are files too. Stores written before this
+//! layout also hold their small blobs as files; those are still read.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +17,69 @@ use std::sync::{Arc, Mutex};
 
 use huren_model::ContentHash;
 
+use crate::index::SledIndex;
+use crate::journal::JournalReader;
 use crate::StoreError;
 
-/// Blobs at most this large travel inline in the journal.
+/// Every blob of the store, wherever it lives: pending (committing now), in the journal,
+/// or a file.
+#[derive(Clone)]
+pub(crate) struct Blobs {
+    pub(crate) dir: BlobDir,
+    index: Arc<SledIndex>,
+    journal: Arc<JournalReader>,
+}
+
+impl Blobs {
+    pub(crate) fn new(dir: BlobDir, index: Arc<SledIndex>, journal: Arc<JournalReader>) -> Self {
+        Blobs {
+            dir,
+            index,
+            journal,
+        }
+    }
+
+    /// Whether the blob is stored (or being committed).
+    pub(crate) fn exists(&self, hash: &ContentHash) -> Result<bool, StoreError> {
+        Ok(self.dir.pending_get(hash).is_some()
+            || self.index.blob_location(hash)?.is_some()
+            || self.dir.path(hash).is_file())
+    }
+
+    /// [`Blobs::exists`] for a blob of `len` bytes about to be committed: one that small is
+    /// stored inline, so only the pending map and the journal positions are looked at (no
+    /// file-system look-up). A small blob that exists only as a file (a cached preview, or
+    /// the older layout's copy of a blob whose record the index has not seen) is then stored
+    /// once more, inline: harmless.
+    pub(crate) fn exists_sized(&self, hash: &ContentHash, len: usize) -> Result<bool, StoreError> {
+        if len > INLINE_MAX {
+            return self.exists(hash);
+        }
+        Ok(self.dir.pending_get(hash).is_some() || self.index.blob_location(hash)?.is_some())
+    }
+
+    /// The blob's bytes. Journal-resident bytes are checked against their hash (the index
+    /// that locates them is derived, and sled is not trusted blindly).
+    pub(crate) fn read(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(b) = self.dir.pending_get(hash) {
+            return Ok(Some(b.as_ref().clone()));
+        }
+        // The writer records a location before it drops the pending copy, so a blob that just
+        // left `pending` is found here.
+        if let Some((start, len)) = self.index.blob_location(hash)? {
+            let b = self.journal.read_at(start, len)?;
+            if ContentHash::of(&b) != *hash {
+                return Err(StoreError::Corrupt(format!(
+                    "journal bytes at {start}+{len} are not blob {hash} (run `huren reindex`)"
+                )));
+            }
+            return Ok(Some(b));
+        }
+        self.dir.read_file(hash)
+    }
+}
+
+/// Blobs at most this large travel inline in the journal (and stay there).
 pub(crate) const INLINE_MAX: usize = 1024 * 1024;
 
 /// The blob directory. A blob file is never rewritten once complete.
@@ -50,7 +112,7 @@ impl BlobDir {
         self.root.join(&hex[..2]).join(&hex[2..])
     }
 
-    fn pending_get(&self, hash: &ContentHash) -> Option<Arc<Vec<u8>>> {
+    pub(crate) fn pending_get(&self, hash: &ContentHash) -> Option<Arc<Vec<u8>>> {
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -58,26 +120,17 @@ impl BlobDir {
             .cloned()
     }
 
-    pub(crate) fn exists(&self, hash: &ContentHash) -> bool {
-        self.pending_get(hash).is_some() || self.path(hash).is_file()
-    }
-
-    pub(crate) fn read(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(b) = self.pending_get(hash) {
-            return Ok(Some(b.as_ref().clone()));
-        }
+    /// Reads a blob file (large blobs, derived blobs, small blobs of the older layout).
+    pub(crate) fn read_file(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
         let p = self.path(hash);
         match fs::read(&p) {
             Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Materialised between the two looks?
-                Ok(self.pending_get(hash).map(|b| b.as_ref().clone()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io(&p, e)),
         }
     }
 
-    /// Makes small blobs readable before their files exist.
+    /// Makes small blobs readable while their journal record is being written.
     pub(crate) fn add_pending(&self, blobs: &[(ContentHash, Arc<Vec<u8>>)]) {
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         for (h, b) in blobs {
@@ -85,43 +138,13 @@ impl BlobDir {
         }
     }
 
-    /// Forgets pending blobs whose journal record was not written.
+    /// Forgets pending blobs: their record was not written, or their journal position is
+    /// now in the index.
     pub(crate) fn drop_pending(&self, blobs: &[(ContentHash, Arc<Vec<u8>>)]) {
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         for (h, _) in blobs {
             p.remove(h);
         }
-    }
-
-    fn create_in_shard(&self, path: &Path) -> std::io::Result<File> {
-        let open = || OpenOptions::new().write(true).create_new(true).open(path);
-        match open() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(d) = path.parent() {
-                    fs::create_dir_all(d)?;
-                }
-                open()
-            }
-            r => r,
-        }
-    }
-
-    /// Writes the files of blobs whose bytes are already durable in the journal (no sync:
-    /// the next checkpoint syncs them), then drops them from the pending map.
-    pub(crate) fn materialise(
-        &self,
-        blobs: &[(ContentHash, Arc<Vec<u8>>)],
-    ) -> Result<(), StoreError> {
-        for (h, b) in blobs {
-            let p = self.path(h);
-            match self.create_in_shard(&p) {
-                Ok(mut f) => f.write_all(b).map_err(|e| StoreError::io(&p, e))?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(StoreError::io(&p, e)),
-            }
-        }
-        self.drop_pending(blobs);
-        Ok(())
     }
 
     /// Writes a blob durably on its own: temp file, `fsync`, rename, directory `fsync`.
@@ -145,20 +168,18 @@ impl BlobDir {
         crate::journal::sync_dir(&self.root)
     }
 
-    /// Makes sure the file of a blob holds `bytes` (crash recovery); no sync.
-    pub(crate) fn restore(&self, hash: &ContentHash, bytes: &[u8]) -> Result<bool, StoreError> {
+    /// Removes the file of a blob whose bytes are in the journal when the file does not hold
+    /// them (a torn file of the older layout, written after its last checkpoint: reads come
+    /// from the journal, and `verify` would otherwise report it). Returns whether it did.
+    pub(crate) fn remove_if_torn(&self, hash: &ContentHash) -> Result<bool, StoreError> {
         let p = self.path(hash);
-        if let Ok(have) = fs::read(&p) {
-            if ContentHash::of(&have) == *hash {
-                return Ok(false);
+        match fs::read(&p) {
+            Ok(have) if ContentHash::of(&have) != *hash => {
+                fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+                Ok(true)
             }
-            fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+            _ => Ok(false),
         }
-        let mut f = self
-            .create_in_shard(&p)
-            .map_err(|e| StoreError::io(&p, e))?;
-        f.write_all(bytes).map_err(|e| StoreError::io(&p, e))?;
-        Ok(true)
     }
 
     /// Syncs everything written to the store's file system (`syncfs(2)` on Linux; elsewhere
@@ -219,7 +240,8 @@ impl BlobDir {
     }
 }
 
-/// The checkpoint file: the highest journal sequence number whose blobs are all synced.
+/// The checkpoint file: the highest journal sequence number whose blobs were checked at
+/// start-up (with the older layout: whose blob files were all written and synced).
 pub(crate) struct Checkpoint {
     path: PathBuf,
 }

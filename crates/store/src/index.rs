@@ -135,6 +135,8 @@ pub trait Index: Send + Sync {
     fn report_meta(&self, hash: &ContentHash) -> Result<Option<ReportMeta>, StoreError>;
     /// Versions of a chain, oldest first.
     fn chain(&self, chain: &str) -> Result<Vec<ContentHash>, StoreError>;
+    /// The newest version of a chain and its number (1-based), without reading the others.
+    fn chain_head(&self, chain: &str) -> Result<Option<(u32, ContentHash)>, StoreError>;
     /// The person a local key belongs to (the key itself when unlinked).
     fn person_of(&self, local: &str) -> Result<String, StoreError>;
     /// Current (not superseded) reports of a person, newest first.
@@ -162,7 +164,11 @@ pub struct SledIndex {
     db: sled::Db,
     meta: sled::Tree,
     reports: sled::Tree,
-    chains: sled::Tree,
+    /// `chain \0 version (u32 BE)` → report hash (32 bytes): one key per version, so adding
+    /// a version costs the same however long the chain is.
+    chain_versions: sled::Tree,
+    /// `chain` → `version (u32 BE) ‖ hash (32 bytes)` of the newest version.
+    chain_heads: sled::Tree,
     by_local: sled::Tree,
     l2p: sled::Tree,
     p2l: sled::Tree,
@@ -179,9 +185,31 @@ pub struct SledIndex {
     /// Derived-blob cache: key (e.g. `preview|…`) → blob hash. Not in the journal; a
     /// reindex forgets it and the blobs are made again on demand.
     cache: sled::Tree,
+    /// Blob hash (32 bytes) → `start (u64 BE) ‖ len (u32 BE)` of its bytes inline in
+    /// `journal.log`, for every blob a journal record carries.
+    blob_locations: sled::Tree,
 }
 
 const APPLIED: &[u8] = b"applied_seq";
+const FORMAT: &[u8] = b"index_format";
+/// The layout of the trees below. An index of another format (or of none: the first one kept
+/// each chain as one JSON list, rewritten per version, and had no blob locations) is rebuilt
+/// from the journal at open. 2: one key per chain version; 3: journal blob locations.
+pub const INDEX_FORMAT: u32 = 3;
+
+fn chain_version_key(chain: &str, version: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(chain.len() + 5);
+    k.extend_from_slice(chain.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn hash_of(v: &[u8]) -> Result<ContentHash, StoreError> {
+    <[u8; 32]>::try_from(v)
+        .map(ContentHash::from_bytes)
+        .map_err(|_| StoreError::Corrupt(format!("index: hash of {} bytes", v.len())))
+}
 
 impl SledIndex {
     /// The blob a cache key names, if any.
@@ -205,10 +233,11 @@ impl SledIndex {
             .path(dir.as_ref())
             .cache_capacity(256 * 1024 * 1024)
             .open()?;
-        Ok(SledIndex {
+        let idx = SledIndex {
             meta: db.open_tree("meta")?,
             reports: db.open_tree("reports")?,
-            chains: db.open_tree("chains")?,
+            chain_versions: db.open_tree("chain_versions")?,
+            chain_heads: db.open_tree("chain_heads")?,
             by_local: db.open_tree("by_local")?,
             l2p: db.open_tree("l2p")?,
             p2l: db.open_tree("p2l")?,
@@ -218,8 +247,64 @@ impl SledIndex {
             study_members: db.open_tree("dicom_study_members")?,
             patient_studies: db.open_tree("dicom_patient_studies")?,
             cache: db.open_tree("blob_cache")?,
+            blob_locations: db.open_tree("blob_locations")?,
             db,
-        })
+        };
+        if idx.meta.get(FORMAT)?.is_none() && idx.applied_seq()? == 0 && !idx.has_old_chains()? {
+            // A new, empty index: it starts in the current format.
+            idx.meta.insert(FORMAT, &INDEX_FORMAT.to_be_bytes())?;
+        }
+        Ok(idx)
+    }
+
+    /// Records where a journal record's inline blobs sit (idempotent: applied before the
+    /// record itself, again on replay).
+    pub(crate) fn put_blob_locations(
+        &self,
+        inline: &[crate::journal::InlineBlob],
+    ) -> Result<(), StoreError> {
+        for b in inline {
+            let mut v = [0u8; 12];
+            v[..8].copy_from_slice(&(b.start as u64).to_be_bytes());
+            v[8..].copy_from_slice(&(b.len as u32).to_be_bytes());
+            self.blob_locations.insert(b.hash.as_bytes(), &v)?;
+        }
+        Ok(())
+    }
+
+    /// Where a blob's bytes sit in the journal (start, length), if a record carries it.
+    pub(crate) fn blob_location(
+        &self,
+        hash: &ContentHash,
+    ) -> Result<Option<(u64, usize)>, StoreError> {
+        match self.blob_locations.get(hash.as_bytes())? {
+            None => Ok(None),
+            Some(v) if v.len() == 12 => {
+                let mut start = [0u8; 8];
+                start.copy_from_slice(&v[..8]);
+                let len = u32::from_be_bytes([v[8], v[9], v[10], v[11]]);
+                Ok(Some((u64::from_be_bytes(start), len as usize)))
+            }
+            Some(v) => Err(StoreError::Corrupt(format!(
+                "index: blob location of {} bytes",
+                v.len()
+            ))),
+        }
+    }
+
+    /// Whether the index was written in [`INDEX_FORMAT`]; an index that is not must be
+    /// rebuilt from the journal ([`crate::Store::open`] does it).
+    pub fn format_is_current(&self) -> Result<bool, StoreError> {
+        Ok(self.meta.get(FORMAT)?.as_deref() == Some(&INDEX_FORMAT.to_be_bytes()[..]))
+    }
+
+    /// Whether the first layout's `chains` tree (one JSON list per chain) holds anything.
+    fn has_old_chains(&self) -> Result<bool, StoreError> {
+        let names = self.db.tree_names();
+        if !names.iter().any(|n| n.as_ref() == b"chains") {
+            return Ok(false);
+        }
+        Ok(!self.db.open_tree("chains")?.is_empty())
     }
 
     fn get_json<T: for<'de> Deserialize<'de>>(
@@ -313,39 +398,56 @@ impl SledIndex {
         else {
             return Ok(());
         };
-        let mut versions: Vec<ContentHash> =
-            Self::get_json(&self.chains, chain.as_bytes())?.unwrap_or_default();
-        let pos = match versions.iter().position(|h| h == hash) {
-            Some(p) => p,
+        // The report's own entry is written first: once it exists its version is fixed, so a
+        // replay of a partly applied record finds it and only redoes the (idempotent) rest.
+        let existing = Self::get_json::<ReportMeta>(&self.reports, hash.as_bytes())?;
+        let head = self.chain_head(chain)?;
+        let version = match &existing {
+            Some(m) => m.version,
             None => {
-                if let Some(prev) = versions.last().copied() {
-                    if let Some(mut pm) =
-                        Self::get_json::<ReportMeta>(&self.reports, prev.as_bytes())?
-                    {
+                // The head is the newest version, so a new entry is not superseded yet.
+                let version = head.map_or(0, |(v, _)| v) + 1;
+                let superseded_by = None;
+                let meta = ReportMeta {
+                    hash: *hash,
+                    original: *original,
+                    kind: *kind,
+                    status: *status,
+                    chain: chain.clone(),
+                    local: local.clone(),
+                    institution: institution.clone(),
+                    time_ms: *time_ms,
+                    received_at: received_at.clone(),
+                    version,
+                    superseded_by,
+                };
+                Self::put_json(&self.reports, hash.as_bytes(), &meta)?;
+                version
+            }
+        };
+        self.chain_versions
+            .insert(chain_version_key(chain, version), hash.as_bytes())?;
+        if head.is_none_or(|(v, _)| v < version) {
+            let mut head = Vec::with_capacity(36);
+            head.extend_from_slice(&version.to_be_bytes());
+            head.extend_from_slice(hash.as_bytes());
+            self.chain_heads.insert(chain.as_bytes(), head)?;
+        }
+        if version > 1 {
+            if let Some(prev) = self
+                .chain_versions
+                .get(chain_version_key(chain, version - 1))?
+            {
+                let prev = hash_of(&prev)?;
+                if let Some(mut pm) = Self::get_json::<ReportMeta>(&self.reports, prev.as_bytes())?
+                {
+                    if pm.superseded_by != Some(*hash) {
                         pm.superseded_by = Some(*hash);
                         Self::put_json(&self.reports, prev.as_bytes(), &pm)?;
                     }
                 }
-                versions.push(*hash);
-                Self::put_json(&self.chains, chain.as_bytes(), &versions)?;
-                versions.len() - 1
             }
-        };
-        let superseded_by = versions.get(pos + 1).copied();
-        let meta = ReportMeta {
-            hash: *hash,
-            original: *original,
-            kind: *kind,
-            status: *status,
-            chain: chain.clone(),
-            local: local.clone(),
-            institution: institution.clone(),
-            time_ms: *time_ms,
-            received_at: received_at.clone(),
-            version: (pos + 1) as u32,
-            superseded_by,
-        };
-        Self::put_json(&self.reports, hash.as_bytes(), &meta)?;
+        }
         let mut k = local.as_bytes().to_vec();
         k.push(0);
         k.extend_from_slice(hash.as_bytes());
@@ -490,7 +592,30 @@ impl Index for SledIndex {
     }
 
     fn chain(&self, chain: &str) -> Result<Vec<ContentHash>, StoreError> {
-        Ok(Self::get_json(&self.chains, chain.as_bytes())?.unwrap_or_default())
+        let prefix = pair(chain, "");
+        let mut out = Vec::new();
+        for kv in self.chain_versions.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            // `chain\0` is also a prefix of longer chain keys; only 4-byte suffixes are ours.
+            if k.len() == prefix.len() + 4 {
+                out.push(hash_of(&v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn chain_head(&self, chain: &str) -> Result<Option<(u32, ContentHash)>, StoreError> {
+        match self.chain_heads.get(chain.as_bytes())? {
+            None => Ok(None),
+            Some(v) if v.len() == 36 => {
+                let version = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+                Ok(Some((version, hash_of(&v[4..])?)))
+            }
+            Some(v) => Err(StoreError::Corrupt(format!(
+                "index: chain head of {} bytes",
+                v.len()
+            ))),
+        }
     }
 
     fn person_of(&self, local: &str) -> Result<String, StoreError> {

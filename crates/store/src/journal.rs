@@ -1,7 +1,9 @@
 //! The append-only commit journal. A record is
 //! `[magic "HRJ1"][len u32 LE][crc32 u32 LE][payload]` and its payload is
 //! `[json len u32 LE][JSON JournalRecord][blob count u32 LE]([32-byte hash][len u32 LE][bytes])*`:
-//! small blobs travel inline so that one `fdatasync` makes a whole group commit durable.
+//! small blobs travel inline so that one `fdatasync` makes a whole group commit durable, and
+//! they stay there: the journal is their only copy, read back by position ([`JournalReader`];
+//! the index keeps hash → position, derived like everything else in it).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -104,7 +106,7 @@ pub struct JournalRecord {
 }
 
 /// Where an inline blob's bytes sit in the journal file.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct InlineBlob {
     pub(crate) hash: ContentHash,
     pub(crate) start: usize,
@@ -172,21 +174,36 @@ impl Journal {
     }
 
     /// Reads every valid record without modifying the file.
+    #[cfg(test)]
     pub(crate) fn read_all(path: &Path) -> Result<Vec<JournalRecord>, StoreError> {
+        Ok(Self::read_decoded(path)?
+            .0
+            .into_iter()
+            .map(|d| d.record)
+            .collect())
+    }
+
+    /// Reads every valid record with the positions of its inline blobs, without modifying
+    /// the file; also returns the file's bytes and how many of them decode.
+    pub(crate) fn read_decoded(path: &Path) -> Result<(Vec<Decoded>, Vec<u8>, usize), StoreError> {
         match std::fs::read(path) {
-            Ok(b) => Ok(decode_all(&b).0.into_iter().map(|d| d.record).collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Ok(b) => {
+                let (d, valid) = decode_all(&b);
+                Ok((d, b, valid))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), Vec::new(), 0)),
             Err(e) => Err(StoreError::io(path, e)),
         }
     }
 
-    /// Appends a record and `fdatasync`s it. On failure the file is cut back to its previous
-    /// length so no half record remains; if even that fails the error says so.
+    /// Appends a record and `fdatasync`s it; returns where its inline blobs now sit. On
+    /// failure the file is cut back to its previous length so no half record remains; if even
+    /// that fails the error says so.
     pub(crate) fn append(
         &mut self,
         rec: &JournalRecord,
         inline: &[(ContentHash, &[u8])],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<InlineBlob>, StoreError> {
         let json = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let blob_bytes: usize = inline.iter().map(|(_, b)| 36 + b.len()).sum();
         let plen = 8 + json.len() + blob_bytes;
@@ -197,9 +214,15 @@ impl Journal {
         buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
         buf.extend_from_slice(&json);
         buf.extend_from_slice(&(inline.len() as u32).to_le_bytes());
+        let mut located = Vec::with_capacity(inline.len());
         for (h, b) in inline {
             buf.extend_from_slice(h.as_bytes());
             buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            located.push(InlineBlob {
+                hash: *h,
+                start: self.len as usize + buf.len(),
+                len: b.len(),
+            });
             buf.extend_from_slice(b);
         }
         let crc = crc32fast::hash(&buf[HEADER..]);
@@ -211,7 +234,7 @@ impl Journal {
         match res {
             Ok(()) => {
                 self.len += buf.len() as u64;
-                Ok(())
+                Ok(located)
             }
             Err(e) => {
                 let err = StoreError::io(&self.path, e);
@@ -227,6 +250,41 @@ impl Journal {
                 }
             }
         }
+    }
+}
+
+/// Reads inline blobs back from the journal file by position (`pread`; any number of
+/// readers at once, alongside the appending writer).
+pub(crate) struct JournalReader {
+    file: File,
+    path: PathBuf,
+}
+
+impl JournalReader {
+    pub(crate) fn open(path: PathBuf) -> Result<Self, StoreError> {
+        let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        Ok(JournalReader { file, path })
+    }
+
+    /// The `len` bytes at `start`.
+    pub(crate) fn read_at(&self, start: u64, len: usize) -> Result<Vec<u8>, StoreError> {
+        let mut buf = vec![0u8; len];
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file
+                .read_exact_at(&mut buf, start)
+                .map_err(|e| StoreError::io(&self.path, e))?;
+        }
+        #[cfg(not(unix))]
+        {
+            let mut f = File::open(&self.path).map_err(|e| StoreError::io(&self.path, e))?;
+            f.seek(SeekFrom::Start(start))
+                .and_then(|_| f.read_exact(&mut buf))
+                .map_err(|e| StoreError::io(&self.path, e))?;
+            let _ = &self.file;
+        }
+        Ok(buf)
     }
 }
 
@@ -330,6 +388,11 @@ mod tests {
             .unwrap();
         }
         drop(j);
+        // Inline blobs are where append said, readable by position.
+        let (recs, _, _) = Journal::read_decoded(&p).unwrap();
+        let r = JournalReader::open(p.clone()).unwrap();
+        let b = recs[2].inline[0];
+        assert_eq!(r.read_at(b.start as u64, b.len).unwrap(), b"blob 3");
         let full = std::fs::read(&p).unwrap();
         // Cut the last record in half, as a crash mid-write would.
         std::fs::write(&p, &full[..full.len() - 7]).unwrap();

@@ -1,12 +1,13 @@
 //! huren's durable store.
 //!
-//! *Files are the source of truth*: originals and canonical reports are blobs named by their
-//! BLAKE3 hash under `objects/ab/cdef…`, and every commit is a checksummed record in the
-//! append-only `journal.log`. One writer thread group-commits everything that is waiting:
-//! blobs written to temp files, the file system synced, renamed into place, synced again,
-//! then one journal record appended and `fdatasync`ed; only then is any caller answered.
-//! The sled index ([`index`]) is derived: it is brought up to date from the journal at
-//! start-up and can be rebuilt from scratch with [`Store::reindex`].
+//! *Files are the source of truth*: every commit is a checksummed record in the append-only
+//! `journal.log`, and blobs (originals, canonical reports) are named by their BLAKE3 hash.
+//! A blob of at most 1 MiB travels inside its journal record and lives there (read back by
+//! position); a larger one is a file `objects/ab/cdef…`. One writer thread group-commits
+//! everything that is waiting: large blobs written to temp files, synced and renamed into
+//! place, then one journal record appended and `fdatasync`ed; only then is any caller
+//! answered. The sled index ([`index`]) is derived: it is brought up to date from the journal
+//! at start-up and can be rebuilt from scratch with [`Store::reindex`].
 
 pub mod audit;
 mod blobs;
@@ -106,12 +107,15 @@ pub struct Store {
 
 struct Inner {
     dir: PathBuf,
-    blobs: blobs::BlobDir,
+    blobs: blobs::Blobs,
     index: Arc<SledIndex>,
     writer: writer::WriterHandle,
     options: StoreOptions,
-    cache: Option<quick_cache::sync::Cache<ContentHash, Arc<Report>>>,
+    cache: Option<Arc<ReportCache>>,
 }
+
+/// Parsed reports by hash (immutable, so never stale).
+pub(crate) type ReportCache = quick_cache::sync::Cache<ContentHash, Arc<Report>>;
 
 /// Result of [`Store::verify`].
 #[derive(Clone, Debug, Default, Serialize)]
@@ -132,51 +136,72 @@ impl Store {
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        let blobs = blobs::BlobDir::open(dir.join("objects"))?;
-        let (journal, decoded, jbytes) = journal::Journal::open(dir.join("journal.log"))?;
-        // Blobs of records after the last checkpoint may not have reached their files.
+        let blob_dir = blobs::BlobDir::open(dir.join("objects"))?;
+        let journal_path = dir.join("journal.log");
+        let (journal, decoded, jbytes) = journal::Journal::open(journal_path.clone())?;
+        drop(jbytes);
+        // Small blobs are read from the journal. A store of the older layout may hold a torn
+        // file for a blob of a record after its last checkpoint: remove it (the journal has
+        // the bytes) so that `verify` stays clean.
         let checkpoint = blobs::Checkpoint::new(&dir);
         let cp = checkpoint.read();
-        let mut restored = 0usize;
+        let mut removed = 0usize;
         for d in decoded.iter().filter(|d| d.record.seq > cp) {
             for b in &d.inline {
-                let bytes = jbytes
-                    .get(b.start..b.start + b.len)
-                    .ok_or_else(|| StoreError::Corrupt("inline blob outside journal".into()))?;
-                if blobs.restore(&b.hash, bytes)? {
-                    restored += 1;
+                if blob_dir.remove_if_torn(&b.hash)? {
+                    removed += 1;
                 }
             }
         }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed torn blob files; the journal holds their bytes"
+            );
+            blob_dir.sync_all()?;
+        }
         let last_seq = decoded.last().map(|d| d.record.seq).unwrap_or(0);
         if last_seq > cp {
-            blobs.sync_all()?;
             checkpoint.write(last_seq)?;
         }
-        if restored > 0 {
-            tracing::info!(restored, "restored blob files from the journal");
+        let mut index = Arc::new(SledIndex::open(dir.join("index"))?);
+        if !index.format_is_current()? {
+            // Written by an older layout: the index is derived, so rebuild it from the journal.
+            tracing::info!(
+                format = index::INDEX_FORMAT,
+                "index is in an older format; rebuilding it from the journal"
+            );
+            drop(index);
+            let idx_dir = dir.join("index");
+            std::fs::remove_dir_all(&idx_dir).map_err(|e| StoreError::io(&idx_dir, e))?;
+            index = Arc::new(SledIndex::open(&idx_dir)?);
         }
-        drop(jbytes);
-        let records: Vec<JournalRecord> = decoded.into_iter().map(|d| d.record).collect();
-        let index = Arc::new(SledIndex::open(dir.join("index"))?);
         let applied = index.applied_seq()?;
         let mut replayed = 0usize;
-        for rec in records.iter().filter(|r| r.seq > applied) {
-            index.apply(rec)?;
+        for d in decoded.iter().filter(|d| d.record.seq > applied) {
+            index.put_blob_locations(&d.inline)?;
+            index.apply(&d.record)?;
             replayed += 1;
         }
         if replayed > 0 {
             tracing::info!(replayed, "index was behind the journal; replayed the tail");
             index.flush()?;
         }
-        let next_seq = records.last().map(|r| r.seq + 1).unwrap_or(1);
+        let blobs = blobs::Blobs::new(
+            blob_dir,
+            index.clone(),
+            Arc::new(journal::JournalReader::open(journal_path)?),
+        );
+        let next_seq = last_seq + 1;
+        let cache =
+            (options.report_cache > 0).then(|| Arc::new(ReportCache::new(options.report_cache)));
         let writer = writer::spawn(
             journal,
             blobs.clone(),
             index.clone(),
             next_seq,
             options.max_batch,
-            checkpoint,
+            cache.clone(),
         )?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -184,8 +209,7 @@ impl Store {
                 blobs,
                 index,
                 writer,
-                cache: (options.report_cache > 0)
-                    .then(|| quick_cache::sync::Cache::new(options.report_cache)),
+                cache,
                 options,
             }),
         })
@@ -292,7 +316,7 @@ impl Store {
     /// `huren reindex` forgets it).
     pub fn put_cached_blob(&self, key: &str, bytes: &[u8]) -> Result<ContentHash, StoreError> {
         let h = ContentHash::of(bytes);
-        self.inner.blobs.write_synced(&h, bytes)?;
+        self.inner.blobs.dir.write_synced(&h, bytes)?;
         self.inner.index.cache_put(key, &h)?;
         Ok(h)
     }
@@ -335,6 +359,12 @@ impl Store {
         self.inner.index.chain(chain_key)
     }
 
+    /// The newest version of a logical report and its version number; reads one index entry
+    /// however long the chain is.
+    pub fn chain_head(&self, chain_key: &str) -> Result<Option<(u32, ContentHash)>, StoreError> {
+        self.inner.index.chain_head(chain_key)
+    }
+
     /// Resolves a user-written patient identifier to the person key the index uses.
     pub fn person_key(&self, id: &PatientId) -> Result<String, StoreError> {
         match id {
@@ -369,18 +399,52 @@ impl Store {
         Ok((link, metas))
     }
 
-    /// Re-hashes every blob and checks that journal, blobs and index agree.
+    /// Re-hashes every blob (files and journal-resident) and checks that journal, blobs and
+    /// index agree.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         let mut rep = VerifyReport::default();
-        let (bad, n) = self.inner.blobs.verify_all()?;
+        let (bad, n) = self.inner.blobs.dir.verify_all()?;
         rep.blobs_checked = n;
         rep.problems.extend(bad);
-        let records = journal::Journal::read_all(&self.inner.dir.join("journal.log"))?;
-        rep.journal_records = records.len() as u64;
-        for rec in &records {
+        let (decoded, bytes, valid) =
+            journal::Journal::read_decoded(&self.inner.dir.join("journal.log"))?;
+        if valid < bytes.len() {
+            rep.problems.push(format!(
+                "journal.log: {} bytes from byte {valid} on do not decode as records",
+                bytes.len() - valid
+            ));
+        }
+        rep.journal_records = decoded.len() as u64;
+        for d in &decoded {
+            let rec = &d.record;
+            for b in &d.inline {
+                rep.blobs_checked += 1;
+                let actual = bytes
+                    .get(b.start..b.start + b.len)
+                    .map(ContentHash::of)
+                    .ok_or_else(|| StoreError::Corrupt("inline blob outside journal".into()))?;
+                if actual != b.hash {
+                    rep.problems.push(format!(
+                        "journal seq {}: inline blob {} has content {actual}",
+                        rec.seq, b.hash
+                    ));
+                }
+                match self.inner.index.blob_location(&b.hash)? {
+                    None => rep.problems.push(format!(
+                        "blob {} (journal seq {}) has no location in the index",
+                        b.hash, rec.seq
+                    )),
+                    Some(loc) if loc != (b.start as u64, b.len) => {
+                        if let Err(e) = self.inner.blobs.read(&b.hash) {
+                            rep.problems.push(format!("blob {}: {e}", b.hash));
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
             for e in &rec.entries {
                 for h in e.blobs() {
-                    if !self.inner.blobs.exists(&h) {
+                    if !self.inner.blobs.exists(&h)? {
                         rep.problems
                             .push(format!("journal seq {} names missing blob {h}", rec.seq));
                     }
@@ -397,7 +461,7 @@ impl Store {
             }
         }
         let applied = self.inner.index.applied_seq()?;
-        let last = records.last().map(|r| r.seq).unwrap_or(0);
+        let last = decoded.last().map(|d| d.record.seq).unwrap_or(0);
         if applied != last {
             rep.problems.push(format!(
                 "index applied up to seq {applied}, journal ends at seq {last}"
@@ -414,16 +478,93 @@ impl Store {
     /// Rebuilds the index of the store in `dir` from its journal. The store must not be open.
     pub fn reindex(dir: impl AsRef<Path>) -> Result<u64, StoreError> {
         let dir = dir.as_ref();
-        let records = journal::Journal::read_all(&dir.join("journal.log"))?;
+        let (decoded, _, _) = journal::Journal::read_decoded(&dir.join("journal.log"))?;
         let idx_dir = dir.join("index");
         if idx_dir.exists() {
             std::fs::remove_dir_all(&idx_dir).map_err(|e| StoreError::io(&idx_dir, e))?;
         }
         let index = SledIndex::open(&idx_dir)?;
-        for rec in &records {
-            index.apply(rec)?;
+        for d in &decoded {
+            index.put_blob_locations(&d.inline)?;
+            index.apply(&d.record)?;
         }
         index.flush()?;
-        Ok(records.len() as u64)
+        Ok(decoded.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use huren_model::{LabBody, PatientRef, ReportStatus, Source, SystemKind};
+
+    fn lab(original: &[u8], n: usize) -> Ingest {
+        Ingest {
+            original: original.to_vec(),
+            reports: vec![Report {
+                kind: ReportKind::Lab,
+                source: Source {
+                    institution: "A".into(),
+                    system: SystemKind::Lis,
+                    application: None,
+                    source_key: "K".into(),
+                },
+                patient: PatientRef {
+                    institution: "A".into(),
+                    local_id: "P".into(),
+                    ..Default::default()
+                },
+                status: ReportStatus::Final,
+                order: Default::default(),
+                specimen_collected_at: Some(format!("2025-06-{:02}T10:00:00+08:00", n + 1)),
+                performed_at: None,
+                reported_at: None,
+                lab: Some(LabBody::default()),
+                ecg: None,
+                imaging: None,
+                conclusion: None,
+                original: ContentHash::of(original),
+                attachments: vec![],
+            }],
+            identity: vec![],
+            received_at: "2025-06-24T10:05:00+08:00".into(),
+            attachments: vec![],
+        }
+    }
+
+    #[test]
+    fn an_index_in_an_older_format_is_rebuilt_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut want = vec![];
+        {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            for n in 0..3 {
+                let c = store
+                    .commit_blocking(lab(format!("m{n}").as_bytes(), n))
+                    .unwrap();
+                want.push(c.reports[0].report);
+            }
+        }
+        {
+            // What the first layout left: no format key, the chain as one JSON list.
+            let db = sled::open(dir.path().join("index")).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .remove(b"index_format")
+                .unwrap();
+            db.open_tree("chain_versions").unwrap().clear().unwrap();
+            db.open_tree("chain_heads").unwrap().clear().unwrap();
+            db.open_tree("chains")
+                .unwrap()
+                .insert("lab|A|K", serde_json::to_vec(&want).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.versions("lab|A|K").unwrap(), want);
+        assert_eq!(store.chain_head("lab|A|K").unwrap(), Some((3, want[2])));
+        assert!(store.verify().unwrap().problems.is_empty());
+        let c = store.commit_blocking(lab(b"m3", 3)).unwrap();
+        assert_eq!(c.reports[0].version, 4);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use huren_model::ContentHash;
 use tokio::sync::oneshot;
 
-use crate::blobs::{BlobDir, Checkpoint, INLINE_MAX};
+use crate::blobs::{Blobs, INLINE_MAX};
 use crate::index::{Index, SledIndex};
 use crate::journal::{Entry, IdentityOp, Journal, JournalRecord};
 use crate::{Committed, Ingest, Outcome, ReportOutcome, StoreError};
@@ -32,8 +32,8 @@ struct Job {
     reply: Reply,
 }
 
-/// Sends work to the writer thread; dropping it stops the writer and materialiser threads
-/// after they finish what is queued (and waits for them).
+/// Sends work to the writer thread; dropping it stops the writer thread after it finishes
+/// what is queued (and waits for it).
 pub(crate) struct WriterHandle {
     tx: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -97,26 +97,20 @@ type Blob = (ContentHash, Arc<Vec<u8>>);
 
 pub(crate) fn spawn(
     journal: Journal,
-    blobs: BlobDir,
+    blobs: Blobs,
     index: Arc<SledIndex>,
     next_seq: u64,
     max_batch: usize,
-    checkpoint: Checkpoint,
+    cache: Option<Arc<crate::ReportCache>>,
 ) -> Result<WriterHandle, StoreError> {
     let (tx, rx) = mpsc::channel::<Job>();
-    let (mtx, mrx) = mpsc::channel::<(u64, Vec<Blob>)>();
-    let mblobs = blobs.clone();
-    let mthread = std::thread::Builder::new()
-        .name("huren-store-materialise".into())
-        .spawn(move || materialiser(mrx, mblobs, checkpoint, next_seq.saturating_sub(1)))
-        .map_err(|e| StoreError::io(&PathBuf::from("materialiser thread"), e))?;
     let mut w = Writer {
         journal,
         blobs,
         index,
         next_seq,
         poisoned: None,
-        materialise: mtx,
+        cache,
     };
     let thread = std::thread::Builder::new()
         .name("huren-store-writer".into())
@@ -131,9 +125,6 @@ pub(crate) fn spawn(
                 }
                 w.group(jobs);
             }
-            // Closing the materialiser's queue makes it write a final checkpoint.
-            drop(w);
-            let _ = mthread.join();
         })
         .map_err(|e| StoreError::io(&PathBuf::from("writer thread"), e))?;
     Ok(WriterHandle {
@@ -144,51 +135,13 @@ pub(crate) fn spawn(
 
 struct Writer {
     journal: Journal,
-    blobs: BlobDir,
+    blobs: Blobs,
     index: Arc<SledIndex>,
     next_seq: u64,
     poisoned: Option<String>,
-    materialise: mpsc::Sender<(u64, Vec<Blob>)>,
-}
-
-/// Writes blob files after their journal record is durable and checkpoints once a second.
-fn materialiser(rx: mpsc::Receiver<(u64, Vec<Blob>)>, blobs: BlobDir, cp: Checkpoint, start: u64) {
-    let mut done = start;
-    let mut synced = start;
-    let mut last = std::time::Instant::now();
-    let tick = std::time::Duration::from_secs(1);
-    loop {
-        let mut closed = false;
-        match rx.recv_timeout(tick) {
-            Ok(first) => {
-                let mut batch = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
-                }
-                for (seq, list) in batch {
-                    if let Err(e) = blobs.materialise(&list) {
-                        // The bytes stay in the journal; start-up restores them.
-                        tracing::error!(error = %e, seq, "blob files could not be written");
-                        blobs.drop_pending(&list);
-                        continue;
-                    }
-                    done = done.max(seq);
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
-        }
-        if done > synced && (closed || last.elapsed() >= tick) {
-            match blobs.sync_all().and_then(|_| cp.write(done)) {
-                Ok(()) => synced = done,
-                Err(e) => tracing::error!(error = %e, "checkpoint failed"),
-            }
-            last = std::time::Instant::now();
-        }
-        if closed {
-            break;
-        }
-    }
+    /// The store's parsed-report cache: reports just committed go in, so the next version of
+    /// a chain (e.g. the next instance of a study) does not read and parse its head back.
+    cache: Option<Arc<crate::ReportCache>>,
 }
 
 /// One job's plan inside a group.
@@ -208,13 +161,15 @@ impl Writer {
         }
         // In-group view of what earlier jobs of this group add.
         let mut pending_reports: HashMap<ContentHash, u32> = HashMap::new();
-        let mut pending_chains: HashMap<String, Vec<ContentHash>> = HashMap::new();
+        // Chain key → number of versions it will have after the jobs planned so far.
+        let mut pending_chains: HashMap<String, u32> = HashMap::new();
         let mut staged_hashes: HashSet<ContentHash> = HashSet::new();
         let mut staged: Vec<Blob> = Vec::new();
         let mut planned: Vec<Planned> = Vec::new();
         let mut stage_err: Option<String> = None;
+        let mut fresh: Vec<(ContentHash, huren_model::Report)> = Vec::new();
 
-        for job in jobs {
+        for mut job in jobs {
             match self.plan(
                 &job.ingest,
                 &mut pending_reports,
@@ -222,11 +177,16 @@ impl Writer {
                 &mut staged_hashes,
                 &mut staged,
             ) {
-                Ok((committed, entries)) => planned.push(Planned {
-                    reply: job.reply,
-                    committed,
-                    entries,
-                }),
+                Ok((committed, entries)) => {
+                    if self.cache.is_some() {
+                        fresh.extend(job.ingest.reports.drain(..).map(|(r, h, _)| (h, r)));
+                    }
+                    planned.push(Planned {
+                        reply: job.reply,
+                        committed,
+                        entries,
+                    })
+                }
                 Err(e @ (StoreError::Io { .. } | StoreError::Poisoned(_))) => {
                     stage_err = Some(e.to_string());
                     let _ = job.reply.send(Err(e));
@@ -250,11 +210,12 @@ impl Writer {
             }
             return;
         }
-        // Large blobs are made durable on their own first; small ones ride in the record.
+        // Large blobs are made durable on their own first; small ones ride in the record and
+        // stay there (the journal is their home; no file is made for them).
         let (small, large): (Vec<Blob>, Vec<Blob>) =
             staged.into_iter().partition(|(_, b)| b.len() <= INLINE_MAX);
         for (h, b) in &large {
-            if let Err(e) = self.blobs.write_synced(h, b) {
+            if let Err(e) = self.blobs.dir.write_synced(h, b) {
                 return self.fail_all(planned, &e.to_string());
             }
         }
@@ -262,29 +223,44 @@ impl Writer {
             seq: self.next_seq,
             entries,
         };
-        self.blobs.add_pending(&small);
+        self.blobs.dir.add_pending(&small);
         let inline: Vec<(ContentHash, &[u8])> =
             small.iter().map(|(h, b)| (*h, b.as_slice())).collect();
-        if let Err(e) = self.journal.append(&rec, &inline) {
-            self.blobs.drop_pending(&small);
-            if let StoreError::Poisoned(p) = &e {
-                self.poisoned = Some(p.clone());
+        let located = match self.journal.append(&rec, &inline) {
+            Ok(l) => l,
+            Err(e) => {
+                self.blobs.dir.drop_pending(&small);
+                if let StoreError::Poisoned(p) = &e {
+                    self.poisoned = Some(p.clone());
+                }
+                return self.fail_all(planned, &e.to_string());
             }
-            return self.fail_all(planned, &e.to_string());
-        }
+        };
         self.next_seq += 1;
-        // Durable now. The index is derived: a failure here is repaired by replay at start-up.
-        if let Err(e) = self.index.apply(&rec) {
-            tracing::error!(error = %e, seq = rec.seq, "index update failed; restart replays it");
+        // Durable now. The index is derived: a failure here is repaired by replay at start-up
+        // (until then the small blobs stay pending, so they can still be read).
+        match self
+            .index
+            .put_blob_locations(&located)
+            .and_then(|_| self.index.apply(&rec))
+        {
+            Ok(()) => {
+                self.blobs.dir.drop_pending(&small);
+                if let Some(c) = &self.cache {
+                    for (h, r) in fresh {
+                        c.insert(h, Arc::new(r));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, seq = rec.seq, "index update failed; restart replays it")
+            }
         }
         for mut p in planned {
             if !p.entries.is_empty() {
                 p.committed.seq = rec.seq;
             }
             let _ = p.reply.send(Ok(p.committed));
-        }
-        if self.materialise.send((rec.seq, small)).is_err() {
-            tracing::error!("materialiser stopped; blobs stay in the journal until restart");
         }
     }
 
@@ -301,19 +277,20 @@ impl Writer {
         bytes: &Arc<Vec<u8>>,
         staged_hashes: &mut HashSet<ContentHash>,
         staged: &mut Vec<Blob>,
-    ) {
-        if staged_hashes.contains(&hash) || self.blobs.exists(&hash) {
-            return;
+    ) -> Result<(), StoreError> {
+        if staged_hashes.contains(&hash) || self.blobs.exists_sized(&hash, bytes.len())? {
+            return Ok(());
         }
         staged.push((hash, bytes.clone()));
         staged_hashes.insert(hash);
+        Ok(())
     }
 
     fn plan(
         &self,
         ingest: &Prepared,
         pending_reports: &mut HashMap<ContentHash, u32>,
-        pending_chains: &mut HashMap<String, Vec<ContentHash>>,
+        pending_chains: &mut HashMap<String, u32>,
         staged_hashes: &mut HashSet<ContentHash>,
         staged: &mut Vec<Blob>,
     ) -> Result<(Committed, Vec<Entry>), StoreError> {
@@ -343,29 +320,22 @@ impl Writer {
             }
             let chain = r.source.chain_key(r.kind);
             let existing = match pending_chains.get(&chain) {
-                Some(v) => v.len(),
-                None => self.index.chain(&chain)?.len(),
+                Some(n) => *n,
+                None => self.index.chain_head(&chain)?.map_or(0, |(v, _)| v),
             };
-            let version = (existing + 1) as u32;
+            let version = existing + 1;
             let outcome = if existing == 0 {
                 Outcome::Stored
             } else {
                 Outcome::Superseded
             };
-            self.stage(hash, bytes, staged_hashes, staged);
-            self.stage(original, original_bytes, staged_hashes, staged);
+            self.stage(hash, bytes, staged_hashes, staged)?;
+            self.stage(original, original_bytes, staged_hashes, staged)?;
             for (h, b) in &ingest.attachments {
-                self.stage(*h, b, staged_hashes, staged);
+                self.stage(*h, b, staged_hashes, staged)?;
             }
             pending_reports.insert(hash, version);
-            match pending_chains.get_mut(&chain) {
-                Some(v) => v.push(hash),
-                None => {
-                    let mut v = self.index.chain(&chain)?;
-                    v.push(hash);
-                    pending_chains.insert(chain.clone(), v);
-                }
-            }
+            pending_chains.insert(chain.clone(), version);
             let local = r.patient.local_key();
             if let Some(nidk) = &r.patient.national_id_key {
                 identity.push(IdentityOp::Link {
@@ -399,15 +369,15 @@ impl Writer {
                     original,
                 });
             }
-            self.stage(original, original_bytes, staged_hashes, staged);
+            self.stage(original, original_bytes, staged_hashes, staged)?;
             entries.push(Entry::Instance {
                 record: Box::new(rec.clone()),
                 received_at: ingest.received_at.clone(),
             });
         }
-        if !identity.is_empty() || (ingest.reports.is_empty() && !self.blobs.exists(&original)) {
+        if !identity.is_empty() || (ingest.reports.is_empty() && !self.blobs.exists(&original)?) {
             if ingest.reports.is_empty() {
-                self.stage(original, original_bytes, staged_hashes, staged);
+                self.stage(original, original_bytes, staged_hashes, staged)?;
                 entries.push(Entry::Original {
                     hash: original,
                     received_at: ingest.received_at.clone(),

@@ -213,31 +213,52 @@ fn index_is_rebuilt_from_the_journal() {
 fn verify_names_a_damaged_blob() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), opts()).unwrap();
-    let c = store
-        .commit_blocking(ingest(
-            b"orig",
-            vec![report(b"orig", "A", "P", "L", ReportStatus::Final, None)],
-        ))
-        .unwrap();
-    let hex = c.original.hex();
-    let path = |h: &str| dir.path().join("objects").join(&h[..2]).join(&h[2..]);
-    let p = path(&hex);
-    let rp = path(&c.reports[0].report.hex());
-    // Blob files are written just after the commit (its bytes are durable in the journal):
-    // wait until both are completely written before damaging one.
-    for _ in 0..400 {
-        let orig_done = std::fs::read(&p).is_ok_and(|b| b == b"orig");
-        let report_done = std::fs::read(&rp)
-            .is_ok_and(|b| huren_model::ContentHash::of(&b) == c.reports[0].report);
-        if orig_done && report_done {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // A blob over the inline limit is a file of its own.
+    let big = vec![5u8; 1_500_000];
+    let mut i = ingest(
+        b"orig",
+        vec![report(b"orig", "A", "P", "L", ReportStatus::Final, None)],
+    );
+    i.attachments = vec![big.clone()];
+    store.commit_blocking(i).unwrap();
+    let hex = ContentHash::of(&big).hex();
+    let p = dir.path().join("objects").join(&hex[..2]).join(&hex[2..]);
+    assert_eq!(std::fs::read(&p).unwrap(), big, "durable before the answer");
+    assert!(store.verify().unwrap().problems.is_empty());
     std::fs::write(&p, b"tampered").unwrap();
     let rep = store.verify().unwrap();
     assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
     assert!(rep.problems[0].contains(&hex));
+}
+
+#[test]
+fn a_damaged_journal_blob_is_never_served_and_verify_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let orig = b"ORIGINAL-BYTES-0123456789".to_vec();
+    let c = store
+        .commit_blocking(ingest(
+            &orig,
+            vec![report(&orig, "A", "P", "L", ReportStatus::Final, None)],
+        ))
+        .unwrap();
+    assert_eq!(store.blob(&c.original).unwrap().unwrap(), orig);
+    // Flip one byte of the original's bytes inside the journal record.
+    let jp = dir.path().join("journal.log");
+    let mut j = std::fs::read(&jp).unwrap();
+    let at = j.windows(orig.len()).position(|w| w == orig).unwrap();
+    j[at + 3] ^= 0xff;
+    std::fs::write(&jp, &j).unwrap();
+    assert!(
+        store.blob(&c.original).is_err(),
+        "bytes that do not match their hash are an error, never an answer"
+    );
+    let rep = store.verify().unwrap();
+    assert!(
+        rep.problems.iter().any(|p| p.contains("do not decode")),
+        "{:?}",
+        rep.problems
+    );
 }
 
 #[test]
@@ -287,36 +308,38 @@ fn a_report_with_a_foreign_original_is_refused_and_changes_nothing() {
 }
 
 #[test]
-fn blob_files_lost_before_checkpoint_are_restored_from_the_journal() {
+fn small_blobs_live_in_the_journal_only_and_torn_files_of_the_older_layout_are_removed() {
     let dir = tempfile::tempdir().unwrap();
+    let path = |h: &ContentHash| {
+        let hex = h.hex();
+        dir.path().join("objects").join(&hex[..2]).join(&hex[2..])
+    };
     let c = {
         let store = Store::open(dir.path(), opts()).unwrap();
-        store
+        let c = store
             .commit_blocking(ingest(
                 b"orig-x",
                 vec![report(b"orig-x", "A", "P", "L", ReportStatus::Final, None)],
             ))
-            .unwrap()
+            .unwrap();
+        // Readable at once, and no file is ever made for a small blob.
+        assert_eq!(store.blob(&c.original).unwrap().unwrap(), b"orig-x");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!path(&c.original).exists() && !path(&c.reports[0].report).exists());
+        c
     };
-    // As if the machine died before the blob files and the checkpoint reached the disk.
+    // A store of the older layout, after a crash before its checkpoint: a torn file and a
+    // file with other bytes, for blobs the journal holds.
     let _ = std::fs::remove_file(dir.path().join("checkpoint"));
-    for h in [c.original, c.reports[0].report] {
-        let hex = h.hex();
-        let p = dir.path().join("objects").join(&hex[..2]).join(&hex[2..]);
-        // Give the materialiser a moment, then damage or remove what it wrote.
-        for _ in 0..100 {
-            if p.exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        if h == c.original {
-            std::fs::write(&p, b"").unwrap(); // torn file
-        } else {
-            std::fs::remove_file(&p).unwrap(); // never written
-        }
+    for (h, junk) in [
+        (c.original, &b""[..]),
+        (c.reports[0].report, &b"not the report"[..]),
+    ] {
+        std::fs::create_dir_all(path(&h).parent().unwrap()).unwrap();
+        std::fs::write(path(&h), junk).unwrap();
     }
     let store = Store::open(dir.path(), opts()).unwrap();
+    assert!(!path(&c.original).exists() && !path(&c.reports[0].report).exists());
     assert_eq!(store.blob(&c.original).unwrap().unwrap(), b"orig-x");
     assert!(store.report(&c.reports[0].report).unwrap().is_some());
     assert!(store.verify().unwrap().problems.is_empty());
@@ -325,7 +348,7 @@ fn blob_files_lost_before_checkpoint_are_restored_from_the_journal() {
 #[test]
 fn attachments_are_committed_with_their_report_and_survive_recovery() {
     let dir = tempfile::tempdir().unwrap();
-    let wave = vec![7u8; 300_000]; // larger than the inline limit: written and synced itself
+    let wave = vec![7u8; 1_300_000]; // larger than the inline limit: written and synced itself
     let small = b"preview".to_vec();
     let (c, hw, hs) = {
         let store = Store::open(dir.path(), opts()).unwrap();
@@ -347,21 +370,82 @@ fn attachments_are_committed_with_their_report_and_survive_recovery() {
         assert_eq!(store.blob(&hs).unwrap().unwrap(), small);
         (c, hw, hs)
     };
-    // Lose every materialised file after the checkpoint: the journal restores them.
-    let _ = std::fs::remove_file(dir.path().join("checkpoint"));
-    for h in [hs, c.original] {
+    // The small ones have no file (the journal holds them); the large one is a file.
+    let file = |h: ContentHash| {
         let hex = h.hex();
-        let p = dir.path().join("objects").join(&hex[..2]).join(&hex[2..]);
-        for _ in 0..100 {
-            if p.exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let _ = std::fs::remove_file(&p);
-    }
+        dir.path().join("objects").join(&hex[..2]).join(&hex[2..])
+    };
+    assert!(!file(hs).exists() && !file(c.original).exists());
+    assert!(file(hw).is_file());
+    let _ = std::fs::remove_file(dir.path().join("checkpoint"));
     let store = Store::open(dir.path(), opts()).unwrap();
     assert_eq!(store.blob(&hs).unwrap().unwrap(), small);
     assert_eq!(store.blob(&hw).unwrap().unwrap(), wave);
     assert!(store.verify().unwrap().problems.is_empty());
+}
+
+#[test]
+fn a_chain_of_thousands_of_versions_stays_correct_and_survives_reindex() {
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 2500;
+    let mut hashes = Vec::with_capacity(N);
+    {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        // Several committers at once, so groups hold more than one version of the chain.
+        let per = N / 5;
+        let threads: Vec<_> = (0..5)
+            .map(|t| {
+                let s = store.clone();
+                std::thread::spawn(move || {
+                    (0..per)
+                        .map(|i| {
+                            let m = format!("v t{t} i{i}");
+                            let r =
+                                report(m.as_bytes(), "A", "P", "LONG", ReportStatus::Final, None);
+                            let c = s.commit_blocking(ingest(m.as_bytes(), vec![r])).unwrap();
+                            (c.reports[0].version, c.reports[0].report)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for t in threads {
+            hashes.extend(t.join().unwrap());
+        }
+        hashes.sort();
+        let versions: Vec<u32> = hashes.iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions, (1..=N as u32).collect::<Vec<_>>());
+        check_chain(&store, &hashes);
+    }
+    let check = |hashes: &[(u32, ContentHash)]| {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        check_chain(&store, hashes);
+        assert!(store.verify().unwrap().problems.is_empty());
+    };
+    // Lost index: replayed at open; explicit reindex; both give the same chain.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    check(&hashes);
+    Store::reindex(dir.path()).unwrap();
+    check(&hashes);
+}
+
+fn check_chain(store: &Store, hashes: &[(u32, ContentHash)]) {
+    let chain = store.versions("lab|A|LONG").unwrap();
+    assert_eq!(chain, hashes.iter().map(|(_, h)| *h).collect::<Vec<_>>());
+    let (v, head) = store.chain_head("lab|A|LONG").unwrap().unwrap();
+    assert_eq!((v, head), *hashes.last().unwrap());
+    for w in hashes.windows(2) {
+        let m = store.report_meta(&w[0].1).unwrap().unwrap();
+        assert_eq!((m.version, m.superseded_by), (w[0].0, Some(w[1].1)));
+    }
+    let last = store.report_meta(&head).unwrap().unwrap();
+    assert_eq!((last.version, last.superseded_by), (v, None));
+    // Every old version stays readable; only the head is current.
+    assert!(store.report(&hashes[0].1).unwrap().is_some());
+    let (_, list) = store
+        .patient_reports(&"A:P".parse().unwrap(), None)
+        .unwrap();
+    assert_eq!(list.iter().map(|m| m.hash).collect::<Vec<_>>(), vec![head]);
+    // A chain whose key extends this one is not mixed in.
+    assert!(store.versions("lab|A|LON").unwrap().is_empty());
 }

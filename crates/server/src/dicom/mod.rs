@@ -246,8 +246,8 @@ impl Gateway {
             None => study::Change::New,
         };
         let chain = format!("imaging|{institution}|{}", r.study_instance_uid);
-        let head = match self.store.versions(&chain) {
-            Ok(v) => v.last().copied(),
+        let head = match self.store.chain_head(&chain) {
+            Ok(h) => h.map(|(_, hash)| hash),
             Err(e) => return fail(out, e),
         };
         let (prev_body, prev_status): (Option<ImagingBody>, Option<ReportStatus>) = match head {
