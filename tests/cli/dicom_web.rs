@@ -293,6 +293,11 @@ fn post(
 
 /// The parts of a `multipart/related` answer.
 fn parts_of(ctype: &str, body: &[u8]) -> Vec<Vec<u8>> {
+    parts_typed(ctype, body, "application/dicom")
+}
+
+/// The parts of a multipart body, each asserted to carry `Content-Type: {part_type}…`.
+fn parts_typed(ctype: &str, body: &[u8], part_type: &str) -> Vec<Vec<u8>> {
     let b = ctype
         .split(';')
         .find_map(|p| p.trim().strip_prefix("boundary="))
@@ -316,7 +321,10 @@ fn parts_of(ctype: &str, body: &[u8]) -> Vec<Vec<u8>> {
             let part = &body[w[0] + d.len() + 2..w[1] - 2];
             let h = part.windows(4).position(|x| x == b"\r\n\r\n").unwrap();
             let head = String::from_utf8_lossy(&part[..h]).to_ascii_lowercase();
-            assert!(head.contains("content-type: application/dicom"), "{head}");
+            assert!(
+                head.contains(&format!("content-type: {part_type}")),
+                "{head}"
+            );
             part[h + 4..].to_vec()
         })
         .collect()
@@ -514,6 +522,52 @@ fn stow_rs_then_wado_rs_and_metadata_round_trip() {
         .unwrap()
         .starts_with(&inst));
     assert!(!String::from_utf8_lossy(&body).contains("InlineBinary"));
+    // The BulkDataURI answers the pixel data (little endian, as stored); /frames/1 the same.
+    let uri = m[0]["7FE00010"]["BulkDataURI"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, ctype, body) = get_raw(&srv, &uri, &a);
+    assert_eq!(st, 200);
+    assert!(
+        ctype.starts_with("multipart/related; type=\"application/octet-stream\""),
+        "{ctype}"
+    );
+    let px = parts_typed(&ctype, &body, "application/octet-stream");
+    assert_eq!(px.len(), 1);
+    assert_eq!(px[0].len(), 16 * 16 * 2);
+    assert!(files[0].ends_with(&px[0]));
+    let (st, ctype, body) = get_raw(&srv, &format!("{inst}/frames/1"), &a);
+    assert_eq!(st, 200);
+    let fr = parts_typed(
+        &ctype,
+        &body,
+        "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1",
+    );
+    assert_eq!(fr, px);
+    let (st, ctype, body) = get_raw(&srv, &format!("{inst}/bulkdata/00080060"), &a);
+    assert_eq!(st, 200);
+    assert_eq!(
+        parts_typed(&ctype, &body, "application/octet-stream")[0].trim_ascii(),
+        b"CT"
+    );
+    for (path, want) in [
+        ("frames/2", 404),
+        ("frames/1,x", 400),
+        ("bulkdata/7FE0", 400),
+        ("bulkdata/00291010", 404),
+    ] {
+        let (st, ctype, body) = get_raw(&srv, &format!("{inst}/{path}"), &a);
+        assert_eq!(st, want, "{path}");
+        assert_eq!(ctype, "application/problem+json", "{path}");
+        assert!(!body.is_empty());
+    }
+    assert_eq!(
+        get_raw(&srv, &uri, &[a[0], ("Accept", "application/json")]).0,
+        406
+    );
+    assert_eq!(get_raw(&srv, &uri, &[]).0, 401);
+
     let (st, _, body) = get_raw(&srv, &format!("/dicomweb/studies/{study}/metadata"), &a);
     assert_eq!(st, 200);
     let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -528,4 +582,9 @@ fn stow_rs_then_wado_rs_and_metadata_round_trip() {
     let s = audit.to_string();
     assert_eq!(s.matches("wado_retrieve").count(), 3, "{audit}");
     assert_eq!(s.matches("wado_metadata").count(), 2, "{audit}");
+    // Bulk data: the pixel data, the modality, a bad path and an absent tag (refused after
+    // the audit, which records the attempt); frames: /1 and /2. The bad frame list, the 406
+    // and the 401 are refused before anything is read.
+    assert_eq!(s.matches("wado_bulkdata").count(), 4, "{audit}");
+    assert_eq!(s.matches("wado_frames").count(), 2, "{audit}");
 }

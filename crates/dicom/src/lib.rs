@@ -4,6 +4,7 @@
 //! PNG previews ([`preview`]). The bytes are kept exactly as received: nothing here
 //! transcodes. This crate does no I/O.
 
+pub mod bulk;
 pub mod guard;
 pub mod identifier;
 pub mod preview;
@@ -236,6 +237,37 @@ pub fn parse_file(b: &[u8]) -> Result<Instance, DicomError> {
         ));
         Ok(i)
     }
+}
+
+/// Reads a stored original (a Part 10 file, or a raw data set whose transfer syntax is
+/// sniffed) into a dicom-rs object, behind the same structural guard and panic barrier as
+/// ingest. Answers the object and its transfer syntax UID.
+pub fn read_object(b: &[u8]) -> Result<(InMemDicomObject, String), DicomError> {
+    let (offset, ts_uid) = if is_part10(b) {
+        let p = split_part10(b)?;
+        let ts = match p.transfer_syntax.as_deref() {
+            Some(ts) if !ts.is_empty() => trim_uid(ts),
+            _ => sniff_transfer_syntax(b.get(p.dataset_offset..).unwrap_or(&[]))?.to_string(),
+        };
+        (p.dataset_offset, ts)
+    } else {
+        (0, sniff_transfer_syntax(b)?.to_string())
+    };
+    let ts = TransferSyntaxRegistry
+        .get(&ts_uid)
+        .filter(|t| !t.is_unsupported())
+        .ok_or_else(|| DicomError::UnsupportedTransferSyntax(ts_uid.clone()))?;
+    let data = b.get(offset..).unwrap_or(&[]);
+    if data.is_empty() {
+        return Err(DicomError::Parse("empty data set".into()));
+    }
+    guard::check(data, &ts_uid)?;
+    let obj = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        InMemDicomObject::read_dataset_with_ts(data, ts)
+    }))
+    .map_err(|_| DicomError::Parse("the data set parser panicked".into()))?
+    .map_err(|e| DicomError::Parse(error_chain(&e)))?;
+    Ok((obj, ts_uid))
 }
 
 /// Parses a raw data set in a known transfer syntax.

@@ -1,11 +1,12 @@
 //! DICOMweb STOW-RS (`POST /dicomweb/studies[/{study}]`) and WADO-RS retrieval
-//! (`GET /dicomweb/studies/{s}[/series/{se}[/instances/{i}]]` and their `/metadata`).
+//! (`GET /dicomweb/studies/{s}[/series/{se}[/instances/{i}]]`, their `/metadata`, and an
+//! instance's `/bulkdata/{path}` and `/frames/{list}`).
 //!
 //! STOW-RS takes `multipart/related; type="application/dicom"` (parsed by `multer`); every
 //! part goes through the same [`crate::Gateway::ingest_dicom`] path as a C-STORE, so an
 //! instance is listed in `ReferencedSOPSequence` only once durable. WADO-RS answers the
 //! stored originals byte for byte, and `/metadata` as DICOM JSON with a `BulkDataURI` in
-//! place of binary values. Clinicians and institution systems only; every answer that
+//! place of binary values, which `/bulkdata` then answers (`huren_dicom::bulk`). Clinicians and institution systems only; every answer that
 //! carries patient data is audited.
 
 use axum::body::Body;
@@ -55,6 +56,14 @@ pub fn routes() -> Router<ApiState> {
         .route(
             "/dicomweb/studies/{study}/series/{series}/instances/{uid}/metadata",
             get(meta_instance),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{uid}/bulkdata/{*path}",
+            get(bulk_instance),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{uid}/frames/{list}",
+            get(frames_instance),
         )
 }
 
@@ -514,18 +523,7 @@ async fn wado(
         json!({ "study": study, "series": series, "instance": uid }),
     )
     .await?;
-    // Only token characters (no ":" from the hash's "blake3:" prefix), so the boundary
-    // needs no quoting in the Content-Type parameter.
-    let h = recs[0].original.to_string();
-    let hex: String = h
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .take(32)
-        .collect();
-    let boundary = format!("huren-{hex}");
+    let boundary = boundary_for(&recs[0].original);
     let store = st.gw.store.clone();
     let b = boundary.clone();
     // Streamed one original at a time (a study can be gigabytes).
@@ -586,29 +584,174 @@ async fn wado_instance(
     wado(st, who, headers, study, Some(series), Some(uid)).await
 }
 
+/// A multipart boundary from a content hash: only token characters (no ":" from the
+/// hash's "blake3:" prefix), so it needs no quoting in the Content-Type parameter.
+fn boundary_for(h: &huren_model::ContentHash) -> String {
+    let hex: String = h
+        .to_string()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(32)
+        .collect();
+    format!("huren-{hex}")
+}
+
+// ---------------------------------------------------------------- WADO-RS bulk data, frames
+
+/// What a bulk data request asks for.
+enum Want {
+    /// The value at a `BulkDataURI` path (`TAG` or `TAG/item/TAG…`).
+    Bulk(String),
+    /// Frames by one-based number.
+    Frames(Vec<usize>),
+}
+
+async fn bulk_instance(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    headers: HeaderMap,
+    Path((study, series, uid, path)): Path<(String, String, String, String)>,
+) -> Result<Response, Problem> {
+    bulk(st, who, headers, (study, series, uid), Want::Bulk(path)).await
+}
+
+async fn frames_instance(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    headers: HeaderMap,
+    Path((study, series, uid, list)): Path<(String, String, String, String)>,
+) -> Result<Response, Problem> {
+    let numbers = huren_dicom::bulk::parse_frame_list(&list).map_err(bulk_problem)?;
+    bulk(
+        st,
+        who,
+        headers,
+        (study, series, uid),
+        Want::Frames(numbers),
+    )
+    .await
+}
+
+fn bulk_problem(e: huren_dicom::bulk::BulkError) -> Problem {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let title = match e.http_status() {
+        400 => "bad request",
+        404 => "not found",
+        406 => "not acceptable",
+        _ => "stored instance does not parse",
+    };
+    Problem::new(status, title, e.to_string())
+}
+
+/// Whether `Accept` admits a `multipart/related` answer. Bulk data and frames go out as
+/// stored (native values little endian, compressed frames in their stored syntax).
+fn accepts_multipart(headers: &HeaderMap) -> Result<(), Problem> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let ok = accept.split(',').any(|alt| {
+        matches!(
+            media_type(alt).0.as_str(),
+            "*/*" | "multipart/*" | "multipart/related"
+        )
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not acceptable",
+            "bulk data and frames are answered as multipart/related (native values as application/octet-stream, compressed frames in the stored transfer syntax)",
+        ))
+    }
+}
+
+async fn bulk(
+    st: ApiState,
+    who: crate::auth::Principal,
+    headers: HeaderMap,
+    (study, series, uid): (String, String, String),
+    want: Want,
+) -> Result<Response, Problem> {
+    clinician(&st, &who).await?;
+    let recs = select(&st, &study, Some(&series), Some(&uid)).await?;
+    accepts_multipart(&headers)?;
+    let refs: Vec<&InstanceRecord> = recs.iter().collect();
+    let (action, what) = match &want {
+        Want::Bulk(p) => ("wado_bulkdata", json!({ "path": p })),
+        Want::Frames(n) => ("wado_frames", json!({ "frames": n })),
+    };
+    super::web::audit_instances(
+        &st,
+        &who,
+        action,
+        &refs,
+        json!({ "study": study, "series": series, "instance": uid, "what": what }),
+    )
+    .await?;
+    let store = st.gw.store.clone();
+    let original = recs[0].original;
+    let out = tokio::task::spawn_blocking(move || -> Result<huren_dicom::bulk::Bulk, Problem> {
+        let bytes = store
+            .blob(&original)
+            .map_err(super::web::store_problem)?
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "missing blob",
+                    original.to_string(),
+                )
+            })?;
+        match want {
+            Want::Bulk(p) => huren_dicom::bulk::bulk_data(&bytes, &p),
+            Want::Frames(n) => huren_dicom::bulk::frames(&bytes, &n),
+        }
+        .map_err(bulk_problem)
+    })
+    .await
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            e.to_string(),
+        )
+    })??;
+    let boundary = boundary_for(&original);
+    let part_type = match &out.transfer_syntax {
+        Some(ts) => format!("{}; transfer-syntax={ts}", out.media_type),
+        None => out.media_type.to_string(),
+    };
+    let mut body = Vec::with_capacity(out.parts.iter().map(|p| p.len() + 128).sum::<usize>() + 64);
+    for p in &out.parts {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: {part_type}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(p);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            format!(
+                "multipart/related; type=\"{}\"; boundary={boundary}",
+                out.media_type
+            ),
+        )],
+        body,
+    )
+        .into_response())
+}
+
 /// DICOM JSON of one stored original with every binary value (OB, OW, OF, OD, OL, OV, UN,
 /// at any depth) as a `BulkDataURI` under the instance's URL.
 pub fn metadata_json(bytes: &[u8], instance_url: &str) -> Result<Value, huren_dicom::DicomError> {
     use dicom_core::header::Header;
     use dicom_core::VR;
-    use dicom_encoding::TransferSyntaxIndex;
-    let p = huren_dicom::split_part10(bytes)?;
-    let ts_uid = match &p.transfer_syntax {
-        Some(t) if !t.is_empty() => t.trim_end_matches('\0').trim().to_string(),
-        _ => huren_dicom::sniff_transfer_syntax(bytes.get(p.dataset_offset..).unwrap_or(&[]))?
-            .to_string(),
-    };
-    let data = bytes.get(p.dataset_offset..).unwrap_or(&[]);
-    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
-        .get(&ts_uid)
-        .filter(|t| !t.is_unsupported())
-        .ok_or_else(|| huren_dicom::DicomError::UnsupportedTransferSyntax(ts_uid.clone()))?;
-    huren_dicom::guard::check(data, &ts_uid)?;
-    let mut obj = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dicom_object::InMemDicomObject::read_dataset_with_ts(data, ts)
-    }))
-    .map_err(|_| huren_dicom::DicomError::Parse("the data set parser panicked".into()))?
-    .map_err(|e| huren_dicom::DicomError::Parse(e.to_string()))?;
+    let (mut obj, _) = huren_dicom::read_object(bytes)?;
     // Top-level binary values (Pixel Data above all) are dropped before serialising, so
     // they are never base64-encoded only to be thrown away.
     let binary: Vec<(dicom_core::Tag, VR)> = obj
