@@ -61,7 +61,7 @@ impl BulkError {
 pub fn bulk_data(bytes: &[u8], path: &str) -> Result<Bulk, BulkError> {
     let (obj, ts) = crate::read_object(bytes)?;
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if segs.len() % 2 == 0 {
+    if segs.len().is_multiple_of(2) {
         return Err(BulkError::BadRequest(format!(
             "bulk data path {path:?} must end in a tag (TAG or TAG/item/TAG…)"
         )));
@@ -238,7 +238,7 @@ fn all_frames(obj: &InMemDicomObject, ts_uid: &str) -> Result<Bulk, BulkError> {
                 .and_then(|v| v.checked_mul(bits))
                 .filter(|&v| v > 0)
                 .ok_or_else(|| BulkError::Unsupported("empty or oversized frame".into()))?;
-            if frame_bits % 8 != 0 && n_frames > 1 {
+            if !frame_bits.is_multiple_of(8) && n_frames > 1 {
                 return Err(BulkError::Unsupported(format!(
                     "frames of {bits}-bit pixel data are not byte-aligned; ask for the bulk data instead"
                 )));
