@@ -1,5 +1,6 @@
 //! `huren`: the gateway binary (serve, ingest, check, query, verify, reindex).
 
+mod bench;
 mod certs;
 mod demo;
 mod gen;
@@ -125,10 +126,41 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// Load generators that print throughput and latency (loopback targets only).
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
     /// Rebuild the sled index from the journal.
     Reindex {
         #[arg(long, default_value = "huren-data")]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// ORU^R01 over MLLP: C connections, one message in flight each, every ACK checked
+    /// (MSA-1 AA/CA, MSA-2 = MSH-10); prints one JSON object.
+    Mllp {
+        /// The MLLP listener (loopback only).
+        #[arg(long, default_value = "127.0.0.1:2575")]
+        addr: std::net::SocketAddr,
+        /// Messages in total.
+        #[arg(short = 'n', long, default_value_t = 20_000)]
+        count: usize,
+        /// Concurrent connections.
+        #[arg(short = 'c', long, default_value_t = 16)]
+        connections: usize,
+        /// OBX segments per message (25 → a ~2.2 KB message, as `mllp_load.py`).
+        #[arg(long, default_value_t = 25)]
+        obx: usize,
+        /// Chinese patient and test names and a Chinese comment.
+        #[arg(long)]
+        chinese: bool,
+        /// Seconds to wait for each ACK.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
     },
 }
 
@@ -455,6 +487,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .build()
                 .context("starting the runtime")?
                 .block_on(gen::generate(store, &secret, reports, patients))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Mllp {
+                    addr,
+                    count,
+                    connections,
+                    obx,
+                    chinese,
+                    timeout_secs,
+                },
+        } => {
+            let out = bench::run(bench::MllpBench {
+                addr,
+                count,
+                connections,
+                obx,
+                chinese,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            })?;
+            println_json(&out);
+            if out["bad_or_missing"].as_u64() != Some(0) {
+                bail!("{} message(s) without a good ACK", out["bad_or_missing"]);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Rules {

@@ -269,3 +269,52 @@ fn demo_serves_example_urls() {
         .unwrap();
     assert_eq!(msa(&ack).0, "AA");
 }
+
+/// `huren bench mllp`, the native load generator: every message ACKed AA with its own
+/// MSA-2 and stored; nothing listening is a failure, not a zero.
+#[test]
+fn bench_mllp_checks_every_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(&dir.path().join("data"), &["--demo"]);
+    let (code, out, err) = crate::support::huren(&[
+        "bench",
+        "mllp",
+        "--addr",
+        &srv.mllp,
+        "-n",
+        "300",
+        "-c",
+        "4",
+        "--chinese",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = &out[0];
+    assert_eq!(
+        (r["ok"].as_u64(), r["bad_or_missing"].as_u64()),
+        (Some(300), Some(0)),
+        "{r}"
+    );
+    assert!(r["per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(
+        r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap(),
+        "{r}"
+    );
+    // Stored: message 0 went to patient P00000001 of HOSP01.
+    let (st, body) = srv.get("/api/v1/patients/HOSP01:P00000001/reports");
+    assert_eq!(st, 200, "{body}");
+    assert!(body["count"].as_u64().unwrap() >= 1, "{body}");
+
+    // A port nobody listens on: every message missing, exit status non-zero.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = l.local_addr().unwrap().to_string();
+    drop(l);
+    let (code, out, _) =
+        crate::support::huren(&["bench", "mllp", "--addr", &dead, "-n", "10", "-c", "2"]);
+    assert_ne!(code, 0);
+    assert_eq!(out[0]["bad_or_missing"].as_u64(), Some(10));
+    // Not loopback: refused before anything is sent.
+    let (code, _, err) =
+        crate::support::huren(&["bench", "mllp", "--addr", "192.0.2.1:2575", "-n", "1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("loopback"), "{err}");
+}
