@@ -67,6 +67,13 @@ impl Blobs {
         // The writer records a location before it drops the pending copy, so a blob that just
         // left `pending` is found here.
         if let Some((start, len)) = self.index.blob_location(hash)? {
+            // The index is derived and not trusted blindly: a length no inline blob can have
+            // is damage, not an allocation to attempt.
+            if len > INLINE_MAX {
+                return Err(StoreError::Corrupt(format!(
+                    "index places blob {hash} at {start}+{len}, longer than any inline blob (run `huren reindex`)"
+                )));
+            }
             let b = self.journal.read_at(start, len)?;
             if ContentHash::of(&b) != *hash {
                 return Err(StoreError::Corrupt(format!(

@@ -449,3 +449,34 @@ fn check_chain(store: &Store, hashes: &[(u32, ContentHash)]) {
     // A chain whose key extends this one is not mixed in.
     assert!(store.versions("lab|A|LON").unwrap().is_empty());
 }
+
+#[test]
+fn a_damaged_blob_location_is_an_error_not_a_huge_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let orig = b"ORIGINAL-BYTES-LOCATION".to_vec();
+    let c = {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        store
+            .commit_blocking(ingest(
+                &orig,
+                vec![report(&orig, "A", "P", "L", ReportStatus::Final, None)],
+            ))
+            .unwrap()
+    };
+    {
+        // The sled index says the blob is 4 GiB long.
+        let db = sled::open(dir.path().join("index")).unwrap();
+        let t = db.open_tree("blob_locations").unwrap();
+        let mut v = t
+            .get(c.original.as_bytes())
+            .unwrap()
+            .expect("a location")
+            .to_vec();
+        v[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+        t.insert(c.original.as_bytes(), v).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let e = store.blob(&c.original).unwrap_err();
+    assert!(e.to_string().contains("reindex"), "{e}");
+}
