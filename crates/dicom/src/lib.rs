@@ -510,6 +510,15 @@ fn summarise(o: &InMemDicomObject, outside: Outside<'_>) -> Result<Instance, Dic
 /// file meta group (no time stamps, no AE titles, so the same data set always gives the same
 /// bytes), then the data set bytes exactly as received.
 pub fn to_part10(dataset: &[u8], ts: &str, sop_class: &str, sop_instance: &str) -> Vec<u8> {
+    let mut out = part10_header(ts, sop_class, sop_instance, dataset.len());
+    out.extend_from_slice(dataset);
+    out
+}
+
+/// The preamble, `DICM` and file meta group [`to_part10`] puts in front of a data set, in a
+/// buffer with room for `capacity` more bytes (the C-STORE receiver appends the data set's
+/// PDVs straight after it, so a large instance is not copied once more).
+pub fn part10_header(ts: &str, sop_class: &str, sop_instance: &str, capacity: usize) -> Vec<u8> {
     fn uid_bytes(s: &str) -> Vec<u8> {
         let mut v = s.as_bytes().to_vec();
         if v.len() % 2 == 1 {
@@ -545,12 +554,11 @@ pub fn to_part10(dataset: &[u8], ts: &str, sop_class: &str, sop_instance: &str) 
         ver.push(b' ');
     }
     short(&mut body, 0x0013, b"SH", &ver);
-    let mut out = Vec::with_capacity(132 + 12 + body.len() + dataset.len());
+    let mut out = Vec::with_capacity(132 + 12 + body.len() + capacity);
     out.extend_from_slice(&[0u8; 128]);
     out.extend_from_slice(b"DICM");
     short(&mut out, 0x0000, b"UL", &(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
-    out.extend_from_slice(dataset);
     out
 }
 

@@ -165,9 +165,11 @@ impl BlobDir {
             self.root
                 .join("tmp")
                 .join(format!("{}-{n}-{}", std::process::id(), &hash.hex()[..16]));
-        let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
-        f.sync_data().map_err(|e| StoreError::io(&tmp, e))?;
+        if !direct::write_synced(&tmp, bytes) {
+            let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
+            f.sync_data().map_err(|e| StoreError::io(&tmp, e))?;
+        }
         let shard = dest.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&shard).map_err(|e| StoreError::io(&shard, e))?;
         fs::rename(&tmp, &dest).map_err(|e| StoreError::io(&dest, e))?;
@@ -279,5 +281,99 @@ impl Checkpoint {
             crate::journal::sync_dir(d)?;
         }
         Ok(())
+    }
+}
+
+/// Large blobs are written with `O_DIRECT` where the file system takes it: the bytes go from
+/// one reused, page-aligned buffer straight to the disk instead of being copied into newly
+/// allocated page-cache pages. On the project's VM that copy cost ~20 ms of CPU per 7 MB
+/// instance (new guest pages are faulted in from the host one by one: buffered writes of new
+/// data run at ~290 MB/s there, `O_DIRECT` at ~850 MB/s), 60 % of the server's CPU when
+/// receiving large images. The data is then `fdatasync`ed exactly as a buffered write would
+/// be; a blob read later simply comes from the disk.
+mod direct {
+    use std::path::Path;
+
+    /// Below this a blob is written buffered (the aligned copy and padding are not worth it).
+    const MIN: usize = 256 * 1024;
+    /// The buffer is kept between writes up to this size (larger ones are freed after use).
+    const KEEP: usize = 64 * 1024 * 1024;
+    const ALIGN: usize = 4096;
+
+    type Buf = aligned_vec::AVec<u8, aligned_vec::ConstAlign<ALIGN>>;
+
+    thread_local! {
+        static BUF: std::cell::RefCell<Buf> = std::cell::RefCell::new(Buf::new(ALIGN));
+    }
+
+    /// Writes `bytes` to a new file at `path` and `fdatasync`s it. `false` when the file
+    /// system does not take `O_DIRECT` (tmpfs), or any step failed: the caller then writes
+    /// the file the ordinary way (which truncates whatever was written here).
+    pub(super) fn write_synced(path: &Path, bytes: &[u8]) -> bool {
+        if bytes.len() < MIN {
+            return false;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            write_linux(path, bytes).is_ok()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = path;
+            false
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn write_linux(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        use rustix::fs::{Mode, OFlags};
+        use std::io::Write;
+        let fd = rustix::fs::open(
+            path,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::DIRECT | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        let mut f = std::fs::File::from(fd);
+        let padded = bytes.len().div_ceil(ALIGN) * ALIGN;
+        BUF.with(|cell| -> std::io::Result<()> {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            buf.extend_from_slice(bytes);
+            buf.resize(padded, 0);
+            // One write per call; a short write would leave the next one unaligned, so it
+            // is an error (and the caller falls back).
+            let r = f.write(&buf[..padded]).and_then(|n| {
+                if n == padded {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("short O_DIRECT write"))
+                }
+            });
+            if buf.capacity() > KEEP {
+                *buf = Buf::new(ALIGN);
+            }
+            r
+        })?;
+        f.set_len(bytes.len() as u64)?;
+        f.sync_data()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn a_direct_write_holds_exactly_the_bytes() {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("blob");
+            let bytes: Vec<u8> = (0..(1_000_003u32)).map(|i| (i % 251) as u8).collect();
+            // On a file system without O_DIRECT (tmpfs) it reports false and writes nothing
+            // that matters; on ext4 it writes the exact length, padding cut off.
+            if super::write_synced(&p, &bytes) {
+                assert_eq!(std::fs::read(&p).unwrap(), bytes);
+            }
+            assert!(
+                !super::write_synced(&p, &bytes[..1000]),
+                "small blobs stay buffered"
+            );
+        }
     }
 }

@@ -253,6 +253,9 @@ async fn association<S: Stream>(
     let mut data: Vec<u8> = Vec::new();
     let mut pending: Option<(u8, Command)> = None;
     let mut too_big = false;
+    // For a C-STORE, `data` starts with the Part 10 header made from the command's UIDs
+    // (`header` bytes), so the instance is kept without copying the data set once more.
+    let mut header = 0usize;
     loop {
         let pdu = match assoc.receive().await {
             Ok(p) => p,
@@ -278,8 +281,23 @@ async fn association<S: Stream>(
                                 return;
                             };
                             if cmd.data_set_type != NO_DATA_SET {
-                                pending = Some((v.presentation_context_id, cmd));
                                 data.clear();
+                                header = 0;
+                                if cmd.field == C_STORE_RQ {
+                                    let ts = contexts
+                                        .iter()
+                                        .find(|c| c.0 == v.presentation_context_id)
+                                        .map(|c| c.2.as_str())
+                                        .unwrap_or_default();
+                                    data = huren_dicom::part10_header(
+                                        ts,
+                                        &cmd.sop_class,
+                                        &cmd.sop_instance,
+                                        64 * 1024,
+                                    );
+                                    header = data.len();
+                                }
+                                pending = Some((v.presentation_context_id, cmd));
                                 too_big = false;
                                 continue;
                             }
@@ -300,7 +318,7 @@ async fn association<S: Stream>(
                             }
                         }
                         PDataValueType::Data => {
-                            if data.len() + v.data.len() > max_object {
+                            if data.len() - header.min(data.len()) + v.data.len() > max_object {
                                 too_big = true;
                                 data.clear();
                             } else if !too_big {
@@ -320,6 +338,7 @@ async fn association<S: Stream>(
                                 .map(|c| c.2.clone())
                                 .unwrap_or_default();
                             let bytes = std::mem::take(&mut data);
+                            let at = std::mem::take(&mut header);
                             if cmd.field == C_FIND_RQ && !too_big {
                                 let peer_max = assoc.requestor_max_pdu_length();
                                 if find(&gw, &mut assoc, pc, &cmd, bytes, &ts, peer_max)
@@ -344,7 +363,7 @@ async fn association<S: Stream>(
                                 )
                             } else {
                                 let out =
-                                    store(&gw, bytes, &ts, &cmd, &institution, &calling).await;
+                                    store(&gw, bytes, at, &ts, &cmd, &institution, &calling).await;
                                 cmd.response(
                                     0x8001,
                                     out.status,
@@ -494,10 +513,12 @@ async fn send<S: Stream>(
         .await
 }
 
-/// Parses and stores one C-STORE data set; never panics on bad data.
+/// Parses and stores one C-STORE data set (`bytes[at..]`, behind the Part 10 header made
+/// from the command's UIDs); never panics on bad data.
 async fn store(
     gw: &Gateway,
     bytes: Vec<u8>,
+    at: usize,
     ts: &str,
     cmd: &Command,
     institution: &str,
@@ -509,15 +530,22 @@ async fn store(
         cmd.sop_instance.clone(),
     );
     let parsed = tokio::task::spawn_blocking(move || {
-        huren_dicom::parse_cstore(&bytes, &ts2, &class, &inst).map(|i| {
-            let part10 = huren_dicom::to_part10(
-                &bytes,
-                &ts2,
-                &i.record.sop_class_uid,
-                &i.record.sop_instance_uid,
-            );
-            (i, part10)
-        })
+        let ds = bytes.get(at..).unwrap_or_default();
+        let i = huren_dicom::parse_cstore(ds, &ts2, &class, &inst)?;
+        // The header already names the data set's UIDs (the usual case: the command's and
+        // the data set's agree), else it is made again from the data set's.
+        let part10 =
+            if at > 0 && i.record.sop_class_uid == class && i.record.sop_instance_uid == inst {
+                bytes
+            } else {
+                huren_dicom::to_part10(
+                    ds,
+                    &ts2,
+                    &i.record.sop_class_uid,
+                    &i.record.sop_instance_uid,
+                )
+            };
+        Ok::<_, huren_dicom::DicomError>((i, part10))
     })
     .await;
     match parsed {
