@@ -108,6 +108,14 @@ pub fn frames(bytes: &[u8], numbers: &[usize]) -> Result<Bulk, BulkError> {
     let (obj, ts) = crate::read_object(bytes)?;
     let mut all = all_frames(&obj, &ts)?;
     let count = all.parts.len();
+    // Repeats are allowed, but never more parts than the instance has frames: the answer
+    // stays within the instance's own size.
+    if numbers.len() > count {
+        return Err(BulkError::BadRequest(format!(
+            "{} frame numbers asked of an instance with {count} frame(s)",
+            numbers.len()
+        )));
+    }
     let mut parts = Vec::with_capacity(numbers.len());
     for &n in numbers {
         if n == 0 || n > count {
@@ -348,6 +356,7 @@ mod tests {
         // The pixel bytes are the tail of the file (little endian, as stored).
         assert!(ct.ends_with(&b.parts[0]));
         assert_eq!(frames(&ct, &[2]).unwrap_err().http_status(), 404);
+        assert_eq!(frames(&ct, &[1, 1]).unwrap_err().http_status(), 400);
         assert_eq!(frames(&ct, &[0]).unwrap_err().http_status(), 404);
     }
 

@@ -79,6 +79,10 @@ proptest! {
             let t = std::time::Instant::now();
             let _ = huren_dicom::preview::render_png(&p10, 64);
             if t.elapsed() >= STAGE_BOUND { panic!("render slow {:?}", t.elapsed()); }
+            let t = std::time::Instant::now();
+            let _ = huren_dicom::bulk::frames(&p10, &[1]);
+            let _ = huren_dicom::bulk::bulk_data(&p10, "7FE00010");
+            if t.elapsed() >= STAGE_BOUND { panic!("bulk data slow {:?}", t.elapsed()); }
         }
     }
 }

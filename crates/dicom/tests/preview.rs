@@ -124,3 +124,55 @@ fn corpus_images_and_compressed_render_or_answer_415() {
     assert!(bad.is_empty(), "should render: {bad:#?}");
     assert!(rendered >= 25, "{rendered} rendered");
 }
+
+/// dicom-rs 0.10.1's RLE decoder indexes past a segment that decodes to fewer bytes than
+/// Rows × Columns (`rle_lossless.rs:223`, found by the `dicom_cstore` fuzz target): the
+/// panic stays behind huren's barrier and the preview is a refusal, bulk data still works.
+#[test]
+fn a_short_rle_segment_is_a_refusal_not_a_panic() {
+    use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let mut o = huren_dicom::fixtures::ct_object("1.2.3.4", "P1", "RLE^TEST");
+    // 16 × 16, 8 bits, one RLE segment that decodes to 4 bytes instead of 256.
+    o.put(DataElement::new(
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(8u16),
+    ));
+    o.put(DataElement::new(
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(8u16),
+    ));
+    o.put(DataElement::new(
+        tags::HIGH_BIT,
+        VR::US,
+        PrimitiveValue::from(7u16),
+    ));
+    let mut frag = vec![0u8; 64];
+    frag[0] = 1; // one segment
+    frag[4] = 64; // at offset 64
+    frag.extend_from_slice(&[3, 10, 20, 30, 40]); // a literal run of 4 bytes
+    frag.push(0);
+    o.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        Value::PixelSequence(PixelFragmentSequence::new(vec![], vec![frag.clone()])),
+    ));
+    let rle = "1.2.840.10008.1.2.5";
+    let ds = huren_dicom::fixtures::encode(&o, rle);
+    assert!(!ds.is_empty(), "encodes");
+    let i = huren_dicom::parse_cstore(&ds, rle, "", "").expect("the data set itself is fine");
+    let p10 = huren_dicom::to_part10(
+        &ds,
+        rle,
+        &i.record.sop_class_uid,
+        &i.record.sop_instance_uid,
+    );
+    let e = render_png(&p10, 64).unwrap_err();
+    assert_eq!(e.http_status(), 422, "{e}");
+    let f = huren_dicom::bulk::frames(&p10, &[1]).expect("frames are cut, not decoded");
+    assert_eq!(f.parts, vec![frag]);
+    assert_eq!(f.media_type, "image/dicom-rle");
+}
