@@ -93,6 +93,34 @@ fn us(o: &InMemDicomObject, t: Tag) -> Option<u32> {
     o.get(t)?.to_int::<u32>().ok()
 }
 
+/// Checks every RLE fragment's 64-byte header before dicom-rs 0.10.1 reads it: its decoder
+/// allocates as many offsets as the first four bytes say (up to 4 G × 4 bytes — an abort,
+/// not a panic, found by the `dicom_cstore` fuzz target) and slices the header without a
+/// length check. PS3.5 G.3.1 allows at most 15 segments.
+fn rle_headers_fit(obj: &InMemDicomObject) -> Result<(), PreviewError> {
+    let Some(frags) = obj
+        .get(tags::PIXEL_DATA)
+        .and_then(|e| e.value().fragments())
+    else {
+        return Ok(());
+    };
+    for (k, f) in frags.iter().enumerate() {
+        let n = f
+            .get(0..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| {
+                PreviewError::BrokenPixelData(format!("RLE fragment {k} has no 64-byte header"))
+            })?;
+        if f.len() < 64 || n > 15 {
+            return Err(PreviewError::BrokenPixelData(format!(
+                "RLE fragment {k} declares {n} segments in {} bytes (at most 15 segments, after a 64-byte header)",
+                f.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Renders the first frame of a DICOM instance (a Part 10 file, or a bare data set whose
 /// transfer syntax is sniffed) as a PNG whose longest side is at most `max_px` (clamped to
 /// 1..=[`MAX_MAX_PX`]; smaller images are not enlarged).
@@ -207,6 +235,9 @@ pub fn render_png(bytes: &[u8], max_px: u32) -> Result<Vec<u8>, PreviewError> {
                 "Pixel Data has {have} bytes; one {cols} × {rows} frame needs {need}"
             )));
         }
+    }
+    if ts_uid.trim_end_matches('\0') == "1.2.840.10008.1.2.5" {
+        rle_headers_fit(&obj)?;
     }
     let photometric = crate::text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
     let palette = if photometric == "PALETTE COLOR" {

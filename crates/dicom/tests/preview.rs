@@ -176,3 +176,47 @@ fn a_short_rle_segment_is_a_refusal_not_a_panic() {
     assert_eq!(f.parts, vec![frag]);
     assert_eq!(f.media_type, "image/dicom-rle");
 }
+
+/// An RLE header that declares four billion segments: dicom-rs 0.10.1 would try to allocate
+/// 16 GB for the offsets (an abort, found by the fuzz target); huren refuses it first.
+#[test]
+fn an_rle_header_with_absurd_segment_count_is_refused_before_decoding() {
+    use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let mut o = huren_dicom::fixtures::ct_object("1.2.3.5", "P2", "RLE^HUGE");
+    o.put(DataElement::new(
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(8u16),
+    ));
+    o.put(DataElement::new(
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(8u16),
+    ));
+    o.put(DataElement::new(
+        tags::HIGH_BIT,
+        VR::US,
+        PrimitiveValue::from(7u16),
+    ));
+    let mut frag = vec![0u8; 80];
+    frag[0..4].copy_from_slice(&0xF000_0000u32.to_le_bytes());
+    o.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        Value::PixelSequence(PixelFragmentSequence::new(vec![], vec![frag])),
+    ));
+    let rle = "1.2.840.10008.1.2.5";
+    let ds = huren_dicom::fixtures::encode(&o, rle);
+    let i = huren_dicom::parse_cstore(&ds, rle, "", "").expect("the data set itself is fine");
+    let p10 = huren_dicom::to_part10(
+        &ds,
+        rle,
+        &i.record.sop_class_uid,
+        &i.record.sop_instance_uid,
+    );
+    let e = render_png(&p10, 64).unwrap_err();
+    assert_eq!(e.http_status(), 422, "{e}");
+    assert!(e.to_string().contains("segments"), "{e}");
+}
