@@ -364,7 +364,7 @@ mod direct {
         fn a_direct_write_holds_exactly_the_bytes() {
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path().join("blob");
-            let bytes: Vec<u8> = (0..(1_000_003u32)).map(|i| (i % 251) as u8).collect();
+            let bytes: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
             // On a file system without O_DIRECT (tmpfs) it reports false and writes nothing
             // that matters; on ext4 it writes the exact length, padding cut off.
             if super::write_synced(&p, &bytes) {
