@@ -253,21 +253,26 @@ pub fn read_object(b: &[u8]) -> Result<(InMemDicomObject, String), DicomError> {
     } else {
         (0, sniff_transfer_syntax(b)?.to_string())
     };
+    let obj = read_data(b.get(offset..).unwrap_or(&[]), &ts_uid)?;
+    Ok((obj, ts_uid))
+}
+
+/// A raw data set in `ts_uid` → a dicom-rs object: known transfer syntax, not empty, the
+/// structural guard, and the parser behind a panic barrier.
+fn read_data(data: &[u8], ts_uid: &str) -> Result<InMemDicomObject, DicomError> {
     let ts = TransferSyntaxRegistry
-        .get(&ts_uid)
+        .get(ts_uid)
         .filter(|t| !t.is_unsupported())
-        .ok_or_else(|| DicomError::UnsupportedTransferSyntax(ts_uid.clone()))?;
-    let data = b.get(offset..).unwrap_or(&[]);
+        .ok_or_else(|| DicomError::UnsupportedTransferSyntax(ts_uid.to_string()))?;
     if data.is_empty() {
         return Err(DicomError::Parse("empty data set".into()));
     }
-    guard::check(data, &ts_uid)?;
-    let obj = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    guard::check(data, ts_uid)?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         InMemDicomObject::read_dataset_with_ts(data, ts)
     }))
     .map_err(|_| DicomError::Parse("the data set parser panicked".into()))?
-    .map_err(|e| DicomError::Parse(error_chain(&e)))?;
-    Ok((obj, ts_uid))
+    .map_err(|e| DicomError::Parse(error_chain(&e)))
 }
 
 /// Parses a raw data set in a known transfer syntax.
@@ -314,20 +319,8 @@ fn parse_at(
     outside: Outside<'_>,
 ) -> Result<Instance, DicomError> {
     let ts_uid = trim_uid(ts_uid);
-    let ts = TransferSyntaxRegistry
-        .get(&ts_uid)
-        .filter(|t| !t.is_unsupported())
-        .ok_or_else(|| DicomError::UnsupportedTransferSyntax(ts_uid.clone()))?;
     let data = b.get(offset..).unwrap_or(&[]);
-    if data.is_empty() {
-        return Err(DicomError::Parse("empty data set".into()));
-    }
-    guard::check(data, &ts_uid)?;
-    let obj = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        InMemDicomObject::read_dataset_with_ts(data, ts)
-    }))
-    .map_err(|_| DicomError::Parse("the data set parser panicked".into()))?
-    .map_err(|e| DicomError::Parse(error_chain(&e)))?;
+    let obj = read_data(data, &ts_uid)?;
     let mut inst = summarise(&obj, outside)?;
     inst.record.transfer_syntax = ts_uid;
     inst.record.dataset_hash = ContentHash::of(data);

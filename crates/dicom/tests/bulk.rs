@@ -3,23 +3,10 @@
 //! its codec's bit stream does (JPEG SOI, JPEG-LS SOI + SOF55, JPEG 2000 SOC or a JP2 box,
 //! RLE header with 1–15 segments). `-- --nocapture` prints the table.
 
-use std::path::PathBuf;
+mod common;
+use common::corpus;
 
 use huren_dicom::bulk::{frame_media_type, frames};
-
-fn corpus() -> Option<PathBuf> {
-    match std::env::var_os("HUREN_THIRD_PARTY") {
-        Some(p) => Some(PathBuf::from(p).join("dicom")),
-        None => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "HUREN_THIRD_PARTY must be set under CI"
-            );
-            eprintln!("skipping: HUREN_THIRD_PARTY not set");
-            None
-        }
-    }
-}
 
 fn looks_like(media: &str, f: &[u8]) -> bool {
     match media {

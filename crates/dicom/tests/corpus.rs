@@ -3,23 +3,12 @@
 //! an instance summary; every file of edge_cases/ parses or is refused with a precise reason,
 //! never a panic. `cargo test -p huren-dicom --test corpus -- --nocapture` prints the table.
 
+mod common;
+use common::corpus;
+
 use std::path::{Path, PathBuf};
 
 use huren_dicom::parse_file;
-
-fn corpus() -> Option<PathBuf> {
-    match std::env::var_os("HUREN_THIRD_PARTY") {
-        Some(p) => Some(PathBuf::from(p).join("dicom")),
-        None => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "HUREN_THIRD_PARTY must be set under CI"
-            );
-            eprintln!("skipping: HUREN_THIRD_PARTY not set");
-            None
-        }
-    }
-}
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

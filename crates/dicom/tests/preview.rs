@@ -3,7 +3,10 @@
 //! 415/422 reason (never a panic). `cargo test -p huren-dicom --test preview -- --nocapture`
 //! prints the table that docs/dicom.md keeps.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::corpus;
+
+use std::path::Path;
 
 use huren_dicom::preview::{render_png, PreviewError};
 
@@ -66,20 +69,6 @@ fn objects_without_pixels_are_415_and_garbage_is_422() {
     assert_eq!(e.http_status(), 422, "{e}");
 }
 
-fn corpus() -> Option<PathBuf> {
-    match std::env::var_os("HUREN_THIRD_PARTY") {
-        Some(p) => Some(PathBuf::from(p).join("dicom")),
-        None => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "HUREN_THIRD_PARTY must be set under CI"
-            );
-            eprintln!("skipping: HUREN_THIRD_PARTY not set");
-            None
-        }
-    }
-}
-
 #[test]
 fn corpus_images_and_compressed_render_or_answer_415() {
     let Some(root) = corpus() else { return };
@@ -125,16 +114,13 @@ fn corpus_images_and_compressed_render_or_answer_415() {
     assert!(rendered >= 25, "{rendered} rendered");
 }
 
-/// dicom-rs 0.10.1's RLE decoder indexes past a segment that decodes to fewer bytes than
-/// Rows × Columns (`rle_lossless.rs:223`, found by the `dicom_cstore` fuzz target): the
-/// panic stays behind huren's barrier and the preview is a refusal, bulk data still works.
-#[test]
-fn a_short_rle_segment_is_a_refusal_not_a_panic() {
+/// A 16 × 16 8-bit CT in RLE Lossless whose one Pixel Data fragment is `frag`, as a Part 10
+/// file made by the project's generator.
+fn rle_ct(patient: &str, frag: Vec<u8>) -> Vec<u8> {
     use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
     use dicom_core::{DataElement, VR};
     use dicom_dictionary_std::tags;
-    let mut o = huren_dicom::fixtures::ct_object("1.2.3.4", "P1", "RLE^TEST");
-    // 16 × 16, 8 bits, one RLE segment that decodes to 4 bytes instead of 256.
+    let mut o = huren_dicom::fixtures::ct_object("1.2.3.4", patient, "RLE^TEST");
     o.put(DataElement::new(
         tags::BITS_ALLOCATED,
         VR::US,
@@ -150,26 +136,34 @@ fn a_short_rle_segment_is_a_refusal_not_a_panic() {
         VR::US,
         PrimitiveValue::from(7u16),
     ));
-    let mut frag = vec![0u8; 64];
-    frag[0] = 1; // one segment
-    frag[4] = 64; // at offset 64
-    frag.extend_from_slice(&[3, 10, 20, 30, 40]); // a literal run of 4 bytes
-    frag.push(0);
     o.put(DataElement::new(
         tags::PIXEL_DATA,
         VR::OB,
-        Value::PixelSequence(PixelFragmentSequence::new(vec![], vec![frag.clone()])),
+        Value::PixelSequence(PixelFragmentSequence::new(vec![], vec![frag])),
     ));
     let rle = "1.2.840.10008.1.2.5";
     let ds = huren_dicom::fixtures::encode(&o, rle);
     assert!(!ds.is_empty(), "encodes");
     let i = huren_dicom::parse_cstore(&ds, rle, "", "").expect("the data set itself is fine");
-    let p10 = huren_dicom::to_part10(
+    huren_dicom::to_part10(
         &ds,
         rle,
         &i.record.sop_class_uid,
         &i.record.sop_instance_uid,
-    );
+    )
+}
+
+/// dicom-rs 0.10.1's RLE decoder indexes past a segment that decodes to fewer bytes than
+/// Rows × Columns (`rle_lossless.rs:223`, found by the `dicom_cstore` fuzz target): the
+/// panic stays behind huren's barrier and the preview is a refusal, bulk data still works.
+#[test]
+fn a_short_rle_segment_is_a_refusal_not_a_panic() {
+    // One RLE segment at offset 64 that decodes to 4 bytes instead of 256.
+    let mut frag = vec![0u8; 64];
+    frag[0] = 1;
+    frag[4] = 64;
+    frag.extend_from_slice(&[3, 10, 20, 30, 40, 0]);
+    let p10 = rle_ct("P1", frag.clone());
     let e = render_png(&p10, 64).unwrap_err();
     assert_eq!(e.http_status(), 422, "{e}");
     let f = huren_dicom::bulk::frames(&p10, &[1]).expect("frames are cut, not decoded");
@@ -181,42 +175,9 @@ fn a_short_rle_segment_is_a_refusal_not_a_panic() {
 /// 16 GB for the offsets (an abort, found by the fuzz target); huren refuses it first.
 #[test]
 fn an_rle_header_with_absurd_segment_count_is_refused_before_decoding() {
-    use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
-    use dicom_core::{DataElement, VR};
-    use dicom_dictionary_std::tags;
-    let mut o = huren_dicom::fixtures::ct_object("1.2.3.5", "P2", "RLE^HUGE");
-    o.put(DataElement::new(
-        tags::BITS_ALLOCATED,
-        VR::US,
-        PrimitiveValue::from(8u16),
-    ));
-    o.put(DataElement::new(
-        tags::BITS_STORED,
-        VR::US,
-        PrimitiveValue::from(8u16),
-    ));
-    o.put(DataElement::new(
-        tags::HIGH_BIT,
-        VR::US,
-        PrimitiveValue::from(7u16),
-    ));
     let mut frag = vec![0u8; 80];
     frag[0..4].copy_from_slice(&0xF000_0000u32.to_le_bytes());
-    o.put(DataElement::new(
-        tags::PIXEL_DATA,
-        VR::OB,
-        Value::PixelSequence(PixelFragmentSequence::new(vec![], vec![frag])),
-    ));
-    let rle = "1.2.840.10008.1.2.5";
-    let ds = huren_dicom::fixtures::encode(&o, rle);
-    let i = huren_dicom::parse_cstore(&ds, rle, "", "").expect("the data set itself is fine");
-    let p10 = huren_dicom::to_part10(
-        &ds,
-        rle,
-        &i.record.sop_class_uid,
-        &i.record.sop_instance_uid,
-    );
-    let e = render_png(&p10, 64).unwrap_err();
+    let e = render_png(&rle_ct("P2", frag), 64).unwrap_err();
     assert_eq!(e.http_status(), 422, "{e}");
     assert!(e.to_string().contains("segments"), "{e}");
 }

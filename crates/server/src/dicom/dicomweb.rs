@@ -451,14 +451,7 @@ async fn select(
             Ok(recs)
         },
     )
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error",
-            e.to_string(),
-        )
-    })?
+    .await?
     .map_err(super::web::store_problem)?;
     if recs.is_empty() {
         return Err(Problem::new(
@@ -711,14 +704,7 @@ async fn bulk(
         }
         .map_err(bulk_problem)
     })
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error",
-            e.to_string(),
-        )
-    })??;
+    .await??;
     let boundary = boundary_for(&original);
     let part_type = match &out.transfer_syntax {
         Some(ts) => format!("{}; transfer-syntax={ts}", out.media_type),
@@ -852,14 +838,7 @@ async fn metadata(
         }
         Ok(out)
     })
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error",
-            e.to_string(),
-        )
-    })??;
+    .await??;
     Ok((
         [(header::CONTENT_TYPE, "application/dicom+json")],
         Value::from(out).to_string(),

@@ -135,14 +135,7 @@ async fn qido(
     let found = tokio::task::spawn_blocking(move || {
         super::query::find(&store, level, &keys, offset, limit)
     })
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error",
-            e.to_string(),
-        )
-    })?
+    .await?
     .map_err(store_problem)?;
     // One audit record per patient whose data is answered.
     let mut by_patient: std::collections::BTreeMap<(String, String), Vec<String>> =
