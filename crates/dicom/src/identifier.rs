@@ -15,19 +15,14 @@ use crate::DicomError;
 /// sequences and binary values give an empty value (return keys).
 pub fn read_identifier(b: &[u8], ts_uid: &str) -> Result<Vec<(Tag, String)>, DicomError> {
     let ts_uid = ts_uid.trim_matches(|c: char| c.is_whitespace() || c == '\0');
-    let ts = TransferSyntaxRegistry
-        .get(ts_uid)
-        .filter(|t| !t.is_unsupported())
-        .ok_or_else(|| DicomError::UnsupportedTransferSyntax(ts_uid.to_string()))?;
-    if b.is_empty() {
+    if b.is_empty()
+        && TransferSyntaxRegistry
+            .get(ts_uid)
+            .is_some_and(|t| !t.is_unsupported())
+    {
         return Err(DicomError::Parse("empty identifier".into()));
     }
-    crate::guard::check(b, ts_uid)?;
-    let obj = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        InMemDicomObject::read_dataset_with_ts(b, ts)
-    }))
-    .map_err(|_| DicomError::Parse("the data set parser panicked".into()))?
-    .map_err(|e| DicomError::Parse(crate::error_chain(&e)))?;
+    let obj = crate::read_data(b, ts_uid)?;
     Ok(obj
         .iter()
         .map(|e| {

@@ -259,7 +259,7 @@ pub fn read_object(b: &[u8]) -> Result<(InMemDicomObject, String), DicomError> {
 
 /// A raw data set in `ts_uid` → a dicom-rs object: known transfer syntax, not empty, the
 /// structural guard, and the parser behind a panic barrier.
-fn read_data(data: &[u8], ts_uid: &str) -> Result<InMemDicomObject, DicomError> {
+pub(crate) fn read_data(data: &[u8], ts_uid: &str) -> Result<InMemDicomObject, DicomError> {
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .filter(|t| !t.is_unsupported())
