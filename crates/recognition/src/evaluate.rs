@@ -448,6 +448,41 @@ pub fn evaluate(ctx: &QueryContext, candidate: &Candidate, rules: &Rules) -> Ver
     }
 }
 
+/// The first instant from which `verdict` (made by [`evaluate`] at `ctx.now`) may differ
+/// only because time passed: its validity window ends, or a result dated in the future
+/// falls inside the clock-skew allowance. For every `now'` in `[ctx.now, stable_until)` the
+/// engine gives the same verdict; `None` means time alone never changes it. Callers that
+/// keep verdicts (an answer cache) use this as their expiry.
+pub fn stable_until(
+    ctx: &QueryContext,
+    verdict: &Verdict,
+    rules: &Rules,
+) -> Option<DateTime<FixedOffset>> {
+    let expiry = verdict.expires_at.filter(|exp| ctx.now <= *exp);
+    let skew = verdict
+        .evidence
+        .anchor_time
+        .map(|t| t - Duration::minutes(rules.file.clock_skew_minutes))
+        .filter(|b| *b > ctx.now);
+    match (expiry, skew) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// [`stable_until`] of a whole answer: the earliest over its verdicts. Duplicate marks
+/// depend only on levels and times, so they hold as long as every level does.
+pub fn stable_until_all<'v>(
+    ctx: &QueryContext,
+    verdicts: impl IntoIterator<Item = &'v Verdict>,
+    rules: &Rules,
+) -> Option<DateTime<FixedOffset>> {
+    verdicts
+        .into_iter()
+        .filter_map(|v| stable_until(ctx, v, rules))
+        .min()
+}
+
 fn level_of(reasons: &[Reason]) -> Level {
     if reasons.iter().any(|r| r.severity == Severity::Block) {
         Level::Blocked

@@ -13,7 +13,7 @@ mod rules;
 mod verdict;
 
 pub use decision::{validate_decision, Action, Decision, DecisionError, DISCRETIONARY_REASONS};
-pub use evaluate::{evaluate, evaluate_all, resolve_item};
+pub use evaluate::{evaluate, evaluate_all, resolve_item, stable_until, stable_until_all};
 pub use input::{
     AuthorizationKind, Candidate, CandidateStatus, Category, ClinicalFlags, Closure, Critical,
     Demographics, EncounterKind, IdentityMethod, Images, IntendedOrder, PatientAuthorization,

@@ -134,6 +134,31 @@ proptest! {
         }
     }
 
+    /// `stable_until` is a safe expiry for a kept verdict.
+    #[test]
+    fn a_verdict_holds_until_its_stable_until(c in candidate(), q in context(), step in 0u32..=1000) {
+        let r = rules();
+        let v = evaluate(&q, &c, &r);
+        let later = match stable_until(&q, &v, &r) {
+            Some(b) => {
+                prop_assert!(b > q.now);
+                let span = (b - q.now).num_nanoseconds().unwrap_or(i64::MAX);
+                // Up to (not including) the bound.
+                q.now + Duration::nanoseconds((span - 1).max(0) / 1000 * i64::from(step))
+            }
+            // Time alone never changes it: try far ahead.
+            None => q.now + Duration::days(i64::from(step) * 20),
+        };
+        let mut q2 = q.clone();
+        q2.now = later;
+        prop_assert_eq!(&v, &evaluate(&q2, &c, &r), "changed at {} (stable until {:?})", later, stable_until(&q, &v, &r));
+        if v.level == Level::Recognizable {
+            // A recognisable result stops being so when its window closes: the bound is
+            // never later than the expiry.
+            prop_assert!(stable_until(&q, &v, &r).is_some_and(|b| Some(b) <= v.expires_at));
+        }
+    }
+
     #[test]
     fn arbitrary_strings_never_panic(org in ".{0,12}", code in ".{0,12}", req in ".{0,12}") {
         let r = rules();
