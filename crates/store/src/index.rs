@@ -129,8 +129,10 @@ pub struct SeriesRow {
 pub trait Index: Send + Sync {
     /// Sequence number of the last journal record applied.
     fn applied_seq(&self) -> Result<u64, StoreError>;
-    /// Applies one journal record (idempotent).
-    fn apply(&self, rec: &JournalRecord) -> Result<(), StoreError>;
+    /// Applies one journal record (idempotent). Returns the person keys whose current
+    /// reports may have changed (before or after the record: a link or merge moves reports
+    /// between persons), for caches of per-patient answers.
+    fn apply(&self, rec: &JournalRecord) -> Result<Vec<String>, StoreError>;
     /// Metadata of a report.
     fn report_meta(&self, hash: &ContentHash) -> Result<Option<ReportMeta>, StoreError>;
     /// Versions of a chain, oldest first.
@@ -358,11 +360,13 @@ impl SledIndex {
         Ok(())
     }
 
-    fn apply_identity(&self, op: &IdentityOp) -> Result<(), StoreError> {
+    fn apply_identity(&self, op: &IdentityOp, touched: &mut Vec<String>) -> Result<(), StoreError> {
         match op {
             IdentityOp::Link { local, person } => {
                 let current = self.person_of(local)?;
                 if &current != person {
+                    touched.push(current.clone());
+                    touched.push(local.clone());
                     self.move_group(&current, person)?;
                     // `local` may have been its own person and so not in its own group list.
                     self.l2p.insert(local.as_bytes(), person.as_bytes())?;
@@ -373,6 +377,9 @@ impl SledIndex {
                 let pf = self.person_of(from)?;
                 let pi = self.person_of(into)?;
                 if pf != pi {
+                    touched.push(pf.clone());
+                    touched.push(from.clone());
+                    touched.push(into.clone());
                     self.move_group(&pf, &pi)?;
                     self.l2p.insert(from.as_bytes(), pi.as_bytes())?;
                     self.p2l.insert(pair(&pi, from), &[])?;
@@ -382,7 +389,9 @@ impl SledIndex {
         Ok(())
     }
 
-    fn apply_report(&self, e: &Entry) -> Result<(), StoreError> {
+    /// Applies a report entry; pushes the local keys whose reports it changes (its own and,
+    /// for a new version, the superseded version's).
+    fn apply_report(&self, e: &Entry, touched: &mut Vec<String>) -> Result<(), StoreError> {
         let Entry::Report {
             hash,
             original,
@@ -441,6 +450,9 @@ impl SledIndex {
                 let prev = hash_of(&prev)?;
                 if let Some(mut pm) = Self::get_json::<ReportMeta>(&self.reports, prev.as_bytes())?
                 {
+                    if &pm.local != local {
+                        touched.push(pm.local.clone());
+                    }
                     if pm.superseded_by != Some(*hash) {
                         pm.superseded_by = Some(*hash);
                         Self::put_json(&self.reports, prev.as_bytes(), &pm)?;
@@ -452,6 +464,7 @@ impl SledIndex {
         k.push(0);
         k.extend_from_slice(hash.as_bytes());
         self.by_local.insert(k, &[])?;
+        touched.push(local.clone());
         Ok(())
     }
 }
@@ -574,17 +587,29 @@ impl Index for SledIndex {
         })
     }
 
-    fn apply(&self, rec: &JournalRecord) -> Result<(), StoreError> {
+    fn apply(&self, rec: &JournalRecord) -> Result<Vec<String>, StoreError> {
+        // Persons (before the record) and local keys (resolved after it) it touches.
+        let mut touched = Vec::new();
         for e in &rec.entries {
             match e {
-                Entry::Report { .. } => self.apply_report(e)?,
-                Entry::Identity(op) => self.apply_identity(op)?,
+                Entry::Report { .. } => self.apply_report(e, &mut touched)?,
+                Entry::Identity(op) => self.apply_identity(op, &mut touched)?,
                 Entry::Original { .. } => {}
                 Entry::Instance { record, .. } => self.apply_instance(record)?,
             }
         }
         self.meta.insert(APPLIED, &rec.seq.to_be_bytes())?;
-        Ok(())
+        let mut persons = Vec::with_capacity(touched.len() * 2);
+        for k in touched {
+            let p = self.person_of(&k)?;
+            if p != k {
+                persons.push(p);
+            }
+            persons.push(k);
+        }
+        persons.sort();
+        persons.dedup();
+        Ok(persons)
     }
 
     fn report_meta(&self, hash: &ContentHash) -> Result<Option<ReportMeta>, StoreError> {

@@ -12,6 +12,7 @@
 pub mod audit;
 mod blobs;
 mod error;
+mod generations;
 pub mod index;
 mod journal;
 mod writer;
@@ -112,6 +113,7 @@ struct Inner {
     writer: writer::WriterHandle,
     options: StoreOptions,
     cache: Option<Arc<ReportCache>>,
+    generations: Arc<generations::Generations>,
 }
 
 /// Parsed reports by hash (immutable, so never stale).
@@ -195,6 +197,7 @@ impl Store {
         let next_seq = last_seq + 1;
         let cache =
             (options.report_cache > 0).then(|| Arc::new(ReportCache::new(options.report_cache)));
+        let generations = Arc::new(generations::Generations::new());
         let writer = writer::spawn(
             journal,
             blobs.clone(),
@@ -202,6 +205,7 @@ impl Store {
             next_seq,
             options.max_batch,
             cache.clone(),
+            generations.clone(),
         )?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -211,6 +215,7 @@ impl Store {
                 writer,
                 cache,
                 options,
+                generations,
             }),
         })
     }
@@ -380,6 +385,13 @@ impl Store {
                 .index
                 .person_of(&format!("{institution}:{local_id}")),
         }
+    }
+
+    /// A counter that moves whenever a commit may change the reports of `person` (a key
+    /// from [`Store::person_key`]). Read it before [`Store::patient_reports`]: an answer
+    /// derived from that read is current while the counter has not moved.
+    pub fn person_generation(&self, person: &str) -> u64 {
+        self.inner.generations.get(person)
     }
 
     /// The patient's current reports (latest version of each chain), newest first, across

@@ -102,6 +102,7 @@ pub(crate) fn spawn(
     next_seq: u64,
     max_batch: usize,
     cache: Option<Arc<crate::ReportCache>>,
+    generations: Arc<crate::generations::Generations>,
 ) -> Result<WriterHandle, StoreError> {
     let (tx, rx) = mpsc::channel::<Job>();
     let mut w = Writer {
@@ -111,6 +112,7 @@ pub(crate) fn spawn(
         next_seq,
         poisoned: None,
         cache,
+        generations,
     };
     let thread = std::thread::Builder::new()
         .name("huren-store-writer".into())
@@ -142,6 +144,8 @@ struct Writer {
     /// The store's parsed-report cache: reports just committed go in, so the next version of
     /// a chain (e.g. the next instance of a study) does not read and parse its head back.
     cache: Option<Arc<crate::ReportCache>>,
+    /// Per-person counters, bumped once the index shows a commit.
+    generations: Arc<crate::generations::Generations>,
 }
 
 /// One job's plan inside a group.
@@ -244,7 +248,10 @@ impl Writer {
             .put_blob_locations(&located)
             .and_then(|_| self.index.apply(&rec))
         {
-            Ok(()) => {
+            Ok(persons) => {
+                for p in &persons {
+                    self.generations.bump(p);
+                }
                 self.blobs.dir.drop_pending(&small);
                 if let Some(c) = &self.cache {
                     for (h, r) in fresh {

@@ -480,3 +480,51 @@ fn a_damaged_blob_location_is_an_error_not_a_huge_allocation() {
     let e = store.blob(&c.original).unwrap_err();
     assert!(e.to_string().contains("reindex"), "{e}");
 }
+
+/// The per-person counter moves for exactly the persons a commit changes: a new report, a
+/// correction (also for the patient the superseded version belonged to), a link and a merge;
+/// a duplicate and another patient's report leave it alone.
+#[test]
+fn person_generations_move_with_the_commits_that_change_a_persons_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let nid = "310120199001011234";
+    let person = huren_model::national_id_key("s", nid);
+    let gen = |k: &str| store.person_generation(k);
+    let g0 = gen(&person);
+    let r = report(b"a", "A", "P1", "L1", ReportStatus::Final, Some(nid));
+    store.commit_blocking(ingest(b"a", vec![r.clone()])).unwrap();
+    let g1 = gen(&person);
+    assert_ne!(g0, g1, "a new report of the person");
+    store.commit_blocking(ingest(b"a", vec![r])).unwrap();
+    assert_eq!(gen(&person), g1, "a duplicate changes nothing");
+
+    let other0 = gen("Z:Q");
+    let o = report(b"z", "Z", "Q", "LZ", ReportStatus::Final, None);
+    store.commit_blocking(ingest(b"z", vec![o])).unwrap();
+    assert_ne!(gen("Z:Q"), other0);
+    assert_eq!(gen(&person), g1, "another patient's report");
+
+    // A correction of L1 sent for another local patient: both persons' lists change.
+    let before = (gen(&person), gen("A:P2"));
+    let c = report(b"a2", "A", "P2", "L1", ReportStatus::Corrected, None);
+    store.commit_blocking(ingest(b"a2", vec![c])).unwrap();
+    assert_ne!(gen(&person), before.0);
+    assert_ne!(gen("A:P2"), before.1);
+
+    // A40: Z:Q is merged into A:P1's person.
+    let (gp, gz) = (gen(&person), gen("Z:Q"));
+    let mut adt = ingest(b"adt", vec![]);
+    adt.identity = vec![IdentityOp::Merge {
+        from: "Z:Q".into(),
+        into: "A:P1".into(),
+    }];
+    store.commit_blocking(adt).unwrap();
+    assert_ne!(gen(&person), gp, "the merge target's list grows");
+    assert_ne!(gen("Z:Q"), gz, "the merged person's list empties");
+    let (_, list) = store
+        .patient_reports(&format!("nid:{nid}").parse().unwrap(), None)
+        .unwrap();
+    // L1 now belongs to A:P2 (its correction); Z:Q's report joined.
+    assert_eq!(list.len(), 1);
+}
