@@ -673,6 +673,9 @@ fn serve(
     } else {
         None
     };
+    let answers = Arc::new(huren_server::answers::AnswerCache::new(
+        config.http.answer_cache_mb.saturating_mul(1 << 20),
+    ));
     let gw = Gateway {
         store: store.clone(),
         config: Arc::new(config),
@@ -688,6 +691,7 @@ fn serve(
         audit,
         tokens: Arc::new(tokens),
         web: Default::default(),
+        answers,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

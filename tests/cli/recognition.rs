@@ -497,3 +497,157 @@ fn lab_imaging_and_ecg_from_three_institutions() {
         .collect();
     assert_eq!(ok, ["FX-GX", "FX-ZX", "FX-ZY"], "{sources:#?}");
 }
+
+/// The results and check answers are kept between requests (same `evaluated_at`) until a
+/// commit changes the patient; every serving is audited (the returned set in full once, then
+/// by its hash, read back in full by the audit view); gzip is served to clients that accept it.
+#[test]
+fn answers_are_kept_until_the_patient_changes_and_every_serving_is_audited() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    let mut c = Mllp::connect(&srv.mllp);
+    let nid = Some(NID);
+    send(
+        &mut c,
+        &lab("FX-ZX", "C-1", "0012345", nid, "ZX1", "K", "钾", "4.10", 2),
+    );
+    send(
+        &mut c,
+        &lab(
+            "FX-ZY",
+            "C-2",
+            "ZY-1",
+            nid,
+            "ZY1",
+            "TC",
+            "总胆固醇",
+            "5.2",
+            3,
+        ),
+    );
+    let path = format!("/api/v1/patients/nid:{NID}/results");
+    let hdr = [("Authorization", CLIN_SQ01), AUTH];
+    let (st, a) = srv.get_with(&path, &hdr);
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["count"], 2);
+    // The K result is recognisable for 7 days: the answer holds at most that long.
+    let valid_until = a["valid_until"].as_str().expect("valid_until");
+    let k = find(a["results"].as_array().unwrap(), "FX-ZX", "FX-LAB-K", None);
+    assert!(
+        valid_until <= k["verdict"]["expires_at"].as_str().unwrap(),
+        "{valid_until}"
+    );
+    let (_, b) = srv.get_with(&path, &hdr);
+    assert_eq!(b, a, "the second answer is the kept one");
+
+    // gzip, byte for byte the same JSON.
+    let url = format!("http://{}{}", srv.http, path);
+    let r = ureq::get(&url)
+        .set("Authorization", CLIN_SQ01)
+        .set(AUTH.0, AUTH.1)
+        .set("Accept-Encoding", "br, gzip")
+        .call()
+        .unwrap();
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let mut gz = Vec::new();
+    r.into_reader().read_to_end(&mut gz).unwrap();
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut json)
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap(),
+        a
+    );
+
+    // Another requester institution gets its own evaluation.
+    let (_, other) = srv.get_with(
+        &path,
+        &[("Authorization", "Bearer test-clinician-token"), AUTH],
+    );
+    assert_ne!(other["evaluated_at"], a["evaluated_at"]);
+
+    // A new result of the patient: the next answer is evaluated again and has it.
+    send(
+        &mut c,
+        &lab(
+            "FX-ZX",
+            "C-3",
+            "0012345",
+            nid,
+            "ZX2",
+            "GLU",
+            "葡萄糖",
+            "5.1",
+            1,
+        ),
+    );
+    let (_, d) = srv.get_with(&path, &hdr);
+    assert_eq!(d["count"], 3, "{d:#}");
+    assert_ne!(d["evaluated_at"], a["evaluated_at"]);
+    // Another patient's result leaves the kept answer alone.
+    send(
+        &mut c,
+        &lab(
+            "FX-ZX",
+            "C-4",
+            "OTHER-1",
+            Some("310120199202022222"),
+            "ZX9",
+            "K",
+            "钾",
+            "4.0",
+            1,
+        ),
+    );
+    let (_, e) = srv.get_with(&path, &hdr);
+    assert_eq!(e["evaluated_at"], d["evaluated_at"]);
+
+    // The check is kept the same way.
+    let body = serde_json::json!({"patient": format!("nid:{NID}"), "item_code": "FX-LAB-K"});
+    let (_, c1) = srv.post("/api/v1/recognition/check", &hdr, &body);
+    let (_, c2) = srv.post("/api/v1/recognition/check", &hdr, &body);
+    assert_eq!(c1["recognizable"], true, "{c1}");
+    assert_eq!(c1, c2);
+
+    // Every serving is one audit record; each reads back with the reports it returned, but
+    // only the first of an answer spells them out on disk.
+    let (st, log) = srv.get_with(
+        &format!("/api/v1/audit?patient=nid:{NID}"),
+        &[("Authorization", "Bearer test-privacy-token")],
+    );
+    assert_eq!(st, 200, "{log}");
+    let reads: Vec<&serde_json::Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "read_results")
+        .collect();
+    assert_eq!(reads.len(), 6, "{log:#}");
+    let mine: Vec<&&serde_json::Value> = reads.iter().filter(|e| e["actor"] == "dr.sq01").collect();
+    assert_eq!(mine.len(), 5);
+    for e in &mine {
+        assert!(
+            e["returned"].as_array().is_some_and(|x| x.len() >= 2),
+            "every record reads back with its reports: {e}"
+        );
+    }
+    let text = std::fs::read_to_string(dir.path().join("data/audit.log")).unwrap();
+    let on_disk: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"read_results\"") && l.contains("\"dr.sq01\""))
+        .collect();
+    assert_eq!(on_disk.len(), 5);
+    assert!(on_disk.iter().all(|l| l.contains("\"returned_set\"")));
+    let listed = on_disk
+        .iter()
+        .filter(|l| l.contains("\"returned\""))
+        .count();
+    assert_eq!(
+        listed, 2,
+        "listed once per answer: before and after the new result"
+    );
+}

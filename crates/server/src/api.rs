@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use huren_model::{PatientId, Report, ReportKind, ReportStatus};
+use huren_recognition::stable_until_all;
 use huren_recognition::{
     evaluate_all, validate_decision, AuthorizationKind, Candidate, CandidateStatus, Category,
     Closure, Critical, Decision, Demographics, EncounterKind, IdentityMethod, Images,
@@ -20,6 +21,7 @@ use huren_store::{AuditLog, AuditRecord, IdentityLink, ReportMeta};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::answers::{Answer, AnswerCache};
 use crate::auth::{Principal, Role, Tokens};
 use crate::http::Problem;
 use crate::pipeline::Gateway;
@@ -37,6 +39,8 @@ pub struct ApiState {
     pub tokens: Arc<Tokens>,
     /// Sessions of the web page.
     pub web: Arc<crate::web::Sessions>,
+    /// Evaluated answers of the results and check endpoints.
+    pub answers: Arc<AnswerCache>,
 }
 
 impl ApiState {
@@ -713,7 +717,64 @@ pub async fn results(
         },
     )
     .await?;
-    let (link, evaluated) = evaluate_patient(&st, &asked, kind).await?;
+    let person = st.gw.store.person_key(&asked.patient)?;
+    // Read before the reports are: an answer is kept only while this has not moved.
+    let generation = st.gw.store.person_generation(&person);
+    let key = AnswerCache::key(&(
+        "results",
+        &id,
+        &person,
+        st.rules.version(),
+        context_key(&asked.ctx),
+        &q.kind,
+        &q.item,
+        &q.since,
+    ));
+    let answer = match st.answers.get(&key, generation, asked.ctx.now) {
+        Some(a) => a,
+        None => {
+            let a = Arc::new(results_answer(&st, &asked, &id, kind, &q, since, generation).await?);
+            st.answers.put(key, a.clone());
+            a
+        }
+    };
+    let mut rec = asked.audit_base();
+    rec.patient = Some(person);
+    audited(&st, &answer, rec).await?;
+    Ok(answer.response(&headers))
+}
+
+/// The request context as a cache key part: everything but the time.
+fn context_key(ctx: &QueryContext) -> QueryContext {
+    let mut c = ctx.clone();
+    c.now = DateTime::<chrono::Utc>::UNIX_EPOCH.fixed_offset();
+    c
+}
+
+/// Appends the audit record of one serving of `answer` (the returned set in full the first
+/// time, by its hash after that) and waits until it is durable.
+async fn audited(st: &ApiState, answer: &Answer, mut rec: AuditRecord) -> Result<(), Problem> {
+    answer.audit_into(&mut rec);
+    let full = !rec.returned.is_empty();
+    st.audit(rec).await?;
+    if full {
+        answer.listed();
+    }
+    Ok(())
+}
+
+/// Evaluates and serialises the answer of `GET /api/v1/patients/{id}/results`.
+async fn results_answer(
+    st: &ApiState,
+    asked: &Asked,
+    id: &str,
+    kind: Option<ReportKind>,
+    q: &ResultsQuery,
+    since: Option<NaiveDate>,
+    generation: u64,
+) -> Result<Answer, Problem> {
+    let (link, evaluated) = evaluate_patient(st, asked, kind).await?;
+    let valid_until = stable_until_all(&asked.ctx, evaluated.iter().map(|e| &e.verdict), &st.rules);
     let shown: Vec<&Evaluated> = evaluated
         .iter()
         .filter(|e| !e.verdict.is_hidden_duplicate())
@@ -746,30 +807,24 @@ pub async fn results(
     let sources: Vec<Value> = sources
         .into_iter()
         .map(|(code, n)| {
-            json!({"institution": code, "name": institution_name(&st, &code),
+            json!({"institution": code, "name": institution_name(st, &code),
                 "status": if n > 0 { "ok" } else { "no_results" }, "results": n})
         })
         .collect();
-    let body: Vec<ResultOut> = shown.iter().map(|e| result_json(&st, e)).collect();
-    let mut rec = asked.audit_base();
-    rec.patient = st.gw.store.person_key(&asked.patient).ok();
-    rec.returned = shown
+    let body: Vec<ResultOut> = shown.iter().map(|e| result_json(st, e)).collect();
+    let returned = shown
         .iter()
         .filter(|e| e.verdict.content_allowed())
         .map(|e| e.meta.hash.to_string())
         .collect();
-    rec.returned.dedup();
     let advice = count_levels(&shown);
-    merge(
-        &mut rec.detail,
-        json!({"advice": advice, "kind": q.kind, "item": q.item}),
-    );
-    st.audit(rec).await?;
+    let detail = json!({"advice": advice, "kind": q.kind, "item": q.item});
     #[derive(serde::Serialize)]
     struct Out<'a> {
         patient: &'a str,
         identity_link: IdentityLink,
         evaluated_at: DateTime<FixedOffset>,
+        valid_until: Option<DateTime<FixedOffset>>,
         rules_version: &'a str,
         break_glass: bool,
         count: usize,
@@ -777,10 +832,11 @@ pub async fn results(
         sources: Vec<Value>,
         results: Vec<ResultOut<'a>>,
     }
-    json_answer(&Out {
-        patient: &id,
+    let bytes = json_bytes(&Out {
+        patient: id,
         identity_link: link,
         evaluated_at: asked.ctx.now,
+        valid_until,
         rules_version: st.rules.version(),
         break_glass: asked
             .ctx
@@ -791,12 +847,18 @@ pub async fn results(
         advice,
         sources,
         results: body,
-    })
+    })?;
+    Ok(Answer::new(
+        generation,
+        valid_until,
+        bytes,
+        returned,
+        detail,
+    ))
 }
 
-/// A JSON answer serialised in one pass into one buffer.
-fn json_answer<T: serde::Serialize>(v: &T) -> Result<axum::response::Response, Problem> {
-    use axum::response::IntoResponse;
+/// Serialises in one pass into one buffer.
+fn json_bytes<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Problem> {
     let mut buf = Vec::with_capacity(64 * 1024);
     serde_json::to_writer(&mut buf, v).map_err(|e| {
         Problem::new(
@@ -805,7 +867,7 @@ fn json_answer<T: serde::Serialize>(v: &T) -> Result<axum::response::Response, P
             e.to_string(),
         )
     })?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], buf).into_response())
+    Ok(buf)
 }
 
 pub(crate) fn merge(into: &mut Value, add: Value) {
@@ -874,36 +936,75 @@ pub async fn check(
         },
     )
     .await?;
-    let c = check_core(&st, &asked, &b.item_code).await?;
-    let (same_item, best, why) = (c.candidates(), c.best(), &c.why_not);
-    let item = st.rules.item(&b.item_code);
+    let person = st.gw.store.person_key(&asked.patient)?;
+    let generation = st.gw.store.person_generation(&person);
+    let key = AnswerCache::key(&(
+        "check",
+        &b.patient,
+        &person,
+        st.rules.version(),
+        context_key(&asked.ctx),
+        &b.item_code,
+    ));
+    let answer = match st.answers.get(&key, generation, asked.ctx.now) {
+        Some(a) => a,
+        None => {
+            let a = Arc::new(check_answer(&st, &asked, &b.item_code, generation).await?);
+            st.answers.put(key, a.clone());
+            a
+        }
+    };
     let mut rec = asked.audit_base();
-    rec.patient = st.gw.store.person_key(&asked.patient).ok();
-    rec.returned = best.iter().map(|e| e.meta.hash.to_string()).collect();
-    merge(
-        &mut rec.detail,
-        json!({"item": b.item_code, "advice": count_levels(&same_item), "recognizable": best.is_some()}),
+    rec.patient = Some(person);
+    audited(&st, &answer, rec).await?;
+    Ok(answer.response(&headers))
+}
+
+/// Evaluates and serialises the answer of `POST /api/v1/recognition/check`.
+async fn check_answer(
+    st: &ApiState,
+    asked: &Asked,
+    item_code: &str,
+    generation: u64,
+) -> Result<Answer, Problem> {
+    let c = check_core(st, asked, item_code).await?;
+    let valid_until = stable_until_all(
+        &asked.ctx,
+        c.evaluated.iter().map(|e| &e.verdict),
+        &st.rules,
     );
-    st.audit(rec).await?;
+    let (same_item, best, why) = (c.candidates(), c.best(), &c.why_not);
+    let item = st.rules.item(item_code);
+    let returned = best.iter().map(|e| e.meta.hash.to_string()).collect();
+    let detail = json!({"item": item_code, "advice": count_levels(&same_item), "recognizable": best.is_some()});
     #[derive(serde::Serialize)]
     struct Out<'a> {
         item: Value,
         evaluated_at: DateTime<FixedOffset>,
+        valid_until: Option<DateTime<FixedOffset>>,
         rules_version: &'a str,
         recognizable: bool,
         best: Option<ResultOut<'a>>,
         why_not: &'a [Value],
         candidates: Vec<ResultOut<'a>>,
     }
-    json_answer(&Out {
-        item: json!({"code": b.item_code, "name": item.map(|i| i.name.clone()), "validity_days": item.and_then(|i| i.validity_days)}),
+    let bytes = json_bytes(&Out {
+        item: json!({"code": item_code, "name": item.map(|i| i.name.clone()), "validity_days": item.and_then(|i| i.validity_days)}),
         evaluated_at: asked.ctx.now,
+        valid_until,
         rules_version: st.rules.version(),
         recognizable: best.is_some(),
-        best: best.map(|e| result_json(&st, e)),
+        best: best.map(|e| result_json(st, e)),
         why_not: why,
-        candidates: same_item.iter().map(|e| result_json(&st, e)).collect(),
-    })
+        candidates: same_item.iter().map(|e| result_json(st, e)).collect(),
+    })?;
+    Ok(Answer::new(
+        generation,
+        valid_until,
+        bytes,
+        returned,
+        detail,
+    ))
 }
 
 /// What the pre-order check found for one catalogue item.

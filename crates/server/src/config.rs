@@ -129,12 +129,29 @@ fn two() -> u64 {
 }
 
 /// HTTP listener settings.
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// HTTPS (rustls). Without it the HTTP listener must be on a loopback address.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Memory for evaluated answers of the results and check endpoints, in MiB (default
+    /// 256; 0 turns the cache off). See `docs/api.md`, "Answer cache".
+    #[serde(default = "default_answer_cache_mb")]
+    pub answer_cache_mb: u64,
+}
+
+fn default_answer_cache_mb() -> u64 {
+    256
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            tls: None,
+            answer_cache_mb: default_answer_cache_mb(),
+        }
+    }
 }
 
 /// Where the recognition rules are.

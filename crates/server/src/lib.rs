@@ -1,6 +1,7 @@
 //! huren's network side: configuration, the ingest pipeline, the MLLP listener (plain or
 //! TLS) and the HTTP API. Only this crate knows about sockets, HTTP and TLS.
 
+pub mod answers;
 pub mod api;
 pub mod auth;
 pub mod config;

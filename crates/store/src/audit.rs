@@ -41,9 +41,16 @@ pub struct AuditRecord {
     pub break_glass: bool,
     /// `ok`, or `denied: …` / `invalid: …`.
     pub outcome: String,
-    /// Report hashes whose content was returned.
+    /// Report hashes whose content was returned. When `returned_set` is given too, this is
+    /// the set's full list; a later record of the same answer gives only `returned_set` (and
+    /// [`AuditLog::scan`] fills `returned` in from the earlier record).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub returned: Vec<String>,
+    /// BLAKE3 of the JSON list of `returned` (sorted), naming a set listed in full by an
+    /// earlier record of the same patient: a 200-result answer served again costs a short
+    /// record, and the chain still fixes what was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned_set: Option<String>,
     /// Anything else (decision body, query parameters).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub detail: serde_json::Value,
@@ -227,13 +234,25 @@ impl AuditLog {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let f = File::open(&self.path).map_err(|e| StoreError::io(&self.path, e))?;
         let mut out = Vec::new();
+        // Sets listed in full by kept records (a set is listed before it is named alone, by
+        // a record of the same patient, so a patient filter keeps both).
+        let mut sets: std::collections::HashMap<String, Vec<String>> = Default::default();
         for line in BufReader::new(f).lines() {
             let line = line.map_err(|e| StoreError::io(&self.path, e))?;
             if line.is_empty() {
                 continue;
             }
-            if let Ok(e) = serde_json::from_str::<AuditEntry>(&line) {
+            if let Ok(mut e) = serde_json::from_str::<AuditEntry>(&line) {
                 if keep(&e) {
+                    if let Some(set) = &e.record.returned_set {
+                        if e.record.returned.is_empty() {
+                            if let Some(list) = sets.get(set) {
+                                e.record.returned = list.clone();
+                            }
+                        } else if !sets.contains_key(set) {
+                            sets.insert(set.clone(), e.record.returned.clone());
+                        }
+                    }
                     out.push(e);
                 }
             }
@@ -408,5 +427,37 @@ mod tests {
         assert_eq!(log.append_blocking(rec(2)).unwrap().seq, 2);
         drop(log);
         assert!(AuditLog::verify(dir.path()).unwrap().broken.is_none());
+    }
+
+    #[test]
+    fn a_named_set_is_read_back_as_its_list_and_the_chain_covers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        let set = Some("blake3:set1".to_string());
+        let mut first = rec(1);
+        first.returned = vec!["blake3:a".into(), "blake3:b".into()];
+        first.returned_set = set.clone();
+        log.append_blocking(first).unwrap();
+        let mut again = rec(2);
+        again.returned_set = set.clone();
+        log.append_blocking(again).unwrap();
+        let mut unknown = rec(3);
+        unknown.returned_set = Some("blake3:other".into());
+        log.append_blocking(unknown).unwrap();
+        let got = log.scan(|_| true).unwrap();
+        assert_eq!(got[1].record.returned, ["blake3:a", "blake3:b"]);
+        assert!(
+            got[2].record.returned.is_empty(),
+            "never listed: left as named"
+        );
+        // The short record is what is on disk, and it is chained.
+        let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+        assert_eq!(
+            text.lines().nth(1).map(|l| l.contains("blake3:a")),
+            Some(false)
+        );
+        drop(log);
+        let v = AuditLog::verify(dir.path()).unwrap();
+        assert_eq!((v.entries, v.broken.is_none()), (3, true));
     }
 }

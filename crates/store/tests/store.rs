@@ -493,7 +493,9 @@ fn person_generations_move_with_the_commits_that_change_a_persons_results() {
     let gen = |k: &str| store.person_generation(k);
     let g0 = gen(&person);
     let r = report(b"a", "A", "P1", "L1", ReportStatus::Final, Some(nid));
-    store.commit_blocking(ingest(b"a", vec![r.clone()])).unwrap();
+    store
+        .commit_blocking(ingest(b"a", vec![r.clone()]))
+        .unwrap();
     let g1 = gen(&person);
     assert_ne!(g0, g1, "a new report of the person");
     store.commit_blocking(ingest(b"a", vec![r])).unwrap();
