@@ -132,6 +132,43 @@ fn entry_line(
     Ok((entry, line))
 }
 
+/// Reads `audit.log` backwards from its end, as far as needed: the length up to the last
+/// newline (what follows it is a torn record) and the last complete non-empty line. Opening
+/// a log of any size costs a few reads, never the whole file.
+fn read_tail(file: &File, len: u64) -> std::io::Result<(u64, Option<Vec<u8>>)> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 64 * 1024;
+    let mut start = len;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let from = start.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; (start - from) as usize];
+        file.read_exact_at(&mut chunk, from)?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+        start = from;
+        let Some(nl) = buf.iter().rposition(|b| *b == b'\n') else {
+            if start == 0 {
+                return Ok((0, None));
+            }
+            continue;
+        };
+        let complete = start + nl as u64 + 1;
+        let body = &buf[..nl];
+        let mut end = body.len();
+        loop {
+            match body[..end].iter().rposition(|b| *b == b'\n') {
+                Some(s) if s + 1 < end => return Ok((complete, Some(body[s + 1..end].to_vec()))),
+                Some(s) => end = s,
+                None if start == 0 => {
+                    return Ok((complete, (end > 0).then(|| body[..end].to_vec())))
+                }
+                None => break,
+            }
+        }
+    }
+}
+
 /// Checks one line against the chain; returns its entry.
 fn check_line(line: &str, seq: u64, prev: &str) -> Result<AuditEntry, String> {
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
@@ -166,22 +203,19 @@ impl AuditLog {
             .append(true)
             .open(&path)
             .map_err(io)?;
-        let bytes = std::fs::read(&path).map_err(io)?;
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-        if complete < bytes.len() {
+        let len = file.metadata().map_err(io)?.len();
+        let (complete, last) = read_tail(&file, len).map_err(io)?;
+        if complete < len {
             tracing::warn!(
-                dropped = bytes.len() - complete,
+                dropped = len - complete,
                 "audit.log ends in a torn record; cutting it off"
             );
-            file.set_len(complete as u64).map_err(io)?;
+            file.set_len(complete).map_err(io)?;
             file.sync_data().map_err(io)?;
         }
         let (mut seq, mut prev) = (0u64, GENESIS.to_string());
-        if let Some(last) = bytes[..complete]
-            .split(|b| *b == b'\n')
-            .rfind(|l| !l.is_empty())
-        {
-            let e: AuditEntry = serde_json::from_slice(last)
+        if let Some(last) = last {
+            let e: AuditEntry = serde_json::from_slice(&last)
                 .map_err(|e| StoreError::Corrupt(format!("last audit record: {e}")))?;
             seq = e.seq;
             prev = e.hash;
@@ -410,6 +444,28 @@ mod tests {
         let b = v.broken.unwrap();
         assert_eq!((b.line, b.seq), (3, 3), "{b:?}");
         assert!(b.reason.contains("hash"), "{b:?}");
+    }
+
+    #[test]
+    fn records_longer_than_a_read_chunk_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..2u64 {
+            let log = AuditLog::open(dir.path()).unwrap();
+            let mut r = rec(1);
+            r.returned = (0..3000).map(|i| format!("blake3:{i:064}")).collect();
+            assert_eq!(log.append_blocking(r).unwrap().seq, 2 * round + 1);
+            assert_eq!(log.append_blocking(rec(2)).unwrap().seq, 2 * round + 2);
+            drop(log);
+            if round == 0 {
+                // A long record torn mid-way.
+                let p = dir.path().join("audit.log");
+                let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+                f.write_all(&vec![b'x'; 200_000]).unwrap();
+            }
+        }
+        assert!(AuditLog::verify(dir.path()).unwrap().broken.is_none());
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(log.append_blocking(rec(4)).unwrap().seq, 5);
     }
 
     #[test]
