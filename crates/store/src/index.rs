@@ -132,7 +132,10 @@ pub trait Index: Send + Sync {
     /// Applies one journal record (idempotent). Returns the person keys whose current
     /// reports may have changed (before or after the record: a link or merge moves reports
     /// between persons), for caches of per-patient answers.
-    fn apply(&self, rec: &JournalRecord) -> Result<Vec<String>, StoreError>;
+    ///
+    /// `at` is the file offset of the record in the journal; the index keeps it with the
+    /// applied sequence number so that the next open reads the journal from there.
+    fn apply(&self, rec: &JournalRecord, at: u64) -> Result<Vec<String>, StoreError>;
     /// Metadata of a report.
     fn report_meta(&self, hash: &ContentHash) -> Result<Option<ReportMeta>, StoreError>;
     /// Versions of a chain, oldest first.
@@ -292,6 +295,30 @@ impl SledIndex {
                 v.len()
             ))),
         }
+    }
+
+    /// The last applied journal record: its sequence number (0 when none) and, when the
+    /// index recorded it, its offset in the journal.
+    pub fn applied(&self) -> Result<(u64, Option<u64>), StoreError> {
+        let be = |b: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_be_bytes(a)
+        };
+        Ok(match self.meta.get(APPLIED)? {
+            Some(v) if v.len() == 16 => (be(&v[..8]), Some(be(&v[8..]))),
+            Some(v) if v.len() == 8 => (be(&v), None),
+            _ => (0, None),
+        })
+    }
+
+    /// Records that the journal record `seq`, at offset `at`, is applied.
+    pub(crate) fn set_applied(&self, seq: u64, at: u64) -> Result<(), StoreError> {
+        let mut applied = [0u8; 16];
+        applied[..8].copy_from_slice(&seq.to_be_bytes());
+        applied[8..].copy_from_slice(&at.to_be_bytes());
+        self.meta.insert(APPLIED, &applied)?;
+        Ok(())
     }
 
     /// Whether the index was written in [`INDEX_FORMAT`]; an index that is not must be
@@ -577,17 +604,10 @@ fn pair(a: &str, b: &str) -> Vec<u8> {
 
 impl Index for SledIndex {
     fn applied_seq(&self) -> Result<u64, StoreError> {
-        Ok(match self.meta.get(APPLIED)? {
-            Some(v) if v.len() == 8 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&v);
-                u64::from_be_bytes(b)
-            }
-            _ => 0,
-        })
+        Ok(self.applied()?.0)
     }
 
-    fn apply(&self, rec: &JournalRecord) -> Result<Vec<String>, StoreError> {
+    fn apply(&self, rec: &JournalRecord, at: u64) -> Result<Vec<String>, StoreError> {
         // Persons (before the record) and local keys (resolved after it) it touches.
         let mut touched = Vec::new();
         for e in &rec.entries {
@@ -598,7 +618,7 @@ impl Index for SledIndex {
                 Entry::Instance { record, .. } => self.apply_instance(record)?,
             }
         }
-        self.meta.insert(APPLIED, &rec.seq.to_be_bytes())?;
+        self.set_applied(rec.seq, at)?;
         let mut persons = Vec::with_capacity(touched.len() * 2);
         for k in touched {
             let p = self.person_of(&k)?;

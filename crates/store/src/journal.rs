@@ -115,6 +115,8 @@ pub(crate) struct InlineBlob {
 
 /// A decoded record with the positions of its inline blobs.
 pub(crate) struct Decoded {
+    /// File offset of the record's header.
+    pub(crate) start: u64,
     pub(crate) record: JournalRecord,
     pub(crate) inline: Vec<InlineBlob>,
 }
@@ -126,51 +128,68 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// Opens the journal, reading every valid record and truncating a torn tail (a record that
-    /// was being written when the process died; it was never acknowledged).
-    pub(crate) fn open(path: PathBuf) -> Result<(Journal, Vec<Decoded>, Vec<u8>), StoreError> {
+    /// Opens the journal, truncating a torn tail (a record that was being written when the
+    /// process died; it was never acknowledged), and returns the records from `hint` on.
+    ///
+    /// `hint` is `(seq, start)` of a record known to be applied (the index keeps it). When
+    /// the record at `start` decodes and has that sequence number, only it and what follows
+    /// are read and checked: the prefix was checked when it was written and at earlier
+    /// opens, and `huren verify` re-reads all of it. Otherwise (no hint, a hint that does
+    /// not match) every record is read, as on a first open.
+    pub(crate) fn open(
+        path: PathBuf,
+        hint: Option<(u64, u64)>,
+    ) -> Result<(Journal, Vec<Decoded>), StoreError> {
+        let io = |e| StoreError::io(&path, e);
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| StoreError::io(&path, e))?;
-        let (records, valid) = decode_all(&bytes);
+            .map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let base = match hint {
+            Some((seq, start)) if record_at(&file, start, file_len).is_some_and(|s| s == seq) => {
+                start
+            }
+            _ => 0,
+        };
+        let mut bytes = Vec::with_capacity((file_len - base) as usize);
+        file.seek(SeekFrom::Start(base)).map_err(io)?;
+        (&mut file)
+            .take(file_len - base)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        let (records, valid) = decode_all(&bytes, base as usize);
         if let Some(at) = later_valid_record(&bytes, valid) {
             // Damage in the middle is not a torn tail: acknowledged records follow it.
             return Err(StoreError::Corrupt(format!(
-                "{}: record at byte {valid} is damaged but a valid record follows at byte {at}; \
+                "{}: record at byte {} is damaged but a valid record follows at byte {}; \
                  refusing to truncate (restore the journal from a replica or backup)",
-                path.display()
+                path.display(),
+                base as usize + valid,
+                base as usize + at
             )));
         }
-        if (valid as u64) < bytes.len() as u64 {
+        let len = base + valid as u64;
+        if len < file_len {
             tracing::warn!(
-                dropped = bytes.len() - valid,
+                dropped = file_len - len,
                 "journal had a torn tail (unacknowledged); truncating"
             );
-            file.set_len(valid as u64)
-                .map_err(|e| StoreError::io(&path, e))?;
-            file.sync_all().map_err(|e| StoreError::io(&path, e))?;
+            file.set_len(len).map_err(io)?;
+            file.sync_all().map_err(io)?;
         }
-        file.seek(SeekFrom::End(0))
-            .map_err(|e| StoreError::io(&path, e))?;
+        file.seek(SeekFrom::End(0)).map_err(io)?;
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
-        bytes.truncate(valid);
-        Ok((
-            Journal {
-                file,
-                path,
-                len: valid as u64,
-            },
-            records,
-            bytes,
-        ))
+        Ok((Journal { file, path, len }, records))
+    }
+
+    /// Length of the journal: where the next record starts.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
     }
 
     /// Reads every valid record without modifying the file.
@@ -188,7 +207,7 @@ impl Journal {
     pub(crate) fn read_decoded(path: &Path) -> Result<(Vec<Decoded>, Vec<u8>, usize), StoreError> {
         match std::fs::read(path) {
             Ok(b) => {
-                let (d, valid) = decode_all(&b);
+                let (d, valid) = decode_all(&b, 0);
                 Ok((d, b, valid))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), Vec::new(), 0)),
@@ -313,10 +332,38 @@ fn decode_payload(payload: &[u8], base: usize) -> Option<Decoded> {
         });
         pos = start + len;
     }
-    (pos == payload.len()).then_some(Decoded { record, inline })
+    (pos == payload.len()).then_some(Decoded {
+        start: (base - HEADER) as u64,
+        record,
+        inline,
+    })
 }
 
-fn decode_all(bytes: &[u8]) -> (Vec<Decoded>, usize) {
+/// The sequence number of the record whose header is at `start`, if a whole valid record
+/// is there.
+fn record_at(file: &File, start: u64, file_len: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut h = [0u8; HEADER];
+    file.read_exact_at(&mut h, start).ok()?;
+    if &h[0..4] != MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+    if len > MAX_RECORD || start + (HEADER + len) as u64 > file_len {
+        return None;
+    }
+    let mut payload = vec![0u8; len];
+    file.read_exact_at(&mut payload, start + HEADER as u64)
+        .ok()?;
+    if crc32fast::hash(&payload) != u32::from_le_bytes([h[8], h[9], h[10], h[11]]) {
+        return None;
+    }
+    decode_payload(&payload, start as usize + HEADER).map(|d| d.record.seq)
+}
+
+/// Decodes the valid records at the start of `bytes`, which sit at file offset `base`;
+/// returns them and how many bytes they take.
+fn decode_all(bytes: &[u8], base: usize) -> (Vec<Decoded>, usize) {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while bytes.len() - pos >= HEADER {
@@ -337,7 +384,7 @@ fn decode_all(bytes: &[u8]) -> (Vec<Decoded>, usize) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Some(rec) = decode_payload(payload, pos + HEADER) else {
+        let Some(rec) = decode_payload(payload, base + pos + HEADER) else {
             break;
         };
         out.push(rec);
@@ -350,7 +397,8 @@ fn decode_all(bytes: &[u8]) -> (Vec<Decoded>, usize) {
 fn later_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
     let mut i = from + 1;
     while i + HEADER <= bytes.len() {
-        if bytes.get(i..i + 4) == Some(MAGIC.as_slice()) && !decode_all(&bytes[i..]).0.is_empty() {
+        if bytes.get(i..i + 4) == Some(MAGIC.as_slice()) && !decode_all(&bytes[i..], 0).0.is_empty()
+        {
             return Some(i);
         }
         i += 1;
@@ -371,7 +419,7 @@ mod tests {
     fn torn_tail_is_truncated_and_valid_records_kept() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j.log");
-        let (mut j, recs, _) = Journal::open(p.clone()).unwrap();
+        let (mut j, recs) = Journal::open(p.clone(), None).unwrap();
         assert!(recs.is_empty());
         for seq in 1..=3 {
             let blob = format!("blob {seq}").into_bytes();
@@ -396,13 +444,13 @@ mod tests {
         let full = std::fs::read(&p).unwrap();
         // Cut the last record in half, as a crash mid-write would.
         std::fs::write(&p, &full[..full.len() - 7]).unwrap();
-        let (_, recs, bytes) = Journal::open(p.clone()).unwrap();
+        let (_, recs) = Journal::open(p.clone(), None).unwrap();
         assert_eq!(
             recs.iter().map(|r| r.record.seq).collect::<Vec<_>>(),
             vec![1, 2]
         );
         let b = recs[1].inline[0];
-        assert_eq!(&bytes[b.start..b.start + b.len], b"blob 2");
+        assert_eq!(r.read_at(b.start as u64, b.len).unwrap(), b"blob 2");
         assert_eq!(b.hash, ContentHash::of(b"blob 2"));
         assert!(std::fs::metadata(&p).unwrap().len() < full.len() as u64);
         // A flipped byte in the last payload ends the valid prefix there too.
@@ -418,9 +466,69 @@ mod tests {
         std::fs::write(&p, [&mid[..], &full[mid.len()..]].concat()).unwrap();
         let before = std::fs::metadata(&p).unwrap().len();
         assert!(matches!(
-            Journal::open(p.clone()),
+            Journal::open(p.clone(), None),
             Err(StoreError::Corrupt(_))
         ));
         assert_eq!(std::fs::metadata(&p).unwrap().len(), before);
+    }
+
+    fn appended(p: &Path, n: u64) -> Vec<u64> {
+        let (mut j, _) = Journal::open(p.to_path_buf(), None).unwrap();
+        let mut starts = vec![];
+        for seq in 1..=n {
+            starts.push(j.len());
+            let blob = format!("blob {seq}").into_bytes();
+            j.append(
+                &JournalRecord {
+                    seq,
+                    entries: vec![],
+                },
+                &[(ContentHash::of(&blob), &blob)],
+            )
+            .unwrap();
+        }
+        starts
+    }
+
+    #[test]
+    fn a_matching_hint_reads_only_the_tail_and_still_cuts_a_torn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.log");
+        let starts = appended(&p, 5);
+        let seqs = |d: &[Decoded]| d.iter().map(|r| r.record.seq).collect::<Vec<_>>();
+        let (_, recs) = Journal::open(p.clone(), Some((4, starts[3]))).unwrap();
+        assert_eq!(seqs(&recs), [4, 5]);
+        assert_eq!(recs[0].start, starts[3]);
+        // Positions are file offsets, as from a full read.
+        let r = JournalReader::open(p.clone()).unwrap();
+        let b = recs[1].inline[0];
+        assert_eq!(r.read_at(b.start as u64, b.len).unwrap(), b"blob 5");
+        // A hint that does not match (wrong sequence, not a record start, past the end)
+        // falls back to reading everything.
+        for hint in [(3, starts[3]), (4, starts[3] + 1), (9, 1 << 40)] {
+            let (_, recs) = Journal::open(p.clone(), Some(hint)).unwrap();
+            assert_eq!(seqs(&recs), [1, 2, 3, 4, 5], "{hint:?}");
+        }
+        // A torn tail after the hint is cut off.
+        let full = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &full[..full.len() - 3]).unwrap();
+        let (j, recs) = Journal::open(p.clone(), Some((4, starts[3]))).unwrap();
+        assert_eq!(seqs(&recs), [4]);
+        assert_eq!(j.len(), starts[4]);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), starts[4]);
+        drop(j);
+        // Damage after the hint with a valid record behind it is refused, not truncated.
+        let starts = {
+            std::fs::remove_file(&p).unwrap();
+            appended(&p, 5)
+        };
+        let mut bad = std::fs::read(&p).unwrap();
+        bad[starts[3] as usize + HEADER + 1] ^= 0xff;
+        std::fs::write(&p, &bad).unwrap();
+        assert!(matches!(
+            Journal::open(p.clone(), Some((3, starts[2]))),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), bad.len() as u64);
     }
 }

@@ -140,8 +140,23 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let blob_dir = blobs::BlobDir::open(dir.join("objects"))?;
         let journal_path = dir.join("journal.log");
-        let (journal, decoded, jbytes) = journal::Journal::open(journal_path.clone())?;
-        drop(jbytes);
+        let mut index = Arc::new(SledIndex::open(dir.join("index"))?);
+        if !index.format_is_current()? {
+            // Written by an older layout: the index is derived, so rebuild it from the journal.
+            tracing::info!(
+                format = index::INDEX_FORMAT,
+                "index is in an older format; rebuilding it from the journal"
+            );
+            drop(index);
+            let idx_dir = dir.join("index");
+            std::fs::remove_dir_all(&idx_dir).map_err(|e| StoreError::io(&idx_dir, e))?;
+            index = Arc::new(SledIndex::open(&idx_dir)?);
+        }
+        // The journal is read from the last record the index applied (all of it when the
+        // index does not say where that is, e.g. after `reindex` of an older store).
+        let (applied, applied_at) = index.applied()?;
+        let (journal, decoded) =
+            journal::Journal::open(journal_path.clone(), applied_at.map(|at| (applied, at)))?;
         // Small blobs are read from the journal. A store of the older layout may hold a torn
         // file for a blob of a record after its last checkpoint: remove it (the journal has
         // the bytes) so that `verify` stays clean.
@@ -166,28 +181,21 @@ impl Store {
         if last_seq > cp {
             checkpoint.write(last_seq)?;
         }
-        let mut index = Arc::new(SledIndex::open(dir.join("index"))?);
-        if !index.format_is_current()? {
-            // Written by an older layout: the index is derived, so rebuild it from the journal.
-            tracing::info!(
-                format = index::INDEX_FORMAT,
-                "index is in an older format; rebuilding it from the journal"
-            );
-            drop(index);
-            let idx_dir = dir.join("index");
-            std::fs::remove_dir_all(&idx_dir).map_err(|e| StoreError::io(&idx_dir, e))?;
-            index = Arc::new(SledIndex::open(&idx_dir)?);
-        }
-        let applied = index.applied_seq()?;
         let mut replayed = 0usize;
         for d in decoded.iter().filter(|d| d.record.seq > applied) {
             index.put_blob_locations(&d.inline)?;
-            index.apply(&d.record)?;
+            index.apply(&d.record, d.start)?;
             replayed += 1;
         }
         if replayed > 0 {
             tracing::info!(replayed, "index was behind the journal; replayed the tail");
             index.flush()?;
+        } else if let Some(last) = decoded.last().filter(|_| applied_at.is_none()) {
+            // An index of an earlier version knew the sequence number only: note where the
+            // record is, so the next open reads from there.
+            if last.record.seq == applied {
+                index.set_applied(applied, last.start)?;
+            }
         }
         let blobs = blobs::Blobs::new(
             blob_dir,
@@ -498,7 +506,7 @@ impl Store {
         let index = SledIndex::open(&idx_dir)?;
         for d in &decoded {
             index.put_blob_locations(&d.inline)?;
-            index.apply(&d.record)?;
+            index.apply(&d.record, d.start)?;
         }
         index.flush()?;
         Ok(decoded.len() as u64)

@@ -230,6 +230,7 @@ impl Writer {
         self.blobs.dir.add_pending(&small);
         let inline: Vec<(ContentHash, &[u8])> =
             small.iter().map(|(h, b)| (*h, b.as_slice())).collect();
+        let at = self.journal.len();
         let located = match self.journal.append(&rec, &inline) {
             Ok(l) => l,
             Err(e) => {
@@ -246,7 +247,7 @@ impl Writer {
         match self
             .index
             .put_blob_locations(&located)
-            .and_then(|_| self.index.apply(&rec))
+            .and_then(|_| self.index.apply(&rec, at))
         {
             Ok(persons) => {
                 for p in &persons {
