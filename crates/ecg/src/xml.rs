@@ -119,6 +119,8 @@ pub(crate) fn parse_doc(text: &str, node_limit: u32) -> Result<Document<'_>, Ecg
     let opt = ParsingOptions {
         allow_dtd: true,
         nodes_limit: node_limit,
+        // No resolver: an external entity is never loaded (it stays unresolved).
+        entity_resolver: None,
     };
     Document::parse_with_options(text, opt).map_err(|e| {
         let p = e.pos();
