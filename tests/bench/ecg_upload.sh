@@ -18,4 +18,8 @@ addr=$(grep '"listening":"http"' "$out" | sed 's/.*"addr":"\([^"]*\)".*/\1/')
 HUREN_TOKEN=$(grep "\"demo_token\":" "$out" | sed 's/.*"demo_token":"\([^"]*\)".*/\1/')
 export HUREN_TOKEN HUREN_ECG=fixtures/ecg/aecg-zh-patient.xml
 echo "ECG upload: $(wc -c <"$HUREN_ECG") bytes aECG (12 leads, 10 s), $conns connections, ${secs}s"
+# Warm-up (not reported): the first seconds on a fresh store and a cold process show
+# one-off stalls (page faults, file growth) that are not the steady state.
+HUREN_UID_SALT=0000 wrk -t2 -c"$conns" -d"${WARMUP:-5}s" -s tests/bench/ecg_upload.lua \
+  "http://$addr" >/dev/null 2>&1
 wrk -t2 -c"$conns" -d"${secs}s" --latency -s tests/bench/ecg_upload.lua "http://$addr"
