@@ -208,6 +208,22 @@ impl AnswerCache {
             .filter(|a| a.is_current(generation, now))
     }
 
+    /// The kept answer for `key`, or a new one from `make` (then kept).
+    pub(crate) async fn get_or_make<E>(
+        &self,
+        key: [u8; 32],
+        generation: u64,
+        now: DateTime<FixedOffset>,
+        make: impl std::future::Future<Output = Result<Answer, E>>,
+    ) -> Result<Arc<Answer>, E> {
+        if let Some(a) = self.get(&key, generation, now) {
+            return Ok(a);
+        }
+        let a = Arc::new(make.await?);
+        self.put(key, a.clone());
+        Ok(a)
+    }
+
     /// Keeps an answer (compressing it first, so the weight is right and no request pays).
     pub(crate) fn put(&self, key: [u8; 32], answer: Arc<Answer>) {
         if let Some(c) = &self.inner {

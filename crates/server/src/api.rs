@@ -730,14 +730,12 @@ pub async fn results(
         &q.item,
         &q.since,
     ));
-    let answer = match st.answers.get(&key, generation, asked.ctx.now) {
-        Some(a) => a,
-        None => {
-            let a = Arc::new(results_answer(&st, &asked, &id, kind, &q, since, generation).await?);
-            st.answers.put(key, a.clone());
-            a
-        }
-    };
+    let answer = st
+        .answers
+        .get_or_make(key, generation, asked.ctx.now, async {
+            results_answer(&st, &asked, &id, kind, &q, since, generation).await
+        })
+        .await?;
     let mut rec = asked.audit_base();
     rec.patient = Some(person);
     audited(&st, &answer, rec).await?;
@@ -946,14 +944,12 @@ pub async fn check(
         context_key(&asked.ctx),
         &b.item_code,
     ));
-    let answer = match st.answers.get(&key, generation, asked.ctx.now) {
-        Some(a) => a,
-        None => {
-            let a = Arc::new(check_answer(&st, &asked, &b.item_code, generation).await?);
-            st.answers.put(key, a.clone());
-            a
-        }
-    };
+    let answer = st
+        .answers
+        .get_or_make(key, generation, asked.ctx.now, async {
+            check_answer(&st, &asked, &b.item_code, generation).await
+        })
+        .await?;
     let mut rec = asked.audit_base();
     rec.patient = Some(person);
     audited(&st, &answer, rec).await?;
