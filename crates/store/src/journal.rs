@@ -127,6 +127,12 @@ pub(crate) struct Journal {
     len: u64,
     /// `O_DIRECT` appends, where the file system takes them.
     direct: Option<direct::Appender>,
+    /// The record being appended (after the partial last block in direct mode), reused: a
+    /// fresh buffer per group commit cost a page fault and a zeroed 2 MiB huge page each
+    /// time (10 % of the server's CPU under MLLP load).
+    buf: direct::Buf,
+    /// The record's JSON, reused likewise.
+    json: Vec<u8>,
 }
 
 /// `O_DIRECT` appends. Buffered appends cost a copy into the page cache and then writeback
@@ -141,7 +147,7 @@ mod direct {
     use std::path::Path;
 
     pub(super) const BLOCK: usize = 4096;
-    type Buf = aligned_vec::AVec<u8, aligned_vec::ConstAlign<BLOCK>>;
+    pub(super) type Buf = aligned_vec::AVec<u8, aligned_vec::ConstAlign<BLOCK>>;
     /// The write buffer is kept between appends up to this size.
     const KEEP: usize = 16 * 1024 * 1024;
 
@@ -149,7 +155,18 @@ mod direct {
         file: File,
         /// The journal's bytes from the last block boundary to its end.
         tail: Vec<u8>,
-        buf: Buf,
+    }
+
+    /// An empty buffer for records.
+    pub(super) fn buffer() -> Buf {
+        Buf::new(BLOCK)
+    }
+
+    /// Drops a buffer that grew past what is worth keeping.
+    pub(super) fn trim(buf: &mut Buf) {
+        if buf.capacity() > KEEP {
+            *buf = buffer();
+        }
     }
 
     impl Appender {
@@ -173,7 +190,6 @@ mod direct {
                 Some(Appender {
                     file: File::from(fd),
                     tail,
-                    buf: Buf::new(BLOCK),
                 })
             }
             #[cfg(not(target_os = "linux"))]
@@ -183,28 +199,29 @@ mod direct {
             }
         }
 
-        /// Writes `record` at `len` (the journal's end) and `fdatasync`s. On error nothing
-        /// is known about the blocks written; the caller cuts the file back to `len`.
-        pub(super) fn append(&mut self, len: u64, record: &[u8]) -> std::io::Result<()> {
+        /// The bytes a record's buffer must start with: the partial last block.
+        pub(super) fn tail(&self) -> &[u8] {
+            &self.tail
+        }
+
+        /// Writes `buf` (the partial last block, then a record; padded here with zeros to the
+        /// block boundary) at the block that holds `len`, the journal's end, and
+        /// `fdatasync`s. On error nothing is known about the blocks written; the caller cuts
+        /// the file back to `len`.
+        pub(super) fn write(&mut self, len: u64, buf: &mut Buf) -> std::io::Result<()> {
             use std::os::unix::fs::FileExt;
             let start = len - self.tail.len() as u64;
-            let used = self.tail.len() + record.len();
+            let used = buf.len();
             let padded = used.div_ceil(BLOCK) * BLOCK;
-            self.buf.clear();
-            self.buf.extend_from_slice(&self.tail);
-            self.buf.extend_from_slice(record);
-            self.buf.resize(padded, 0);
+            buf.resize(padded, 0);
             let r = self
                 .file
-                .write_all_at(&self.buf[..padded], start)
+                .write_all_at(&buf[..padded], start)
                 .and_then(|_| self.file.sync_data());
             if r.is_ok() {
                 let keep = used % BLOCK;
                 self.tail.clear();
-                self.tail.extend_from_slice(&self.buf[used - keep..used]);
-            }
-            if self.buf.capacity() > KEEP {
-                self.buf = Buf::new(BLOCK);
+                self.tail.extend_from_slice(&buf[used - keep..used]);
             }
             r
         }
@@ -283,6 +300,8 @@ impl Journal {
                 path,
                 len,
                 direct,
+                buf: direct::buffer(),
+                json: Vec::new(),
             },
             records,
         ))
@@ -324,15 +343,24 @@ impl Journal {
         rec: &JournalRecord,
         inline: &[(ContentHash, &[u8])],
     ) -> Result<Vec<InlineBlob>, StoreError> {
-        let json = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.json.clear();
+        serde_json::to_writer(&mut self.json, rec)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let buf = &mut self.buf;
+        buf.clear();
+        // Direct mode writes from the block that holds the end: its bytes come first.
+        if let Some(d) = &self.direct {
+            buf.extend_from_slice(d.tail());
+        }
+        let at = buf.len();
         let blob_bytes: usize = inline.iter().map(|(_, b)| 36 + b.len()).sum();
-        let plen = 8 + json.len() + blob_bytes;
-        let mut buf = Vec::with_capacity(HEADER + plen);
+        let plen = 8 + self.json.len() + blob_bytes;
+        buf.reserve(HEADER + plen + direct::BLOCK);
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(&(plen as u32).to_le_bytes());
         buf.extend_from_slice(&[0; 4]); // crc, filled below
-        buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&json);
+        buf.extend_from_slice(&(self.json.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&self.json);
         buf.extend_from_slice(&(inline.len() as u32).to_le_bytes());
         let mut located = Vec::with_capacity(inline.len());
         for (h, b) in inline {
@@ -340,23 +368,28 @@ impl Journal {
             buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
             located.push(InlineBlob {
                 hash: *h,
-                start: self.len as usize + buf.len(),
+                start: self.len as usize + (buf.len() - at),
                 len: b.len(),
             });
             buf.extend_from_slice(b);
         }
-        let crc = crc32fast::hash(&buf[HEADER..]);
-        buf[8..12].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&buf[at + HEADER..]);
+        buf[at + 8..at + 12].copy_from_slice(&crc.to_le_bytes());
+        let rec_len = (buf.len() - at) as u64;
         let res = match &mut self.direct {
-            Some(d) => d.append(self.len, &buf),
+            Some(d) => d.write(self.len, buf),
             None => self
                 .file
-                .write_all(&buf)
+                .write_all(&buf[at..])
                 .and_then(|_| self.file.sync_data()),
         };
+        direct::trim(buf);
+        if self.json.capacity() > 16 * 1024 * 1024 {
+            self.json = Vec::new();
+        }
         match res {
             Ok(()) => {
-                self.len += buf.len() as u64;
+                self.len += rec_len;
                 Ok(located)
             }
             Err(e) => {
