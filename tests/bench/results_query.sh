@@ -12,12 +12,14 @@ reports=${1:-1000000}
 patients=${2:-5000}
 secs=${3:-20}
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 2; }
-cargo build --release --quiet
+# HUREN_BIN=path runs another build (for A/B comparisons); default: a fresh release build.
+if [ -z "${HUREN_BIN:-}" ]; then cargo build --release --quiet; fi
+huren=${HUREN_BIN:-target/release/huren}
 bench=target/bench-results-$reports-$patients
 token=bench-token
 mkdir -p "$bench"
 if [ ! -f "$bench/certs/ca.pem" ]; then
-  target/release/huren certs dev --out "$bench/certs" --institution FX-ZX >/dev/null
+  $huren certs dev --out "$bench/certs" --institution FX-ZX >/dev/null
 fi
 python3 - "$bench" "$token" "${ANSWER_CACHE_MB:-256}" <<'PY'
 import hashlib, sys
@@ -48,12 +50,12 @@ PY
 sed -i "s|\"certs/|\"$(pwd)/$bench/certs/|" "$bench/huren.toml"
 if [ ! -f "$bench/store/generated" ]; then
   rm -rf "$bench/store"
-  target/release/huren demo-data --config "$bench/huren.toml" --data "$bench/store" \
+  $huren demo-data --config "$bench/huren.toml" --data "$bench/store" \
     --reports "$reports" --patients "$patients"
   touch "$bench/store/generated"
 fi
 out=$(mktemp)
-target/release/huren serve --config "$bench/huren.toml" --data "$bench/store" \
+$huren serve --config "$bench/huren.toml" --data "$bench/store" \
   --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$out" 2>/dev/null &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$out"' EXIT
@@ -70,7 +72,7 @@ echo "answer: $(curl -sk -H "Authorization: Bearer $token" -H "X-Patient-Authori
 # Every request is authenticated, authorised and audited (fdatasync before the answer); the
 # evaluated answer is kept until the patient's reports change or a validity window closes
 # (docs/api.md, "Answer cache"), so these runs measure the kept-answer path.
-for enc in identity gzip; do
+for enc in ${ENCODINGS:-identity gzip}; do
   echo "== GET results, 16 connections, ${secs}s, Accept-Encoding: $enc"
   wrk -t2 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" \
     -H "X-Patient-Authorization: health_card 1" -H "Accept-Encoding: $enc" "$url"
