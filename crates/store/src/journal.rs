@@ -611,21 +611,22 @@ mod tests {
         assert_eq!(std::fs::metadata(&p).unwrap().len(), before);
     }
 
+    /// Appends record `seq` holding one inline blob.
+    fn append_blob(j: &mut Journal, seq: u64, blob: &[u8]) {
+        let rec = JournalRecord {
+            seq,
+            entries: vec![],
+        };
+        j.append(&rec, &[(ContentHash::of(blob), blob)]).unwrap();
+    }
+
     /// Appends records 1..=n; returns where each starts and where the journal ends.
     fn appended(p: &Path, n: u64) -> (Vec<u64>, u64) {
         let (mut j, _) = Journal::open(p.to_path_buf(), None).unwrap();
         let mut starts = vec![];
         for seq in 1..=n {
             starts.push(j.len());
-            let blob = format!("blob {seq}").into_bytes();
-            j.append(
-                &JournalRecord {
-                    seq,
-                    entries: vec![],
-                },
-                &[(ContentHash::of(&blob), &blob)],
-            )
-            .unwrap();
+            append_blob(&mut j, seq, format!("blob {seq}").as_bytes());
         }
         (starts, j.len())
     }
@@ -691,14 +692,7 @@ mod tests {
             for size in [0usize, 1, 4000, 4096, 5000, 70_000, 300_001] {
                 seq += 1;
                 let blob: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
-                j.append(
-                    &JournalRecord {
-                        seq,
-                        entries: vec![],
-                    },
-                    &[(ContentHash::of(&blob), &blob)],
-                )
-                .unwrap();
+                append_blob(&mut j, seq, &blob);
                 want.push((seq, blob));
             }
             let len = j.len();
