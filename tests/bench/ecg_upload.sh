@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # ECG upload benchmark: POST /api/v1/ecg → durable → 201, 50 concurrent connections, against a
 # release `huren serve --demo` on a fresh store. Prints wrk's throughput and latency
-# percentiles. Usage: tests/bench/ecg_upload.sh [SECONDS] [CONNECTIONS]
+# percentiles. Usage: [HUREN_BIN=path] tests/bench/ecg_upload.sh [SECONDS] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-20}
 conns=${2:-50}
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 2; }
-cargo build --release --quiet
+# HUREN_BIN runs a given build (for A/B runs); by default the release build of this tree.
+bin=${HUREN_BIN:-}
+if [ -z "$bin" ]; then cargo build --release --quiet; bin=target/release/huren; fi
 data=$(mktemp -d)
 out=$(mktemp)
-target/release/huren serve --demo --data "$data/store" --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$out" 2>/dev/null &
+"$bin" serve --demo --data "$data/store" --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$out" 2>/dev/null &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$out"' EXIT
 for _ in $(seq 100); do grep -q "\"demo_token\":" "$out" && break; sleep 0.1; done

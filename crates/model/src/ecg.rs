@@ -460,20 +460,28 @@ impl Waveform {
                 out.push(name.len() as u8);
                 out.extend_from_slice(name.as_bytes());
                 out.push(u8::from(l.derived));
-                let narrow = l
-                    .samples
+                let count = l.samples.len().min(u32::MAX as usize);
+                let samples = &l.samples[..count];
+                // min/max without an early exit, so that the loop vectorises.
+                let (lo, hi) = samples
                     .iter()
-                    .all(|&v| v >= i16::MIN as i32 && v <= i16::MAX as i32);
-                out.push(if narrow { 2 } else { 4 });
+                    .fold((0i32, 0i32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let narrow = lo >= i16::MIN as i32 && hi <= i16::MAX as i32;
+                let width = if narrow { 2 } else { 4 };
+                out.push(width as u8);
                 out.extend_from_slice(&l.scale_uv.to_le_bytes());
                 out.extend_from_slice(&l.origin_uv.to_le_bytes());
-                let count = l.samples.len().min(u32::MAX as usize);
                 out.extend_from_slice(&(count as u32).to_le_bytes());
-                for &v in &l.samples[..count] {
-                    if narrow {
-                        out.extend_from_slice(&(v as i16).to_le_bytes());
-                    } else {
-                        out.extend_from_slice(&v.to_le_bytes());
+                let start = out.len();
+                out.resize(start + count * width, 0);
+                let dst = &mut out[start..];
+                if narrow {
+                    for (d, &v) in dst.chunks_exact_mut(2).zip(samples) {
+                        d.copy_from_slice(&(v as i16).to_le_bytes());
+                    }
+                } else {
+                    for (d, &v) in dst.chunks_exact_mut(4).zip(samples) {
+                        d.copy_from_slice(&v.to_le_bytes());
                     }
                 }
             }

@@ -40,6 +40,65 @@ impl ContentHash {
     }
 }
 
+/// Bytes with their [`ContentHash`], computed once when the pair is made. The fields are
+/// private, so the hash always belongs to the bytes: whoever receives a `Hashed` may use the
+/// hash without hashing again.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Hashed {
+    hash: ContentHash,
+    bytes: Vec<u8>,
+}
+
+impl Hashed {
+    /// Hashes `bytes` and keeps them with their hash.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Hashed {
+            hash: ContentHash::of(&bytes),
+            bytes,
+        }
+    }
+
+    /// The hash of the bytes.
+    pub fn hash(&self) -> ContentHash {
+        self.hash
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The bytes, giving up the pair.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+impl Default for Hashed {
+    /// No bytes, with the hash of no bytes.
+    fn default() -> Self {
+        Hashed::new(Vec::new())
+    }
+}
+
+impl From<Vec<u8>> for Hashed {
+    fn from(bytes: Vec<u8>) -> Self {
+        Hashed::new(bytes)
+    }
+}
+
+impl From<&[u8]> for Hashed {
+    fn from(bytes: &[u8]) -> Self {
+        Hashed::new(bytes.to_vec())
+    }
+}
+
+impl fmt::Debug for Hashed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hashed({}, {} bytes)", self.hash, self.bytes.len())
+    }
+}
+
 impl fmt::Display for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "blake3:{}", self.hex())
@@ -84,6 +143,9 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_bad_text() {
         let h = ContentHash::of(b"abc");
+        let pair = Hashed::from(&b"abc"[..]);
+        assert_eq!(pair.hash(), h);
+        assert_eq!(pair.bytes(), b"abc");
         let s = h.to_string();
         assert!(s.starts_with("blake3:6437b3ac"));
         assert_eq!(s.parse::<ContentHash>(), Ok(h));

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use huren_ecg::{EcgError, ParseOptions};
 use huren_model::ecg::EcgCritical;
-use huren_model::ContentHash;
+use huren_model::{ContentHash, Hashed};
 use huren_store::{Committed, Ingest, StoreError};
 use serde::Serialize;
 
@@ -85,11 +85,21 @@ pub fn prepare_ecg(
     bytes: &[u8],
     institution: &str,
 ) -> Result<(Ingest, EcgOutcome), Box<EcgOutcome>> {
-    let parsed = huren_ecg::parse(bytes, &parse_options(config))
+    prepare_ecg_owned(config, bytes.to_vec(), institution)
+}
+
+/// [`prepare_ecg`] on bytes the caller gives up (no copy of the file).
+pub fn prepare_ecg_owned(
+    config: &Config,
+    bytes: Vec<u8>,
+    institution: &str,
+) -> Result<(Ingest, EcgOutcome), Box<EcgOutcome>> {
+    let parsed = huren_ecg::parse(&bytes, &parse_options(config))
         .map_err(|e| Box::new(rejected(institution, &e)))?;
-    let blob = parsed.waveform.to_blob();
-    let blob_hash = ContentHash::of(&blob);
-    let original = ContentHash::of(bytes);
+    let blob = Hashed::new(parsed.waveform.to_blob());
+    let blob_hash = blob.hash();
+    let bytes = Hashed::new(bytes);
+    let original = bytes.hash();
     let received_at = chrono::Utc::now()
         .with_timezone(&chrono_tz::Asia::Shanghai)
         .to_rfc3339();
@@ -121,7 +131,7 @@ pub fn prepare_ecg(
     };
     Ok((
         Ingest {
-            original: bytes.to_vec(),
+            original: bytes,
             reports: vec![report],
             identity: vec![],
             received_at,
@@ -170,8 +180,10 @@ impl Gateway {
     pub async fn ingest_ecg_owned(&self, bytes: bytes::Bytes, institution: String) -> EcgOutcome {
         let config = self.config.clone();
         let inst = institution.clone();
-        let prepared =
-            tokio::task::spawn_blocking(move || prepare_ecg(&config, &bytes, &inst)).await;
+        let prepared = tokio::task::spawn_blocking(move || {
+            prepare_ecg_owned(&config, Vec::from(bytes), &inst)
+        })
+        .await;
         match prepared {
             Ok(Err(o)) => *o,
             Ok(Ok((ingest, out))) => finish(out, self.store.commit(ingest).await),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use huren_hl7::{
     AckCode, Content, Diagnostic, Message, RejectKind, Rejection, SenderConfig, Severity,
 };
-use huren_model::{ContentHash, ReportKind};
+use huren_model::{ContentHash, Hashed, ReportKind};
 use huren_store::{Committed, IdentityOp, Ingest, Outcome, Store};
 use serde::Serialize;
 
@@ -207,7 +207,8 @@ pub fn prepare_hl7(
             .unwrap_or(chrono_tz::Asia::Shanghai),
         national_id_secret: config.national_id_secret().to_string(),
     };
-    let original = ContentHash::of(bytes);
+    let original_bytes = Hashed::from(bytes);
+    let original = original_bytes.hash();
     let it = huren_hl7::interpret(&msg, &cfg, original)?;
     let received_at = now().to_rfc3339();
     let (reports, identity, kind) = match it.content {
@@ -242,7 +243,7 @@ pub fn prepare_hl7(
     Ok(Prepared {
         header: it.header,
         ingest: Ingest {
-            original: bytes.to_vec(),
+            original: original_bytes,
             reports,
             identity,
             received_at,
@@ -364,7 +365,7 @@ pub fn checked(p: Prepared) -> Hl7Outcome {
         kind: p.kind,
         report: None,
         reports: vec![],
-        original: Some(ContentHash::of(&p.ingest.original)),
+        original: Some(p.ingest.original.hash()),
         message_type: Some(format!(
             "{}^{}",
             p.header.message_type, p.header.trigger_event

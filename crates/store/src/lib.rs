@@ -20,7 +20,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use huren_model::{ContentHash, InstanceRecord, PatientId, Report, ReportKind};
+use huren_model::{ContentHash, Hashed, InstanceRecord, PatientId, Report, ReportKind};
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditEntry, AuditLog, AuditRecord, AuditVerify};
@@ -55,8 +55,8 @@ pub struct ReportOutcome {
 /// identity changes. Committed atomically: all of it is durable, or none of it is recorded.
 #[derive(Clone, Debug, Default)]
 pub struct Ingest {
-    /// The original bytes as received.
-    pub original: Vec<u8>,
+    /// The original bytes as received, with their hash.
+    pub original: Hashed,
     /// Normalised reports (their `original` must be the hash of `original`).
     pub reports: Vec<Report>,
     /// Identity cross-reference changes (links, merges).
@@ -64,7 +64,7 @@ pub struct Ingest {
     /// When the gateway received the message (RFC 3339).
     pub received_at: String,
     /// Further blobs the reports name (ECG waveforms, rendered previews), stored with them.
-    pub attachments: Vec<Vec<u8>>,
+    pub attachments: Vec<Hashed>,
 }
 
 /// The durable answer to an [`Ingest`].
@@ -521,7 +521,7 @@ mod tests {
 
     fn lab(original: &[u8], n: usize) -> Ingest {
         Ingest {
-            original: original.to_vec(),
+            original: Hashed::from(original),
             reports: vec![Report {
                 kind: ReportKind::Lab,
                 source: Source {

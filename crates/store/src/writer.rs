@@ -45,7 +45,7 @@ impl WriterHandle {
         ingest: Ingest,
         instances: Vec<huren_model::InstanceRecord>,
     ) -> Result<oneshot::Receiver<Result<Committed, StoreError>>, StoreError> {
-        let original = ContentHash::of(&ingest.original);
+        let original = ingest.original.hash();
         let mut reports = Vec::with_capacity(ingest.reports.len());
         for r in ingest.reports {
             if r.original != original {
@@ -60,14 +60,14 @@ impl WriterHandle {
         }
         let prepared = Prepared {
             original,
-            original_bytes: Arc::new(ingest.original),
+            original_bytes: Arc::new(ingest.original.into_bytes()),
             reports,
             identity: ingest.identity,
             received_at: ingest.received_at,
             attachments: ingest
                 .attachments
                 .into_iter()
-                .map(|b| (ContentHash::of(&b), Arc::new(b)))
+                .map(|b| (b.hash(), Arc::new(b.into_bytes())))
                 .collect(),
             instances,
         };

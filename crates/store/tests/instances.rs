@@ -25,7 +25,7 @@ fn record(original: &[u8], sop: &str, series: &str, data: &[u8]) -> InstanceReco
 
 fn commit(store: &Store, original: &[u8], rec: InstanceRecord) {
     let ingest = Ingest {
-        original: original.to_vec(),
+        original: original.into(),
         received_at: "2025-11-03T10:00:00+08:00".into(),
         ..Default::default()
     };

@@ -44,7 +44,7 @@ fn report(
 
 fn ingest(original: &[u8], reports: Vec<Report>) -> Ingest {
     Ingest {
-        original: original.to_vec(),
+        original: original.into(),
         reports,
         identity: vec![],
         received_at: "2025-06-24T10:05:00+08:00".into(),
@@ -219,7 +219,7 @@ fn verify_names_a_damaged_blob() {
         b"orig",
         vec![report(b"orig", "A", "P", "L", ReportStatus::Final, None)],
     );
-    i.attachments = vec![big.clone()];
+    i.attachments = vec![big.clone().into()];
     store.commit_blocking(i).unwrap();
     let hex = ContentHash::of(&big).hex();
     let p = dir.path().join("objects").join(&hex[..2]).join(&hex[2..]);
@@ -363,7 +363,7 @@ fn attachments_are_committed_with_their_report_and_survive_recovery() {
                 None,
             )],
         );
-        i.attachments = vec![wave.clone(), small.clone()];
+        i.attachments = vec![wave.clone().into(), small.clone().into()];
         let c = store.commit_blocking(i).unwrap();
         let (hw, hs) = (ContentHash::of(&wave), ContentHash::of(&small));
         assert_eq!(store.blob(&hw).unwrap().unwrap(), wave);

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use huren_dicom::{study, DicomError, Instance};
-use huren_model::{ContentHash, ImagingBody, ReportStatus};
+use huren_model::{ContentHash, Hashed, ImagingBody, ReportStatus};
 use huren_store::{Ingest, Outcome};
 use serde::{Deserialize, Serialize};
 
@@ -259,20 +259,21 @@ impl Gateway {
             },
         };
         let body = study::merge(prev_body.as_ref(), inst, change);
-        let hash = ContentHash::of(&original);
+        let original = Hashed::new(original);
+        let hash = original.hash();
         let ctx = study::Context {
             institution,
             application,
             utc_offset: "+08:00",
         };
         let report = study::report(body, &ctx, hash, prev_status, inst.sr.is_some());
-        let record = inst.record_for(hash, original.len() as u64, institution);
+        let record = inst.record_for(hash, original.bytes().len() as u64, institution);
         let mut reports = vec![report];
         let mut attachments = vec![];
         if is_ecg_waveform(&r.sop_class_uid) {
             // A 12-lead / general / ambulatory ECG waveform is also an ECG report (measurements,
             // statements, critical flag, trace), committed with the instance.
-            match crate::ecg::prepare_ecg(&self.config, &original, institution) {
+            match crate::ecg::prepare_ecg(&self.config, original.bytes(), institution) {
                 Ok((ecg, _)) => {
                     reports.extend(ecg.reports);
                     attachments.extend(ecg.attachments);
