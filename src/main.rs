@@ -1,6 +1,7 @@
 //! `huren`: the gateway binary (serve, ingest, check, query, verify, reindex).
 
 mod bench;
+mod bench_cfind;
 mod certs;
 mod demo;
 mod gen;
@@ -159,6 +160,37 @@ enum BenchCmd {
         #[arg(long)]
         chinese: bool,
         /// Seconds to wait for each ACK.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+    },
+    /// C-FIND latency over C associations, each sequential (Study Root, STUDY level, a random
+    /// PatientID of the shared DICOM benchmark's load set); prints one JSON object.
+    Cfind {
+        /// The DICOM listener (loopback only).
+        #[arg(long, default_value = "127.0.0.1:11112")]
+        addr: std::net::SocketAddr,
+        /// Our AE title.
+        #[arg(long, default_value = "BENCHSCU")]
+        calling: String,
+        /// The server's AE title.
+        #[arg(long, default_value = "HUREN")]
+        called: String,
+        /// Queries in total.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        count: usize,
+        /// Concurrent associations, each one query at a time.
+        #[arg(short = 'c', long, default_value_t = 1)]
+        associations: usize,
+        /// Patients in the load set (IDs PREFIX00000…).
+        #[arg(long, default_value_t = 500)]
+        patients: u64,
+        /// Patient ID prefix.
+        #[arg(long, default_value = "BENCH")]
+        prefix: String,
+        /// Ask for this one Patient ID every time instead.
+        #[arg(long)]
+        patient_id: Option<String>,
+        /// Seconds to wait for each response.
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
     },
@@ -493,6 +525,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .build()
                 .context("starting the runtime")?
                 .block_on(gen::generate(store, &secret, reports, patients))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Cfind {
+                    addr,
+                    calling,
+                    called,
+                    count,
+                    associations,
+                    patients,
+                    prefix,
+                    patient_id,
+                    timeout_secs,
+                },
+        } => {
+            let out = bench_cfind::run(bench_cfind::CfindBench {
+                addr,
+                calling,
+                called,
+                count,
+                associations,
+                patients,
+                prefix,
+                patient_id,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            })?;
+            println_json(&out);
+            if out["failed"].as_u64() != Some(0) {
+                bail!("{} C-FIND request(s) failed", out["failed"]);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {

@@ -210,3 +210,60 @@ fn findscu_study_series_image_and_patient_levels() {
     assert_eq!(ans.len(), 0, "no level: {out}");
     assert!(out.contains("DataSetDoesNotMatchSOPClass"), "{out}");
 }
+
+/// `huren bench cfind`, the native C-FIND latency client: every query answered with its
+/// matches and a final success; an AE title the server does not know is a failure.
+#[test]
+fn bench_cfind_counts_the_answers_of_each_query() {
+    if !dcmtk() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let (_srv, port) = start(&dir.path().join("data"), &cfg);
+    let files: Vec<_> = ["ct_series_1.dcm", "ct_series_2.dcm", "sr_chinese.dcm"]
+        .iter()
+        .map(|f| fixture(f))
+        .collect();
+    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    let (rc, out) = storescu(&port, &refs, &[], true);
+    assert_eq!(rc, 0, "{out}");
+    let addr = format!("127.0.0.1:{port}");
+    let bench = |calling: &str, pid: &str| {
+        crate::support::huren(&[
+            "bench",
+            "cfind",
+            "--addr",
+            &addr,
+            "--calling",
+            calling,
+            "--patient-id",
+            pid,
+            "-n",
+            "40",
+            "-c",
+            "2",
+        ])
+    };
+    let (code, out, err) = bench("FXPACS", "FX0001");
+    assert_eq!(code, 0, "{err}");
+    let r = &out[0];
+    assert_eq!(r["queries"].as_u64(), Some(40), "{r}");
+    assert_eq!(r["failed"].as_u64(), Some(0), "{r}");
+    assert_eq!(r["answers_per_query"].as_f64(), Some(1.0), "{r}");
+    assert!(
+        r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap(),
+        "{r}"
+    );
+    let (code, out, err) = bench("FXPACS", "NOBODY");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out[0]["answers_per_query"].as_f64(),
+        Some(0.0),
+        "{}",
+        out[0]
+    );
+    let (code, _, err) = bench("STRANGER", "FX0001");
+    assert_ne!(code, 0, "an unknown calling AE must not be served");
+    assert!(err.contains("association"), "{err}");
+}
