@@ -233,6 +233,13 @@ fn main() -> ExitCode {
     // `clear_page`, and p99 ACK latency halved without it (15 → 6 ms, docs/benchmarks.md).
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
+    // Library errors carry no backtrace unless the operator asks for them with
+    // RUST_LIB_BACKTRACE. With RUST_BACKTRACE=1 alone (common on hosts, and still honoured for
+    // panics), dicom-rs captured a full stack backtrace at the end of every data set it read
+    // (its reader signals the end with an error). Set here, before any thread exists.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HUREN_LOG")
