@@ -168,7 +168,8 @@ async fn connection(addr: SocketAddr, msgs: Vec<(Vec<u8>, String)>, timeout: Dur
     t
 }
 
-fn pct(sorted: &[u64], p: f64) -> f64 {
+/// The `p` quantile of sorted microsecond latencies, in milliseconds.
+pub(crate) fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

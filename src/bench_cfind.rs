@@ -19,6 +19,8 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use dicom_ul::ClientAssociationOptions;
 use serde_json::json;
 
+use crate::bench::pct;
+
 const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 
@@ -83,14 +85,6 @@ fn status(cmd: &[u8]) -> Option<u16> {
         p += 8 + len;
     }
     None
-}
-
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
 /// What one association measured.
