@@ -1,13 +1,12 @@
 //! DICOM 12-lead (1.2.840.10008.5.1.4.1.1.9.1.1) and General ECG (…9.1.2) Waveform Storage:
 //! multiplexed groups, channel sensitivity × correction and baseline, SCPECG / MDC channel
-//! sources, annotations for measurements and statements. Read with dicom-object.
+//! sources, annotations for measurements and statements. Read with dicom-object behind
+//! huren-dicom's structural guard (`huren_dicom::read_object`).
 
 use dicom_core::value::PrimitiveValue;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
-use dicom_object::file::ReadPreamble;
 use dicom_object::mem::InMemDicomObject;
-use dicom_object::OpenFileOptions;
 use huren_model::ecg::{
     ConfirmationState, EcgBody, EcgConfirmation, EcgDevice, EcgFormat, EcgIdentity,
     EcgMeasurements, EcgOrder, EcgPatient, EcgSignal, EcgStatement, RawMeasurement, SeriesKind,
@@ -108,24 +107,18 @@ fn samples(
 }
 
 pub(crate) fn parse(bytes: &[u8], opts: &ParseOptions) -> Result<ParsedEcg, EcgError> {
-    let body = if bytes.get(128..132) == Some(b"DICM") {
-        &bytes[128..]
-    } else {
-        bytes
-    };
-    // dicom-object allocates what lengths say; keep a panic in it from taking the process.
-    let obj = std::panic::catch_unwind(|| {
-        OpenFileOptions::new()
-            .read_preamble(ReadPreamble::Never)
-            .from_reader(body)
-    })
-    .map_err(|_| EcgError::Dicom("the DICOM reader failed on this file".into()))?
-    .map_err(|e| EcgError::Dicom(e.to_string()))?;
+    // The imaging path's reader: the file meta group walked by hand, every declared length in
+    // the data set checked against the bytes before dicom-rs sees it (dicom-rs allocates what
+    // a length says: a 4 GB length in a short file asked for 4 GB, found by fuzzing), and a
+    // panic barrier.
+    let (obj, _ts) = huren_dicom::read_object(bytes).map_err(|e| EcgError::Dicom(e.to_string()))?;
     let tz = opts.time_zone;
     let mut warnings = Vec::new();
     let sop_class = s(&obj, tags::SOP_CLASS_UID).unwrap_or_else(|| {
-        obj.meta()
-            .media_storage_sop_class_uid()
+        huren_dicom::split_part10(bytes)
+            .ok()
+            .and_then(|p| p.sop_class_uid)
+            .unwrap_or_default()
             .trim_end_matches('\0')
             .to_string()
     });
