@@ -24,26 +24,36 @@ use crate::bench::pct;
 const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 
-/// What one run measures.
+/// What one run measures (the `huren bench cfind` arguments).
+#[derive(clap::Args)]
 pub struct CfindBench {
     /// The DICOM listener (loopback only).
+    #[arg(long, default_value = "127.0.0.1:11112")]
     pub addr: SocketAddr,
     /// Our AE title.
+    #[arg(long, default_value = "BENCHSCU")]
     pub calling: String,
     /// The server's AE title.
+    #[arg(long, default_value = "HUREN")]
     pub called: String,
     /// Queries in total.
+    #[arg(short = 'n', long, default_value_t = 1000)]
     pub count: usize,
-    /// Concurrent associations (each sequential).
+    /// Concurrent associations, each one query at a time.
+    #[arg(short = 'c', long, default_value_t = 1)]
     pub associations: usize,
-    /// Patients in the load set: IDs `{prefix}{0..patients:05}`.
+    /// Patients in the load set (IDs PREFIX00000…).
+    #[arg(long, default_value_t = 500)]
     pub patients: u64,
     /// Patient ID prefix (the shared tool's load set uses `BENCH`).
+    #[arg(long, default_value = "BENCH")]
     pub prefix: String,
-    /// Ask for this one patient every time instead.
+    /// Ask for this one Patient ID every time instead.
+    #[arg(long)]
     pub patient_id: Option<String>,
-    /// Socket read/write timeout.
-    pub timeout: Duration,
+    /// Seconds to wait for each response.
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
 }
 
 /// One element of a command set (group 0000, Implicit VR Little Endian), padded to even length.
@@ -149,8 +159,8 @@ fn association(b: &CfindBench, k: u64, count: usize) -> Result<Tally> {
         .calling_ae_title(b.calling.as_str())
         .called_ae_title(b.called.as_str())
         .with_presentation_context(STUDY_ROOT_FIND, vec![IMPLICIT_VR_LE])
-        .read_timeout(b.timeout)
-        .write_timeout(b.timeout)
+        .read_timeout(Duration::from_secs(b.timeout_secs))
+        .write_timeout(Duration::from_secs(b.timeout_secs))
         .establish(b.addr)
         .context("association")?;
     assoc

@@ -165,35 +165,7 @@ enum BenchCmd {
     },
     /// C-FIND latency over C associations, each sequential (Study Root, STUDY level, a random
     /// PatientID of the shared DICOM benchmark's load set); prints one JSON object.
-    Cfind {
-        /// The DICOM listener (loopback only).
-        #[arg(long, default_value = "127.0.0.1:11112")]
-        addr: std::net::SocketAddr,
-        /// Our AE title.
-        #[arg(long, default_value = "BENCHSCU")]
-        calling: String,
-        /// The server's AE title.
-        #[arg(long, default_value = "HUREN")]
-        called: String,
-        /// Queries in total.
-        #[arg(short = 'n', long, default_value_t = 1000)]
-        count: usize,
-        /// Concurrent associations, each one query at a time.
-        #[arg(short = 'c', long, default_value_t = 1)]
-        associations: usize,
-        /// Patients in the load set (IDs PREFIX00000…).
-        #[arg(long, default_value_t = 500)]
-        patients: u64,
-        /// Patient ID prefix.
-        #[arg(long, default_value = "BENCH")]
-        prefix: String,
-        /// Ask for this one Patient ID every time instead.
-        #[arg(long)]
-        patient_id: Option<String>,
-        /// Seconds to wait for each response.
-        #[arg(long, default_value_t = 10)]
-        timeout_secs: u64,
-    },
+    Cfind(bench_cfind::CfindBench),
 }
 
 #[derive(Subcommand)]
@@ -535,30 +507,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
-            cmd:
-                BenchCmd::Cfind {
-                    addr,
-                    calling,
-                    called,
-                    count,
-                    associations,
-                    patients,
-                    prefix,
-                    patient_id,
-                    timeout_secs,
-                },
+            cmd: BenchCmd::Cfind(b),
         } => {
-            let out = bench_cfind::run(bench_cfind::CfindBench {
-                addr,
-                calling,
-                called,
-                count,
-                associations,
-                patients,
-                prefix,
-                patient_id,
-                timeout: std::time::Duration::from_secs(timeout_secs),
-            })?;
+            let out = bench_cfind::run(b)?;
             println_json(&out);
             if out["failed"].as_u64() != Some(0) {
                 bail!("{} C-FIND request(s) failed", out["failed"]);

@@ -145,6 +145,18 @@ pub(crate) fn storescu(
     dcmtk_run("storescu", &a, nodelay)
 }
 
+/// `huren serve` (default test config, DICOM listener) with the named fixtures stored through
+/// storescu; answers the server, its DICOM port and the fixture paths.
+pub(crate) fn start_with_fixtures(dir: &Path, names: &[&str]) -> (Server, String, Vec<PathBuf>) {
+    let cfg = config(dir, "");
+    let (srv, port) = start(&dir.join("data"), &cfg);
+    let files: Vec<PathBuf> = names.iter().map(|f| fixture(f)).collect();
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let (rc, out) = storescu(&port, &refs, &[], true);
+    assert_eq!(rc, 0, "{out}");
+    (srv, port, files)
+}
+
 pub(crate) fn fixture(name: &str) -> PathBuf {
     repo().join("fixtures/dicom").join(name)
 }

@@ -1,7 +1,7 @@
 //! C-FIND SCP against dcmtk `findscu` (Study Root and Patient Root): answers and counts at
 //! every level, wildcards, date ranges, list-of-UID matching and refusals.
 
-use crate::dicom::{config, dcmtk, dcmtk_run, fixture, start, storescu};
+use crate::dicom::{dcmtk, dcmtk_run, start_with_fixtures};
 
 /// Runs findscu; returns (exit code, the answer identifiers as text blocks, all output).
 pub(crate) fn findscu(port: &str, root: &str, keys: &[&str]) -> (i32, Vec<String>, String) {
@@ -50,21 +50,16 @@ fn findscu_study_series_image_and_patient_levels() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "");
-    let (_srv, port) = start(&dir.path().join("data"), &cfg);
-    let files: Vec<_> = [
-        "ct_series_1.dcm",
-        "ct_series_2.dcm",
-        "ct_series_3.dcm",
-        "sr_chinese.dcm",
-        "ct_gb18030.dcm",
-    ]
-    .iter()
-    .map(|f| fixture(f))
-    .collect();
-    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-    let (rc, out) = storescu(&port, &refs, &[], true);
-    assert_eq!(rc, 0, "{out}");
+    let (_srv, port, files) = start_with_fixtures(
+        dir.path(),
+        &[
+            "ct_series_1.dcm",
+            "ct_series_2.dcm",
+            "ct_series_3.dcm",
+            "sr_chinese.dcm",
+            "ct_gb18030.dcm",
+        ],
+    );
     let ct = huren_dicom::parse_file(&std::fs::read(&files[0]).unwrap())
         .unwrap()
         .record;
@@ -219,15 +214,10 @@ fn bench_cfind_counts_the_answers_of_each_query() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "");
-    let (_srv, port) = start(&dir.path().join("data"), &cfg);
-    let files: Vec<_> = ["ct_series_1.dcm", "ct_series_2.dcm", "sr_chinese.dcm"]
-        .iter()
-        .map(|f| fixture(f))
-        .collect();
-    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-    let (rc, out) = storescu(&port, &refs, &[], true);
-    assert_eq!(rc, 0, "{out}");
+    let (_srv, port, _) = start_with_fixtures(
+        dir.path(),
+        &["ct_series_1.dcm", "ct_series_2.dcm", "sr_chinese.dcm"],
+    );
     let addr = format!("127.0.0.1:{port}");
     let bench = |calling: &str, pid: &str| {
         crate::support::huren(&[

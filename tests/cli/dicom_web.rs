@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use crate::dicom::{config, dcmtk, fixture, start, storescu};
+use crate::dicom::{config, dcmtk, fixture, start, start_with_fixtures, storescu};
 use crate::support::Server;
 
 /// GET returning (status, content type, body bytes).
@@ -166,21 +166,16 @@ fn qido_rs_studies_series_instances_with_limit_offset_and_audit() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "");
-    let (srv, port) = start(&dir.path().join("data"), &cfg);
-    let files: Vec<_> = [
-        "ct_series_1.dcm",
-        "ct_series_2.dcm",
-        "ct_series_3.dcm",
-        "sr_chinese.dcm",
-        "ct_gb18030.dcm",
-    ]
-    .iter()
-    .map(|f| fixture(f))
-    .collect();
-    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
-    let (rc, out) = storescu(&port, &refs, &[], true);
-    assert_eq!(rc, 0, "{out}");
+    let (srv, _, files) = start_with_fixtures(
+        dir.path(),
+        &[
+            "ct_series_1.dcm",
+            "ct_series_2.dcm",
+            "ct_series_3.dcm",
+            "sr_chinese.dcm",
+            "ct_gb18030.dcm",
+        ],
+    );
     let ct = huren_dicom::parse_file(&std::fs::read(&files[0]).unwrap())
         .unwrap()
         .record;
