@@ -196,6 +196,33 @@ pub struct SledIndex {
 }
 
 const APPLIED: &[u8] = b"applied_seq";
+/// How long [`open_db`] waits for a file lock that the same process is still releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the sled database. sled lets go of its file lock only when its background threads
+/// end, shortly after the last handle is dropped, so a reopen in the same process right after
+/// a close (a test, `reindex`) can find it still held: that is waited out, for at most
+/// [`LOCK_WAIT`]. A lock held by another live process is still refused after the wait.
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+        {
+            // sled 0.34 reports it as an `Other` I/O error with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
 const FORMAT: &[u8] = b"index_format";
 /// The layout of the trees below. An index of another format (or of none: the first one kept
 /// each chain as one JSON list, rewritten per version, and had no blob locations) is rebuilt
@@ -234,10 +261,7 @@ impl SledIndex {
 
     /// Opens or creates the index at `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir.as_ref())
-            .cache_capacity(256 * 1024 * 1024)
-            .open()?;
+        let db = open_db(dir.as_ref())?;
         let idx = SledIndex {
             meta: db.open_tree("meta")?,
             reports: db.open_tree("reports")?,
@@ -773,5 +797,30 @@ impl Index for SledIndex {
             ))
         });
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_index_lock_is_refused_after_a_bounded_wait_and_a_released_one_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = SledIndex::open(dir.path()).unwrap();
+        let t = std::time::Instant::now();
+        let second = SledIndex::open(dir.path());
+        let waited = t.elapsed();
+        assert!(
+            second.is_err(),
+            "a lock held by a live handle must be refused"
+        );
+        assert!(
+            waited >= LOCK_WAIT && waited < LOCK_WAIT * 3,
+            "waited {waited:?}"
+        );
+        drop(held);
+        // sled lets go of the lock from its background threads: the reopen waits for that.
+        SledIndex::open(dir.path()).unwrap();
     }
 }
