@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use futures::StreamExt;
 use huren_model::{
-    AbnormalFlag, ContentHash, LabBody, LabObservation, OrderIds, PatientRef, Report, ReportKind,
+    AbnormalFlag, Hashed, LabBody, LabObservation, OrderIds, PatientRef, Report, ReportKind,
     ReportStatus, Source, SystemKind,
 };
 use huren_store::{Ingest, Store};
@@ -35,7 +35,7 @@ fn report(
     patients: u64,
     secret: &str,
     now: chrono::DateTime<chrono::FixedOffset>,
-) -> (Vec<u8>, Report) {
+) -> (Hashed, Report) {
     let p = i % patients;
     let inst = INSTITUTIONS[(i / patients) as usize % INSTITUTIONS.len()];
     let (code, name, unit, range) = ITEMS[(i as usize / 7) % ITEMS.len()];
@@ -47,6 +47,7 @@ fn report(
         "MSH|^~\\&|LIS|{inst}|HUREN|FX-YLT|||ORU^R01|GEN-{i}|P|2.5.1\rPID|1||L{p}^^^{inst}^MR\rOBX|1|NM|{code}^{name}^L||{value}|{unit}|{range}|N|||F\r"
     )
     .into_bytes();
+    let original = Hashed::new(original);
     let r = Report {
         kind: ReportKind::Lab,
         source: Source {
@@ -91,7 +92,7 @@ fn report(
             }],
         }),
         conclusion: None,
-        original: ContentHash::of(&original),
+        original: original.hash(),
         attachments: vec![],
         ecg: None,
         imaging: None,
@@ -118,7 +119,7 @@ pub async fn generate(store: Store, secret: &str, reports: u64, patients: u64) -
                 let (original, r) = report(i, patients, &secret, now);
                 store
                     .commit(Ingest {
-                        original: original.into(),
+                        original,
                         reports: vec![r],
                         identity: vec![],
                         received_at: received,

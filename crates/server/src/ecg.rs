@@ -94,11 +94,19 @@ pub fn prepare_ecg_owned(
     bytes: Vec<u8>,
     institution: &str,
 ) -> Result<(Ingest, EcgOutcome), Box<EcgOutcome>> {
-    let parsed = huren_ecg::parse(&bytes, &parse_options(config))
+    prepare_ecg_hashed(config, Hashed::new(bytes), institution)
+}
+
+/// [`prepare_ecg`] on bytes already paired with their hash (not hashed again).
+pub fn prepare_ecg_hashed(
+    config: &Config,
+    bytes: Hashed,
+    institution: &str,
+) -> Result<(Ingest, EcgOutcome), Box<EcgOutcome>> {
+    let parsed = huren_ecg::parse(bytes.bytes(), &parse_options(config))
         .map_err(|e| Box::new(rejected(institution, &e)))?;
     let blob = Hashed::new(parsed.waveform.to_blob());
     let blob_hash = blob.hash();
-    let bytes = Hashed::new(bytes);
     let original = bytes.hash();
     let received_at = chrono::Utc::now()
         .with_timezone(&chrono_tz::Asia::Shanghai)

@@ -10,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use huren_model::{
-    ContentHash, LabBody, LabObservation, OrderIds, PatientRef, Report, ReportKind, ReportStatus,
+    Hashed, LabBody, LabObservation, OrderIds, PatientRef, Report, ReportKind, ReportStatus,
     Source, SystemKind,
 };
 use huren_store::{Ingest, Store, StoreOptions};
@@ -21,6 +21,7 @@ fn ingest(i: usize) -> Ingest {
         "OBX|1|NM|K^钾^L||4.1|mmol/L|3.5-5.3|N|||F\r".repeat(40)
     )
     .into_bytes();
+    let original = Hashed::new(original);
     let obs = (0..16)
         .map(|k| LabObservation {
             code: format!("C{k}"),
@@ -61,11 +62,11 @@ fn ingest(i: usize) -> Ingest {
         ecg: None,
         imaging: None,
         conclusion: None,
-        original: ContentHash::of(&original),
+        original: original.hash(),
         attachments: vec![],
     };
     Ingest {
-        original: original.into(),
+        original,
         reports: vec![report],
         identity: vec![],
         received_at: "2025-06-24T10:05:00+08:00".into(),

@@ -273,7 +273,7 @@ impl Gateway {
         if is_ecg_waveform(&r.sop_class_uid) {
             // A 12-lead / general / ambulatory ECG waveform is also an ECG report (measurements,
             // statements, critical flag, trace), committed with the instance.
-            match crate::ecg::prepare_ecg(&self.config, original.bytes(), institution) {
+            match crate::ecg::prepare_ecg_hashed(&self.config, original.clone(), institution) {
                 Ok((ecg, _)) => {
                     reports.extend(ecg.reports);
                     attachments.extend(ecg.attachments);
