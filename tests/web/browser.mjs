@@ -78,6 +78,8 @@ try {
   pageErrors.length = 0; // the refused sign-in's 401 is expected
   // Sign in with the keyboard only (the token field has focus on load).
   await page.goto(base + "/");
+  // Wait for the autofocus to land (typing earlier, under load, lost keystrokes).
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "token", null, { timeout: 10000 });
   await page.keyboard.type(process.env.DEMO_TOKEN);
   await Promise.all([page.waitForNavigation(), page.keyboard.press("Enter")]);
   check(page.url().endsWith("/ui/search"), "signed in: search page");
