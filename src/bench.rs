@@ -270,3 +270,63 @@ mod tests {
         .is_err());
     }
 }
+
+/// `huren bench mllp-sink`: an MLLP listener that answers every frame at once with an AA
+/// whose MSA-2 is the frame's MSH-10, storing nothing. It measures a load generator's own
+/// ceiling on this machine (what no server can be measured above), not huren. Serves for at
+/// most `max` and answers how many frames it acknowledged.
+pub fn sink(addr: SocketAddr, max: Duration) -> Result<serde_json::Value> {
+    use futures::{SinkExt, StreamExt};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    if !addr.ip().is_loopback() {
+        bail!("refusing {addr}: the sink listens on loopback only");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let acked = Arc::new(AtomicU64::new(0));
+    let n = acked.clone();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        println!(
+            "{}",
+            json!({"listening": "mllp-sink", "addr": listener.local_addr()?.to_string()})
+        );
+        let serve = async {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let _ = sock.set_nodelay(true);
+                let n = n.clone();
+                tokio::spawn(async move {
+                    let codec = huren_hl7::mllp::MllpCodec::new(16 * 1024 * 1024);
+                    let mut framed = tokio_util::codec::Framed::new(sock, codec);
+                    while let Some(Ok(frame)) = framed.next().await {
+                        let header = huren_hl7::Message::parse(&frame, None)
+                            .ok()
+                            .map(|m| m.header().clone());
+                        let ack = huren_hl7::build_ack(
+                            header.as_ref(),
+                            huren_hl7::AckCode::Accept,
+                            &[],
+                            chrono::Utc::now().fixed_offset(),
+                        );
+                        if framed.send(bytes::Bytes::from(ack)).await.is_err() {
+                            break;
+                        }
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        };
+        let _ = tokio::time::timeout(max, serve).await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(json!({"sink": "mllp", "acknowledged": acked.load(Ordering::Relaxed)}))
+}

@@ -166,6 +166,17 @@ enum BenchCmd {
     /// C-FIND latency over C associations, each sequential (Study Root, STUDY level, a random
     /// PatientID of the shared DICOM benchmark's load set); prints one JSON object.
     Cfind(bench_cfind::CfindBench),
+    /// An MLLP listener that acknowledges every frame (AA, MSA-2 = MSH-10) and stores
+    /// nothing: the ceiling of an MLLP load generator on this machine, to read `bench mllp`
+    /// and `mllp_load.py` figures against. Prints its address as a JSON line.
+    MllpSink {
+        /// Where to listen (loopback only; port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: std::net::SocketAddr,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -504,6 +515,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .build()
                 .context("starting the runtime")?
                 .block_on(gen::generate(store, &secret, reports, patients))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::MllpSink { addr, max_seconds },
+        } => {
+            let out = bench::sink(addr, std::time::Duration::from_secs(max_seconds))?;
+            println_json(&out);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
