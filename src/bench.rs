@@ -240,37 +240,6 @@ pub fn run(b: MllpBench) -> Result<serde_json::Value> {
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_parse_and_acks_are_read() {
-        let b = MllpBench {
-            addr: "127.0.0.1:1".parse().unwrap(),
-            count: 1,
-            connections: 1,
-            obx: 25,
-            chinese: true,
-            timeout: Duration::from_secs(1),
-        };
-        let (framed, control) = message(&b, "T", 3, "20261123120000+0800");
-        let body = &framed[1..framed.len() - 2];
-        let m = huren_hl7::Message::parse(body, None).expect("parses");
-        assert_eq!(m.segments().filter(|s| s.id() == "OBX").count(), 25);
-        assert_eq!(control, "T-0000003");
-        assert_eq!(
-            msa(b"MSH|^~\\&|A\rMSA|AA|T-0000003\r"),
-            Some(("AA".into(), "T-0000003".into()))
-        );
-        assert!(run(MllpBench {
-            addr: "10.0.0.1:2575".parse().unwrap(),
-            ..b
-        })
-        .is_err());
-    }
-}
-
 /// `huren bench mllp-sink`: an MLLP listener that answers every frame at once with an AA
 /// whose MSA-2 is the frame's MSH-10, storing nothing. It measures a load generator's own
 /// ceiling on this machine (what no server can be measured above), not huren. Serves for at
@@ -329,4 +298,35 @@ pub fn sink(addr: SocketAddr, max: Duration) -> Result<serde_json::Value> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(json!({"sink": "mllp", "acknowledged": acked.load(Ordering::Relaxed)}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse_and_acks_are_read() {
+        let b = MllpBench {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            count: 1,
+            connections: 1,
+            obx: 25,
+            chinese: true,
+            timeout: Duration::from_secs(1),
+        };
+        let (framed, control) = message(&b, "T", 3, "20261123120000+0800");
+        let body = &framed[1..framed.len() - 2];
+        let m = huren_hl7::Message::parse(body, None).expect("parses");
+        assert_eq!(m.segments().filter(|s| s.id() == "OBX").count(), 25);
+        assert_eq!(control, "T-0000003");
+        assert_eq!(
+            msa(b"MSH|^~\\&|A\rMSA|AA|T-0000003\r"),
+            Some(("AA".into(), "T-0000003".into()))
+        );
+        assert!(run(MllpBench {
+            addr: "10.0.0.1:2575".parse().unwrap(),
+            ..b
+        })
+        .is_err());
+    }
 }
