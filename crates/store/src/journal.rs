@@ -151,10 +151,20 @@ mod direct {
     /// The write buffer is kept between appends up to this size.
     const KEEP: usize = 16 * 1024 * 1024;
 
+    /// Zeros are written ahead of the journal's end in steps of this many bytes.
+    const ZERO_AHEAD: u64 = 2 * 1024 * 1024;
+    /// Records longer than this are written past the zeroed region without zeroing ahead:
+    /// zeroing costs as much as the write itself, and it saves only one metadata write.
+    const ZERO_AHEAD_MAX_RECORD: usize = 512 * 1024;
+
     pub(super) struct Appender {
         file: File,
         /// The journal's bytes from the last block boundary to its end.
         tail: Vec<u8>,
+        /// The file's size: every byte below it is written (records, then zeros). A record
+        /// that ends below it is an overwrite of written blocks, so its `fdatasync` flushes
+        /// the data and no inode (size, extents): ~150 µs instead of ~250 µs here.
+        written_to: u64,
     }
 
     /// An empty buffer for records.
@@ -190,6 +200,7 @@ mod direct {
                 Some(Appender {
                     file: File::from(fd),
                     tail,
+                    written_to: len,
                 })
             }
             #[cfg(not(target_os = "linux"))]
@@ -214,16 +225,46 @@ mod direct {
             let used = buf.len();
             let padded = used.div_ceil(BLOCK) * BLOCK;
             buf.resize(padded, 0);
+            let end = start + padded as u64;
             let r = self
-                .file
-                .write_all_at(&buf[..padded], start)
+                .zero_ahead(end, padded)
+                .and_then(|_| self.file.write_all_at(&buf[..padded], start))
                 .and_then(|_| self.file.sync_data());
-            if r.is_ok() {
-                let keep = used % BLOCK;
-                self.tail.clear();
-                self.tail.extend_from_slice(&buf[used - keep..used]);
+            match &r {
+                Ok(()) => {
+                    let keep = used % BLOCK;
+                    self.tail.clear();
+                    self.tail.extend_from_slice(&buf[used - keep..used]);
+                    self.written_to = self.written_to.max(end);
+                }
+                // The caller cuts the file back to `len`.
+                Err(_) => self.written_to = len,
             }
             r
+        }
+
+        /// Before a record of `padded` bytes that would end at `end`, past the written
+        /// region: writes zeros from the region's end to [`ZERO_AHEAD`] past `end` (not
+        /// synced here: the record's own `fdatasync` makes both durable).
+        fn zero_ahead(&mut self, end: u64, padded: usize) -> std::io::Result<()> {
+            use std::os::unix::fs::FileExt;
+            if end <= self.written_to || padded > ZERO_AHEAD_MAX_RECORD {
+                return Ok(());
+            }
+            // From the first whole block past the written bytes (the partial block there is
+            // the journal's tail, which the record's write covers).
+            let from = self.written_to.div_ceil(BLOCK as u64) * BLOCK as u64;
+            let to = (end + ZERO_AHEAD).div_ceil(BLOCK as u64) * BLOCK as u64;
+            let mut zeros = Buf::new(BLOCK);
+            zeros.resize(ZERO_AHEAD as usize, 0);
+            let mut at = from;
+            while at < to {
+                let n = (to - at).min(ZERO_AHEAD) as usize;
+                self.file.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+            self.written_to = to;
+            Ok(())
         }
     }
 }
@@ -671,6 +712,57 @@ mod tests {
             Err(StoreError::Corrupt(_))
         ));
         assert_eq!(std::fs::metadata(&p).unwrap().len(), bad.len() as u64);
+    }
+
+    /// Small records are written into zeros written ahead of them (so their sync changes no
+    /// inode); the file is longer than the journal meanwhile, the zeros are cut at open, and a
+    /// record torn inside them is cut like any torn tail.
+    #[test]
+    fn records_written_into_zeros_ahead_survive_reopen_and_a_torn_one_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.log");
+        let (mut j, _) = Journal::open(p.clone(), None).unwrap();
+        if j.direct.is_none() {
+            eprintln!("no O_DIRECT on this file system: nothing to test");
+            return;
+        }
+        for seq in 1..=20 {
+            append_blob(&mut j, seq, &vec![seq as u8; 3000]);
+        }
+        let len = j.len();
+        let size = std::fs::metadata(&p).unwrap().len();
+        assert!(
+            size >= len + direct::BLOCK as u64,
+            "zeros ahead: {size} vs {len}"
+        );
+        // A large record goes past the zeroed region without zeroing ahead of itself.
+        append_blob(&mut j, 21, &vec![7u8; 3_000_000]);
+        let len = j.len();
+        let size = std::fs::metadata(&p).unwrap().len();
+        assert_eq!(
+            size,
+            len.div_ceil(direct::BLOCK as u64) * direct::BLOCK as u64
+        );
+        append_blob(&mut j, 22, b"small again");
+        let len = j.len();
+        drop(j);
+        // A torn record: its first bytes reached the zeros, the rest never did.
+        {
+            use std::os::unix::fs::FileExt;
+            let f = OpenOptions::new().write(true).open(&p).unwrap();
+            f.write_all_at(b"HRJ1\x40\0\0\0garbage", len).unwrap();
+        }
+        let (mut j, recs) = Journal::open(p.clone(), None).unwrap();
+        assert_eq!(recs.len(), 22);
+        assert_eq!(j.len(), len);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), len);
+        append_blob(&mut j, 23, b"after the cut");
+        drop(j);
+        let (_, recs) = Journal::open(p.clone(), None).unwrap();
+        assert_eq!(
+            recs.iter().map(|d| d.record.seq).collect::<Vec<_>>(),
+            (1..=23).collect::<Vec<_>>()
+        );
     }
 
     /// Appends of every size land byte for byte, across reopens (the partial last block is
