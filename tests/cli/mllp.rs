@@ -270,6 +270,37 @@ fn demo_serves_example_urls() {
     assert_eq!(msa(&ack).0, "AA");
 }
 
+/// `huren bench mllp-sink`: acknowledges every frame AA with the frame's own MSH-10 (the load
+/// generator checks each), counts them, and stops by itself after `--max-seconds`.
+#[test]
+fn bench_mllp_sink_acknowledges_every_frame_and_stops_by_itself() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::support::bin())
+        .args(["bench", "mllp-sink", "--max-seconds", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["listening"], "mllp-sink", "{first}");
+    let addr = first["addr"].as_str().unwrap().to_string();
+    let (code, out, err) =
+        crate::support::huren(&["bench", "mllp", "--addr", &addr, "-n", "200", "-c", "4"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out[0]["ok"].as_u64(), Some(200), "{}", out[0]);
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let last: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(last["acknowledged"].as_u64(), Some(200), "{last}");
+    // Not loopback: refused.
+    let (code, _, err) = crate::support::huren(&["bench", "mllp-sink", "--addr", "192.0.2.1:0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("loopback"), "{err}");
+}
+
 /// `huren bench mllp`, the native load generator: every message ACKed AA with its own
 /// MSA-2 and stored; nothing listening is a failure, not a zero.
 #[test]
