@@ -28,14 +28,10 @@ fi
 HUREN_BIN=$(realpath "${HUREN_BIN:?set HUREN_BIN to a release build of huren}")
 TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 HASH=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
-cat > "$TMP/huren-bench.toml" <<TOML
-[dicom]
-ae_title = "HUREN"
-max_associations = 64
-
-[[dicom.ae]]
-aet = "BENCHSCU"
-institution = "BENCH"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_dicom_config "$TMP/huren-bench.toml"
+cat >> "$TMP/huren-bench.toml" <<TOML
 
 [[clinician]]
 id = "bench"

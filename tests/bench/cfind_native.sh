@@ -7,6 +7,8 @@
 # Usage: [HUREN_BIN=path] tests/bench/cfind_native.sh [QUERIES]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+source tests/bench/lib.sh
 n=${1:-4000}
 work=${WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/huren-dicom-bench}
 set_dir=$work/sets/load-10000
@@ -15,16 +17,8 @@ command -v storescu >/dev/null || { echo "storescu is required (apt-get install 
 bin=${HUREN_BIN:-}
 if [ -z "$bin" ]; then cargo build --release --quiet; bin=target/release/huren; fi
 tmp=$(mktemp -d)
-cat > "$tmp/huren.toml" <<TOML
-[dicom]
-ae_title = "HUREN"
-max_associations = 64
-
-[[dicom.ae]]
-aet = "BENCHSCU"
-institution = "BENCH"
-TOML
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+bench_dicom_config "$tmp/huren.toml"
+port=$(free_port)
 "$bin" serve --config "$tmp/huren.toml" --data "$tmp/store" --dicom "127.0.0.1:$port" \
   --dicom-aet HUREN --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$tmp/out" 2>/dev/null &
 pid=$!

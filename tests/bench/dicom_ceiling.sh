@@ -11,6 +11,8 @@
 # Prints one TSV line per run: server, associations, rep, instances/s, huren CPU µs/instance.
 set -euo pipefail
 BIN=$(realpath "${HUREN_BIN:?set HUREN_BIN to a release build of huren}")
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REPS=${1:-3}
 SET=${SET:-${XDG_CACHE_HOME:-$HOME/.cache}/huren-dicom-bench/sets/small-2000}
 [[ -d $SET/shard0 ]] || {
@@ -26,24 +28,11 @@ N=$(find "$SET" -name '*.dcm' | wc -l)
 TMP=$(mktemp -d)
 PID=
 stop() {
-  if [[ -n $PID ]]; then
-    kill "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
-  fi
+  stop_pid "$PID"
   PID=
 }
 trap 'stop; rm -rf "$TMP"' EXIT
-cat > "$TMP/huren.toml" <<'TOML'
-[dicom]
-ae_title = "HUREN"
-max_associations = 64
-
-[[dicom.ae]]
-aet = "BENCHSCU"
-institution = "BENCH"
-TOML
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+bench_dicom_config "$TMP/huren.toml"
 
 cpu_ticks() { [[ -n $PID ]] && awk '{print $14+$15}' "/proc/$PID/stat" || echo 0; }
 

@@ -9,6 +9,8 @@
 set -euo pipefail
 BIN=$(realpath "${HUREN_BIN:?set HUREN_BIN to a release build of huren}")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 LOAD=${MLLP_LOAD:-$HERE/../../../shared/tools/mllp_load.py}
 N=${1:-20000}
 C=${2:-16}
@@ -17,10 +19,7 @@ REPS=${3:-3}
 TMP=$(mktemp -d)
 PID=
 stop() {
-  if [[ -n $PID ]]; then
-    kill "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
-  fi
+  stop_pid "$PID"
   PID=
 }
 trap 'stop; rm -rf "$TMP"' EXIT

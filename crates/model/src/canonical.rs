@@ -363,49 +363,28 @@ impl<'a> serde::Serializer for &'a mut Writer {
     }
 }
 
-impl serde::ser::SerializeSeq for Array<'_> {
-    type Ok = ();
-    type Error = Unusual;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), Unusual> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Unusual> {
-        Array::end(self)
-    }
+/// The array-like serde traits, all of them [`Array::element`] and [`Array::end`].
+macro_rules! array_traits {
+    ($($tr:ident::$f:ident),*) => {$(
+        impl serde::ser::$tr for Array<'_> {
+            type Ok = ();
+            type Error = Unusual;
+            fn $f<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), Unusual> {
+                self.element(v)
+            }
+            fn end(self) -> Result<(), Unusual> {
+                Array::end(self)
+            }
+        }
+    )*};
 }
 
-impl serde::ser::SerializeTuple for Array<'_> {
-    type Ok = ();
-    type Error = Unusual;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), Unusual> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Unusual> {
-        Array::end(self)
-    }
-}
-
-impl serde::ser::SerializeTupleStruct for Array<'_> {
-    type Ok = ();
-    type Error = Unusual;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), Unusual> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Unusual> {
-        Array::end(self)
-    }
-}
-
-impl serde::ser::SerializeTupleVariant for Array<'_> {
-    type Ok = ();
-    type Error = Unusual;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), Unusual> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Unusual> {
-        Array::end(self)
-    }
-}
+array_traits!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl serde::ser::SerializeMap for Object<'_> {
     type Ok = ();
@@ -430,35 +409,27 @@ impl serde::ser::SerializeMap for Object<'_> {
     }
 }
 
-impl serde::ser::SerializeStruct for Object<'_> {
-    type Ok = ();
-    type Error = Unusual;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Unusual> {
-        self.member(std::borrow::Cow::Borrowed(key), v)
-    }
-    fn end(self) -> Result<(), Unusual> {
-        Object::end(self)
-    }
+/// The struct-like serde traits: a member per field, named by the field.
+macro_rules! struct_traits {
+    ($($tr:ident),*) => {$(
+        impl serde::ser::$tr for Object<'_> {
+            type Ok = ();
+            type Error = Unusual;
+            fn serialize_field<T: ?Sized + Serialize>(
+                &mut self,
+                key: &'static str,
+                v: &T,
+            ) -> Result<(), Unusual> {
+                self.member(std::borrow::Cow::Borrowed(key), v)
+            }
+            fn end(self) -> Result<(), Unusual> {
+                Object::end(self)
+            }
+        }
+    )*};
 }
 
-impl serde::ser::SerializeStructVariant for Object<'_> {
-    type Ok = ();
-    type Error = Unusual;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Unusual> {
-        self.member(std::borrow::Cow::Borrowed(key), v)
-    }
-    fn end(self) -> Result<(), Unusual> {
-        Object::end(self)
-    }
-}
+struct_traits!(SerializeStruct, SerializeStructVariant);
 
 fn check_numbers(v: &serde_json::Value, path: &mut String) -> Result<(), CanonicalError> {
     match v {

@@ -1,0 +1,28 @@
+# Helpers the bench scripts source (bash).
+
+# bench_dicom_config FILE: huren's DICOM bench configuration — AE title HUREN, and the load
+# generators' AE title BENCHSCU known as institution BENCH (as the shared bench_dicom.sh calls).
+bench_dicom_config() {
+  cat > "$1" <<'TOML'
+[dicom]
+ae_title = "HUREN"
+max_associations = 64
+
+[[dicom.ae]]
+aet = "BENCHSCU"
+institution = "BENCH"
+TOML
+}
+
+# free_port: a TCP port on 127.0.0.1 that nobody listens on right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# stop_pid PID: ends a background server and reaps it (never fails).
+stop_pid() {
+  if [[ -n ${1:-} ]]; then
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+  fi
+}
