@@ -100,6 +100,10 @@ pub struct StudyRow {
     pub series_count: u32,
     /// Number of Study Related Instances.
     pub instance_count: u32,
+    /// The SOP Instance UID counted last, so that replaying a record whose index update was
+    /// cut short by a crash counts its instance once (see `apply_instance`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_counted: Option<String>,
 }
 
 /// What C-FIND and QIDO-RS match a series on.
@@ -123,6 +127,9 @@ pub struct SeriesRow {
     pub body_part: Option<String>,
     /// Number of Series Related Instances.
     pub instance_count: u32,
+    /// The SOP Instance UID counted last (as [`StudyRow::last_counted`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_counted: Option<String>,
 }
 
 /// The operations the store needs from an index.
@@ -521,17 +528,19 @@ impl SledIndex {
 }
 
 impl SledIndex {
+    /// Applies a received instance. The instance's own entry is written **last**: it marks
+    /// the instance as applied, so a record replayed after a crash in the middle of this
+    /// (sled keeps a prefix of its writes) is applied again, and the counters in the series
+    /// and study rows count the instance once because each row notes the instance it
+    /// counted last. Membership keys are idempotent inserts.
     fn apply_instance(&self, r: &InstanceRecord) -> Result<(), StoreError> {
         let sop = r.sop_instance_uid.as_bytes();
         let prev: Option<InstanceRecord> = Self::get_json(&self.instances, sop)?;
-        let is_new = match &prev {
+        match &prev {
             Some(p) if p.dataset_hash == r.dataset_hash => return Ok(()),
-            Some(_) => false,
-            None => true,
-        };
-        Self::put_json(&self.instances, sop, r)?;
-        if !is_new {
-            return Ok(());
+            // A replaced instance: same place in its study and series, new bytes.
+            Some(_) => return Self::put_json(&self.instances, sop, r),
+            None => {}
         }
         let study = r.study_instance_uid.as_str();
         let mut member = pair(study, "\u{1}");
@@ -544,8 +553,12 @@ impl SledIndex {
                 study_instance_uid: study.to_string(),
                 ..Default::default()
             });
-        let new_series = se.instance_count == 0;
-        se.instance_count += 1;
+        if se.last_counted.as_deref() != Some(r.sop_instance_uid.as_str()) {
+            se.instance_count += 1;
+            se.last_counted = Some(r.sop_instance_uid.clone());
+        }
+        // This instance is the first of its series.
+        let new_series = se.instance_count == 1;
         fill(&mut se.modality, &r.modality);
         fill(&mut se.series_description, &r.series_description);
         fill(&mut se.body_part, &r.body_part);
@@ -564,9 +577,12 @@ impl SledIndex {
                 patient_id: r.patient_id.clone(),
                 ..Default::default()
             });
-        st.instance_count += 1;
-        if new_series {
-            st.series_count += 1;
+        if st.last_counted.as_deref() != Some(r.sop_instance_uid.as_str()) {
+            st.instance_count += 1;
+            if new_series {
+                st.series_count += 1;
+            }
+            st.last_counted = Some(r.sop_instance_uid.clone());
         }
         fill(&mut st.patient_id_issuer, &r.patient_id_issuer);
         fill(&mut st.patient_name, &r.patient_name);
@@ -589,9 +605,12 @@ impl SledIndex {
             }
         }
         Self::put_json(&self.studies, study.as_bytes(), &st)?;
-        self.patient_studies
-            .insert(pair(&st.patient_id, study), &[])?;
-        Ok(())
+        if st.instance_count == 1 {
+            // The study's first instance (the row's Patient ID is fixed from then on).
+            self.patient_studies
+                .insert(pair(&st.patient_id, study), &[])?;
+        }
+        Self::put_json(&self.instances, sop, r)
     }
 
     fn members(&self, study: &str, instances: bool) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -803,6 +822,79 @@ impl Index for SledIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn instance(sop: &str, series: &str) -> InstanceRecord {
+        InstanceRecord {
+            sop_instance_uid: sop.into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            study_instance_uid: "1.2.3".into(),
+            series_instance_uid: series.into(),
+            original: ContentHash::of(sop.as_bytes()),
+            dataset_hash: ContentHash::of(sop.as_bytes()),
+            institution: "FX-ZX".into(),
+            patient_id: "P1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn counts(ix: &SledIndex) -> (u32, u32, Vec<u32>, usize) {
+        let st = ix.study("1.2.3").unwrap().unwrap();
+        let series = ix.series_of_study("1.2.3").unwrap();
+        (
+            st.instance_count,
+            st.series_count,
+            series.iter().map(|s| s.instance_count).collect(),
+            ix.studies(Some("P1")).unwrap().len(),
+        )
+    }
+
+    /// sled keeps a prefix of its writes across a crash, so an instance's index update can be
+    /// cut anywhere; the record is then replayed. Whatever prefix survived, the replay counts
+    /// the instance once in its series and study.
+    #[test]
+    fn an_instance_update_cut_short_anywhere_counts_once_when_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = SledIndex::open(dir.path()).unwrap();
+        ix.apply_instance(&instance("1.2.3.1.1", "1.2.3.1"))
+            .unwrap();
+        let before = (
+            ix.study("1.2.3").unwrap(),
+            ix.series.get(b"1.2.3.2").unwrap(),
+        );
+        let second = instance("1.2.3.2.1", "1.2.3.2");
+        ix.apply_instance(&second).unwrap();
+        let want = counts(&ix);
+        assert_eq!(want, (2, 2, vec![1, 1], 1));
+        let after_series = ix.series.get(b"1.2.3.2").unwrap();
+        // Cut after the series row (study row and instance entry lost), after the study row
+        // (instance entry lost), and before anything (series row lost too).
+        for cut in ["after series", "after study", "before series"] {
+            ix.instances
+                .remove(second.sop_instance_uid.as_bytes())
+                .unwrap();
+            match cut {
+                "after series" => {
+                    SledIndex::put_json(&ix.studies, b"1.2.3", before.0.as_ref().unwrap()).unwrap();
+                }
+                "before series" => {
+                    SledIndex::put_json(&ix.studies, b"1.2.3", before.0.as_ref().unwrap()).unwrap();
+                    ix.series.remove(b"1.2.3.2").unwrap();
+                }
+                _ => {}
+            }
+            ix.apply_instance(&second).unwrap();
+            assert_eq!(counts(&ix), want, "cut {cut}");
+            assert_eq!(
+                ix.series.get(b"1.2.3.2").unwrap(),
+                after_series,
+                "cut {cut}"
+            );
+        }
+        // Applying it again once complete changes nothing.
+        ix.apply_instance(&second).unwrap();
+        assert_eq!(counts(&ix), want);
+        assert!(before.1.is_none());
+    }
 
     #[test]
     fn a_held_index_lock_is_refused_after_a_bounded_wait_and_a_released_one_is_taken() {
