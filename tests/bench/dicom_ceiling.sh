@@ -27,10 +27,6 @@ export TCP_NODELAY=1
 N=$(find "$SET" -name '*.dcm' | wc -l)
 TMP=$(mktemp -d)
 PID=
-stop() {
-  stop_pid "$PID"
-  PID=
-}
 trap 'stop; rm -rf "$TMP"' EXIT
 bench_dicom_config "$TMP/huren.toml"
 

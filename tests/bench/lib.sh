@@ -26,3 +26,9 @@ stop_pid() {
     wait "$1" 2>/dev/null || true
   fi
 }
+
+# stop: stop_pid for the script's current server, kept in PID (then cleared).
+stop() {
+  stop_pid "${PID:-}"
+  PID=
+}

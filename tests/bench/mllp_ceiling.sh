@@ -18,10 +18,6 @@ REPS=${3:-3}
 [[ -f $LOAD ]] || { echo "mllp_load.py not found at $LOAD (set MLLP_LOAD)" >&2; exit 2; }
 TMP=$(mktemp -d)
 PID=
-stop() {
-  stop_pid "$PID"
-  PID=
-}
 trap 'stop; rm -rf "$TMP"' EXIT
 
 # Starts a listener (its command after KIND), waits for its {"listening":"KIND","addr":…}.
