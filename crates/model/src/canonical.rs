@@ -73,33 +73,6 @@ impl Writer {
         let mut ser = serde_json::Serializer::new(&mut self.out);
         let _ = serde::Serializer::serialize_str(&mut ser, s);
     }
-
-    fn int<I: itoa_like::Int>(&mut self, i: I) {
-        i.write(&mut self.out);
-    }
-}
-
-mod itoa_like {
-    /// Integers written the way serde_json writes them.
-    pub trait Int: serde::Serialize {
-        fn write(self, out: &mut Vec<u8>)
-        where
-            Self: Sized,
-        {
-            let mut ser = serde_json::Serializer::new(out);
-            let _ = self.serialize(&mut ser);
-        }
-    }
-    impl Int for i8 {}
-    impl Int for i16 {}
-    impl Int for i32 {}
-    impl Int for i64 {}
-    impl Int for i128 {}
-    impl Int for u8 {}
-    impl Int for u16 {}
-    impl Int for u32 {}
-    impl Int for u64 {}
-    impl Int for u128 {}
 }
 
 /// An object being written: where it starts and its members so far.
@@ -215,11 +188,12 @@ impl<'a> Array<'a> {
     }
 }
 
+/// Integers, written by serde_json as the reference writes them.
 macro_rules! ints {
     ($($f:ident: $t:ty),*) => {$(
         fn $f(self, v: $t) -> Result<(), Unusual> {
-            self.int(v);
-            Ok(())
+            let mut ser = serde_json::Serializer::new(&mut self.out);
+            serde::Serializer::$f(&mut ser, v).map_err(|_| Unusual)
         }
     )*};
 }
