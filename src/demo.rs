@@ -15,6 +15,7 @@ pub struct DemoTokens {
     clinician: String,
     privacy_officer: String,
     commission: String,
+    registrar: String,
 }
 
 /// Makes the demo tokens and registers them.
@@ -40,6 +41,7 @@ pub fn tokens(t: &mut Tokens) -> Result<DemoTokens> {
         clinician: make("demo.clinician", Role::Clinician, "心内科")?,
         privacy_officer: make("demo.privacy", Role::PrivacyOfficer, "医务处")?,
         commission: make("demo.commission", Role::Commission, "区卫健委")?,
+        registrar: make("demo.registrar", Role::Registrar, "门诊挂号")?,
     })
 }
 
@@ -282,7 +284,12 @@ fn story_link(now: chrono::DateTime<chrono_tz::Tz>) -> String {
 }
 
 /// Ingests the demo story and fixtures and prints one JSON line with example URLs.
-pub async fn load(gw: &Gateway, http_addr: &str, tokens: &DemoTokens) -> Result<()> {
+pub async fn load(
+    gw: &Gateway,
+    gate: &huren_server::gate::Gate,
+    http_addr: &str,
+    tokens: &DemoTokens,
+) -> Result<()> {
     let mut stored = 0usize;
     let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
     let (story_msgs, story_ecg) = story(now);
@@ -338,13 +345,35 @@ pub async fn load(gw: &Gateway, http_addr: &str, tokens: &DemoTokens) -> Result<
         examples.push(format!("{base}/api/v1/patients/{p}/results"));
         examples.push(format!("{base}/api/v1/patients/{p}/reports?kind=lab"));
     }
-    let line = json!({"demo": "loaded", "messages": stored, "data": gw.store.dir().display().to_string(), "examples": examples,
-        "patient": format!("nid:{STORY_NATIONAL_ID}"), "usage": "open the first example in a browser and sign in with the clinician token of the next line; or curl -H 'Authorization: Bearer DEMO_TOKEN' -H 'X-Patient-Authorization: health_card 123456' URL"});
+    // The demo patient's authorisation, recorded as a registration clerk of FX-ZX would when
+    // she shows her health card (valid for 24 hours).
+    let clerk = huren_server::auth::Principal {
+        id: "demo.registrar".into(),
+        institution: "FX-ZX".into(),
+        role: Role::Registrar,
+        department: "门诊挂号".into(),
+    };
+    let consent = gate
+        .issue_consent(
+            &clerk,
+            &format!("nid:{STORY_NATIONAL_ID}"),
+            huren_access::CredentialKind::HealthCard,
+            "demo health card",
+            huren_access::ConsentScope::All,
+            None,
+        )
+        .await
+        .map_err(|p| anyhow::anyhow!("recording the demo patient's consent: {}", p.detail()))?;
+    let authorization = format!("health_card {}", consent.code);
+    let line = json!({"demo": "loaded", "messages": stored, "data": gw.data_dir().display().to_string(), "examples": examples,
+        "patient": format!("nid:{STORY_NATIONAL_ID}"), "usage": "open the first example in a browser and sign in with the clinician token of the next line, then enter the demo patient's authorisation code; or curl -H 'Authorization: Bearer DEMO_TOKEN' -H 'X-Patient-Authorization: DEMO_PATIENT_AUTHORIZATION' URL"});
     println!("{line}");
     println!(
         "{}",
         json!({"demo_token": tokens.clinician, "institution": "FX-ZX", "role": "clinician",
-            "privacy_officer_token": tokens.privacy_officer, "commission_token": tokens.commission})
+            "demo_patient_authorization": authorization,
+            "privacy_officer_token": tokens.privacy_officer, "commission_token": tokens.commission,
+            "registrar_token": tokens.registrar})
     );
     Ok(())
 }

@@ -275,6 +275,34 @@ fn open_store(data: &Path, config: &Config) -> Result<Store> {
     .with_context(|| format!("opening store {}", data.display()))
 }
 
+/// The gate over a store directory: its audit log and consents.
+fn open_gate(
+    data: &Path,
+    store: &Store,
+    tokens: Arc<huren_server::auth::Tokens>,
+    rules: Arc<huren_recognition::Rules>,
+    secret: &[u8],
+    options: huren_server::gate::GateOptions,
+) -> Result<huren_server::gate::Gate> {
+    let audit = Arc::new(
+        huren_store::AuditLog::open(data)
+            .with_context(|| format!("opening audit log in {}", data.display()))?,
+    );
+    let consents = Arc::new(
+        huren_store::ConsentStore::open(data)
+            .with_context(|| format!("opening consents in {}", data.display()))?,
+    );
+    Ok(huren_server::gate::Gate::new(
+        store.clone(),
+        audit,
+        consents,
+        tokens,
+        rules,
+        secret,
+        options,
+    ))
+}
+
 fn println_json(v: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{v}");
@@ -312,11 +340,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let config = load_config(config.as_deref())?;
             let store = open_store(&data, &config)?;
-            let gw = Gateway {
-                store: store.clone(),
-                config: Arc::new(config),
-                demo: false,
-            };
+            let gw = Gateway::new(store.clone(), Arc::new(config), false);
             let mut failed = false;
             for f in &expand_dirs(&files)? {
                 let bytes = read_file(f)?;
@@ -423,15 +447,61 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some("ecg") => Some(ReportKind::Ecg),
                 Some(k) => bail!("--kind must be lab, imaging or ecg, not {k:?}"),
             };
+            let secret = config.national_id_secret().as_bytes().to_vec();
+            let gate_options = config.access.gate_options();
+            let rules = Arc::new(load_rules(&config, false)?);
             let store = open_store(&data, &config)?;
-            let (link, metas) = store.patient_reports(&pid, kind)?;
+            // The local operator reads through the gate like everyone else: one audit record
+            // naming the OS user.
+            let gate = open_gate(
+                &data,
+                &store,
+                Default::default(),
+                rules,
+                &secret,
+                gate_options,
+            )?;
+            let user = std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".to_string());
+            let operator = huren_server::auth::Principal::operator(&user);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let (link, loaded) = rt.block_on(async {
+                let asked = gate
+                    .patient(
+                        operator,
+                        "cli_query",
+                        None,
+                        huren_server::gate::Ask {
+                            channel: Some("cli"),
+                            patient: &patient,
+                            encounter: None,
+                            intended: None,
+                            demographics: Default::default(),
+                            kind,
+                        },
+                    )
+                    .await
+                    .map_err(|p| anyhow::anyhow!("{}", p.detail()))?;
+                let (link, loaded) = gate.patient_reports(&asked.token, kind)?;
+                let mut rec = asked.audit_base();
+                rec.returned = loaded.iter().map(|(m, _)| m.hash.to_string()).collect();
+                gate.audit(rec)
+                    .await
+                    .map_err(|p| anyhow::anyhow!("{}", p.detail()))?;
+                Ok::<_, anyhow::Error>((link, loaded))
+            })?;
+            let _ = &pid;
             if as_json {
-                let mut reports = Vec::new();
-                for m in &metas {
-                    reports.push(json!({"meta": m, "report": store.report(&m.hash)?}));
-                }
+                let reports: Vec<_> = loaded
+                    .iter()
+                    .map(|(m, r)| json!({"meta": m, "report": r.as_ref()}))
+                    .collect();
                 println_json(
-                    &json!({"identity_link": link, "count": metas.len(), "reports": reports}),
+                    &json!({"identity_link": link, "count": loaded.len(), "reports": reports}),
                 );
             } else {
                 println!(
@@ -442,17 +512,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "{:<26} {:<6} {:<10} {:<11} {:<3} {:<20} report",
                     "time", "kind", "institution", "status", "ver", "item"
                 );
-                for m in &metas {
-                    let r = store.report(&m.hash)?;
+                for (m, r) in &loaded {
                     let item = r
+                        .lab
                         .as_ref()
-                        .and_then(|r| r.lab.as_ref())
                         .and_then(|l| l.service_name.clone().or(l.service_code.clone()))
                         .unwrap_or_default();
-                    let time = r
-                        .as_ref()
-                        .and_then(|r| r.clinical_time().map(str::to_string))
-                        .unwrap_or_default();
+                    let time = r.clinical_time().map(str::to_string).unwrap_or_default();
                     println!(
                         "{:<26} {:<6} {:<10} {:<11} {:<3} {:<20} {}",
                         time,
@@ -721,20 +787,22 @@ fn serve(
     let answers = Arc::new(huren_server::answers::AnswerCache::new(
         config.http.answer_cache_mb.saturating_mul(1 << 20),
     ));
-    let gw = Gateway {
-        store: store.clone(),
-        config: Arc::new(config),
-        demo,
-    };
-    let audit = Arc::new(
-        huren_store::AuditLog::open(&data)
-            .with_context(|| format!("opening audit log in {}", data.display()))?,
-    );
+    let secret = config.national_id_secret().as_bytes().to_vec();
+    let gate_options = config.access.gate_options();
+    let gw = Gateway::new(store.clone(), Arc::new(config), demo);
+    let rules = Arc::new(rules);
+    let gate = Arc::new(open_gate(
+        &data,
+        &store,
+        Arc::new(tokens),
+        rules.clone(),
+        &secret,
+        gate_options,
+    )?);
     let state = huren_server::api::ApiState {
         gw: gw.clone(),
-        rules: Arc::new(rules),
-        audit,
-        tokens: Arc::new(tokens),
+        rules,
+        gate: gate.clone(),
         web: Default::default(),
         answers,
     };
@@ -767,7 +835,7 @@ fn serve(
                 .await
                 .with_context(|| format!("binding DICOM {addr}"))?;
             println_json(&json!({"listening": "dicom", "addr": l.local_addr()?.to_string(), "aet": aet}));
-            dicom_tasks.push(tokio::spawn(huren_server::dicom::scp::serve(l, gw.clone(), aet.clone(), None)));
+            dicom_tasks.push(tokio::spawn(huren_server::dicom::scp::serve(l, gw.clone(), gate.clone(), aet.clone(), None)));
         }
         if let Some(addr) = &dicom_tls {
             let Some(t) = &gw.config.dicom.tls else {
@@ -778,14 +846,14 @@ fn serve(
                 .await
                 .with_context(|| format!("binding DICOM TLS {addr}"))?;
             println_json(&json!({"listening": "dicom-tls", "addr": l.local_addr()?.to_string(), "aet": aet, "client_certificates": setup.client_auth}));
-            dicom_tasks.push(tokio::spawn(huren_server::dicom::scp::serve(l, gw.clone(), aet.clone(), Some(setup))));
+            dicom_tasks.push(tokio::spawn(huren_server::dicom::scp::serve(l, gw.clone(), gate.clone(), aet.clone(), Some(setup))));
         }
         let tls = match &gw.config.mllp.tls {
             Some(t) => Some(Arc::new(huren_server::tls::setup(t, &gw.config, false)?)),
             None => None,
         };
         if let Some(t) = &demo_tokens {
-            demo::load(&gw, &http_addr.to_string(), t).await?;
+            demo::load(&gw, &gate, &http_addr.to_string(), t).await?;
         }
         let router = huren_server::http::router(state.clone());
         let http_task = match https {

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{bin, huren, repo, Server, TEST_TOKEN};
+use crate::support::{bin, huren, repo, Server};
 
 pub(crate) fn dcmtk() -> bool {
     let ok = Command::new("storescu")
@@ -92,16 +92,7 @@ pub(crate) fn start_listener(data: &Path, cfg: &str, kind: &str) -> (Server, Str
         let _ = reader.read_to_string(&mut sink);
     });
     let port = dicom.rsplit(':').next().unwrap().to_string();
-    (
-        Server {
-            child,
-            http,
-            mllp,
-            lines,
-            token: TEST_TOKEN.to_string(),
-        },
-        port,
-    )
+    (Server::from_parts(child, http, mllp, lines), port)
 }
 
 /// Runs a dcmtk tool; returns (exit code, stderr+stdout).

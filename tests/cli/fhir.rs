@@ -119,7 +119,8 @@ OBX|3|ST|COMMENT^备注^L||<script>alert(1)</script>||||||F\r"
         &[("Authorization", "Bearer test-privacy-token")],
     );
     assert_eq!(st, 200, "{audit}");
-    assert_eq!(audit["total"], 4, "{audit}");
+    // The consent recorded for the patient, then the four reads.
+    assert_eq!(audit["total"], 5, "{audit}");
     assert_eq!(audit["entry"][0]["resource"]["resourceType"], "AuditEvent");
     let af = dir.path().join("audit.json");
     std::fs::write(&af, audit.to_string()).unwrap();

@@ -12,12 +12,24 @@ use crate::mllp::config_file;
 use crate::support::{huren, msa, Mllp, Server};
 use crate::tls::client;
 
-/// One HTTP/1.1 request over TLS; `None` when the TLS session was refused.
+/// One HTTP/1.1 GET over TLS; `None` when the TLS session was refused.
 fn https_get(
     addr: &str,
     cfg: rustls::ClientConfig,
     path: &str,
     headers: &[(&str, &str)],
+) -> Option<(u16, serde_json::Value)> {
+    https_req(addr, cfg, "GET", path, headers, None)
+}
+
+/// One HTTP/1.1 request over TLS with an optional JSON body.
+fn https_req(
+    addr: &str,
+    cfg: rustls::ClientConfig,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
 ) -> Option<(u16, serde_json::Value)> {
     let conn =
         rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("localhost").unwrap())
@@ -26,11 +38,19 @@ fn https_get(
     sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     let mut tls = rustls::StreamOwned::new(conn, sock);
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    if !body.is_empty() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
     req.push_str("\r\n");
+    req.push_str(&body);
     tls.write_all(req.as_bytes()).ok()?;
     let mut buf = Vec::new();
     match tls.read_to_end(&mut buf) {
@@ -103,7 +123,30 @@ fn https_client_certificates_and_tokens() {
         let msg = crate::support::oru("FX-ZX", "H-1", "H1", "HLAB1", "130", "F");
         assert_eq!(msa(&c.send(&msg).unwrap()).0, "AA");
         let path = "/api/v1/patients/FX-ZX:H1/results";
-        let auth = ("X-Patient-Authorization", "health_card 42");
+        // The patient's own hospital (its HIS, by certificate) records her consent.
+        let (st, consent) = https_req(
+            &srv.http,
+            client(&certs, Some("FX-ZX")),
+            "POST",
+            "/api/v1/consents",
+            &[],
+            Some(&serde_json::json!({"patient": "FX-ZX:H1",
+                "credential": {"kind": "health_card", "value": "42"}})),
+        )
+        .unwrap();
+        assert_eq!(st, 201, "{consent}");
+        let code = consent["authorization"].as_str().unwrap().to_string();
+        let auth = ("X-Patient-Authorization", code.as_str());
+        // A code that was never issued is refused (before: any non-empty code passed).
+        let (st, b) = https_get(
+            &srv.http,
+            client(&certs, Some("FX-SQ01")),
+            path,
+            &[("X-Patient-Authorization", "health_card 42")],
+        )
+        .unwrap();
+        assert_eq!(st, 403, "{b}");
+        assert_eq!(b["code"], "PATIENT_AUTHORIZATION_INVALID");
 
         // An institution system by its certificate alone.
         let (st, b) = https_get(&srv.http, client(&certs, Some("FX-SQ01")), path, &[auth]).unwrap();

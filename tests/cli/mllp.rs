@@ -29,7 +29,8 @@ charset = "GB18030"
 [identity]
 national_id_secret = "test-secret"
 
-# Tokens: test-clinician-token, test-privacy-token, test-commission-token, test-sq01-token.
+# Tokens: test-clinician-token, test-privacy-token, test-commission-token, test-sq01-token,
+# test-registrar-token.
 [[clinician]]
 id = "dr.zx"
 institution = "FX-ZX"
@@ -54,6 +55,12 @@ id = "dr.sq01"
 institution = "FX-SQ01"
 role = "clinician"
 token_sha256 = "4adebd537c817c338415de812d2a1ae61ae08cd5112eac48c9733dd40277e8ec"
+
+[[clinician]]
+id = "clerk.zx"
+institution = "FX-ZX"
+role = "registrar"
+token_sha256 = "2fce49aaf6a24fadbc6ab8d6b160eafb71a1a138c38fa91b13dae5f2abe5ed3f"
 "#;
 
 /// Writes the test configuration (with the shipped recognition rules) into `dir`.

@@ -9,7 +9,6 @@ use crate::support::{huren, msa, Mllp, Server};
 
 const NID: &str = "310120199001011234";
 const CLIN_SQ01: &str = "Bearer test-sq01-token";
-const AUTH: (&str, &str) = ("X-Patient-Authorization", "med_insurance_code 998877");
 
 /// An ORU^R01 with one observation collected `days_ago` days ago (local time).
 #[allow(clippy::too_many_arguments)]
@@ -77,6 +76,8 @@ fn verdicts_check_decisions_stats_and_merge() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path());
     let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    let auth_code = srv.authorization(&format!("nid:{NID}"));
+    let auth = ("X-Patient-Authorization", auth_code.as_str());
     let mut c = Mllp::connect(&srv.mllp);
     let nid = Some(NID);
     send(
@@ -133,7 +134,7 @@ fn verdicts_check_decisions_stats_and_merge() {
 
     // A clinician of a third institution (a community centre) asks.
     let path = format!("/api/v1/patients/nid:{NID}/results");
-    let (st, body) = srv.get_with(&path, &[("Authorization", CLIN_SQ01), AUTH]);
+    let (st, body) = srv.get_with(&path, &[("Authorization", CLIN_SQ01), auth]);
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["identity_link"], "exact_national_id");
     let results = body["results"].as_array().unwrap();
@@ -171,7 +172,7 @@ fn verdicts_check_decisions_stats_and_merge() {
         .any(|s| s["institution"] == "FX-GX" && s["status"] == "no_results"));
 
     // Pre-order check.
-    let hdr = [("Authorization", CLIN_SQ01), AUTH];
+    let hdr = [("Authorization", CLIN_SQ01), auth];
     let (st, chk) = srv.post(
         "/api/v1/recognition/check",
         &hdr,
@@ -258,7 +259,7 @@ fn verdicts_check_decisions_stats_and_merge() {
     let a40 = "MSH|^~\\&|HIS|FX-ZX|HUREN|FX-YLT|20250625093000||ADT^A40^ADT_A39|A40-1|P|2.5.1|||||CHN|UNICODE UTF-8\r\
 EVN|A40|20250625093000\rPID|1||0012345^^^FX-ZX^MR~310120199001011234^^^NNCHN^NI||张^伟||19900101|M\rMRG|0099887^^^FX-ZX^MR\r";
     send(&mut c, a40.as_bytes());
-    let (_, body) = srv.get_with(&path, &[("Authorization", CLIN_SQ01), AUTH]);
+    let (_, body) = srv.get_with(&path, &[("Authorization", CLIN_SQ01), auth]);
     let results = body["results"].as_array().unwrap();
     assert_eq!(results.len(), 5, "{body:#}");
     find(results, "FX-ZX", "FX-LAB-GLU", None);
@@ -285,7 +286,10 @@ EVN|A40|20250625093000\rPID|1||0012345^^^FX-ZX^MR~310120199001011234^^^NNCHN^NI|
         4,
         "{actions:?}"
     );
-    assert!(a["entries"][0]["actor"] == "dr.sq01");
+    // First the consent the registrar recorded, then the reads.
+    assert_eq!(a["entries"][0]["action"], "record_consent");
+    assert_eq!(a["entries"][0]["role"], "registrar");
+    assert_eq!(a["entries"][1]["actor"], "dr.sq01");
     let (st, _) = srv.get_with(
         &format!("/api/v1/audit?patient=nid:{NID}"),
         &[("Authorization", CLIN_SQ01)],
@@ -300,6 +304,8 @@ fn refusals_are_audited_and_tampering_is_detected() {
     let data = dir.path().join("data");
     {
         let srv = Server::start(&data, &["--config", &cfg]);
+        let auth_code = srv.authorization(&format!("nid:{NID}"));
+        let auth = ("X-Patient-Authorization", auth_code.as_str());
         let mut c = Mllp::connect(&srv.mllp);
         send(
             &mut c,
@@ -316,10 +322,10 @@ fn refusals_are_audited_and_tampering_is_detected() {
             ),
         );
         let path = format!("/api/v1/patients/nid:{NID}/results");
-        let (st, p) = srv.get_with(&path, &[AUTH]);
+        let (st, p) = srv.get_with(&path, &[auth]);
         assert_eq!(st, 401, "{p}");
         assert_eq!(p["title"], "unauthenticated");
-        let (st, _) = srv.get_with(&path, &[("Authorization", "Bearer wrong"), AUTH]);
+        let (st, _) = srv.get_with(&path, &[("Authorization", "Bearer wrong"), auth]);
         assert_eq!(st, 401);
         let (st, _) = srv.get_with("/api/v1/reports/blake3:00", &[]);
         assert_eq!(st, 401);
@@ -455,9 +461,11 @@ fn lab_imaging_and_ecg_from_three_institutions() {
     assert_eq!(rc, 0, "{lines:?} {err}");
 
     let srv = Server::start(&data, &["--config", &cfg]);
+    let auth_code = srv.authorization(&format!("nid:{NID}"));
+    let auth = ("X-Patient-Authorization", auth_code.as_str());
     let (st, body) = srv.get_with(
         &format!("/api/v1/patients/nid:{NID}/results"),
-        &[("Authorization", CLIN_SQ01), AUTH],
+        &[("Authorization", CLIN_SQ01), auth],
     );
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["identity_link"], "exact_national_id");
@@ -507,6 +515,8 @@ fn answers_are_kept_until_the_patient_changes_and_every_serving_is_audited() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path());
     let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    let auth_code = srv.authorization(&format!("nid:{NID}"));
+    let auth = ("X-Patient-Authorization", auth_code.as_str());
     let mut c = Mllp::connect(&srv.mllp);
     let nid = Some(NID);
     send(
@@ -528,7 +538,7 @@ fn answers_are_kept_until_the_patient_changes_and_every_serving_is_audited() {
         ),
     );
     let path = format!("/api/v1/patients/nid:{NID}/results");
-    let hdr = [("Authorization", CLIN_SQ01), AUTH];
+    let hdr = [("Authorization", CLIN_SQ01), auth];
     let (st, a) = srv.get_with(&path, &hdr);
     assert_eq!(st, 200, "{a}");
     assert_eq!(a["count"], 2);
@@ -546,7 +556,7 @@ fn answers_are_kept_until_the_patient_changes_and_every_serving_is_audited() {
     let url = format!("http://{}{}", srv.http, path);
     let r = ureq::get(&url)
         .set("Authorization", CLIN_SQ01)
-        .set(AUTH.0, AUTH.1)
+        .set(auth.0, auth.1)
         .set("Accept-Encoding", "br, gzip")
         .call()
         .unwrap();
@@ -566,7 +576,7 @@ fn answers_are_kept_until_the_patient_changes_and_every_serving_is_audited() {
     // Another requester institution gets its own evaluation.
     let (_, other) = srv.get_with(
         &path,
-        &[("Authorization", "Bearer test-clinician-token"), AUTH],
+        &[("Authorization", "Bearer test-clinician-token"), auth],
     );
     assert_ne!(other["evaluated_at"], a["evaluated_at"]);
 

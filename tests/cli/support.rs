@@ -37,10 +37,16 @@ pub struct Server {
     pub lines: Vec<serde_json::Value>,
     /// Clinician token used by [`Server::get`]: the demo token, else the test configuration's.
     pub token: String,
+    /// Registrar token that records consents for [`Server::authorization`].
+    pub registrar: String,
+    /// Consents recorded so far: patient → `X-Patient-Authorization` value; and the last one used.
+    consents: std::cell::RefCell<(std::collections::HashMap<String, String>, Option<String>)>,
 }
 
 /// The clinician token of the test configuration (`tests/cli/mllp.rs`).
 pub const TEST_TOKEN: &str = "test-clinician-token";
+/// The registrar token of the test configuration.
+pub const TEST_REGISTRAR: &str = "test-registrar-token";
 
 impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
@@ -95,13 +101,73 @@ impl Server {
             .find_map(|l| l["demo_token"].as_str())
             .unwrap_or(TEST_TOKEN)
             .to_string();
+        let registrar = lines
+            .iter()
+            .find_map(|l| l["registrar_token"].as_str())
+            .unwrap_or(TEST_REGISTRAR)
+            .to_string();
         Server {
             child,
             http,
             mllp,
             lines,
             token,
+            registrar,
+            consents: Default::default(),
         }
+    }
+
+    /// A server started by other means (its stdout already read), with the test tokens.
+    pub fn from_parts(
+        child: Child,
+        http: String,
+        mllp: String,
+        lines: Vec<serde_json::Value>,
+    ) -> Server {
+        Server {
+            child,
+            http,
+            mllp,
+            lines,
+            token: TEST_TOKEN.to_string(),
+            registrar: TEST_REGISTRAR.to_string(),
+            consents: Default::default(),
+        }
+    }
+
+    /// The `X-Patient-Authorization` value of a consent for `patient`, recorded (once) through
+    /// `POST /api/v1/consents` as the registrar.
+    pub fn authorization(&self, patient: &str) -> String {
+        if let Some(v) = self.consents.borrow().0.get(patient) {
+            return v.clone();
+        }
+        let (st, body) = self.post(
+            "/api/v1/consents",
+            &[("Authorization", &format!("Bearer {}", self.registrar))],
+            &serde_json::json!({"patient": patient,
+                "credential": {"kind": "health_card", "value": "test card"}}),
+        );
+        assert_eq!(st, 201, "recording a consent for {patient}: {body}");
+        let v = body["authorization"]
+            .as_str()
+            .expect("authorization")
+            .to_string();
+        self.consents
+            .borrow_mut()
+            .0
+            .insert(patient.to_string(), v.clone());
+        v
+    }
+
+    /// The patient a path names (`/api/v1/patients/{id}/…`, `?patient=`), if one.
+    fn patient_of(path: &str) -> Option<String> {
+        if let Some(rest) = path.strip_prefix("/api/v1/patients/") {
+            return rest.split(['/', '?']).next().map(str::to_string);
+        }
+        let q = path.split_once('?')?.1;
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("patient="))
+            .map(|v| percent_decode(v))
     }
 
     /// POST JSON with these headers.
@@ -133,16 +199,24 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// GET as the clinician, with the patient's authorisation.
+    /// GET as the clinician, with the patient's authorisation: a consent recorded for the
+    /// patient the path names, else for the patient of the last such GET (a report read by
+    /// hash after that patient's results).
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let auth = format!("Bearer {}", self.token);
-        self.get_with(
-            path,
-            &[
-                ("Authorization", auth.as_str()),
-                ("X-Patient-Authorization", "health_card 1234"),
-            ],
-        )
+        let consent = match Self::patient_of(path) {
+            Some(p) if p.contains(':') => {
+                let v = self.authorization(&p);
+                self.consents.borrow_mut().1 = Some(v.clone());
+                Some(v)
+            }
+            _ => self.consents.borrow().1.clone(),
+        };
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if let Some(c) = &consent {
+            headers.push(("X-Patient-Authorization", c.as_str()));
+        }
+        self.get_with(path, &headers)
     }
 
     /// GET with exactly these headers.
@@ -161,6 +235,25 @@ impl Server {
             Err(e) => panic!("GET {url}: {e}"),
         }
     }
+}
+
+/// `%XX` decoding of a query value.
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
 }
 
 impl Drop for Server {

@@ -49,6 +49,12 @@ fn clinician_journey_in_a_real_browser() {
         .find_map(|l| l["commission_token"].as_str())
         .expect("demo commission token")
         .to_string();
+    let patient_auth = server
+        .lines
+        .iter()
+        .find_map(|l| l["demo_patient_authorization"].as_str())
+        .expect("demo patient authorization")
+        .to_string();
     let shots = repo().join("target/web-shots");
     let out = Command::new("node")
         .arg(repo().join("tests/web/browser.mjs"))
@@ -57,6 +63,7 @@ fn clinician_journey_in_a_real_browser() {
         .env("HUREN_MLLP", &server.mllp)
         .env("DEMO_TOKEN", &server.token)
         .env("COMMISSION_TOKEN", &commission)
+        .env("DEMO_PATIENT_AUTHORIZATION", &patient_auth)
         .env("SHOTS", &shots)
         .output()
         .expect("run node");

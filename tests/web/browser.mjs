@@ -3,6 +3,7 @@
 // which the Rust side checks against the audit log. Exits non-zero on the first failure.
 //
 // env: HUREN_URL, HUREN_MLLP, DEMO_TOKEN, COMMISSION_TOKEN, SHOTS (screenshot directory),
+//      DEMO_PATIENT_AUTHORIZATION ("KIND CODE", the consent `serve --demo` recorded),
 //      CHROMIUM (default /usr/bin/chromium)
 import { chromium } from "playwright-core";
 import net from "node:net";
@@ -94,8 +95,9 @@ try {
   // Find the demo patient.
   await page.check("#by-nid");
   await page.fill("#national_id", nid);
-  await page.selectOption("#auth_kind", "health_card");
-  await page.fill("#auth_code", "123456");
+  const [authKind, authCode] = (process.env.DEMO_PATIENT_AUTHORIZATION || "").split(" ");
+  await page.selectOption("#auth_kind", authKind);
+  await page.fill("#auth_code", authCode);
   const t0 = Date.now();
   await Promise.all([page.waitForNavigation(), page.click("#search-go")]);
   await page.waitForSelector("ol.timeline li.res");

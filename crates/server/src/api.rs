@@ -14,15 +14,15 @@ use huren_model::{PatientId, Report, ReportKind, ReportStatus};
 use huren_recognition::stable_until_all;
 use huren_recognition::{
     evaluate_all, validate_decision, AuthorizationKind, Candidate, CandidateStatus, Category,
-    Closure, Critical, Decision, Demographics, EncounterKind, IdentityMethod, Images,
-    IntendedOrder, Level, PatientAuthorization, QueryContext, Rules, Sex, Times, Verdict,
+    Closure, Critical, Decision, Demographics, IdentityMethod, Images, IntendedOrder, Level,
+    QueryContext, Rules, Sex, Times, Verdict,
 };
-use huren_store::{AuditLog, AuditRecord, IdentityLink, ReportMeta};
+use huren_store::{AuditRecord, IdentityLink, ReportMeta};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::answers::{Answer, AnswerCache};
-use crate::auth::{Principal, Role, Tokens};
+use crate::auth::{Principal, Role};
 use crate::http::Problem;
 use crate::pipeline::Gateway;
 
@@ -33,10 +33,9 @@ pub struct ApiState {
     pub gw: Gateway,
     /// Recognition rules.
     pub rules: Arc<Rules>,
-    /// The audit log.
-    pub audit: Arc<AuditLog>,
-    /// Bearer tokens.
-    pub tokens: Arc<Tokens>,
+    /// The gate: authentication, the patient's authorisation, audit — and the only read
+    /// access to patient data.
+    pub gate: Arc<crate::gate::Gate>,
     /// Sessions of the web page.
     pub web: Arc<crate::web::Sessions>,
     /// Evaluated answers of the results and check endpoints.
@@ -46,14 +45,7 @@ pub struct ApiState {
 impl ApiState {
     /// Writes one audit record; the request fails (500) if it cannot be made durable.
     pub async fn audit(&self, record: AuditRecord) -> Result<(), Problem> {
-        self.audit.append(record).await.map(|_| ()).map_err(|e| {
-            tracing::error!(error = %e, "audit log append failed");
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "audit failure",
-                "the request could not be audited and was not answered",
-            )
-        })
+        self.gate.audit(record).await
     }
 }
 
@@ -74,7 +66,7 @@ impl FromRequestParts<ApiState> for Authed {
             .extensions
             .get::<crate::https::PeerInstitution>()
             .and_then(|p| p.0.clone());
-        let why = match (token.map(|t| st.tokens.lookup(t)), peer) {
+        let why = match (token.map(|t| st.gate.tokens().lookup(t)), peer) {
             (Some(Some(p)), Some(inst)) if p.institution != inst => {
                 let mut r = record(p, "authenticate");
                 r.outcome = format!(
@@ -89,14 +81,7 @@ impl FromRequestParts<ApiState> for Authed {
                 ));
             }
             (Some(Some(p)), _) => return Ok(Authed(p.clone())),
-            (None, Some(inst)) => {
-                return Ok(Authed(Principal {
-                    id: format!("cert:{inst}"),
-                    institution: inst,
-                    role: Role::InstitutionSystem,
-                    department: String::new(),
-                }))
-            }
+            (None, Some(inst)) => return Ok(Authed(Principal::system(&inst))),
             (Some(None), _) => "invalid token",
             (None, None) => "no bearer token",
         };
@@ -120,19 +105,7 @@ impl FromRequestParts<ApiState> for Authed {
     }
 }
 
-pub(crate) fn record(p: &Principal, action: &str) -> AuditRecord {
-    AuditRecord {
-        actor: p.id.clone(),
-        institution: p.institution.clone(),
-        role: serde_json::to_value(p.role)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        action: action.into(),
-        outcome: "ok".into(),
-        ..Default::default()
-    }
-}
+pub(crate) use crate::gate::{record, Ask, Asked};
 
 pub(crate) async fn require_role(
     st: &ApiState,
@@ -140,86 +113,7 @@ pub(crate) async fn require_role(
     roles: &[Role],
     action: &str,
 ) -> Result<(), Problem> {
-    if roles.contains(&p.role) {
-        return Ok(());
-    }
-    let mut r = record(p, action);
-    r.outcome = "denied: role".into();
-    st.audit(r).await?;
-    Err(Problem::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!("role {:?} may not {action}", p.role),
-    ))
-}
-
-/// The patient's authorisation from request headers: `X-Patient-Authorization: KIND TOKEN`
-/// (`med_insurance_code`, `health_card`, `id_card`) or `X-Break-Glass: REASON`
-/// (percent-encoded UTF-8).
-pub(crate) fn patient_authorization(
-    h: &HeaderMap,
-) -> Result<Option<PatientAuthorization>, Problem> {
-    if let Some(v) = h.get("x-break-glass") {
-        let raw = v.to_str().unwrap_or("");
-        let reason = percent_encoding::percent_decode_str(raw)
-            .decode_utf8()
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
-        if reason.is_empty() {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "bad break-glass",
-                "X-Break-Glass needs a reason (percent-encoded UTF-8)",
-            ));
-        }
-        return Ok(Some(PatientAuthorization {
-            kind: AuthorizationKind::BreakGlass,
-            reason: Some(reason),
-        }));
-    }
-    let Some(v) = h.get("x-patient-authorization") else {
-        return Ok(None);
-    };
-    let text = v.to_str().unwrap_or("");
-    let (kind, token) = text.split_once(' ').unwrap_or((text, ""));
-    let kind = match kind {
-        "med_insurance_code" => AuthorizationKind::MedInsuranceCode,
-        "health_card" => AuthorizationKind::HealthCard,
-        "id_card" => AuthorizationKind::IdCard,
-        _ => {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "bad patient authorization",
-                "X-Patient-Authorization: med_insurance_code|health_card|id_card TOKEN",
-            ))
-        }
-    };
-    if token.trim().is_empty() {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad patient authorization",
-            "the authorisation token is empty",
-        ));
-    }
-    Ok(Some(PatientAuthorization {
-        kind,
-        // Only a hash of the token is kept (audit), never the token.
-        reason: Some(crate::auth::token_hash(token.trim())),
-    }))
-}
-
-pub(crate) fn encounter(s: Option<&str>) -> Result<EncounterKind, Problem> {
-    match s.unwrap_or("outpatient") {
-        "outpatient" | "" => Ok(EncounterKind::Outpatient),
-        "emergency" => Ok(EncounterKind::Emergency),
-        "inpatient" => Ok(EncounterKind::Inpatient),
-        "physical_exam" => Ok(EncounterKind::PhysicalExam),
-        other => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad encounter",
-            format!("encounter must be outpatient, emergency, inpatient or physical_exam, not {other:?}"),
-        )),
-    }
+    st.gate.require_role(p, roles, action).await
 }
 
 fn parse_kind(s: Option<&str>) -> Result<Option<ReportKind>, Problem> {
@@ -241,49 +135,8 @@ fn parse_patient(id: &str) -> Result<PatientId, Problem> {
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad patient id", format!("{e}")))
 }
 
-fn now() -> DateTime<FixedOffset> {
-    chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Shanghai)
-        .fixed_offset()
-}
-
-/// Everything a request needs to evaluate a patient's results.
-pub(crate) struct Asked {
-    pub(crate) channel: Option<&'static str>,
-    pub(crate) patient: PatientId,
-    pub(crate) ctx: QueryContext,
-    pub(crate) principal: Principal,
-    pub(crate) action: &'static str,
-}
-
-impl Asked {
-    pub(crate) fn audit_base(&self) -> AuditRecord {
-        let mut r = record(&self.principal, self.action);
-        r.purpose = Some(format!("{:?}", self.ctx.encounter).to_lowercase());
-        if let Some(a) = &self.ctx.patient_authorization {
-            r.break_glass = a.kind == AuthorizationKind::BreakGlass;
-            r.detail = json!({"authorization": serde_json::to_value(a.kind).unwrap_or(Value::Null),
-                "break_glass_reason": if r.break_glass { a.reason.clone() } else { None }});
-        }
-        if let Some(c) = self.channel {
-            merge(&mut r.detail, json!({ "channel": c }));
-        }
-        r
-    }
-}
-
-/// Authorises a patient-data request: role, patient authorisation (or an allowed
-/// break-glass). A refusal is audited and answered 403.
-/// What a patient-data request asks about.
-pub(crate) struct Ask<'a> {
-    /// `Some("web")` for the web page: recorded in every audit record of the request.
-    pub(crate) channel: Option<&'static str>,
-    pub(crate) patient: &'a str,
-    pub(crate) encounter: Option<&'a str>,
-    pub(crate) intended: Option<IntendedOrder>,
-    pub(crate) demographics: Demographics,
-}
-
+/// Authorises a patient-data request through the gate (headers:
+/// `X-Patient-Authorization: KIND CODE` or `X-Break-Glass: REASON`).
 pub(crate) async fn authorise(
     st: &ApiState,
     p: Principal,
@@ -291,66 +144,8 @@ pub(crate) async fn authorise(
     headers: &HeaderMap,
     ask: Ask<'_>,
 ) -> Result<Asked, Problem> {
-    let auth = patient_authorization(headers)?;
-    authorise_with(st, p, action, auth, ask).await
-}
-
-/// [`authorise`] with the patient's authorisation already read (the web page keeps it in
-/// the session).
-pub(crate) async fn authorise_with(
-    st: &ApiState,
-    p: Principal,
-    action: &'static str,
-    auth: Option<PatientAuthorization>,
-    ask: Ask<'_>,
-) -> Result<Asked, Problem> {
-    let roles: &[Role] = if action == "decision" {
-        &[Role::Clinician]
-    } else {
-        &[Role::Clinician, Role::InstitutionSystem]
-    };
-    require_role(st, &p, roles, action).await?;
-    let patient = parse_patient(ask.patient)?;
-    let encounter = encounter(ask.encounter)?;
-    let (intended, demographics) = (ask.intended, ask.demographics);
-    let policy = &st.rules.file.patient_authorization;
-    let refused = match auth.as_ref().map(|a| a.kind) {
-        Some(AuthorizationKind::BreakGlass) => {
-            (!policy.break_glass_allowed_for.contains(&encounter)).then(|| {
-                format!("break-glass is not allowed for a {encounter:?} encounter").to_lowercase()
-            })
-        }
-        Some(_) => None,
-        None => policy
-            .required
-            .then(|| "the patient's authorisation is required".to_string()),
-    };
-    let asked = Asked {
-        channel: ask.channel,
-        patient,
-        ctx: QueryContext {
-            now: now(),
-            requester_org: p.institution.clone(),
-            encounter,
-            intended_order: intended,
-            patient: demographics,
-            patient_authorization: auth,
-            clinical_flags: Default::default(),
-        },
-        principal: p,
-        action,
-    };
-    if let Some(why) = refused {
-        let mut r = asked.audit_base();
-        r.patient = st.gw.store.person_key(&asked.patient).ok();
-        r.outcome = format!("denied: {why}");
-        st.audit(r).await?;
-        return Err(
-            Problem::new(StatusCode::FORBIDDEN, "patient authorisation", why)
-                .code("NO_PATIENT_AUTHORIZATION"),
-        );
-    }
-    Ok(asked)
+    let presented = crate::gate::presented(headers)?;
+    st.gate.patient(p, action, presented, ask).await
 }
 
 /// One evaluated result: a report and one item of it.
@@ -499,19 +294,10 @@ pub(crate) async fn evaluate_patient_item(
     kind: Option<ReportKind>,
     item: Option<&str>,
 ) -> Result<(IdentityLink, Vec<Evaluated>), Problem> {
-    let store = st.gw.store.clone();
-    let pid = asked.patient.clone();
-    let (link, loaded) = tokio::task::spawn_blocking(move || {
-        let (link, metas) = store.patient_reports(&pid, kind)?;
-        let mut out = Vec::with_capacity(metas.len());
-        for m in metas {
-            if let Some(r) = store.report_shared(&m.hash)? {
-                out.push((m, r));
-            }
-        }
-        Ok::<_, huren_store::StoreError>((link, out))
-    })
-    .await??;
+    let gate = st.gate.clone();
+    let token = asked.token.clone();
+    let (link, loaded) =
+        tokio::task::spawn_blocking(move || gate.patient_reports(&token, kind)).await??;
     let queried_local = match &asked.patient {
         PatientId::Local {
             institution,
@@ -714,12 +500,13 @@ pub async fn results(
             encounter: q.encounter.as_deref(),
             intended: None,
             demographics: demographics(q.sex.as_deref(), q.birth_date.as_deref()),
+            kind,
         },
     )
     .await?;
-    let person = st.gw.store.person_key(&asked.patient)?;
+    let person = asked.person.clone();
     // Read before the reports are: an answer is kept only while this has not moved.
-    let generation = st.gw.store.person_generation(&person);
+    let generation = st.gate.person_generation(&asked);
     let key = AnswerCache::key(&(
         "results",
         &id,
@@ -931,11 +718,12 @@ pub async fn check(
             encounter: b.encounter.as_deref(),
             intended: Some(order),
             demographics: Demographics::default(),
+            kind: None,
         },
     )
     .await?;
-    let person = st.gw.store.person_key(&asked.patient)?;
-    let generation = st.gw.store.person_generation(&person);
+    let person = asked.person.clone();
+    let generation = st.gate.person_generation(&asked);
     let key = AnswerCache::key(&(
         "check",
         &b.patient,
@@ -1101,6 +889,7 @@ pub async fn decide(
             encounter: b.encounter.as_deref(),
             intended: None,
             demographics: Demographics::default(),
+            kind: None,
         },
     )
     .await?;
@@ -1137,7 +926,6 @@ pub(crate) async fn decide_core(
         ));
     };
     let mut rec = asked.audit_base();
-    rec.patient = st.gw.store.person_key(&asked.patient).ok();
     let price = e
         .verdict
         .evidence
@@ -1168,7 +956,7 @@ pub(crate) async fn decide_core(
         .code(err.code()));
     }
     rec.returned = vec![e.meta.hash.to_string()];
-    let entry = st.audit.append(rec).await.map_err(|err| {
+    let entry = st.gate.audit_log().append(rec).await.map_err(|err| {
         tracing::error!(error = %err, "audit log append failed");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -1217,7 +1005,7 @@ pub async fn stats(
             "group_by must be institution, item or reason",
         ));
     }
-    let audit = st.audit.clone();
+    let audit = st.gate.audit_log().clone();
     let entries = tokio::task::spawn_blocking(move || {
         audit.scan(|e| {
             let d =
@@ -1334,8 +1122,8 @@ pub async fn audit_view(
 ) -> Result<Json<Value>, Problem> {
     require_role(&st, &p, &[Role::PrivacyOfficer], "read_audit").await?;
     let pid = parse_patient(&q.patient)?;
-    let key = st.gw.store.person_key(&pid)?;
-    let audit = st.audit.clone();
+    let key = st.gate.person_key(&pid)?;
+    let audit = st.gate.audit_log().clone();
     let k2 = key.clone();
     let entries = tokio::task::spawn_blocking(move || {
         audit.scan(|e| e.record.patient.as_deref() == Some(k2.as_str()))

@@ -58,12 +58,52 @@ pub struct Config {
     /// Recognition rules.
     #[serde(default)]
     pub recognition: RecognitionConfig,
+    /// Access settings: search cap, consent lifetimes.
+    #[serde(default)]
+    pub access: AccessConfig,
     /// Clinician (and officer) bearer tokens, stored hashed.
     #[serde(default, rename = "clinician")]
     pub clinicians: Vec<crate::auth::TokenConfig>,
     /// The resolved national-ID secret (looked up once; see [`Config::national_id_secret`]).
     #[serde(skip)]
     secret: std::sync::OnceLock<String>,
+}
+
+/// `[access]`: the gate's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Most matches one search answers (QIDO-RS, C-FIND); default 200.
+    pub search_cap: usize,
+    /// Default lifetime of a recorded consent, hours; default 24.
+    pub consent_ttl_hours: u32,
+    /// Longest lifetime a consent may be given, hours; default 720 (30 days).
+    pub consent_max_ttl_hours: u32,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            search_cap: 200,
+            consent_ttl_hours: 24,
+            consent_max_ttl_hours: 720,
+        }
+    }
+}
+
+impl AccessConfig {
+    /// The gate's options.
+    pub fn gate_options(&self) -> crate::gate::GateOptions {
+        crate::gate::GateOptions {
+            search_cap: self.search_cap.max(1),
+            consent_ttl: chrono::Duration::hours(i64::from(self.consent_ttl_hours.max(1))),
+            consent_max_ttl: chrono::Duration::hours(i64::from(
+                self.consent_max_ttl_hours
+                    .max(self.consent_ttl_hours)
+                    .max(1),
+            )),
+        }
+    }
 }
 
 /// One institution (医疗机构) of the consortium.

@@ -353,20 +353,6 @@ async fn search(
         ));
     };
     let range = date_filter(q.date.as_deref())?;
-    let asked = authorise(
-        st,
-        who,
-        "fhir_read",
-        headers,
-        Ask {
-            channel: None,
-            patient,
-            encounter: q.encounter.as_deref(),
-            intended: None,
-            demographics: Demographics::default(),
-        },
-    )
-    .await?;
     let kind = match q.category.as_deref() {
         None | Some("") => None,
         Some("LAB" | "laboratory") => Some(ReportKind::Lab),
@@ -380,6 +366,21 @@ async fn search(
             ))
         }
     };
+    let asked = authorise(
+        st,
+        who,
+        "fhir_read",
+        headers,
+        Ask {
+            channel: None,
+            patient,
+            encounter: q.encounter.as_deref(),
+            intended: None,
+            demographics: Demographics::default(),
+            kind,
+        },
+    )
+    .await?;
     let (_, evaluated) = evaluate_patient(st, &asked, kind).await?;
     let shown: Vec<Evaluated> = evaluated
         .into_iter()
@@ -393,7 +394,6 @@ async fn search(
         })
         .collect();
     let mut rec = asked.audit_base();
-    rec.patient = st.gw.store.person_key(&asked.patient).ok();
     rec.returned = shown.iter().map(|e| e.meta.hash.to_string()).collect();
     rec.returned.dedup();
     merge(&mut rec.detail, json!({"fhir": resource}));

@@ -3,11 +3,11 @@
 //! recognition endpoints.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use huren_model::{ContentHash, PatientId, ReportKind};
+use huren_model::ReportKind;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -117,6 +117,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/recognition/decisions", post(crate::api::decide))
         .route("/api/v1/stats/recognition", get(crate::api::stats))
         .route("/api/v1/audit", get(crate::api::audit_view))
+        .route("/api/v1/consents", post(record_consent))
+        .route(
+            "/api/v1/consents/{id}",
+            axum::routing::delete(revoke_consent),
+        )
         .route(
             "/fhir/DiagnosticReport",
             get(crate::fhir::diagnostic_reports),
@@ -136,57 +141,112 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Audits a read of one report by hash (the hash came from an authorised results answer).
-async fn audit_report_read(
-    st: &ApiState,
-    who: &crate::auth::Principal,
-    action: &str,
-    meta: &huren_store::ReportMeta,
-) -> Result<(), Problem> {
-    let patient = st
-        .gw
-        .store
-        .person_key(&PatientId::Local {
-            institution: meta
-                .local
-                .split_once(':')
-                .map_or(String::new(), |(i, _)| i.to_string()),
-            local_id: meta
-                .local
-                .split_once(':')
-                .map_or(String::new(), |(_, l)| l.to_string()),
-        })
-        .ok();
-    st.audit(huren_store::AuditRecord {
-        actor: who.id.clone(),
-        institution: who.institution.clone(),
-        role: "clinician".into(),
-        action: action.into(),
-        patient,
-        outcome: "ok".into(),
-        returned: vec![meta.hash.to_string()],
-        ..Default::default()
-    })
-    .await
+/// Body of `POST /api/v1/consents`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentBody {
+    /// `INST:LOCAL` or `nid:…`.
+    patient: String,
+    /// The credential the patient presented.
+    credential: CredentialBody,
+    /// `all` (default), `lab`, `imaging` or `ecg`.
+    #[serde(default)]
+    scope: Option<String>,
+    /// Lifetime in hours (default from the configuration, 24).
+    #[serde(default)]
+    ttl_hours: Option<u32>,
 }
 
-pub(crate) async fn clinician(st: &ApiState, who: &crate::auth::Principal) -> Result<(), Problem> {
-    if matches!(who.role, Role::Clinician | Role::InstitutionSystem) {
-        return Ok(());
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialBody {
+    /// `med_insurance_code`, `health_card` or `id_card`.
+    kind: String,
+    /// What the card or code says (kept only as a keyed digest).
+    value: String,
+}
+
+/// `POST /api/v1/consents`: a registration clerk or an institution's system records the
+/// patient's authorisation; 201 with the code (shown once) and the header value to use.
+async fn record_consent(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    body: Result<Json<ConsentBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, Problem> {
+    st.gate
+        .require_role(
+            &who,
+            &[Role::Registrar, Role::InstitutionSystem],
+            "record_consent",
+        )
+        .await?;
+    let Json(b) =
+        body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", e.body_text()))?;
+    let kind = huren_access::CredentialKind::parse(&b.credential.kind).ok_or_else(|| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad credential",
+            "credential.kind must be med_insurance_code, health_card or id_card",
+        )
+    })?;
+    if b.credential.value.trim().is_empty() || b.credential.value.len() > 256 {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad credential",
+            "credential.value must be 1..256 bytes",
+        ));
     }
-    st.audit(huren_store::AuditRecord {
-        actor: who.id.clone(),
-        institution: who.institution.clone(),
-        action: "read_report".into(),
-        outcome: "denied: role".into(),
-        ..Default::default()
-    })
-    .await?;
-    Err(Problem::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "only clinicians read reports",
-    ))
+    let scope = huren_access::ConsentScope::parse(b.scope.as_deref().unwrap_or("all")).ok_or_else(
+        || {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad scope",
+                "scope must be all, lab, imaging or ecg",
+            )
+        },
+    )?;
+    let ttl = b.ttl_hours.map(|h| chrono::Duration::hours(i64::from(h)));
+    let issued = st
+        .gate
+        .issue_consent(
+            &who,
+            &b.patient,
+            kind,
+            b.credential.value.trim(),
+            scope,
+            ttl,
+        )
+        .await?;
+    let c = &issued.consent;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "consent": c.id,
+            "patient": b.patient,
+            "credential": kind.as_str(),
+            "scope": scope.as_str(),
+            "issued_at": c.issued_at,
+            "expires_at": c.expires_at,
+            "code": issued.code,
+            "authorization": format!("{} {}", kind.as_str(), issued.code),
+        })),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/v1/consents/{id}`: the issuing institution or a privacy officer revokes.
+async fn revoke_consent(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let c = st.gate.revoke_consent(&who, &id).await?;
+    Ok(Json(json!({
+        "consent": c.id,
+        "revoked_at": c.revoked_at,
+        "expires_at": c.expires_at,
+    })))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -198,22 +258,13 @@ struct ReportsQuery {
     kind: Option<String>,
 }
 
-fn parse_hash(s: &str) -> Result<ContentHash, Problem> {
-    s.parse()
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad report hash", format!("{e}")))
-}
-
 async fn patient_reports(
     State(st): State<ApiState>,
     Authed(who): Authed,
     Path(id): Path<String>,
     Query(q): Query<ReportsQuery>,
+    headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    clinician(&st, &who).await?;
-    let gw = &st.gw;
-    let pid: PatientId = id
-        .parse()
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad patient id", format!("{e}")))?;
     let kind = match q.kind.as_deref() {
         None | Some("") => None,
         Some("lab") => Some(ReportKind::Lab),
@@ -227,41 +278,36 @@ async fn patient_reports(
             ))
         }
     };
-    let store = gw.store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let (link, metas) = store.patient_reports(&pid, kind)?;
-        let mut out = Vec::with_capacity(metas.len());
-        for m in metas {
-            let report = store.report(&m.hash)?;
-            out.push(json!({"meta": m, "report": report}));
-        }
-        Ok::<_, huren_store::StoreError>((link, out))
-    })
-    .await??;
-    st.audit(huren_store::AuditRecord {
-        actor: who.id.clone(),
-        institution: who.institution.clone(),
-        role: "clinician".into(),
-        action: "read_reports".into(),
-        patient: gw
-            .store
-            .person_key(&id.parse::<PatientId>().map_err(|e| {
-                Problem::new(StatusCode::BAD_REQUEST, "bad patient id", format!("{e}"))
-            })?)
-            .ok(),
-        outcome: "ok".into(),
-        returned: result
-            .1
-            .iter()
-            .filter_map(|r| r["meta"]["hash"].as_str().map(str::to_string))
-            .collect(),
-        ..Default::default()
-    })
+    let asked = crate::api::authorise(
+        &st,
+        who,
+        "read_reports",
+        &headers,
+        crate::gate::Ask {
+            channel: None,
+            patient: &id,
+            encounter: None,
+            intended: None,
+            demographics: Default::default(),
+            kind,
+        },
+    )
     .await?;
+    let gate = st.gate.clone();
+    let token = asked.token.clone();
+    let (link, loaded) =
+        tokio::task::spawn_blocking(move || gate.patient_reports(&token, kind)).await??;
+    let out: Vec<serde_json::Value> = loaded
+        .iter()
+        .map(|(m, r)| json!({"meta": m, "report": r.as_ref()}))
+        .collect();
+    let mut rec = asked.audit_base();
+    rec.returned = loaded.iter().map(|(m, _)| m.hash.to_string()).collect();
+    st.audit(rec).await?;
     Ok(Json(json!({
-        "identity_link": result.0,
-        "count": result.1.len(),
-        "reports": result.1,
+        "identity_link": link,
+        "count": out.len(),
+        "reports": out,
     })))
 }
 
@@ -269,27 +315,20 @@ async fn report(
     State(st): State<ApiState>,
     Authed(who): Authed,
     Path(hash): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    clinician(&st, &who).await?;
-    let gw = &st.gw;
-    let h = parse_hash(&hash)?;
-    let Some(meta) = gw.store.report_meta(&h)? else {
-        return Err(Problem::new(StatusCode::NOT_FOUND, "no such report", hash));
-    };
-    audit_report_read(&st, &who, "read_report", &meta).await?;
-    let Some(bytes) = gw.store.blob(&h)? else {
-        return Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "missing blob",
-            hash,
-        ));
-    };
+    let presented = crate::gate::presented(&headers)?;
+    let read = st
+        .gate
+        .report(&who, presented.as_ref(), &hash, "read_report")
+        .await?;
+    let bytes = read.bytes()?;
     let mut resp = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     let hv = |s: String| axum::http::HeaderValue::from_str(&s).ok();
-    if let Some(v) = hv(format!("\"{}\"", h.hex())) {
+    if let Some(v) = hv(format!("\"{}\"", read.meta.hash.hex())) {
         resp.headers_mut().insert(header::ETAG, v);
     }
-    if let Some(next) = meta.superseded_by {
+    if let Some(next) = read.meta.superseded_by {
         if let Some(v) = hv(next.to_string()) {
             resp.headers_mut().insert("x-huren-superseded-by", v);
         }
@@ -301,22 +340,15 @@ async fn original(
     State(st): State<ApiState>,
     Authed(who): Authed,
     Path(hash): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    clinician(&st, &who).await?;
-    let gw = &st.gw;
-    let h = parse_hash(&hash)?;
-    let Some(meta) = gw.store.report_meta(&h)? else {
-        return Err(Problem::new(StatusCode::NOT_FOUND, "no such report", hash));
-    };
-    audit_report_read(&st, &who, "read_original", &meta).await?;
-    let Some(bytes) = gw.store.blob(&meta.original)? else {
-        return Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "missing blob",
-            meta.original.to_string(),
-        ));
-    };
-    let ctype = match meta.kind {
+    let presented = crate::gate::presented(&headers)?;
+    let read = st
+        .gate
+        .report(&who, presented.as_ref(), &hash, "read_original")
+        .await?;
+    let bytes = read.original()?;
+    let ctype = match read.meta.kind {
         ReportKind::Lab => "application/hl7-v2",
         ReportKind::Imaging => "application/dicom",
         ReportKind::Ecg => "application/octet-stream",
@@ -370,7 +402,7 @@ async fn ecg_upload(
 
 /// The 12-lead SVG of an ECG body (its waveform blob read from the store).
 pub(crate) fn render_ecg(
-    gw: &crate::Gateway,
+    read: &crate::gate::ReportRead,
     body: &huren_model::EcgBody,
     hash: &str,
     opts: &huren_ecg::RenderOptions,
@@ -382,7 +414,7 @@ pub(crate) fn render_ecg(
             hash.to_string(),
         ));
     };
-    let Some(blob) = gw.store.blob(&wave_hash)? else {
+    let Some(blob) = read.attachment(&wave_hash)? else {
         return Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "missing blob",
@@ -412,17 +444,8 @@ async fn ecg_svg(
     Authed(who): Authed,
     Path(hash): Path<String>,
     Query(q): Query<SvgQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    clinician(&st, &who).await?;
-    let gw = &st.gw;
-    let h = parse_hash(&hash)?;
-    let Some(meta) = gw.store.report_meta(&h)? else {
-        return Err(Problem::new(StatusCode::NOT_FOUND, "no such report", hash));
-    };
-    let report = gw.store.report(&h)?;
-    let Some(body) = report.as_ref().and_then(|r| r.ecg.as_ref()) else {
-        return Err(Problem::new(StatusCode::NOT_FOUND, "not an ECG", hash));
-    };
     let mut opts = huren_ecg::RenderOptions::default();
     if let Some(l) = q.layout.as_deref() {
         opts.layout = huren_ecg::Layout::parse(l).ok_or_else(|| {
@@ -455,8 +478,16 @@ async fn ecg_svg(
             ))
         }
     }
-    let svg = render_ecg(gw, body, &hash, &opts)?;
-    audit_report_read(&st, &who, "read_ecg_trace", &meta).await?;
+    let presented = crate::gate::presented(&headers)?;
+    let read = st
+        .gate
+        .report(&who, presented.as_ref(), &hash, "read_ecg_trace")
+        .await?;
+    let report = read.report()?;
+    let Some(body) = report.as_ref().and_then(|r| r.ecg.as_ref()) else {
+        return Err(Problem::new(StatusCode::NOT_FOUND, "not an ECG", hash));
+    };
+    let svg = render_ecg(&read, body, &hash, &opts)?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),

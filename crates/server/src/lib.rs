@@ -8,6 +8,7 @@ pub mod config;
 pub mod dicom;
 pub mod ecg;
 pub mod fhir;
+pub mod gate;
 pub mod http;
 pub mod https;
 pub mod mllp;

@@ -15,8 +15,8 @@ use crate::config::Config;
 /// Shared state of a running gateway.
 #[derive(Clone)]
 pub struct Gateway {
-    /// The store.
-    pub store: Store,
+    /// The store: written by the ingest paths; read only through [`crate::gate::Gate`].
+    store: Store,
     /// The configuration.
     pub config: Arc<Config>,
     /// Demo mode: unknown HL7 senders are accepted with MSH-4 as institution code.
@@ -93,6 +93,26 @@ fn diag(code: u16, location: &str, message: String) -> Diagnostic {
 }
 
 impl Gateway {
+    /// A gateway over a store.
+    pub fn new(store: Store, config: Arc<Config>, demo: bool) -> Gateway {
+        Gateway {
+            store,
+            config,
+            demo,
+        }
+    }
+
+    /// The store for the ingest paths (this module, `dicom/mod.rs`, `ecg.rs`) only: handlers
+    /// read patient data through the gate (a test checks who calls this).
+    pub(crate) fn ingest_store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store's directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.store.dir()
+    }
+
     /// See [`prepare_hl7`].
     pub fn prepare_hl7(
         &self,

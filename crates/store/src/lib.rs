@@ -11,6 +11,7 @@
 
 pub mod audit;
 mod blobs;
+mod consents;
 mod error;
 mod generations;
 pub mod index;
@@ -24,6 +25,7 @@ use huren_model::{ContentHash, Hashed, InstanceRecord, PatientId, Report, Report
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditEntry, AuditLog, AuditRecord, AuditVerify};
+pub use consents::ConsentStore;
 pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};
 pub use journal::{Entry, IdentityOp, JournalRecord};

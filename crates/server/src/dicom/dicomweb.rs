@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::api::{ApiState, Authed};
 use crate::auth::Role;
-use crate::http::{clinician, Problem};
+use crate::http::Problem;
 
 /// The most one STOW-RS request body may carry (all parts together).
 pub const STOW_MAX_REQUEST_BYTES: u64 = 1 << 30;
@@ -305,19 +305,13 @@ async fn stow(
         ));
     }
     // One audit record per request: what was stored for which caller.
-    st.audit(huren_store::AuditRecord {
-        actor: who.id.clone(),
-        institution: who.institution.clone(),
-        role: "clinician".into(),
-        action: "stow_rs".into(),
-        outcome: if failed.is_empty() { "ok" } else { "partial" }.into(),
-        detail: json!({
-            "stored": stored.iter().map(|s| &s.instance).collect::<Vec<_>>(),
-            "failed": failed.len(),
-        }),
-        ..Default::default()
-    })
-    .await?;
+    let mut rec = crate::gate::record(&who, "stow_rs");
+    rec.outcome = if failed.is_empty() { "ok" } else { "partial" }.into();
+    rec.detail = json!({
+        "stored": stored.iter().map(|s| &s.instance).collect::<Vec<_>>(),
+        "failed": failed.len(),
+    });
+    st.audit(rec).await?;
 
     let status = if failed.is_empty() {
         StatusCode::OK
@@ -410,57 +404,32 @@ fn multipart_problem(e: multer::Error, parts: usize, stored: &[Stored]) -> Probl
 
 // ---------------------------------------------------------------- WADO-RS
 
-/// The instances a WADO-RS path names, each checked to belong to the path's study (and
-/// series); 404 when there are none.
+/// The instances a WADO-RS path names, through the gate (allowed for the caller's own
+/// institution or with the patient's verified authorisation; one audit record).
 async fn select(
     st: &ApiState,
-    study: &str,
-    series: Option<&str>,
-    uid: Option<&str>,
-) -> Result<Vec<InstanceRecord>, Problem> {
-    let store = st.gw.store.clone();
-    let (study, series, uid) = (
-        study.to_string(),
-        series.map(str::to_string),
-        uid.map(str::to_string),
-    );
-    let recs = tokio::task::spawn_blocking(
-        move || -> Result<Vec<InstanceRecord>, huren_store::StoreError> {
-            let mut recs = match &uid {
-                Some(u) => store.instance(u)?.into_iter().collect(),
-                None => store.instances_of_study(&study)?,
-            };
-            recs.retain(|r| {
-                r.study_instance_uid == study
-                    && series.as_ref().is_none_or(|s| &r.series_instance_uid == s)
-            });
-            recs.sort_by(|a, b| {
-                (
-                    &a.series_number,
-                    &a.series_instance_uid,
-                    &a.instance_number,
-                    &a.sop_instance_uid,
-                )
-                    .cmp(&(
-                        &b.series_number,
-                        &b.series_instance_uid,
-                        &b.instance_number,
-                        &b.sop_instance_uid,
-                    ))
-            });
-            Ok(recs)
-        },
-    )
-    .await?
-    .map_err(super::web::store_problem)?;
-    if recs.is_empty() {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "not found",
-            "no such study, series or instance",
-        ));
-    }
-    Ok(recs)
+    who: &crate::auth::Principal,
+    headers: &HeaderMap,
+    (study, series, uid): (&str, Option<&str>, Option<&str>),
+    action: &str,
+    detail: Value,
+    precheck: Option<&(dyn Fn(&[InstanceRecord]) -> Result<(), Problem> + Sync)>,
+) -> Result<crate::gate::InstancesRead, Problem> {
+    let presented = crate::gate::presented(headers)?;
+    st.gate
+        .instances(
+            who,
+            presented.as_ref(),
+            crate::gate::Selection {
+                study: Some(study),
+                series,
+                instance: uid,
+            },
+            action,
+            detail,
+            precheck,
+        )
+        .await
 }
 
 /// Whether `Accept` admits `multipart/related; type="application/dicom"` with the stored
@@ -504,20 +473,19 @@ async fn wado(
     series: Option<String>,
     uid: Option<String>,
 ) -> Result<Response, Problem> {
-    clinician(&st, &who).await?;
-    let recs = select(&st, &study, series.as_deref(), uid.as_deref()).await?;
-    accepts_dicom(&headers, &recs)?;
-    let refs: Vec<&InstanceRecord> = recs.iter().collect();
-    super::web::audit_instances(
+    let read = select(
         &st,
         &who,
+        &headers,
+        (&study, series.as_deref(), uid.as_deref()),
         "wado_retrieve",
-        &refs,
         json!({ "study": study, "series": series, "instance": uid }),
+        Some(&|recs: &[InstanceRecord]| accepts_dicom(&headers, recs)),
     )
     .await?;
+    let recs = &read.records;
     let boundary = boundary_for(&recs[0].original);
-    let store = st.gw.store.clone();
+    let store = read.originals();
     let b = boundary.clone();
     // Streamed one original at a time (a study can be gigabytes).
     let hashes: Vec<huren_model::ContentHash> = recs.iter().map(|r| r.original).collect();
@@ -529,11 +497,9 @@ async fn wado(
             let Some(h) = h else {
                 return Ok::<_, std::io::Error>(bytes::Bytes::from(format!("--{b}--\r\n")));
             };
-            let blob = tokio::task::spawn_blocking(move || store.blob(&h))
+            let blob = tokio::task::spawn_blocking(move || store.read(&h))
                 .await
-                .map_err(std::io::Error::other)?
-                .map_err(std::io::Error::other)?
-                .ok_or_else(|| std::io::Error::other(format!("missing blob {h}")))?;
+                .map_err(std::io::Error::other)??;
             let mut part = format!("--{b}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes();
             part.extend_from_slice(&blob);
             part.extend_from_slice(b"\r\n");
@@ -669,35 +635,24 @@ async fn bulk(
     (study, series, uid): (String, String, String),
     want: Want,
 ) -> Result<Response, Problem> {
-    clinician(&st, &who).await?;
-    let recs = select(&st, &study, Some(&series), Some(&uid)).await?;
     accepts_multipart(&headers)?;
-    let refs: Vec<&InstanceRecord> = recs.iter().collect();
     let (action, what) = match &want {
         Want::Bulk(p) => ("wado_bulkdata", json!({ "path": p })),
         Want::Frames(n) => ("wado_frames", json!({ "frames": n })),
     };
-    super::web::audit_instances(
+    let read = select(
         &st,
         &who,
+        &headers,
+        (&study, Some(&series), Some(&uid)),
         action,
-        &refs,
         json!({ "study": study, "series": series, "instance": uid, "what": what }),
+        None,
     )
     .await?;
-    let store = st.gw.store.clone();
-    let original = recs[0].original;
+    let original = read.records[0].original;
     let out = tokio::task::spawn_blocking(move || -> Result<huren_dicom::bulk::Bulk, Problem> {
-        let bytes = store
-            .blob(&original)
-            .map_err(super::web::store_problem)?
-            .ok_or_else(|| {
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "missing blob",
-                    original.to_string(),
-                )
-            })?;
+        let bytes = read.original(&read.records[0])?;
         match want {
             Want::Bulk(p) => huren_dicom::bulk::bulk_data(&bytes, &p),
             Want::Frames(n) => huren_dicom::bulk::frames(&bytes, &n),
@@ -795,35 +750,25 @@ pub fn metadata_json(bytes: &[u8], instance_url: &str) -> Result<Value, huren_di
 async fn metadata(
     st: ApiState,
     who: crate::auth::Principal,
+    headers: HeaderMap,
     study: String,
     series: Option<String>,
     uid: Option<String>,
 ) -> Result<Response, Problem> {
-    clinician(&st, &who).await?;
-    let recs = select(&st, &study, series.as_deref(), uid.as_deref()).await?;
-    let refs: Vec<&InstanceRecord> = recs.iter().collect();
-    super::web::audit_instances(
+    let read = select(
         &st,
         &who,
+        &headers,
+        (&study, series.as_deref(), uid.as_deref()),
         "wado_metadata",
-        &refs,
         json!({ "study": study, "series": series, "instance": uid }),
+        None,
     )
     .await?;
-    let store = st.gw.store.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, Problem> {
-        let mut out = Vec::with_capacity(recs.len());
-        for r in &recs {
-            let bytes = store
-                .blob(&r.original)
-                .map_err(super::web::store_problem)?
-                .ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "missing blob",
-                        r.original.to_string(),
-                    )
-                })?;
+        let mut out = Vec::with_capacity(read.records.len());
+        for r in &read.records {
+            let bytes = read.original(r)?;
             let url = format!(
                 "/dicomweb/studies/{}/series/{}/instances/{}",
                 r.study_instance_uid, r.series_instance_uid, r.sop_instance_uid
@@ -849,23 +794,26 @@ async fn metadata(
 async fn meta_study(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    headers: HeaderMap,
     Path(study): Path<String>,
 ) -> Result<Response, Problem> {
-    metadata(st, who, study, None, None).await
+    metadata(st, who, headers, study, None, None).await
 }
 
 async fn meta_series(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    headers: HeaderMap,
     Path((study, series)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    metadata(st, who, study, Some(series), None).await
+    metadata(st, who, headers, study, Some(series), None).await
 }
 
 async fn meta_instance(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    headers: HeaderMap,
     Path((study, series, uid)): Path<(String, String, String)>,
 ) -> Result<Response, Problem> {
-    metadata(st, who, study, Some(series), Some(uid)).await
+    metadata(st, who, headers, study, Some(series), Some(uid)).await
 }

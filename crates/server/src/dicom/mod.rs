@@ -232,7 +232,7 @@ impl Gateway {
             Plan::Done(Box::new(out))
         };
         let r = &inst.record;
-        let prev = match self.store.instance(&r.sop_instance_uid) {
+        let prev = match self.ingest_store().instance(&r.sop_instance_uid) {
             Ok(p) => p,
             Err(e) => return fail(out, e),
         };
@@ -246,13 +246,13 @@ impl Gateway {
             None => study::Change::New,
         };
         let chain = format!("imaging|{institution}|{}", r.study_instance_uid);
-        let head = match self.store.chain_head(&chain) {
+        let head = match self.ingest_store().chain_head(&chain) {
             Ok(h) => h.map(|(_, hash)| hash),
             Err(e) => return fail(out, e),
         };
         let (prev_body, prev_status): (Option<ImagingBody>, Option<ReportStatus>) = match head {
             None => (None, None),
-            Some(h) => match self.store.report_shared(&h) {
+            Some(h) => match self.ingest_store().report_shared(&h) {
                 Ok(Some(rep)) => (rep.imaging.as_deref().cloned(), Some(rep.status)),
                 Ok(None) => (None, None),
                 Err(e) => return fail(out, e),
@@ -320,7 +320,12 @@ impl Gateway {
             Plan::Done(o) => *o,
             Plan::Commit(b) => {
                 let (ingest, record, out) = *b;
-                finish(out, self.store.commit_instances(ingest, vec![record]).await)
+                finish(
+                    out,
+                    self.ingest_store()
+                        .commit_instances(ingest, vec![record])
+                        .await,
+                )
             }
         }
     }
@@ -341,7 +346,8 @@ impl Gateway {
                 let (ingest, record, out) = *b;
                 finish(
                     out,
-                    self.store.commit_instances_blocking(ingest, vec![record]),
+                    self.ingest_store()
+                        .commit_instances_blocking(ingest, vec![record]),
                 )
             }
         }
@@ -426,20 +432,22 @@ pub fn preview_cache_key(original: &ContentHash, max_px: u32) -> String {
     format!("preview|{PREVIEW_RENDERER}|{}|{max_px}", original.hex())
 }
 
-impl Gateway {
-    /// A PNG preview of a stored instance (first frame, windowed, longest side ≤ `max_px`,
-    /// clamped to 1..=4096); `Ok(None)` when no such instance is stored. Rendered from the
-    /// stored original and cached as a blob under [`preview_cache_key`]; the cache write
-    /// happens in the background and its failure only costs a later re-render.
-    pub async fn preview_png(
-        &self,
-        sop_instance_uid: &str,
-        max_px: u32,
-    ) -> Result<Option<Vec<u8>>, PreviewFailure> {
+/// A PNG preview of a stored instance (first frame, windowed, longest side ≤ `max_px`,
+/// clamped to 1..=4096); `Ok(None)` when no such instance is stored. Rendered from the
+/// stored original and cached as a blob under [`preview_cache_key`]; the cache write
+/// happens in the background and its failure only costs a later re-render. Called by the
+/// gate only ([`crate::gate::InstancesRead::preview`]).
+pub(crate) async fn preview_png(
+    store: &huren_store::Store,
+    sop_instance_uid: &str,
+    max_px: u32,
+) -> Result<Option<Vec<u8>>, PreviewFailure> {
+    {
         let max_px = max_px.clamp(1, huren_dicom::preview::MAX_MAX_PX);
-        let store = self.store.clone();
+        let store2 = store.clone();
         let uid = sop_instance_uid.to_string();
         let job = tokio::task::spawn_blocking(move || {
+            let store = store2;
             let Some(rec) = store
                 .instance(&uid)
                 .map_err(|e| PreviewFailure::Store(e.to_string()))?
@@ -468,7 +476,7 @@ impl Gateway {
             Err(e) => return Err(PreviewFailure::Store(format!("render task: {e}"))),
         };
         if let Some(key) = key {
-            let store = self.store.clone();
+            let store = store.clone();
             let bytes = png.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = store.put_cached_blob(&key, &bytes) {

@@ -331,13 +331,15 @@ fn candidate_studies(store: &Store, keys: &[Key]) -> Result<Vec<StudyRow>, Store
 }
 
 /// Runs a query at `level`: every matching answer's attributes, in index order, after
-/// skipping `offset` and at most `limit`.
-pub fn find(
+/// skipping `offset` and at most `limit`, of the studies `allow` admits (the gate's scope:
+/// see [`crate::gate::SearchScope::find`], the only caller).
+pub(crate) fn find(
     store: &Store,
     level: Level,
     keys: &[Key],
     offset: usize,
     limit: usize,
+    allow: &dyn Fn(&StudyRow) -> bool,
 ) -> Result<Vec<Vec<Attr>>, StoreError> {
     let mut out = Vec::new();
     let mut skipped = 0usize;
@@ -349,7 +351,8 @@ pub fn find(
         }
         out.len() < limit
     };
-    let studies = candidate_studies(store, keys)?;
+    let mut studies = candidate_studies(store, keys)?;
+    studies.retain(|s| allow(s));
     match level {
         Level::Patient => {
             let mut by_patient: std::collections::BTreeMap<
@@ -403,7 +406,7 @@ pub fn find(
                     let Some(i) = store.instance(u.trim())? else {
                         continue;
                     };
-                    let Some(s) = store.study(&i.study_instance_uid)? else {
+                    let Some(s) = store.study(&i.study_instance_uid)?.filter(|s| allow(s)) else {
                         continue;
                     };
                     let attrs = image_attrs(&s, &i);

@@ -147,7 +147,13 @@ pub const EXTRA_STORAGE: &[&str] = &[
 /// DICOM TLS (the handshake, bounded by `timeout_secs`, comes first; with a client CA the
 /// certificate's institution must be the calling AE title's, otherwise the association is
 /// aborted right after negotiation).
-pub async fn serve(listener: TcpListener, gw: Gateway, aet: String, tls: Option<Arc<TlsSetup>>) {
+pub async fn serve(
+    listener: TcpListener,
+    gw: Gateway,
+    gate: Arc<crate::gate::Gate>,
+    aet: String,
+    tls: Option<Arc<TlsSetup>>,
+) {
     let limit = Arc::new(Semaphore::new(gw.config.dicom.max_associations.max(1)));
     let mut opts = options(&gw, &aet);
     if let Some(t) = &tls {
@@ -169,13 +175,14 @@ pub async fn serve(listener: TcpListener, gw: Gateway, aet: String, tls: Option<
             continue;
         };
         let gw = gw.clone();
+        let gate = gate.clone();
         let opts = opts.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let Some(t) = tls else {
                 match opts.establish_async(sock).await {
-                    Ok(a) => association(a, gw, None).await,
+                    Ok(a) => association(a, gw, gate, None).await,
                     Err(e) => tracing::info!(%peer, error = %e, "DICOM association refused"),
                 }
                 return;
@@ -195,7 +202,7 @@ pub async fn serve(listener: TcpListener, gw: Gateway, aet: String, tls: Option<
                 Ok(Ok(a)) => a,
             };
             match peer_institution(&t, a.inner_stream().get_ref().1) {
-                Ok(inst) => association(a, gw, inst).await,
+                Ok(inst) => association(a, gw, gate, inst).await,
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "DICOM TLS client refused");
                     let _ = a.abort().await;
@@ -224,6 +231,7 @@ fn acting_institution(gw: &Gateway, calling: &str, cert: Option<&str>) -> Result
 async fn association<S: Stream>(
     mut assoc: AsyncServerAssociation<S>,
     gw: Gateway,
+    gate: Arc<crate::gate::Gate>,
     cert: Option<String>,
 ) {
     use dicom_ul::association::Association;
@@ -341,7 +349,9 @@ async fn association<S: Stream>(
                             let at = std::mem::take(&mut header);
                             if cmd.field == C_FIND_RQ && !too_big {
                                 let peer_max = assoc.requestor_max_pdu_length();
-                                if find(&gw, &mut assoc, pc, &cmd, bytes, &ts, peer_max)
+                                let who =
+                                    huren_access::Principal::dicom_peer(&calling, &institution);
+                                if find(&gate, &who, &mut assoc, pc, &cmd, bytes, &ts, peer_max)
                                     .await
                                     .is_err()
                                 {
@@ -395,8 +405,10 @@ async fn association<S: Stream>(
 /// Answers one C-FIND: a pending response (FF00) with an identifier per match, then
 /// success (0000); A900 for an identifier without a usable Query/Retrieve Level, C000 for
 /// one that does not parse, A700 when the index cannot answer.
+#[allow(clippy::too_many_arguments)]
 async fn find<S: Stream>(
-    gw: &Gateway,
+    gate: &crate::gate::Gate,
+    who: &huren_access::Principal,
     assoc: &mut AsyncServerAssociation<S>,
     pc: u8,
     cmd: &Command,
@@ -404,12 +416,10 @@ async fn find<S: Stream>(
     ts: &str,
     peer_max_pdu: u32,
 ) -> Result<(), dicom_ul::association::Error> {
-    use super::query::{find as run, Key, Level};
-    let store = gw.store.clone();
-    let ts2 = ts.to_string();
+    use super::query::{Key, Level};
     let patient_root = cmd.sop_class == PATIENT_ROOT_FIND;
-    let answers = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>, (u16, String)> {
-        let keys = huren_dicom::identifier::read_identifier(&identifier, &ts2)
+    let parsed = (|| -> Result<(Level, Vec<(dicom_core::Tag, String)>), (u16, String)> {
+        let keys = huren_dicom::identifier::read_identifier(&identifier, ts)
             .map_err(|e| (0xC000, e.to_string()))?;
         let level = keys
             .iter()
@@ -428,6 +438,39 @@ async fn find<S: Stream>(
                 ))
             }
         };
+        Ok((level, keys))
+    })();
+    let (level, keys) = match parsed {
+        Ok(x) => x,
+        Err((status, why)) => {
+            tracing::info!(status = format!("{status:04X}"), %why, "C-FIND refused");
+            return send(assoc, pc, cmd.response(0x8020, status, Some(&why))).await;
+        }
+    };
+    // The gate: the calling AE's institution is the principal; DIMSE carries no patient
+    // authorisation, so a C-FIND sees only that institution's studies. One audit record.
+    let tag_names: Vec<String> = keys
+        .iter()
+        .map(|(t, _)| format!("{:04X}{:04X}", t.group(), t.element()))
+        .collect();
+    let scope = match gate
+        .search(
+            who,
+            None,
+            None,
+            &format!("cfind_{}", level.as_str().to_lowercase()),
+            serde_json::json!({ "keys": tag_names }),
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(p) => {
+            let why = p.detail().to_string();
+            return send(assoc, pc, cmd.response(0x8020, 0xA700, Some(&why))).await;
+        }
+    };
+    let ts2 = ts.to_string();
+    let answers = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>, (u16, String)> {
         let qkeys: Vec<Key> = keys
             .iter()
             .map(|(t, v)| Key {
@@ -435,8 +478,16 @@ async fn find<S: Stream>(
                 value: v.clone(),
             })
             .collect();
-        let found = run(&store, level, &qkeys, 0, usize::MAX)
+        let cap = scope.cap;
+        let found = scope
+            .find(level, &qkeys, 0, cap + 1)
             .map_err(|e| (0xA700, format!("index: {e}")))?;
+        if found.len() > cap {
+            return Err((
+                0xA700,
+                format!("more than {cap} matches; narrow the query (e.g. add a Patient ID or a Study Date range)"),
+            ));
+        }
         let mut out = Vec::with_capacity(found.len());
         for attrs in found {
             let mut ident: Vec<(dicom_core::Tag, dicom_core::VR, Option<String>)> = Vec::new();

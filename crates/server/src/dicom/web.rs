@@ -8,12 +8,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use huren_model::{InstanceRecord, PatientId};
 use serde::Deserialize;
 
 use super::PreviewFailure;
 use crate::api::{ApiState, Authed};
-use crate::http::{clinician, Problem};
+use crate::http::Problem;
 
 /// The imaging routes, merged into the API router.
 pub fn routes() -> Router<ApiState> {
@@ -108,13 +107,14 @@ pub(crate) fn dicom_json(attrs: &[super::query::Attr]) -> serde_json::Value {
 async fn qido(
     st: ApiState,
     who: crate::auth::Principal,
+    headers: HeaderMap,
     level: super::query::Level,
     fixed: Vec<super::query::Key>,
     params: Vec<(String, String)>,
 ) -> Result<Response, Problem> {
-    clinician(&st, &who).await?;
     let mut keys = fixed;
-    let (mut limit, mut offset) = (1000usize, 0usize);
+    let cap = st.gate.options().search_cap;
+    let (mut limit, mut offset) = (cap, 0usize);
     for (k, v) in &params {
         match k.as_str() {
             "limit" => {
@@ -130,61 +130,46 @@ async fn qido(
             _ => keys.extend(qido_key(k, v)?),
         }
     }
-    let limit = limit.clamp(1, 10_000);
-    let store = st.gw.store.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        super::query::find(&store, level, &keys, offset, limit)
-    })
-    .await?
-    .map_err(store_problem)?;
-    // One audit record per patient whose data is answered.
-    let mut by_patient: std::collections::BTreeMap<(String, String), Vec<String>> =
-        Default::default();
-    let get = |attrs: &[super::query::Attr], t| {
-        attrs
-            .iter()
-            .find(|a| a.tag == t)
-            .and_then(|a| a.value.clone())
-            .unwrap_or_default()
-    };
-    for attrs in &found {
-        let inst = get(attrs, dicom_dictionary_std::tags::INSTITUTION_NAME);
-        let pid = get(attrs, dicom_dictionary_std::tags::PATIENT_ID);
-        let study = get(attrs, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
-        let pid = if pid.is_empty() {
-            format!("STUDY-{study}")
-        } else {
-            pid
-        };
-        by_patient.entry((inst, pid)).or_default().push(study);
-    }
-    for ((institution, local_id), mut studies) in by_patient {
-        studies.dedup();
-        st.audit(huren_store::AuditRecord {
-            actor: who.id.clone(),
-            institution: who.institution.clone(),
-            role: "clinician".into(),
-            action: format!("qido_{}", level.as_str().to_lowercase()),
-            patient: st
-                .gw
-                .store
-                .person_key(&PatientId::Local {
-                    institution,
-                    local_id,
-                })
-                .ok(),
-            outcome: "ok".into(),
-            detail: serde_json::json!({ "studies": studies }),
-            ..Default::default()
-        })
+    let limit = limit.clamp(1, cap);
+    let patient_key = keys
+        .iter()
+        .find(|k| k.tag == dicom_dictionary_std::tags::PATIENT_ID)
+        .map(|k| k.value.clone());
+    let presented = crate::gate::presented(&headers)?;
+    // The audit record names the query's keys, not their values (names, IDs).
+    let asked: Vec<String> = params.iter().map(|(k, _)| k.clone()).collect();
+    let scope = st
+        .gate
+        .search(
+            &who,
+            presented.as_ref(),
+            patient_key.as_deref(),
+            &format!("qido_{}", level.as_str().to_lowercase()),
+            serde_json::json!({ "keys": asked, "offset": offset, "limit": limit }),
+        )
         .await?;
-    }
+    let mut found =
+        tokio::task::spawn_blocking(move || scope.find(level, &keys, offset, limit + 1))
+            .await?
+            .map_err(store_problem)?;
+    let more = found.len() > limit;
+    found.truncate(limit);
     let body: Vec<serde_json::Value> = found.iter().map(|a| dicom_json(a)).collect();
-    Ok((
+    let mut resp = (
         [(header::CONTENT_TYPE, "application/dicom+json")],
         serde_json::Value::from(body).to_string(),
     )
-        .into_response())
+        .into_response();
+    if more {
+        // PS3.18 8.3.4.4: more matches than answered; page on with offset.
+        resp.headers_mut().insert(
+            header::WARNING,
+            axum::http::HeaderValue::from_static(
+                "299 huren \"The number of results exceeded the maximum supported by the server. Additional results can be requested.\"",
+            ),
+        );
+    }
+    Ok(resp)
 }
 
 type Params = Query<Vec<(String, String)>>;
@@ -196,30 +181,34 @@ fn uid_key(tag: dicom_core::Tag, v: String) -> super::query::Key {
 async fn qido_studies(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    headers: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, Problem> {
-    qido(st, who, super::query::Level::Study, vec![], p).await
+    qido(st, who, headers, super::query::Level::Study, vec![], p).await
 }
 
 async fn qido_series(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    headers: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, Problem> {
-    qido(st, who, super::query::Level::Series, vec![], p).await
+    qido(st, who, headers, super::query::Level::Series, vec![], p).await
 }
 
 async fn qido_instances(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    headers: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, Problem> {
-    qido(st, who, super::query::Level::Image, vec![], p).await
+    qido(st, who, headers, super::query::Level::Image, vec![], p).await
 }
 
 async fn qido_series_of_study(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    headers: HeaderMap,
     Path(study): Path<String>,
     Query(p): Params,
 ) -> Result<Response, Problem> {
@@ -227,12 +216,13 @@ async fn qido_series_of_study(
         dicom_dictionary_std::tags::STUDY_INSTANCE_UID,
         study,
     )];
-    qido(st, who, super::query::Level::Series, fixed, p).await
+    qido(st, who, headers, super::query::Level::Series, fixed, p).await
 }
 
 async fn qido_instances_of_study(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    headers: HeaderMap,
     Path(study): Path<String>,
     Query(p): Params,
 ) -> Result<Response, Problem> {
@@ -240,12 +230,13 @@ async fn qido_instances_of_study(
         dicom_dictionary_std::tags::STUDY_INSTANCE_UID,
         study,
     )];
-    qido(st, who, super::query::Level::Image, fixed, p).await
+    qido(st, who, headers, super::query::Level::Image, fixed, p).await
 }
 
 async fn qido_instances_of_series(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    headers: HeaderMap,
     Path((study, series)): Path<(String, String)>,
     Query(p): Params,
 ) -> Result<Response, Problem> {
@@ -253,59 +244,7 @@ async fn qido_instances_of_series(
         uid_key(dicom_dictionary_std::tags::STUDY_INSTANCE_UID, study),
         uid_key(dicom_dictionary_std::tags::SERIES_INSTANCE_UID, series),
     ];
-    qido(st, who, super::query::Level::Image, fixed, p).await
-}
-
-/// The person key of an instance's patient, as the study report files it.
-fn person_of(st: &ApiState, rec: &InstanceRecord) -> Option<String> {
-    let local_id = if rec.patient_id.trim().is_empty() {
-        format!("STUDY-{}", rec.study_instance_uid)
-    } else {
-        rec.patient_id.trim().to_string()
-    };
-    st.gw
-        .store
-        .person_key(&PatientId::Local {
-            institution: rec.institution.clone(),
-            local_id,
-        })
-        .ok()
-}
-
-/// Audits a read of instances (all of one patient or not: each distinct patient gets a
-/// record).
-pub(crate) async fn audit_instances(
-    st: &ApiState,
-    who: &crate::auth::Principal,
-    action: &str,
-    recs: &[&InstanceRecord],
-    detail: serde_json::Value,
-) -> Result<(), Problem> {
-    let mut by_person: std::collections::BTreeMap<Option<String>, Vec<String>> = Default::default();
-    for r in recs {
-        by_person
-            .entry(person_of(st, r))
-            .or_default()
-            .push(r.original.to_string());
-    }
-    if by_person.is_empty() {
-        by_person.insert(None, vec![]);
-    }
-    for (patient, returned) in by_person {
-        st.audit(huren_store::AuditRecord {
-            actor: who.id.clone(),
-            institution: who.institution.clone(),
-            role: "clinician".into(),
-            action: action.into(),
-            patient,
-            outcome: "ok".into(),
-            returned,
-            detail: detail.clone(),
-            ..Default::default()
-        })
-        .await?;
-    }
-    Ok(())
+    qido(st, who, headers, super::query::Level::Image, fixed, p).await
 }
 
 pub(crate) fn store_problem(e: huren_store::StoreError) -> Problem {
@@ -321,7 +260,8 @@ struct PreviewQuery {
 async fn preview_answer(
     st: &ApiState,
     who: &crate::auth::Principal,
-    rec: &InstanceRecord,
+    headers: &HeaderMap,
+    sel: crate::gate::Selection<'_>,
     size: u32,
     action: &str,
 ) -> Result<Response, Problem> {
@@ -332,23 +272,33 @@ async fn preview_answer(
             "size must be 1..4096 pixels",
         ));
     }
-    match st.gw.preview_png(&rec.sop_instance_uid, size).await {
-        Ok(Some(png)) => {
-            audit_instances(st, who, action, &[rec], serde_json::json!({"size": size})).await?;
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "image/png"),
-                    (header::CACHE_CONTROL, "private, max-age=3600"),
-                ],
-                png,
-            )
-                .into_response())
-        }
-        Ok(None) => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "no such instance",
-            rec.sop_instance_uid.clone(),
-        )),
+    let presented = crate::gate::presented(headers)?;
+    let read = st
+        .gate
+        .instances(
+            who,
+            presented.as_ref(),
+            sel,
+            action,
+            serde_json::json!({ "size": size }),
+            None,
+        )
+        .await?;
+    let uid = read
+        .records
+        .first()
+        .map(|r| r.sop_instance_uid.clone())
+        .unwrap_or_default();
+    match read.preview(size).await {
+        Ok(Some(png)) => Ok((
+            [
+                (header::CONTENT_TYPE, "image/png"),
+                (header::CACHE_CONTROL, "private, max-age=3600"),
+            ],
+            png,
+        )
+            .into_response()),
+        Ok(None) => Err(Problem::new(StatusCode::NOT_FOUND, "no such instance", uid)),
         Err(e @ PreviewFailure::Store(_)) => {
             tracing::error!(error = %e, "preview");
             Err(Problem::new(
@@ -376,25 +326,21 @@ async fn preview_answer(
     }
 }
 
-fn lookup(st: &ApiState, uid: &str) -> Result<InstanceRecord, Problem> {
-    st.gw
-        .store
-        .instance(uid)
-        .map_err(store_problem)?
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "no such instance", uid.to_string()))
-}
-
 /// `GET /api/v1/imaging/instances/{uid}/preview.png[?size=N]`.
 async fn preview(
     State(st): State<ApiState>,
     Authed(who): Authed,
     Path(uid): Path<String>,
     Query(q): Query<PreviewQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    clinician(&st, &who).await?;
-    let rec = lookup(&st, &uid)?;
     let size = q.size.unwrap_or(huren_dicom::preview::DEFAULT_MAX_PX);
-    preview_answer(&st, &who, &rec, size, "read_preview").await
+    let sel = crate::gate::Selection {
+        study: None,
+        series: None,
+        instance: Some(&uid),
+    };
+    preview_answer(&st, &who, &headers, sel, size, "read_preview").await
 }
 
 /// Whether an `Accept` header admits `image/png` (absent, `*/*`, `image/*`, `image/png`).
@@ -422,20 +368,11 @@ async fn rendered(
     Query(q): Query<RenderedQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    clinician(&st, &who).await?;
     if !accepts_png(&headers) {
         return Err(Problem::new(
             StatusCode::NOT_ACCEPTABLE,
             "not acceptable",
             "rendered instances are available as image/png only",
-        ));
-    }
-    let rec = lookup(&st, &uid)?;
-    if rec.study_instance_uid != study || rec.series_instance_uid != series {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "no such instance",
-            format!("{uid} is not in study {study} series {series}"),
         ));
     }
     let size = match q.viewport.as_deref() {
@@ -452,5 +389,10 @@ async fn rendered(
                 )
             })?,
     };
-    preview_answer(&st, &who, &rec, size, "read_rendered").await
+    let sel = crate::gate::Selection {
+        study: Some(&study),
+        series: Some(&series),
+        instance: Some(&uid),
+    };
+    preview_answer(&st, &who, &headers, sel, size, "read_rendered").await
 }

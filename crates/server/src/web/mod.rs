@@ -24,9 +24,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use huren_model::ReportKind;
-use huren_recognition::{
-    Action, AuthorizationKind, Decision, Demographics, IntendedOrder, Level, PatientAuthorization,
-};
+use huren_recognition::{Action, Decision, Demographics, IntendedOrder, Level};
 use huren_store::AuditRecord;
 use serde::Deserialize;
 use serde_json::json;
@@ -51,7 +49,7 @@ const MAX_PATIENTS: usize = 50;
 #[derive(Clone, Debug)]
 pub(crate) struct PatientCtx {
     pub(crate) id: String,
-    pub(crate) auth: Option<PatientAuthorization>,
+    pub(crate) auth: Option<huren_access::Presented>,
     pub(crate) encounter: String,
 }
 
@@ -309,7 +307,7 @@ async fn login(
     Form(f): Form<LoginForm>,
 ) -> Result<Response, Problem> {
     let token = f.token.trim();
-    let Some(p) = st.tokens.lookup(token).cloned() else {
+    let Some(p) = st.gate.tokens().lookup(token).cloned() else {
         st.audit(AuditRecord {
             actor: "anonymous".into(),
             action: "sign_in".into(),
@@ -489,19 +487,19 @@ async fn search(State(st): State<ApiState>, w: Web, Form(f): Form<SearchForm>) -
                 "The break-glass reason has at most 200 characters."
             });
         }
-        Some(PatientAuthorization {
-            kind: AuthorizationKind::BreakGlass,
-            reason: Some(reason.to_string()),
+        Some(huren_access::Presented::BreakGlass {
+            reason: reason.to_string(),
         })
     } else if !code.is_empty() {
         let kind = match f.auth_kind.as_str() {
-            "health_card" => AuthorizationKind::HealthCard,
-            "id_card" => AuthorizationKind::IdCard,
-            _ => AuthorizationKind::MedInsuranceCode,
+            "health_card" => huren_access::CredentialKind::HealthCard,
+            "id_card" => huren_access::CredentialKind::IdCard,
+            _ => huren_access::CredentialKind::MedInsuranceCode,
         };
-        Some(PatientAuthorization {
+        // Kept in the server-side session only, verified by the gate at every view.
+        Some(huren_access::Presented::Code {
             kind,
-            reason: Some(crate::auth::token_hash(code)),
+            code: code.to_string(),
         })
     } else {
         return bad(if zh {
@@ -540,21 +538,23 @@ async fn authorised(
     let Some(ctx) = st.web.patient(&s.key, h) else {
         return Err(Redirect::to("/ui/search").into_response());
     };
-    let asked = api::authorise_with(
-        st,
-        s.principal.clone(),
-        action,
-        ctx.auth.clone(),
-        Ask {
-            channel: Some("web"),
-            patient: &ctx.id,
-            encounter: Some(&ctx.encounter),
-            intended,
-            demographics: Demographics::default(),
-        },
-    )
-    .await
-    .map_err(|p| problem_page(w.lang, Some(&s), p))?;
+    let asked = st
+        .gate
+        .patient(
+            s.principal.clone(),
+            action,
+            ctx.auth.clone(),
+            Ask {
+                channel: Some("web"),
+                patient: &ctx.id,
+                encounter: Some(&ctx.encounter),
+                intended,
+                demographics: Demographics::default(),
+                kind: None,
+            },
+        )
+        .await
+        .map_err(|p| problem_page(w.lang, Some(&s), p))?;
     Ok((s, ctx, asked))
 }
 
@@ -579,7 +579,6 @@ async fn audit_view(
     detail: serde_json::Value,
 ) -> Result<(), Problem> {
     let mut rec = asked.audit_base();
-    rec.patient = st.gw.store.person_key(&asked.patient).ok();
     rec.returned = returned;
     rec.returned.sort();
     rec.returned.dedup();
@@ -771,7 +770,7 @@ async fn report_view(
         return problem_page(w.lang, Some(&s), p);
     };
     let previews = if target.verdict.content_allowed() {
-        previews_of(&st, &target.report)
+        previews_of(&st, &asked, &target.report)
     } else {
         vec![]
     };
@@ -797,16 +796,28 @@ async fn report_view(
 async fn ecg_trace(
     State(st): State<ApiState>,
     w: Web,
-    Path((_h, hash)): Path<(String, String)>,
+    Path((h, hash)): Path<(String, String)>,
 ) -> Response {
     let Some(s) = &w.signed else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    // Part of an audited ECG view of this session; not audited again.
+    // Only a trace this session's view showed; read (and audited) through the gate under the
+    // patient's authorisation of that view.
     if !st.web.was_shown(&s.key, &hash) {
         return StatusCode::FORBIDDEN.into_response();
     }
-    match render_trace(&st, &hash) {
+    let Some(ctx) = st.web.patient(&s.key, &h) else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let read = match st
+        .gate
+        .report(&s.principal, ctx.auth.as_ref(), &hash, "read_ecg_trace")
+        .await
+    {
+        Ok(r) => r,
+        Err(p) => return p.into_response(),
+    };
+    match render_trace(&read, &hash) {
         Ok(svg) => (
             [
                 (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
@@ -823,19 +834,15 @@ async fn ecg_trace(
     }
 }
 
-fn render_trace(st: &ApiState, hash: &str) -> Result<String, Problem> {
-    let h: huren_model::ContentHash = hash
-        .parse()
-        .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "bad hash", hash.to_string()))?;
-    let report =
-        st.gw.store.report_shared(&h)?.ok_or_else(|| {
-            Problem::new(StatusCode::NOT_FOUND, "no such report", hash.to_string())
-        })?;
+fn render_trace(read: &crate::gate::ReportRead, hash: &str) -> Result<String, Problem> {
+    let report = read
+        .report()?
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "no such report", hash.to_string()))?;
     let body = report
         .ecg
         .as_ref()
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not an ECG", hash.to_string()))?;
-    crate::http::render_ecg(&st.gw, body, hash, &huren_ecg::RenderOptions::default())
+    crate::http::render_ecg(read, body, hash, &huren_ecg::RenderOptions::default())
 }
 
 /// How many preview images a study page shows.
@@ -843,11 +850,18 @@ const MAX_PREVIEWS: usize = 8;
 
 /// The image instances of a study to preview: the middle instance of each image series, then
 /// more of the first series, up to [`MAX_PREVIEWS`]; `(SOP Instance UID, caption)`.
-fn previews_of(st: &ApiState, report: &huren_model::Report) -> Vec<(String, String)> {
+fn previews_of(
+    st: &ApiState,
+    asked: &api::Asked,
+    report: &huren_model::Report,
+) -> Vec<(String, String)> {
     let Some(im) = report.imaging.as_ref() else {
         return vec![];
     };
-    let mut recs = match st.gw.store.instances_of_study(&im.study_instance_uid) {
+    let mut recs = match st
+        .gate
+        .study_instances(&asked.token, report, &im.study_instance_uid)
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "listing the instances of a study failed");
@@ -901,7 +915,7 @@ fn previews_of(st: &ApiState, report: &huren_model::Report) -> Vec<(String, Stri
 async fn preview(
     State(st): State<ApiState>,
     w: Web,
-    Path((_h, hash, uid)): Path<(String, String, String)>,
+    Path((h, hash, uid)): Path<(String, String, String)>,
 ) -> Response {
     let Some(s) = &w.signed else {
         return StatusCode::UNAUTHORIZED.into_response();
@@ -909,26 +923,24 @@ async fn preview(
     if !st.web.was_shown(&s.key, &hash) {
         return StatusCode::FORBIDDEN.into_response();
     }
-    let Ok(h) = hash.parse::<huren_model::ContentHash>() else {
-        return StatusCode::BAD_REQUEST.into_response();
+    let Some(ctx) = st.web.patient(&s.key, &h) else {
+        return StatusCode::FORBIDDEN.into_response();
     };
-    let study = match st.gw.store.report_shared(&h) {
-        Ok(Some(r)) => r,
-        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
-        Err(e) => return Problem::from(e).into_response(),
+    // The study report this session was shown, read (and audited) through the gate, then
+    // the instance, which must be of that study and its institution.
+    let report = match st
+        .gate
+        .report(&s.principal, ctx.auth.as_ref(), &hash, "read_preview")
+        .await
+    {
+        Ok(r) => r,
+        Err(p) => return p.into_response(),
     };
-    let belongs = match st.gw.store.instance(&uid) {
-        Ok(Some(rec)) => study.imaging.as_ref().is_some_and(|im| {
-            im.study_instance_uid == rec.study_instance_uid
-                && rec.institution == study.source.institution
-        }),
-        Ok(None) => false,
-        Err(e) => return Problem::from(e).into_response(),
+    let read = match st.gate.instance_of_report(&report, &uid).await {
+        Ok(r) => r,
+        Err(p) => return p.into_response(),
     };
-    if !belongs {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    match st.gw.preview_png(&uid, 512).await {
+    match read.preview(512).await {
         Ok(Some(png)) => (
             [
                 (header::CONTENT_TYPE, "image/png"),

@@ -374,7 +374,7 @@ pub(crate) fn timeline(
     let break_glass = ctx
         .auth
         .as_ref()
-        .is_some_and(|a| a.kind == huren_recognition::AuthorizationKind::BreakGlass);
+        .is_some_and(|a| matches!(a, huren_access::Presented::BreakGlass { .. }));
     let mut counts = [0usize; 3];
     for e in shown {
         counts[match e.verdict.level {
