@@ -130,7 +130,7 @@ OBX|3|ST|COMMENT^备注^L||<script>alert(1)</script>||||||F\r"
     paths.push(af);
     let (ok, out) = validate(&python, &paths);
     assert!(ok, "{out}");
-    assert!(out.contains("valid: 5 bundles, 9 resources"), "{out}");
+    assert!(out.contains("valid: 5 bundles, 10 resources"), "{out}");
     // The validator really checks: a report without its required status is refused.
     let mut broken = dr.clone();
     broken["entry"][0]["resource"]

@@ -12,6 +12,7 @@ mod dicom_web;
 mod ecg;
 mod fhir;
 mod files;
+mod gate;
 mod https;
 mod mllp;
 mod recognition;

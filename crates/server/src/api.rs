@@ -655,16 +655,7 @@ fn json_bytes<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Problem> {
     Ok(buf)
 }
 
-pub(crate) fn merge(into: &mut Value, add: Value) {
-    if !into.is_object() {
-        *into = json!({});
-    }
-    if let (Some(m), Value::Object(a)) = (into.as_object_mut(), add) {
-        for (k, v) in a {
-            m.insert(k, v);
-        }
-    }
-}
+pub(crate) use crate::gate::merge;
 
 /// Body of `POST /api/v1/recognition/check`.
 #[derive(Deserialize)]
@@ -1126,7 +1117,12 @@ pub async fn audit_view(
     let audit = st.gate.audit_log().clone();
     let k2 = key.clone();
     let entries = tokio::task::spawn_blocking(move || {
-        audit.scan(|e| e.record.patient.as_deref() == Some(k2.as_str()))
+        audit.scan(|e| {
+            e.record.patient.as_deref() == Some(k2.as_str())
+                || e.record.detail["persons"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|x| x.as_str() == Some(k2.as_str())))
+        })
     })
     .await??;
     let mut rec = record(&p, "read_audit");

@@ -167,7 +167,7 @@ impl Asked {
         r.break_glass = matches!(self.basis, Basis::BreakGlass { .. });
         r.detail = basis_detail(&self.basis);
         if let Some(c) = self.channel {
-            crate::api::merge(&mut r.detail, json!({ "channel": c }));
+            merge(&mut r.detail, json!({ "channel": c }));
         }
         r
     }
@@ -317,15 +317,36 @@ impl OriginalReader {
     }
 }
 
-/// A search's scope: which study rows the caller may see.
+/// A search's scope: which study rows the caller may see. Its matches are released only
+/// through [`SearchScope::release`], which writes the search's one audit record (naming every
+/// person in the answer).
 pub struct SearchScope {
     store: Store,
+    audit: Arc<AuditLog>,
+    record: AuditRecord,
     /// Most matches answered.
     pub cap: usize,
     institution: String,
     operator: bool,
     /// Foreign rows allowed: (institution, patient id) pairs verified for this request.
     foreign: Vec<(String, String)>,
+}
+
+/// The matches of a search, not yet released.
+pub struct Found {
+    rows: Vec<Vec<crate::dicom::query::Attr>>,
+}
+
+impl Found {
+    /// How many matches.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
 }
 
 impl SearchScope {
@@ -339,15 +360,85 @@ impl SearchScope {
                 .any(|(i, p)| *i == row.institution && *p == row.patient_id)
     }
 
-    /// Runs a C-FIND / QIDO match inside the scope: at most `limit` rows from `offset`.
+    /// Runs a C-FIND / QIDO match inside the scope: at most `limit` rows from `offset`
+    /// (blocking).
     pub fn find(
         &self,
         level: crate::dicom::query::Level,
         keys: &[crate::dicom::query::Key],
         offset: usize,
         limit: usize,
-    ) -> Result<Vec<Vec<crate::dicom::query::Attr>>, StoreError> {
-        crate::dicom::query::find(&self.store, level, keys, offset, limit, &|r| self.allows(r))
+    ) -> Result<Found, StoreError> {
+        let rows = crate::dicom::query::find(&self.store, level, keys, offset, limit, &|r| {
+            self.allows(r)
+        })?;
+        Ok(Found { rows })
+    }
+
+    /// Writes the search's audit record — the persons whose studies the answer holds (the
+    /// first as `patient`, all of them in `detail.persons` when more than one) and how many
+    /// matches — and hands the matches out. `shown` is how many of them the answer carries.
+    pub async fn release(
+        mut self,
+        found: Found,
+        shown: usize,
+    ) -> Result<Vec<Vec<crate::dicom::query::Attr>>, Problem> {
+        let mut rows = found.rows;
+        rows.truncate(shown);
+        let get = |attrs: &[crate::dicom::query::Attr], t| {
+            attrs
+                .iter()
+                .find(|a| a.tag == t)
+                .and_then(|a| a.value.clone())
+                .unwrap_or_default()
+        };
+        let mut persons: Vec<String> = Vec::new();
+        for attrs in &rows {
+            let inst = get(attrs, dicom_dictionary_std::tags::INSTITUTION_NAME);
+            let pid = get(attrs, dicom_dictionary_std::tags::PATIENT_ID);
+            let study = get(attrs, dicom_dictionary_std::tags::STUDY_INSTANCE_UID);
+            let local = if pid.trim().is_empty() {
+                format!("STUDY-{study}")
+            } else {
+                pid.trim().to_string()
+            };
+            let person = self
+                .store
+                .person_key(&PatientId::Local {
+                    institution: inst.clone(),
+                    local_id: local.clone(),
+                })
+                .unwrap_or_else(|_| format!("local:{inst}:{local}"));
+            if !persons.contains(&person) {
+                persons.push(person);
+            }
+        }
+        self.record.patient = self.record.patient.take().or(persons.first().cloned());
+        let mut extra = json!({ "matches": rows.len() });
+        if persons.len() > 1 {
+            extra["persons"] = json!(persons);
+        }
+        merge(&mut self.record.detail, extra);
+        let audit = self.audit.clone();
+        audit.append(self.record).await.map_err(|e| {
+            tracing::error!(error = %e, "audit log append failed");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit failure",
+                "the request could not be audited and was not answered",
+            )
+        })?;
+        Ok(rows)
+    }
+}
+
+/// Merges the members of `add` into the object `into` (made an object if it is not).
+pub fn merge(into: &mut Value, add: Value) {
+    if !into.is_object() {
+        *into = json!({});
+    }
+    if let (Some(m), Value::Object(a)) = (into.as_object_mut(), add) {
+        m.extend(a);
     }
 }
 
@@ -805,10 +896,10 @@ impl Gate {
         persons.dedup();
         rec.patient = persons.first().cloned();
         if persons.len() > 1 {
-            crate::api::merge(&mut rec.detail, json!({ "persons": persons }));
+            merge(&mut rec.detail, json!({ "persons": persons }));
         }
         rec.break_glass = matches!(basis, Basis::BreakGlass { .. });
-        crate::api::merge(&mut rec.detail, basis_detail(&basis));
+        merge(&mut rec.detail, basis_detail(&basis));
         if let Some(Err(problem)) = precheck.map(|f| f(&recs)) {
             rec.outcome = format!("refused: {}", problem.detail());
             self.audit(rec).await?;
@@ -851,8 +942,8 @@ impl Gate {
 
     /// The scope of a search (QIDO-RS, C-FIND): without an exact patient key only the
     /// caller's own institution's studies; with one, other institutions' studies of that
-    /// patient ID where the presented authorisation verifies for their person. One audit
-    /// record (the query, the basis, a refusal).
+    /// patient ID where the presented authorisation verifies for their person. A refusal is
+    /// audited here; an allowed search by [`SearchScope::release`].
     pub async fn search(
         &self,
         p: &Principal,
@@ -874,6 +965,8 @@ impl Gate {
         }
         let mut scope = SearchScope {
             store: self.store.clone(),
+            audit: self.audit.clone(),
+            record: AuditRecord::default(),
             cap: self.options.search_cap,
             institution: p.institution.clone(),
             operator: p.role == Role::Operator,
@@ -928,16 +1021,16 @@ impl Gate {
             }
             if let Some(b) = basis {
                 rec.break_glass = matches!(b, Basis::BreakGlass { .. });
-                crate::api::merge(&mut rec.detail, basis_detail(&b));
+                merge(&mut rec.detail, basis_detail(&b));
             }
         }
         if scope.foreign.is_empty() {
-            crate::api::merge(
+            merge(
                 &mut rec.detail,
                 json!({"authorization": if scope.operator { "local_operator" } else { "own_institution" }}),
             );
         }
-        self.audit(rec).await?;
+        scope.record = rec;
         Ok(scope)
     }
 

@@ -469,25 +469,38 @@ async fn find<S: Stream>(
             return send(assoc, pc, cmd.response(0x8020, 0xA700, Some(&why))).await;
         }
     };
-    let ts2 = ts.to_string();
-    let answers = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>, (u16, String)> {
-        let qkeys: Vec<Key> = keys
-            .iter()
-            .map(|(t, v)| Key {
-                tag: *t,
-                value: v.clone(),
-            })
-            .collect();
-        let cap = scope.cap;
-        let found = scope
-            .find(level, &qkeys, 0, cap + 1)
-            .map_err(|e| (0xA700, format!("index: {e}")))?;
-        if found.len() > cap {
-            return Err((
+    let cap = scope.cap;
+    let qkeys: Vec<Key> = keys
+        .iter()
+        .map(|(t, v)| Key {
+            tag: *t,
+            value: v.clone(),
+        })
+        .collect();
+    let searched = tokio::task::spawn_blocking(move || {
+        let found = scope.find(level, &qkeys, 0, cap + 1);
+        (scope, found)
+    })
+    .await;
+    let found = match searched {
+        Ok((scope, Ok(found))) if found.len() <= cap => scope
+            .release(found, cap)
+            .await
+            .map_err(|p| (0xA700, p.detail().to_string())),
+        Ok((scope, Ok(found))) => {
+            // Over the cap: nothing is answered; the refusal is the search's audit record.
+            let _ = scope.release(found, 0).await;
+            Err((
                 0xA700,
                 format!("more than {cap} matches; narrow the query (e.g. add a Patient ID or a Study Date range)"),
-            ));
+            ))
         }
+        Ok((_, Err(e))) => Err((0xA700, format!("index: {e}"))),
+        Err(_) => Err((0xC000, "the query task failed".to_string())),
+    };
+    let ts2 = ts.to_string();
+    let answers = (|| -> Result<Vec<Vec<u8>>, (u16, String)> {
+        let found = found?;
         let mut out = Vec::with_capacity(found.len());
         for attrs in found {
             let mut ident: Vec<(dicom_core::Tag, dicom_core::VR, Option<String>)> = Vec::new();
@@ -512,9 +525,7 @@ async fn find<S: Stream>(
             );
         }
         Ok(out)
-    })
-    .await
-    .unwrap_or_else(|_| Err((0xC000, "the query task failed".into())));
+    })();
     match answers {
         Err((status, why)) => {
             tracing::info!(status = format!("{status:04X}"), %why, "C-FIND refused");

@@ -148,12 +148,14 @@ async fn qido(
             serde_json::json!({ "keys": asked, "offset": offset, "limit": limit }),
         )
         .await?;
-    let mut found =
-        tokio::task::spawn_blocking(move || scope.find(level, &keys, offset, limit + 1))
-            .await?
-            .map_err(store_problem)?;
+    let (scope, found) = tokio::task::spawn_blocking(move || {
+        let found = scope.find(level, &keys, offset, limit + 1);
+        (scope, found)
+    })
+    .await?;
+    let found = found.map_err(store_problem)?;
     let more = found.len() > limit;
-    found.truncate(limit);
+    let found = scope.release(found, limit).await?;
     let body: Vec<serde_json::Value> = found.iter().map(|a| dicom_json(a)).collect();
     let mut resp = (
         [(header::CONTENT_TYPE, "application/dicom+json")],
