@@ -16,5 +16,6 @@ mod https;
 mod mllp;
 mod recognition;
 mod rules;
+mod secrets;
 mod tls;
 mod web;
