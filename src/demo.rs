@@ -377,3 +377,42 @@ pub async fn load(
     );
     Ok(())
 }
+
+/// The file in a demo data directory that keeps its generated national-ID secret.
+pub const SECRET_FILE: &str = "demo-national-id-secret";
+
+/// The national-ID secret of a demo (or synthetic, `demo-data`) store when none is configured:
+/// generated at random on first use and kept in `DATA/demo-national-id-secret` (mode 0600), so
+/// a restarted demo finds its patients by national ID again. Never a value from the source.
+pub fn national_id_secret(data: &std::path::Path) -> Result<String> {
+    use anyhow::Context;
+    let path = data.join(SECRET_FILE);
+    if !path.exists() {
+        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        let secret = new_token()
+            .map_err(|e| anyhow::anyhow!("no randomness for the demo national-ID secret: {e}"))?;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        match o.open(&path) {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(format!("{secret}\n").as_bytes())
+                    .and_then(|()| f.sync_all())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            // Another process made it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+    let source = huren_server::config::SecretSource::DemoFile(path.clone());
+    let s = huren_server::config::read_secret_file(&path, source)?;
+    anyhow::ensure!(
+        s.len() >= huren_server::config::SECRET_MIN_LEN,
+        "{}: the demo national-ID secret is too short; delete the file to make a new one",
+        path.display()
+    );
+    Ok(s)
+}

@@ -223,11 +223,13 @@ fn main() -> ExitCode {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
+    // sled's debug and trace lines print index keys and values as bytes: local patient IDs
+    // and report metadata. Capped at info whatever HUREN_LOG asks (docs/configuration.md).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUREN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+        .add_directive("sled=info".parse().expect("a valid directive"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HUREN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {
@@ -264,11 +266,51 @@ fn load_rules(config: &Config, demo: bool) -> Result<huren_recognition::Rules> {
         .map_err(|e| anyhow::anyhow!("recognition rules: {e}"))
 }
 
+/// What a command does when no national-ID secret is configured.
+enum NoSecret<'a> {
+    /// Refuse: the command stores or looks up national-ID keys.
+    Refuse,
+    /// Demo or synthetic data: the data directory's own generated secret
+    /// ([`demo::national_id_secret`]).
+    DemoStore(&'a Path),
+    /// The keys never leave the process (`check`): a random secret for this run.
+    Ephemeral,
+}
+
+/// Looks the national-ID secret up (see [`Config::find_national_id_secret`]) and fixes it in
+/// `config`. A configured but unusable secret (empty, short, unreadable file, file open to
+/// others) is always an error; a missing one is handled as `missing` says.
+fn fix_secret(config: &Config, missing: NoSecret<'_>) -> Result<()> {
+    let secret = match config.find_national_id_secret()? {
+        Some((s, source)) => {
+            tracing::info!(%source, "national-ID secret loaded");
+            s
+        }
+        None => match missing {
+            NoSecret::Refuse => return Err(huren_server::config::SecretError::Missing.into()),
+            NoSecret::DemoStore(data) => {
+                let s = demo::national_id_secret(data)?;
+                tracing::info!(
+                    file = %data.join(demo::SECRET_FILE).display(),
+                    "no national-ID secret configured; using the demo store's own"
+                );
+                s
+            }
+            NoSecret::Ephemeral => huren_server::auth::new_token()
+                .map_err(|e| anyhow::anyhow!("no randomness for a national-ID secret: {e}"))?,
+        },
+    };
+    config.set_national_id_secret(secret);
+    Ok(())
+}
+
+/// Opens the store with the secret fixed in `config`; without one (`verify`, `reindex`,
+/// `query` by local ID) the store computes no national-ID keys.
 fn open_store(data: &Path, config: &Config) -> Result<Store> {
     Store::open(
         data,
         StoreOptions {
-            national_id_secret: config.national_id_secret().to_string(),
+            national_id_secret: config.national_id_secret().unwrap_or_default().to_string(),
             ..Default::default()
         },
     )
@@ -339,6 +381,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             files,
         } => {
             let config = load_config(config.as_deref())?;
+            fix_secret(&config, NoSecret::Refuse)?;
             let store = open_store(&data, &config)?;
             let gw = Gateway::new(store.clone(), Arc::new(config), false);
             let mut failed = false;
@@ -384,6 +427,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             files,
         } => {
             let config = load_config(config.as_deref())?;
+            // `check` prints no keys and stores nothing: a configured secret is validated and
+            // used, otherwise one for this run.
+            fix_secret(&config, NoSecret::Ephemeral)?;
             let mut failed = false;
             for f in &expand_dirs(&files)? {
                 let bytes = read_file(f)?;
@@ -447,7 +493,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some("ecg") => Some(ReportKind::Ecg),
                 Some(k) => bail!("--kind must be lab, imaging or ecg, not {k:?}"),
             };
-            let secret = config.national_id_secret().as_bytes().to_vec();
+            // A national ID is looked up by its key, which needs the secret; a local ID not.
+            if matches!(pid, PatientId::National(_)) {
+                fix_secret(&config, NoSecret::Refuse)?;
+            }
+            // Consent codes are not checked for the operator: without a secret the gate's
+            // code key is derived from an empty one.
+            let secret = config
+                .national_id_secret()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec();
             let gate_options = config.access.gate_options();
             let rules = Arc::new(load_rules(&config, false)?);
             let store = open_store(&data, &config)?;
@@ -574,8 +630,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             patients,
         } => {
             let config = load_config(config.as_deref())?;
+            // Synthetic data: the configured secret, else the store's own (as `serve --demo`).
+            fix_secret(&config, NoSecret::DemoStore(&data))?;
             let store = open_store(&data, &config)?;
-            let secret = config.national_id_secret().to_string();
+            let secret = config.national_id_secret().unwrap_or_default().to_string();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -776,6 +834,14 @@ fn serve(
         None if demo => std::env::temp_dir().join(format!("huren-demo-{}", std::process::id())),
         None => PathBuf::from("huren-data"),
     };
+    fix_secret(
+        &config,
+        if demo {
+            NoSecret::DemoStore(&data)
+        } else {
+            NoSecret::Refuse
+        },
+    )?;
     let store = open_store(&data, &config)?;
     let rules = load_rules(&config, demo)?;
     let mut tokens = huren_server::auth::Tokens::new(&config.clinicians);
@@ -787,7 +853,12 @@ fn serve(
     let answers = Arc::new(huren_server::answers::AnswerCache::new(
         config.http.answer_cache_mb.saturating_mul(1 << 20),
     ));
-    let secret = config.national_id_secret().as_bytes().to_vec();
+    // Fixed above (serve refuses to start without it); consent codes are keyed from it.
+    let secret = config
+        .national_id_secret()
+        .unwrap_or_default()
+        .as_bytes()
+        .to_vec();
     let gate_options = config.access.gate_options();
     let gw = Gateway::new(store.clone(), Arc::new(config), demo);
     let rules = Arc::new(rules);

@@ -1,9 +1,13 @@
 # Helpers the bench scripts source (bash).
 
-# bench_dicom_config FILE: huren's DICOM bench configuration — AE title HUREN, and the load
-# generators' AE title BENCHSCU known as institution BENCH (as the shared bench_dicom.sh calls).
+# bench_dicom_config FILE: huren's DICOM bench configuration — AE title HUREN, the load
+# generators' AE title BENCHSCU known as institution BENCH (as the shared bench_dicom.sh calls),
+# and a fixed national-ID secret (serve refuses to start without one; bench data only).
 bench_dicom_config() {
   cat > "$1" <<'TOML'
+[identity]
+national_id_secret = "bench-national-id-secret"
+
 [dicom]
 ae_title = "HUREN"
 max_associations = 64

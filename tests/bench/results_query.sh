@@ -28,7 +28,7 @@ s = open("config/huren.toml", encoding="utf-8").read()
 insts = s[s.index("\n[[institution]]\n") + 1 : s.index("\n[identity]")]
 open(f"{bench}/huren.toml", "w", encoding="utf-8").write(insts + f'''
 [identity]
-national_id_secret = "bench-secret"
+national_id_secret = "bench-national-id-secret"
 
 [recognition]
 rules = "{__import__("os").path.abspath("config/recognition.toml")}"
@@ -48,11 +48,13 @@ token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"
 ''')
 PY
 sed -i "s|\"certs/|\"$(pwd)/$bench/certs/|" "$bench/huren.toml"
-if [ ! -f "$bench/store/generated" ]; then
+# The marker names the national-ID secret the keys were made with; a store cached under
+# another (the 12-byte "bench-secret" of earlier runs, now refused as too short) is remade.
+if ! grep -qx "secret=bench-national-id-secret" "$bench/store/generated" 2>/dev/null; then
   rm -rf "$bench/store"
   $huren demo-data --config "$bench/huren.toml" --data "$bench/store" \
     --reports "$reports" --patients "$patients"
-  touch "$bench/store/generated"
+  echo "secret=bench-national-id-secret" >"$bench/store/generated"
 fi
 out=$(mktemp)
 $huren serve --config "$bench/huren.toml" --data "$bench/store" \

@@ -10,7 +10,7 @@ reports=${1:-1000000}
 patients=${2:-5000}
 secs=${3:-10}
 bench=target/bench-results-$reports-$patients
-[ -f "$bench/store/generated" ] || { echo "run tests/bench/results_query.sh $reports $patients first" >&2; exit 2; }
+grep -qx "secret=bench-national-id-secret" "$bench/store/generated" 2>/dev/null || { echo "run tests/bench/results_query.sh $reports $patients first" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 2; }
 cargo build --release --quiet
 out=$(mktemp); jar=$(mktemp)

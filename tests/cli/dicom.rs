@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{bin, huren, repo, Server};
+use crate::support::{huren, repo, Server};
 
 pub(crate) fn dcmtk() -> bool {
     let ok = Command::new("storescu")
@@ -47,7 +47,7 @@ pub(crate) fn start(data: &Path, cfg: &str) -> (Server, String) {
 /// name it is announced under) on an ephemeral port.
 pub(crate) fn start_listener(data: &Path, cfg: &str, kind: &str) -> (Server, String) {
     let flag = format!("--{kind}");
-    let mut child = Command::new(bin())
+    let mut child = crate::support::command()
         .args([
             "serve",
             "--config",

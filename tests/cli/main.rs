@@ -17,5 +17,6 @@ mod https;
 mod mllp;
 mod recognition;
 mod rules;
+mod secrets;
 mod tls;
 mod web;

@@ -27,7 +27,7 @@ hl7_senders = ["LIS/FX-SQ01"]
 charset = "GB18030"
 
 [identity]
-national_id_secret = "test-secret"
+national_id_secret = "test-national-id-secret"
 
 # Tokens: test-clinician-token, test-privacy-token, test-commission-token, test-sq01-token,
 # test-registrar-token.

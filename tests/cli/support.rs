@@ -14,9 +14,37 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The national-ID secret every test run of the binary gets (`HUREN_NATIONAL_ID_SECRET`),
+/// unless a test overrides the environment: without one, commands that compute national-ID
+/// keys refuse to run.
+pub const TEST_SECRET: &str = "huren-cli-test-national-id-secret";
+
+/// `huren` with the test environment: [`TEST_SECRET`], and no secret file variable inherited.
+pub fn command() -> Command {
+    let mut c = Command::new(bin());
+    c.env("HUREN_NATIONAL_ID_SECRET", TEST_SECRET)
+        .env_remove("HUREN_NATIONAL_ID_SECRET_FILE");
+    c
+}
+
 /// Runs `huren ARGS`, returns (exit code, stdout JSON lines, stderr).
 pub fn huren(args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
-    let out = Command::new(bin()).args(args).output().expect("run huren");
+    huren_env(args, &[])
+}
+
+/// [`huren`] with environment changes: `(name, Some(value))` sets, `(name, None)` removes.
+pub fn huren_env(
+    args: &[&str],
+    env: &[(&str, Option<&str>)],
+) -> (i32, Vec<serde_json::Value>, String) {
+    let mut c = command();
+    for (k, v) in env {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let out = c.args(args).output().expect("run huren");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let lines = stdout
         .lines()
@@ -50,6 +78,12 @@ pub const TEST_REGISTRAR: &str = "test-registrar-token";
 
 impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Server::start_env(data, extra, &[])
+    }
+
+    /// [`Server::start`] with environment changes: `(name, Some(value))` sets, `(name, None)`
+    /// removes.
+    pub fn start_env(data: &Path, extra: &[&str], env: &[(&str, Option<&str>)]) -> Server {
         let mut args = vec![
             "serve",
             "--data",
@@ -60,7 +94,14 @@ impl Server {
             "127.0.0.1:0",
         ];
         args.extend_from_slice(extra);
-        let mut child = Command::new(bin())
+        let mut c = command();
+        for (k, v) in env {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        let mut child = c
             .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

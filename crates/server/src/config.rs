@@ -208,9 +208,133 @@ pub struct RecognitionConfig {
 #[derive(Clone, Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
-    /// Secret for national-ID keys. Prefer the `HUREN_NATIONAL_ID_SECRET` environment variable.
+    /// Secret for national-ID keys, inline. Prefer the `HUREN_NATIONAL_ID_SECRET` environment
+    /// variable or a secret file; see [`Config::find_national_id_secret`] for the order.
     #[serde(default)]
     pub national_id_secret: Option<String>,
+    /// A file holding the secret (relative paths are relative to the configuration file).
+    #[serde(default)]
+    pub national_id_secret_file: Option<PathBuf>,
+}
+
+/// The environment variable holding the national-ID secret.
+pub const SECRET_ENV: &str = "HUREN_NATIONAL_ID_SECRET";
+/// The environment variable naming a file that holds the national-ID secret.
+pub const SECRET_FILE_ENV: &str = "HUREN_NATIONAL_ID_SECRET_FILE";
+/// The shortest national-ID secret accepted, in bytes.
+pub const SECRET_MIN_LEN: usize = 16;
+
+/// Where the national-ID secret was found (never the value itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `HUREN_NATIONAL_ID_SECRET`.
+    Env,
+    /// The file named by `HUREN_NATIONAL_ID_SECRET_FILE`.
+    EnvFile(PathBuf),
+    /// The file named by `[identity] national_id_secret_file`.
+    ConfigFile(PathBuf),
+    /// `[identity] national_id_secret`.
+    Config,
+    /// The secret `serve --demo` generated for its data directory.
+    DemoFile(PathBuf),
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env => write!(f, "{SECRET_ENV}"),
+            SecretSource::EnvFile(p) => write!(f, "{} (from {SECRET_FILE_ENV})", p.display()),
+            SecretSource::ConfigFile(p) => write!(
+                f,
+                "{} (from [identity] national_id_secret_file)",
+                p.display()
+            ),
+            SecretSource::Config => write!(f, "[identity] national_id_secret"),
+            SecretSource::DemoFile(p) => write!(f, "{} (the demo store's own secret)", p.display()),
+        }
+    }
+}
+
+/// Why the national-ID secret was refused. Messages never contain the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// No source holds a secret.
+    #[error(
+        "no national-ID secret: set {SECRET_ENV}, or name a file holding it with \
+         {SECRET_FILE_ENV} or [identity] national_id_secret_file (at least {SECRET_MIN_LEN} \
+         bytes; see docs/configuration.md)"
+    )]
+    Missing,
+    /// The secret is empty.
+    #[error("{0}: the national-ID secret is empty")]
+    Empty(SecretSource),
+    /// The secret is too short to resist guessing.
+    #[error(
+        "{origin}: the national-ID secret is {len} bytes; at least {SECRET_MIN_LEN} are required"
+    )]
+    TooShort {
+        /// Where it came from.
+        origin: SecretSource,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The secret file could not be read (or is not UTF-8).
+    #[error("{origin}: cannot read the national-ID secret file: {error}")]
+    Read {
+        /// The file.
+        origin: SecretSource,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The secret file is open to other users.
+    #[error(
+        "{origin}: the national-ID secret file has mode {mode:03o}; it must not be readable by \
+         others nor writable by group or others (chmod 600 or 640)"
+    )]
+    Permissions {
+        /// The file.
+        origin: SecretSource,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// Reads a secret file: refuses one that others may read or that group or others may write,
+/// and trims trailing line ends (`\n`, `\r\n`).
+pub fn read_secret_file(path: &Path, source: SecretSource) -> Result<String, SecretError> {
+    let read_err = |error| SecretError::Read {
+        origin: source.clone(),
+        error,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o026 != 0 {
+            return Err(SecretError::Permissions {
+                origin: source,
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = std::fs::read_to_string(path).map_err(read_err)?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn checked_secret(s: String, source: SecretSource) -> Result<(String, SecretSource), SecretError> {
+    if s.is_empty() {
+        Err(SecretError::Empty(source))
+    } else if s.len() < SECRET_MIN_LEN {
+        Err(SecretError::TooShort {
+            origin: source,
+            len: s.len(),
+        })
+    } else {
+        Ok((s, source))
+    }
 }
 
 /// MLLP listener settings.
@@ -280,6 +404,11 @@ impl Config {
         if let (Some(rules), Some(dir)) = (&cfg.recognition.rules, path.parent()) {
             if rules.is_relative() {
                 cfg.recognition.rules = Some(dir.join(rules));
+            }
+        }
+        if let (Some(f), Some(dir)) = (&cfg.identity.national_id_secret_file, path.parent()) {
+            if f.is_relative() {
+                cfg.identity.national_id_secret_file = Some(dir.join(f));
             }
         }
         Ok(cfg)
@@ -356,25 +485,52 @@ impl Config {
         self.institutions.iter().find(|i| i.code == code)
     }
 
-    /// The national-ID secret: environment first, then file, then a fixed development value
-    /// (with one warning), so that keys are stable across restarts. Resolved once.
-    pub fn national_id_secret(&self) -> &str {
-        self.secret.get_or_init(|| {
-            if let Ok(s) = std::env::var("HUREN_NATIONAL_ID_SECRET") {
-                if !s.is_empty() {
-                    return s;
-                }
+    /// Looks the national-ID secret up, first found wins: the environment variable
+    /// `HUREN_NATIONAL_ID_SECRET`; the file named by `HUREN_NATIONAL_ID_SECRET_FILE`; the file
+    /// named by `[identity] national_id_secret_file`; `[identity] national_id_secret`.
+    /// `Ok(None)` when none is set. A source that is set but empty, shorter than
+    /// [`SECRET_MIN_LEN`] bytes, unreadable or (a file) open to other users is an error, not a
+    /// reason to try the next one. Does not fix the secret; see
+    /// [`Config::set_national_id_secret`].
+    pub fn find_national_id_secret(&self) -> Result<Option<(String, SecretSource)>, SecretError> {
+        if let Some(v) = std::env::var_os(SECRET_ENV) {
+            let s = v.into_string().map_err(|_| SecretError::Read {
+                origin: SecretSource::Env,
+                error: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
+            })?;
+            return checked_secret(s, SecretSource::Env).map(Some);
+        }
+        let file = match std::env::var_os(SECRET_FILE_ENV) {
+            Some(p) if !p.is_empty() => {
+                let p = PathBuf::from(p);
+                Some((p.clone(), SecretSource::EnvFile(p)))
             }
-            match &self.identity.national_id_secret {
-                Some(s) if !s.is_empty() => s.clone(),
-                _ => {
-                    tracing::warn!(
-                        "no national_id_secret configured; using the development secret"
-                    );
-                    "huren-development-secret".to_string()
-                }
-            }
-        })
+            _ => self
+                .identity
+                .national_id_secret_file
+                .clone()
+                .map(|p| (p.clone(), SecretSource::ConfigFile(p))),
+        };
+        if let Some((path, source)) = file {
+            let s = read_secret_file(&path, source.clone())?;
+            return checked_secret(s, source).map(Some);
+        }
+        match &self.identity.national_id_secret {
+            Some(s) => checked_secret(s.clone(), SecretSource::Config).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Fixes the secret every national-ID key is computed with; the first call wins (returns
+    /// false for later ones). Call before the configuration is shared.
+    pub fn set_national_id_secret(&self, secret: String) -> bool {
+        self.secret.set(secret).is_ok()
+    }
+
+    /// The secret fixed by [`Config::set_national_id_secret`]; `None` before. There is no
+    /// default: a key under a guessable secret could be recomputed by anyone.
+    pub fn national_id_secret(&self) -> Option<&str> {
+        self.secret.get().map(String::as_str)
     }
 }
 
@@ -411,6 +567,104 @@ charset = "GB18030"
         )
         .unwrap_err();
         assert!(e.to_string().contains("EBCDIC"));
+    }
+}
+
+#[cfg(test)]
+mod secret {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn secret_files_are_trimmed_and_must_be_private() {
+        let d = tempfile::tempdir().unwrap();
+        let src = |p: &Path| SecretSource::ConfigFile(p.to_path_buf());
+        let p = write(d.path(), "a", "0123456789abcdef\r\n", 0o600);
+        assert_eq!(read_secret_file(&p, src(&p)).unwrap(), "0123456789abcdef");
+        let p = write(d.path(), "b", " spaced secret value \n", 0o640);
+        assert_eq!(
+            read_secret_file(&p, src(&p)).unwrap(),
+            " spaced secret value "
+        );
+        for mode in [0o644, 0o604, 0o620, 0o602, 0o666] {
+            let p = write(d.path(), "c", "0123456789abcdef", mode);
+            let e = read_secret_file(&p, src(&p)).unwrap_err();
+            assert!(
+                matches!(e, SecretError::Permissions { .. }),
+                "{mode:o}: {e}"
+            );
+            assert!(!e.to_string().contains("0123456789abcdef"));
+        }
+        let p = d.path().join("missing");
+        assert!(matches!(
+            read_secret_file(&p, src(&p)),
+            Err(SecretError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn secrets_must_be_long_enough() {
+        assert!(matches!(
+            checked_secret(String::new(), SecretSource::Config),
+            Err(SecretError::Empty(_))
+        ));
+        let e = checked_secret("fifteen-bytes!!".into(), SecretSource::Config).unwrap_err();
+        assert!(matches!(e, SecretError::TooShort { len: 15, .. }), "{e}");
+        assert!(!e.to_string().contains("fifteen"));
+        assert!(checked_secret("sixteen-bytes!!!".into(), SecretSource::Config).is_ok());
+    }
+
+    #[test]
+    fn no_secret_until_one_is_fixed() {
+        let c = Config::default();
+        assert_eq!(c.national_id_secret(), None);
+        assert!(c.set_national_id_secret("s1-0123456789abcdef".into()));
+        assert!(!c.set_national_id_secret("s2-0123456789abcdef".into()));
+        assert_eq!(c.national_id_secret(), Some("s1-0123456789abcdef"));
+    }
+
+    /// The configuration's sources, when the environment sets none (the environment's are
+    /// covered by the CLI tests, which control the server's environment).
+    #[test]
+    fn configuration_sources() {
+        if std::env::var_os(SECRET_ENV).is_some() || std::env::var_os(SECRET_FILE_ENV).is_some() {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        assert!(Config::default()
+            .find_national_id_secret()
+            .unwrap()
+            .is_none());
+        let short = Config::parse("[identity]\nnational_id_secret = \"short\"\n", "t").unwrap();
+        assert!(short.find_national_id_secret().is_err());
+        write(d.path(), "s", "file-secret-0123456789\n", 0o600);
+        let cfg = d.path().join("huren.toml");
+        std::fs::write(
+            &cfg,
+            "[identity]\nnational_id_secret_file = \"s\"\nnational_id_secret = \"inline-0123456789abcdef\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&cfg).unwrap();
+        let (s, src) = c.find_national_id_secret().unwrap().unwrap();
+        assert_eq!(s, "file-secret-0123456789");
+        assert_eq!(src, SecretSource::ConfigFile(d.path().join("s")));
+        let inline = Config::parse(
+            "[identity]\nnational_id_secret = \"inline-0123456789abcdef\"\n",
+            "t",
+        )
+        .unwrap();
+        let (s, src) = inline.find_national_id_secret().unwrap().unwrap();
+        assert_eq!(
+            (s.as_str(), src),
+            ("inline-0123456789abcdef", SecretSource::Config)
+        );
     }
 }
 

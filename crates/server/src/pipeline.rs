@@ -217,6 +217,19 @@ pub fn prepare_hl7(
             ));
         }
     }
+    // No default secret: a key under a guessable one could be recomputed by anyone. The
+    // binary fixes it before serving; a library caller that did not gets AE (retry later).
+    let Some(secret) = config.national_id_secret() else {
+        return Err(Rejection {
+            header: Some(Box::new(header.clone())),
+            diagnostics: vec![diag(
+                207,
+                "MSH-10",
+                "the gateway has no national-ID secret configured; message not accepted".into(),
+            )],
+            kind: RejectKind::Error,
+        });
+    };
     let cfg = SenderConfig {
         institution: inst.code.clone(),
         charset,
@@ -225,7 +238,7 @@ pub fn prepare_hl7(
             .as_deref()
             .and_then(|t| t.parse().ok())
             .unwrap_or(chrono_tz::Asia::Shanghai),
-        national_id_secret: config.national_id_secret().to_string(),
+        national_id_secret: secret.to_string(),
     };
     let original_bytes = Hashed::from(bytes);
     let original = original_bytes.hash();
