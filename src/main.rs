@@ -504,7 +504,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .unwrap_or_default()
                 .as_bytes()
                 .to_vec();
-            let gate_options = config.access.gate_options();
+            let gate_options = huren_server::gate_options(&config.access);
             let rules = Arc::new(load_rules(&config, false)?);
             let store = open_store(&data, &config)?;
             // The local operator reads through the gate like everyone else: one audit record
@@ -859,7 +859,7 @@ fn serve(
         .unwrap_or_default()
         .as_bytes()
         .to_vec();
-    let gate_options = config.access.gate_options();
+    let gate_options = huren_server::gate_options(&config.access);
     let gw = Gateway::new(store.clone(), Arc::new(config), demo);
     let rules = Arc::new(rules);
     let gate = Arc::new(open_gate(
@@ -874,7 +874,6 @@ fn serve(
         gw: gw.clone(),
         rules,
         gate: gate.clone(),
-        web: Default::default(),
         answers,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

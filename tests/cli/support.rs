@@ -208,7 +208,7 @@ impl Server {
         let q = path.split_once('?')?.1;
         q.split('&')
             .find_map(|kv| kv.strip_prefix("patient="))
-            .map(|v| percent_decode(v))
+            .map(percent_decode)
     }
 
     /// POST JSON with these headers.

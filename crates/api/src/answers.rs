@@ -23,27 +23,27 @@ use chrono::{DateTime, FixedOffset};
 use huren_model::ContentHash;
 
 /// One evaluated answer.
-pub(crate) struct Answer {
+pub struct Answer {
     /// Person counter read before the reports were.
-    pub(crate) generation: u64,
+    pub generation: u64,
     /// The answer may change by time alone from this instant on.
-    pub(crate) valid_until: Option<DateTime<FixedOffset>>,
+    pub valid_until: Option<DateTime<FixedOffset>>,
     /// The JSON body.
-    pub(crate) body: Bytes,
+    pub body: Bytes,
     gzip: OnceLock<Bytes>,
     /// Report hashes whose content the answer returns (audit).
-    pub(crate) returned: Vec<String>,
+    pub returned: Vec<String>,
     /// BLAKE3 of the canonical JSON of `returned`: audit records after the first name the
     /// set instead of repeating it.
-    pub(crate) returned_set: Option<String>,
+    pub returned_set: Option<String>,
     /// What the audit record says about the answer (`advice`, …).
-    pub(crate) audit_detail: serde_json::Value,
+    pub audit_detail: serde_json::Value,
     /// The full list is in the audit log (a record naming the set was made durable).
     listed: AtomicBool,
 }
 
 impl Answer {
-    pub(crate) fn new(
+    pub fn new(
         generation: u64,
         valid_until: Option<DateTime<FixedOffset>>,
         body: Vec<u8>,
@@ -70,13 +70,13 @@ impl Answer {
 
     /// Whether the answer may still be served at `now` for a person whose counter is
     /// `generation`.
-    pub(crate) fn is_current(&self, generation: u64, now: DateTime<FixedOffset>) -> bool {
+    pub fn is_current(&self, generation: u64, now: DateTime<FixedOffset>) -> bool {
         self.generation == generation && self.valid_until.is_none_or(|u| now < u)
     }
 
     /// Fills the audit record's `returned` (the full list the first time, the set's hash
     /// after that) and `detail`.
-    pub(crate) fn audit_into(&self, rec: &mut huren_store::AuditRecord) {
+    pub fn audit_into(&self, rec: &mut huren_store::AuditRecord) {
         rec.returned_set = self.returned_set.clone();
         if !self.listed.load(Ordering::Acquire) {
             rec.returned = self.returned.clone();
@@ -85,7 +85,7 @@ impl Answer {
     }
 
     /// Notes that a record listing the set in full is durable.
-    pub(crate) fn listed(&self) {
+    pub fn listed(&self) {
         self.listed.store(true, Ordering::Release);
     }
 
@@ -104,12 +104,12 @@ impl Answer {
     }
 
     /// Compresses now (off the request path, when the answer is made).
-    pub(crate) fn precompress(&self) {
+    pub fn precompress(&self) {
         let _ = self.gzip();
     }
 
     /// The HTTP answer: gzip when the client accepts it, never stored by intermediaries.
-    pub(crate) fn response(&self, request: &HeaderMap) -> Response {
+    pub fn response(&self, request: &HeaderMap) -> Response {
         let gz = accepts_gzip(request)
             .then(|| self.gzip())
             .filter(|b| !b.is_empty());
@@ -140,7 +140,7 @@ impl Answer {
 
 /// Whether `Accept-Encoding` admits gzip (RFC 9110 §12.5.3: `gzip` or `*` with a non-zero
 /// q-value; an explicit `gzip;q=0` refuses it even when `*` is accepted).
-pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
     let mut gzip = None;
     let mut star = None;
     for v in headers.get_all(header::ACCEPT_ENCODING) {
@@ -190,13 +190,13 @@ impl AnswerCache {
     }
 
     /// The key of a request: everything the answer depends on except the reports and time.
-    pub(crate) fn key(parts: &impl serde::Serialize) -> [u8; 32] {
+    pub fn key(parts: &impl serde::Serialize) -> [u8; 32] {
         let bytes = serde_json::to_vec(parts).unwrap_or_default();
         *ContentHash::of(&bytes).as_bytes()
     }
 
     /// A current answer for `key`, if any.
-    pub(crate) fn get(
+    pub fn get(
         &self,
         key: &[u8; 32],
         generation: u64,
@@ -209,7 +209,7 @@ impl AnswerCache {
     }
 
     /// The kept answer for `key`, or a new one from `make` (then kept).
-    pub(crate) async fn get_or_make<E>(
+    pub async fn get_or_make<E>(
         &self,
         key: [u8; 32],
         generation: u64,
@@ -225,7 +225,7 @@ impl AnswerCache {
     }
 
     /// Keeps an answer (compressing it first, so the weight is right and no request pays).
-    pub(crate) fn put(&self, key: [u8; 32], answer: Arc<Answer>) {
+    pub fn put(&self, key: [u8; 32], answer: Arc<Answer>) {
         if let Some(c) = &self.inner {
             answer.precompress();
             c.insert(key, answer);

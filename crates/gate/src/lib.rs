@@ -26,7 +26,20 @@ use huren_store::{
 };
 use serde_json::{json, Value};
 
-use crate::http::Problem;
+mod preview;
+mod problem;
+pub mod query;
+
+pub use preview::{preview_cache_key, PreviewFailure};
+pub use problem::Problem;
+
+/// A person's current reports as the gate hands them out: the identity link and each
+/// report with its index entry.
+pub type Loaded = (IdentityLink, Vec<(ReportMeta, Arc<Report>)>);
+
+/// A check of a request against the instances it names, run after the decision (e.g. the
+/// `Accept` header against the stored transfer syntaxes).
+pub type Precheck<'a> = &'a (dyn Fn(&[InstanceRecord]) -> Result<(), Problem> + Sync);
 
 /// Roles that read patients' clinical data.
 pub const READERS: &[Role] = &[Role::Clinician, Role::InstitutionSystem, Role::Operator];
@@ -286,14 +299,11 @@ impl InstancesRead {
     }
 
     /// The first instance's PNG preview, longest side `size` pixels (kept in the blob cache).
-    pub async fn preview(
-        &self,
-        size: u32,
-    ) -> Result<Option<Vec<u8>>, crate::dicom::PreviewFailure> {
+    pub async fn preview(&self, size: u32) -> Result<Option<Vec<u8>>, crate::PreviewFailure> {
         let Some(rec) = self.records.first() else {
             return Ok(None);
         };
-        crate::dicom::preview_png(&self.store, &rec.sop_instance_uid, size).await
+        crate::preview::preview_png(&self.store, &rec.sop_instance_uid, size).await
     }
 }
 
@@ -334,7 +344,7 @@ pub struct SearchScope {
 
 /// The matches of a search, not yet released.
 pub struct Found {
-    rows: Vec<Vec<crate::dicom::query::Attr>>,
+    rows: Vec<Vec<crate::query::Attr>>,
 }
 
 impl Found {
@@ -364,14 +374,13 @@ impl SearchScope {
     /// (blocking).
     pub fn find(
         &self,
-        level: crate::dicom::query::Level,
-        keys: &[crate::dicom::query::Key],
+        level: crate::query::Level,
+        keys: &[crate::query::Key],
         offset: usize,
         limit: usize,
     ) -> Result<Found, StoreError> {
-        let rows = crate::dicom::query::find(&self.store, level, keys, offset, limit, &|r| {
-            self.allows(r)
-        })?;
+        let rows =
+            crate::query::find(&self.store, level, keys, offset, limit, &|r| self.allows(r))?;
         Ok(Found { rows })
     }
 
@@ -382,10 +391,10 @@ impl SearchScope {
         mut self,
         found: Found,
         shown: usize,
-    ) -> Result<Vec<Vec<crate::dicom::query::Attr>>, Problem> {
+    ) -> Result<Vec<Vec<crate::query::Attr>>, Problem> {
         let mut rows = found.rows;
         rows.truncate(shown);
-        let get = |attrs: &[crate::dicom::query::Attr], t| {
+        let get = |attrs: &[crate::query::Attr], t| {
             attrs
                 .iter()
                 .find(|a| a.tag == t)
@@ -741,7 +750,7 @@ impl Gate {
         &self,
         asked: &PersonToken,
         kind: Option<ReportKind>,
-    ) -> Result<(IdentityLink, Vec<(ReportMeta, Arc<Report>)>), StoreError> {
+    ) -> Result<Loaded, StoreError> {
         let kind = match (kind, asked.kind_scope) {
             (Some(k), Some(s)) if k != s => return Ok((IdentityLink::LocalOnly, Vec::new())),
             (k, s) => k.or(s),
@@ -825,7 +834,7 @@ impl Gate {
         sel: Selection<'_>,
         action: &str,
         detail: Value,
-        precheck: Option<&(dyn Fn(&[InstanceRecord]) -> Result<(), Problem> + Sync)>,
+        precheck: Option<Precheck<'_>>,
     ) -> Result<InstancesRead, Problem> {
         let mut rec = record(p, action);
         rec.detail = detail;

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 
 use crate::answers::{Answer, AnswerCache};
 use crate::auth::{Principal, Role};
-use crate::http::Problem;
-use crate::pipeline::Gateway;
+use huren_gate::Problem;
+use huren_ingest::Gateway;
 
 /// State of the HTTP API.
 #[derive(Clone)]
@@ -36,8 +36,6 @@ pub struct ApiState {
     /// The gate: authentication, the patient's authorisation, audit — and the only read
     /// access to patient data.
     pub gate: Arc<crate::gate::Gate>,
-    /// Sessions of the web page.
-    pub web: Arc<crate::web::Sessions>,
     /// Evaluated answers of the results and check endpoints.
     pub answers: Arc<AnswerCache>,
 }
@@ -105,9 +103,9 @@ impl FromRequestParts<ApiState> for Authed {
     }
 }
 
-pub(crate) use crate::gate::{record, Ask, Asked};
+pub use crate::gate::{record, Ask, Asked};
 
-pub(crate) async fn require_role(
+pub async fn require_role(
     st: &ApiState,
     p: &Principal,
     roles: &[Role],
@@ -137,7 +135,7 @@ fn parse_patient(id: &str) -> Result<PatientId, Problem> {
 
 /// Authorises a patient-data request through the gate (headers:
 /// `X-Patient-Authorization: KIND CODE` or `X-Break-Glass: REASON`).
-pub(crate) async fn authorise(
+pub async fn authorise(
     st: &ApiState,
     p: Principal,
     action: &'static str,
@@ -149,13 +147,13 @@ pub(crate) async fn authorise(
 }
 
 /// One evaluated result: a report and one item of it.
-pub(crate) struct Evaluated {
-    pub(crate) meta: ReportMeta,
-    pub(crate) report: Arc<Report>,
-    pub(crate) item_key: String,
-    pub(crate) observations: Vec<usize>,
-    pub(crate) candidate: Candidate,
-    pub(crate) verdict: Verdict,
+pub struct Evaluated {
+    pub meta: ReportMeta,
+    pub report: Arc<Report>,
+    pub item_key: String,
+    pub observations: Vec<usize>,
+    pub candidate: Candidate,
+    pub verdict: Verdict,
 }
 
 fn parse_time(s: Option<&str>) -> Option<DateTime<FixedOffset>> {
@@ -277,7 +275,7 @@ fn candidates_of(
 }
 
 /// Loads the patient's reports and evaluates every candidate.
-pub(crate) async fn evaluate_patient(
+pub async fn evaluate_patient(
     st: &ApiState,
     asked: &Asked,
     kind: Option<ReportKind>,
@@ -288,7 +286,7 @@ pub(crate) async fn evaluate_patient(
 /// [`evaluate_patient`] restricted to the candidates of one regional item (the pre-order
 /// check): the others are never evaluated. Duplicates are decided among the same item, so
 /// the verdicts are those of the full evaluation.
-pub(crate) async fn evaluate_patient_item(
+pub async fn evaluate_patient_item(
     st: &ApiState,
     asked: &Asked,
     kind: Option<ReportKind>,
@@ -342,7 +340,7 @@ pub(crate) async fn evaluate_patient_item(
     Ok((link, out))
 }
 
-pub(crate) fn institution_name(st: &ApiState, code: &str) -> Option<String> {
+pub fn institution_name(st: &ApiState, code: &str) -> Option<String> {
     st.rules
         .institution(code)
         .map(|i| i.name.clone())
@@ -353,7 +351,7 @@ pub(crate) fn institution_name(st: &ApiState, code: &str) -> Option<String> {
 /// Serialised straight from borrowed data (no intermediate `serde_json::Value`: building
 /// and dropping those trees was most of the cost of a 200-result answer).
 #[derive(serde::Serialize)]
-pub(crate) struct ResultOut<'a> {
+pub struct ResultOut<'a> {
     report: &'a huren_model::ContentHash,
     kind: ReportKind,
     institution: &'a str,
@@ -439,7 +437,7 @@ fn result_json<'a>(st: &ApiState, e: &'a Evaluated) -> ResultOut<'a> {
     }
 }
 
-pub(crate) fn count_levels(items: &[&Evaluated]) -> Value {
+pub fn count_levels(items: &[&Evaluated]) -> Value {
     let mut c: HashMap<Level, u64> = HashMap::new();
     for e in items {
         *c.entry(e.verdict.level).or_default() += 1;
@@ -655,7 +653,7 @@ fn json_bytes<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Problem> {
     Ok(buf)
 }
 
-pub(crate) use crate::gate::merge;
+pub use crate::gate::merge;
 
 /// Body of `POST /api/v1/recognition/check`.
 #[derive(Deserialize)]
@@ -783,28 +781,28 @@ async fn check_answer(
 }
 
 /// What the pre-order check found for one catalogue item.
-pub(crate) struct CheckAnswer {
+pub struct CheckAnswer {
     /// Every evaluated result of the patient.
-    pub(crate) evaluated: Vec<Evaluated>,
+    pub evaluated: Vec<Evaluated>,
     /// Indices into `evaluated` of the results of the item, newest first.
-    pub(crate) same_item: Vec<usize>,
+    pub same_item: Vec<usize>,
     /// Index of the best recognisable one.
-    pub(crate) best: Option<usize>,
+    pub best: Option<usize>,
     /// Why none is recognisable: `{code, zh_text}`.
-    pub(crate) why_not: Vec<Value>,
+    pub why_not: Vec<Value>,
 }
 
 impl CheckAnswer {
-    pub(crate) fn candidates(&self) -> Vec<&Evaluated> {
+    pub fn candidates(&self) -> Vec<&Evaluated> {
         self.same_item.iter().map(|i| &self.evaluated[*i]).collect()
     }
-    pub(crate) fn best(&self) -> Option<&Evaluated> {
+    pub fn best(&self) -> Option<&Evaluated> {
         self.best.map(|i| &self.evaluated[i])
     }
 }
 
 /// The pre-order check for an authorised request (not audited here).
-pub(crate) async fn check_core(
+pub async fn check_core(
     st: &ApiState,
     asked: &Asked,
     item_code: &str,
@@ -898,7 +896,7 @@ pub async fn decide(
 
 /// Records a decision for an authorised request: recomputes the verdict, validates the
 /// decision (422 when refused; the refusal is audited) and appends it to the audit log.
-pub(crate) async fn decide_core(
+pub async fn decide_core(
     st: &ApiState,
     asked: &Asked,
     report: &str,

@@ -332,7 +332,7 @@ fn candidate_studies(store: &Store, keys: &[Key]) -> Result<Vec<StudyRow>, Store
 
 /// Runs a query at `level`: every matching answer's attributes, in index order, after
 /// skipping `offset` and at most `limit`, of the studies `allow` admits (the gate's scope:
-/// see [`crate::gate::SearchScope::find`], the only caller).
+/// see [`crate::SearchScope::find`], the only caller).
 pub(crate) fn find(
     store: &Store,
     level: Level,

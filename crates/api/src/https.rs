@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::api::ApiState;
-use crate::tls::{peer_institution, TlsSetup};
+use huren_ingest::tls::{peer_institution, TlsSetup};
 
 /// The institution a verified client certificate maps to (`None`: no certificate).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::api::{
     authorise, evaluate_patient, institution_name, merge, ApiState, Ask, Authed, Evaluated,
 };
-use crate::http::Problem;
+use huren_gate::Problem;
 
 /// Base of huren's own extension and code-system URLs.
 pub const BASE: &str = "https://huren.example/fhir";

@@ -63,7 +63,7 @@ pub struct Config {
     pub access: AccessConfig,
     /// Clinician (and officer) bearer tokens, stored hashed.
     #[serde(default, rename = "clinician")]
-    pub clinicians: Vec<crate::auth::TokenConfig>,
+    pub clinicians: Vec<huren_access::TokenConfig>,
     /// The resolved national-ID secret (looked up once; see [`Config::national_id_secret`]).
     #[serde(skip)]
     secret: std::sync::OnceLock<String>,
@@ -87,21 +87,6 @@ impl Default for AccessConfig {
             search_cap: 200,
             consent_ttl_hours: 24,
             consent_max_ttl_hours: 720,
-        }
-    }
-}
-
-impl AccessConfig {
-    /// The gate's options.
-    pub fn gate_options(&self) -> crate::gate::GateOptions {
-        crate::gate::GateOptions {
-            search_cap: self.search_cap.max(1),
-            consent_ttl: chrono::Duration::hours(i64::from(self.consent_ttl_hours.max(1))),
-            consent_max_ttl: chrono::Duration::hours(i64::from(
-                self.consent_max_ttl_hours
-                    .max(self.consent_ttl_hours)
-                    .max(1),
-            )),
         }
     }
 }

@@ -29,10 +29,38 @@ use huren_store::AuditRecord;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{self, ApiState, Ask, Evaluated};
-use crate::auth::{Principal, Role};
-use crate::http::Problem;
+use huren_api::api::{self, Ask, Evaluated};
+use huren_api::auth::{Principal, Role};
+use huren_api::ApiState;
+use huren_gate::Problem;
 use i18n::Lang;
+
+/// The web page's state: the API's state (the gate, the gateway, the rules) and the sessions.
+#[derive(Clone)]
+pub struct WebState {
+    /// The API's state.
+    pub api: ApiState,
+    /// Sessions of the web page.
+    pub web: std::sync::Arc<Sessions>,
+}
+
+impl WebState {
+    /// The web page over the API's state, with no session yet.
+    pub fn new(api: ApiState) -> WebState {
+        WebState {
+            api,
+            web: Default::default(),
+        }
+    }
+}
+
+impl std::ops::Deref for WebState {
+    type Target = ApiState;
+
+    fn deref(&self) -> &ApiState {
+        &self.api
+    }
+}
 
 const SESSION_COOKIE: &str = "huren_session";
 const LANG_COOKIE: &str = "huren_lang";
@@ -47,10 +75,10 @@ const MAX_PATIENTS: usize = 50;
 
 /// A patient opened in a session: who, under which authorisation and encounter.
 #[derive(Clone, Debug)]
-pub(crate) struct PatientCtx {
-    pub(crate) id: String,
-    pub(crate) auth: Option<huren_access::Presented>,
-    pub(crate) encounter: String,
+pub struct PatientCtx {
+    pub id: String,
+    pub auth: Option<huren_access::Presented>,
+    pub encounter: String,
 }
 
 struct Session {
@@ -72,10 +100,10 @@ pub struct Sessions {
 
 /// A signed-in user, as a handler sees it.
 #[derive(Clone)]
-pub(crate) struct Signed {
-    pub(crate) key: String,
-    pub(crate) principal: Principal,
-    pub(crate) csrf: String,
+pub struct Signed {
+    pub key: String,
+    pub principal: Principal,
+    pub csrf: String,
 }
 
 impl Sessions {
@@ -86,8 +114,8 @@ impl Sessions {
 
     /// Opens a session; the cookie value and the CSRF token.
     fn open(&self, principal: Principal) -> Option<(String, String)> {
-        let cookie = crate::auth::new_token().ok()?;
-        let csrf = crate::auth::new_token().ok()?;
+        let cookie = huren_api::auth::new_token().ok()?;
+        let csrf = huren_api::auth::new_token().ok()?;
         let now = Instant::now();
         let mut m = self.lock();
         m.retain(|_, s| now - s.last < IDLE && now - s.created < ABSOLUTE);
@@ -97,7 +125,7 @@ impl Sessions {
             }
         }
         m.insert(
-            crate::auth::token_hash(&cookie),
+            huren_api::auth::token_hash(&cookie),
             Session {
                 principal,
                 csrf: csrf.clone(),
@@ -111,7 +139,7 @@ impl Sessions {
     }
 
     fn get(&self, cookie: &str) -> Option<Signed> {
-        let key = crate::auth::token_hash(cookie);
+        let key = huren_api::auth::token_hash(cookie);
         let now = Instant::now();
         let mut m = self.lock();
         let live = m
@@ -135,7 +163,7 @@ impl Sessions {
     }
 
     fn add_patient(&self, key: &str, ctx: PatientCtx) -> Option<String> {
-        let handle = crate::auth::new_token().ok()?[..16].to_string();
+        let handle = huren_api::auth::new_token().ok()?[..16].to_string();
         let mut m = self.lock();
         let s = m.get_mut(key)?;
         if s.patients.len() >= MAX_PATIENTS {
@@ -172,15 +200,15 @@ impl Sessions {
 }
 
 /// The request as the web page sees it: language, and the session when signed in.
-pub(crate) struct Web {
-    pub(crate) lang: Lang,
-    pub(crate) signed: Option<Signed>,
+pub struct Web {
+    pub lang: Lang,
+    pub signed: Option<Signed>,
 }
 
-impl FromRequestParts<ApiState> for Web {
+impl FromRequestParts<WebState> for Web {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, st: &WebState) -> Result<Self, Self::Rejection> {
         let jar = CookieJar::from_headers(&parts.headers);
         let lang = Lang::from_cookie(jar.get(LANG_COOKIE).map(|c| c.value()));
         let signed = jar.get(SESSION_COOKIE).and_then(|c| st.web.get(c.value()));
@@ -234,7 +262,7 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
 }
 
 /// The web page's routes (merged into the HTTP router).
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<WebState> {
     Router::new()
         .route("/", get(home))
         .route("/ui/login", post(login))
@@ -254,8 +282,8 @@ pub fn routes() -> Router<ApiState> {
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
 }
 
-const STYLE: &str = include_str!("../../assets/style.css");
-const SCRIPT: &str = include_str!("../../assets/app.js");
+const STYLE: &str = include_str!("../assets/style.css");
+const SCRIPT: &str = include_str!("../assets/app.js");
 
 async fn asset(Path(file): Path<String>) -> Response {
     let (ty, body) = match file.as_str() {
@@ -291,7 +319,7 @@ struct LoginForm {
     token: String,
 }
 
-fn session_cookie(st: &ApiState, value: String) -> Cookie<'static> {
+fn session_cookie(st: &WebState, value: String) -> Cookie<'static> {
     Cookie::build((SESSION_COOKIE, value))
         .http_only(true)
         .same_site(SameSite::Strict)
@@ -301,7 +329,7 @@ fn session_cookie(st: &ApiState, value: String) -> Cookie<'static> {
 }
 
 async fn login(
-    State(st): State<ApiState>,
+    State(st): State<WebState>,
     w: Web,
     jar: CookieJar,
     Form(f): Form<LoginForm>,
@@ -362,7 +390,7 @@ fn csrf_refused(lang: Lang) -> Response {
 }
 
 async fn logout(
-    State(st): State<ApiState>,
+    State(st): State<WebState>,
     w: Web,
     jar: CookieJar,
     Form(f): Form<CsrfForm>,
@@ -404,7 +432,7 @@ async fn set_lang(
     (jar.add(c), Redirect::to(&back)).into_response()
 }
 
-async fn search_page(State(st): State<ApiState>, w: Web) -> Response {
+async fn search_page(State(st): State<WebState>, w: Web) -> Response {
     let s = match w.need() {
         Ok(s) => s,
         Err(r) => return r,
@@ -417,28 +445,28 @@ async fn search_page(State(st): State<ApiState>, w: Web) -> Response {
 
 /// The patient search form.
 #[derive(Deserialize, Default)]
-pub(crate) struct SearchForm {
+pub struct SearchForm {
     #[serde(default)]
-    pub(crate) csrf: String,
+    pub csrf: String,
     #[serde(default)]
-    pub(crate) by: String,
+    pub by: String,
     #[serde(default)]
-    pub(crate) national_id: String,
+    pub national_id: String,
     #[serde(default)]
-    pub(crate) institution: String,
+    pub institution: String,
     #[serde(default)]
-    pub(crate) local_id: String,
+    pub local_id: String,
     #[serde(default)]
-    pub(crate) auth_kind: String,
+    pub auth_kind: String,
     #[serde(default)]
-    pub(crate) auth_code: String,
+    pub auth_code: String,
     #[serde(default)]
-    pub(crate) break_glass: String,
+    pub break_glass: String,
     #[serde(default)]
-    pub(crate) encounter: String,
+    pub encounter: String,
 }
 
-async fn search(State(st): State<ApiState>, w: Web, Form(f): Form<SearchForm>) -> Response {
+async fn search(State(st): State<WebState>, w: Web, Form(f): Form<SearchForm>) -> Response {
     let s = match w.need() {
         Ok(s) => s,
         Err(r) => return r,
@@ -528,7 +556,7 @@ async fn search(State(st): State<ApiState>, w: Web, Form(f): Form<SearchForm>) -
 /// Resolves the patient handle and authorises the view like the API does (a refusal is
 /// audited there); the answer is a page on refusal.
 async fn authorised(
-    st: &ApiState,
+    st: &WebState,
     w: &Web,
     h: &str,
     action: &'static str,
@@ -573,7 +601,7 @@ fn problem_page(lang: Lang, s: Option<&Signed>, p: Problem) -> Response {
 
 /// Writes the audit record of one patient view.
 async fn audit_view(
-    st: &ApiState,
+    st: &WebState,
     asked: &api::Asked,
     returned: Vec<String>,
     detail: serde_json::Value,
@@ -594,7 +622,7 @@ struct TimelineQuery {
 }
 
 async fn timeline(
-    State(st): State<ApiState>,
+    State(st): State<WebState>,
     w: Web,
     Path(h): Path<String>,
     Query(q): Query<TimelineQuery>,
@@ -662,7 +690,7 @@ struct CheckQuery {
 
 /// A catalogue item from what the doctor typed: `CODE`, `CODE name` (the datalist form) or
 /// the exact name.
-fn resolve_item(st: &ApiState, typed: &str) -> Option<String> {
+fn resolve_item(st: &WebState, typed: &str) -> Option<String> {
     let typed = typed.trim();
     let first = typed.split_whitespace().next().unwrap_or("");
     if st.rules.item(first).is_some() {
@@ -677,7 +705,7 @@ fn resolve_item(st: &ApiState, typed: &str) -> Option<String> {
 }
 
 async fn check(
-    State(st): State<ApiState>,
+    State(st): State<WebState>,
     w: Web,
     Path(h): Path<String>,
     Query(q): Query<CheckQuery>,
@@ -745,7 +773,7 @@ struct ReportQuery {
 }
 
 async fn report_view(
-    State(st): State<ApiState>,
+    State(st): State<WebState>,
     w: Web,
     Path((h, hash)): Path<(String, String)>,
     Query(q): Query<ReportQuery>,
@@ -794,7 +822,7 @@ async fn report_view(
 }
 
 async fn ecg_trace(
-    State(st): State<ApiState>,
+    State(st): State<WebState>,
     w: Web,
     Path((h, hash)): Path<(String, String)>,
 ) -> Response {
@@ -834,7 +862,7 @@ async fn ecg_trace(
     }
 }
 
-fn render_trace(read: &crate::gate::ReportRead, hash: &str) -> Result<String, Problem> {
+fn render_trace(read: &huren_gate::ReportRead, hash: &str) -> Result<String, Problem> {
     let report = read
         .report()?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "no such report", hash.to_string()))?;
@@ -842,7 +870,7 @@ fn render_trace(read: &crate::gate::ReportRead, hash: &str) -> Result<String, Pr
         .ecg
         .as_ref()
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not an ECG", hash.to_string()))?;
-    crate::http::render_ecg(read, body, hash, &huren_ecg::RenderOptions::default())
+    huren_api::http::render_ecg(read, body, hash, &huren_ecg::RenderOptions::default())
 }
 
 /// How many preview images a study page shows.
@@ -851,7 +879,7 @@ const MAX_PREVIEWS: usize = 8;
 /// The image instances of a study to preview: the middle instance of each image series, then
 /// more of the first series, up to [`MAX_PREVIEWS`]; `(SOP Instance UID, caption)`.
 fn previews_of(
-    st: &ApiState,
+    st: &WebState,
     asked: &api::Asked,
     report: &huren_model::Report,
 ) -> Vec<(String, String)> {
@@ -913,7 +941,7 @@ fn previews_of(
 /// A study page's preview image: part of that page's audited view (the session must have
 /// been shown the study report, and the instance must belong to it).
 async fn preview(
-    State(st): State<ApiState>,
+    State(st): State<WebState>,
     w: Web,
     Path((h, hash, uid)): Path<(String, String, String)>,
 ) -> Response {
@@ -981,7 +1009,7 @@ struct DecideForm {
 }
 
 async fn decide(
-    State(st): State<ApiState>,
+    State(st): State<WebState>,
     w: Web,
     Path(h): Path<String>,
     Form(mut f): Form<DecideForm>,
@@ -1055,7 +1083,7 @@ struct StatsQuery {
     group_by: Option<String>,
 }
 
-async fn stats(State(st): State<ApiState>, w: Web, Query(q): Query<StatsQuery>) -> Response {
+async fn stats(State(st): State<WebState>, w: Web, Query(q): Query<StatsQuery>) -> Response {
     let s = match w.need() {
         Ok(s) => s.clone(),
         Err(r) => return r,
@@ -1069,7 +1097,7 @@ async fn stats(State(st): State<ApiState>, w: Web, Query(q): Query<StatsQuery>) 
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     match api::stats(
-        State(st.clone()),
+        State(st.api.clone()),
         api::Authed(s.principal.clone()),
         Query(query),
     )
@@ -1081,7 +1109,7 @@ async fn stats(State(st): State<ApiState>, w: Web, Query(q): Query<StatsQuery>) 
 }
 
 /// The level's badge class, icon and label.
-pub(crate) fn badge(lang: Lang, level: Level) -> (&'static str, &'static str, &'static str) {
+pub fn badge(lang: Lang, level: Level) -> (&'static str, &'static str, &'static str) {
     let t = lang.t();
     match level {
         Level::Recognizable => ("ok", "✔", t.recognizable),

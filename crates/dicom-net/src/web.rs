@@ -10,9 +10,9 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use super::PreviewFailure;
-use crate::api::{ApiState, Authed};
-use crate::http::Problem;
+use huren_api::api::{ApiState, Authed};
+use huren_gate::PreviewFailure;
+use huren_gate::Problem;
 
 /// The imaging routes, merged into the API router.
 pub fn routes() -> Router<ApiState> {
@@ -37,12 +37,12 @@ pub fn routes() -> Router<ApiState> {
         )
         .route("/dicomweb/series", get(qido_series))
         .route("/dicomweb/instances", get(qido_instances))
-        .merge(super::dicomweb::routes())
+        .merge(crate::dicomweb::routes())
 }
 
 /// One QIDO-RS query parameter → a matching key (`PatientID=…` or `00100020=…`); `None`
 /// for the non-key parameters.
-fn qido_key(name: &str, value: &str) -> Result<Option<super::query::Key>, Problem> {
+fn qido_key(name: &str, value: &str) -> Result<Option<huren_gate::query::Key>, Problem> {
     use dicom_core::dictionary::DataDictionary;
     if matches!(
         name,
@@ -66,17 +66,17 @@ fn qido_key(name: &str, value: &str) -> Result<Option<super::query::Key>, Proble
                 )
             })?
     };
-    Ok(Some(super::query::Key {
+    Ok(Some(huren_gate::query::Key {
         tag,
         value: value.to_string(),
     }))
 }
 
 /// DICOM JSON (PS3.18 F.2) of one answer.
-pub(crate) fn dicom_json(attrs: &[super::query::Attr]) -> serde_json::Value {
+pub(crate) fn dicom_json(attrs: &[huren_gate::query::Attr]) -> serde_json::Value {
     use dicom_core::VR;
     let mut m = serde_json::Map::new();
-    let mut sorted: Vec<&super::query::Attr> = attrs.iter().collect();
+    let mut sorted: Vec<&huren_gate::query::Attr> = attrs.iter().collect();
     sorted.sort_by_key(|a| a.tag);
     for a in sorted {
         let mut el = serde_json::Map::new();
@@ -106,10 +106,10 @@ pub(crate) fn dicom_json(attrs: &[super::query::Attr]) -> serde_json::Value {
 
 async fn qido(
     st: ApiState,
-    who: crate::auth::Principal,
+    who: huren_api::auth::Principal,
     headers: HeaderMap,
-    level: super::query::Level,
-    fixed: Vec<super::query::Key>,
+    level: huren_gate::query::Level,
+    fixed: Vec<huren_gate::query::Key>,
     params: Vec<(String, String)>,
 ) -> Result<Response, Problem> {
     let mut keys = fixed;
@@ -135,7 +135,7 @@ async fn qido(
         .iter()
         .find(|k| k.tag == dicom_dictionary_std::tags::PATIENT_ID)
         .map(|k| k.value.clone());
-    let presented = crate::gate::presented(&headers)?;
+    let presented = huren_gate::presented(&headers)?;
     // The audit record names the query's keys, not their values (names, IDs).
     let asked: Vec<String> = params.iter().map(|(k, _)| k.clone()).collect();
     let scope = st
@@ -176,8 +176,8 @@ async fn qido(
 
 type Params = Query<Vec<(String, String)>>;
 
-fn uid_key(tag: dicom_core::Tag, v: String) -> super::query::Key {
-    super::query::Key { tag, value: v }
+fn uid_key(tag: dicom_core::Tag, v: String) -> huren_gate::query::Key {
+    huren_gate::query::Key { tag, value: v }
 }
 
 async fn qido_studies(
@@ -186,7 +186,7 @@ async fn qido_studies(
     headers: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, Problem> {
-    qido(st, who, headers, super::query::Level::Study, vec![], p).await
+    qido(st, who, headers, huren_gate::query::Level::Study, vec![], p).await
 }
 
 async fn qido_series(
@@ -195,7 +195,15 @@ async fn qido_series(
     headers: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, Problem> {
-    qido(st, who, headers, super::query::Level::Series, vec![], p).await
+    qido(
+        st,
+        who,
+        headers,
+        huren_gate::query::Level::Series,
+        vec![],
+        p,
+    )
+    .await
 }
 
 async fn qido_instances(
@@ -204,7 +212,7 @@ async fn qido_instances(
     headers: HeaderMap,
     Query(p): Params,
 ) -> Result<Response, Problem> {
-    qido(st, who, headers, super::query::Level::Image, vec![], p).await
+    qido(st, who, headers, huren_gate::query::Level::Image, vec![], p).await
 }
 
 async fn qido_series_of_study(
@@ -218,7 +226,7 @@ async fn qido_series_of_study(
         dicom_dictionary_std::tags::STUDY_INSTANCE_UID,
         study,
     )];
-    qido(st, who, headers, super::query::Level::Series, fixed, p).await
+    qido(st, who, headers, huren_gate::query::Level::Series, fixed, p).await
 }
 
 async fn qido_instances_of_study(
@@ -232,7 +240,7 @@ async fn qido_instances_of_study(
         dicom_dictionary_std::tags::STUDY_INSTANCE_UID,
         study,
     )];
-    qido(st, who, headers, super::query::Level::Image, fixed, p).await
+    qido(st, who, headers, huren_gate::query::Level::Image, fixed, p).await
 }
 
 async fn qido_instances_of_series(
@@ -246,7 +254,7 @@ async fn qido_instances_of_series(
         uid_key(dicom_dictionary_std::tags::STUDY_INSTANCE_UID, study),
         uid_key(dicom_dictionary_std::tags::SERIES_INSTANCE_UID, series),
     ];
-    qido(st, who, headers, super::query::Level::Image, fixed, p).await
+    qido(st, who, headers, huren_gate::query::Level::Image, fixed, p).await
 }
 
 pub(crate) fn store_problem(e: huren_store::StoreError) -> Problem {
@@ -261,9 +269,9 @@ struct PreviewQuery {
 
 async fn preview_answer(
     st: &ApiState,
-    who: &crate::auth::Principal,
+    who: &huren_api::auth::Principal,
     headers: &HeaderMap,
-    sel: crate::gate::Selection<'_>,
+    sel: huren_gate::Selection<'_>,
     size: u32,
     action: &str,
 ) -> Result<Response, Problem> {
@@ -274,7 +282,7 @@ async fn preview_answer(
             "size must be 1..4096 pixels",
         ));
     }
-    let presented = crate::gate::presented(headers)?;
+    let presented = huren_gate::presented(headers)?;
     let read = st
         .gate
         .instances(
@@ -337,7 +345,7 @@ async fn preview(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let size = q.size.unwrap_or(huren_dicom::preview::DEFAULT_MAX_PX);
-    let sel = crate::gate::Selection {
+    let sel = huren_gate::Selection {
         study: None,
         series: None,
         instance: Some(&uid),
@@ -391,7 +399,7 @@ async fn rendered(
                 )
             })?,
     };
-    let sel = crate::gate::Selection {
+    let sel = huren_gate::Selection {
         study: Some(&study),
         series: Some(&series),
         instance: Some(&uid),

@@ -3,7 +3,7 @@
 //! instance's `/bulkdata/{path}` and `/frames/{list}`).
 //!
 //! STOW-RS takes `multipart/related; type="application/dicom"` (parsed by `multer`); every
-//! part goes through the same [`crate::Gateway::ingest_dicom`] path as a C-STORE, so an
+//! part goes through the same `huren_ingest::Gateway::ingest_dicom` path as a C-STORE, so an
 //! instance is listed in `ReferencedSOPSequence` only once durable. WADO-RS answers the
 //! stored originals byte for byte, and `/metadata` as DICOM JSON with a `BulkDataURI` in
 //! place of binary values, which `/bulkdata` then answers (`huren_dicom::bulk`). Clinicians and institution systems only; every answer that
@@ -18,9 +18,9 @@ use axum::Router;
 use huren_model::InstanceRecord;
 use serde_json::{json, Value};
 
-use crate::api::{ApiState, Authed};
-use crate::auth::Role;
-use crate::http::Problem;
+use huren_api::api::{ApiState, Authed};
+use huren_api::auth::Role;
+use huren_gate::Problem;
 
 /// The most one STOW-RS request body may carry (all parts together).
 pub const STOW_MAX_REQUEST_BYTES: u64 = 1 << 30;
@@ -140,7 +140,7 @@ struct Failed {
 
 async fn stow(
     st: ApiState,
-    who: crate::auth::Principal,
+    who: huren_api::auth::Principal,
     study: Option<String>,
     headers: HeaderMap,
     body: Body,
@@ -237,7 +237,7 @@ async fn stow(
             });
             continue;
         }
-        let inst = match super::parse_file(&bytes) {
+        let inst = match huren_ingest::dicom::parse_file(&bytes) {
             Ok(i) => i,
             Err(e) => {
                 let status = e.status();
@@ -305,7 +305,7 @@ async fn stow(
         ));
     }
     // One audit record per request: what was stored for which caller.
-    let mut rec = crate::gate::record(&who, "stow_rs");
+    let mut rec = huren_gate::record(&who, "stow_rs");
     rec.outcome = if failed.is_empty() { "ok" } else { "partial" }.into();
     rec.detail = json!({
         "stored": stored.iter().map(|s| &s.instance).collect::<Vec<_>>(),
@@ -408,19 +408,19 @@ fn multipart_problem(e: multer::Error, parts: usize, stored: &[Stored]) -> Probl
 /// institution or with the patient's verified authorisation; one audit record).
 async fn select(
     st: &ApiState,
-    who: &crate::auth::Principal,
+    who: &huren_api::auth::Principal,
     headers: &HeaderMap,
     (study, series, uid): (&str, Option<&str>, Option<&str>),
     action: &str,
     detail: Value,
-    precheck: Option<&(dyn Fn(&[InstanceRecord]) -> Result<(), Problem> + Sync)>,
-) -> Result<crate::gate::InstancesRead, Problem> {
-    let presented = crate::gate::presented(headers)?;
+    precheck: Option<huren_gate::Precheck<'_>>,
+) -> Result<huren_gate::InstancesRead, Problem> {
+    let presented = huren_gate::presented(headers)?;
     st.gate
         .instances(
             who,
             presented.as_ref(),
-            crate::gate::Selection {
+            huren_gate::Selection {
                 study: Some(study),
                 series,
                 instance: uid,
@@ -467,7 +467,7 @@ fn accepts_dicom(headers: &HeaderMap, recs: &[InstanceRecord]) -> Result<(), Pro
 
 async fn wado(
     st: ApiState,
-    who: crate::auth::Principal,
+    who: huren_api::auth::Principal,
     headers: HeaderMap,
     study: String,
     series: Option<String>,
@@ -630,7 +630,7 @@ fn accepts_multipart(headers: &HeaderMap) -> Result<(), Problem> {
 
 async fn bulk(
     st: ApiState,
-    who: crate::auth::Principal,
+    who: huren_api::auth::Principal,
     headers: HeaderMap,
     (study, series, uid): (String, String, String),
     want: Want,
@@ -749,7 +749,7 @@ pub fn metadata_json(bytes: &[u8], instance_url: &str) -> Result<Value, huren_di
 
 async fn metadata(
     st: ApiState,
-    who: crate::auth::Principal,
+    who: huren_api::auth::Principal,
     headers: HeaderMap,
     study: String,
     series: Option<String>,

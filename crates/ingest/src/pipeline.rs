@@ -15,7 +15,7 @@ use crate::config::Config;
 /// Shared state of a running gateway.
 #[derive(Clone)]
 pub struct Gateway {
-    /// The store: written by the ingest paths; read only through [`crate::gate::Gate`].
+    /// The store: written by the ingest paths; read only through `huren_gate::Gate`.
     store: Store,
     /// The configuration.
     pub config: Arc<Config>,

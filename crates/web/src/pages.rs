@@ -12,8 +12,9 @@ use serde_json::Value;
 use super::chart::{parse_range, trend_svg, Point};
 use super::i18n::{exception_en, reason_en, Lang};
 use super::{badge, PatientCtx, SearchForm, Signed};
-use crate::api::{self, ApiState, Evaluated};
-use crate::auth::Role;
+use crate::WebState;
+use huren_api::api::{self, Evaluated};
+use huren_api::auth::Role;
 
 /// Bumped when the assets change (cache busting).
 const ASSET_V: &str = "3";
@@ -66,7 +67,7 @@ fn urlencode(s: &str) -> String {
 }
 
 /// The sign-in page.
-pub(crate) fn sign_in(lang: Lang, msg: Option<&str>) -> Markup {
+pub fn sign_in(lang: Lang, msg: Option<&str>) -> Markup {
     let t = lang.t();
     layout(
         lang,
@@ -89,13 +90,7 @@ pub(crate) fn sign_in(lang: Lang, msg: Option<&str>) -> Markup {
 }
 
 /// A message page (errors, refusals).
-pub(crate) fn message(
-    lang: Lang,
-    s: Option<&Signed>,
-    title: &str,
-    detail: &str,
-    back: &str,
-) -> Markup {
+pub fn message(lang: Lang, s: Option<&Signed>, title: &str, detail: &str, back: &str) -> Markup {
     layout(
         lang,
         title,
@@ -112,7 +107,7 @@ pub(crate) fn message(
 }
 
 /// A page around a fragment.
-pub(crate) fn message_markup(lang: Lang, s: Option<&Signed>, back: &str, inner: Markup) -> Markup {
+pub fn message_markup(lang: Lang, s: Option<&Signed>, back: &str, inner: Markup) -> Markup {
     layout(
         lang,
         lang.t().preorder,
@@ -126,13 +121,7 @@ pub(crate) fn message_markup(lang: Lang, s: Option<&Signed>, back: &str, inner: 
 }
 
 /// The patient search form.
-pub(crate) fn search(
-    st: &ApiState,
-    lang: Lang,
-    s: &Signed,
-    f: &SearchForm,
-    msg: Option<&str>,
-) -> Markup {
+pub fn search(st: &WebState, lang: Lang, s: &Signed, f: &SearchForm, msg: Option<&str>) -> Markup {
     let t = lang.t();
     let local = f.by == "local";
     layout(
@@ -350,8 +339,8 @@ fn summary(lang: Lang, e: &Evaluated) -> Markup {
 
 /// The patient's timeline: one row per result with its verdict and reasons.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn timeline(
-    st: &ApiState,
+pub fn timeline(
+    st: &WebState,
     lang: Lang,
     s: &Signed,
     h: &str,
@@ -552,8 +541,8 @@ fn exc_text(lang: Lang, code: &str, zh: &str) -> String {
 
 /// The pre-order check panel.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn check_panel(
-    st: &ApiState,
+pub fn check_panel(
+    st: &WebState,
     lang: Lang,
     _s: &Signed,
     h: &str,
@@ -597,7 +586,7 @@ pub(crate) fn check_panel(
 }
 
 /// The answer to an unknown item in the check.
-pub(crate) fn check_unknown(_lang: Lang, typed: &str, msg: &str) -> Markup {
+pub fn check_unknown(_lang: Lang, typed: &str, msg: &str) -> Markup {
     html! {
         div #check-result.check-ans.no {
             h3 { span aria-hidden="true" { "✘ " } (msg) }
@@ -607,13 +596,13 @@ pub(crate) fn check_unknown(_lang: Lang, typed: &str, msg: &str) -> Markup {
 }
 
 /// A report page and the reports whose content it shows besides the report itself.
-pub(crate) struct ReportView {
-    pub(crate) markup: Markup,
-    pub(crate) returned: Vec<String>,
+pub struct ReportView {
+    pub markup: Markup,
+    pub returned: Vec<String>,
 }
 
 /// Trend of every numeric observation of the item across the patient's results.
-fn trends(st: &ApiState, lang: Lang, e: &Evaluated, all: &[Evaluated]) -> (Markup, Vec<String>) {
+fn trends(st: &WebState, lang: Lang, e: &Evaluated, all: &[Evaluated]) -> (Markup, Vec<String>) {
     let t = lang.t();
     let mut returned = Vec::new();
     let mut charts = Vec::new();
@@ -675,8 +664,8 @@ fn trends(st: &ApiState, lang: Lang, e: &Evaluated, all: &[Evaluated]) -> (Marku
 
 /// The report page: content, verdict and reasons, trend or trace, and the decision form.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn report(
-    st: &ApiState,
+pub fn report(
+    st: &WebState,
     lang: Lang,
     s: &Signed,
     h: &str,
@@ -859,7 +848,7 @@ pub(crate) fn report(
 }
 
 /// The statistics page (health commission, privacy officers).
-pub(crate) fn stats(_st: &ApiState, lang: Lang, s: &Signed, group_by: &str, v: &Value) -> Markup {
+pub fn stats(_st: &WebState, lang: Lang, s: &Signed, group_by: &str, v: &Value) -> Markup {
     let t = lang.t();
     let row = |g: &Value| {
         html! {

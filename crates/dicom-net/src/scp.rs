@@ -1,5 +1,5 @@
 //! The DIMSE service class provider on dicom-ul (async): C-ECHO, C-STORE and C-FIND
-//! (Study Root and Patient Root, answered from the index by [`super::query`]).
+//! (Study Root and Patient Root, answered from the index by `huren_gate::query`).
 //!
 //! Every socket gets `TCP_NODELAY` (a Nagle-on exchange costs ~40 ms per instance on Linux).
 //! The calling AE title must belong to a configured institution (or `accept_unknown`), the
@@ -25,8 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::pipeline::Gateway;
-use crate::tls::{peer_institution, TlsSetup};
+use huren_ingest::tls::{peer_institution, TlsSetup};
+use huren_ingest::Gateway;
 
 /// The association of either listener: plain TCP or DICOM TLS.
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -150,7 +150,7 @@ pub const EXTRA_STORAGE: &[&str] = &[
 pub async fn serve(
     listener: TcpListener,
     gw: Gateway,
-    gate: Arc<crate::gate::Gate>,
+    gate: Arc<huren_gate::Gate>,
     aet: String,
     tls: Option<Arc<TlsSetup>>,
 ) {
@@ -231,7 +231,7 @@ fn acting_institution(gw: &Gateway, calling: &str, cert: Option<&str>) -> Result
 async fn association<S: Stream>(
     mut assoc: AsyncServerAssociation<S>,
     gw: Gateway,
-    gate: Arc<crate::gate::Gate>,
+    gate: Arc<huren_gate::Gate>,
     cert: Option<String>,
 ) {
     use dicom_ul::association::Association;
@@ -407,7 +407,7 @@ async fn association<S: Stream>(
 /// one that does not parse, A700 when the index cannot answer.
 #[allow(clippy::too_many_arguments)]
 async fn find<S: Stream>(
-    gate: &crate::gate::Gate,
+    gate: &huren_gate::Gate,
     who: &huren_access::Principal,
     assoc: &mut AsyncServerAssociation<S>,
     pc: u8,
@@ -416,9 +416,10 @@ async fn find<S: Stream>(
     ts: &str,
     peer_max_pdu: u32,
 ) -> Result<(), dicom_ul::association::Error> {
-    use super::query::{Key, Level};
+    use huren_gate::query::{Key, Level};
     let patient_root = cmd.sop_class == PATIENT_ROOT_FIND;
-    let parsed = (|| -> Result<(Level, Vec<(dicom_core::Tag, String)>), (u16, String)> {
+    type Keys = Vec<(dicom_core::Tag, String)>;
+    let parsed = (|| -> Result<(Level, Keys), (u16, String)> {
         let keys = huren_dicom::identifier::read_identifier(&identifier, ts)
             .map_err(|e| (0xC000, e.to_string()))?;
         let level = keys
@@ -589,7 +590,7 @@ async fn store(
     cmd: &Command,
     institution: &str,
     calling: &str,
-) -> super::DicomOutcome {
+) -> huren_ingest::dicom::DicomOutcome {
     let (ts2, class, inst) = (
         ts.to_string(),
         cmd.sop_class.clone(),
@@ -632,9 +633,9 @@ async fn store(
         }
         Ok(Err(e)) => {
             tracing::info!(error = %e, "C-STORE data set refused");
-            super::DicomOutcome::refused(&e)
+            huren_ingest::dicom::DicomOutcome::refused(&e)
         }
-        Err(_) => super::DicomOutcome::refused(&huren_dicom::DicomError::Parse(
+        Err(_) => huren_ingest::dicom::DicomOutcome::refused(&huren_dicom::DicomError::Parse(
             "the data set parser failed".into(),
         )),
     }
