@@ -170,6 +170,58 @@ pub fn code_digest(key: &[u8; 32], person: &str, normalised: &str) -> String {
     h.finalize().to_hex().to_string()
 }
 
+/// A consent a verifier accepted: its id and what it covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The consent's id (or the external service's reference).
+    pub id: String,
+    /// What it lets the clinician read.
+    pub scope: ConsentScope,
+}
+
+/// Verifies a presented code for one person. The built-in one is [`ConsentList`] over the
+/// consortium's consent store; a region may plug in its own (e.g. an electronic health card
+/// service) — it is asked with the same inputs and answers the same way.
+pub trait Verifier: Send + Sync {
+    /// The consent the code proves for `person`, or why it proves none. `wanted` is the kind
+    /// of data asked for (`None`: whatever the consent covers).
+    fn verify(
+        &self,
+        person: &str,
+        kind: CredentialKind,
+        code: &str,
+        wanted: Option<ReportKind>,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, ConsentFailure>;
+}
+
+/// The built-in verifier: the consents recorded for a person, digested with the deployment's
+/// key.
+pub struct ConsentList<'a> {
+    /// The person's consents (any state).
+    pub consents: &'a [Consent],
+    /// The digest key ([`code_key`]).
+    pub key: &'a [u8; 32],
+}
+
+impl Verifier for ConsentList<'_> {
+    fn verify(
+        &self,
+        person: &str,
+        kind: CredentialKind,
+        code: &str,
+        wanted: Option<ReportKind>,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, ConsentFailure> {
+        Consent::verify(self.consents, self.key, person, kind, code, wanted, now).map(|c| {
+            Verified {
+                id: c.id.clone(),
+                scope: c.scope,
+            }
+        })
+    }
+}
+
 impl Consent {
     /// Verifies a presented code against the consents of `person` (all of them, so the time
     /// taken does not say which matched): the matching consent, or why none authorises.

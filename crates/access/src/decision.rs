@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use huren_model::ReportKind;
 
-use crate::consent::{Consent, ConsentFailure, ConsentScope};
+use crate::consent::{ConsentFailure, ConsentScope, Verifier};
 use crate::presented::Presented;
 use crate::principal::{Principal, Role};
 
@@ -52,10 +52,8 @@ pub struct Request<'a> {
     pub subject: Subject<'a>,
     /// The patient's authorisation the request presents.
     pub presented: Option<&'a Presented>,
-    /// The consents recorded for the subject's person (any state).
-    pub consents: &'a [Consent],
-    /// The key consent codes are digested with.
-    pub code_key: &'a [u8; 32],
+    /// Verifies a presented code for the subject's person.
+    pub verifier: &'a dyn Verifier,
     /// Until when tries for the subject's person are locked, if they are.
     pub locked_until: Option<DateTime<Utc>>,
     /// The policy.
@@ -202,9 +200,9 @@ pub fn decide(r: &Request<'_>) -> Decision {
                     ),
                 );
             }
-            match Consent::verify(r.consents, r.code_key, person, *ck, code, kind, r.now) {
+            match r.verifier.verify(person, *ck, code, kind, r.now) {
                 Ok(c) => Decision::Allow(Basis::Consent {
-                    id: c.id.clone(),
+                    id: c.id,
                     scope: c.scope,
                 }),
                 Err(f) => Decision::Deny(Denial {
@@ -227,7 +225,7 @@ pub fn decide(r: &Request<'_>) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consent::{code_digest, code_key, normalise_code};
+    use crate::consent::{code_digest, code_key, normalise_code, Consent, ConsentList};
     use crate::presented::CredentialKind;
     use proptest::prelude::*;
 
@@ -275,8 +273,10 @@ mod tests {
             roles: READERS,
             subject,
             presented,
-            consents,
-            code_key: &key,
+            verifier: &ConsentList {
+                consents,
+                key: &key,
+            },
             locked_until: None,
             policy: Policy {
                 required: true,
@@ -366,8 +366,10 @@ mod tests {
                 kind: None,
             },
             presented: Some(&bg),
-            consents: &cs,
-            code_key: &key,
+            verifier: &ConsentList {
+                consents: &cs,
+                key: &key,
+            },
             locked_until: None,
             policy: Policy {
                 required: true,
@@ -421,6 +423,60 @@ mod tests {
         assert!(
             matches!(run(&dr, ecg, Some(&good), &cs), Decision::Deny(d) if d.code == "PATIENT_AUTHORIZATION_SCOPE")
         );
+    }
+
+    #[test]
+    fn a_regions_own_verifier_decides_codes() {
+        struct HealthCardService;
+        impl Verifier for HealthCardService {
+            fn verify(
+                &self,
+                person: &str,
+                _: CredentialKind,
+                code: &str,
+                _: Option<ReportKind>,
+                _: DateTime<Utc>,
+            ) -> Result<crate::Verified, ConsentFailure> {
+                if person == "nidk:a" && code == "EHC-OK" {
+                    Ok(crate::Verified {
+                        id: "ehc:42".into(),
+                        scope: ConsentScope::All,
+                    })
+                } else {
+                    Err(ConsentFailure::Invalid)
+                }
+            }
+        }
+        let dr = doctor("FX-SQ", Role::Clinician);
+        let ok = Presented::Code {
+            kind: CredentialKind::HealthCard,
+            code: "EHC-OK".into(),
+        };
+        let bad = Presented::Code {
+            kind: CredentialKind::HealthCard,
+            code: CODE.into(),
+        };
+        let mut req = Request {
+            principal: &dr,
+            roles: READERS,
+            subject: Subject::Person {
+                person: "nidk:a",
+                kind: None,
+            },
+            presented: Some(&ok),
+            verifier: &HealthCardService,
+            locked_until: None,
+            policy: Policy {
+                required: true,
+                break_glass_allowed: false,
+            },
+            now: now(),
+        };
+        assert!(
+            matches!(decide(&req), Decision::Allow(Basis::Consent { id, .. }) if id == "ehc:42")
+        );
+        req.presented = Some(&bad);
+        assert!(matches!(decide(&req), Decision::Deny(d) if d.wrong_code));
     }
 
     proptest! {

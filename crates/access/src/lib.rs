@@ -13,8 +13,8 @@ mod presented;
 mod principal;
 
 pub use consent::{
-    code_digest, code_key, new_code, normalise_code, Consent, ConsentFailure, ConsentScope,
-    CODE_LEN,
+    code_digest, code_key, new_code, normalise_code, Consent, ConsentFailure, ConsentList,
+    ConsentScope, Verified, Verifier, CODE_LEN,
 };
 pub use decision::{decide, Basis, Decision, Denial, Policy, Request, Subject};
 pub use lockout::Lockout;

@@ -13,9 +13,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use huren_model::{PatientId, Report, ReportKind, ReportStatus};
 use huren_recognition::stable_until_all;
 use huren_recognition::{
-    evaluate_all, validate_decision, AuthorizationKind, Candidate, CandidateStatus, Category,
-    Closure, Critical, Decision, Demographics, IdentityMethod, Images, IntendedOrder, Level,
-    QueryContext, Rules, Sex, Times, Verdict,
+    evaluate_all, validate_decision, AuthorizationKind, Candidate, Decision, Demographics,
+    IdentityMethod, IntendedOrder, Level, QueryContext, Rules, Verdict,
 };
 use huren_store::{AuditRecord, IdentityLink, ReportMeta};
 use serde::Deserialize;
@@ -156,124 +155,6 @@ pub struct Evaluated {
     pub verdict: Verdict,
 }
 
-fn parse_time(s: Option<&str>) -> Option<DateTime<FixedOffset>> {
-    s.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-}
-
-fn sex(s: Option<&str>) -> Option<Sex> {
-    match s? {
-        "M" | "male" => Some(Sex::Male),
-        "F" | "female" => Some(Sex::Female),
-        _ => Some(Sex::Other),
-    }
-}
-
-/// Splits a report into candidates: a lab report gives one per catalogue item its
-/// observations map to (observations of one item together) and one per unmapped code.
-fn candidates_of(
-    rules: &Rules,
-    meta: &ReportMeta,
-    report: &Report,
-    link: IdentityLink,
-    queried_local: Option<&str>,
-) -> Vec<(String, Vec<usize>, Candidate)> {
-    let identity = match link {
-        IdentityLink::ExactNationalId => IdentityMethod::ExactNationalId,
-        IdentityLink::LocalOnly if queried_local == Some(meta.local.as_str()) => {
-            IdentityMethod::ExactLocalId
-        }
-        IdentityLink::LocalOnly => IdentityMethod::LocalOnly,
-    };
-    let status = match report.status {
-        ReportStatus::Final if meta.version > 1 => CandidateStatus::Amended,
-        ReportStatus::Final => CandidateStatus::Final,
-        ReportStatus::Corrected => CandidateStatus::Amended,
-        ReportStatus::Preliminary => CandidateStatus::Preliminary,
-        ReportStatus::Cancelled => CandidateStatus::Cancelled,
-    };
-    let category = match report.kind {
-        ReportKind::Lab => Category::Lab,
-        ReportKind::Imaging => Category::Radiology,
-        ReportKind::Ecg => Category::Electrophysiology,
-    };
-    let times = Times {
-        specimen_collected_at: parse_time(report.specimen_collected_at.as_deref()),
-        performed_at: parse_time(report.performed_at.as_deref()),
-        reported_at: parse_time(report.reported_at.as_deref())
-            .or_else(|| parse_time(Some(&meta.received_at))),
-    };
-    let base = |key: &str, local: Option<String>, critical: bool| Candidate {
-        source_org: report.source.institution.clone(),
-        report_id: format!("{}#{key}", meta.hash),
-        status,
-        category,
-        local_code: local,
-        regional_code: None,
-        body_site: None,
-        contrast: None,
-        times,
-        identity,
-        patient: Demographics {
-            sex: sex(report.patient.sex.as_deref()),
-            birth_date: report.patient.birth_date.clone(),
-        },
-        critical: Critical {
-            flagged: critical,
-            closure: Closure::Unknown,
-        },
-        // A study whose instances huren holds can be viewed (previews, WADO-RS).
-        images: Images {
-            available: report
-                .imaging
-                .as_ref()
-                .is_some_and(|im| im.instance_count > 0),
-            quality_insufficient: false,
-        },
-        content_hash: format!("{}#{key}", report.original),
-    };
-    let mut groups: BTreeMap<String, (Option<String>, Vec<usize>, bool)> = BTreeMap::new();
-    if let Some(lab) = &report.lab {
-        for (i, o) in lab.observations.iter().enumerate() {
-            let regional = rules
-                .resolve_local(&report.source.institution, &o.code)
-                .map(str::to_string);
-            let key = regional
-                .clone()
-                .unwrap_or_else(|| format!("local:{}", o.code));
-            let g = groups
-                .entry(key)
-                .or_insert_with(|| (Some(o.code.clone()), Vec::new(), false));
-            g.1.push(i);
-            g.2 |= o.abnormal_flags.iter().any(|f| f.is_critical());
-        }
-    }
-    if groups.is_empty() {
-        // Not itemised (imaging, ECG, an empty lab report): one candidate for the report. Its
-        // local code is what catalogues map: the lab service code; `MODALITY-BODYPART` for a
-        // study (e.g. `CT-CHEST`, as `local_codes` of imaging items are written); `ECG12` for a
-        // resting 12-lead ECG.
-        let code = match report.kind {
-            ReportKind::Lab => report.lab.as_ref().and_then(|l| l.service_code.clone()),
-            ReportKind::Imaging => report.imaging.as_ref().and_then(|im| {
-                let m = im.modalities.iter().find(|m| m.as_str() != "SR")?;
-                Some(match im.body_parts.first() {
-                    Some(b) => format!("{m}-{b}"),
-                    None => m.clone(),
-                })
-            }),
-            ReportKind::Ecg => Some("ECG12".to_string()),
-        };
-        return vec![("report".into(), vec![], base("report", code, false))];
-    }
-    groups
-        .into_iter()
-        .map(|(key, (local, obs, crit))| {
-            let c = base(&key, local, crit);
-            (key, obs, c)
-        })
-        .collect()
-}
-
 /// Loads the patient's reports and evaluates every candidate.
 pub async fn evaluate_patient(
     st: &ApiState,
@@ -305,9 +186,24 @@ pub async fn evaluate_patient_item(
     };
     let mut parts = Vec::new();
     for (meta, report) in &loaded {
-        for (key, obs, cand) in
-            candidates_of(&st.rules, meta, report, link, queried_local.as_deref())
-        {
+        for (key, obs, cand) in huren_candidates::candidates_of(
+            &st.rules,
+            &huren_candidates::Stored {
+                hash: &meta.hash,
+                version: meta.version,
+                received_at: &meta.received_at,
+            },
+            report,
+            match link {
+                IdentityLink::ExactNationalId => IdentityMethod::ExactNationalId,
+                IdentityLink::LocalOnly
+                    if queried_local.as_deref() == Some(meta.local.as_str()) =>
+                {
+                    IdentityMethod::ExactLocalId
+                }
+                IdentityLink::LocalOnly => IdentityMethod::LocalOnly,
+            },
+        ) {
             // Non-itemised reports (imaging, ECG) learn their item in the engine: keep them.
             if item.is_some_and(|i| i != key && key != "report") {
                 continue;
@@ -462,7 +358,7 @@ pub struct ResultsQuery {
 
 fn demographics(sex_q: Option<&str>, birth: Option<&str>) -> Demographics {
     Demographics {
-        sex: sex_q.and_then(|s| sex(Some(s))),
+        sex: sex_q.and_then(|s| huren_candidates::sex(Some(s))),
         birth_date: birth.map(str::to_string),
     }
 }

@@ -75,6 +75,8 @@ pub struct Gate {
     code_key: [u8; 32],
     rules: Arc<Rules>,
     options: GateOptions,
+    /// A region's own verifier of codes; `None`: the consortium's consent store.
+    verifier: Option<Arc<dyn huren_access::Verifier>>,
 }
 
 /// Proof that the gate made a value: it has no public constructor.
@@ -484,7 +486,14 @@ impl Gate {
             code_key: huren_access::code_key(secret),
             rules,
             options,
+            verifier: None,
         }
+    }
+
+    /// Verifies codes with a region's own service instead of the built-in consent store.
+    pub fn with_verifier(mut self, verifier: Arc<dyn huren_access::Verifier>) -> Gate {
+        self.verifier = Some(verifier);
+        self
     }
 
     /// The bearer tokens.
@@ -564,13 +573,20 @@ impl Gate {
                 .ok()
                 .and_then(|l| l.locked_until(who, now))
         });
+        let built_in = huren_access::ConsentList {
+            consents: &consents,
+            key: &self.code_key,
+        };
+        let verifier: &dyn huren_access::Verifier = match &self.verifier {
+            Some(v) => v.as_ref(),
+            None => &built_in,
+        };
         let d = decide(&Request {
             principal: p,
             roles,
             subject,
             presented,
-            consents: &consents,
-            code_key: &self.code_key,
+            verifier,
             locked_until,
             policy: self.policy(enc),
             now,
@@ -615,8 +631,10 @@ impl Gate {
             roles,
             subject: Subject::NoPatient,
             presented: None,
-            consents: &[],
-            code_key: &self.code_key,
+            verifier: &huren_access::ConsentList {
+                consents: &[],
+                key: &self.code_key,
+            },
             locked_until: None,
             policy: Policy {
                 required: true,
