@@ -61,7 +61,7 @@ pub fn candidates_of(
         specimen_collected_at: parse_time(report.specimen_collected_at.as_deref()),
         performed_at: parse_time(report.performed_at.as_deref()),
         reported_at: parse_time(report.reported_at.as_deref())
-            .or_else(|| parse_time(Some(&meta.received_at))),
+            .or_else(|| parse_time(Some(meta.received_at))),
     };
     let base = |key: &str, local: Option<String>, critical: bool| Candidate {
         source_org: report.source.institution.clone(),
