@@ -73,7 +73,7 @@ out=$(mktemp)
 $huren serve --config "$bench/huren.toml" --data "$bench/store" \
   --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$out" 2>/dev/null &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$out"' EXIT
+trap 'stop_pid $pid; rm -f "$out"' EXIT
 for _ in $(seq 300); do grep -q '"listening":"https"' "$out" && break; sleep 0.1; done
 addr=$(grep '"listening":"https"' "$out" | sed 's/.*"addr":"\([^"]*\)".*/\1/') || true
 [ -n "$addr" ] || { echo "huren serve did not start (is another one using $bench/store?)" >&2; exit 1; }
