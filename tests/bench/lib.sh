@@ -36,3 +36,36 @@ stop() {
   stop_pid "${PID:-}"
   PID=
 }
+
+# record_consent BASE_URL REGISTRAR_TOKEN PATIENT: records the patient's consent (a health
+# card, scope all, 24 h) with POST /api/v1/consents as a registrar and prints the issued
+# X-Patient-Authorization value ("health_card CODE"). The server verifies every code (a code
+# it did not issue is refused 403, five wrong ones lock the person 429), so a benchmark sends
+# this value, never a fixed one. Fails unless the answer is 201. (-k: the bench's own dev CA.)
+record_consent() {
+  local base=$1 token=$2 patient=$3 body status
+  body=$(mktemp)
+  status=$(curl -sk -o "$body" -w '%{http_code}' -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' \
+    -d "{\"patient\":\"$patient\",\"credential\":{\"kind\":\"health_card\",\"value\":\"bench-card-$patient\"},\"scope\":\"all\",\"ttl_hours\":24}" \
+    "$base/api/v1/consents") || status=000
+  if [[ $status != 201 ]]; then
+    echo "recording the consent of $patient: HTTP $status $(cat "$body")" >&2
+    rm -f "$body"
+    return 1
+  fi
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["authorization"])' <"$body"
+  rm -f "$body"
+}
+
+# wrk_checked ARGS…: runs wrk with ARGS, prints its report, and fails when any answer was not
+# 2xx/3xx (a refused request, 403 or 429, is fast: it must never count as throughput).
+wrk_checked() {
+  local out
+  out=$(wrk "$@")
+  printf '%s\n' "$out"
+  if grep -q "Non-2xx or 3xx responses" <<<"$out"; then
+    echo "wrk: $(grep "Non-2xx or 3xx responses" <<<"$out" | sed "s/^ *//") (a 403/429?): the figures are not valid" >&2
+    return 1
+  fi
+}

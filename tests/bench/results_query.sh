@@ -3,11 +3,16 @@
 # over PATIENTS patients (200 results per patient at the defaults), `huren serve` over HTTPS,
 # wrk with 16 keep-alive connections on GET /api/v1/patients/{id}/results and on POST
 # /api/v1/recognition/check. Every request is authenticated, evaluated and audited (fsync).
+# The patient's consent is recorded once before the timed runs (a registrar, bench.clerk, POST
+# /api/v1/consents) and every request sends the issued X-Patient-Authorization value; a run
+# with any answer other than 2xx fails (a refusal must not count as throughput).
 # Usage: tests/bench/results_query.sh [REPORTS] [PATIENTS] [SECONDS]
 # ANSWER_CACHE_MB=0 turns the answer cache off: every request is then evaluated afresh (the
 # cost of the first request after a patient's results change).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+source tests/bench/lib.sh
 reports=${1:-1000000}
 patients=${2:-5000}
 secs=${3:-20}
@@ -17,13 +22,15 @@ if [ -z "${HUREN_BIN:-}" ]; then cargo build --release --quiet; fi
 huren=${HUREN_BIN:-target/release/huren}
 bench=target/bench-results-$reports-$patients
 token=bench-token
+# The registration clerk's token (records consents; reads nothing). Also used by web_timeline.sh.
+clerk_token=bench-clerk-token
 mkdir -p "$bench"
 if [ ! -f "$bench/certs/ca.pem" ]; then
   $huren certs dev --out "$bench/certs" --institution FX-ZX >/dev/null
 fi
-python3 - "$bench" "$token" "${ANSWER_CACHE_MB:-256}" <<'PY'
+python3 - "$bench" "$token" "${ANSWER_CACHE_MB:-256}" "$clerk_token" <<'PY'
 import hashlib, sys
-bench, token, cache_mb = sys.argv[1], sys.argv[2], sys.argv[3]
+bench, token, cache_mb, clerk = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 s = open("config/huren.toml", encoding="utf-8").read()
 insts = s[s.index("\n[[institution]]\n") + 1 : s.index("\n[identity]")]
 open(f"{bench}/huren.toml", "w", encoding="utf-8").write(insts + f'''
@@ -45,6 +52,12 @@ id = "bench"
 institution = "FX-ZX"
 role = "clinician"
 token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"
+
+[[clinician]]
+id = "bench.clerk"
+institution = "FX-ZX"
+role = "registrar"
+token_sha256 = "{hashlib.sha256(clerk.encode()).hexdigest()}"
 ''')
 PY
 sed -i "s|\"certs/|\"$(pwd)/$bench/certs/|" "$bench/huren.toml"
@@ -60,25 +73,32 @@ out=$(mktemp)
 $huren serve --config "$bench/huren.toml" --data "$bench/store" \
   --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$out" 2>/dev/null &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$out"' EXIT
+trap 'stop_pid $pid; rm -f "$out"' EXIT
 for _ in $(seq 300); do grep -q '"listening":"https"' "$out" && break; sleep 0.1; done
-addr=$(grep '"listening":"https"' "$out" | sed 's/.*"addr":"\([^"]*\)".*/\1/')
+addr=$(grep '"listening":"https"' "$out" | sed 's/.*"addr":"\([^"]*\)".*/\1/') || true
+[ -n "$addr" ] || { echo "huren serve did not start (is another one using $bench/store?)" >&2; exit 1; }
+# The one patient every request asks about; its consent is recorded before the timed runs.
 patient=nid:990120190000000000
+pauth=$(record_consent "https://$addr" "$clerk_token" "$patient")
 url="https://$addr/api/v1/patients/$patient/results"
-n=$(curl -sk -H "Authorization: Bearer $token" -H "X-Patient-Authorization: health_card 1" "$url" \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+get() { # curl options… -> the answer's body; fails unless 200
+  curl -skS --fail-with-body -H "Authorization: Bearer $token" \
+    -H "X-Patient-Authorization: $pauth" "$@" "$url"
+}
+n=$(get | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
 echo "store: $reports reports over $patients patients; $patient has $n results"
-gz=$(curl -sk -H "Authorization: Bearer $token" -H "X-Patient-Authorization: health_card 1" \
-  -H "Accept-Encoding: gzip" "$url" | wc -c)
-echo "answer: $(curl -sk -H "Authorization: Bearer $token" -H "X-Patient-Authorization: health_card 1" "$url" | wc -c) bytes JSON, $gz bytes gzip"
+gz=$(get -H "Accept-Encoding: gzip" | wc -c)
+plain=$(get | wc -c)
+echo "answer: $plain bytes JSON, $gz bytes gzip"
 # Every request is authenticated, authorised and audited (fdatasync before the answer); the
 # evaluated answer is kept until the patient's reports change or a validity window closes
 # (docs/api.md, "Answer cache"), so these runs measure the kept-answer path.
 for enc in ${ENCODINGS:-identity gzip}; do
   echo "== GET results, 16 connections, ${secs}s, Accept-Encoding: $enc"
-  wrk -t2 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" \
-    -H "X-Patient-Authorization: health_card 1" -H "Accept-Encoding: $enc" "$url"
+  wrk_checked -t2 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" \
+    -H "X-Patient-Authorization: $pauth" -H "Accept-Encoding: $enc" "$url"
   echo "== POST recognition/check, 16 connections, ${secs}s, Accept-Encoding: $enc"
-  HUREN_TOKEN=$token HUREN_PATIENT=$patient HUREN_ENCODING=$enc wrk -t2 -c16 -d"${secs}s" \
-    --latency -s tests/bench/check.lua "https://$addr/api/v1/recognition/check"
+  HUREN_TOKEN=$token HUREN_PATIENT=$patient HUREN_ENCODING=$enc HUREN_PATIENT_AUTHORIZATION=$pauth \
+    wrk_checked -t2 -c16 -d"${secs}s" --latency -s tests/bench/check.lua \
+    "https://$addr/api/v1/recognition/check"
 done

@@ -19,7 +19,13 @@ await ctx.addCookies([{ name: "huren_session", value: session, domain: u.hostnam
 const page = await ctx.newPage();
 for (let i = 0; i < Number(runs); i++) {
   await page.goto(new URL("/ui/search", url).href, { waitUntil: "load" });
-  await page.goto(url, { waitUntil: "load" });
+  const res = await page.goto(url, { waitUntil: "load" });
+  // The patient page must be the patient's (a refused or expired authorisation answers another
+  // status or a redirect to the search page): never time a refusal.
+  if (!res || res.status() !== 200 || new URL(page.url()).pathname !== u.pathname) {
+    await browser.close();
+    throw new Error(`patient page answered ${res ? res.status() : "nothing"} at ${page.url()}`);
+  }
   rows.push(await page.evaluate(async () => {
     const fcp = await new Promise((resolve) => {
       new PerformanceObserver((l) => {
