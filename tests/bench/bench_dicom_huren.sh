@@ -33,6 +33,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_dicom_config "$TMP/huren-bench.toml"
 cat >> "$TMP/huren-bench.toml" <<TOML
 
+# The instance count below asks for every instance in one answer.
+[access]
+search_cap = 100000
+
 [[clinician]]
 id = "bench"
 institution = "BENCH"

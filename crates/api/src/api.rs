@@ -104,6 +104,20 @@ impl FromRequestParts<ApiState> for Authed {
 
 pub use crate::gate::{record, Ask, Asked};
 
+/// The encounter a direct read is made for: the `encounter` query parameter (`outpatient`
+/// when absent). Break-glass depends on it.
+pub struct Enc(pub huren_recognition::EncounterKind);
+
+impl<S: Send + Sync> FromRequestParts<S> for Enc {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let q = parts.uri.query().unwrap_or("");
+        let v = q.split('&').find_map(|kv| kv.strip_prefix("encounter="));
+        crate::gate::encounter(v).map(Enc)
+    }
+}
+
 pub async fn require_role(
     st: &ApiState,
     p: &Principal,
@@ -804,6 +818,11 @@ pub async fn decide_core(
         .iter()
         .find(|e| e.meta.hash.to_string() == report && e.item_key == item)
     else {
+        // Allowed, but nothing to decide on: still the request's one audit record.
+        let mut rec = asked.audit_base();
+        rec.outcome = "not found".into();
+        merge(&mut rec.detail, json!({"report": report, "item": item}));
+        st.audit(rec).await?;
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
             "no such result",

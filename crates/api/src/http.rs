@@ -60,6 +60,9 @@ struct ConsentBody {
     /// Lifetime in hours (default from the configuration, 24).
     #[serde(default)]
     ttl_hours: Option<u32>,
+    /// Lifetime in seconds, for a consent of one visit (instead of `ttl_hours`).
+    #[serde(default)]
+    ttl_seconds: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +113,11 @@ async fn record_consent(
             )
         },
     )?;
-    let ttl = b.ttl_hours.map(|h| chrono::Duration::hours(i64::from(h)));
+    let ttl = match (b.ttl_seconds, b.ttl_hours) {
+        (Some(s), _) => Some(chrono::Duration::seconds(i64::from(s))),
+        (None, Some(h)) => Some(chrono::Duration::hours(i64::from(h))),
+        (None, None) => None,
+    };
     let issued = st
         .gate
         .issue_consent(
@@ -220,12 +227,13 @@ async fn report(
     State(st): State<ApiState>,
     Authed(who): Authed,
     Path(hash): Path<String>,
+    crate::api::Enc(enc): crate::api::Enc,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let presented = crate::gate::presented(&headers)?;
     let read = st
         .gate
-        .report(&who, presented.as_ref(), &hash, "read_report")
+        .report(&who, presented.as_ref(), enc, &hash, "read_report")
         .await?;
     let bytes = read.bytes()?;
     let mut resp = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
@@ -245,12 +253,13 @@ async fn original(
     State(st): State<ApiState>,
     Authed(who): Authed,
     Path(hash): Path<String>,
+    crate::api::Enc(enc): crate::api::Enc,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let presented = crate::gate::presented(&headers)?;
     let read = st
         .gate
-        .report(&who, presented.as_ref(), &hash, "read_original")
+        .report(&who, presented.as_ref(), enc, &hash, "read_original")
         .await?;
     let bytes = read.original()?;
     let ctype = match read.meta.kind {
@@ -269,13 +278,13 @@ async fn ecg_upload(
     Authed(who): Authed,
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
-    if !matches!(who.role, Role::Clinician | Role::InstitutionSystem) {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only institution systems and clinicians upload ECGs",
-        ));
-    }
+    st.gate
+        .require_role(
+            &who,
+            &[Role::Clinician, Role::InstitutionSystem],
+            "ecg_upload",
+        )
+        .await?;
     let out = st.gw.ingest_ecg_owned(body, who.institution.clone()).await;
     let status = match out.outcome {
         "stored" | "superseded" => StatusCode::CREATED,
@@ -349,6 +358,7 @@ async fn ecg_svg(
     Authed(who): Authed,
     Path(hash): Path<String>,
     Query(q): Query<SvgQuery>,
+    crate::api::Enc(enc): crate::api::Enc,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let mut opts = huren_ecg::RenderOptions::default();
@@ -386,7 +396,7 @@ async fn ecg_svg(
     let presented = crate::gate::presented(&headers)?;
     let read = st
         .gate
-        .report(&who, presented.as_ref(), &hash, "read_ecg_trace")
+        .report(&who, presented.as_ref(), enc, &hash, "read_ecg_trace")
         .await?;
     let report = read.report()?;
     let Some(body) = report.as_ref().and_then(|r| r.ecg.as_ref()) else {

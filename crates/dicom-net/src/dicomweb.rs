@@ -145,13 +145,9 @@ async fn stow(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    if !matches!(who.role, Role::Clinician | Role::InstitutionSystem) {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only institution systems and clinicians store instances",
-        ));
-    }
+    st.gate
+        .require_role(&who, &[Role::Clinician, Role::InstitutionSystem], "stow_rs")
+        .await?;
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -406,9 +402,11 @@ fn multipart_problem(e: multer::Error, parts: usize, stored: &[Stored]) -> Probl
 
 /// The instances a WADO-RS path names, through the gate (allowed for the caller's own
 /// institution or with the patient's verified authorisation; one audit record).
+#[allow(clippy::too_many_arguments)]
 async fn select(
     st: &ApiState,
     who: &huren_api::auth::Principal,
+    enc: huren_gate::EncounterKind,
     headers: &HeaderMap,
     (study, series, uid): (&str, Option<&str>, Option<&str>),
     action: &str,
@@ -420,6 +418,7 @@ async fn select(
         .instances(
             who,
             presented.as_ref(),
+            enc,
             huren_gate::Selection {
                 study: Some(study),
                 series,
@@ -468,6 +467,7 @@ fn accepts_dicom(headers: &HeaderMap, recs: &[InstanceRecord]) -> Result<(), Pro
 async fn wado(
     st: ApiState,
     who: huren_api::auth::Principal,
+    enc: huren_gate::EncounterKind,
     headers: HeaderMap,
     study: String,
     series: Option<String>,
@@ -476,6 +476,7 @@ async fn wado(
     let read = select(
         &st,
         &who,
+        enc,
         &headers,
         (&study, series.as_deref(), uid.as_deref()),
         "wado_retrieve",
@@ -519,28 +520,31 @@ async fn wado(
 async fn wado_study(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    huren_api::api::Enc(enc): huren_api::api::Enc,
     headers: HeaderMap,
     Path(study): Path<String>,
 ) -> Result<Response, Problem> {
-    wado(st, who, headers, study, None, None).await
+    wado(st, who, enc, headers, study, None, None).await
 }
 
 async fn wado_series(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    huren_api::api::Enc(enc): huren_api::api::Enc,
     headers: HeaderMap,
     Path((study, series)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    wado(st, who, headers, study, Some(series), None).await
+    wado(st, who, enc, headers, study, Some(series), None).await
 }
 
 async fn wado_instance(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    huren_api::api::Enc(enc): huren_api::api::Enc,
     headers: HeaderMap,
     Path((study, series, uid)): Path<(String, String, String)>,
 ) -> Result<Response, Problem> {
-    wado(st, who, headers, study, Some(series), Some(uid)).await
+    wado(st, who, enc, headers, study, Some(series), Some(uid)).await
 }
 
 /// A multipart boundary from a content hash: only token characters (no ":" from the
@@ -571,15 +575,25 @@ enum Want {
 async fn bulk_instance(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    huren_api::api::Enc(enc): huren_api::api::Enc,
     headers: HeaderMap,
     Path((study, series, uid, path)): Path<(String, String, String, String)>,
 ) -> Result<Response, Problem> {
-    bulk(st, who, headers, (study, series, uid), Want::Bulk(path)).await
+    bulk(
+        st,
+        who,
+        enc,
+        headers,
+        (study, series, uid),
+        Want::Bulk(path),
+    )
+    .await
 }
 
 async fn frames_instance(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    huren_api::api::Enc(enc): huren_api::api::Enc,
     headers: HeaderMap,
     Path((study, series, uid, list)): Path<(String, String, String, String)>,
 ) -> Result<Response, Problem> {
@@ -587,6 +601,7 @@ async fn frames_instance(
     bulk(
         st,
         who,
+        enc,
         headers,
         (study, series, uid),
         Want::Frames(numbers),
@@ -631,6 +646,7 @@ fn accepts_multipart(headers: &HeaderMap) -> Result<(), Problem> {
 async fn bulk(
     st: ApiState,
     who: huren_api::auth::Principal,
+    enc: huren_gate::EncounterKind,
     headers: HeaderMap,
     (study, series, uid): (String, String, String),
     want: Want,
@@ -643,6 +659,7 @@ async fn bulk(
     let read = select(
         &st,
         &who,
+        enc,
         &headers,
         (&study, Some(&series), Some(&uid)),
         action,
@@ -750,6 +767,7 @@ pub fn metadata_json(bytes: &[u8], instance_url: &str) -> Result<Value, huren_di
 async fn metadata(
     st: ApiState,
     who: huren_api::auth::Principal,
+    enc: huren_gate::EncounterKind,
     headers: HeaderMap,
     study: String,
     series: Option<String>,
@@ -758,6 +776,7 @@ async fn metadata(
     let read = select(
         &st,
         &who,
+        enc,
         &headers,
         (&study, series.as_deref(), uid.as_deref()),
         "wado_metadata",
@@ -794,26 +813,29 @@ async fn metadata(
 async fn meta_study(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    huren_api::api::Enc(enc): huren_api::api::Enc,
     headers: HeaderMap,
     Path(study): Path<String>,
 ) -> Result<Response, Problem> {
-    metadata(st, who, headers, study, None, None).await
+    metadata(st, who, enc, headers, study, None, None).await
 }
 
 async fn meta_series(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    huren_api::api::Enc(enc): huren_api::api::Enc,
     headers: HeaderMap,
     Path((study, series)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    metadata(st, who, headers, study, Some(series), None).await
+    metadata(st, who, enc, headers, study, Some(series), None).await
 }
 
 async fn meta_instance(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    huren_api::api::Enc(enc): huren_api::api::Enc,
     headers: HeaderMap,
     Path((study, series, uid)): Path<(String, String, String)>,
 ) -> Result<Response, Problem> {
-    metadata(st, who, headers, study, Some(series), Some(uid)).await
+    metadata(st, who, enc, headers, study, Some(series), Some(uid)).await
 }

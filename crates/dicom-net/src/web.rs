@@ -267,9 +267,11 @@ struct PreviewQuery {
     size: Option<u32>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn preview_answer(
     st: &ApiState,
     who: &huren_api::auth::Principal,
+    enc: huren_gate::EncounterKind,
     headers: &HeaderMap,
     sel: huren_gate::Selection<'_>,
     size: u32,
@@ -288,6 +290,7 @@ async fn preview_answer(
         .instances(
             who,
             presented.as_ref(),
+            enc,
             sel,
             action,
             serde_json::json!({ "size": size }),
@@ -340,6 +343,7 @@ async fn preview_answer(
 async fn preview(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    huren_api::api::Enc(enc): huren_api::api::Enc,
     Path(uid): Path<String>,
     Query(q): Query<PreviewQuery>,
     headers: HeaderMap,
@@ -350,7 +354,7 @@ async fn preview(
         series: None,
         instance: Some(&uid),
     };
-    preview_answer(&st, &who, &headers, sel, size, "read_preview").await
+    preview_answer(&st, &who, enc, &headers, sel, size, "read_preview").await
 }
 
 /// Whether an `Accept` header admits `image/png` (absent, `*/*`, `image/*`, `image/png`).
@@ -374,6 +378,7 @@ struct RenderedQuery {
 async fn rendered(
     State(st): State<ApiState>,
     Authed(who): Authed,
+    huren_api::api::Enc(enc): huren_api::api::Enc,
     Path((study, series, uid)): Path<(String, String, String)>,
     Query(q): Query<RenderedQuery>,
     headers: HeaderMap,
@@ -404,5 +409,5 @@ async fn rendered(
         series: Some(&series),
         instance: Some(&uid),
     };
-    preview_answer(&st, &who, &headers, sel, size, "read_rendered").await
+    preview_answer(&st, &who, enc, &headers, sel, size, "read_rendered").await
 }

@@ -17,9 +17,9 @@ use huren_access::{
     Principal, Request, Role, Subject, Tokens,
 };
 use huren_model::{ContentHash, InstanceRecord, PatientId, Report, ReportKind};
+pub use huren_recognition::EncounterKind;
 use huren_recognition::{
-    AuthorizationKind, Demographics, EncounterKind, IntendedOrder, PatientAuthorization,
-    QueryContext, Rules,
+    AuthorizationKind, Demographics, IntendedOrder, PatientAuthorization, QueryContext, Rules,
 };
 use huren_store::{
     AuditLog, AuditRecord, ConsentStore, IdentityLink, ReportMeta, Store, StoreError, StudyRow,
@@ -31,6 +31,7 @@ mod problem;
 pub mod query;
 
 pub use preview::{preview_cache_key, PreviewFailure};
+
 pub use problem::Problem;
 
 /// A person's current reports as the gate hands them out: the identity link and each
@@ -53,6 +54,10 @@ pub struct GateOptions {
     pub consent_ttl: chrono::Duration,
     /// Longest lifetime a consent may be given.
     pub consent_max_ttl: chrono::Duration,
+    /// Wrong codes for one person within `lockout_window` that lock further tries.
+    pub lockout_failures: usize,
+    /// The window of `lockout_failures`, and how long the lock then lasts.
+    pub lockout_window: chrono::Duration,
 }
 
 impl Default for GateOptions {
@@ -61,6 +66,8 @@ impl Default for GateOptions {
             search_cap: 200,
             consent_ttl: chrono::Duration::hours(24),
             consent_max_ttl: chrono::Duration::days(30),
+            lockout_failures: 5,
+            lockout_window: chrono::Duration::minutes(15),
         }
     }
 }
@@ -205,7 +212,8 @@ fn basis_detail(b: &Basis) -> Value {
     }
 }
 
-fn encounter(s: Option<&str>) -> Result<EncounterKind, Problem> {
+/// The encounter a request is made for (`outpatient` when not said); break-glass depends on it.
+pub fn encounter(s: Option<&str>) -> Result<EncounterKind, Problem> {
     match s.unwrap_or("outpatient") {
         "outpatient" | "" => Ok(EncounterKind::Outpatient),
         "emergency" => Ok(EncounterKind::Emergency),
@@ -478,9 +486,9 @@ impl Gate {
             consents,
             tokens,
             lockout: Mutex::new(Lockout::new(
-                5,
-                chrono::Duration::minutes(15),
-                chrono::Duration::minutes(15),
+                options.lockout_failures,
+                options.lockout_window,
+                options.lockout_window,
                 100_000,
             )),
             code_key: huren_access::code_key(secret),
@@ -789,6 +797,7 @@ impl Gate {
         &self,
         p: &Principal,
         presented: Option<&Presented>,
+        enc: EncounterKind,
         hash: &str,
         action: &'static str,
     ) -> Result<ReportRead, Problem> {
@@ -824,7 +833,7 @@ impl Gate {
                 kind: meta.kind,
             },
             presented,
-            EncounterKind::Outpatient,
+            enc,
         );
         match d {
             Decision::Deny(d) => Err(self.refuse(rec, &d).await),
@@ -845,10 +854,12 @@ impl Gate {
     /// caller's institution's, or with the patient's verified authorisation; one audit record.
     /// `precheck` (e.g. the `Accept` header against the stored transfer syntaxes) runs after
     /// the decision; its refusal is the request's audit record, with nothing returned.
+    #[allow(clippy::too_many_arguments)]
     pub async fn instances(
         &self,
         p: &Principal,
         presented: Option<&Presented>,
+        enc: EncounterKind,
         sel: Selection<'_>,
         action: &str,
         detail: Value,
@@ -905,7 +916,7 @@ impl Gate {
                     kind: ReportKind::Imaging,
                 },
                 presented,
-                EncounterKind::Outpatient,
+                enc,
             );
             persons.push(person);
             match d {
@@ -1077,12 +1088,12 @@ impl Gate {
             .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad patient id", format!("{e}")))?;
         let person = self.store.person_key(&pid)?;
         let ttl = ttl.unwrap_or(self.options.consent_ttl);
-        if ttl <= chrono::Duration::zero() || ttl > self.options.consent_max_ttl {
+        if ttl < chrono::Duration::seconds(1) || ttl > self.options.consent_max_ttl {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "bad ttl",
                 format!(
-                    "ttl must be between 1 minute and {} hours",
+                    "the lifetime must be between 1 second and {} hours",
                     self.options.consent_max_ttl.num_hours()
                 ),
             ));

@@ -79,6 +79,11 @@ pub struct AccessConfig {
     pub consent_ttl_hours: u32,
     /// Longest lifetime a consent may be given, hours; default 720 (30 days).
     pub consent_max_ttl_hours: u32,
+    /// Wrong codes for one person within `lockout_minutes` that lock further tries for
+    /// `lockout_minutes`; default 5.
+    pub lockout_failures: usize,
+    /// Default 15.
+    pub lockout_minutes: u32,
 }
 
 impl Default for AccessConfig {
@@ -87,6 +92,8 @@ impl Default for AccessConfig {
             search_cap: 200,
             consent_ttl_hours: 24,
             consent_max_ttl_hours: 720,
+            lockout_failures: 5,
+            lockout_minutes: 15,
         }
     }
 }

@@ -46,5 +46,7 @@ pub fn gate_options(a: &huren_ingest::config::AccessConfig) -> huren_gate::GateO
         consent_max_ttl: chrono::Duration::hours(i64::from(
             a.consent_max_ttl_hours.max(a.consent_ttl_hours).max(1),
         )),
+        lockout_failures: a.lockout_failures.max(1),
+        lockout_window: chrono::Duration::minutes(i64::from(a.lockout_minutes.max(1))),
     }
 }

@@ -839,7 +839,14 @@ async fn ecg_trace(
     };
     let read = match st
         .gate
-        .report(&s.principal, ctx.auth.as_ref(), &hash, "read_ecg_trace")
+        .report(
+            &s.principal,
+            ctx.auth.as_ref(),
+            huren_gate::encounter(Some(&ctx.encounter))
+                .unwrap_or(huren_gate::EncounterKind::Outpatient),
+            &hash,
+            "read_ecg_trace",
+        )
         .await
     {
         Ok(r) => r,
@@ -958,7 +965,14 @@ async fn preview(
     // the instance, which must be of that study and its institution.
     let report = match st
         .gate
-        .report(&s.principal, ctx.auth.as_ref(), &hash, "read_preview")
+        .report(
+            &s.principal,
+            ctx.auth.as_ref(),
+            huren_gate::encounter(Some(&ctx.encounter))
+                .unwrap_or(huren_gate::EncounterKind::Outpatient),
+            &hash,
+            "read_preview",
+        )
         .await
     {
         Ok(r) => r,
