@@ -14,6 +14,7 @@ mod fhir;
 mod files;
 mod gate;
 mod https;
+mod matrix;
 mod mllp;
 mod recognition;
 mod rules;

@@ -168,6 +168,7 @@ async fn healthz() -> Json<serde_json::Value> {
 #[derive(Deserialize)]
 struct ReportsQuery {
     kind: Option<String>,
+    encounter: Option<String>,
 }
 
 async fn patient_reports(
@@ -198,7 +199,7 @@ async fn patient_reports(
         crate::gate::Ask {
             channel: None,
             patient: &id,
-            encounter: None,
+            encounter: q.encounter.as_deref(),
             intended: None,
             demographics: Default::default(),
             kind,
