@@ -764,6 +764,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/api/v1/audit/break-glass",
+            "/api/v1/audit/break-glass".into(),
+            Class::Audit,
+            200,
+            None,
+        ),
+        r(
+            "GET",
             "/api/v1/stats/recognition",
             "/api/v1/stats/recognition".into(),
             Class::Stats,
@@ -981,6 +989,27 @@ fn every_route_against_every_caller_status_and_audit_count() {
         .collect();
     assert!(!systems.is_empty());
     assert!(systems.iter().all(|r| r["role"] == "institution_system"));
+    // The privacy officer's list of break-glass access: every attempt of the matrix, allowed
+    // (in an emergency) or refused, with its reason.
+    let po = Caller::PrivacyOfficer;
+    let (st, b) = call(
+        &addr,
+        po.tls(&certs),
+        "GET",
+        "/api/v1/audit/break-glass",
+        &po.headers(),
+        None,
+    );
+    assert_eq!(st, 200);
+    let bg: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    let n = records.iter().filter(|r| r["break_glass"] == true).count();
+    assert!(n > 20, "{n}");
+    assert_eq!(bg["count"], n, "{bg}");
+    assert!(bg["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["outcome"] == "ok" && e["detail"]["break_glass_reason"] == "胸痛"));
     for secret in ["test-sq01-token", "not-a-token", "WRNGC"]
         .into_iter()
         .chain(valid.values().map(|v| v.split(' ').nth(1).unwrap()))

@@ -1055,3 +1055,54 @@ pub async fn audit_view(
         json!({"patient": q.patient, "count": entries.len(), "entries": entries}),
     ))
 }
+
+/// Query of `GET /api/v1/audit/break-glass`.
+#[derive(Deserialize)]
+pub struct BreakGlassQuery {
+    /// First day (`YYYY-MM-DD`, UTC), inclusive; default: 30 days ago.
+    from: Option<String>,
+    /// Last day, inclusive; default: today.
+    to: Option<String>,
+}
+
+/// `GET /api/v1/audit/break-glass?from=&to=`: every break-glass access (allowed or refused)
+/// in a period, across patients, with its reason — the privacy officer's review list.
+pub async fn break_glass_view(
+    State(st): State<ApiState>,
+    Authed(p): Authed,
+    Query(q): Query<BreakGlassQuery>,
+) -> Result<Json<Value>, Problem> {
+    require_role(&st, &p, &[Role::PrivacyOfficer], "read_audit").await?;
+    let day = |s: Option<&str>, default: NaiveDate| -> Result<NaiveDate, Problem> {
+        match s.filter(|s| !s.is_empty()) {
+            None => Ok(default),
+            Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad date",
+                    "from/to must be YYYY-MM-DD",
+                )
+            }),
+        }
+    };
+    let today = chrono::Utc::now().date_naive();
+    let from = day(q.from.as_deref(), today - chrono::Duration::days(30))?;
+    let to = day(q.to.as_deref(), today)?;
+    let audit = st.gate.audit_log().clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        audit.scan(|e| {
+            let d =
+                e.at.get(..10)
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            e.record.break_glass && d.is_some_and(|d| d >= from && d <= to)
+        })
+    })
+    .await??;
+    let mut rec = record(&p, "read_audit");
+    rec.purpose = Some("privacy_review".into());
+    rec.detail = json!({"break_glass": true, "from": from, "to": to, "count": entries.len()});
+    st.audit(rec).await?;
+    Ok(Json(
+        json!({"from": from, "to": to, "count": entries.len(), "entries": entries}),
+    ))
+}

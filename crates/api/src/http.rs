@@ -25,6 +25,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/recognition/decisions", post(crate::api::decide))
         .route("/api/v1/stats/recognition", get(crate::api::stats))
         .route("/api/v1/audit", get(crate::api::audit_view))
+        .route(
+            "/api/v1/audit/break-glass",
+            get(crate::api::break_glass_view),
+        )
         .route("/api/v1/consents", post(record_consent))
         .route(
             "/api/v1/consents/{id}",
