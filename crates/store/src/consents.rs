@@ -89,6 +89,14 @@ impl ConsentStore {
             }
             good += line.len() as u64 + 1;
         }
+        // A consent that expired more than a day ago can never verify again: it stays in the
+        // file (the record of what was authorised), not in memory.
+        let horizon = chrono::Utc::now() - chrono::Duration::days(1);
+        for list in by_person.values_mut() {
+            list.retain(|c| c.expires_at > horizon);
+        }
+        by_person.retain(|_, list| !list.is_empty());
+        person_of.retain(|_, person| by_person.contains_key(person));
         Ok(ConsentStore {
             path,
             file: Mutex::new(file),
@@ -180,7 +188,7 @@ mod tests {
     use huren_access::{ConsentScope, CredentialKind};
 
     fn consent(id: &str, person: &str) -> Consent {
-        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let t = chrono::Utc::now();
         Consent {
             id: id.into(),
             person: person.into(),
@@ -204,7 +212,7 @@ mod tests {
             s.record(consent("a", "nidk:1")).unwrap();
             s.record(consent("b", "nidk:1")).unwrap();
             s.record(consent("c", "nidk:2")).unwrap();
-            let at = DateTime::from_timestamp(1_800_000_100, 0).unwrap();
+            let at = chrono::Utc::now();
             assert!(s.revoke("b", at, "po").unwrap().is_some());
             assert!(s.revoke("zz", at, "po").unwrap().is_none());
         }
@@ -215,6 +223,23 @@ mod tests {
         assert!(one.iter().any(|c| c.id == "a" && c.revoked_at.is_none()));
         assert_eq!(s.of_person("nidk:2").len(), 1);
         assert!(s.get("c").is_some());
+    }
+
+    #[test]
+    fn consents_long_expired_are_not_kept_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = ConsentStore::open(dir.path()).unwrap();
+            let mut old = consent("old", "nidk:1");
+            old.issued_at = chrono::Utc::now() - chrono::Duration::days(10);
+            old.expires_at = chrono::Utc::now() - chrono::Duration::days(9);
+            s.record(old).unwrap();
+            s.record(consent("new", "nidk:1")).unwrap();
+        }
+        let s = ConsentStore::open(dir.path()).unwrap();
+        let ids: Vec<String> = s.of_person("nidk:1").into_iter().map(|c| c.id).collect();
+        assert_eq!(ids, ["new"]);
+        assert!(s.get("old").is_none());
     }
 
     #[test]
