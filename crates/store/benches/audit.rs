@@ -52,11 +52,19 @@ fn append_bench(log: &AuditLog, n: usize, c: usize) -> (f64, Duration, Duration,
     let el = start.elapsed();
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    (n as f64 / el.as_secs_f64(), pct(0.5), pct(0.99), lat[lat.len() - 1])
+    (
+        n as f64 / el.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        lat[lat.len() - 1],
+    )
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let nums: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let n = nums.first().copied().unwrap_or(100_000);
     let c = nums.get(1).copied().unwrap_or(16).max(1);

@@ -6,16 +6,30 @@
 //! JSON of the entry without `hash`; `prev` is the previous entry's `hash` (the first entry's
 //! `prev` is `blake3:` + 64 zeros). Editing any byte of any record breaks the chain at that
 //! record, which [`AuditLog::verify`] names.
+//!
+//! Queries ([`AuditLog::query`], [`AuditLog::for_each`]) go through a derived index in
+//! `audit-index/` (see [`crate::audit_index`]): postings by patient, actor and time, each the
+//! line's offset in `audit.log`, so a query reads only the lines it returns. The index is
+//! updated by its own thread after the writer's `fdatasync` (never before an append is
+//! acknowledged) and caught up from the log at open; lines the index has not applied yet (the
+//! last batch or two, or all of a log whose index is being rebuilt) are read from the log, so
+//! a query always sees every acknowledged record.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
 
 use huren_model::ContentHash;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::audit_index::{AuditIndex, Item, Posting, Source};
 use crate::StoreError;
 
 /// What happened, as the caller describes it.
@@ -96,11 +110,277 @@ const GENESIS: &str = "blake3:00000000000000000000000000000000000000000000000000
 
 type Reply = oneshot::Sender<Result<AuditEntry, StoreError>>;
 
-/// The audit log of one store directory (`audit.log`).
+/// The audit log of one store directory (`audit.log`, and its index `audit-index/`).
 pub struct AuditLog {
     path: PathBuf,
+    /// For positional reads of single lines.
+    reader: File,
+    index: Option<Arc<AuditIndex>>,
+    progress: Arc<Progress>,
     tx: Option<mpsc::Sender<(AuditRecord, Reply)>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    indexer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A record number and the log offset just past its line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Mark {
+    seq: u64,
+    end: u64,
+}
+
+/// How far the log is durable and how far the index has applied it.
+#[derive(Default)]
+struct Progress {
+    marks: Mutex<(Mark, Mark)>,
+    changed: Condvar,
+}
+
+impl Progress {
+    fn new(durable: Mark, applied: Mark) -> Progress {
+        Progress {
+            marks: Mutex::new((durable, applied)),
+            changed: Condvar::new(),
+        }
+    }
+    fn get(&self) -> (Mark, Mark) {
+        *self.marks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn set_durable(&self, m: Mark) {
+        self.marks.lock().unwrap_or_else(|e| e.into_inner()).0 = m;
+    }
+    fn set_applied(&self, m: Mark) {
+        self.marks.lock().unwrap_or_else(|e| e.into_inner()).1 = m;
+        self.changed.notify_all();
+    }
+}
+
+/// How far the index has caught up with the log ([`AuditLog::index_status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditIndexStatus {
+    /// Last durable record.
+    pub durable_seq: u64,
+    /// Last record the index has applied; queries read the records after it from the log.
+    pub indexed_seq: u64,
+    /// Whether an index is in use at all (without one every query reads the whole log).
+    pub enabled: bool,
+}
+
+/// What [`AuditLog::query`] and [`AuditLog::for_each`] select. Every field given must match
+/// (`None`: any). The cheapest key given drives the index: `patient`, else `actor`, else the
+/// time range; `actions` and the time range are checked on the index before a line is read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Person key of the patient (records without a patient never match).
+    pub patient: Option<String>,
+    /// Principal (`actor`).
+    pub actor: Option<String>,
+    /// Records at or after this instant (by their `at`).
+    pub from: Option<DateTime<Utc>>,
+    /// Records strictly before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Records whose action is one of these.
+    pub actions: Option<Vec<String>>,
+    /// Records with a larger sequence number (paging: the last `seq` of the previous page).
+    pub after_seq: Option<u64>,
+    /// At most this many records (the first ones, in the order described at
+    /// [`AuditLog::for_each`]).
+    pub limit: Option<usize>,
+}
+
+impl AuditFilter {
+    /// The records of one patient.
+    pub fn patient(key: impl Into<String>) -> AuditFilter {
+        AuditFilter {
+            patient: Some(key.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Restricts to the UTC calendar days `from..=to` (the statistics' `from`/`to`: a
+    /// record's day is the first 10 characters of its `at`).
+    pub fn days(mut self, from: Option<NaiveDate>, to: Option<NaiveDate>) -> AuditFilter {
+        self.from = from
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc());
+        self.to = to
+            .and_then(|d| d.succ_opt())
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc());
+        self
+    }
+
+    fn start_ms(&self) -> Option<i64> {
+        self.from.map(|t| t.timestamp_millis())
+    }
+
+    fn end_ms(&self) -> Option<i64> {
+        self.to.map(|t| t.timestamp_millis())
+    }
+
+    /// The checks an index posting can answer.
+    fn matches_posting(&self, seq: u64, at_ms: i64, action: &[u8]) -> bool {
+        self.after_seq.is_none_or(|a| seq > a)
+            && self
+                .start_ms()
+                .is_none_or(|f| at_ms != i64::MIN && at_ms >= f)
+            && self.end_ms().is_none_or(|t| at_ms < t)
+            && self
+                .actions
+                .as_ref()
+                .is_none_or(|a| a.iter().any(|x| x.as_bytes() == action))
+    }
+
+    /// All checks.
+    fn matches(&self, e: &AuditEntry) -> bool {
+        self.patient
+            .as_ref()
+            .is_none_or(|p| e.record.patient.as_ref() == Some(p))
+            && self.actor.as_ref().is_none_or(|a| &e.record.actor == a)
+            && self.matches_posting(e.seq, at_ms(&e.at), e.record.action.as_bytes())
+    }
+}
+
+/// `at` in ms since the epoch; `i64::MIN` when it does not parse.
+fn at_ms(at: &str) -> i64 {
+    DateTime::parse_from_rfc3339(at).map_or(i64::MIN, |t| t.timestamp_millis())
+}
+
+/// An audit line as stored, flat (faster to read than [`AuditEntry`]'s flattened record).
+#[derive(Deserialize)]
+struct Wire {
+    seq: u64,
+    at: String,
+    prev: String,
+    actor: String,
+    institution: String,
+    #[serde(default)]
+    role: String,
+    action: String,
+    #[serde(default)]
+    patient: Option<String>,
+    #[serde(default)]
+    purpose: Option<String>,
+    #[serde(default)]
+    break_glass: bool,
+    outcome: String,
+    #[serde(default)]
+    returned: Vec<String>,
+    #[serde(default)]
+    returned_set: Option<String>,
+    #[serde(default)]
+    detail: serde_json::Value,
+    hash: String,
+}
+
+impl From<Wire> for AuditEntry {
+    fn from(w: Wire) -> AuditEntry {
+        AuditEntry {
+            seq: w.seq,
+            at: w.at,
+            prev: w.prev,
+            record: AuditRecord {
+                actor: w.actor,
+                institution: w.institution,
+                role: w.role,
+                action: w.action,
+                patient: w.patient,
+                purpose: w.purpose,
+                break_glass: w.break_glass,
+                outcome: w.outcome,
+                returned: w.returned,
+                returned_set: w.returned_set,
+                detail: w.detail,
+            },
+            hash: w.hash,
+        }
+    }
+}
+
+fn parse_line(line: &[u8]) -> Option<AuditEntry> {
+    serde_json::from_slice::<Wire>(line)
+        .ok()
+        .map(AuditEntry::from)
+}
+
+/// What the index needs of an audit line.
+#[derive(Deserialize)]
+struct Light {
+    seq: u64,
+    at: String,
+    actor: String,
+    action: String,
+    #[serde(default)]
+    patient: Option<String>,
+    #[serde(default)]
+    returned: Vec<serde::de::IgnoredAny>,
+    #[serde(default)]
+    returned_set: Option<String>,
+    hash: String,
+}
+
+fn light_item(line: &[u8], off: u64) -> Option<Item> {
+    let l: Light = serde_json::from_slice(line).ok()?;
+    Some(Item {
+        seq: l.seq,
+        off,
+        len: line.len() as u32,
+        at_ms: at_ms(&l.at),
+        patient: l.patient,
+        actor: l.actor,
+        action: l.action,
+        listed_set: l.returned_set.filter(|_| !l.returned.is_empty()),
+        hash: l.hash,
+    })
+}
+
+fn item_of(e: &AuditEntry, off: u64, len: u32, at_ms: i64) -> Item {
+    Item {
+        seq: e.seq,
+        off,
+        len,
+        at_ms,
+        patient: e.record.patient.clone(),
+        actor: e.record.actor.clone(),
+        action: e.record.action.clone(),
+        listed_set: e
+            .record
+            .returned_set
+            .clone()
+            .filter(|_| !e.record.returned.is_empty()),
+        hash: e.hash.clone(),
+    }
+}
+
+/// Reads the lines of `path` in `[from, to)` (whole lines: `from` is a line start, `to` a line
+/// end), calling `f(offset, line)` for each non-empty one.
+fn read_lines(
+    path: &Path,
+    from: u64,
+    to: u64,
+    mut f: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    if from >= to {
+        return Ok(());
+    }
+    let io = |e| StoreError::io(path, e);
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(from)).map_err(io)?;
+    let mut r = BufReader::with_capacity(1 << 20, file.take(to - from));
+    let mut line = Vec::new();
+    let mut off = from;
+    loop {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line).map_err(io)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        if !body.is_empty() && !f(off, body)? {
+            return Ok(());
+        }
+        off += n as u64;
+    }
 }
 
 fn hash_of(entry_without_hash: &serde_json::Value) -> Result<String, StoreError> {
@@ -221,17 +501,277 @@ impl AuditLog {
             prev = e.hash;
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
+        let reader = File::open(&path).map_err(io)?;
+        let durable = Mark { seq, end: complete };
+        let (index, applied) = open_index(dir.as_ref(), &reader, complete);
+        let progress = Arc::new(Progress::new(durable, applied));
+        let (itx, indexer) = match &index {
+            Some(ix) => {
+                let (itx, irx) = mpsc::channel::<Vec<Item>>();
+                let (ix, pr, p) = (ix.clone(), progress.clone(), path.clone());
+                let t = std::thread::Builder::new()
+                    .name("huren-audit-index".into())
+                    .spawn(move || indexer(ix, p, pr, applied, complete, irx))
+                    .map_err(io)?;
+                (Some(itx), Some(t))
+            }
+            None => (None, None),
+        };
         let (tx, rx) = mpsc::channel::<(AuditRecord, Reply)>();
         let wpath = path.clone();
+        let pr = progress.clone();
         let thread = std::thread::Builder::new()
             .name("huren-audit".into())
-            .spawn(move || writer(file, wpath, rx, seq, prev))
+            .spawn(move || writer(file, wpath, rx, seq, prev, complete, pr, itx))
             .map_err(io)?;
         Ok(AuditLog {
             path,
+            reader,
+            index,
+            progress,
             tx: Some(tx),
             thread: Some(thread),
+            indexer,
         })
+    }
+
+    /// Appends `records` with the given times to `dir/audit.log` directly, in the writer's
+    /// exact line format and chain (for bulk loads: benchmarks, tests, imports), and syncs
+    /// once at the end. The log must not be open. The index is not touched: the next
+    /// [`AuditLog::open`] catches it up from the log. Returns the last sequence number.
+    #[doc(hidden)]
+    pub fn append_at_unopened(
+        dir: impl AsRef<Path>,
+        records: impl IntoIterator<Item = (DateTime<Utc>, AuditRecord)>,
+    ) -> Result<u64, StoreError> {
+        let path = dir.as_ref().join("audit.log");
+        let io = |e| StoreError::io(&path, e);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let (complete, last) = read_tail(&file, len).map_err(io)?;
+        if complete < len {
+            file.set_len(complete).map_err(io)?;
+        }
+        let (mut seq, mut prev) = (0u64, GENESIS.to_string());
+        if let Some(last) = last {
+            let e: AuditEntry = serde_json::from_slice(&last)
+                .map_err(|e| StoreError::Corrupt(format!("last audit record: {e}")))?;
+            (seq, prev) = (e.seq, e.hash);
+        }
+        let mut w = std::io::BufWriter::with_capacity(4 << 20, &mut file);
+        for (at, record) in records {
+            let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let (entry, line) = entry_line(seq + 1, at, prev, record)?;
+            w.write_all(&line).map_err(io)?;
+            seq = entry.seq;
+            prev = entry.hash;
+        }
+        w.flush().map_err(io)?;
+        drop(w);
+        file.sync_data().map_err(io)?;
+        Ok(seq)
+    }
+
+    /// How far the index has caught up with the log.
+    pub fn index_status(&self) -> AuditIndexStatus {
+        let (durable, applied) = self.progress.get();
+        AuditIndexStatus {
+            durable_seq: durable.seq,
+            indexed_seq: applied.seq,
+            enabled: self.index.is_some(),
+        }
+    }
+
+    /// Waits until the index has applied every record durable when called (at most
+    /// `timeout`); true if it has. Queries never need this (they read what the index lacks
+    /// from the log); it is for tests, benchmarks and an orderly shutdown.
+    pub fn wait_for_index(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut g = self
+            .progress
+            .marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let want = g.0.seq;
+        while g.1.seq < want {
+            let now = std::time::Instant::now();
+            if now >= deadline || self.index.is_none() {
+                return false;
+            }
+            g = self
+                .progress
+                .changed
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Bytes the index takes on disk (sled's estimate; 0 without an index).
+    pub fn index_size_on_disk(&self) -> Result<u64, StoreError> {
+        self.index.as_ref().map_or(Ok(0), |ix| ix.size_on_disk())
+    }
+
+    /// The entries `filter` selects, in sequence order, with `returned` filled in for a
+    /// record that names a set (`returned_set`) listed in full by an earlier record of the
+    /// same patient — whether or not that record is selected. This is the same answer as
+    /// [`AuditLog::scan`] with the same predicate when the filter is a patient alone, but
+    /// reads only that patient's lines (and a set's listing when it is not among them).
+    pub fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each(filter, |e| {
+            out.push(e);
+            true
+        })?;
+        out.sort_by_key(|e| e.seq);
+        Ok(out)
+    }
+
+    /// Streams the entries `filter` selects to `visit` (which returns false to stop), with
+    /// `returned` filled as in [`AuditLog::query`]; returns how many were visited. Nothing is
+    /// collected, so a statistics pass over millions of records holds one at a time.
+    ///
+    /// Order: by sequence number when the filter names a patient or an actor; otherwise by
+    /// (`at`, sequence number) — the same order unless the system clock went backwards
+    /// between two appends. Records the index has not applied yet come last, in log order.
+    pub fn for_each(
+        &self,
+        filter: &AuditFilter,
+        mut visit: impl FnMut(AuditEntry) -> bool,
+    ) -> Result<usize, StoreError> {
+        let (durable, applied) = self.progress.get();
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut n = 0usize;
+        if limit == 0 {
+            return Ok(0);
+        }
+        let mut sets: HashMap<(Option<String>, String), Vec<String>> = HashMap::new();
+        let after = filter.after_seq.unwrap_or(0);
+        if let Some(ix) = self.index.as_ref().filter(|_| applied.seq > after) {
+            let source = match (&filter.patient, &filter.actor) {
+                (Some(p), _) => Source::Patient(p),
+                (None, Some(a)) => Source::Actor(a),
+                _ => Source::Time(filter.start_ms(), filter.end_ms()),
+            };
+            let by_time = matches!(source, Source::Time(..));
+            let mut postings = ix.postings(&source, after, applied.seq);
+            let mut chunk: Vec<Posting> = Vec::new();
+            let mut buf = Vec::new();
+            loop {
+                // Time postings are read in chunks sorted by sequence number (and offset).
+                chunk.clear();
+                for p in postings.by_ref() {
+                    let p = p?;
+                    if filter.matches_posting(p.seq, p.at_ms, &p.action) {
+                        chunk.push(p);
+                        if chunk.len() >= if by_time { 4096 } else { 1 } {
+                            break;
+                        }
+                    }
+                }
+                if chunk.is_empty() {
+                    break;
+                }
+                if by_time {
+                    chunk.sort_by_key(|p| p.seq);
+                }
+                for p in &chunk {
+                    let e = self.read_entry(&mut buf, p.seq, p.off, p.len)?;
+                    if !filter.matches(&e) {
+                        continue;
+                    }
+                    let e = self.fill(ix, &mut sets, &mut buf, e)?;
+                    n += 1;
+                    if !visit(e) || n >= limit {
+                        return Ok(n);
+                    }
+                }
+            }
+        }
+        // What the index has not applied yet, from the log.
+        let start = if self.index.is_some() { applied.end } else { 0 };
+        let ix = self.index.as_deref();
+        let mut buf = Vec::new();
+        read_lines(&self.path, start, durable.end, |_, line| {
+            let Some(mut e) = parse_line(line) else {
+                return Ok(true);
+            };
+            if e.seq <= applied.seq && self.index.is_some() {
+                return Ok(true);
+            }
+            let keep = filter.matches(&e);
+            if let (Some(set), false) = (&e.record.returned_set, e.record.returned.is_empty()) {
+                sets.entry((e.record.patient.clone(), set.clone()))
+                    .or_insert_with(|| e.record.returned.clone());
+            } else if keep {
+                e = match ix {
+                    Some(ix) => self.fill(ix, &mut sets, &mut buf, e)?,
+                    None => fill_from(&mut sets, e),
+                };
+            }
+            if keep {
+                n += 1;
+                if !visit(e) || n >= limit {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(n)
+    }
+
+    /// Reads the line at `off` and checks it is record `seq`.
+    fn read_entry(
+        &self,
+        buf: &mut Vec<u8>,
+        seq: u64,
+        off: u64,
+        len: u32,
+    ) -> Result<AuditEntry, StoreError> {
+        buf.resize(len as usize, 0);
+        self.reader
+            .read_exact_at(buf, off)
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        match parse_line(buf) {
+            Some(e) if e.seq == seq => Ok(e),
+            _ => Err(StoreError::Corrupt(format!(
+                "audit index: record {seq} is not at offset {off} of audit.log \
+                 (remove audit-index/ to rebuild it)"
+            ))),
+        }
+    }
+
+    /// Fills `returned` of a record naming a set from the set's first listing by its patient.
+    fn fill(
+        &self,
+        ix: &AuditIndex,
+        sets: &mut HashMap<(Option<String>, String), Vec<String>>,
+        buf: &mut Vec<u8>,
+        e: AuditEntry,
+    ) -> Result<AuditEntry, StoreError> {
+        let Some(set) = e.record.returned_set.clone() else {
+            return Ok(e);
+        };
+        let key = (e.record.patient.clone(), set);
+        if !e.record.returned.is_empty() {
+            sets.entry(key).or_insert_with(|| e.record.returned.clone());
+            return Ok(e);
+        }
+        if !sets.contains_key(&key) {
+            if let Some((seq, off, len)) = ix.set_listing(key.0.as_deref(), &key.1)? {
+                if seq < e.seq {
+                    let l = self.read_entry(buf, seq, off, len)?;
+                    sets.insert(key.clone(), l.record.returned);
+                }
+            }
+        }
+        Ok(fill_from(sets, e))
     }
 
     fn submit(
@@ -342,15 +882,179 @@ impl Drop for AuditLog {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // The writer has dropped its sender: the indexer applies what is left and ends.
+        if let Some(t) = self.indexer.take() {
+            let _ = t.join();
+        }
     }
 }
 
+/// Fills `returned` of a record naming a set from `sets` (listings seen so far), or records
+/// the listing it holds.
+fn fill_from(
+    sets: &mut HashMap<(Option<String>, String), Vec<String>>,
+    mut e: AuditEntry,
+) -> AuditEntry {
+    if let Some(set) = &e.record.returned_set {
+        let key = (e.record.patient.clone(), set.clone());
+        if e.record.returned.is_empty() {
+            if let Some(list) = sets.get(&key) {
+                e.record.returned = list.clone();
+            }
+        } else {
+            sets.entry(key).or_insert_with(|| e.record.returned.clone());
+        }
+    }
+    e
+}
+
+/// Opens `dir/audit-index/` and checks it against the log (`len`: its complete length): the
+/// record it applied last must be where it says, with its hash. Otherwise (another log, a
+/// shorter log, a damaged or unreadable index) it is emptied and rebuilt from the log by the
+/// indexer; if it cannot be opened at all, the log works without one (queries read the log).
+fn open_index(dir: &Path, log: &File, len: u64) -> (Option<Arc<AuditIndex>>, Mark) {
+    let ipath = dir.join("audit-index");
+    let fresh = || -> Option<Arc<AuditIndex>> {
+        let _ = std::fs::remove_dir_all(&ipath);
+        match AuditIndex::open(&ipath) {
+            Ok(ix) => Some(Arc::new(ix)),
+            Err(e) => {
+                tracing::error!(error = %e, "audit index cannot be created; queries read the log");
+                None
+            }
+        }
+    };
+    let ix = match AuditIndex::open(&ipath) {
+        Ok(ix) => ix,
+        Err(e) => {
+            tracing::warn!(error = %e, "audit index does not open; rebuilding it");
+            return (fresh(), Mark::default());
+        }
+    };
+    let marker = match ix.marker() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "audit index marker unreadable; rebuilding it");
+            drop(ix);
+            return (fresh(), Mark::default());
+        }
+    };
+    let Some(m) = marker else {
+        return (Some(Arc::new(ix)), Mark::default());
+    };
+    let ok = m.end <= len && m.off + u64::from(m.len) < m.end && {
+        let mut b = vec![0u8; m.len as usize + 1];
+        log.read_exact_at(&mut b, m.off).is_ok()
+            && b.last() == Some(&b'\n')
+            && light_item(&b[..m.len as usize], m.off)
+                .is_some_and(|it| it.seq == m.seq && it.hash == m.hash)
+    };
+    if ok {
+        return (
+            Some(Arc::new(ix)),
+            Mark {
+                seq: m.seq,
+                end: m.end,
+            },
+        );
+    }
+    tracing::warn!(
+        indexed_seq = m.seq,
+        "audit index does not match audit.log; rebuilding it"
+    );
+    drop(ix);
+    (fresh(), Mark::default())
+}
+
+/// The index thread: catches the index up with the log as it was at open (`from`..`open_end`),
+/// then applies what the writer sends after each sync, a queue-full at a time. After an index
+/// error it stops applying (queries then read the growing unapplied part from the log, and
+/// the next open catches up).
+fn indexer(
+    ix: Arc<AuditIndex>,
+    path: PathBuf,
+    progress: Arc<Progress>,
+    from: Mark,
+    open_end: u64,
+    rx: mpsc::Receiver<Vec<Item>>,
+) {
+    const CATCH_UP_BATCH: usize = 20_000;
+    let mut applied = from;
+    let mut failed = false;
+    if from.end < open_end {
+        let t0 = std::time::Instant::now();
+        let mut items = Vec::with_capacity(CATCH_UP_BATCH);
+        let mut end = from.end;
+        let res = read_lines(&path, from.end, open_end, |off, line| {
+            if let Some(it) = light_item(line, off) {
+                items.push(it);
+            }
+            end = off + line.len() as u64 + 1;
+            if items.len() >= CATCH_UP_BATCH {
+                ix.apply(&items, end)?;
+                applied = Mark {
+                    seq: items[items.len() - 1].seq,
+                    end,
+                };
+                progress.set_applied(applied);
+                items.clear();
+            }
+            Ok(true)
+        })
+        .and_then(|_| ix.apply(&items, end));
+        match res {
+            Ok(()) => {
+                if let Some(last) = items.last() {
+                    applied.seq = last.seq;
+                }
+                applied.end = end;
+                progress.set_applied(applied);
+                tracing::info!(
+                    seq = applied.seq,
+                    ms = t0.elapsed().as_millis() as u64,
+                    "audit index caught up with audit.log"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit index catch-up failed; queries read the log");
+                failed = true;
+            }
+        }
+    }
+    while let Ok(first) = rx.recv() {
+        let mut items = first;
+        while let Ok(more) = rx.try_recv() {
+            items.extend(more);
+        }
+        if failed {
+            continue;
+        }
+        let Some(last) = items.last() else { continue };
+        let end = last.off + u64::from(last.len) + 1;
+        let seq = last.seq;
+        match ix.apply(&items, end) {
+            Ok(()) => progress.set_applied(Mark { seq, end }),
+            Err(e) => {
+                tracing::error!(error = %e, "audit index update failed; queries read the log");
+                failed = true;
+            }
+        }
+    }
+    if let Err(e) = ix.flush() {
+        tracing::warn!(error = %e, "audit index flush failed");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn writer(
     mut file: File,
     path: PathBuf,
     rx: mpsc::Receiver<(AuditRecord, Reply)>,
     mut seq: u64,
     mut prev: String,
+    mut end: u64,
+    progress: Arc<Progress>,
+    itx: Option<mpsc::Sender<Vec<Item>>>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -363,12 +1067,15 @@ fn writer(
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut buf = Vec::new();
         let mut done: Vec<(Result<AuditEntry, StoreError>, Reply)> = Vec::new();
+        // Line lengths (without newline) of the entries made, in order.
+        let mut lens: Vec<u32> = Vec::new();
         let (seq0, prev0) = (seq, prev.clone());
         for (record, reply) in jobs {
             match entry_line(seq + 1, at.clone(), prev.clone(), record) {
                 Ok((entry, line)) => {
                     seq += 1;
                     prev = entry.hash.clone();
+                    lens.push(line.len() as u32 - 1);
                     buf.extend_from_slice(&line);
                     done.push((Ok(entry), reply));
                 }
@@ -385,6 +1092,9 @@ fn writer(
             if let Ok(len) = len {
                 let _ = file.set_len(len);
             }
+            if let Ok(m) = file.metadata() {
+                end = m.len();
+            }
             seq = seq0;
             prev = prev0;
             for (_, reply) in done {
@@ -395,8 +1105,28 @@ fn writer(
             }
             continue;
         }
+        // Durable: queries see it (from the log until the index has it) before any caller
+        // is answered; the index update itself is the indexer's, off this path.
+        let items = itx.as_ref().map(|_| {
+            let ms = at_ms(&at);
+            let mut off = end;
+            done.iter()
+                .filter_map(|(r, _)| r.as_ref().ok())
+                .zip(&lens)
+                .map(|(e, len)| {
+                    let it = item_of(e, off, *len, ms);
+                    off += u64::from(*len) + 1;
+                    it
+                })
+                .collect::<Vec<_>>()
+        });
+        end += buf.len() as u64;
+        progress.set_durable(Mark { seq, end });
         for (r, reply) in done {
             let _ = reply.send(r);
+        }
+        if let (Some(itx), Some(items)) = (&itx, items) {
+            let _ = itx.send(items);
         }
     }
 }
@@ -516,5 +1246,327 @@ mod tests {
         drop(log);
         let v = AuditLog::verify(dir.path()).unwrap();
         assert_eq!((v.entries, v.broken.is_none()), (3, true));
+    }
+
+    // ---- the index ----
+
+    const ACTIONS: [&str; 4] = ["read_results", "check", "decision", "read_audit"];
+
+    /// Every line of the log, with `returned` filled per patient from the first earlier
+    /// listing: what a query must answer, before filtering.
+    fn model(dir: &Path) -> Vec<AuditEntry> {
+        let text = std::fs::read(dir.join("audit.log")).unwrap();
+        let mut sets = HashMap::new();
+        text.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(parse_line)
+            .map(|e| fill_from(&mut sets, e))
+            .collect()
+    }
+
+    fn expect(all: &[AuditEntry], f: &AuditFilter) -> Vec<AuditEntry> {
+        let mut v: Vec<AuditEntry> = all.iter().filter(|e| f.matches(e)).cloned().collect();
+        if let Some(l) = f.limit {
+            v.truncate(l);
+        }
+        v
+    }
+
+    fn set_of(list: &[String]) -> String {
+        let mut l = list.to_vec();
+        l.sort();
+        ContentHash::of(&serde_json::to_vec(&l).unwrap()).to_string()
+    }
+
+    /// A record from a few random numbers: patients p0..p5 (or none), actors a0..a3, sets
+    /// listed in full then named alone, like the API does.
+    fn gen(x: u64, listed: &mut Vec<(Option<String>, Vec<String>)>) -> AuditRecord {
+        let patient = (x % 7 != 6).then(|| format!("nidk:p{}", x % 6));
+        let mut r = AuditRecord {
+            actor: format!("a{}", (x >> 3) % 4),
+            institution: "H1".into(),
+            role: "clinician".into(),
+            action: ACTIONS[((x >> 5) % 4) as usize].into(),
+            patient: patient.clone(),
+            break_glass: (x >> 7) % 9 < 1,
+            outcome: "ok".into(),
+            ..Default::default()
+        };
+        match (x >> 9) % 4 {
+            0 => {
+                let list: Vec<String> = (0..1 + (x >> 11) % 3)
+                    .map(|k| format!("blake3:{:064x}", (x >> 13) % 5 + k))
+                    .collect();
+                r.returned_set = Some(set_of(&list));
+                r.returned = list.clone();
+                listed.push((patient, list));
+            }
+            1 => {
+                // Name a set listed earlier (by this or, sometimes, another patient).
+                if let Some((p, list)) = listed.get(((x >> 11) as usize) % listed.len().max(1)) {
+                    r.patient = p.clone();
+                    r.returned_set = Some(set_of(list));
+                }
+            }
+            2 => r.returned_set = Some("blake3:never-listed".into()),
+            _ => {}
+        }
+        r
+    }
+
+    fn filters(x: u64, t0: DateTime<Utc>) -> AuditFilter {
+        let mut f = AuditFilter::default();
+        if x % 3 < 1 {
+            f.patient = Some(format!("nidk:p{}", (x >> 2) % 7));
+        }
+        if (x >> 5) % 3 < 1 {
+            f.actor = Some(format!("a{}", (x >> 7) % 5));
+        }
+        if (x >> 10) % 2 < 1 {
+            f.from = Some(t0 + chrono::Duration::seconds(((x >> 11) % 60) as i64));
+        }
+        if (x >> 17) % 2 < 1 {
+            f.to = Some(t0 + chrono::Duration::seconds(((x >> 18) % 90) as i64));
+        }
+        if (x >> 25) % 2 < 1 {
+            f.actions = Some(vec![
+                ACTIONS[((x >> 26) % 4) as usize].into(),
+                "stats".into(),
+            ]);
+        }
+        if (x >> 28) % 4 < 1 {
+            f.after_seq = Some((x >> 30) % 40);
+        }
+        // A limit picks the first records in sequence order when a patient or an actor drives
+        // the query; times below are not monotonic, so only then.
+        if (x >> 36) % 3 < 1 && (f.patient.is_some() || f.actor.is_some()) {
+            f.limit = Some(((x >> 38) % 10) as usize);
+        }
+        f
+    }
+
+    fn check_all(log: &AuditLog, dir: &Path, seeds: &[u64], t0: DateTime<Utc>) {
+        let all = model(dir);
+        for p in (0..7).map(|i| format!("nidk:p{i}")) {
+            let want = log
+                .scan(|e| e.record.patient.as_deref() == Some(p.as_str()))
+                .unwrap();
+            assert_eq!(log.query(&AuditFilter::patient(&p)).unwrap(), want, "{p}");
+        }
+        assert_eq!(log.query(&AuditFilter::default()).unwrap(), all);
+        for x in seeds {
+            let f = filters(*x, t0);
+            let mut streamed = Vec::new();
+            let n = log
+                .for_each(&f, |e| {
+                    streamed.push(e);
+                    true
+                })
+                .unwrap();
+            streamed.sort_by_key(|e| e.seq);
+            assert_eq!(n, streamed.len());
+            let got = log.query(&f).unwrap();
+            assert_eq!(got, expect(&all, &f), "{f:?}");
+            assert_eq!(streamed, got, "{f:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Random logs written in sessions: through the writer (indexed after each sync) and,
+        /// between sessions, directly with random times (the index behind the log, as after a
+        /// crash before its update). Queries equal the model (and `scan` for a patient) while
+        /// the index is behind, and after it has caught up.
+        #[test]
+        fn index_answers_like_the_log(
+            sessions in proptest::collection::vec(
+                (proptest::collection::vec(proptest::prelude::any::<u64>(), 0..40),
+                 proptest::collection::vec(proptest::prelude::any::<u64>(), 0..40)),
+                1..4),
+            seeds in proptest::collection::vec(proptest::prelude::any::<u64>(), 12),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let t0 = Utc::now() - chrono::Duration::seconds(30);
+            let mut listed = Vec::new();
+            for (live, direct) in &sessions {
+                let recs: Vec<_> = direct
+                    .iter()
+                    .map(|x| (t0 + chrono::Duration::milliseconds((x % 60_000) as i64), gen(*x, &mut listed)))
+                    .collect();
+                AuditLog::append_at_unopened(dir.path(), recs).unwrap();
+                let log = AuditLog::open(dir.path()).unwrap();
+                check_all(&log, dir.path(), &seeds, t0);
+                for x in live {
+                    log.append_blocking(gen(*x, &mut listed)).unwrap();
+                }
+                check_all(&log, dir.path(), &seeds, t0);
+                assert!(log.wait_for_index(Duration::from_secs(10)));
+                check_all(&log, dir.path(), &seeds, t0);
+                let st = log.index_status();
+                proptest::prop_assert!(st.enabled && st.indexed_seq == st.durable_seq);
+            }
+            proptest::prop_assert!(AuditLog::verify(dir.path()).unwrap().broken.is_none());
+        }
+    }
+
+    fn fill_log(dir: &Path, n: u64) {
+        let log = AuditLog::open(dir).unwrap();
+        let mut listed = Vec::new();
+        for i in 0..n {
+            log.append_blocking(gen(i.wrapping_mul(0x9E37_79B9_7F4A_7C15), &mut listed))
+                .unwrap();
+        }
+        assert!(log.wait_for_index(Duration::from_secs(10)));
+    }
+
+    fn same_as_scan(dir: &Path) {
+        let log = AuditLog::open(dir).unwrap();
+        assert!(log.wait_for_index(Duration::from_secs(10)));
+        let st = log.index_status();
+        assert!(st.enabled && st.indexed_seq == st.durable_seq, "{st:?}");
+        for p in (0..6).map(|i| format!("nidk:p{i}")) {
+            let want = log
+                .scan(|e| e.record.patient.as_deref() == Some(p.as_str()))
+                .unwrap();
+            assert_eq!(log.query(&AuditFilter::patient(&p)).unwrap(), want);
+        }
+        assert_eq!(log.query(&AuditFilter::default()).unwrap(), model(dir));
+    }
+
+    #[test]
+    fn a_deleted_index_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        fill_log(dir.path(), 200);
+        std::fs::remove_dir_all(dir.path().join("audit-index")).unwrap();
+        same_as_scan(dir.path());
+    }
+
+    #[test]
+    fn an_index_of_another_log_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        fill_log(dir.path(), 120);
+        // Its marker names a record that is not in the log.
+        {
+            let ix = AuditIndex::open(&dir.path().join("audit-index")).unwrap();
+            ix.set_marker_hash_for_test("blake3:not-this-log");
+        }
+        same_as_scan(dir.path());
+        // A log shorter than the index (restored from an older copy).
+        let p = dir.path().join("audit.log");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let half: String = text.lines().take(50).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&p, half).unwrap();
+        same_as_scan(dir.path());
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(log.append_blocking(rec(1)).unwrap().seq, 51);
+    }
+
+    #[test]
+    fn a_damaged_index_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        fill_log(dir.path(), 150);
+        let ipath = dir.path().join("audit-index");
+        for e in std::fs::read_dir(&ipath).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                std::fs::write(&p, b"garbage, not sled").unwrap();
+            }
+        }
+        same_as_scan(dir.path());
+    }
+
+    #[test]
+    fn an_index_behind_the_log_catches_up_and_queries_see_every_record_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        fill_log(dir.path(), 100);
+        // Records durable in the log that the index never saw (a crash before its update).
+        let t = Utc::now();
+        let extra = (0..30).map(|i| {
+            let mut r = rec(i);
+            r.patient = Some("nidk:p0".into());
+            (t, r)
+        });
+        assert_eq!(
+            AuditLog::append_at_unopened(dir.path(), extra).unwrap(),
+            130
+        );
+        let want = model(dir.path());
+        let log = AuditLog::open(dir.path()).unwrap();
+        // Whether or not the indexer has caught up yet, the answer is complete.
+        assert_eq!(log.query(&AuditFilter::default()).unwrap(), want);
+        assert!(log.wait_for_index(Duration::from_secs(10)));
+        assert_eq!(log.index_status().indexed_seq, 130);
+        drop(log);
+        same_as_scan(dir.path());
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_the_index_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        fill_log(dir.path(), 40);
+        let p = dir.path().join("audit.log");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"seq\":41,\"at\":\"x").unwrap();
+        drop(f);
+        let log = AuditLog::open(dir.path()).unwrap();
+        let mut r = rec(1);
+        r.patient = Some("nidk:p3".into());
+        assert_eq!(log.append_blocking(r).unwrap().seq, 41);
+        // Seen at once (from the log or the index).
+        let got = log.query(&AuditFilter::patient("nidk:p3")).unwrap();
+        assert_eq!(got.last().map(|e| e.seq), Some(41));
+        drop(log);
+        assert!(AuditLog::verify(dir.path()).unwrap().broken.is_none());
+        same_as_scan(dir.path());
+    }
+
+    #[test]
+    fn days_paging_and_a_set_listed_before_the_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = |d: u32, h: u32| {
+            NaiveDate::from_ymd_opt(2026, 3, d)
+                .unwrap()
+                .and_hms_opt(h, 0, 0)
+                .unwrap()
+                .and_utc()
+        };
+        let list = vec!["blake3:a".to_string(), "blake3:b".to_string()];
+        let mut first = rec(1);
+        first.returned = list.clone();
+        first.returned_set = Some("blake3:s".into());
+        let mut again = rec(2);
+        again.returned_set = Some("blake3:s".into());
+        again.action = "check".into();
+        AuditLog::append_at_unopened(
+            dir.path(),
+            [
+                (day(1, 23), first),
+                (day(2, 0), again.clone()),
+                (day(2, 23), rec(3)),
+                (day(3, 0), again),
+            ],
+        )
+        .unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert!(log.wait_for_index(Duration::from_secs(10)));
+        let d2 = NaiveDate::from_ymd_opt(2026, 3, 2);
+        let got = log.query(&AuditFilter::default().days(d2, d2)).unwrap();
+        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+        // The set was listed on day 1, outside the range: still filled.
+        assert_eq!(got[0].record.returned, list);
+        let f = AuditFilter {
+            actions: Some(vec!["check".into()]),
+            after_seq: Some(2),
+            ..AuditFilter::patient("nidk:abc")
+        };
+        let got = log.query(&f).unwrap();
+        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [4]);
+        assert_eq!(got[0].record.returned, list);
+        let f = AuditFilter {
+            limit: Some(2),
+            ..AuditFilter::patient("nidk:abc")
+        };
+        assert_eq!(log.query(&f).unwrap().len(), 2);
+        assert_eq!(log.query(&AuditFilter::patient("nidk:zzz")).unwrap(), []);
     }
 }
