@@ -21,7 +21,7 @@ pub(crate) const FORMAT: u32 = 1;
 const FORMAT_KEY: &[u8] = b"format";
 const APPLIED: &[u8] = b"applied";
 /// sled page cache of the audit index.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// What the index keeps of one audit line.
 #[derive(Clone, Debug, PartialEq)]
