@@ -8,12 +8,14 @@
 //! record, which [`AuditLog::verify`] names.
 //!
 //! Queries ([`AuditLog::query`], [`AuditLog::for_each`]) go through a derived index in
-//! `audit-index/` (see [`crate::audit_index`]): postings by patient, actor and time, each the
-//! line's offset in `audit.log`, so a query reads only the lines it returns. The index is
+//! `audit-index/` (see [`crate::audit_index`]): one fixed-size record per line (offset, length,
+//! time, action) chained by patient (and the person keys of `detail.persons`) and by actor,
+//! with per-block time bounds, so a query reads only the lines it returns. The index is
 //! updated by its own thread after the writer's `fdatasync` (never before an append is
-//! acknowledged) and caught up from the log at open; lines the index has not applied yet (the
-//! last batch or two, or all of a log whose index is being rebuilt) are read from the log, so
-//! a query always sees every acknowledged record.
+//! acknowledged), and loaded, checked and caught up from the log by that thread after open
+//! (`open` does not wait for it); lines the index has not applied yet (the last batch or two,
+//! or all of a log whose index is being rebuilt) are read from the log, so a query always sees
+//! every acknowledged record.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -29,7 +31,10 @@ use huren_model::ContentHash;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::audit_index::{AuditIndex, Item, Posting, Source};
+use crate::audit_index::{
+    actor_key, patient_key, set_tag, Appender, AuditIndex, Chain, Item, Marker, Rec, LISTS,
+    OTHER_ACTION,
+};
 use crate::StoreError;
 
 /// What happened, as the caller describes it.
@@ -113,45 +118,98 @@ type Reply = oneshot::Sender<Result<AuditEntry, StoreError>>;
 /// The audit log of one store directory (`audit.log`, and its index `audit-index/`).
 pub struct AuditLog {
     path: PathBuf,
-    /// For positional reads of single lines.
+    /// For positional reads of lines.
     reader: File,
-    index: Option<Arc<AuditIndex>>,
     progress: Arc<Progress>,
     tx: Option<mpsc::Sender<(AuditRecord, Reply)>>,
     thread: Option<std::thread::JoinHandle<()>>,
     indexer: Option<std::thread::JoinHandle<()>>,
 }
 
-/// A record number and the log offset just past its line.
+/// A record number, the log offset just past its line, and (for the index) how many index
+/// records cover the log up to there.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Mark {
     seq: u64,
     end: u64,
+    recs: u64,
+}
+
+/// Whether there is an index.
+#[derive(Clone)]
+enum IndexState {
+    /// The indexer thread is opening it (queries wait: that is a checkpoint read, not a
+    /// catch-up).
+    Loading,
+    Ready(Arc<AuditIndex>),
+    /// None could be opened or made: queries read the log.
+    Off,
+}
+
+struct Marks {
+    durable: Mark,
+    applied: Mark,
+    index: IndexState,
 }
 
 /// How far the log is durable and how far the index has applied it.
-#[derive(Default)]
 struct Progress {
-    marks: Mutex<(Mark, Mark)>,
+    marks: Mutex<Marks>,
     changed: Condvar,
 }
 
 impl Progress {
-    fn new(durable: Mark, applied: Mark) -> Progress {
+    fn new(durable: Mark) -> Progress {
         Progress {
-            marks: Mutex::new((durable, applied)),
+            marks: Mutex::new(Marks {
+                durable,
+                applied: Mark::default(),
+                index: IndexState::Loading,
+            }),
             changed: Condvar::new(),
         }
     }
-    fn get(&self) -> (Mark, Mark) {
-        *self.marks.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Marks> {
+        self.marks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// The marks and the index, once it is loaded (or known to be absent).
+    fn get(&self) -> (Mark, Mark, Option<Arc<AuditIndex>>) {
+        let mut g = self.lock();
+        while matches!(g.index, IndexState::Loading) {
+            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        let ix = match &g.index {
+            IndexState::Ready(ix) => Some(ix.clone()),
+            _ => None,
+        };
+        (g.durable, g.applied, ix)
     }
     fn set_durable(&self, m: Mark) {
-        self.marks.lock().unwrap_or_else(|e| e.into_inner()).0 = m;
+        self.lock().durable = m;
     }
     fn set_applied(&self, m: Mark) {
-        self.marks.lock().unwrap_or_else(|e| e.into_inner()).1 = m;
+        self.lock().applied = m;
         self.changed.notify_all();
+    }
+    fn set_index(&self, ix: IndexState, applied: Mark) {
+        let mut g = self.lock();
+        g.index = ix;
+        g.applied = applied;
+        drop(g);
+        self.changed.notify_all();
+    }
+}
+
+/// Turns the index off if the indexer thread ends while still loading it (a panic), so no
+/// query waits for it forever.
+struct LoadGuard(Arc<Progress>);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        let loading = matches!(self.0.lock().index, IndexState::Loading);
+        if loading {
+            self.0.set_index(IndexState::Off, Mark::default());
+        }
     }
 }
 
@@ -171,7 +229,8 @@ pub struct AuditIndexStatus {
 /// time range; `actions` and the time range are checked on the index before a line is read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditFilter {
-    /// Person key of the patient (records without a patient never match).
+    /// Person key: records of this patient, and records naming the key in `detail.persons`
+    /// (a JSON array of strings; records without either never match).
     pub patient: Option<String>,
     /// Principal (`actor`).
     pub actor: Option<String>,
@@ -218,27 +277,38 @@ impl AuditFilter {
         self.to.map(|t| t.timestamp_millis())
     }
 
-    /// The checks an index posting can answer.
-    fn matches_posting(&self, seq: u64, at_ms: i64, action: &[u8]) -> bool {
+    /// The checks an index record can answer besides the action: sequence number and time.
+    fn matches_seq_time(&self, seq: u64, at_ms: i64) -> bool {
         self.after_seq.is_none_or(|a| seq > a)
             && self
                 .start_ms()
                 .is_none_or(|f| at_ms != i64::MIN && at_ms >= f)
             && self.end_ms().is_none_or(|t| at_ms < t)
-            && self
-                .actions
-                .as_ref()
-                .is_none_or(|a| a.iter().any(|x| x.as_bytes() == action))
     }
 
     /// All checks.
     fn matches(&self, e: &AuditEntry) -> bool {
-        self.patient
-            .as_ref()
-            .is_none_or(|p| e.record.patient.as_ref() == Some(p))
-            && self.actor.as_ref().is_none_or(|a| &e.record.actor == a)
-            && self.matches_posting(e.seq, at_ms(&e.at), e.record.action.as_bytes())
+        self.patient.as_ref().is_none_or(|p| {
+            e.record.patient.as_ref() == Some(p) || persons(&e.record.detail).any(|x| x == p)
+        }) && self.actor.as_ref().is_none_or(|a| &e.record.actor == a)
+            && self.after_seq.is_none_or(|a| e.seq > a)
+            && (self.from.is_none() && self.to.is_none()
+                || self.matches_seq_time(e.seq, at_ms(&e.at)))
+            && self
+                .actions
+                .as_ref()
+                .is_none_or(|a| a.contains(&e.record.action))
     }
+}
+
+/// The person keys of `detail.persons` (its strings).
+fn persons(detail: &serde_json::Value) -> impl Iterator<Item = &str> {
+    detail
+        .get("persons")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
 }
 
 /// `at` in ms since the epoch; `i64::MIN` when it does not parse.
@@ -316,7 +386,61 @@ struct Light {
     returned: Vec<serde::de::IgnoredAny>,
     #[serde(default)]
     returned_set: Option<String>,
+    #[serde(default, deserialize_with = "detail_persons")]
+    detail: Vec<String>,
     hash: String,
+}
+
+/// `detail.persons` of a line's `detail` (any JSON), without building the rest of it.
+fn detail_persons<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(k) = m.next_key::<String>()? {
+                if k == "persons" {
+                    let v: serde_json::Value = m.next_value()?;
+                    out = v
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect();
+                } else {
+                    m.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Vec<String>, A::Error> {
+            while s.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Vec::new())
+        }
+        fn visit_unit<E>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+    }
+    d.deserialize_any(V)
 }
 
 fn light_item(line: &[u8], off: u64) -> Option<Item> {
@@ -327,9 +451,11 @@ fn light_item(line: &[u8], off: u64) -> Option<Item> {
         len: line.len() as u32,
         at_ms: at_ms(&l.at),
         patient: l.patient,
+        persons: l.detail,
         actor: l.actor,
         action: l.action,
-        listed_set: l.returned_set.filter(|_| !l.returned.is_empty()),
+        lists: l.returned_set.is_some() && !l.returned.is_empty(),
+        set: l.returned_set,
         hash: l.hash,
     })
 }
@@ -341,13 +467,11 @@ fn item_of(e: &AuditEntry, off: u64, len: u32, at_ms: i64) -> Item {
         len,
         at_ms,
         patient: e.record.patient.clone(),
+        persons: persons(&e.record.detail).map(String::from).collect(),
         actor: e.record.actor.clone(),
         action: e.record.action.clone(),
-        listed_set: e
-            .record
-            .returned_set
-            .clone()
-            .filter(|_| !e.record.returned.is_empty()),
+        set: e.record.returned_set.clone(),
+        lists: e.record.returned_set.is_some() && !e.record.returned.is_empty(),
         hash: e.hash.clone(),
     }
 }
@@ -449,6 +573,145 @@ fn read_tail(file: &File, len: u64) -> std::io::Result<(u64, Option<Vec<u8>>)> {
     }
 }
 
+/// Sets listed in full that a query has met, and where a search of the index found none.
+#[derive(Default)]
+struct Sets {
+    found: HashMap<(Option<String>, String), Vec<String>>,
+    /// No listing of the set by the patient in the index below this sequence number.
+    none_below: HashMap<(Option<String>, String), u64>,
+}
+
+/// One run of [`AuditLog::for_each`].
+struct Query<'a> {
+    log: &'a AuditLog,
+    filter: &'a AuditFilter,
+    ix: Option<&'a AuditIndex>,
+    /// Index records applied when the query began.
+    count: u64,
+    sets: Sets,
+    buf: Vec<u8>,
+    n: usize,
+    limit: usize,
+}
+
+impl Query<'_> {
+    /// Reads the lines of `recs` (in log order): one `pread` per run of lines at most a page
+    /// apart, each line parsed from the buffer; visits those the filter keeps. False when
+    /// the query is done.
+    fn read(
+        &mut self,
+        recs: &[Rec],
+        visit: &mut impl FnMut(AuditEntry) -> bool,
+    ) -> Result<bool, StoreError> {
+        const GAP: u64 = 4096;
+        const RUN: u64 = 1 << 20;
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut i = 0;
+        while i < recs.len() {
+            let start = recs[i].off;
+            let mut end = start + u64::from(recs[i].len);
+            let mut j = i + 1;
+            while let Some(r) = recs.get(j) {
+                let r_end = r.off + u64::from(r.len);
+                if r.off < end || r.off > end + GAP || r_end - start > RUN {
+                    break;
+                }
+                end = r_end;
+                j += 1;
+            }
+            buf.resize((end - start) as usize, 0);
+            self.log
+                .reader
+                .read_exact_at(&mut buf, start)
+                .map_err(|e| StoreError::io(&self.log.path, e))?;
+            for r in &recs[i..j] {
+                let line = &buf[(r.off - start) as usize..][..r.len as usize];
+                let e = entry_at(line, r)?;
+                if !self.filter.matches(&e) {
+                    continue;
+                }
+                let e = self.fill(e, Some(r.prev_patient))?;
+                self.n += 1;
+                if !visit(e) || self.n >= self.limit {
+                    self.buf = buf;
+                    return Ok(false);
+                }
+            }
+            i = j;
+        }
+        self.buf = buf;
+        Ok(true)
+    }
+
+    /// Fills `returned` of a record naming a set from a listing of the set by its patient:
+    /// one met by this query, else the nearest earlier one in the index, found by walking the
+    /// patient's chain back from `from` (the record's own link; `None`: from the newest).
+    fn fill(&mut self, e: AuditEntry, from: Option<u64>) -> Result<AuditEntry, StoreError> {
+        let Some(set) = &e.record.returned_set else {
+            return Ok(e);
+        };
+        let key = (e.record.patient.clone(), set.clone());
+        if !e.record.returned.is_empty() {
+            self.sets
+                .found
+                .entry(key)
+                .or_insert_with(|| e.record.returned.clone());
+            return Ok(e);
+        }
+        if let (false, Some(ix)) = (self.sets.found.contains_key(&key), self.ix) {
+            let floor = self.sets.none_below.get(&key).copied().unwrap_or(0);
+            let start = from.unwrap_or_else(|| ix.head(patient_key(key.0.as_deref())));
+            let tag = set_tag(&key.1);
+            let mut list = None;
+            let mut buf = Vec::new();
+            ix.walk(Chain::Patient, start, self.count, |_, r, via_node| {
+                if r.seq <= floor {
+                    return Ok(false);
+                }
+                if r.seq >= e.seq || via_node || r.flags & LISTS == 0 || r.set != tag {
+                    return Ok(true);
+                }
+                buf.resize(r.len as usize, 0);
+                self.log
+                    .reader
+                    .read_exact_at(&mut buf, r.off)
+                    .map_err(|err| StoreError::io(&self.log.path, err))?;
+                let l = entry_at(&buf, r)?;
+                if l.record.patient == key.0
+                    && l.record.returned_set.as_ref() == Some(&key.1)
+                    && !l.record.returned.is_empty()
+                {
+                    list = Some(l.record.returned);
+                    return Ok(false);
+                }
+                Ok(true)
+            })?;
+            match list {
+                Some(list) => {
+                    self.sets.found.insert(key, list);
+                }
+                None => {
+                    let b = self.sets.none_below.entry(key).or_default();
+                    *b = (*b).max(e.seq);
+                }
+            }
+        }
+        Ok(fill_from(&mut self.sets.found, e))
+    }
+}
+
+/// The entry of a line read through index record `r`, which it must be.
+fn entry_at(line: &[u8], r: &Rec) -> Result<AuditEntry, StoreError> {
+    match parse_line(line) {
+        Some(e) if e.seq == r.seq => Ok(e),
+        _ => Err(StoreError::Corrupt(format!(
+            "audit index: record {} is not at offset {} of audit.log \
+             (remove audit-index/ to rebuild it)",
+            r.seq, r.off
+        ))),
+    }
+}
+
 /// Checks one line against the chain; returns its entry.
 fn check_line(line: &str, seq: u64, prev: &str) -> Result<AuditEntry, String> {
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
@@ -502,21 +765,30 @@ impl AuditLog {
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
         let reader = File::open(&path).map_err(io)?;
-        let durable = Mark { seq, end: complete };
-        let (index, applied) = open_index(dir.as_ref(), &reader, complete);
-        let progress = Arc::new(Progress::new(durable, applied));
-        let (itx, indexer) = match &index {
-            Some(ix) => {
-                let (itx, irx) = mpsc::channel::<Vec<Item>>();
-                let (ix, pr, p) = (ix.clone(), progress.clone(), path.clone());
-                let t = std::thread::Builder::new()
-                    .name("huren-audit-index".into())
-                    .spawn(move || indexer(ix, p, pr, applied, complete, irx))
-                    .map_err(io)?;
-                (Some(itx), Some(t))
+        let progress = Arc::new(Progress::new(Mark {
+            seq,
+            end: complete,
+            recs: 0,
+        }));
+        // The index is loaded, checked and caught up by its own thread; `open` does not wait.
+        let (itx, irx) = mpsc::channel::<Vec<Item>>();
+        let (ipath, pr, p) = (
+            dir.as_ref().join("audit-index"),
+            progress.clone(),
+            path.clone(),
+        );
+        let indexer = match std::thread::Builder::new()
+            .name("huren-audit-index".into())
+            .spawn(move || indexer(ipath, p, pr, complete, irx))
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "audit indexer thread; queries read the log");
+                progress.set_index(IndexState::Off, Mark::default());
+                None
             }
-            None => (None, None),
         };
+        let itx = indexer.as_ref().map(|_| itx);
         let (tx, rx) = mpsc::channel::<(AuditRecord, Reply)>();
         let wpath = path.clone();
         let pr = progress.clone();
@@ -527,7 +799,6 @@ impl AuditLog {
         Ok(AuditLog {
             path,
             reader,
-            index,
             progress,
             tx: Some(tx),
             thread: Some(thread),
@@ -579,11 +850,11 @@ impl AuditLog {
 
     /// How far the index has caught up with the log.
     pub fn index_status(&self) -> AuditIndexStatus {
-        let (durable, applied) = self.progress.get();
+        let g = self.progress.lock();
         AuditIndexStatus {
-            durable_seq: durable.seq,
-            indexed_seq: applied.seq,
-            enabled: self.index.is_some(),
+            durable_seq: g.durable.seq,
+            indexed_seq: g.applied.seq,
+            enabled: !matches!(g.index, IndexState::Off),
         }
     }
 
@@ -592,15 +863,11 @@ impl AuditLog {
     /// from the log); it is for tests, benchmarks and an orderly shutdown.
     pub fn wait_for_index(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
-        let mut g = self
-            .progress
-            .marks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let want = g.0.seq;
-        while g.1.seq < want {
+        let mut g = self.progress.lock();
+        let want = g.durable.seq;
+        while g.applied.seq < want || matches!(g.index, IndexState::Loading) {
             let now = std::time::Instant::now();
-            if now >= deadline || self.index.is_none() {
+            if now >= deadline || matches!(g.index, IndexState::Off) {
                 return false;
             }
             g = self
@@ -613,9 +880,9 @@ impl AuditLog {
         true
     }
 
-    /// Bytes the index takes on disk (sled's estimate; 0 without an index).
+    /// Bytes the index files take on disk (0 without an index).
     pub fn index_size_on_disk(&self) -> Result<u64, StoreError> {
-        self.index.as_ref().map_or(Ok(0), |ix| ix.size_on_disk())
+        self.progress.get().2.map_or(Ok(0), |ix| ix.size_on_disk())
     }
 
     /// The entries `filter` selects, in sequence order, with `returned` filled in for a
@@ -635,143 +902,107 @@ impl AuditLog {
 
     /// Streams the entries `filter` selects to `visit` (which returns false to stop), with
     /// `returned` filled as in [`AuditLog::query`]; returns how many were visited. Nothing is
-    /// collected, so a statistics pass over millions of records holds one at a time.
+    /// collected beyond the index records of one patient or actor (or one time block), so a
+    /// statistics pass over millions of records holds one entry at a time.
     ///
-    /// Order: by sequence number when the filter names a patient or an actor; otherwise by
-    /// (`at`, sequence number) — the same order unless the system clock went backwards
-    /// between two appends. Records the index has not applied yet come last, in log order.
+    /// Order: by sequence number (records the index has not applied yet come last, and they
+    /// are the newest).
     pub fn for_each(
         &self,
         filter: &AuditFilter,
         mut visit: impl FnMut(AuditEntry) -> bool,
     ) -> Result<usize, StoreError> {
-        let (durable, applied) = self.progress.get();
+        let (durable, applied, index) = self.progress.get();
         let limit = filter.limit.unwrap_or(usize::MAX);
-        let mut n = 0usize;
         if limit == 0 {
             return Ok(0);
         }
-        let mut sets: HashMap<(Option<String>, String), Vec<String>> = HashMap::new();
+        let mut q = Query {
+            log: self,
+            filter,
+            ix: index.as_deref(),
+            count: applied.recs,
+            sets: Sets::default(),
+            buf: Vec::new(),
+            n: 0,
+            limit,
+        };
         let after = filter.after_seq.unwrap_or(0);
-        if let Some(ix) = self.index.as_ref().filter(|_| applied.seq > after) {
-            let source = match (&filter.patient, &filter.actor) {
-                (Some(p), _) => Source::Patient(p),
-                (None, Some(a)) => Source::Actor(a),
-                _ => Source::Time(filter.start_ms(), filter.end_ms()),
+        if let Some(ix) = index.as_deref().filter(|_| applied.seq > after) {
+            let (ids, other) = filter
+                .actions
+                .as_ref()
+                .map_or((Vec::new(), false), |a| ix.action_ids(a));
+            let wanted = |r: &Rec| {
+                filter.matches_seq_time(r.seq, r.at_ms)
+                    && (filter.actions.is_none()
+                        || ids.contains(&r.action)
+                        || (other && r.action == OTHER_ACTION))
             };
-            let by_time = matches!(source, Source::Time(..));
-            let mut postings = ix.postings(&source, after, applied.seq);
-            let mut chunk: Vec<Posting> = Vec::new();
-            let mut buf = Vec::new();
-            loop {
-                // Time postings are read in chunks sorted by sequence number (and offset).
-                chunk.clear();
-                for p in postings.by_ref() {
-                    let p = p?;
-                    if filter.matches_posting(p.seq, p.at_ms, &p.action) {
-                        chunk.push(p);
-                        if chunk.len() >= if by_time { 4096 } else { 1 } {
-                            break;
-                        }
+            let chain = match (&filter.patient, &filter.actor) {
+                (Some(p), _) => Some((Chain::Patient, patient_key(Some(p)))),
+                (None, Some(a)) => Some((Chain::Actor, actor_key(a))),
+                _ => None,
+            };
+            if let Some((chain, key)) = chain {
+                // Newest first down the chain, as far as `after_seq` and `from` allow.
+                let floor = ix.floor_for(filter.start_ms());
+                let mut hits = Vec::new();
+                ix.walk(chain, ix.head(key), applied.recs, |i, r, _| {
+                    if r.seq <= after || i < floor {
+                        return Ok(false);
+                    }
+                    if wanted(r) {
+                        hits.push(*r);
+                    }
+                    Ok(true)
+                })?;
+                hits.reverse();
+                for chunk in hits.chunks(512) {
+                    if !q.read(chunk, &mut visit)? {
+                        return Ok(q.n);
                     }
                 }
-                if chunk.is_empty() {
-                    break;
-                }
-                if by_time {
-                    chunk.sort_by_key(|p| p.seq);
-                }
-                for p in &chunk {
-                    let e = self.read_entry(&mut buf, p.seq, p.off, p.len)?;
-                    if !filter.matches(&e) {
-                        continue;
-                    }
-                    let e = self.fill(ix, &mut sets, &mut buf, e)?;
-                    n += 1;
-                    if !visit(e) || n >= limit {
-                        return Ok(n);
+            } else {
+                let (mut recs, mut buf, mut hits) = (Vec::new(), Vec::new(), Vec::new());
+                for b in ix.blocks_for(filter.start_ms(), filter.end_ms(), applied.recs) {
+                    ix.read_block(b, applied.recs, &mut recs, &mut buf)?;
+                    hits.clear();
+                    hits.extend(recs.iter().filter(|r| wanted(r)));
+                    if !q.read(&hits, &mut visit)? {
+                        return Ok(q.n);
                     }
                 }
             }
         }
         // What the index has not applied yet, from the log.
-        let start = if self.index.is_some() { applied.end } else { 0 };
-        let ix = self.index.as_deref();
-        let mut buf = Vec::new();
+        let indexed = index.is_some();
+        let start = if indexed { applied.end } else { 0 };
         read_lines(&self.path, start, durable.end, |_, line| {
             let Some(mut e) = parse_line(line) else {
                 return Ok(true);
             };
-            if e.seq <= applied.seq && self.index.is_some() {
+            if e.seq <= applied.seq && indexed {
                 return Ok(true);
             }
             let keep = filter.matches(&e);
             if let (Some(set), false) = (&e.record.returned_set, e.record.returned.is_empty()) {
-                sets.entry((e.record.patient.clone(), set.clone()))
+                q.sets
+                    .found
+                    .entry((e.record.patient.clone(), set.clone()))
                     .or_insert_with(|| e.record.returned.clone());
             } else if keep {
-                e = match ix {
-                    Some(ix) => self.fill(ix, &mut sets, &mut buf, e)?,
-                    None => fill_from(&mut sets, e),
-                };
+                e = q.fill(e, None)?;
             }
             if keep {
-                n += 1;
-                if !visit(e) || n >= limit {
+                q.n += 1;
+                if !visit(e) || q.n >= limit {
                     return Ok(false);
                 }
             }
             Ok(true)
         })?;
-        Ok(n)
-    }
-
-    /// Reads the line at `off` and checks it is record `seq`.
-    fn read_entry(
-        &self,
-        buf: &mut Vec<u8>,
-        seq: u64,
-        off: u64,
-        len: u32,
-    ) -> Result<AuditEntry, StoreError> {
-        buf.resize(len as usize, 0);
-        self.reader
-            .read_exact_at(buf, off)
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        match parse_line(buf) {
-            Some(e) if e.seq == seq => Ok(e),
-            _ => Err(StoreError::Corrupt(format!(
-                "audit index: record {seq} is not at offset {off} of audit.log \
-                 (remove audit-index/ to rebuild it)"
-            ))),
-        }
-    }
-
-    /// Fills `returned` of a record naming a set from the set's first listing by its patient.
-    fn fill(
-        &self,
-        ix: &AuditIndex,
-        sets: &mut HashMap<(Option<String>, String), Vec<String>>,
-        buf: &mut Vec<u8>,
-        e: AuditEntry,
-    ) -> Result<AuditEntry, StoreError> {
-        let Some(set) = e.record.returned_set.clone() else {
-            return Ok(e);
-        };
-        let key = (e.record.patient.clone(), set);
-        if !e.record.returned.is_empty() {
-            sets.entry(key).or_insert_with(|| e.record.returned.clone());
-            return Ok(e);
-        }
-        if !sets.contains_key(&key) {
-            if let Some((seq, off, len)) = ix.set_listing(key.0.as_deref(), &key.1)? {
-                if seq < e.seq {
-                    let l = self.read_entry(buf, seq, off, len)?;
-                    sets.insert(key.clone(), l.record.returned);
-                }
-            }
-        }
-        Ok(fill_from(sets, e))
+        Ok(q.n)
     }
 
     fn submit(
@@ -908,81 +1139,65 @@ fn fill_from(
     e
 }
 
-/// Opens `dir/audit-index/` and checks it against the log (`len`: its complete length): the
-/// record it applied last must be where it says, with its hash. Otherwise (another log, a
-/// shorter log, a damaged or unreadable index) it is emptied and rebuilt from the log by the
-/// indexer; if it cannot be opened at all, the log works without one (queries read the log).
-fn open_index(dir: &Path, log: &File, len: u64) -> (Option<Arc<AuditIndex>>, Mark) {
-    let ipath = dir.join("audit-index");
-    let fresh = || -> Option<Arc<AuditIndex>> {
-        let _ = std::fs::remove_dir_all(&ipath);
-        match AuditIndex::open(&ipath) {
-            Ok(ix) => Some(Arc::new(ix)),
-            Err(e) => {
-                tracing::error!(error = %e, "audit index cannot be created; queries read the log");
-                None
-            }
-        }
-    };
-    let ix = match AuditIndex::open(&ipath) {
-        Ok(ix) => ix,
-        Err(e) => {
-            tracing::warn!(error = %e, "audit index does not open; rebuilding it");
-            return (fresh(), Mark::default());
-        }
-    };
-    let marker = match ix.marker() {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "audit index marker unreadable; rebuilding it");
-            drop(ix);
-            return (fresh(), Mark::default());
-        }
-    };
-    let Some(m) = marker else {
-        return (Some(Arc::new(ix)), Mark::default());
-    };
-    let ok = m.end <= len && m.off + u64::from(m.len) < m.end && {
+/// Whether `m` (a checkpoint's marker) names a line of the log (complete length `len`): the
+/// line at its offset is its record, with its hash, and the end it covered is in the log.
+fn marker_ok(log: &File, len: u64, m: &Marker) -> bool {
+    if m.seq == 0 {
+        // Nothing indexed yet: only unreadable lines were seen, up to `end`.
+        return m.end <= len;
+    }
+    m.end <= len && m.off + u64::from(m.len) < m.end && {
         let mut b = vec![0u8; m.len as usize + 1];
         log.read_exact_at(&mut b, m.off).is_ok()
             && b.last() == Some(&b'\n')
             && light_item(&b[..m.len as usize], m.off)
                 .is_some_and(|it| it.seq == m.seq && it.hash == m.hash)
-    };
-    if ok {
-        return (
-            Some(Arc::new(ix)),
-            Mark {
-                seq: m.seq,
-                end: m.end,
-            },
-        );
     }
-    tracing::warn!(
-        indexed_seq = m.seq,
-        "audit index does not match audit.log; rebuilding it"
-    );
-    drop(ix);
-    (fresh(), Mark::default())
 }
 
-/// The index thread: catches the index up with the log as it was at open (`from`..`open_end`),
-/// then applies what the writer sends after each sync, a queue-full at a time. After an index
-/// error it stops applying (queries then read the growing unapplied part from the log, and
-/// the next open catches up).
+/// The index thread: opens the index in `ipath` and checks it against the log (a mismatched
+/// or unreadable one is rebuilt), catches it up with the log as it was at open (`open_end`),
+/// then applies what the writer sends after each sync, a queue-full at a time, checkpointing
+/// every [`crate::audit_index::CHECKPOINT_EVERY`] records and at the end. After an index error
+/// it stops applying (queries then read the growing unapplied part from the log, and the
+/// next open catches up).
 fn indexer(
-    ix: Arc<AuditIndex>,
+    ipath: PathBuf,
     path: PathBuf,
     progress: Arc<Progress>,
-    from: Mark,
     open_end: u64,
     rx: mpsc::Receiver<Vec<Item>>,
 ) {
     const CATCH_UP_BATCH: usize = 20_000;
-    let mut applied = from;
+    let guard = LoadGuard(progress.clone());
+    let t0 = std::time::Instant::now();
+    let loaded = File::open(&path)
+        .map_err(|e| StoreError::io(&path, e))
+        .and_then(|log| AuditIndex::load(&ipath, |m| marker_ok(&log, open_end, m)));
+    let (ix, mut app) = match loaded {
+        Ok((ix, app)) => (Arc::new(ix), app),
+        Err(e) => {
+            tracing::error!(error = %e, "audit index cannot be opened or made; queries read the log");
+            progress.set_index(IndexState::Off, Mark::default());
+            while rx.recv().is_ok() {}
+            return;
+        }
+    };
+    let mark = |app: &Appender| Mark {
+        seq: app.marker.seq,
+        end: app.marker.end,
+        recs: app.records(),
+    };
+    let from = mark(&app);
+    progress.set_index(IndexState::Ready(ix.clone()), from);
+    drop(guard);
+    tracing::debug!(
+        seq = from.seq,
+        ms = t0.elapsed().as_millis() as u64,
+        "audit index loaded"
+    );
     let mut failed = false;
     if from.end < open_end {
-        let t0 = std::time::Instant::now();
         let mut items = Vec::with_capacity(CATCH_UP_BATCH);
         let mut end = from.end;
         let res = read_lines(&path, from.end, open_end, |off, line| {
@@ -991,30 +1206,26 @@ fn indexer(
             }
             end = off + line.len() as u64 + 1;
             if items.len() >= CATCH_UP_BATCH {
-                ix.apply(&items, end)?;
-                applied = Mark {
-                    seq: items[items.len() - 1].seq,
-                    end,
-                };
-                progress.set_applied(applied);
+                ix.apply(&mut app, &items, end)?;
+                progress.set_applied(mark(&app));
                 items.clear();
+                if app.checkpoint_due() {
+                    ix.checkpoint(&mut app)?;
+                }
             }
             Ok(true)
         })
-        .and_then(|_| ix.apply(&items, end));
+        .and_then(|_| ix.apply(&mut app, &items, end))
+        .and_then(|_| {
+            progress.set_applied(mark(&app));
+            ix.checkpoint(&mut app)
+        });
         match res {
-            Ok(()) => {
-                if let Some(last) = items.last() {
-                    applied.seq = last.seq;
-                }
-                applied.end = end;
-                progress.set_applied(applied);
-                tracing::info!(
-                    seq = applied.seq,
-                    ms = t0.elapsed().as_millis() as u64,
-                    "audit index caught up with audit.log"
-                );
-            }
+            Ok(()) => tracing::info!(
+                seq = app.marker.seq,
+                ms = t0.elapsed().as_millis() as u64,
+                "audit index caught up with audit.log"
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "audit index catch-up failed; queries read the log");
                 failed = true;
@@ -1031,17 +1242,22 @@ fn indexer(
         }
         let Some(last) = items.last() else { continue };
         let end = last.off + u64::from(last.len) + 1;
-        let seq = last.seq;
-        match ix.apply(&items, end) {
-            Ok(()) => progress.set_applied(Mark { seq, end }),
-            Err(e) => {
-                tracing::error!(error = %e, "audit index update failed; queries read the log");
-                failed = true;
+        let res = ix.apply(&mut app, &items, end).and_then(|_| {
+            progress.set_applied(mark(&app));
+            if app.checkpoint_due() {
+                ix.checkpoint(&mut app)?;
             }
+            Ok(())
+        });
+        if let Err(e) = res {
+            tracing::error!(error = %e, "audit index update failed; queries read the log");
+            failed = true;
         }
     }
-    if let Err(e) = ix.flush() {
-        tracing::warn!(error = %e, "audit index flush failed");
+    if !failed {
+        if let Err(e) = ix.checkpoint(&mut app) {
+            tracing::warn!(error = %e, "audit index checkpoint failed");
+        }
     }
 }
 
@@ -1121,7 +1337,7 @@ fn writer(
                 .collect::<Vec<_>>()
         });
         end += buf.len() as u64;
-        progress.set_durable(Mark { seq, end });
+        progress.set_durable(Mark { seq, end, recs: 0 });
         for (r, reply) in done {
             let _ = reply.send(r);
         }
@@ -1445,11 +1661,11 @@ mod tests {
     fn an_index_of_another_log_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         fill_log(dir.path(), 120);
-        // Its marker names a record that is not in the log.
-        {
-            let ix = AuditIndex::open(&dir.path().join("audit-index")).unwrap();
-            ix.set_marker_hash_for_test("blake3:not-this-log");
-        }
+        // Its checkpoint's marker names a record that is not in the log.
+        AuditIndex::set_marker_hash_for_test(
+            &dir.path().join("audit-index"),
+            "blake3:not-this-log",
+        );
         same_as_scan(dir.path());
         // A log shorter than the index (restored from an older copy).
         let p = dir.path().join("audit.log");
@@ -1469,7 +1685,7 @@ mod tests {
         for e in std::fs::read_dir(&ipath).unwrap() {
             let p = e.unwrap().path();
             if p.is_file() {
-                std::fs::write(&p, b"garbage, not sled").unwrap();
+                std::fs::write(&p, b"garbage, not an index").unwrap();
             }
         }
         same_as_scan(dir.path());
@@ -1568,5 +1784,155 @@ mod tests {
         };
         assert_eq!(log.query(&f).unwrap().len(), 2);
         assert_eq!(log.query(&AuditFilter::patient("nidk:zzz")).unwrap(), []);
+    }
+
+    #[test]
+    fn persons_in_detail_are_found_by_patient() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |patient: Option<&str>, persons: serde_json::Value| {
+            let mut r = rec(1);
+            r.patient = patient.map(String::from);
+            r.detail =
+                serde_json::json!({ "persons": persons, "other": [1, {"persons": ["nidk:no"]}] });
+            r
+        };
+        // Written before open (caught up from the log) and after (indexed live).
+        AuditLog::append_at_unopened(
+            dir.path(),
+            [
+                (
+                    Utc::now(),
+                    mk(Some("nidk:a"), serde_json::json!(["nidk:b", "nidk:c"])),
+                ),
+                (Utc::now(), mk(None, serde_json::json!(["nidk:b"]))),
+                (
+                    Utc::now(),
+                    mk(Some("nidk:c"), serde_json::json!(["nidk:c", "nidk:c", 7])),
+                ),
+                (Utc::now(), mk(Some("nidk:d"), serde_json::json!("nidk:b"))),
+            ],
+        )
+        .unwrap();
+        let seqs = |log: &AuditLog, k: &str| {
+            log.query(&AuditFilter::patient(k))
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>()
+        };
+        let check = |log: &AuditLog| {
+            assert_eq!(seqs(log, "nidk:a"), [1, 5]);
+            assert_eq!(seqs(log, "nidk:b"), [1, 2, 5, 6]);
+            assert_eq!(seqs(log, "nidk:c"), [1, 3, 5]);
+            assert_eq!(seqs(log, "nidk:d"), [4]);
+            assert!(seqs(log, "nidk:no").is_empty());
+            let f = AuditFilter {
+                after_seq: Some(1),
+                limit: Some(2),
+                ..AuditFilter::patient("nidk:b")
+            };
+            assert_eq!(
+                log.query(&f)
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.seq)
+                    .collect::<Vec<_>>(),
+                [2, 5]
+            );
+        };
+        let log = AuditLog::open(dir.path()).unwrap();
+        log.append_blocking(mk(Some("nidk:a"), serde_json::json!(["nidk:b", "nidk:c"])))
+            .unwrap();
+        log.append_blocking(mk(Some("nidk:e"), serde_json::json!(["nidk:b"])))
+            .unwrap();
+        check(&log);
+        assert!(log.wait_for_index(Duration::from_secs(10)));
+        check(&log);
+        drop(log);
+        // After a reopen (from the checkpoint) and after a rebuild.
+        check(&AuditLog::open(dir.path()).unwrap());
+        std::fs::remove_dir_all(dir.path().join("audit-index")).unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert!(log.wait_for_index(Duration::from_secs(10)));
+        check(&log);
+    }
+
+    #[test]
+    fn records_written_after_the_checkpoint_are_redone_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        fill_log(dir.path(), 60);
+        let cp = dir.path().join("audit-index/checkpoint");
+        let old = std::fs::read(&cp).unwrap();
+        {
+            let log = AuditLog::open(dir.path()).unwrap();
+            let mut listed = Vec::new();
+            for i in 0..40u64 {
+                log.append_blocking(gen(i.wrapping_mul(0xD1B5_4A32_D192_ED03), &mut listed))
+                    .unwrap();
+            }
+        }
+        // As after a crash before the next checkpoint: the files hold more than it covers
+        // (and a torn record at the end).
+        std::fs::write(&cp, old).unwrap();
+        let rp = dir.path().join("audit-index/records");
+        let mut f = OpenOptions::new().append(true).open(&rp).unwrap();
+        f.write_all(&[7u8; 20]).unwrap();
+        drop(f);
+        same_as_scan(dir.path());
+        assert_eq!(
+            std::fs::metadata(&rp).unwrap().len(),
+            100 * crate::audit_index::REC as u64
+        );
+    }
+
+    #[test]
+    fn a_sled_index_of_the_previous_format_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        fill_log(dir.path(), 30);
+        let ipath = dir.path().join("audit-index");
+        std::fs::remove_dir_all(&ipath).unwrap();
+        drop(crate::index::open_db(&ipath, 1 << 20).unwrap());
+        assert!(ipath.join("conf").exists() || ipath.join("db").exists());
+        same_as_scan(dir.path());
+        assert!(ipath.join("checkpoint").exists() && !ipath.join("db").exists());
+    }
+
+    #[test]
+    fn time_ranges_and_actors_use_the_blocks_and_chains() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = NaiveDate::from_ymd_opt(2026, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        // 3,000 records a minute apart: three blocks, one actor in seven.
+        let recs = (0..3000i64).map(|i| {
+            let mut r = rec((i % 7) as u32);
+            r.action = ACTIONS[(i % 4) as usize].into();
+            (t0 + chrono::Duration::minutes(i), r)
+        });
+        AuditLog::append_at_unopened(dir.path(), recs).unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert!(log.wait_for_index(Duration::from_secs(10)));
+        let all = model(dir.path());
+        let d = NaiveDate::from_ymd_opt(2026, 1, 2);
+        for f in [
+            AuditFilter::default().days(d, d),
+            AuditFilter {
+                actor: Some("dr3".into()),
+                actions: Some(vec!["check".into()]),
+                ..AuditFilter::default().days(d, None)
+            },
+            AuditFilter {
+                actor: Some("dr3".into()),
+                limit: Some(5),
+                after_seq: Some(1000),
+                ..Default::default()
+            },
+        ] {
+            let got = log.query(&f).unwrap();
+            assert!(!got.is_empty(), "{f:?}");
+            assert_eq!(got, expect(&all, &f), "{f:?}");
+        }
     }
 }
