@@ -1508,6 +1508,11 @@ mod tests {
             outcome: "ok".into(),
             ..Default::default()
         };
+        if (x >> 40).is_multiple_of(4) {
+            // Other persons (p6 only ever appears here).
+            r.detail =
+                serde_json::json!({ "persons": [format!("nidk:p{}", (x >> 42) % 7), "nidk:p6"] });
+        }
         match (x >> 9) % 4 {
             0 => {
                 let list: Vec<String> = (0..1 + (x >> 11) % 3)
@@ -1567,7 +1572,14 @@ mod tests {
             let want = log
                 .scan(|e| e.record.patient.as_deref() == Some(p.as_str()))
                 .unwrap();
-            assert_eq!(log.query(&AuditFilter::patient(&p)).unwrap(), want, "{p}");
+            let got = log.query(&AuditFilter::patient(&p)).unwrap();
+            assert_eq!(got, expect(&all, &AuditFilter::patient(&p)), "{p}");
+            // Its own records (not those naming it in `detail.persons`) are `scan`'s.
+            let own: Vec<_> = got
+                .into_iter()
+                .filter(|e| e.record.patient.as_deref() == Some(p.as_str()))
+                .collect();
+            assert_eq!(own, want, "{p}");
         }
         assert_eq!(log.query(&AuditFilter::default()).unwrap(), all);
         for x in seeds {
@@ -1640,13 +1652,20 @@ mod tests {
         assert!(log.wait_for_index(Duration::from_secs(10)));
         let st = log.index_status();
         assert!(st.enabled && st.indexed_seq == st.durable_seq, "{st:?}");
-        for p in (0..6).map(|i| format!("nidk:p{i}")) {
+        let all = model(dir);
+        for p in (0..7).map(|i| format!("nidk:p{i}")) {
             let want = log
                 .scan(|e| e.record.patient.as_deref() == Some(p.as_str()))
                 .unwrap();
-            assert_eq!(log.query(&AuditFilter::patient(&p)).unwrap(), want);
+            let got = log.query(&AuditFilter::patient(&p)).unwrap();
+            assert_eq!(got, expect(&all, &AuditFilter::patient(&p)), "{p}");
+            let own: Vec<_> = got
+                .into_iter()
+                .filter(|e| e.record.patient.as_deref() == Some(p.as_str()))
+                .collect();
+            assert_eq!(own, want);
         }
-        assert_eq!(log.query(&AuditFilter::default()).unwrap(), model(dir));
+        assert_eq!(log.query(&AuditFilter::default()).unwrap(), all);
     }
 
     #[test]
