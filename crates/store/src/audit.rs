@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::audit_index::{
-    actor_key, patient_key, set_tag, Appender, AuditIndex, Chain, Item, Marker, Rec, LISTS,
+    actor_key, patient_key, set_tag, Appender, AuditIndex, Chain, Item, Marker, Rec, BLOCK, LISTS,
     OTHER_ACTION,
 };
 use crate::StoreError;
@@ -156,6 +156,8 @@ struct Marks {
 struct Progress {
     marks: Mutex<Marks>,
     changed: Condvar,
+    /// The log is being closed: a catch-up stops where it is (and checkpoints).
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -167,6 +169,7 @@ impl Progress {
                 index: IndexState::Loading,
             }),
             changed: Condvar::new(),
+            closing: Default::default(),
         }
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, Marks> {
@@ -965,7 +968,11 @@ impl AuditLog {
                 }
             } else {
                 let (mut recs, mut buf, mut hits) = (Vec::new(), Vec::new(), Vec::new());
+                let first = ix.first_after(after, applied.recs)? / BLOCK;
                 for b in ix.blocks_for(filter.start_ms(), filter.end_ms(), applied.recs) {
+                    if b < first {
+                        continue;
+                    }
                     ix.read_block(b, applied.recs, &mut recs, &mut buf)?;
                     hits.clear();
                     hits.extend(recs.iter().filter(|r| wanted(r)));
@@ -1113,7 +1120,11 @@ impl Drop for AuditLog {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        // The writer has dropped its sender: the indexer applies what is left and ends.
+        // The writer has dropped its sender: the indexer applies what is left (a catch-up
+        // stops where it is), checkpoints and ends.
+        self.progress
+            .closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = self.indexer.take() {
             let _ = t.join();
         }
@@ -1196,11 +1207,16 @@ fn indexer(
         ms = t0.elapsed().as_millis() as u64,
         "audit index loaded"
     );
-    let mut failed = false;
+    let (mut failed, mut stopped) = (false, false);
     if from.end < open_end {
         let mut items = Vec::with_capacity(CATCH_UP_BATCH);
         let mut end = from.end;
         let res = read_lines(&path, from.end, open_end, |off, line| {
+            if progress.closing.load(std::sync::atomic::Ordering::Relaxed) {
+                // What the writer queued lies beyond the gap: left to the next open.
+                stopped = true;
+                return Ok(false);
+            }
             if let Some(it) = light_item(line, off) {
                 items.push(it);
             }
@@ -1224,7 +1240,8 @@ fn indexer(
             Ok(()) => tracing::info!(
                 seq = app.marker.seq,
                 ms = t0.elapsed().as_millis() as u64,
-                "audit index caught up with audit.log"
+                stopped,
+                "audit index caught up with audit.log (or stopped at close)"
             ),
             Err(e) => {
                 tracing::error!(error = %e, "audit index catch-up failed; queries read the log");
@@ -1237,7 +1254,7 @@ fn indexer(
         while let Ok(more) = rx.try_recv() {
             items.extend(more);
         }
-        if failed {
+        if failed || stopped {
             continue;
         }
         let Some(last) = items.last() else { continue };
@@ -1254,7 +1271,7 @@ fn indexer(
             failed = true;
         }
     }
-    if !failed {
+    if !failed && !stopped {
         if let Err(e) = ix.checkpoint(&mut app) {
             tracing::warn!(error = %e, "audit index checkpoint failed");
         }
@@ -1953,5 +1970,23 @@ mod tests {
             assert!(!got.is_empty(), "{f:?}");
             assert_eq!(got, expect(&all, &f), "{f:?}");
         }
+    }
+
+    #[test]
+    fn closing_during_a_catch_up_keeps_a_consistent_index() {
+        let dir = tempfile::tempdir().unwrap();
+        fill_log(dir.path(), 10);
+        let t = Utc::now();
+        let mut listed = Vec::new();
+        let recs: Vec<_> = (0..30_000u64)
+            .map(|i| (t, gen(i.wrapping_mul(0x9E37_79B9_7F4A_7C15), &mut listed)))
+            .collect();
+        AuditLog::append_at_unopened(dir.path(), recs).unwrap();
+        {
+            // Closed at once, with appends queued behind the catch-up.
+            let log = AuditLog::open(dir.path()).unwrap();
+            log.append_blocking(rec(1)).unwrap();
+        }
+        same_as_scan(dir.path());
     }
 }

@@ -695,6 +695,24 @@ impl AuditIndex {
         Ok(())
     }
 
+    /// The first record (below `count`) with a sequence number above `after` (records are in
+    /// sequence order): a binary search, ~24 reads at 10M records.
+    pub(crate) fn first_after(&self, after: u64, count: u64) -> Result<u64, StoreError> {
+        let (mut lo, mut hi) = (0, count);
+        if after == 0 {
+            return Ok(0);
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.rec(mid)?.seq <= after {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
     /// Record `i`.
     pub(crate) fn rec(&self, i: u64) -> Result<Rec, StoreError> {
         let mut b = [0u8; REC];
