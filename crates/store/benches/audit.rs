@@ -372,7 +372,8 @@ fn scale(dir: &Path, records: u64, c: usize) {
 
     // (c) Appends on the full log.
     for _ in 0..3 {
-        print_append("10M-record log", 100_000, c, append_bench(&log, 100_000, c));
+        let label = format!("{records}-record log");
+        print_append(&label, 100_000, c, append_bench(&log, 100_000, c));
     }
     assert!(log.wait_for_index(Duration::from_secs(600)));
 }
