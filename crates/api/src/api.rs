@@ -910,18 +910,25 @@ pub async fn stats(
         ));
     }
     let audit = st.gate.audit_log().clone();
+    // From the audit index: the period's records of the three actions, never the whole log.
+    let filter = huren_store::AuditFilter {
+        actions: Some(vec![
+            "decision".into(),
+            "read_results".into(),
+            "check".into(),
+        ]),
+        ..Default::default()
+    }
+    .days(from, to);
     let entries = tokio::task::spawn_blocking(move || {
-        audit.scan(|e| {
-            let d =
-                e.at.get(..10)
-                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-            e.record.outcome == "ok"
-                && matches!(
-                    e.record.action.as_str(),
-                    "decision" | "read_results" | "check"
-                )
-                && d.is_some_and(|d| from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t))
-        })
+        let mut out = Vec::new();
+        audit.for_each(&filter, |e| {
+            if e.record.outcome == "ok" {
+                out.push(e);
+            }
+            true
+        })?;
+        Ok::<_, huren_store::StoreError>(out)
     })
     .await??;
     #[derive(Default)]
@@ -1028,16 +1035,9 @@ pub async fn audit_view(
     let pid = parse_patient(&q.patient)?;
     let key = st.gate.person_key(&pid)?;
     let audit = st.gate.audit_log().clone();
-    let k2 = key.clone();
-    let entries = tokio::task::spawn_blocking(move || {
-        audit.scan(|e| {
-            e.record.patient.as_deref() == Some(k2.as_str())
-                || e.record.detail["persons"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|x| x.as_str() == Some(k2.as_str())))
-        })
-    })
-    .await??;
+    // From the audit index: this patient's records and the searches that named them.
+    let filter = huren_store::AuditFilter::patient(key.clone());
+    let entries = tokio::task::spawn_blocking(move || audit.query(&filter)).await??;
     let mut rec = record(&p, "read_audit");
     rec.patient = Some(key);
     rec.purpose = Some("privacy_review".into());
@@ -1089,13 +1089,16 @@ pub async fn break_glass_view(
     let from = day(q.from.as_deref(), today - chrono::Duration::days(30))?;
     let to = day(q.to.as_deref(), today)?;
     let audit = st.gate.audit_log().clone();
+    let filter = huren_store::AuditFilter::default().days(Some(from), Some(to));
     let entries = tokio::task::spawn_blocking(move || {
-        audit.scan(|e| {
-            let d =
-                e.at.get(..10)
-                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-            e.record.break_glass && d.is_some_and(|d| d >= from && d <= to)
-        })
+        let mut out = Vec::new();
+        audit.for_each(&filter, |e| {
+            if e.record.break_glass {
+                out.push(e);
+            }
+            true
+        })?;
+        Ok::<_, huren_store::StoreError>(out)
     })
     .await??;
     let mut rec = record(&p, "read_audit");

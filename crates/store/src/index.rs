@@ -210,12 +210,12 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// end, shortly after the last handle is dropped, so a reopen in the same process right after
 /// a close (a test, `reindex`) can find it still held: that is waited out, for at most
 /// [`LOCK_WAIT`]. A lock held by another live process is still refused after the wait.
-fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         match sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .open()
         {
             // sled 0.34 reports it as an `Other` I/O error with this text.
@@ -268,7 +268,7 @@ impl SledIndex {
 
     /// Opens or creates the index at `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = open_db(dir.as_ref())?;
+        let db = open_db(dir.as_ref(), 256 * 1024 * 1024)?;
         let idx = SledIndex {
             meta: db.open_tree("meta")?,
             reports: db.open_tree("reports")?,

@@ -10,6 +10,7 @@
 //! at start-up and can be rebuilt from scratch with [`Store::reindex`].
 
 pub mod audit;
+mod audit_index;
 mod blobs;
 mod consents;
 mod error;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use huren_model::{ContentHash, Hashed, InstanceRecord, PatientId, Report, ReportKind};
 use serde::{Deserialize, Serialize};
 
-pub use audit::{AuditEntry, AuditLog, AuditRecord, AuditVerify};
+pub use audit::{AuditEntry, AuditFilter, AuditIndexStatus, AuditLog, AuditRecord, AuditVerify};
 pub use consents::ConsentStore;
 pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};
