@@ -143,3 +143,59 @@ OBX|3|ST|COMMENT^备注^L||<script>alert(1)</script>||||||F\r"
     assert!(!ok, "{out}");
     assert!(out.contains("status"), "{out}");
 }
+
+/// Issue 16 finding 8: an ORU with thousands of OBX was answered as one Bundle (99,000 OBX →
+/// 194 MB). Searches are paged: `_count` (default 100, at most 1000), `total` of every match,
+/// a `next` link while more remain.
+#[test]
+fn fhir_searches_are_paged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    let mut c = Mllp::connect(&srv.mllp);
+    let mut msg = "MSH|^~\\&|LIS|FX-ZX|HUREN|REGION|20250624101500||ORU^R01^ORU_R01|BIG-1|P|2.5.1|||||CHN|UNICODE UTF-8\rPID|1||BIG1^^^FX-ZX^MR||王^芳||19800101|F\rOBR|1|ORDBIG|BIG|CHEM^生化^L|||20250624093000|||||||||||||||20250624101000||CH|F\r".to_string();
+    for i in 0..2_500 {
+        msg.push_str(&format!(
+            "OBX|{}|NM|T{i}^项目{i}^L||{}.0|mmol/L|1-9|N|||F|||20250624100000\r",
+            i + 1,
+            i % 9 + 1
+        ));
+    }
+    assert_eq!(msa(&c.send(msg.as_bytes()).unwrap()).0, "AA");
+    let mut path = "/fhir/Observation?patient=FX-ZX:BIG1".to_string();
+    let (mut pages, mut seen) = (0, 0);
+    loop {
+        let (st, b) = srv.get(&path);
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["total"], 2_500);
+        let n = b["entry"].as_array().unwrap().len();
+        assert!(n <= 100, "a page holds at most _count entries");
+        assert!(b.to_string().len() < 400_000, "a page is small");
+        seen += n;
+        pages += 1;
+        match b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(next) => path = next["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+        assert!(pages < 100, "the next links end");
+    }
+    assert_eq!((pages, seen), (25, 2_500));
+    let (_, b) = srv.get("/fhir/Observation?patient=FX-ZX:BIG1&_count=5000");
+    assert_eq!(
+        b["entry"].as_array().unwrap().len(),
+        1000,
+        "_count is capped"
+    );
+    let (_, b) = srv.get("/fhir/Observation?patient=FX-ZX:BIG1&_count=10&_offset=2495");
+    assert_eq!(b["entry"].as_array().unwrap().len(), 5);
+    assert!(b["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["relation"] != "next"));
+}

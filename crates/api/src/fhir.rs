@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{
-    authorise, evaluate_patient, institution_name, merge, ApiState, Ask, Authed, Evaluated,
+    authorise, evaluate_patient, institution_name, merge, ApiState, Ask, Asked, Authed, Evaluated,
 };
 use huren_gate::Problem;
 
@@ -29,6 +29,51 @@ pub struct FhirQuery {
     date: Option<String>,
     code: Option<String>,
     encounter: Option<String>,
+    /// Page size (default [`DEFAULT_COUNT`], at most [`MAX_COUNT`]).
+    #[serde(rename = "_count")]
+    count: Option<usize>,
+    /// Matches to skip (the `next` link carries it).
+    #[serde(rename = "_offset")]
+    offset: Option<usize>,
+}
+
+/// Entries of one page when `_count` is not given.
+pub const DEFAULT_COUNT: usize = 100;
+/// The largest page: a 99,000-observation ORU is answered in pages, never whole.
+pub const MAX_COUNT: usize = 1000;
+
+/// One page of a search: the matches' range and the links.
+struct Page {
+    offset: usize,
+    count: usize,
+}
+
+impl Page {
+    fn of(q: &FhirQuery) -> Page {
+        Page {
+            offset: q.offset.unwrap_or(0),
+            count: q.count.unwrap_or(DEFAULT_COUNT).clamp(1, MAX_COUNT),
+        }
+    }
+
+    fn range(&self, total: usize) -> std::ops::Range<usize> {
+        let start = self.offset.min(total);
+        start..(start + self.count).min(total)
+    }
+}
+
+/// The request's own URL with `_offset`/`_count` set (the Bundle's `self` and `next` links).
+fn page_url(uri: &axum::http::Uri, offset: usize, count: usize) -> String {
+    let mut parts: Vec<String> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("_offset=") && !kv.starts_with("_count="))
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("_count={count}"));
+    parts.push(format!("_offset={offset}"));
+    format!("{}?{}", uri.path(), parts.join("&"))
 }
 
 /// An inclusive date range; either end may be open.
@@ -324,11 +369,20 @@ pub fn audit_event(e: &huren_store::AuditEntry) -> Value {
     ev
 }
 
-fn bundle(entries: Vec<Value>) -> Response {
+/// A searchset Bundle of one page: `total` is every match, `entry` the page's, and a `next`
+/// link while more remain.
+fn bundle(entries: Vec<Value>, total: usize, page: &Page, uri: &axum::http::Uri) -> Response {
+    let mut links =
+        vec![json!({"relation": "self", "url": page_url(uri, page.offset, page.count)})];
+    let end = page.range(total).end;
+    if end < total {
+        links.push(json!({"relation": "next", "url": page_url(uri, end, page.count)}));
+    }
     let body = json!({
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": entries.len(),
+        "total": total,
+        "link": links,
         "entry": entries.into_iter().map(|r| json!({"resource": r, "search": {"mode": "match"}})).collect::<Vec<_>>(),
     });
     (
@@ -343,8 +397,7 @@ async fn search(
     who: crate::auth::Principal,
     headers: &HeaderMap,
     q: &FhirQuery,
-    resource: &'static str,
-) -> Result<Vec<Evaluated>, Problem> {
+) -> Result<(Asked, Vec<Evaluated>), Problem> {
     let Some(patient) = q.patient.as_deref() else {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
@@ -393,12 +446,22 @@ async fn search(
             })
         })
         .collect();
+    Ok((asked, shown))
+}
+
+/// The search's one audit record: the reports of the page answered.
+async fn audited(
+    st: &ApiState,
+    asked: &Asked,
+    resource: &str,
+    page: &[&Evaluated],
+    total: usize,
+) -> Result<(), Problem> {
     let mut rec = asked.audit_base();
-    rec.returned = shown.iter().map(|e| e.meta.hash.to_string()).collect();
+    rec.returned = page.iter().map(|e| e.meta.hash.to_string()).collect();
     rec.returned.dedup();
-    merge(&mut rec.detail, json!({"fhir": resource}));
-    st.audit(rec).await?;
-    Ok(shown)
+    merge(&mut rec.detail, json!({"fhir": resource, "total": total}));
+    st.audit(rec).await
 }
 
 /// `GET /fhir/DiagnosticReport?patient=&category=&date=&code=`.
@@ -406,9 +469,10 @@ pub async fn diagnostic_reports(
     State(st): State<ApiState>,
     Authed(who): Authed,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Query(q): Query<FhirQuery>,
 ) -> Result<Response, Problem> {
-    let shown = search(&st, who, &headers, &q, "DiagnosticReport").await?;
+    let (asked, shown) = search(&st, who, &headers, &q).await?;
     let mut groups: BTreeMap<String, Vec<&Evaluated>> = BTreeMap::new();
     let mut order = Vec::new();
     for e in &shown {
@@ -418,11 +482,17 @@ pub async fn diagnostic_reports(
         }
         groups.entry(k).or_default().push(e);
     }
-    let entries = order
+    let page = Page::of(&q);
+    let range = page.range(order.len());
+    let in_page: Vec<&Vec<&Evaluated>> =
+        order[range].iter().filter_map(|k| groups.get(k)).collect();
+    let firsts: Vec<&Evaluated> = in_page.iter().filter_map(|g| g.first().copied()).collect();
+    audited(&st, &asked, "DiagnosticReport", &firsts, order.len()).await?;
+    let entries = in_page
         .iter()
-        .filter_map(|k| groups.get(k).and_then(|g| diagnostic_report(&st, g)))
+        .filter_map(|g| diagnostic_report(&st, g))
         .collect();
-    Ok(bundle(entries))
+    Ok(bundle(entries, order.len(), &page, &uri))
 }
 
 /// `GET /fhir/Observation?patient=&code=&date=`.
@@ -430,19 +500,26 @@ pub async fn observations(
     State(st): State<ApiState>,
     Authed(who): Authed,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Query(q): Query<FhirQuery>,
 ) -> Result<Response, Problem> {
-    let shown = search(&st, who, &headers, &q, "Observation").await?;
-    let entries = shown
+    let (asked, shown) = search(&st, who, &headers, &q).await?;
+    // Every match as (result, observation index): cheap; only the page becomes JSON.
+    let all: Vec<(&Evaluated, usize)> = shown
         .iter()
         .filter(|e| e.meta.kind == ReportKind::Lab)
-        .flat_map(|e| {
-            e.observations
-                .iter()
-                .filter_map(|i| observation(&st, e, *i))
-        })
+        .flat_map(|e| e.observations.iter().map(move |i| (e, *i)))
         .collect();
-    Ok(bundle(entries))
+    let page = Page::of(&q);
+    let slice = &all[page.range(all.len())];
+    let mut reports: Vec<&Evaluated> = slice.iter().map(|(e, _)| *e).collect();
+    reports.dedup_by_key(|e| e.meta.hash);
+    audited(&st, &asked, "Observation", &reports, all.len()).await?;
+    let entries = slice
+        .iter()
+        .filter_map(|(e, i)| observation(&st, e, *i))
+        .collect();
+    Ok(bundle(entries, all.len(), &page, &uri))
 }
 
 /// `GET /fhir/ImagingStudy?patient=&date=`: imaging reports (none until the imaging path
@@ -451,11 +528,15 @@ pub async fn imaging_studies(
     State(st): State<ApiState>,
     Authed(who): Authed,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Query(mut q): Query<FhirQuery>,
 ) -> Result<Response, Problem> {
     q.category = Some("RAD".into());
-    let shown = search(&st, who, &headers, &q, "ImagingStudy").await?;
-    let entries = shown
+    let (asked, shown) = search(&st, who, &headers, &q).await?;
+    let page = Page::of(&q);
+    let slice: Vec<&Evaluated> = shown[page.range(shown.len())].iter().collect();
+    audited(&st, &asked, "ImagingStudy", &slice, shown.len()).await?;
+    let entries = slice
         .iter()
         .map(|e| {
             json!({
@@ -467,5 +548,5 @@ pub async fn imaging_studies(
             })
         })
         .collect();
-    Ok(bundle(entries))
+    Ok(bundle(entries, shown.len(), &page, &uri))
 }
