@@ -327,7 +327,7 @@ fn open_gate(
     options: huren_server::gate::GateOptions,
 ) -> Result<huren_server::gate::Gate> {
     let audit = Arc::new(
-        huren_store::AuditLog::open(data)
+        huren_audit::AuditLog::open(data)
             .with_context(|| format!("opening audit log in {}", data.display()))?,
     );
     let consents = Arc::new(
@@ -595,7 +595,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let store = open_store(&data, &Config::default())?;
             let rep = store.verify()?;
-            let audit = huren_store::AuditLog::verify(&data)?;
+            let audit = huren_audit::AuditLog::verify(&data)?;
             let mut out = serde_json::to_value(&rep)?;
             out["audit"] = serde_json::to_value(&audit)?;
             println_json(&out);

@@ -76,7 +76,7 @@ impl Answer {
 
     /// Fills the audit record's `returned` (the full list the first time, the set's hash
     /// after that) and `detail`.
-    pub fn audit_into(&self, rec: &mut huren_store::AuditRecord) {
+    pub fn audit_into(&self, rec: &mut huren_audit::AuditRecord) {
         rec.returned_set = self.returned_set.clone();
         if !self.listed.load(Ordering::Acquire) {
             rec.returned = self.returned.clone();
@@ -269,12 +269,12 @@ mod tests {
         assert!(!a.is_current(7, t("2026-01-02T00:00:00+08:00")));
         assert_eq!(a.returned, ["a", "b"]);
         // The first record lists the set; once that is durable, later ones only name it.
-        let mut r = huren_store::AuditRecord::default();
+        let mut r = huren_audit::AuditRecord::default();
         a.audit_into(&mut r);
         assert_eq!(r.returned, ["a", "b"]);
         assert_eq!(r.returned_set, a.returned_set);
         a.listed();
-        let mut r = huren_store::AuditRecord::default();
+        let mut r = huren_audit::AuditRecord::default();
         a.audit_into(&mut r);
         assert!(r.returned.is_empty());
         assert!(r.returned_set.is_some());

@@ -10,13 +10,14 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, FixedOffset, NaiveDate};
+use huren_audit::AuditRecord;
 use huren_model::{PatientId, Report, ReportKind, ReportStatus};
 use huren_recognition::stable_until_all;
 use huren_recognition::{
     evaluate_all, validate_decision, AuthorizationKind, Candidate, Decision, Demographics,
     IdentityMethod, IntendedOrder, Level, QueryContext, Rules, Verdict,
 };
-use huren_store::{AuditRecord, IdentityLink, ReportMeta};
+use huren_store::{IdentityLink, ReportMeta};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -812,7 +813,7 @@ pub async fn decide_core(
     report: &str,
     item: &str,
     decision: &Decision,
-) -> Result<(huren_store::AuditEntry, Level), Problem> {
+) -> Result<(huren_audit::AuditEntry, Level), Problem> {
     let (_, evaluated) = evaluate_patient(st, asked, None).await?;
     let Some(e) = evaluated
         .iter()
@@ -911,7 +912,7 @@ pub async fn stats(
     }
     let audit = st.gate.audit_log().clone();
     // From the audit index: the period's records of the three actions, never the whole log.
-    let filter = huren_store::AuditFilter {
+    let filter = huren_audit::AuditFilter {
         actions: Some(vec![
             "decision".into(),
             "read_results".into(),
@@ -1036,7 +1037,7 @@ pub async fn audit_view(
     let key = st.gate.person_key(&pid)?;
     let audit = st.gate.audit_log().clone();
     // From the audit index: this patient's records and the searches that named them.
-    let filter = huren_store::AuditFilter::patient(key.clone());
+    let filter = huren_audit::AuditFilter::patient(key.clone());
     let entries = tokio::task::spawn_blocking(move || audit.query(&filter)).await??;
     let mut rec = record(&p, "read_audit");
     rec.patient = Some(key);
@@ -1089,7 +1090,7 @@ pub async fn break_glass_view(
     let from = day(q.from.as_deref(), today - chrono::Duration::days(30))?;
     let to = day(q.to.as_deref(), today)?;
     let audit = st.gate.audit_log().clone();
-    let filter = huren_store::AuditFilter::default().days(Some(from), Some(to));
+    let filter = huren_audit::AuditFilter::default().days(Some(from), Some(to));
     let entries = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         audit.for_each(&filter, |e| {

@@ -322,7 +322,7 @@ fn diagnostic_report(st: &ApiState, group: &[&Evaluated]) -> Option<Value> {
 }
 
 /// One audit entry as a FHIR R4 AuditEvent (BALP-style "query/read with patient").
-pub fn audit_event(e: &huren_store::AuditEntry) -> Value {
+pub fn audit_event(e: &huren_audit::AuditEntry) -> Value {
     let r = &e.record;
     let (action, code) = match r.action.as_str() {
         "decision" => ("C", "decision"),

@@ -40,7 +40,7 @@ pub async fn serve(listener: TcpListener, router: Router, tls: Arc<TlsSetup>, st
                 async move {
                     tracing::warn!(%peer, error = %why, "https client refused");
                     let _ = st
-                        .audit(huren_store::AuditRecord {
+                        .audit(huren_audit::AuditRecord {
                             actor: format!("peer:{}", peer.ip()),
                             action: "tls_handshake".into(),
                             outcome: format!("denied: {why}"),

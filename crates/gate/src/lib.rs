@@ -16,14 +16,13 @@ use huren_access::{
     decide, Basis, Consent, ConsentScope, CredentialKind, Decision, Lockout, Policy, Presented,
     Principal, Request, Role, Subject, Tokens,
 };
+use huren_audit::{AuditLog, AuditRecord};
 use huren_model::{ContentHash, InstanceRecord, PatientId, Report, ReportKind};
 pub use huren_recognition::EncounterKind;
 use huren_recognition::{
     AuthorizationKind, Demographics, IntendedOrder, PatientAuthorization, QueryContext, Rules,
 };
-use huren_store::{
-    AuditLog, AuditRecord, ConsentStore, IdentityLink, ReportMeta, Store, StoreError, StudyRow,
-};
+use huren_store::{ConsentStore, IdentityLink, ReportMeta, Store, StoreError, StudyRow};
 use serde_json::{json, Value};
 
 mod preview;

@@ -48,7 +48,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    /// A file-system failure at `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
         StoreError::Io {
             path: path.display().to_string(),
             source,

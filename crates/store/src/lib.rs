@@ -9,8 +9,6 @@
 //! answered. The sled index ([`index`]) is derived: it is brought up to date from the journal
 //! at start-up and can be rebuilt from scratch with [`Store::reindex`].
 
-pub mod audit;
-mod audit_index;
 mod blobs;
 mod consents;
 mod error;
@@ -25,7 +23,6 @@ use std::sync::Arc;
 use huren_model::{ContentHash, Hashed, InstanceRecord, PatientId, Report, ReportKind};
 use serde::{Deserialize, Serialize};
 
-pub use audit::{AuditEntry, AuditFilter, AuditIndexStatus, AuditLog, AuditRecord, AuditVerify};
 pub use consents::ConsentStore;
 pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};

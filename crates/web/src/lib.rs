@@ -23,9 +23,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use huren_audit::AuditRecord;
 use huren_model::ReportKind;
 use huren_recognition::{Action, Decision, Demographics, IntendedOrder, Level};
-use huren_store::AuditRecord;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -8,7 +8,7 @@
 //! record, which [`AuditLog::verify`] names.
 //!
 //! Queries ([`AuditLog::query`], [`AuditLog::for_each`]) go through a derived index in
-//! `audit-index/` (see [`crate::audit_index`]): one fixed-size record per line (offset, length,
+//! `audit-index/` (see [`crate::index`]): one fixed-size record per line (offset, length,
 //! time, action) chained by patient (and the person keys of `detail.persons`) and by actor,
 //! with per-block time bounds, so a query reads only the lines it returns. The index is
 //! updated by its own thread after the writer's `fdatasync` (never before an append is
@@ -16,6 +16,8 @@
 //! (`open` does not wait for it); lines the index has not applied yet (the last batch or two,
 //! or all of a log whose index is being rebuilt) are read from the log, so a query always sees
 //! every acknowledged record.
+
+mod index;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -31,11 +33,11 @@ use huren_model::ContentHash;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::audit_index::{
+use crate::index::{
     actor_key, patient_key, set_tag, Appender, AuditIndex, Chain, Item, Marker, Rec, BLOCK, LISTS,
     OTHER_ACTION,
 };
-use crate::StoreError;
+use huren_store::StoreError;
 
 /// What happened, as the caller describes it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -1169,7 +1171,7 @@ fn marker_ok(log: &File, len: u64, m: &Marker) -> bool {
 /// The index thread: opens the index in `ipath` and checks it against the log (a mismatched
 /// or unreadable one is rebuilt), catches it up with the log as it was at open (`open_end`),
 /// then applies what the writer sends after each sync, a queue-full at a time, checkpointing
-/// every [`crate::audit_index::CHECKPOINT_EVERY`] records and at the end. After an index error
+/// every [`crate::index::CHECKPOINT_EVERY`] records and at the end. After an index error
 /// it stops applying (queries then read the growing unapplied part from the log, and the
 /// next open catches up).
 fn indexer(
@@ -1917,7 +1919,7 @@ mod tests {
         same_as_scan(dir.path());
         assert_eq!(
             std::fs::metadata(&rp).unwrap().len(),
-            100 * crate::audit_index::REC as u64
+            100 * crate::index::REC as u64
         );
     }
 
@@ -1927,7 +1929,7 @@ mod tests {
         fill_log(dir.path(), 30);
         let ipath = dir.path().join("audit-index");
         std::fs::remove_dir_all(&ipath).unwrap();
-        drop(crate::index::open_db(&ipath, 1 << 20).unwrap());
+        drop(sled::Config::new().path(&ipath).open().unwrap());
         assert!(ipath.join("conf").exists() || ipath.join("db").exists());
         same_as_scan(dir.path());
         assert!(ipath.join("checkpoint").exists() && !ipath.join("db").exists());

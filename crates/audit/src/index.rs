@@ -31,7 +31,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard};
 
-use crate::StoreError;
+use huren_store::StoreError;
 
 /// Layout of the files below; an index of another format (or the sled index of format 1) is
 /// rebuilt at open.

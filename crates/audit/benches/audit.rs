@@ -1,9 +1,9 @@
 //! Audit log at scale (`docs/benchmarks.md`, "Audit log at scale").
 //!
-//! `cargo bench -p huren-store --bench audit -- append [N] [C]`: append throughput and latency
+//! `cargo bench -p huren-audit --bench audit -- append [N] [C]`: append throughput and latency
 //! of C concurrent appenders (N records) on an empty log.
 //!
-//! `cargo bench -p huren-store --bench audit -- scale [RECORDS] [C]`: fills a log with RECORDS
+//! `cargo bench -p huren-audit --bench audit -- scale [RECORDS] [C]`: fills a log with RECORDS
 //! (default 10,000,000) realistic records over one year (5,000 patients, 500 actors, mixed
 //! actions, some break-glass, `returned` lists and named sets) through the bulk path
 //! (`AuditLog::append_at_unopened`: the writer's exact line format and chain), opens it (the
@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use huren_store::{AuditFilter, AuditLog, AuditRecord};
+use huren_audit::{AuditFilter, AuditLog, AuditRecord};
 
 const PATIENTS: u64 = 5_000;
 const ACTORS: u64 = 500;
