@@ -544,3 +544,128 @@ fn cli_ingest_check_and_query_of_a_folder() {
     assert_eq!(rc, 0);
     assert_eq!(q[0]["reports"][0]["report"]["imaging"]["instance_count"], 4);
 }
+
+/// A C-STORE-RQ command set (Implicit VR Little Endian), as a storage SCU writes it.
+fn store_rq(message_id: u16, sop_class: &str, sop_instance: &str) -> Vec<u8> {
+    fn el(out: &mut Vec<u8>, e: u16, v: &[u8]) {
+        let mut v = v.to_vec();
+        if v.len() % 2 == 1 {
+            v.push(0);
+        }
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&e.to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(&v);
+    }
+    let mut body = Vec::new();
+    el(&mut body, 0x0002, sop_class.as_bytes());
+    el(&mut body, 0x0100, &0x0001u16.to_le_bytes());
+    el(&mut body, 0x0110, &message_id.to_le_bytes());
+    el(&mut body, 0x0700, &0u16.to_le_bytes());
+    el(&mut body, 0x0800, &0u16.to_le_bytes());
+    el(&mut body, 0x1000, sop_instance.as_bytes());
+    let mut out = Vec::new();
+    el(&mut out, 0x0000, &(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Status (0000,0900) of a response command set.
+fn status_of(cmd: &[u8]) -> Option<u16> {
+    let mut p = 0;
+    while let Some(h) = cmd.get(p..p + 8) {
+        let elem = u16::from_le_bytes([h[2], h[3]]);
+        let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        if elem == 0x0900 {
+            let v = cmd.get(p + 8..p + 10)?;
+            return Some(u16::from_le_bytes([v[0], v[1]]));
+        }
+        p += 8 + len;
+    }
+    None
+}
+
+/// Issue 16, finding 13: a C-STORE whose Affected SOP Class UID is not the abstract syntax
+/// of the presentation context it arrives on. dcmtk's storescu cannot send one (it picks
+/// the context by the file's class), so the test is a dicom-ul client on a real socket: a
+/// CT instance sent on a Secondary Capture context is refused with 0122 and nothing is
+/// stored (before: 0000 and stored, which also let any class through a context accepted for
+/// another, past `accept_unknown_sop_classes = false`); on the CT context it is stored.
+#[test]
+fn cstore_of_another_class_than_the_context_is_refused() {
+    use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+    use dicom_ul::{ClientAssociationOptions, Pdu};
+    const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+    const SC: &str = "1.2.840.10008.5.1.4.1.1.7";
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let (srv, port) = start(&dir.path().join("data"), &cfg);
+    let file = std::fs::read(fixture("ct_series_1.dcm")).unwrap();
+    let meta = huren_dicom::split_part10(&file).unwrap();
+    let ts = meta.transfer_syntax.clone().unwrap();
+    assert_eq!(meta.sop_class_uid.as_deref(), Some(CT));
+    let inst = meta.sop_instance_uid.clone().unwrap();
+    let data = file[meta.dataset_offset..].to_vec();
+
+    let mut assoc = ClientAssociationOptions::new()
+        .calling_ae_title("FXPACS")
+        .called_ae_title("HUREN")
+        .with_presentation_context(SC, vec![ts.as_str()])
+        .with_presentation_context(CT, vec![ts.as_str()])
+        .read_timeout(std::time::Duration::from_secs(20))
+        .establish(format!("127.0.0.1:{port}"))
+        .expect("association");
+    let pc_of = |class: &str| {
+        assoc
+            .presentation_contexts()
+            .iter()
+            .find(|p| {
+                p.reason == PresentationContextResultReason::Acceptance
+                    && p.abstract_syntax.trim_end_matches('\0') == class
+            })
+            .map(|p| p.id)
+            .unwrap_or_else(|| panic!("{class} not accepted"))
+    };
+    let (sc_pc, ct_pc) = (pc_of(SC), pc_of(CT));
+    let mut store = |pc: u8, id: u16| -> u16 {
+        assoc
+            .send(&Pdu::PData {
+                data: vec![
+                    PDataValue {
+                        presentation_context_id: pc,
+                        value_type: PDataValueType::Command,
+                        is_last: true,
+                        data: store_rq(id, CT, &inst),
+                    },
+                    PDataValue {
+                        presentation_context_id: pc,
+                        value_type: PDataValueType::Data,
+                        is_last: true,
+                        data: data.clone(),
+                    },
+                ],
+            })
+            .expect("send C-STORE");
+        let mut cmd = Vec::new();
+        loop {
+            match assoc.receive().expect("C-STORE response") {
+                Pdu::PData { data } => {
+                    for v in data {
+                        cmd.extend_from_slice(&v.data);
+                        if v.is_last {
+                            return status_of(&cmd).expect("a status");
+                        }
+                    }
+                }
+                other => panic!("unexpected PDU {other:?}"),
+            }
+        }
+    };
+
+    assert_eq!(store(sc_pc, 1), 0x0122, "CT on the SC context");
+    assert_eq!(imaging(&srv, "FX-ZX:FX0001")["count"], 0);
+    assert_eq!(store(ct_pc, 2), 0x0000, "CT on the CT context");
+    assert_eq!(imaging(&srv, "FX-ZX:FX0001")["count"], 1);
+    let _ = assoc.release();
+}

@@ -85,10 +85,11 @@ fn previews_over_http_are_authenticated_audited_and_cached() {
     let (st, _, png2) = get_raw(&srv, &path, &a);
     assert_eq!((st, &png2), (200, &png1));
 
-    // Size limit.
+    // Sizes come from a fixed set (issue 16): 8 is rendered at the smallest, 64, which a
+    // 16×16 image does not reach: the same PNG.
     let (st, _, small) = get_raw(&srv, &format!("{path}?size=8"), &a);
     assert_eq!(st, 200);
-    assert_eq!(png_size(&small), (8, 8));
+    assert_eq!(small, png1);
 
     // No token: 401; a study without pixels: 415 problem; unknown: 404.
     let (st, ctype, _) = get_raw(&srv, &path, &[]);
@@ -124,7 +125,7 @@ fn previews_over_http_are_authenticated_audited_and_cached() {
         &[a[0], ("Accept", "image/png")],
     );
     assert_eq!(st, 200);
-    assert_eq!(png_size(&png4), (4, 4));
+    assert_eq!(png4, png1);
     let (st, _, _) = get_raw(&srv, &rendered, &[a[0], ("Accept", "application/dicom")]);
     assert_eq!(st, 406);
     let wrong = format!(
@@ -599,4 +600,120 @@ fn stow_rs_then_wado_rs_and_metadata_round_trip() {
     // and the 401 are refused before anything is read.
     assert_eq!(s.matches("wado_bulkdata").count(), 4, "{audit}");
     assert_eq!(s.matches("wado_frames").count(), 2, "{audit}");
+}
+
+/// Issue 16, finding 9: previews were rendered and cached per `?size=` (200 sizes of one
+/// image: 513 MB of cache and 59 s of CPU). Sizes are now rounded down to a fixed set
+/// (64 … 4096, `huren_gate::PREVIEW_SIZES`), so fifty different sizes of one 600×600 image
+/// render — and cache — at most that many PNGs, each of the rounded size.
+#[test]
+fn fifty_preview_sizes_render_at_most_the_fixed_set() {
+    use dicom_core::value::PrimitiveValue;
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    const SIZES: [u32; 7] = [64, 128, 256, 512, 1024, 2048, 4096];
+    if !dcmtk() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let data = dir.path().join("data");
+    let (srv, port) = start(&data, &cfg);
+    // A 600×600 CT (the fixture generator's, enlarged).
+    let mut o = huren_dicom::fixtures::ct_slice(
+        "1.2.826.0.1.3680043.10.1338.9",
+        "FX0009",
+        "A^B",
+        1,
+        "ISO_IR 192",
+    );
+    let side = 600u16;
+    o.put(DataElement::new(
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(side),
+    ));
+    o.put(DataElement::new(
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(side),
+    ));
+    let px: Vec<u16> = (0..u32::from(side) * u32::from(side))
+        .map(|i| ((i % 600) * 3 + (i / 600) * 2) as u16 % 1200 + 400)
+        .collect();
+    o.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(px.into()),
+    ));
+    let file = dir.path().join("big.dcm");
+    std::fs::write(&file, huren_dicom::fixtures::part10(&o)).unwrap();
+    let (rc, out) = storescu(&port, &[&file], &[], true);
+    assert_eq!(rc, 0, "{out}");
+    let rec = huren_dicom::parse_file(&std::fs::read(&file).unwrap())
+        .unwrap()
+        .record;
+
+    let auth = format!("Bearer {}", srv.token);
+    let a = [("Authorization", auth.as_str())];
+    let path = format!(
+        "/api/v1/imaging/instances/{}/preview.png",
+        rec.sop_instance_uid
+    );
+    let mut distinct = std::collections::BTreeSet::new();
+    for size in (1..=50u32).map(|i| i * 24) {
+        let (st, ctype, png) = get_raw(&srv, &format!("{path}?size={size}"), &a);
+        assert_eq!((st, ctype.as_str()), (200, "image/png"), "size {size}");
+        // Rounded down to the set (below 64: 64), never enlarged past the image.
+        let want = SIZES
+            .iter()
+            .rev()
+            .find(|&&s| s <= size)
+            .copied()
+            .unwrap_or(64)
+            .min(u32::from(side));
+        assert_eq!(png_size(&png), (want, want), "size {size}");
+        distinct.insert(png);
+    }
+    // 64, 128, 256, 512 and the whole 600 (1024 and up).
+    assert_eq!(distinct.len(), 5);
+    // WADO-RS rendered with a viewport: the same set, the same cache.
+    let rendered = format!(
+        "/dicomweb/studies/{}/series/{}/instances/{}/rendered",
+        rec.study_instance_uid, rec.series_instance_uid, rec.sop_instance_uid
+    );
+    for (vp, want) in [("300,200", 256), ("100,130", 128), ("700,700", 512)] {
+        let (st, _, png) = get_raw(&srv, &format!("{rendered}?viewport={vp}"), &a);
+        assert_eq!(st, 200);
+        assert_eq!(png_size(&png), (want, want), "viewport {vp}");
+        assert!(distinct.contains(&png), "viewport {vp} rendered anew");
+    }
+    // The cache holds one PNG per rendered size (written in the background).
+    let cached = || {
+        walk(&data.join("objects"))
+            .into_iter()
+            .filter(|p| std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x89PNG")))
+            .count()
+    };
+    let t0 = std::time::Instant::now();
+    while cached() < distinct.len() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(cached(), distinct.len());
+    assert!(distinct.len() <= SIZES.len());
+    assert_eq!(huren_server::gate::PREVIEW_SIZES, SIZES);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -151,6 +151,34 @@ fn ack_follows_commit_and_results_are_queryable() {
     assert_eq!(st, 400);
 }
 
+/// Issue 16, finding 14: a frame that lost its end block, then a valid message in the same
+/// stream (`0x0B partial 0x0B valid 0x1C 0x0D`). The partial frame is dropped unanswered and
+/// the valid message gets its AA (before: one AR for the concatenation, and a sender
+/// honouring AR dropped the valid result).
+#[test]
+fn a_frame_without_end_block_does_not_cost_the_next_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    let mut c = Mllp::connect(&srv.mllp);
+
+    let partial = oru("FX-ZX", "CTL-LOST", "P700", "LAB700", "4.2", "F");
+    let valid = oru("FX-ZX", "CTL-NEXT", "P701", "LAB701", "5.1", "F");
+    let mut bytes = vec![0x0b];
+    bytes.extend_from_slice(&partial[..partial.len() / 2]);
+    bytes.push(0x0b);
+    bytes.extend_from_slice(&valid);
+    bytes.extend_from_slice(&[0x1c, 0x0d]);
+    let ack = c.send_raw(&bytes).expect("ack");
+    assert_eq!(msa(&ack), ("AA".into(), "CTL-NEXT".into()), "{ack}");
+    assert_eq!(srv.get("/api/v1/patients/FX-ZX:P701/reports").1["count"], 1);
+    assert_eq!(srv.get("/api/v1/patients/FX-ZX:P700/reports").1["count"], 0);
+    // Nothing was answered for the partial frame: the next ACK on the connection is the
+    // next message's.
+    let m = oru("FX-ZX", "CTL-AFTER", "P701", "LAB702", "6", "F");
+    assert_eq!(msa(&c.send(&m).unwrap()), ("AA".into(), "CTL-AFTER".into()));
+}
+
 #[test]
 fn gb18030_sender_by_configured_charset_and_many_connections() {
     let dir = tempfile::tempdir().unwrap();

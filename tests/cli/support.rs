@@ -321,7 +321,12 @@ impl Mllp {
         let mut frame = vec![0x0b];
         frame.extend_from_slice(msg);
         frame.extend_from_slice(&[0x1c, 0x0d]);
-        self.s.write_all(&frame).ok()?;
+        self.send_raw(&frame)
+    }
+
+    /// Writes `bytes` as they are (framing included) and returns the next ACK's text.
+    pub fn send_raw(&mut self, frame: &[u8]) -> Option<String> {
+        self.s.write_all(frame).ok()?;
         let mut buf = Vec::new();
         let mut byte = [0u8; 1];
         loop {

@@ -365,6 +365,18 @@ async fn association<S: Stream>(
                                     0x0211,
                                     Some("unsupported operation"),
                                 )
+                            } else if let Some(negotiated) = other_class(&contexts, pc, &cmd) {
+                                tracing::info!(
+                                    %calling,
+                                    affected = %cmd.sop_class,
+                                    context = %negotiated,
+                                    "C-STORE refused (0122): SOP class is not the context's"
+                                );
+                                cmd.response(
+                                    0x8001,
+                                    0x0122,
+                                    Some("SOP class is not the presentation context's"),
+                                )
                             } else if too_big {
                                 cmd.response(
                                     0x8001,
@@ -399,6 +411,26 @@ async fn association<S: Stream>(
                 return;
             }
         }
+    }
+}
+
+/// The abstract syntax of presentation context `pc` when it is not the command's Affected SOP
+/// Class UID (or `"none"` when `pc` names no accepted context); `None` when they agree.
+///
+/// PS3.7 binds a DIMSE-C request to the SOP class negotiated for its presentation context
+/// (only DIMSE-N commands may differ, §10.1); a C-STORE of another class would store an
+/// object the association never agreed on — and, through a context accepted for a known
+/// class, one of a class `accept_unknown_sop_classes = false` refuses. Answered 0122
+/// (Refused: SOP Class Not Supported), see docs/dicom.md.
+fn other_class(contexts: &[(u8, String, String)], pc: u8, cmd: &Command) -> Option<String> {
+    let trim = |s: &str| {
+        s.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+            .to_string()
+    };
+    match contexts.iter().find(|c| c.0 == pc) {
+        Some(c) if trim(&c.1) == cmd.sop_class => None,
+        Some(c) => Some(trim(&c.1)),
+        None => Some("none".into()),
     }
 }
 

@@ -263,7 +263,8 @@ pub(crate) fn store_problem(e: huren_store::StoreError) -> Problem {
 
 #[derive(Deserialize)]
 struct PreviewQuery {
-    /// Longest side in pixels (default 512, at most 4096).
+    /// Longest side in pixels (default 512), rounded down to `huren_gate::PREVIEW_SIZES`
+    /// (64 … 4096; below 64: 64).
     size: Option<u32>,
 }
 
@@ -370,7 +371,8 @@ fn accepts_png(h: &HeaderMap) -> bool {
 
 #[derive(Deserialize)]
 struct RenderedQuery {
-    /// PS3.18 `viewport=rows,columns`: the longest side is the larger of the two.
+    /// PS3.18 `viewport=rows,columns`: the longest side is the larger of the two, rounded
+    /// down to `huren_gate::PREVIEW_SIZES` like `preview.png`'s `size`.
     viewport: Option<String>,
 }
 

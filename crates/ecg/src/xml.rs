@@ -113,9 +113,33 @@ pub(crate) fn root_name(text: &str) -> Option<String> {
     }
 }
 
-/// Parses with DTDs allowed (never loaded: roxmltree resolves no external entity) and a
-/// node limit.
+/// Where a DTD declares an entity: the first `<!ENTITY` after a `<!DOCTYPE` (byte offset),
+/// `None` when the document declares none. Entity declarations can only stand in a DOCTYPE's
+/// internal subset, and `<!ENTITY` is case-sensitive; a `<!ENTITY` in a comment or CDATA
+/// after a DOCTYPE is counted too (refused: no ECG cart writes one).
+fn entity_declaration(text: &str) -> Option<usize> {
+    let doctype = text.find("<!DOCTYPE")?;
+    text[doctype..].find("<!ENTITY").map(|i| doctype + i)
+}
+
+/// Parses with DTDs allowed (external DTDs and entities never loaded: roxmltree resolves
+/// none) and a node limit. A DTD that declares entities is refused before roxmltree sees it:
+/// roxmltree bounds the references below one reference (255, depth 10) but not their sum,
+/// so a few KB of internal entities referenced from the body expand to gigabytes (issue 16,
+/// finding 2). ECG carts do not declare entities (GE MUSE names its DTD by `SYSTEM` only).
 pub(crate) fn parse_doc(text: &str, node_limit: u32) -> Result<Document<'_>, EcgError> {
+    if let Some(at) = entity_declaration(text) {
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        return Err(EcgError::Xml {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+            message: "the DOCTYPE declares entities (<!ENTITY>), which are refused: \
+                      their expansion is unbounded"
+                .into(),
+        });
+    }
     let opt = ParsingOptions {
         allow_dtd: true,
         nodes_limit: node_limit,
@@ -299,11 +323,25 @@ mod tests {
             parse_doc("<r><a/><a/><a/><a/></r>", 3),
             Err(EcgError::Xml { .. })
         ));
-        // External entities are never loaded.
+        // External entities are never loaded; any entity declaration is refused.
         let e = parse_doc(
             "<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>",
             100,
         );
         assert!(e.is_err() || text(e.unwrap().root_element()).is_none());
+        let e = parse_doc(
+            "<?xml version='1.0'?>\n<!DOCTYPE r [\n  <!ENTITY x \"y\">]><r>&x;</r>",
+            100,
+        );
+        assert!(
+            matches!(e, Err(EcgError::Xml { line: 3, column: 3, ref message }) if message.contains("ENTITY"))
+        );
+        // A DOCTYPE without entities (GE MUSE's) and predefined entities still parse.
+        let d = parse_doc(
+            "<!DOCTYPE r SYSTEM \"restecg.dtd\"><r>a &amp; b &lt;!ENTITY</r>",
+            100,
+        )
+        .unwrap();
+        assert_eq!(text(d.root_element()).as_deref(), Some("a & b <!ENTITY"));
     }
 }

@@ -29,7 +29,7 @@ mod preview;
 mod problem;
 pub mod query;
 
-pub use preview::{preview_cache_key, PreviewFailure};
+pub use preview::{preview_cache_key, preview_size, PreviewFailure, PREVIEW_SIZES};
 
 pub use problem::Problem;
 
@@ -307,7 +307,8 @@ impl InstancesRead {
         }
     }
 
-    /// The first instance's PNG preview, longest side `size` pixels (kept in the blob cache).
+    /// The first instance's PNG preview, longest side `size` pixels rounded down to
+    /// [`PREVIEW_SIZES`] (kept in the blob cache).
     pub async fn preview(&self, size: u32) -> Result<Option<Vec<u8>>, crate::PreviewFailure> {
         let Some(rec) = self.records.first() else {
             return Ok(None);

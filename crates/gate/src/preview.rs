@@ -27,14 +27,31 @@ impl PreviewFailure {
 /// Bumped whenever the renderer's output changes, so stale cached previews are not served.
 const PREVIEW_RENDERER: &str = "v1";
 
+/// The only sizes (longest side, pixels) a preview is rendered and cached at. A request is
+/// rounded down to the largest one not above it, so the answer fits the size or viewport
+/// asked for; below the smallest, the smallest. The cache then holds at most this many
+/// PNGs per stored original, whatever sizes are asked (issue 16, finding 9: 200 sizes of one
+/// image had cost 513 MB of cache and 59 s of CPU).
+pub const PREVIEW_SIZES: [u32; 7] = [64, 128, 256, 512, 1024, 2048, 4096];
+
+/// The size of [`PREVIEW_SIZES`] a request for `requested` pixels is rendered at.
+pub fn preview_size(requested: u32) -> u32 {
+    PREVIEW_SIZES
+        .iter()
+        .rev()
+        .find(|&&s| s <= requested)
+        .copied()
+        .unwrap_or(PREVIEW_SIZES[0])
+}
+
 /// The cache key of a preview: the stored original's hash (a replaced instance gets a new
 /// preview), the size and the renderer version.
 pub fn preview_cache_key(original: &ContentHash, max_px: u32) -> String {
     format!("preview|{PREVIEW_RENDERER}|{}|{max_px}", original.hex())
 }
 
-/// A PNG preview of a stored instance (first frame, windowed, longest side ≤ `max_px`,
-/// clamped to 1..=4096); `Ok(None)` when no such instance is stored. Rendered from the
+/// A PNG preview of a stored instance (first frame, windowed, longest side ≤
+/// [`preview_size`]`(max_px)`); `Ok(None)` when no such instance is stored. Rendered from the
 /// stored original and cached as a blob under [`preview_cache_key`]; the cache write
 /// happens in the background and its failure only costs a later re-render. Called by the
 /// gate only ([`crate::InstancesRead::preview`]).
@@ -44,7 +61,7 @@ pub(crate) async fn preview_png(
     max_px: u32,
 ) -> Result<Option<Vec<u8>>, PreviewFailure> {
     {
-        let max_px = max_px.clamp(1, huren_dicom::preview::MAX_MAX_PX);
+        let max_px = preview_size(max_px).min(huren_dicom::preview::MAX_MAX_PX);
         let store2 = store.clone();
         let uid = sop_instance_uid.to_string();
         let job = tokio::task::spawn_blocking(move || {
@@ -86,5 +103,38 @@ pub(crate) async fn preview_png(
             });
         }
         Ok(Some(png))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_round_down_to_the_set() {
+        let cases = [
+            (0, 64),
+            (1, 64),
+            (63, 64),
+            (64, 64),
+            (65, 64),
+            (255, 128),
+            (256, 256),
+            (600, 512),
+            (1000, 512),
+            (1024, 1024),
+            (4095, 2048),
+            (4096, 4096),
+            (u32::MAX, 4096),
+        ];
+        for (asked, got) in cases {
+            assert_eq!(preview_size(asked), got, "{asked}");
+        }
+        // Every size of the set is one the renderer honours.
+        assert!(PREVIEW_SIZES
+            .iter()
+            .all(|&s| s <= huren_dicom::preview::MAX_MAX_PX));
+        let distinct: std::collections::BTreeSet<u32> = (0..10_000).map(preview_size).collect();
+        assert_eq!(distinct.len(), PREVIEW_SIZES.len());
     }
 }

@@ -64,7 +64,17 @@ where
     let idle = Duration::from_secs(gw.config.mllp.idle_timeout_secs.max(1));
     let mut framed = Framed::new(stream, MllpCodec::new(gw.config.mllp.max_frame));
     loop {
-        let frame = match tokio::time::timeout(idle, framed.next()).await {
+        let next = tokio::time::timeout(idle, framed.next()).await;
+        if let Some(d) = framed.codec_mut().take_discarded() {
+            // A frame lost its end block (a new start block came first): dropped unanswered,
+            // the next frame is read normally. Counts only, never the bytes (patient data).
+            tracing::warn!(
+                frames = d.frames,
+                bytes = d.bytes,
+                "mllp frame without end block discarded; resynchronised at the next start block"
+            );
+        }
+        let frame = match next {
             Err(_) => {
                 tracing::debug!("mllp idle timeout");
                 break;
