@@ -587,7 +587,7 @@ pub async fn check(
     body: Result<Json<CheckBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<axum::response::Response, Problem> {
     let Json(b) =
-        body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", e.body_text()))?;
+        body.map_err(crate::gate::bad_body)?;
     if st.rules.item(&b.item_code).is_none() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -776,7 +776,7 @@ pub async fn decide(
     body: Result<Json<DecisionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let Json(b) =
-        body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", e.body_text()))?;
+        body.map_err(crate::gate::bad_body)?;
     let asked = authorise(
         &st,
         p,
@@ -871,6 +871,22 @@ pub async fn decide_core(
     Ok((entry, e.verdict.level))
 }
 
+/// What one current decision is about: (actor, institution, patient, encounter, report, item).
+type DecisionKey = (String, String, String, String, String, String);
+
+/// The key of a decision's audit record: a later decision with the same key replaces it.
+fn decision_key(r: &AuditRecord) -> DecisionKey {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    (
+        r.actor.clone(),
+        r.institution.clone(),
+        r.patient.clone().unwrap_or_default(),
+        r.purpose.clone().unwrap_or_default(),
+        s(&r.detail["report"]),
+        s(&r.detail["item"]),
+    )
+}
+
 /// Query of `GET /api/v1/stats/recognition`.
 #[derive(Deserialize)]
 pub struct StatsQuery {
@@ -915,15 +931,38 @@ pub async fn stats(
             let d =
                 e.at.get(..10)
                     .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            // Every decision, whenever made: a later one outside the period still replaces
+            // one inside it.
             e.record.outcome == "ok"
-                && matches!(
-                    e.record.action.as_str(),
-                    "decision" | "read_results" | "check"
-                )
-                && d.is_some_and(|d| from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t))
+                && (e.record.action == "decision"
+                    || (matches!(e.record.action.as_str(), "read_results" | "check")
+                        && d.is_some_and(|d| {
+                            from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t)
+                        })))
         })
     })
     .await??;
+    let in_period = |e: &huren_store::AuditEntry| {
+        e.at.get(..10)
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .is_some_and(|d| from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t))
+    };
+    // One current decision per result (report and item), clinician and encounter: a later
+    // decision replaces an earlier one (the audit log keeps both acts; statistics count the
+    // current one, in the period it was made).
+    let current: std::collections::HashSet<u64> = {
+        let mut latest: HashMap<DecisionKey, u64> = HashMap::new();
+        for e in entries.iter().filter(|e| e.record.action == "decision") {
+            latest.insert(decision_key(&e.record), e.seq);
+        }
+        latest.into_values().collect()
+    };
+    let entries: Vec<_> = entries
+        .into_iter()
+        .filter(|e| {
+            e.record.action != "decision" || (current.contains(&e.seq) && in_period(e))
+        })
+        .collect();
     #[derive(Default)]
     struct G {
         advice: [u64; 3],

@@ -32,7 +32,7 @@ pub mod query;
 
 pub use preview::{preview_cache_key, PreviewFailure};
 
-pub use problem::Problem;
+pub use problem::{bad_body, Problem};
 
 /// A person's current reports as the gate hands them out: the identity link and each
 /// report with its index entry.

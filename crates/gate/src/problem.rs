@@ -97,3 +97,13 @@ impl From<huren_store::StoreError> for Problem {
         )
     }
 }
+
+/// A JSON body that could not be taken: 413 when it is over the route's limit, else 400.
+pub fn bad_body(e: axum::extract::rejection::JsonRejection) -> Problem {
+    let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Problem::new(status, "bad body", e.body_text())
+}

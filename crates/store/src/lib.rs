@@ -24,7 +24,7 @@ use std::sync::Arc;
 use huren_model::{ContentHash, Hashed, InstanceRecord, PatientId, Report, ReportKind};
 use serde::{Deserialize, Serialize};
 
-pub use audit::{AuditEntry, AuditLog, AuditRecord, AuditVerify};
+pub use audit::{AuditEntry, AuditLog, AuditRecord, AuditVerify, MAX_AUDIT_TEXT_CHARS};
 pub use consents::ConsentStore;
 pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};

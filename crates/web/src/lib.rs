@@ -70,6 +70,8 @@ const IDLE: Duration = Duration::from_secs(30 * 60);
 const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
 /// At most this many live sessions (the oldest idle ones are dropped first).
 const MAX_SESSIONS: usize = 10_000;
+/// Largest body of a form post (sign-in, a decision): far above any valid one.
+const FORM_BODY_LIMIT: usize = 16 * 1024;
 /// At most this many patients open in one session.
 const MAX_PATIENTS: usize = 50;
 
@@ -265,7 +267,10 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
 pub fn routes() -> Router<WebState> {
     Router::new()
         .route("/", get(home))
-        .route("/ui/login", post(login))
+        .route(
+            "/ui/login",
+            post(login).layer(axum::extract::DefaultBodyLimit::max(FORM_BODY_LIMIT)),
+        )
         .route("/ui/logout", post(logout))
         .route("/ui/lang/{code}", get(set_lang))
         .route("/ui/search", get(search_page).post(search))
@@ -274,7 +279,10 @@ pub fn routes() -> Router<WebState> {
         .route("/ui/p/{h}/r/{hash}", get(report_view))
         .route("/ui/p/{h}/ecg/{hash}/trace.svg", get(ecg_trace))
         .route("/ui/p/{h}/img/{hash}/{uid}", get(preview))
-        .route("/ui/p/{h}/decide", post(decide))
+        .route(
+            "/ui/p/{h}/decide",
+            post(decide).layer(axum::extract::DefaultBodyLimit::max(FORM_BODY_LIMIT)),
+        )
         .route("/ui/stats", get(stats))
         .route("/ui/assets/{file}", get(asset))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
