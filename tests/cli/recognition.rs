@@ -309,9 +309,16 @@ fn verdicts_check_decisions_stats_and_merge() {
         serde_json::json!({"action": "reject", "exception_codes": ["E6"],
             "other_text": long, "patient_informed": true}),
     );
-    assert_eq!((st, p["code"].as_str()), (422, Some("OTHER_TEXT_TOO_LONG")), "{p}");
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (422, Some("OTHER_TEXT_TOO_LONG")),
+        "{p}"
+    );
     let grown = std::fs::metadata(&log).unwrap().len() - before;
-    assert!(grown < 8_000, "a refused decision wrote {grown} bytes of audit");
+    assert!(
+        grown < 8_000,
+        "a refused decision wrote {grown} bytes of audit"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["outcome"], "invalid: OTHER_TEXT_TOO_LONG");

@@ -88,18 +88,56 @@ impl FromRequestParts<ApiState> for Authed {
             .get::<axum::extract::MatchedPath>()
             .map_or("?", |m| m.as_str())
             .to_string();
-        st.audit(AuditRecord {
+        let rec = AuditRecord {
             actor: "anonymous".into(),
             action: format!("{} {route}", parts.method),
             outcome: format!("denied: {why}"),
             ..Default::default()
-        })
-        .await?;
-        Err(
-            Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
-                .header(header::WWW_AUTHENTICATE, "Bearer realm=\"huren\""),
-        )
+        };
+        // Aggregated per peer address and window, and rate-limited (issue 16, finding 11).
+        match st
+            .gate
+            .failed_authentication(peer_ip(parts), false, rec)
+            .await?
+        {
+            Some(retry) => Err(too_many_failures(retry)),
+            None => Err(
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
+                    .header(header::WWW_AUTHENTICATE, "Bearer realm=\"huren\""),
+            ),
+        }
     }
+}
+
+/// The peer's address (`ConnectInfo`, set by both listeners; absent in in-process tests).
+pub fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The peer's address as an extractor (never refuses: `None` when unknown).
+pub struct PeerIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerIp(peer_ip(parts)))
+    }
+}
+
+/// 429 for a peer over its limit of failed authentication, with `Retry-After` (seconds).
+pub fn too_many_failures(retry: std::time::Duration) -> Problem {
+    let secs = retry.as_secs().max(1);
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed authentications",
+        format!("too many failed authentications from this address; retry in {secs} s"),
+    )
+    .code("AUTHENTICATION_RATE_LIMITED")
+    .header_value(header::RETRY_AFTER, &secs.to_string())
 }
 
 pub use crate::gate::{record, Ask, Asked};
@@ -586,8 +624,7 @@ pub async fn check(
     headers: HeaderMap,
     body: Result<Json<CheckBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<axum::response::Response, Problem> {
-    let Json(b) =
-        body.map_err(crate::gate::bad_body)?;
+    let Json(b) = body.map_err(crate::gate::bad_body)?;
     if st.rules.item(&b.item_code).is_none() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -775,8 +812,7 @@ pub async fn decide(
     headers: HeaderMap,
     body: Result<Json<DecisionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let Json(b) =
-        body.map_err(crate::gate::bad_body)?;
+    let Json(b) = body.map_err(crate::gate::bad_body)?;
     let asked = authorise(
         &st,
         p,
@@ -959,9 +995,7 @@ pub async fn stats(
     };
     let entries: Vec<_> = entries
         .into_iter()
-        .filter(|e| {
-            e.record.action != "decision" || (current.contains(&e.seq) && in_period(e))
-        })
+        .filter(|e| e.record.action != "decision" || (current.contains(&e.seq) && in_period(e)))
         .collect();
     #[derive(Default)]
     struct G {

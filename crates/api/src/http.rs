@@ -105,8 +105,7 @@ async fn record_consent(
             "record_consent",
         )
         .await?;
-    let Json(b) =
-        body.map_err(crate::gate::bad_body)?;
+    let Json(b) = body.map_err(crate::gate::bad_body)?;
     let kind = huren_access::CredentialKind::parse(&b.credential.kind).ok_or_else(|| {
         Problem::new(
             StatusCode::BAD_REQUEST,

@@ -511,10 +511,18 @@ mod tests {
         assert_eq!(d["other_text_blake3"], whole.as_str());
         assert_eq!(d["other_text_chars"], 100_000);
         assert_eq!(d["nested"]["reason_blake3"], whole.as_str());
-        assert!(d["nested"]["list"][0].as_str().unwrap().ends_with(&format!("{whole}]")));
-        assert_eq!((&d["short"], &d["n"]), (&serde_json::json!("ok"), &serde_json::json!(3)));
+        assert!(d["nested"]["list"][0]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{whole}]")));
+        assert_eq!(
+            (&d["short"], &d["n"]),
+            (&serde_json::json!("ok"), &serde_json::json!(3))
+        );
         assert!(e.record.outcome.chars().count() < 600);
-        let size = std::fs::metadata(dir.path().join("audit.log")).unwrap().len();
+        let size = std::fs::metadata(dir.path().join("audit.log"))
+            .unwrap()
+            .len();
         assert!(size < 8_000, "{size} bytes");
         drop(log);
         assert!(AuditLog::verify(dir.path()).unwrap().broken.is_none());

@@ -338,20 +338,24 @@ fn session_cookie(st: &WebState, value: String) -> Cookie<'static> {
 
 async fn login(
     State(st): State<WebState>,
+    api::PeerIp(peer): api::PeerIp,
     w: Web,
     jar: CookieJar,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, Problem> {
     let token = f.token.trim();
     let Some(p) = st.gate.tokens().lookup(token).cloned() else {
-        st.audit(AuditRecord {
+        let rec = AuditRecord {
             actor: "anonymous".into(),
             action: "sign_in".into(),
             outcome: "denied: invalid token".into(),
             detail: json!({"channel": "web"}),
             ..Default::default()
-        })
-        .await?;
+        };
+        // Aggregated per peer address and window, and rate-limited, like the API's.
+        if let Some(retry) = st.gate.failed_authentication(peer, false, rec).await? {
+            return Err(api::too_many_failures(retry));
+        }
         return Ok(html(
             StatusCode::UNAUTHORIZED,
             pages::sign_in(w.lang, Some(w.lang.t().bad_token)),
