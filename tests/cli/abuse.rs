@@ -89,3 +89,76 @@ fn failed_authentication_is_rate_limited_and_audited_per_peer_and_window() {
     let last = audit(&data).pop().unwrap();
     assert_eq!(last["detail"]["failures"], 1, "{last}");
 }
+
+#[test]
+fn sign_in_refuses_cross_origin_posts_and_lang_redirects_stay_on_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::mllp::config_file(dir.path());
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let base = format!("http://{}", srv.http);
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let call = |r: Result<ureq::Response, ureq::Error>| match r {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    // The sign-in page sets the pre-session cookie and carries its value as the form's token.
+    let home = call(agent.get(&format!("{base}/")).call());
+    let set = home.header("Set-Cookie").unwrap().to_string();
+    let pre = set
+        .split(';')
+        .next()
+        .and_then(|c| c.strip_prefix("huren_presession="))
+        .unwrap()
+        .to_string();
+    assert!(home
+        .into_string()
+        .unwrap()
+        .contains(&format!("value=\"{pre}\"")));
+    let login = |origin: Option<&str>, cookie: bool, csrf: &str| {
+        let mut req = agent
+            .post(&format!("{base}/ui/login"))
+            .set("Content-Type", "application/x-www-form-urlencoded");
+        if let Some(o) = origin {
+            req = req.set("Origin", o);
+        }
+        if cookie {
+            req = req.set("Cookie", &format!("huren_presession={pre}"));
+        }
+        call(req.send_string(&format!("token=test-clinician-token&csrf={csrf}")))
+    };
+    let before = audit(&data).len();
+    // Cross-origin, even with the right token and CSRF pair: refused, no session.
+    let r = login(Some("https://evil.example"), true, &pre);
+    assert_eq!(r.status(), 403);
+    assert!(r
+        .header("Set-Cookie")
+        .is_none_or(|c| !c.contains("huren_session")));
+    let r = login(Some("null"), true, &pre);
+    assert_eq!(r.status(), 403);
+    // Same origin without the token pair: refused.
+    assert_eq!(login(Some(&base), false, &pre).status(), 403);
+    assert_eq!(login(Some(&base), true, &"0".repeat(64)).status(), 403);
+    assert_eq!(audit(&data).len(), before, "refused before authentication");
+    // Same origin with it: signed in.
+    let r = login(Some(&base), true, &pre);
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.header("Location"), Some("/ui/search"));
+    assert!(r
+        .all("Set-Cookie")
+        .iter()
+        .any(|c| c.starts_with("huren_session=")));
+
+    // The language switch redirects only to the page's own routes.
+    for (back, want) in [
+        ("/%09/evil.example/x", "/"),
+        ("//evil.example/x", "/"),
+        ("/%5Cevil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/ui/search", "/ui/search"),
+    ] {
+        let r = call(agent.get(&format!("{base}/ui/lang/en?back={back}")).call());
+        assert_eq!(r.status(), 303, "{back}");
+        assert_eq!(r.header("Location"), Some(want), "{back}");
+    }
+}
