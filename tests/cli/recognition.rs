@@ -431,16 +431,19 @@ fn refusals_are_audited_and_tampering_is_detected() {
     let (code, lines, err) = huren(&["verify", "--data", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let audit = &lines[0]["audit"];
-    assert!(audit["entries"].as_u64().unwrap() >= 6, "{audit}");
+    assert!(audit["entries"].as_u64().unwrap() >= 5, "{audit}");
     let log = std::fs::read_to_string(data.join("audit.log")).unwrap();
+    // Failed authentication is audited per peer and window (issue 16, finding 11): the first
+    // of the three 401s writes its record; the other two are counted into the record written
+    // when the window ends (after this test's server is gone).
     assert_eq!(
         log.matches("\"outcome\":\"denied: no bearer token\"")
             .count(),
-        2
+        1
     );
     assert_eq!(
         log.matches("\"outcome\":\"denied: invalid token\"").count(),
-        1
+        0
     );
     assert_eq!(log.matches("denied: the patient").count(), 1);
     assert!(log.contains("\"break_glass\":true"));
