@@ -931,8 +931,25 @@ fn serve(
                 huren_server::https::serve(http_l, router, t, state).await;
                 Ok(())
             }),
-            None => tokio::spawn(async move { axum::serve(http_l, router).await }),
+            None => tokio::spawn(async move {
+                axum::serve(
+                    http_l,
+                    router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .await
+            }),
         };
+        // Failed authentication is audited per peer and window: record the windows that end.
+        let flush_gate = gate.clone();
+        let flush_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Err(p) = flush_gate.flush_failures(false).await {
+                    tracing::error!(error = p.detail(), "failed authentication not audited");
+                }
+            }
+        });
         let mllp_task = tokio::spawn(huren_server::mllp::serve(mllp_l, gw.clone(), tls));
         let drop_tasks: Vec<_> = gw
             .config
@@ -952,6 +969,10 @@ fn serve(
             .collect();
         shutdown_signal().await;
         http_task.abort();
+        flush_task.abort();
+        if let Err(p) = gate.flush_failures(true).await {
+            tracing::error!(error = p.detail(), "failed authentication not audited");
+        }
         mllp_task.abort();
         for t in dicom_tasks {
             t.abort();

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod abuse;
 mod crash;
 mod dicom;
 mod dicom_crash;

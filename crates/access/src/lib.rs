@@ -8,6 +8,7 @@
 
 mod consent;
 mod decision;
+mod failures;
 mod lockout;
 mod presented;
 mod principal;
@@ -17,6 +18,7 @@ pub use consent::{
     ConsentScope, Verified, Verifier, CODE_LEN,
 };
 pub use decision::{decide, Basis, Decision, Denial, Policy, Request, Subject};
+pub use failures::{peer_key, AuthFailures, Failure};
 pub use lockout::Lockout;
 pub use presented::{parse_presented, CredentialKind, HeaderError, Presented, MAX_REASON_CHARS};
 pub use principal::{token_hash, Principal, Role, TokenConfig, Tokens};

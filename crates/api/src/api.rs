@@ -89,18 +89,56 @@ impl FromRequestParts<ApiState> for Authed {
             .get::<axum::extract::MatchedPath>()
             .map_or("?", |m| m.as_str())
             .to_string();
-        st.audit(AuditRecord {
+        let rec = AuditRecord {
             actor: "anonymous".into(),
             action: format!("{} {route}", parts.method),
             outcome: format!("denied: {why}"),
             ..Default::default()
-        })
-        .await?;
-        Err(
-            Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
-                .header(header::WWW_AUTHENTICATE, "Bearer realm=\"huren\""),
-        )
+        };
+        // Aggregated per peer address and window, and rate-limited (issue 16, finding 11).
+        match st
+            .gate
+            .failed_authentication(peer_ip(parts), false, rec)
+            .await?
+        {
+            Some(retry) => Err(too_many_failures(retry)),
+            None => Err(
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
+                    .header(header::WWW_AUTHENTICATE, "Bearer realm=\"huren\""),
+            ),
+        }
     }
+}
+
+/// The peer's address (`ConnectInfo`, set by both listeners; absent in in-process tests).
+pub fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The peer's address as an extractor (never refuses: `None` when unknown).
+pub struct PeerIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerIp(peer_ip(parts)))
+    }
+}
+
+/// 429 for a peer over its limit of failed authentication, with `Retry-After` (seconds).
+pub fn too_many_failures(retry: std::time::Duration) -> Problem {
+    let secs = retry.as_secs().max(1);
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed authentications",
+        format!("too many failed authentications from this address; retry in {secs} s"),
+    )
+    .code("AUTHENTICATION_RATE_LIMITED")
+    .header_value(header::RETRY_AFTER, &secs.to_string())
 }
 
 pub use crate::gate::{record, Ask, Asked};
@@ -587,8 +625,7 @@ pub async fn check(
     headers: HeaderMap,
     body: Result<Json<CheckBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<axum::response::Response, Problem> {
-    let Json(b) =
-        body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", e.body_text()))?;
+    let Json(b) = body.map_err(crate::gate::bad_body)?;
     if st.rules.item(&b.item_code).is_none() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -776,8 +813,7 @@ pub async fn decide(
     headers: HeaderMap,
     body: Result<Json<DecisionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let Json(b) =
-        body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", e.body_text()))?;
+    let Json(b) = body.map_err(crate::gate::bad_body)?;
     let asked = authorise(
         &st,
         p,
@@ -872,6 +908,22 @@ pub async fn decide_core(
     Ok((entry, e.verdict.level))
 }
 
+/// What one current decision is about: (actor, institution, patient, encounter, report, item).
+type DecisionKey = (String, String, String, String, String, String);
+
+/// The key of a decision's audit record: a later decision with the same key replaces it.
+fn decision_key(r: &AuditRecord) -> DecisionKey {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    (
+        r.actor.clone(),
+        r.institution.clone(),
+        r.patient.clone().unwrap_or_default(),
+        r.purpose.clone().unwrap_or_default(),
+        s(&r.detail["report"]),
+        s(&r.detail["item"]),
+    )
+}
+
 /// Query of `GET /api/v1/stats/recognition`.
 #[derive(Deserialize)]
 pub struct StatsQuery {
@@ -913,11 +965,7 @@ pub async fn stats(
     let audit = st.gate.audit_log().clone();
     // From the audit index: the period's records of the three actions, never the whole log.
     let filter = huren_audit::AuditFilter {
-        actions: Some(vec![
-            "decision".into(),
-            "read_results".into(),
-            "check".into(),
-        ]),
+        actions: Some(vec!["read_results".into(), "check".into()]),
         ..Default::default()
     }
     .days(from, to);
@@ -929,9 +977,41 @@ pub async fn stats(
             }
             true
         })?;
+        // Every decision, whenever made: a later one outside the period still replaces one
+        // inside it (decisions are few next to reads).
+        let decisions = huren_audit::AuditFilter {
+            actions: Some(vec!["decision".into()]),
+            ..Default::default()
+        };
+        audit.for_each(&decisions, |e| {
+            if e.record.outcome == "ok" && !out.iter().any(|o| o.seq == e.seq) {
+                out.push(e);
+            }
+            true
+        })?;
         Ok::<_, huren_store::StoreError>(out)
     })
     .await??;
+    let in_period = |e: &huren_audit::AuditEntry| {
+        e.at.get(..10)
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .is_some_and(|d| from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t))
+    };
+    // One current decision per result (report and item), clinician and encounter: a later
+    // decision replaces an earlier one (the audit log keeps both acts; statistics count the
+    // current one, in the period it was made).
+    let current: std::collections::HashSet<u64> = {
+        let mut latest: HashMap<DecisionKey, u64> = HashMap::new();
+        for e in entries.iter().filter(|e| e.record.action == "decision") {
+            let seq = latest.entry(decision_key(&e.record)).or_insert(e.seq);
+            *seq = (*seq).max(e.seq);
+        }
+        latest.into_values().collect()
+    };
+    let entries: Vec<_> = entries
+        .into_iter()
+        .filter(|e| e.record.action != "decision" || (current.contains(&e.seq) && in_period(e)))
+        .collect();
     #[derive(Default)]
     struct G {
         advice: [u64; 3],

@@ -2,7 +2,7 @@
 //! patient-data route authenticates (bearer token) and audits; see `api.rs` for the
 //! recognition endpoints.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,21 +15,34 @@ use crate::api::{ApiState, Authed};
 use crate::auth::Role;
 pub use huren_gate::Problem;
 
+/// Largest body of a JSON request (the check, a decision, a consent): 64 KiB, far above any
+/// valid one; a larger body is refused (413) before it is read whole.
+pub const JSON_BODY_LIMIT: usize = 64 * 1024;
+
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/patients/{id}/reports", get(patient_reports))
         .route("/api/v1/patients/{id}/results", get(crate::api::results))
-        .route("/api/v1/recognition/check", post(crate::api::check))
-        .route("/api/v1/recognition/decisions", post(crate::api::decide))
+        .route(
+            "/api/v1/recognition/check",
+            post(crate::api::check).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+        )
+        .route(
+            "/api/v1/recognition/decisions",
+            post(crate::api::decide).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+        )
         .route("/api/v1/stats/recognition", get(crate::api::stats))
         .route("/api/v1/audit", get(crate::api::audit_view))
         .route(
             "/api/v1/audit/break-glass",
             get(crate::api::break_glass_view),
         )
-        .route("/api/v1/consents", post(record_consent))
+        .route(
+            "/api/v1/consents",
+            post(record_consent).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+        )
         .route(
             "/api/v1/consents/{id}",
             axum::routing::delete(revoke_consent),
@@ -92,8 +105,7 @@ async fn record_consent(
             "record_consent",
         )
         .await?;
-    let Json(b) =
-        body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", e.body_text()))?;
+    let Json(b) = body.map_err(crate::gate::bad_body)?;
     let kind = huren_access::CredentialKind::parse(&b.credential.kind).ok_or_else(|| {
         Problem::new(
             StatusCode::BAD_REQUEST,

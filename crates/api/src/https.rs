@@ -35,18 +35,26 @@ pub async fn serve(listener: TcpListener, router: Router, tls: Arc<TlsSetup>, st
         let _ = sock.set_nodelay(true);
         let (router, tls, st) = (router.clone(), tls.clone(), st.clone());
         tokio::spawn(async move {
+            // Aggregated per peer address and window like failed authentication: the first
+            // refusal of a window is audited (and logged), later ones are counted.
             let refused = |why: String| {
                 let st = st.clone();
                 async move {
-                    tracing::warn!(%peer, error = %why, "https client refused");
-                    let _ = st
-                        .audit(huren_audit::AuditRecord {
-                            actor: format!("peer:{}", peer.ip()),
-                            action: "tls_handshake".into(),
-                            outcome: format!("denied: {why}"),
-                            ..Default::default()
-                        })
-                        .await;
+                    tracing::debug!(%peer, error = %why, "https client refused");
+                    let rec = huren_audit::AuditRecord {
+                        actor: format!("peer:{}", peer.ip()),
+                        action: "tls_handshake".into(),
+                        outcome: format!("denied: {why}"),
+                        ..Default::default()
+                    };
+                    if st
+                        .gate
+                        .failed_authentication(Some(peer.ip()), true, rec)
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(%peer, "refused TLS handshake not audited");
+                    }
                 }
             };
             let stream =
@@ -59,7 +67,9 @@ pub async fn serve(listener: TcpListener, router: Router, tls: Arc<TlsSetup>, st
                 Ok(i) => i,
                 Err(e) => return refused(e).await,
             };
-            let app = router.layer(axum::Extension(PeerInstitution(inst)));
+            let app = router
+                .layer(axum::Extension(PeerInstitution(inst)))
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 app.clone().oneshot(req)
             });

@@ -113,6 +113,84 @@ pub struct AuditVerify {
     pub broken: Option<AuditBreak>,
 }
 
+/// Longest free text an audit record keeps, in characters. Longer text (a decision's
+/// `other_text`, a break-glass reason, anything a request supplied) is cut to this length and
+/// the BLAKE3 hash and length of the whole value are recorded beside it.
+pub const MAX_AUDIT_TEXT_CHARS: usize = 500;
+
+/// The hash and length of a value that was cut: `"… [cut: N chars, blake3:HEX]"`.
+fn cut(s: &str) -> Option<(String, String, usize)> {
+    let n = s.chars().count();
+    if n <= MAX_AUDIT_TEXT_CHARS {
+        return None;
+    }
+    let head: String = s.chars().take(MAX_AUDIT_TEXT_CHARS).collect();
+    Some((head, ContentHash::of(s.as_bytes()).to_string(), n))
+}
+
+/// A string field that must stay a string: cut, with the hash and length appended.
+fn bound_str(s: &mut String) {
+    if let Some((head, hash, n)) = cut(s) {
+        *s = format!("{head}… [cut: {n} chars, {hash}]");
+    }
+}
+
+fn bound_value(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => bound_str(s),
+        Value::Array(a) => a.iter_mut().for_each(bound_value),
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, mut v) in std::mem::take(m) {
+                let mut k = k;
+                bound_str(&mut k);
+                match &v {
+                    Value::String(s) => {
+                        if let Some((head, hash, n)) = cut(s) {
+                            out.insert(format!("{k}_blake3"), Value::String(hash));
+                            out.insert(format!("{k}_chars"), Value::from(n));
+                            v = Value::String(format!("{head}…"));
+                        }
+                    }
+                    _ => bound_value(&mut v),
+                }
+                out.insert(k, v);
+            }
+            *m = out;
+        }
+        _ => {}
+    }
+}
+
+impl AuditRecord {
+    /// Bounds every free-text field: a string longer than [`MAX_AUDIT_TEXT_CHARS`] is cut to
+    /// that many characters; in `detail` the BLAKE3 hash and the length of the whole value
+    /// are recorded beside it as `KEY_blake3` and `KEY_chars` (inside a list, and in the
+    /// record's own fields, they are appended to the cut text). Every record passes here
+    /// before it is written ([`AuditLog::append`]), so no path can write unbounded text.
+    pub fn bounded(mut self) -> AuditRecord {
+        for s in [
+            &mut self.actor,
+            &mut self.institution,
+            &mut self.role,
+            &mut self.action,
+            &mut self.outcome,
+        ] {
+            bound_str(s);
+        }
+        for s in [&mut self.patient, &mut self.purpose, &mut self.returned_set]
+            .into_iter()
+            .flatten()
+        {
+            bound_str(s);
+        }
+        self.returned.iter_mut().for_each(bound_str);
+        bound_value(&mut self.detail);
+        self
+    }
+}
+
 const GENESIS: &str = "blake3:0000000000000000000000000000000000000000000000000000000000000000";
 
 type Reply = oneshot::Sender<Result<AuditEntry, StoreError>>;
@@ -1022,7 +1100,7 @@ impl AuditLog {
         self.tx
             .as_ref()
             .ok_or(StoreError::WriterGone)?
-            .send((record, reply))
+            .send((record.bounded(), reply))
             .map_err(|_| StoreError::WriterGone)?;
         Ok(rx)
     }
@@ -1380,6 +1458,39 @@ mod tests {
             outcome: "ok".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn long_text_is_cut_with_its_hash_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        let long = "长".repeat(100_000);
+        let mut r = rec(1);
+        r.outcome = format!("invalid: {long}");
+        r.detail = serde_json::json!({"other_text": long, "short": "ok",
+            "nested": {"reason": long, "list": [long, "x"]}, "n": 3});
+        let e = log.append_blocking(r).unwrap();
+        let d = &e.record.detail;
+        let whole = ContentHash::of(long.as_bytes()).to_string();
+        assert_eq!(d["other_text"].as_str().unwrap().chars().count(), 501);
+        assert_eq!(d["other_text_blake3"], whole.as_str());
+        assert_eq!(d["other_text_chars"], 100_000);
+        assert_eq!(d["nested"]["reason_blake3"], whole.as_str());
+        assert!(d["nested"]["list"][0]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{whole}]")));
+        assert_eq!(
+            (&d["short"], &d["n"]),
+            (&serde_json::json!("ok"), &serde_json::json!(3))
+        );
+        assert!(e.record.outcome.chars().count() < 600);
+        let size = std::fs::metadata(dir.path().join("audit.log"))
+            .unwrap()
+            .len();
+        assert!(size < 8_000, "{size} bytes");
+        drop(log);
+        assert!(AuditLog::verify(dir.path()).unwrap().broken.is_none());
     }
 
     #[test]

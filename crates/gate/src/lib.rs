@@ -31,7 +31,7 @@ pub mod query;
 
 pub use preview::{preview_cache_key, preview_size, PreviewFailure, PREVIEW_SIZES};
 
-pub use problem::Problem;
+pub use problem::{bad_body, Problem};
 
 /// A person's current reports as the gate hands them out: the identity link and each
 /// report with its index entry.
@@ -57,6 +57,11 @@ pub struct GateOptions {
     pub lockout_failures: usize,
     /// The window of `lockout_failures`, and how long the lock then lasts.
     pub lockout_window: chrono::Duration,
+    /// Failed authentications of one peer address within `auth_failure_window` after which
+    /// it is refused (429) until the window ends.
+    pub auth_failure_limit: u64,
+    /// The window of failed authentication: one audit record per peer and window.
+    pub auth_failure_window: chrono::Duration,
 }
 
 impl Default for GateOptions {
@@ -67,6 +72,8 @@ impl Default for GateOptions {
             consent_max_ttl: chrono::Duration::days(30),
             lockout_failures: 5,
             lockout_window: chrono::Duration::minutes(15),
+            auth_failure_limit: 20,
+            auth_failure_window: chrono::Duration::minutes(1),
         }
     }
 }
@@ -78,6 +85,10 @@ pub struct Gate {
     consents: Arc<ConsentStore>,
     tokens: Arc<Tokens>,
     lockout: Mutex<Lockout>,
+    /// Failed authentication (bearer tokens, sign-in) per peer address.
+    auth_failures: Mutex<huren_access::AuthFailures>,
+    /// Refused TLS handshakes per peer address.
+    tls_failures: Mutex<huren_access::AuthFailures>,
     code_key: [u8; 32],
     rules: Arc<Rules>,
     options: GateOptions,
@@ -491,6 +502,16 @@ impl Gate {
                 options.lockout_window,
                 100_000,
             )),
+            auth_failures: Mutex::new(huren_access::AuthFailures::new(
+                options.auth_failure_limit,
+                options.auth_failure_window,
+                100_000,
+            )),
+            tls_failures: Mutex::new(huren_access::AuthFailures::new(
+                options.auth_failure_limit,
+                options.auth_failure_window,
+                100_000,
+            )),
             code_key: huren_access::code_key(secret),
             rules,
             options,
@@ -524,6 +545,71 @@ impl Gate {
                 "the request could not be audited and was not answered",
             )
         })
+    }
+
+    /// Notes a failed authentication (a missing or unknown token, a refused sign-in, with
+    /// `tls`: a refused TLS handshake) of the peer at `peer` and audits it aggregated: the
+    /// first failure of the peer in its window writes `rec`, with `detail.peer` and
+    /// `detail.failures` (this one and any not recorded yet); later ones of the window write
+    /// nothing and are recorded by [`Gate::flush_failures`] when the window ends. Returns
+    /// `Some(retry after)` when the peer is over its limit: refuse with 429.
+    pub async fn failed_authentication(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        tls: bool,
+        mut rec: AuditRecord,
+    ) -> Result<Option<std::time::Duration>, Problem> {
+        let key = peer.map_or_else(|| "unknown".to_string(), huren_access::peer_key);
+        let table = if tls {
+            &self.tls_failures
+        } else {
+            &self.auth_failures
+        };
+        let (f, window) = {
+            let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+            (t.fail(&key, now_utc()), t.window())
+        };
+        if let Some(n) = f.record {
+            merge(
+                &mut rec.detail,
+                json!({"peer": key, "failures": n, "window_seconds": window.num_seconds()}),
+            );
+            self.audit(rec).await?;
+        }
+        Ok(f.retry_after.map(|d| d.to_std().unwrap_or_default()))
+    }
+
+    /// Whether `peer` is refused for failed authentication now (retry after).
+    pub fn auth_limited(&self, peer: Option<std::net::IpAddr>) -> Option<std::time::Duration> {
+        let key = peer.map_or_else(|| "unknown".to_string(), huren_access::peer_key);
+        let t = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
+        t.limited(&key, now_utc())
+            .map(|d| d.to_std().unwrap_or_default())
+    }
+
+    /// Records the failed authentications counted in windows that have ended (one record
+    /// per peer and window: `detail.failures`). Call it periodically (the server does, every
+    /// few seconds) and, with `all` (every window ends now), at shutdown.
+    pub async fn flush_failures(&self, all: bool) -> Result<(), Problem> {
+        for (tls, table) in [(false, &self.auth_failures), (true, &self.tls_failures)] {
+            let (due, window) = {
+                let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+                let w = t.window();
+                (t.due(if all { now_utc() + w } else { now_utc() }), w)
+            };
+            for (peer, n) in due {
+                self.audit(AuditRecord {
+                    actor: "anonymous".into(),
+                    action: if tls { "tls_handshake" } else { "authenticate" }.into(),
+                    outcome: "denied: failed authentication".into(),
+                    detail: json!({"peer": peer, "failures": n,
+                        "window_seconds": window.num_seconds(), "window_ended": true}),
+                    ..Default::default()
+                })
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Blocking form of [`Gate::audit`] (the command line).

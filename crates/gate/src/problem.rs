@@ -12,7 +12,7 @@ pub struct Problem {
     title: &'static str,
     detail: String,
     code: Option<String>,
-    headers: Vec<(header::HeaderName, &'static str)>,
+    headers: Vec<(header::HeaderName, axum::http::HeaderValue)>,
 }
 
 impl Problem {
@@ -35,7 +35,17 @@ impl Problem {
 
     /// Adds a response header.
     pub fn header(mut self, name: header::HeaderName, value: &'static str) -> Self {
-        self.headers.push((name, value));
+        self.headers
+            .push((name, axum::http::HeaderValue::from_static(value)));
+        self
+    }
+
+    /// Adds a response header with a value made at run time (dropped if it is not a valid
+    /// header value).
+    pub fn header_value(mut self, name: header::HeaderName, value: &str) -> Self {
+        if let Ok(v) = axum::http::HeaderValue::from_str(value) {
+            self.headers.push((name, v));
+        }
         self
     }
 
@@ -68,8 +78,7 @@ impl IntoResponse for Problem {
         )
             .into_response();
         for (k, v) in self.headers {
-            resp.headers_mut()
-                .insert(k, axum::http::HeaderValue::from_static(v));
+            resp.headers_mut().insert(k, v);
         }
         resp
     }
@@ -96,4 +105,14 @@ impl From<huren_store::StoreError> for Problem {
             "the store could not answer; see server log",
         )
     }
+}
+
+/// A JSON body that could not be taken: 413 when it is over the route's limit, else 400.
+pub fn bad_body(e: axum::extract::rejection::JsonRejection) -> Problem {
+    let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Problem::new(status, "bad body", e.body_text())
 }

@@ -84,6 +84,12 @@ pub struct AccessConfig {
     pub lockout_failures: usize,
     /// Default 15.
     pub lockout_minutes: u32,
+    /// Failed authentications (wrong or missing token, refused sign-in, refused TLS
+    /// handshake) of one peer address within `auth_failure_window_seconds` after which it is
+    /// refused (429, `Retry-After`) until the window ends; default 20.
+    pub auth_failure_limit: u64,
+    /// The window: one audit record per peer address and window; default 60.
+    pub auth_failure_window_seconds: u32,
 }
 
 impl Default for AccessConfig {
@@ -94,6 +100,8 @@ impl Default for AccessConfig {
             consent_max_ttl_hours: 720,
             lockout_failures: 5,
             lockout_minutes: 15,
+            auth_failure_limit: 20,
+            auth_failure_window_seconds: 60,
         }
     }
 }

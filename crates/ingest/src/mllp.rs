@@ -18,6 +18,16 @@ use crate::tls::{peer_institution, TlsSetup};
 /// Runs the MLLP accept loop until the task is dropped.
 pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>>) {
     let limit = Arc::new(Semaphore::new(gw.config.mllp.max_connections.max(1)));
+    // Refused TLS handshakes are logged once per peer address and window, with the count of
+    // the previous window's (a peer retrying in a loop writes one line a minute, not one per
+    // attempt).
+    let refusals = Arc::new(std::sync::Mutex::new(huren_access::AuthFailures::new(
+        u64::MAX,
+        chrono::Duration::seconds(i64::from(
+            gw.config.access.auth_failure_window_seconds.max(1),
+        )),
+        100_000,
+    )));
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -35,6 +45,17 @@ pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>
         let _ = sock.set_nodelay(true);
         let gw = gw.clone();
         let tls = tls.clone();
+        let refusals = refusals.clone();
+        let refused = move |what: &str, e: &dyn std::fmt::Display| {
+            let key = huren_access::peer_key(peer.ip());
+            let f = refusals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .fail(&key, chrono::Utc::now());
+            if let Some(n) = f.record {
+                tracing::warn!(%peer, failures = n, error = %e, "{what}");
+            }
+        };
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
@@ -43,14 +64,11 @@ pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>
                     Ok(stream) => {
                         let inst = match peer_institution(&t, stream.get_ref().1) {
                             Ok(i) => i,
-                            Err(e) => {
-                                tracing::warn!(%peer, error = %e, "mllp TLS client refused");
-                                return;
-                            }
+                            Err(e) => return refused("mllp TLS client refused", &e),
                         };
                         connection(stream, gw, inst).await
                     }
-                    Err(e) => tracing::warn!(%peer, error = %e, "mllp TLS handshake failed"),
+                    Err(e) => refused("mllp TLS handshake failed", &e),
                 },
             }
         });

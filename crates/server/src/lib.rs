@@ -48,5 +48,9 @@ pub fn gate_options(a: &huren_ingest::config::AccessConfig) -> huren_gate::GateO
         )),
         lockout_failures: a.lockout_failures.max(1),
         lockout_window: chrono::Duration::minutes(i64::from(a.lockout_minutes.max(1))),
+        auth_failure_limit: a.auth_failure_limit.max(1),
+        auth_failure_window: chrono::Duration::seconds(i64::from(
+            a.auth_failure_window_seconds.max(1),
+        )),
     }
 }

@@ -464,8 +464,19 @@ fn a_damaged_blob_location_is_an_error_not_a_huge_allocation() {
             .unwrap()
     };
     {
-        // The sled index says the blob is 4 GiB long.
-        let db = sled::open(dir.path().join("index")).unwrap();
+        // The sled index says the blob is 4 GiB long. (sled releases its file lock from a
+        // background thread after the store is dropped: wait for it, boundedly.)
+        let t0 = std::time::Instant::now();
+        let db = loop {
+            match sled::open(dir.path().join("index")) {
+                Ok(db) => break db,
+                Err(e) if t0.elapsed() < std::time::Duration::from_secs(10) => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("the index stayed locked: {e}"),
+            }
+        };
         let t = db.open_tree("blob_locations").unwrap();
         let mut v = t
             .get(c.original.as_bytes())

@@ -68,8 +68,15 @@ const LANG_COOKIE: &str = "huren_lang";
 const IDLE: Duration = Duration::from_secs(30 * 60);
 /// And after this long in any case.
 const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
-/// At most this many live sessions (the oldest idle ones are dropped first).
+/// At most this many live sessions; a sign-in beyond them is refused (503), never at another
+/// user's expense.
 const MAX_SESSIONS: usize = 10_000;
+/// At most this many live sessions per principal: a new one ends that principal's oldest.
+const MAX_SESSIONS_PER_PRINCIPAL: usize = 20;
+/// The pre-session cookie of the sign-in form (its CSRF token, double-submitted).
+const PRESESSION_COOKIE: &str = "huren_presession";
+/// Largest body of a form post (sign-in, a decision): far above any valid one.
+const FORM_BODY_LIMIT: usize = 16 * 1024;
 /// At most this many patients open in one session.
 const MAX_PATIENTS: usize = 50;
 
@@ -119,10 +126,24 @@ impl Sessions {
         let now = Instant::now();
         let mut m = self.lock();
         m.retain(|_, s| now - s.last < IDLE && now - s.created < ABSOLUTE);
+        let same = |s: &Session| {
+            s.principal.id == principal.id && s.principal.institution == principal.institution
+        };
+        // One principal (one token) never pushes out anyone else's sessions: only its own
+        // oldest ends.
+        while m.values().filter(|s| same(s)).count() >= MAX_SESSIONS_PER_PRINCIPAL {
+            let oldest = m
+                .iter()
+                .filter(|(_, s)| same(s))
+                .min_by_key(|(_, s)| s.created)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => m.remove(&k),
+                None => break,
+            };
+        }
         if m.len() >= MAX_SESSIONS {
-            if let Some(k) = m.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| k.clone()) {
-                m.remove(&k);
-            }
+            return None;
         }
         m.insert(
             huren_api::auth::token_hash(&cookie),
@@ -251,7 +272,9 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Not no-referrer: with it a browser sends `Origin: null` on the page's own form
+        // posts, and the sign-in checks the origin. Nothing leaves the origin.
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !is_asset {
@@ -265,7 +288,10 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
 pub fn routes() -> Router<WebState> {
     Router::new()
         .route("/", get(home))
-        .route("/ui/login", post(login))
+        .route(
+            "/ui/login",
+            post(login).layer(axum::extract::DefaultBodyLimit::max(FORM_BODY_LIMIT)),
+        )
         .route("/ui/logout", post(logout))
         .route("/ui/lang/{code}", get(set_lang))
         .route("/ui/search", get(search_page).post(search))
@@ -274,7 +300,10 @@ pub fn routes() -> Router<WebState> {
         .route("/ui/p/{h}/r/{hash}", get(report_view))
         .route("/ui/p/{h}/ecg/{hash}/trace.svg", get(ecg_trace))
         .route("/ui/p/{h}/img/{hash}/{uid}", get(preview))
-        .route("/ui/p/{h}/decide", post(decide))
+        .route(
+            "/ui/p/{h}/decide",
+            post(decide).layer(axum::extract::DefaultBodyLimit::max(FORM_BODY_LIMIT)),
+        )
         .route("/ui/stats", get(stats))
         .route("/ui/assets/{file}", get(asset))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
@@ -306,17 +335,77 @@ struct HomeQuery {
     expired: Option<String>,
 }
 
-async fn home(w: Web, Query(q): Query<HomeQuery>) -> Response {
+async fn home(
+    State(st): State<WebState>,
+    w: Web,
+    jar: CookieJar,
+    Query(q): Query<HomeQuery>,
+) -> Response {
     if w.signed.is_some() {
         return Redirect::to("/ui/search").into_response();
     }
     let msg = q.expired.is_some().then(|| w.lang.t().session_expired);
-    html(StatusCode::OK, pages::sign_in(w.lang, msg))
+    sign_in_page(&st, w.lang, jar, StatusCode::OK, msg)
+}
+
+/// The sign-in page with its CSRF token: the pre-session cookie's value (kept if the browser
+/// has one, else new), sent back as a hidden field.
+fn sign_in_page(
+    st: &WebState,
+    lang: Lang,
+    jar: CookieJar,
+    status: StatusCode,
+    msg: Option<&str>,
+) -> Response {
+    let token = jar
+        .get(PRESESSION_COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .or_else(|| huren_api::auth::new_token().ok());
+    let Some(token) = token else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let c = Cookie::build((PRESESSION_COOKIE, token.clone()))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(st.gw.config.http.tls.is_some())
+        .path("/")
+        .build();
+    (jar.add(c), html(status, pages::sign_in(lang, msg, &token))).into_response()
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Whether a form post comes from the page's own origin: its `Origin` (or, without one, its
+/// `Referer`) names the host the request was sent to. A post with neither (not a browser's)
+/// passes; the CSRF token still applies.
+pub fn same_origin(h: &axum::http::HeaderMap) -> bool {
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let from = h
+        .get(header::ORIGIN)
+        .or_else(|| h.get(header::REFERER))
+        .map(|v| v.to_str().unwrap_or("null"));
+    let Some(from) = from else {
+        return true;
+    };
+    let authority = from
+        .split_once("://")
+        .filter(|(scheme, _)| matches!(*scheme, "http" | "https"))
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    matches!((authority, host), (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h))
+}
+
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn session_cookie(st: &WebState, value: String) -> Cookie<'static> {
@@ -330,30 +419,43 @@ fn session_cookie(st: &WebState, value: String) -> Cookie<'static> {
 
 async fn login(
     State(st): State<WebState>,
+    api::PeerIp(peer): api::PeerIp,
     w: Web,
     jar: CookieJar,
+    headers: axum::http::HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, Problem> {
+    // Cross-site sign-in (login CSRF): refused before the token is looked at, not audited.
+    let pre = jar.get(PRESESSION_COOKIE).map(|c| c.value().to_string());
+    if !same_origin(&headers) || !pre.is_some_and(|p| same_token(&p, &f.csrf)) {
+        return Ok(csrf_refused(w.lang));
+    }
     let token = f.token.trim();
     let Some(p) = st.gate.tokens().lookup(token).cloned() else {
-        st.audit(AuditRecord {
+        let rec = AuditRecord {
             actor: "anonymous".into(),
             action: "sign_in".into(),
             outcome: "denied: invalid token".into(),
             detail: json!({"channel": "web"}),
             ..Default::default()
-        })
-        .await?;
-        return Ok(html(
+        };
+        // Aggregated per peer address and window, and rate-limited, like the API's.
+        if let Some(retry) = st.gate.failed_authentication(peer, false, rec).await? {
+            return Err(api::too_many_failures(retry));
+        }
+        return Ok(sign_in_page(
+            &st,
+            w.lang,
+            jar,
             StatusCode::UNAUTHORIZED,
-            pages::sign_in(w.lang, Some(w.lang.t().bad_token)),
+            Some(w.lang.t().bad_token),
         ));
     };
     let Some((cookie, _csrf)) = st.web.open(p.clone()) else {
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no randomness",
-            "a session could not be opened",
+            "no session",
+            "a session could not be opened (too many sessions, or no randomness)",
         ));
     };
     let mut r = api::record(&p, "sign_in");
@@ -364,6 +466,7 @@ async fn login(
     } else {
         "/ui/search"
     };
+    let jar = jar.remove(Cookie::build(PRESESSION_COOKIE).path("/").build());
     Ok((jar.add(session_cookie(&st, cookie)), Redirect::to(target)).into_response())
 }
 
@@ -413,16 +516,38 @@ struct BackQuery {
     back: Option<String>,
 }
 
+/// A `back` target the language switch may redirect to: only the page's own routes. The
+/// value (already decoded once from the query) is percent-decoded again (a browser may do
+/// so) and refused if either form holds a control or white-space character or `\\`, holds
+/// `//`, or is not exactly `/` or `/ui/…`.
+pub fn safe_back(back: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(back)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    for s in [back, decoded.as_str()] {
+        let bad = |c: char| c.is_control() || c.is_whitespace() || c == '\\';
+        if s.chars().any(bad) || s.contains("//") {
+            return None;
+        }
+        if !(s == "/" || s.starts_with("/ui/")) {
+            return None;
+        }
+    }
+    Some(back.to_string())
+}
+
 async fn set_lang(
     jar: CookieJar,
     Path(code): Path<String>,
     Query(q): Query<BackQuery>,
 ) -> Response {
     let v = if code == "en" { "en" } else { "zh" };
-    // Only local paths: never an open redirect.
+    // Only the page's own routes: never an open redirect.
     let back = q
         .back
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .as_deref()
+        .and_then(safe_back)
         .unwrap_or_else(|| "/".into());
     let c = Cookie::build((LANG_COOKIE, v))
         .path("/")
@@ -1129,5 +1254,114 @@ pub fn badge(lang: Lang, level: Level) -> (&'static str, &'static str, &'static 
         Level::Recognizable => ("ok", "✔", t.recognizable),
         Level::ReferenceOnly => ("ref", "ⓘ", t.reference_only),
         Level::Blocked => ("no", "⛔", t.blocked),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_targets_are_only_the_pages_own_routes() {
+        for ok in [
+            "/",
+            "/ui/search",
+            "/ui/p/abc?kind=lab",
+            "/ui/p/abc/r/blake3:00?item=FX-LAB-K",
+        ] {
+            assert_eq!(safe_back(ok).as_deref(), Some(ok), "{ok}");
+        }
+        for bad in [
+            "/\t/evil.example/x",
+            "/%09/evil.example/x",
+            "/%2509/evil.example/x",
+            "//evil.example",
+            "/%2F/evil.example",
+            "/\\evil.example",
+            "/%5Cevil.example",
+            "/ui/../\\evil",
+            "https://evil.example/",
+            "evil.example",
+            "",
+            " /ui/search",
+            "/ui/search\r\nSet-Cookie: x=1",
+            "/ui/%0d%0aSet-Cookie:x",
+            "/ui//evil.example",
+            "/uix",
+            "/api/v1/audit",
+            "/\u{2028}/evil.example",
+            "/%E2%80%A8/evil.example",
+            "/%ff",
+        ] {
+            assert_eq!(safe_back(bad), None, "{bad:?}");
+        }
+    }
+
+    fn principal(id: &str) -> Principal {
+        Principal {
+            id: id.into(),
+            institution: "FX-ZX".into(),
+            role: Role::Clinician,
+            department: String::new(),
+        }
+    }
+
+    #[test]
+    fn one_principal_never_evicts_another_principals_session() {
+        let s = Sessions::default();
+        let (victim, _) = s.open(principal("dr.b")).unwrap();
+        let mut mine = Vec::new();
+        for _ in 0..1000 {
+            mine.push(s.open(principal("dr.a")).unwrap().0);
+        }
+        assert!(
+            s.get(&victim).is_some(),
+            "another principal's session survives"
+        );
+        let live = mine.iter().filter(|c| s.get(c).is_some()).count();
+        assert_eq!(live, MAX_SESSIONS_PER_PRINCIPAL);
+        // The newest stay, the oldest went.
+        assert!(s.get(&mine[999]).is_some() && s.get(&mine[0]).is_none());
+    }
+
+    #[test]
+    fn same_origin_posts_only() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = axum::http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            m
+        };
+        let host = ("host", "huren.example:8443");
+        assert!(same_origin(&h(&[
+            host,
+            ("origin", "https://huren.example:8443")
+        ])));
+        assert!(same_origin(&h(&[
+            host,
+            ("referer", "https://huren.example:8443/?x")
+        ])));
+        assert!(same_origin(&h(&[host])));
+        assert!(!same_origin(&h(&[
+            host,
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!same_origin(&h(&[host, ("origin", "null")])));
+        assert!(!same_origin(&h(&[
+            host,
+            ("origin", "https://huren.example:8443.evil")
+        ])));
+        assert!(!same_origin(&h(&[
+            host,
+            ("referer", "https://evil.example/huren.example:8443")
+        ])));
+        assert!(!same_origin(&h(&[(
+            "origin",
+            "https://huren.example:8443"
+        )])));
     }
 }

@@ -67,7 +67,7 @@ fn urlencode(s: &str) -> String {
 }
 
 /// The sign-in page.
-pub fn sign_in(lang: Lang, msg: Option<&str>) -> Markup {
+pub fn sign_in(lang: Lang, msg: Option<&str>, csrf: &str) -> Markup {
     let t = lang.t();
     layout(
         lang,
@@ -80,6 +80,7 @@ pub fn sign_in(lang: Lang, msg: Option<&str>) -> Markup {
                 p.hint { (t.sign_in_hint) }
                 @if let Some(m) = msg { p.error role="alert" { (m) } }
                 form method="post" action="/ui/login" {
+                    input type="hidden" name="csrf" value=(csrf);
                     label for="token" { (t.token) }
                     input #token type="password" name="token" autocomplete="off" required autofocus;
                     button.primary type="submit" { (t.sign_in) }
