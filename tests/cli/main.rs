@@ -14,6 +14,7 @@ mod fhir;
 mod files;
 mod gate;
 mod https;
+mod identity;
 mod matrix;
 mod mllp;
 mod recognition;

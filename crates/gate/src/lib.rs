@@ -536,6 +536,42 @@ impl Gate {
         &self.audit
     }
 
+    /// The identity review queue: the open items (local keys, keyed person keys, the
+    /// claiming message; no national ID in clear), for the privacy officer only — the role
+    /// is checked here (a refusal is audited); the caller audits the answer.
+    pub async fn identity_reviews(
+        &self,
+        p: &Principal,
+    ) -> Result<Vec<huren_store::ReviewItem>, Problem> {
+        self.require_role(p, &[Role::PrivacyOfficer], "identity_review")
+            .await?;
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.identity_reviews(true)).await??)
+    }
+
+    /// Decides an identity review item (the privacy officer only; the role is checked here,
+    /// a refusal audited; the caller audits the outcome). `Ok(Err(_))` is the store's
+    /// refusal (no such item, already resolved) for the caller to answer and audit.
+    pub async fn resolve_identity_review(
+        &self,
+        p: &Principal,
+        id: &str,
+        decision: huren_store::ReviewDecision,
+        reason: &str,
+    ) -> Result<Result<huren_store::ReviewResolution, StoreError>, Problem> {
+        self.require_role(p, &[Role::PrivacyOfficer], "identity_review")
+            .await?;
+        match self
+            .store
+            .resolve_identity_review(id, decision, &p.id, reason)
+            .await
+        {
+            Ok(r) => Ok(Ok(r)),
+            Err(e @ (StoreError::ReviewNotFound(_) | StoreError::ReviewClosed(_))) => Ok(Err(e)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The person key of a patient identifier (no patient data).
     pub fn person_key(&self, id: &PatientId) -> Result<String, StoreError> {
         self.store.person_key(id)
