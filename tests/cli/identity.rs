@@ -149,6 +149,10 @@ fn an_oru_with_a_typo_moves_nothing_and_accepting_moves_exactly_its_local_id() {
                 .any(|x| x["code"] == "IDENTITY_UNCERTAIN")
         });
     assert!(others_shown, "{body:#}");
+    // Nor by its hash, to anyone but its sender.
+    let (st, body) = srv.get(&format!("/api/v1/reports/{new_hash}"));
+    assert_eq!(st, 409, "{body}");
+    assert_eq!(body["code"], "IDENTITY_UNCERTAIN", "{body}");
 
     // One review item, for FX-GX:GX-77, naming the message; no national ID in clear.
     let open = open_reviews(&srv);

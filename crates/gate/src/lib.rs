@@ -873,6 +873,19 @@ impl Gate {
         );
         match d {
             Decision::Deny(d) => Err(self.refuse(rec, &d).await),
+            // Its message claimed another national ID than its local ID's link (an open
+            // identity review item): not shown as the person's, except to its own sender.
+            Decision::Allow(_)
+                if meta.identity_review.is_some() && p.institution != meta.institution =>
+            {
+                let d = huren_access::Denial {
+                    status: 409,
+                    code: "IDENTITY_UNCERTAIN",
+                    reason: "the report's patient identity is under review".into(),
+                    wrong_code: false,
+                };
+                Err(self.refuse(rec, &d).await)
+            }
             Decision::Allow(b) => {
                 rec.break_glass = matches!(b, Basis::BreakGlass { .. });
                 rec.detail = basis_detail(&b);
