@@ -222,6 +222,8 @@ fn a_contradicting_a08_moves_nothing_and_keeping_moves_nothing() {
     assert_eq!(before.len(), 4);
 
     send(&mut c, &a08("FX-ZY", "A08-TYPO", "ZY-5566", TYPO));
+    // Sent twice (a retransmission): one question, asked once.
+    send(&mut c, &a08("FX-ZY", "A08-TYPO", "ZY-5566", TYPO));
     assert_eq!(reports(&srv, &format!("nid:{NID}")), before);
     assert!(reports(&srv, &format!("nid:{TYPO}")).is_empty());
     let open = open_reviews(&srv);

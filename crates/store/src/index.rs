@@ -682,6 +682,19 @@ impl SledIndex {
                     return Ok(());
                 }
             }
+            // The same message again (a retransmission, a re-sent ADT): the open item it
+            // opened stands; a second one would ask the same question twice.
+            if let Some(original) = ctx.as_ref().map(|c| c.original) {
+                let same = self.reviews(true)?.into_iter().any(|r| {
+                    r.id != id
+                        && r.local == local
+                        && r.claimed == person
+                        && r.original.as_ref() == Some(original)
+                });
+                if same {
+                    return Ok(());
+                }
+            }
             let reports = ctx.as_ref().map(|c| c.reports.to_vec()).unwrap_or_default();
             for h in &reports {
                 self.mark_report(h, Some(id), id)?;
@@ -1328,6 +1341,11 @@ mod tests {
         ix.reviews.remove(b"2-1").unwrap();
         ix.apply(&rec2, 100).unwrap();
         assert_eq!(dump(&ix), after2);
+        // The same message again in a later record (an ADT re-sent): no second item.
+        ix.apply(&rec(9, vec![claim("A:1", "nidk:y", vec![])]), 300)
+            .unwrap();
+        assert_eq!(ix.reviews(true).unwrap().len(), 1);
+        restore(&ix, &after2);
 
         // The privacy officer accepts the claim: exactly A:1 moves, with its reports.
         let rec3 = rec(
