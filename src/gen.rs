@@ -124,6 +124,7 @@ pub async fn generate(store: Store, secret: &str, reports: u64, patients: u64) -
                         identity: vec![],
                         received_at: received,
                         attachments: vec![],
+                        message_id: None,
                     })
                     .await
             }

@@ -15,6 +15,7 @@ mod fhir;
 mod files;
 mod gate;
 mod https;
+mod identity;
 mod matrix;
 mod mllp;
 mod recognition;

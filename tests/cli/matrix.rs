@@ -222,7 +222,7 @@ enum Class {
     Data(&'static str),
     /// A QIDO-RS search without a patient key: the caller's own institution's studies.
     Search,
-    /// The privacy officer's audit view.
+    /// The privacy officer's audit view and identity review queue.
     Audit,
     /// Recognition statistics.
     Stats,
@@ -270,7 +270,7 @@ fn expect(r: &Route, c: Caller, a: Auth) -> (u16, usize) {
         Class::Search => (r.ok, 1),
         Class::Audit => (
             if c == Caller::PrivacyOfficer {
-                200
+                r.ok
             } else {
                 403
             },
@@ -777,6 +777,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/api/v1/identity/reviews",
+            "/api/v1/identity/reviews".into(),
+            Class::Audit,
+            200,
+            None,
+        ),
+        r(
+            "GET",
             "/api/v1/stats/recognition",
             "/api/v1/stats/recognition".into(),
             Class::Stats,
@@ -821,6 +829,15 @@ fn every_route_against_every_caller_status_and_audit_count() {
             serde_json::json!({"patient": "FX-ZX:M1", "report": format!("blake3:{}", "0".repeat(64)),
             "item": "FX-LAB-K", "action": "accept"}),
         ),
+    );
+    // No review item has this id: the privacy officer learns so (404, audited).
+    post(
+        "/api/v1/identity/reviews/{id}/resolve",
+        "/api/v1/identity/reviews/999-0/resolve".into(),
+        Class::Audit,
+        404,
+        None,
+        json(serde_json::json!({"decision": "keep", "reason": "matrix"})),
     );
     post(
         "/api/v1/consents",

@@ -248,6 +248,10 @@ pub async fn evaluate_patient_item(
             },
             report,
             match link {
+                // Its message claimed another national ID than the one its local key is
+                // linked to (an open identity review item): not this patient's for sure, so
+                // the engine answers IDENTITY_UNCERTAIN and shows no content.
+                _ if meta.identity_review.is_some() => IdentityMethod::MpiPossibleMatch,
                 IdentityLink::ExactNationalId => IdentityMethod::ExactNationalId,
                 IdentityLink::LocalOnly
                     if queried_local.as_deref() == Some(meta.local.as_str()) =>

@@ -35,6 +35,11 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/stats/recognition", get(crate::api::stats))
         .route("/api/v1/audit", get(crate::api::audit_view))
+        .route("/api/v1/identity/reviews", get(crate::identity::reviews))
+        .route(
+            "/api/v1/identity/reviews/{id}/resolve",
+            post(crate::identity::resolve),
+        )
         .route(
             "/api/v1/audit/break-glass",
             get(crate::api::break_glass_view),
@@ -228,7 +233,11 @@ async fn patient_reports(
         tokio::task::spawn_blocking(move || gate.patient_reports(&token, kind)).await??;
     let out: Vec<serde_json::Value> = loaded
         .iter()
-        .map(|(m, r)| json!({"meta": m, "report": r.as_ref()}))
+        .map(|(m, r)| match m.identity_review {
+            // Identity-uncertain (an open identity review item): listed, content withheld.
+            Some(_) => json!({"meta": m, "report": null, "identity_uncertain": true}),
+            None => json!({"meta": m, "report": r.as_ref()}),
+        })
         .collect();
     let mut rec = asked.audit_base();
     rec.returned = loaded.iter().map(|(m, _)| m.hash.to_string()).collect();

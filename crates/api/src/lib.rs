@@ -9,6 +9,7 @@ pub mod auth;
 pub mod fhir;
 pub mod http;
 pub mod https;
+pub mod identity;
 
 pub use api::{ApiState, Authed};
 pub use huren_gate as gate;

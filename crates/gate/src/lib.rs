@@ -622,6 +622,42 @@ impl Gate {
         &self.audit
     }
 
+    /// The identity review queue: the open items (local keys, keyed person keys, the
+    /// claiming message; no national ID in clear), for the privacy officer only — the role
+    /// is checked here (a refusal is audited); the caller audits the answer.
+    pub async fn identity_reviews(
+        &self,
+        p: &Principal,
+    ) -> Result<Vec<huren_store::ReviewItem>, Problem> {
+        self.require_role(p, &[Role::PrivacyOfficer], "identity_review")
+            .await?;
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.identity_reviews(true)).await??)
+    }
+
+    /// Decides an identity review item (the privacy officer only; the role is checked here,
+    /// a refusal audited; the caller audits the outcome). `Ok(Err(_))` is the store's
+    /// refusal (no such item, already resolved) for the caller to answer and audit.
+    pub async fn resolve_identity_review(
+        &self,
+        p: &Principal,
+        id: &str,
+        decision: huren_store::ReviewDecision,
+        reason: &str,
+    ) -> Result<Result<huren_store::ReviewResolution, StoreError>, Problem> {
+        self.require_role(p, &[Role::PrivacyOfficer], "identity_review")
+            .await?;
+        match self
+            .store
+            .resolve_identity_review(id, decision, &p.id, reason)
+            .await
+        {
+            Ok(r) => Ok(Ok(r)),
+            Err(e @ (StoreError::ReviewNotFound(_) | StoreError::ReviewClosed(_))) => Ok(Err(e)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The person key of a patient identifier (no patient data).
     pub fn person_key(&self, id: &PatientId) -> Result<String, StoreError> {
         self.store.person_key(id)
@@ -923,6 +959,19 @@ impl Gate {
         );
         match d {
             Decision::Deny(d) => Err(self.refuse(rec, &d).await),
+            // Its message claimed another national ID than its local ID's link (an open
+            // identity review item): not shown as the person's, except to its own sender.
+            Decision::Allow(_)
+                if meta.identity_review.is_some() && p.institution != meta.institution =>
+            {
+                let d = huren_access::Denial {
+                    status: 409,
+                    code: "IDENTITY_UNCERTAIN",
+                    reason: "the report's patient identity is under review".into(),
+                    wrong_code: false,
+                };
+                Err(self.refuse(rec, &d).await)
+            }
             Decision::Allow(b) => {
                 rec.break_glass = matches!(b, Basis::BreakGlass { .. });
                 rec.detail = basis_detail(&b);

@@ -293,6 +293,7 @@ impl Gateway {
                 identity: vec![],
                 received_at: now(),
                 attachments,
+                message_id: None,
             },
             record,
             out,

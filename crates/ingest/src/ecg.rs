@@ -144,6 +144,7 @@ pub fn prepare_ecg_hashed(
             identity: vec![],
             received_at,
             attachments: vec![blob],
+            message_id: None,
         },
         out,
     ))

@@ -250,20 +250,52 @@ pub fn prepare_hl7(
             let ops = p
                 .national_id_key
                 .iter()
-                .map(|k| IdentityOp::Link {
-                    local: p.local_key(),
-                    person: k.clone(),
+                .map(|k| {
+                    claim(
+                        p.local_key(),
+                        k,
+                        &inst.code,
+                        &header,
+                        original,
+                        &received_at,
+                    )
                 })
                 .collect();
             (vec![], ops, None)
         }
         Content::PatientMerge { surviving, merged } => {
+            // An institution merges only its own IDs: both sides in its namespace. (The
+            // adapter files every identifier under the sender's institution; this refuses
+            // anything that would reach into another institution's IDs.)
+            let foreign = std::iter::once(&surviving)
+                .chain(merged.iter())
+                .find(|p| p.institution != inst.code);
+            if let Some(p) = foreign {
+                return Err(reject(
+                    204,
+                    if p.institution == surviving.institution {
+                        "PID-3"
+                    } else {
+                        "MRG-1"
+                    },
+                    format!(
+                        "ADT^A40 from {} names an ID of institution {}: an institution may merge only its own IDs",
+                        inst.code, p.institution
+                    ),
+                ));
+            }
             let mut ops: Vec<IdentityOp> = surviving
                 .national_id_key
                 .iter()
-                .map(|k| IdentityOp::Link {
-                    local: surviving.local_key(),
-                    person: k.clone(),
+                .map(|k| {
+                    claim(
+                        surviving.local_key(),
+                        k,
+                        &inst.code,
+                        &header,
+                        original,
+                        &received_at,
+                    )
                 })
                 .collect();
             ops.extend(merged.iter().map(|m| IdentityOp::Merge {
@@ -281,11 +313,32 @@ pub fn prepare_hl7(
             identity,
             received_at,
             attachments: vec![],
+            message_id: Some(header.control_id.clone()),
         },
         warnings: it.warnings,
         institution: inst.code,
         kind,
     })
+}
+
+/// An ADT's claim that `local` is the person of national-ID key `person`.
+fn claim(
+    local: String,
+    person: &str,
+    institution: &str,
+    header: &huren_hl7::MessageHeader,
+    original: ContentHash,
+    received_at: &str,
+) -> IdentityOp {
+    IdentityOp::Claim {
+        local,
+        person: person.to_string(),
+        institution: institution.to_string(),
+        message_id: Some(header.control_id.clone()),
+        original,
+        reports: vec![],
+        at: received_at.to_string(),
+    }
 }
 
 fn demo_institution(code: &str) -> crate::config::Institution {

@@ -71,6 +71,7 @@ fn ingest(i: usize) -> Ingest {
         identity: vec![],
         received_at: "2025-06-24T10:05:00+08:00".into(),
         attachments: vec![],
+        message_id: None,
     }
 }
 

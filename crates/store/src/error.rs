@@ -42,6 +42,12 @@ pub enum StoreError {
     /// The writer thread has stopped (after an unrecoverable journal error).
     #[error("store writer has stopped; no further commits are possible")]
     WriterGone,
+    /// No identity review item has this id.
+    #[error("no identity review item {0}")]
+    ReviewNotFound(String),
+    /// The identity review item was already decided.
+    #[error("identity review item {0} is already resolved")]
+    ReviewClosed(String),
     /// A previous journal write failed and could not be rolled back.
     #[error("store is read-only after a journal failure: {0}")]
     Poisoned(String),

@@ -10,7 +10,7 @@ use std::path::Path;
 use huren_model::{ContentHash, InstanceRecord, ReportKind, ReportStatus};
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{Entry, IdentityOp, JournalRecord};
+use crate::journal::{Entry, IdentityOp, JournalRecord, ReviewDecision};
 use crate::StoreError;
 
 /// How firmly the reports of a query are tied to the person asked about.
@@ -49,6 +49,72 @@ pub struct ReportMeta {
     /// The newer version that replaces this one, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<ContentHash>,
+    /// The open identity review item this report waits on: its message claimed a national ID
+    /// that contradicts the existing link of its local key. While set, the report is
+    /// identity-uncertain: it is filed under its local key (and so its existing person) but
+    /// its content is not to be shown as anyone's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_review: Option<String>,
+}
+
+/// Where an identity review item stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ReviewState {
+    /// Waiting for a decision.
+    Open,
+    /// A decision is being applied (a crash may cut it short; the replay finishes it with
+    /// the person noted here).
+    Resolving {
+        /// The decision.
+        decision: ReviewDecision,
+        /// The person `local` belonged to when the decision was applied.
+        from: String,
+    },
+    /// Decided.
+    Resolved {
+        /// The decision.
+        decision: ReviewDecision,
+        /// The person `local` belonged to before the decision.
+        from: String,
+        /// Who decided.
+        by: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: String,
+        /// The journal record that holds the decision.
+        seq: u64,
+    },
+}
+
+/// A national ID claimed for a local key that is already linked to another one: the link
+/// stayed, the claim waits here for a person to decide.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewItem {
+    /// `SEQ-ENTRY`: the claim's position in the journal.
+    pub id: String,
+    /// The local key claimed.
+    pub local: String,
+    /// The person it is linked to (a keyed `nidk:` key).
+    pub current: String,
+    /// The person claimed (a keyed `nidk:` key).
+    pub claimed: String,
+    /// The institution whose message made the claim.
+    pub institution: String,
+    /// The message's control ID, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The message's original, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<ContentHash>,
+    /// The message's reports, marked identity-uncertain while the item is open.
+    #[serde(default)]
+    pub reports: Vec<ContentHash>,
+    /// When the claim was received.
+    pub at: String,
+    /// Open, being resolved, or resolved.
+    pub state: ReviewState,
 }
 
 /// What C-FIND and QIDO-RS match a study on, kept up to date as instances arrive.
@@ -200,6 +266,8 @@ pub struct SledIndex {
     /// Blob hash (32 bytes) → `start (u64 BE) ‖ len (u32 BE)` of its bytes inline in
     /// `journal.log`, for every blob a journal record carries.
     blob_locations: sled::Tree,
+    /// Identity review item id → [`ReviewItem`].
+    reviews: sled::Tree,
 }
 
 const APPLIED: &[u8] = b"applied_seq";
@@ -233,8 +301,11 @@ pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreErr
 const FORMAT: &[u8] = b"index_format";
 /// The layout of the trees below. An index of another format (or of none: the first one kept
 /// each chain as one JSON list, rewritten per version, and had no blob locations) is rebuilt
-/// from the journal at open. 2: one key per chain version; 3: journal blob locations.
-pub const INDEX_FORMAT: u32 = 3;
+/// from the journal at open. 2: one key per chain version; 3: journal blob locations; 4:
+/// identity ops move only their own institution's local keys and a contradicting national
+/// ID opens a review item (an index of format 3 may hold groups moved across institutions,
+/// so it is rebuilt under the new rules).
+pub const INDEX_FORMAT: u32 = 4;
 
 fn chain_version_key(chain: &str, version: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(chain.len() + 5);
@@ -284,6 +355,7 @@ impl SledIndex {
             patient_studies: db.open_tree("dicom_patient_studies")?,
             cache: db.open_tree("blob_cache")?,
             blob_locations: db.open_tree("blob_locations")?,
+            reviews: db.open_tree("identity_reviews")?,
             db,
         };
         if idx.meta.get(FORMAT)?.is_none() && idx.applied_seq()? == 0 && !idx.has_old_chains()? {
@@ -402,13 +474,15 @@ impl SledIndex {
         Ok(out)
     }
 
-    /// Moves every local of person `from` to person `into`.
-    fn move_group(&self, from: &str, into: &str) -> Result<(), StoreError> {
+    /// Moves the locals of person `from` that belong to institution `ns` (the part of a
+    /// local key before its first `:`) to person `into`. Other institutions' local keys stay
+    /// where they are: an institution's message may move only its own IDs.
+    fn move_group_ns(&self, from: &str, into: &str, ns: &str) -> Result<(), StoreError> {
         if from == into {
             return Ok(());
         }
         for l in self.locals_of(from)? {
-            if l == into {
+            if l == into || namespace(&l) != Some(ns) {
                 continue;
             }
             self.l2p.insert(l.as_bytes(), into.as_bytes())?;
@@ -418,32 +492,242 @@ impl SledIndex {
         Ok(())
     }
 
-    fn apply_identity(&self, op: &IdentityOp, touched: &mut Vec<String>) -> Result<(), StoreError> {
-        match op {
-            IdentityOp::Link { local, person } => {
-                let current = self.person_of(local)?;
-                if &current != person {
-                    touched.push(current.clone());
-                    touched.push(local.clone());
-                    self.move_group(&current, person)?;
-                    // `local` may have been its own person and so not in its own group list.
-                    self.l2p.insert(local.as_bytes(), person.as_bytes())?;
-                    self.p2l.insert(pair(person, local), &[])?;
+    /// An identity review item.
+    pub fn review(&self, id: &str) -> Result<Option<ReviewItem>, StoreError> {
+        Self::get_json(&self.reviews, id.as_bytes())
+    }
+
+    /// Every identity review item (open ones only when `open_only`), oldest first.
+    pub fn reviews(&self, open_only: bool) -> Result<Vec<ReviewItem>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.reviews.iter() {
+            let (_, v) = kv?;
+            let r: ReviewItem = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("index value: {e}")))?;
+            if !open_only || r.state == ReviewState::Open {
+                out.push(r);
+            }
+        }
+        // Ids are `SEQ-ENTRY`: order by the numbers, not the text.
+        out.sort_by_key(|r| review_order(&r.id));
+        Ok(out)
+    }
+
+    /// Current reports filed under one local key.
+    pub fn reports_of_local(&self, local: &str) -> Result<Vec<ReportMeta>, StoreError> {
+        let mut out = Vec::new();
+        let mut prefix = local.as_bytes().to_vec();
+        prefix.push(0);
+        for kv in self.by_local.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            let Some(h) = k.get(prefix.len()..) else {
+                continue;
+            };
+            let Ok(h) = <[u8; 32]>::try_from(h) else {
+                continue;
+            };
+            if let Some(m) = self.report_meta(&ContentHash::from_bytes(h))? {
+                if m.superseded_by.is_none() {
+                    out.push(m);
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// Sets (or, with `None`, clears when it names `only`) a report's review mark.
+    fn mark_report(
+        &self,
+        hash: &ContentHash,
+        review: Option<&str>,
+        only: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(mut m) = Self::get_json::<ReportMeta>(&self.reports, hash.as_bytes())? {
+            let want = match review {
+                Some(r) => Some(r.to_string()),
+                None if m.identity_review.as_deref() == Some(only) => None,
+                None => return Ok(()),
+            };
+            if m.identity_review != want {
+                m.identity_review = want;
+                Self::put_json(&self.reports, hash.as_bytes(), &m)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an identity op; `id` is its position in the journal (`SEQ-ENTRY`), the id of
+    /// a review item it opens. Each step is idempotent and a crash may cut the sequence
+    /// anywhere: replaying the record finishes it (see the tests).
+    fn apply_identity(
+        &self,
+        op: &IdentityOp,
+        id: &str,
+        seq: u64,
+        touched: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        match op {
+            IdentityOp::Link { local, person } => {
+                self.apply_claim(local, person, None, id, touched)?;
+            }
+            IdentityOp::Claim {
+                local,
+                person,
+                institution,
+                message_id,
+                original,
+                reports,
+                at,
+            } => {
+                let ctx = ClaimContext {
+                    institution,
+                    message_id: message_id.as_deref(),
+                    original,
+                    reports,
+                    at,
+                };
+                self.apply_claim(local, person, Some(ctx), id, touched)?;
+            }
             IdentityOp::Merge { from, into } => {
+                let Some(ns) = namespace(from) else {
+                    return Ok(());
+                };
+                if namespace(into) != Some(ns) {
+                    // Another institution's ID: never moved by this sender's merge.
+                    return Ok(());
+                }
                 let pf = self.person_of(from)?;
                 let pi = self.person_of(into)?;
                 if pf != pi {
                     touched.push(pf.clone());
                     touched.push(from.clone());
                     touched.push(into.clone());
-                    self.move_group(&pf, &pi)?;
+                    self.move_group_ns(&pf, &pi, ns)?;
                     self.l2p.insert(from.as_bytes(), pi.as_bytes())?;
                     self.p2l.insert(pair(&pi, from), &[])?;
                 }
             }
+            IdentityOp::Resolve {
+                review,
+                decision,
+                by,
+                reason,
+                at,
+            } => {
+                let Some(mut item) = self.review(review)? else {
+                    tracing::warn!(review = %review, "resolution of an unknown identity review item ignored");
+                    return Ok(());
+                };
+                let from = match &item.state {
+                    ReviewState::Resolved { .. } => return Ok(()),
+                    ReviewState::Resolving { from, .. } => from.clone(),
+                    ReviewState::Open => {
+                        let from = self.person_of(&item.local)?;
+                        item.state = ReviewState::Resolving {
+                            decision: *decision,
+                            from: from.clone(),
+                        };
+                        Self::put_json(&self.reviews, review.as_bytes(), &item)?;
+                        from
+                    }
+                };
+                let local = item.local.clone();
+                touched.push(from.clone());
+                touched.push(local.clone());
+                if *decision == ReviewDecision::AcceptClaim && from != item.claimed {
+                    // That one local key, nothing else.
+                    self.p2l.insert(pair(&item.claimed, &local), &[])?;
+                    self.l2p.insert(local.as_bytes(), item.claimed.as_bytes())?;
+                    self.p2l.remove(pair(&from, &local))?;
+                    touched.push(item.claimed.clone());
+                }
+                for h in &item.reports {
+                    self.mark_report(h, None, review)?;
+                }
+                item.state = ReviewState::Resolved {
+                    decision: *decision,
+                    from,
+                    by: by.clone(),
+                    reason: reason.clone(),
+                    at: at.clone(),
+                    seq,
+                };
+                Self::put_json(&self.reviews, review.as_bytes(), &item)?;
+            }
         }
+        Ok(())
+    }
+
+    /// A national ID seen with `local`: links it (with its own institution's local group)
+    /// when it is not linked to another national ID; otherwise the link stays and a review
+    /// item `id` is opened, its reports marked identity-uncertain.
+    fn apply_claim(
+        &self,
+        local: &str,
+        person: &str,
+        ctx: Option<ClaimContext<'_>>,
+        id: &str,
+        touched: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        let current = self.person_of(local)?;
+        if current == person {
+            return Ok(());
+        }
+        if current.starts_with("nidk:") {
+            // A contradiction: the existing link stays. A replay finds the same state (the
+            // link did not move) and rewrites the same item, unless a later record already
+            // decided it.
+            if let Some(existing) = self.review(id)? {
+                if existing.state != ReviewState::Open {
+                    return Ok(());
+                }
+            }
+            // The same message again (a retransmission, a re-sent ADT): the open item it
+            // opened stands; a second one would ask the same question twice.
+            if let Some(original) = ctx.as_ref().map(|c| c.original) {
+                let same = self.reviews(true)?.into_iter().any(|r| {
+                    r.id != id
+                        && r.local == local
+                        && r.claimed == person
+                        && r.original.as_ref() == Some(original)
+                });
+                if same {
+                    return Ok(());
+                }
+            }
+            let reports = ctx.as_ref().map(|c| c.reports.to_vec()).unwrap_or_default();
+            for h in &reports {
+                self.mark_report(h, Some(id), id)?;
+            }
+            let item = ReviewItem {
+                id: id.to_string(),
+                local: local.to_string(),
+                current: current.clone(),
+                claimed: person.to_string(),
+                institution: ctx
+                    .as_ref()
+                    .map(|c| c.institution.to_string())
+                    .or_else(|| namespace(local).map(str::to_string))
+                    .unwrap_or_default(),
+                message_id: ctx.as_ref().and_then(|c| c.message_id.map(str::to_string)),
+                original: ctx.as_ref().map(|c| *c.original),
+                reports,
+                at: ctx.as_ref().map(|c| c.at.to_string()).unwrap_or_default(),
+                state: ReviewState::Open,
+            };
+            Self::put_json(&self.reviews, id.as_bytes(), &item)?;
+            touched.push(current);
+            touched.push(local.to_string());
+            return Ok(());
+        }
+        touched.push(current.clone());
+        touched.push(local.to_string());
+        if let Some(ns) = namespace(local) {
+            self.move_group_ns(&current, person, ns)?;
+        }
+        // `local` may have been its own person and so not in its own group list.
+        self.l2p.insert(local.as_bytes(), person.as_bytes())?;
+        self.p2l.insert(pair(person, local), &[])?;
         Ok(())
     }
 
@@ -487,6 +771,7 @@ impl SledIndex {
                     received_at: received_at.clone(),
                     version,
                     superseded_by,
+                    identity_review: None,
                 };
                 Self::put_json(&self.reports, hash.as_bytes(), &meta)?;
                 version
@@ -632,6 +917,28 @@ impl SledIndex {
     }
 }
 
+/// What a claim's message says besides the claim.
+struct ClaimContext<'a> {
+    institution: &'a str,
+    message_id: Option<&'a str>,
+    original: &'a ContentHash,
+    reports: &'a [ContentHash],
+    at: &'a str,
+}
+
+/// The institution of a local key `INSTITUTION:LOCAL_ID`.
+pub(crate) fn namespace(local: &str) -> Option<&str> {
+    local
+        .split_once(':')
+        .map(|(ns, _)| ns)
+        .filter(|ns| !ns.is_empty())
+}
+
+fn review_order(id: &str) -> (u64, u64) {
+    let (a, b) = id.split_once('-').unwrap_or((id, "0"));
+    (a.parse().unwrap_or(u64::MAX), b.parse().unwrap_or(0))
+}
+
 fn fill(slot: &mut Option<String>, v: &Option<String>) {
     if slot.is_none() {
         slot.clone_from(v);
@@ -653,10 +960,13 @@ impl Index for SledIndex {
     fn apply(&self, rec: &JournalRecord, at: u64) -> Result<Vec<String>, StoreError> {
         // Persons (before the record) and local keys (resolved after it) it touches.
         let mut touched = Vec::new();
-        for e in &rec.entries {
+        for (i, e) in rec.entries.iter().enumerate() {
             match e {
                 Entry::Report { .. } => self.apply_report(e, &mut touched)?,
-                Entry::Identity(op) => self.apply_identity(op, &mut touched)?,
+                Entry::Identity(op) => {
+                    let id = format!("{}-{i}", rec.seq);
+                    self.apply_identity(op, &id, rec.seq, &mut touched)?
+                }
                 Entry::Original { .. } => {}
                 Entry::Instance { record, .. } => self.apply_instance(record)?,
             }
@@ -890,6 +1200,297 @@ mod tests {
         // Applying it again once complete changes nothing.
         ix.apply_instance(&second).unwrap();
         assert_eq!(counts(&ix), want);
+    }
+
+    fn report(n: u8, local: &str) -> (ContentHash, Entry) {
+        let hash = ContentHash::of(&[n]);
+        (
+            hash,
+            Entry::Report {
+                hash,
+                original: ContentHash::of(&[n, n]),
+                kind: ReportKind::Lab,
+                status: ReportStatus::Final,
+                chain: format!("lab|{local}|F{n}"),
+                local: local.into(),
+                institution: namespace(local).unwrap_or_default().into(),
+                time_ms: Some(i64::from(n)),
+                received_at: "2026-01-01T00:00:00+08:00".into(),
+                outcome: crate::Outcome::Stored,
+            },
+        )
+    }
+
+    fn claim(local: &str, person: &str, reports: Vec<ContentHash>) -> Entry {
+        Entry::Identity(IdentityOp::Claim {
+            local: local.into(),
+            person: person.into(),
+            institution: namespace(local).unwrap_or_default().into(),
+            message_id: Some("CTL-1".into()),
+            original: ContentHash::of(b"msg"),
+            reports,
+            at: "2026-01-02T00:00:00+08:00".into(),
+        })
+    }
+
+    fn rec(seq: u64, entries: Vec<Entry>) -> JournalRecord {
+        JournalRecord { seq, entries }
+    }
+
+    type Dump = Vec<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// The identity-relevant trees, in full.
+    fn dump(ix: &SledIndex) -> Dump {
+        [&ix.l2p, &ix.p2l, &ix.reviews, &ix.reports, &ix.by_local]
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .map(|kv| {
+                        let (k, v) = kv.unwrap();
+                        (k.to_vec(), v.to_vec())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn restore(ix: &SledIndex, d: &Dump) {
+        for (t, kvs) in [&ix.l2p, &ix.p2l, &ix.reviews, &ix.reports, &ix.by_local]
+            .iter()
+            .zip(d)
+        {
+            t.clear().unwrap();
+            for (k, v) in kvs {
+                t.insert(k.as_slice(), v.as_slice()).unwrap();
+            }
+        }
+    }
+
+    fn hashes(ix: &SledIndex, person: &str) -> Vec<ContentHash> {
+        let mut h: Vec<ContentHash> = ix
+            .reports_of_person(person, None)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.hash)
+            .collect();
+        h.sort();
+        h
+    }
+
+    fn sorted(mut v: Vec<ContentHash>) -> Vec<ContentHash> {
+        v.sort();
+        v
+    }
+
+    /// Issue 16: a national ID claimed for a local key already linked to another one moves
+    /// nothing (not the other institutions' keys, not the local key itself); it opens a
+    /// review item and marks the claim's report. Replaying the records (twice, or after an
+    /// update cut short) gives the same index; an accepted claim moves exactly that local
+    /// key.
+    #[test]
+    fn a_contradicting_claim_opens_a_review_and_moves_nothing_and_replays_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = SledIndex::open(dir.path()).unwrap();
+        let (r1, e1) = report(1, "A:1");
+        let (r2, e2) = report(2, "B:2");
+        let (r3, e3) = report(3, "A:1");
+        let rec1 = rec(
+            1,
+            vec![
+                e1,
+                claim("A:1", "nidk:x", vec![r1]),
+                e2,
+                claim("B:2", "nidk:x", vec![r2]),
+            ],
+        );
+        // A's next message carries a typo in the national ID.
+        let rec2 = rec(2, vec![e3, claim("A:1", "nidk:y", vec![r3])]);
+        ix.apply(&rec1, 0).unwrap();
+        let touched = ix.apply(&rec2, 100).unwrap();
+        assert!(touched.contains(&"nidk:x".to_string()), "{touched:?}");
+        assert_eq!(ix.person_of("A:1").unwrap(), "nidk:x");
+        assert_eq!(ix.person_of("B:2").unwrap(), "nidk:x");
+        assert_eq!(hashes(&ix, "nidk:x"), sorted(vec![r1, r2, r3]));
+        assert!(hashes(&ix, "nidk:y").is_empty());
+        let open = ix.reviews(true).unwrap();
+        assert_eq!(open.len(), 1);
+        let item = &open[0];
+        assert_eq!(item.id, "2-1");
+        assert_eq!(
+            (
+                item.local.as_str(),
+                item.current.as_str(),
+                item.claimed.as_str()
+            ),
+            ("A:1", "nidk:x", "nidk:y")
+        );
+        assert_eq!(item.message_id.as_deref(), Some("CTL-1"));
+        assert_eq!(item.reports, vec![r3]);
+        let marked = |h: &ContentHash| ix.report_meta(h).unwrap().unwrap().identity_review;
+        assert_eq!(marked(&r3).as_deref(), Some("2-1"));
+        assert_eq!(marked(&r1), None);
+
+        // Replaying both records (twice) changes nothing.
+        let after2 = dump(&ix);
+        for _ in 0..2 {
+            ix.apply(&rec1, 0).unwrap();
+            ix.apply(&rec2, 100).unwrap();
+            assert_eq!(dump(&ix), after2);
+        }
+        // A cut-short claim (the report marked, the item lost) replays to the same.
+        ix.reviews.remove(b"2-1").unwrap();
+        ix.apply(&rec2, 100).unwrap();
+        assert_eq!(dump(&ix), after2);
+        // The same message again in a later record (an ADT re-sent): no second item.
+        ix.apply(&rec(9, vec![claim("A:1", "nidk:y", vec![])]), 300)
+            .unwrap();
+        assert_eq!(ix.reviews(true).unwrap().len(), 1);
+        restore(&ix, &after2);
+
+        // The privacy officer accepts the claim: exactly A:1 moves, with its reports.
+        let rec3 = rec(
+            3,
+            vec![Entry::Identity(IdentityOp::Resolve {
+                review: "2-1".into(),
+                decision: ReviewDecision::AcceptClaim,
+                by: "po".into(),
+                reason: "registry checked".into(),
+                at: "2026-01-03T00:00:00Z".into(),
+            })],
+        );
+        ix.apply(&rec3, 200).unwrap();
+        assert_eq!(ix.person_of("A:1").unwrap(), "nidk:y");
+        assert_eq!(ix.person_of("B:2").unwrap(), "nidk:x");
+        assert_eq!(hashes(&ix, "nidk:y"), sorted(vec![r1, r3]));
+        assert_eq!(hashes(&ix, "nidk:x"), vec![r2]);
+        assert_eq!(marked(&r3), None);
+        assert!(ix.reviews(true).unwrap().is_empty());
+        assert!(matches!(
+            ix.review("2-1").unwrap().unwrap().state,
+            ReviewState::Resolved { seq: 3, .. }
+        ));
+        let after3 = dump(&ix);
+        // Replayed (twice): the same. (Replay starts after the last applied record, in
+        // journal order, so nothing before a fully applied record is replayed after it.)
+        for r in [&rec3, &rec3] {
+            ix.apply(r, 0).unwrap();
+        }
+        assert_eq!(dump(&ix), after3);
+
+        // The resolution cut short anywhere (sled keeps a prefix of its writes) and replayed.
+        let resolving = {
+            let mut i = ix.review("2-1").unwrap().unwrap();
+            i.state = ReviewState::Resolving {
+                decision: ReviewDecision::AcceptClaim,
+                from: "nidk:x".into(),
+            };
+            i
+        };
+        for cut in 0..4 {
+            restore(&ix, &after2);
+            if cut >= 1 {
+                SledIndex::put_json(&ix.reviews, b"2-1", &resolving).unwrap();
+            }
+            if cut >= 2 {
+                ix.p2l.insert(pair("nidk:y", "A:1"), &[]).unwrap();
+            }
+            if cut >= 3 {
+                ix.l2p.insert(b"A:1", b"nidk:y").unwrap();
+            }
+            ix.apply(&rec3, 200).unwrap();
+            assert_eq!(dump(&ix), after3, "cut {cut}");
+        }
+
+        // Keeping the existing link moves nothing and lifts the mark.
+        restore(&ix, &after2);
+        let keep = rec(
+            3,
+            vec![Entry::Identity(IdentityOp::Resolve {
+                review: "2-1".into(),
+                decision: ReviewDecision::KeepExisting,
+                by: "po".into(),
+                reason: "typo".into(),
+                at: "2026-01-03T00:00:00Z".into(),
+            })],
+        );
+        ix.apply(&keep, 200).unwrap();
+        assert_eq!(ix.person_of("A:1").unwrap(), "nidk:x");
+        assert_eq!(hashes(&ix, "nidk:x"), sorted(vec![r1, r2, r3]));
+        assert_eq!(marked(&r3), None);
+        let kept = dump(&ix);
+        ix.apply(&keep, 200).unwrap();
+        assert_eq!(dump(&ix), kept);
+    }
+
+    /// An old journal's `Link` that contradicts the existing link is a claim without context.
+    #[test]
+    fn a_contradicting_legacy_link_is_a_review_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = SledIndex::open(dir.path()).unwrap();
+        let link = |l: &str, p: &str| {
+            Entry::Identity(IdentityOp::Link {
+                local: l.into(),
+                person: p.into(),
+            })
+        };
+        ix.apply(
+            &rec(1, vec![link("A:1", "nidk:x"), link("B:2", "nidk:x")]),
+            0,
+        )
+        .unwrap();
+        ix.apply(&rec(2, vec![link("B:2", "nidk:y")]), 0).unwrap();
+        assert_eq!(ix.person_of("A:1").unwrap(), "nidk:x");
+        assert_eq!(ix.person_of("B:2").unwrap(), "nidk:x");
+        let open = ix.reviews(true).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].institution, "B");
+    }
+
+    /// A merge moves only its own institution's local keys; a merge across institutions
+    /// changes nothing.
+    #[test]
+    fn a_merge_moves_only_the_senders_own_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = SledIndex::open(dir.path()).unwrap();
+        let (r1, e1) = report(1, "A:OLD");
+        let (r2, e2) = report(2, "B:2");
+        let (r3, e3) = report(3, "A:NEW");
+        ix.apply(
+            &rec(
+                1,
+                vec![
+                    e1,
+                    claim("A:OLD", "nidk:x", vec![r1]),
+                    e2,
+                    claim("B:2", "nidk:x", vec![r2]),
+                    e3,
+                    claim("A:NEW", "nidk:z", vec![r3]),
+                ],
+            ),
+            0,
+        )
+        .unwrap();
+        let merge = |from: &str, into: &str| {
+            Entry::Identity(IdentityOp::Merge {
+                from: from.into(),
+                into: into.into(),
+            })
+        };
+        // Across institutions: refused by the index (the pipeline refuses it before).
+        let before = dump(&ix);
+        ix.apply(&rec(2, vec![merge("A:OLD", "B:2")]), 0).unwrap();
+        ix.apply(&rec(3, vec![merge("B:2", "A:NEW")]), 0).unwrap();
+        assert_eq!(dump(&ix), before);
+        // A's own: A:OLD joins A:NEW's person; B:2 stays with nidk:x.
+        let m = rec(4, vec![merge("A:OLD", "A:NEW")]);
+        ix.apply(&m, 0).unwrap();
+        assert_eq!(ix.person_of("A:OLD").unwrap(), "nidk:z");
+        assert_eq!(ix.person_of("B:2").unwrap(), "nidk:x");
+        assert_eq!(hashes(&ix, "nidk:z"), sorted(vec![r1, r3]));
+        assert_eq!(hashes(&ix, "nidk:x"), vec![r2]);
+        let after = dump(&ix);
+        ix.apply(&m, 0).unwrap();
+        assert_eq!(dump(&ix), after);
     }
 
     #[test]

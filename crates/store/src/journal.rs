@@ -20,23 +20,80 @@ const HEADER: usize = 12;
 const MAX_RECORD: usize = 256 * 1024 * 1024;
 
 /// A change to the identity cross-reference.
+///
+/// Identity ops never move another institution's local IDs: a link or a merge moves only
+/// local keys of the op's own namespace (the institution before the first `:` of `local` /
+/// `from`), and a national ID seen with a local key that is already linked to another
+/// national ID does not relink it: the index opens an identity review item instead (see
+/// `SledIndex::apply_identity`), decided later by a [`IdentityOp::Resolve`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum IdentityOp {
-    /// `local` (`INSTITUTION:LOCAL_ID`) belongs to `person` (a `nidk:` key or another local).
+    /// `local` (`INSTITUTION:LOCAL_ID`) was seen with `person` (a `nidk:` key). Written by
+    /// older builds; applied exactly as a [`IdentityOp::Claim`] without context.
     Link {
         /// Local key.
         local: String,
         /// Person key.
         person: String,
     },
-    /// Everything known under `from` now belongs to whoever `into` belongs to (ADT A40).
+    /// `institution` says `local` is `person` (a `nidk:` key): an ORU's PID or an ADT. The
+    /// index links `local` (and its own institution's local group) to `person` unless
+    /// `local` is already linked to another national ID; then the existing link stays, the
+    /// reports named here are marked identity-uncertain, and an identity review item is
+    /// opened (id `SEQ-ENTRY`, the position of this op in the journal).
+    Claim {
+        /// Local key.
+        local: String,
+        /// Claimed person key.
+        person: String,
+        /// Institution the message came from.
+        institution: String,
+        /// The message's control ID (HL7 MSH-10), when it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+        /// Hash of the original message.
+        original: ContentHash,
+        /// Reports of the message filed under `local`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reports: Vec<ContentHash>,
+        /// When received (RFC 3339).
+        at: String,
+    },
+    /// Everything the sender's institution knows under `from` now belongs to whoever `into`
+    /// belongs to (ADT A40). Only local keys of `from`'s institution move; a merge whose
+    /// `from` and `into` are of different institutions changes nothing.
     Merge {
         /// The merged (retired) local key (MRG-1).
         from: String,
         /// The surviving local key (PID-3).
         into: String,
     },
+    /// An identity review item decided by a person (the privacy officer).
+    Resolve {
+        /// Review item id.
+        review: String,
+        /// What was decided.
+        decision: ReviewDecision,
+        /// Who decided.
+        by: String,
+        /// Why, in words.
+        #[serde(default)]
+        reason: String,
+        /// When (RFC 3339).
+        at: String,
+    },
+}
+
+/// The decision on an identity review item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    /// The existing link stays; the claim's reports belong to the existing person.
+    KeepExisting,
+    /// The claim is right: that one local key (with all its reports) is relinked to the
+    /// claimed person; nothing else moves.
+    AcceptClaim,
 }
 
 /// One item of a journal record.

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 pub use consents::ConsentStore;
 pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};
-pub use journal::{Entry, IdentityOp, JournalRecord};
+pub use index::{ReviewItem, ReviewState};
+pub use journal::{Entry, IdentityOp, JournalRecord, ReviewDecision};
 
 /// What happened to one report handed to [`Store::commit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +66,8 @@ pub struct Ingest {
     pub received_at: String,
     /// Further blobs the reports name (ECG waveforms, rendered previews), stored with them.
     pub attachments: Vec<Hashed>,
+    /// The sender's ID of the message (HL7 MSH-10), kept with the identity claims it makes.
+    pub message_id: Option<String>,
 }
 
 /// The durable answer to an [`Ingest`].
@@ -118,6 +121,21 @@ struct Inner {
 
 /// Parsed reports by hash (immutable, so never stale).
 pub(crate) type ReportCache = quick_cache::sync::Cache<ContentHash, Arc<Report>>;
+
+/// What [`Store::resolve_identity_review`] did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReviewResolution {
+    /// The item as resolved.
+    pub review: ReviewItem,
+    /// The local key that moved (only with an accepted claim that changed its person).
+    pub moved_local: Option<String>,
+    /// The person the local key belonged to before.
+    pub from: String,
+    /// The person it belongs to now.
+    pub to: String,
+    /// The current reports that moved with it.
+    pub moved_reports: Vec<ContentHash>,
+}
 
 /// Result of [`Store::verify`].
 #[derive(Clone, Debug, Default, Serialize)]
@@ -419,6 +437,122 @@ impl Store {
         Ok((link, metas))
     }
 
+    /// Identity review items (the open ones only when `open_only`), oldest first.
+    pub fn identity_reviews(&self, open_only: bool) -> Result<Vec<ReviewItem>, StoreError> {
+        self.inner.index.reviews(open_only)
+    }
+
+    /// One identity review item.
+    pub fn identity_review(&self, id: &str) -> Result<Option<ReviewItem>, StoreError> {
+        self.inner.index.review(id)
+    }
+
+    /// Decides an open identity review item: a journal record (the decision, with who and
+    /// why, is also kept as a blob) applied by the index like every identity op.
+    /// [`ReviewDecision::KeepExisting`] leaves every link as it is and lifts the
+    /// identity-uncertain mark of the claim's reports (they belong to the existing person);
+    /// [`ReviewDecision::AcceptClaim`] relinks the review's one local key to the claimed
+    /// person — with all of that local key's reports, and nothing else. Returns what moved.
+    pub async fn resolve_identity_review(
+        &self,
+        id: &str,
+        decision: ReviewDecision,
+        by: &str,
+        reason: &str,
+    ) -> Result<ReviewResolution, StoreError> {
+        let ingest = self.resolution_ingest(id, decision, by, reason)?;
+        let c = self.commit(ingest).await?;
+        self.resolution_of(id, c.seq)
+    }
+
+    /// Blocking form of [`Store::resolve_identity_review`].
+    pub fn resolve_identity_review_blocking(
+        &self,
+        id: &str,
+        decision: ReviewDecision,
+        by: &str,
+        reason: &str,
+    ) -> Result<ReviewResolution, StoreError> {
+        let ingest = self.resolution_ingest(id, decision, by, reason)?;
+        let c = self.commit_blocking(ingest)?;
+        self.resolution_of(id, c.seq)
+    }
+
+    fn resolution_ingest(
+        &self,
+        id: &str,
+        decision: ReviewDecision,
+        by: &str,
+        reason: &str,
+    ) -> Result<Ingest, StoreError> {
+        let item = self
+            .identity_review(id)?
+            .ok_or_else(|| StoreError::ReviewNotFound(id.to_string()))?;
+        if item.state != ReviewState::Open {
+            return Err(StoreError::ReviewClosed(id.to_string()));
+        }
+        let at = chrono::Utc::now().to_rfc3339();
+        let op = IdentityOp::Resolve {
+            review: id.to_string(),
+            decision,
+            by: by.to_string(),
+            reason: reason.to_string(),
+            at: at.clone(),
+        };
+        let bytes = serde_json::to_vec(&serde_json::json!({"identity_resolution": &op}))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Ingest {
+            original: huren_model::Hashed::from(bytes.as_slice()),
+            identity: vec![op],
+            received_at: at,
+            ..Default::default()
+        })
+    }
+
+    /// What the resolution committed in record `seq` did (an error when another resolution
+    /// of the same item came first).
+    fn resolution_of(&self, id: &str, seq: u64) -> Result<ReviewResolution, StoreError> {
+        let item = self
+            .identity_review(id)?
+            .ok_or_else(|| StoreError::ReviewNotFound(id.to_string()))?;
+        let ReviewState::Resolved {
+            decision,
+            from,
+            seq: s,
+            ..
+        } = &item.state
+        else {
+            return Err(StoreError::Corrupt(format!(
+                "identity review {id}: resolution committed in record {seq} but not applied"
+            )));
+        };
+        if *s != seq {
+            return Err(StoreError::ReviewClosed(id.to_string()));
+        }
+        let moved = *decision == ReviewDecision::AcceptClaim && *from != item.claimed;
+        let moved_reports = if moved {
+            self.inner
+                .index
+                .reports_of_local(&item.local)?
+                .into_iter()
+                .map(|m| m.hash)
+                .collect()
+        } else {
+            vec![]
+        };
+        Ok(ReviewResolution {
+            moved_local: moved.then(|| item.local.clone()),
+            from: from.clone(),
+            to: if moved {
+                item.claimed.clone()
+            } else {
+                from.clone()
+            },
+            moved_reports,
+            review: item,
+        })
+    }
+
     /// Re-hashes every blob (files and journal-resident) and checks that journal, blobs and
     /// index agree.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
@@ -550,6 +684,7 @@ mod tests {
             identity: vec![],
             received_at: "2025-06-24T10:05:00+08:00".into(),
             attachments: vec![],
+            message_id: None,
         }
     }
 

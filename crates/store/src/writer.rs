@@ -25,6 +25,7 @@ struct Prepared {
     received_at: String,
     attachments: Vec<(ContentHash, Arc<Vec<u8>>)>,
     instances: Vec<huren_model::InstanceRecord>,
+    message_id: Option<String>,
 }
 
 struct Job {
@@ -70,6 +71,7 @@ impl WriterHandle {
                 .map(|b| (b.hash(), Arc::new(b.into_bytes())))
                 .collect(),
             instances,
+            message_id: ingest.message_id,
         };
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -308,6 +310,8 @@ impl Writer {
         let mut entries = Vec::new();
         let mut outcomes = Vec::new();
         let mut identity: Vec<IdentityOp> = Vec::new();
+        // (local, claimed person) → the reports filed under it: one claim per pair.
+        let mut claims: Vec<(String, String, Vec<ContentHash>)> = Vec::new();
         for (r, hash, bytes) in prepared {
             let hash = *hash;
             if let Some(v) = pending_reports.get(&hash) {
@@ -346,10 +350,10 @@ impl Writer {
             pending_chains.insert(chain.clone(), version);
             let local = r.patient.local_key();
             if let Some(nidk) = &r.patient.national_id_key {
-                identity.push(IdentityOp::Link {
-                    local: local.clone(),
-                    person: nidk.clone(),
-                });
+                match claims.iter_mut().find(|(l, p, _)| l == &local && p == nidk) {
+                    Some(c) => c.2.push(hash),
+                    None => claims.push((local.clone(), nidk.clone(), vec![hash])),
+                }
             }
             entries.push(Entry::Report {
                 hash,
@@ -367,6 +371,19 @@ impl Writer {
                 report: hash,
                 outcome,
                 version,
+            });
+        }
+        for (local, person, reports) in claims {
+            identity.push(IdentityOp::Claim {
+                institution: crate::index::namespace(&local)
+                    .unwrap_or_default()
+                    .to_string(),
+                local,
+                person,
+                message_id: ingest.message_id.clone(),
+                original,
+                reports,
+                at: ingest.received_at.clone(),
             });
         }
         identity.extend(ingest.identity.iter().cloned());
