@@ -80,3 +80,46 @@ fn silent_sockets_before_the_tls_handshake_do_not_lock_out_a_certified_lis() {
         );
     }
 }
+
+#[test]
+fn http_closes_sockets_over_its_cap_at_once_and_idle_ones_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::mllp::config_file(dir.path());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[http]\nmax_connections = 20\nheader_read_timeout_secs = 2\n"),
+    )
+    .unwrap();
+    let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+
+    let t0 = Instant::now();
+    let mut idle: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(&srv.http).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Over the cap of 20: closed at once (well before the 2 s header-read timeout).
+    let at_once = idle
+        .iter_mut()
+        .filter_map(|s| closed_within(s, Duration::from_millis(20)).then_some(()))
+        .count();
+    assert!(
+        t0.elapsed() < Duration::from_millis(1800),
+        "too slow to tell the timeout from the cap"
+    );
+    assert!(at_once >= 30, "only {at_once} of 50 closed at once");
+    assert!(
+        at_once < 50,
+        "the cap's own sockets were closed at once too"
+    );
+    // The rest: closed by the header-read timeout.
+    for s in &mut idle {
+        assert!(
+            closed_within(s, Duration::from_secs(8)),
+            "idle socket still open"
+        );
+    }
+    // With the idle sockets gone, a real request is answered (with the peer's consent).
+    let (status, body) = srv.get("/api/v1/patients/FX-ZX:1/reports");
+    assert_eq!(status, 200, "{body}");
+}

@@ -179,6 +179,22 @@ pub struct HttpConfig {
     /// 256; 0 turns the cache off). See `docs/api.md`, "Answer cache".
     #[serde(default = "default_answer_cache_mb")]
     pub answer_cache_mb: u64,
+    /// Most HTTP(S) connections at once (default 1024); a new one over the cap is closed at
+    /// once.
+    #[serde(default = "default_http_max_conn")]
+    pub max_connections: usize,
+    /// Seconds a request's headers may take to arrive (default 15; the first request's from
+    /// the accept, later ones from the previous response); then the connection is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+}
+
+fn default_http_max_conn() -> usize {
+    1024
+}
+
+fn default_header_read_timeout() -> u64 {
+    15
 }
 
 fn default_answer_cache_mb() -> u64 {
@@ -190,6 +206,8 @@ impl Default for HttpConfig {
         HttpConfig {
             tls: None,
             answer_cache_mb: default_answer_cache_mb(),
+            max_connections: default_http_max_conn(),
+            header_read_timeout_secs: default_header_read_timeout(),
         }
     }
 }
