@@ -1,8 +1,8 @@
 //! Issue 16 ("Hostile and clumsy peers"), listener budgets: silent sockets before a TLS
 //! handshake do not take the MLLP connection permits (finding 4); HTTP closes sockets over its
 //! connection cap at once and header-less ones after the header-read timeout (finding 3);
-//! a DICOM peer trickling bytes slower than the PDU deadline loses its association
-//! (finding 7).
+//! a DICOM peer trickling bytes loses its association at `timeout_secs` (each whole PDU), one
+//! that keeps it busy with small PDUs at `max_association_secs` (finding 7).
 
 use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
@@ -122,4 +122,115 @@ fn http_closes_sockets_over_its_cap_at_once_and_idle_ones_after_the_header_timeo
     // With the idle sockets gone, a real request is answered (with the peer's consent).
     let (status, body) = srv.get("/api/v1/patients/FX-ZX:1/reports");
     assert_eq!(status, 200, "{body}");
+}
+
+/// A C-ECHO-RQ command set (implicit VR little endian).
+fn echo_rq(message_id: u16) -> Vec<u8> {
+    fn el(out: &mut Vec<u8>, e: u16, v: &[u8]) {
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&e.to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v);
+    }
+    let mut body = Vec::new();
+    el(&mut body, 0x0002, b"1.2.840.10008.1.1\0");
+    el(&mut body, 0x0100, &0x0030u16.to_le_bytes());
+    el(&mut body, 0x0110, &message_id.to_le_bytes());
+    el(&mut body, 0x0800, &0x0101u16.to_le_bytes());
+    let mut out = Vec::new();
+    el(&mut out, 0x0000, &(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+fn associate(port: &str) -> dicom_ul::ClientAssociation<TcpStream> {
+    dicom_ul::ClientAssociationOptions::new()
+        .calling_ae_title("FXPACS")
+        .called_ae_title("HUREN")
+        .with_presentation_context("1.2.840.10008.1.1", vec!["1.2.840.10008.1.2"])
+        .read_timeout(Duration::from_secs(20))
+        .establish(format!("127.0.0.1:{port}"))
+        .expect("association")
+}
+
+#[test]
+fn dicom_associations_are_bounded_per_pdu_and_in_total() {
+    use dicom_ul::pdu::{PDataValue, PDataValueType};
+    use dicom_ul::Pdu;
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::dicom::config(dir.path(), "timeout_secs = 2\nmax_association_secs = 4");
+    let (_srv, port) = crate::dicom::start(&dir.path().join("data"), &cfg);
+
+    // A P-DATA-TF PDU announcing 256 bytes, one byte every 400 ms: every single read is well
+    // within timeout_secs, the PDU never.
+    let mut trickler = associate(&port);
+    let s = trickler.inner_stream();
+    let pdu = [0x04u8, 0, 0, 0, 1, 0, 0, 0, 0, 252, 1, 3, 0, 0, 0, 0];
+    let t0 = Instant::now();
+    let mut closed = false;
+    for b in pdu.iter().cycle().take(30) {
+        if s.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            // Nothing is sent to this peer but the A-ABORT, and then the end.
+            Ok(_) => {
+                closed = true;
+                break;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    let waited = t0.elapsed();
+    assert!(closed, "trickling association still open after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
+        "trickler closed after {waited:?}, timeout_secs = 2"
+    );
+
+    // A peer that keeps the association busy with C-ECHO after C-ECHO: answered until
+    // max_association_secs, then aborted.
+    let mut echoer = associate(&port);
+    let pc = echoer.presentation_contexts()[0].id;
+    let t0 = Instant::now();
+    let mut echoes = 0u16;
+    let mut ended = false;
+    while t0.elapsed() < Duration::from_secs(12) {
+        let sent = echoer.send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: pc,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: echo_rq(echoes + 1),
+            }],
+        });
+        if sent.is_err() {
+            ended = true;
+            break;
+        }
+        match echoer.receive() {
+            Ok(Pdu::PData { .. }) => echoes += 1,
+            _ => {
+                ended = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let waited = t0.elapsed();
+    assert!(ended, "busy association still open after {waited:?}");
+    assert!(echoes >= 3, "only {echoes} echoes answered");
+    assert!(
+        waited >= Duration::from_millis(3000) && waited < Duration::from_secs(9),
+        "busy association ended after {waited:?}, max_association_secs = 4"
+    );
 }
