@@ -124,6 +124,84 @@ fn http_closes_sockets_over_its_cap_at_once_and_idle_ones_after_the_header_timeo
     assert_eq!(status, 200, "{body}");
 }
 
+#[test]
+fn https_closes_sockets_over_its_cap_and_idle_sessions_after_the_header_timeout() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let (code, _, err) = huren(&[
+        "certs",
+        "dev",
+        "--out",
+        certs.to_str().unwrap(),
+        "--institution",
+        "FX-ZX",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let cfg = crate::mllp::config_file(dir.path());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{text}\n[http]\nmax_connections = 5\nheader_read_timeout_secs = 2\n[http.tls]\ncert = {:?}\nkey = {:?}\n",
+            certs.join("server.pem"),
+            certs.join("server.key"),
+        ),
+    )
+    .unwrap();
+    let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    assert!(srv.lines.iter().any(|l| l["listening"] == "https"));
+
+    // A TLS session that never sends a request: closed after the header-read timeout.
+    let conn = rustls::ClientConnection::new(
+        Arc::new(crate::tls::client(&certs, None)),
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(&srv.http).unwrap());
+    tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+    let t0 = Instant::now();
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let r = tls.read(&mut buf);
+    let waited = t0.elapsed();
+    assert!(
+        !matches!(&r, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "idle TLS session still open after {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(8),
+        "idle TLS session closed after {waited:?}, header_read_timeout_secs = 2"
+    );
+
+    // Twice the cap of silent sockets: those over it are closed at once.
+    let mut idle: Vec<TcpStream> = (0..10)
+        .map(|_| TcpStream::connect(&srv.http).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let at_once = idle
+        .iter_mut()
+        .filter_map(|s| closed_within(s, Duration::from_millis(20)).then_some(()))
+        .count();
+    assert!(at_once >= 5, "only {at_once} of 10 closed at once");
+    for s in &mut idle {
+        assert!(
+            closed_within(s, Duration::from_secs(8)),
+            "silent socket still open"
+        );
+    }
+    // Then a real request is answered.
+    let answer = crate::https::https_get(
+        &srv.http,
+        crate::tls::client(&certs, None),
+        "/api/v1/patients/FX-ZX:1/reports",
+        &[("Authorization", &format!("Bearer {}", srv.token))],
+    );
+    assert!(answer.is_some(), "no answer over HTTPS");
+}
+
 /// A C-ECHO-RQ command set (implicit VR little endian).
 fn echo_rq(message_id: u16) -> Vec<u8> {
     fn el(out: &mut Vec<u8>, e: u16, v: &[u8]) {
