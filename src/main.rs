@@ -216,6 +216,7 @@ fn main() -> ExitCode {
     // `clear_page`, and p99 ACK latency halved without it (15 → 6 ms, docs/benchmarks.md).
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
+    raise_fd_limit();
     // Library errors carry no backtrace unless the operator asks for them with
     // RUST_LIB_BACKTRACE. With RUST_BACKTRACE=1 alone (common on hosts, and still honoured for
     // panics), dicom-rs captured a full stack backtrace at the end of every data set it read
@@ -926,18 +927,15 @@ fn serve(
             demo::load(&gw, &gate, &http_addr.to_string(), t).await?;
         }
         let router = huren_server::http::router(state.clone());
+        let limits = huren_server::https::Limits {
+            max_connections: gw.config.http.max_connections,
+            header_read_timeout: std::time::Duration::from_secs(
+                gw.config.http.header_read_timeout_secs.max(1),
+            ),
+        };
         let http_task = match https {
-            Some(t) => tokio::spawn(async move {
-                huren_server::https::serve(http_l, router, t, state).await;
-                Ok(())
-            }),
-            None => tokio::spawn(async move {
-                axum::serve(
-                    http_l,
-                    router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                )
-                .await
-            }),
+            Some(t) => tokio::spawn(huren_server::https::serve(http_l, router, t, state, limits)),
+            None => tokio::spawn(huren_server::https::serve_plain(http_l, router, limits)),
         };
         // Failed authentication is audited per peer and window: record the windows that end.
         let flush_gate = gate.clone();
@@ -983,6 +981,29 @@ fn serve(
         store.flush_index()?;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+/// Raises the soft limit of open files to the hard one: every connection of every listener is
+/// a descriptor, and a soft limit of 1024 (the usual default) is reached long before the
+/// listeners' caps. Failure is not fatal: the caps still bound each listener.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        let l = getrlimit(Resource::Nofile);
+        // An unlimited hard limit cannot be the soft one for descriptors (Linux caps it at
+        // fs.nr_open): ask for 2^20, the usual nr_open.
+        let want = l.maximum.unwrap_or(1 << 20);
+        if l.current.is_some_and(|c| c < want) {
+            let _ = setrlimit(
+                Resource::Nofile,
+                rustix::process::Rlimit {
+                    current: Some(want),
+                    maximum: l.maximum,
+                },
+            );
+        }
+    }
 }
 
 async fn shutdown_signal() {

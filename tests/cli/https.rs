@@ -13,7 +13,7 @@ use crate::support::{huren, msa, Mllp, Server};
 use crate::tls::client;
 
 /// One HTTP/1.1 GET over TLS; `None` when the TLS session was refused.
-fn https_get(
+pub(crate) fn https_get(
     addr: &str,
     cfg: rustls::ClientConfig,
     path: &str,

@@ -4,6 +4,7 @@
 mod support;
 
 mod abuse;
+mod budgets;
 mod crash;
 mod dicom;
 mod dicom_crash;

@@ -32,7 +32,7 @@ pub fn client(certs: &std::path::Path, inst: Option<&str>) -> rustls::ClientConf
 }
 
 /// Sends one framed message over TLS; returns the ACK or None when the server refused.
-fn send_tls(addr: &str, cfg: rustls::ClientConfig, msg: &[u8]) -> Option<String> {
+pub fn send_tls(addr: &str, cfg: rustls::ClientConfig, msg: &[u8]) -> Option<String> {
     let conn =
         rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("localhost").unwrap())
             .unwrap();

@@ -181,6 +181,8 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let Some(t) = tls else {
+                // dicom-ul bounds the whole association request (not each read) by the read
+                // timeout.
                 match opts.establish_async(sock).await {
                     Ok(a) => association(a, gw, gate, None).await,
                     Err(e) => tracing::info!(%peer, error = %e, "DICOM association refused"),
@@ -264,11 +266,21 @@ async fn association<S: Stream>(
     // For a C-STORE, `data` starts with the Part 10 header made from the command's UIDs
     // (`header` bytes), so the instance is kept without copying the data set once more.
     let mut header = 0usize;
+    // dicom-ul bounds each whole PDU (not each read) by `timeout_secs`, so a trickling peer
+    // loses the association then; a peer that keeps sending small PDUs (C-ECHO after C-ECHO)
+    // loses it at `max_association_secs`: no PDU is read after it.
+    let end = tokio::time::Instant::now()
+        + Duration::from_secs(gw.config.dicom.max_association_secs.max(1));
     loop {
-        let pdu = match assoc.receive().await {
-            Ok(p) => p,
-            Err(e) => {
+        let pdu = match tokio::time::timeout_at(end, assoc.receive()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "DICOM association ended");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%calling, "DICOM association over max_association_secs; aborted");
+                let _ = assoc.abort().await;
                 return;
             }
         };

@@ -179,6 +179,22 @@ pub struct HttpConfig {
     /// 256; 0 turns the cache off). See `docs/api.md`, "Answer cache".
     #[serde(default = "default_answer_cache_mb")]
     pub answer_cache_mb: u64,
+    /// Most HTTP(S) connections at once (default 1024); a new one over the cap is closed at
+    /// once.
+    #[serde(default = "default_http_max_conn")]
+    pub max_connections: usize,
+    /// Seconds a request's headers may take to arrive (default 15; the first request's from
+    /// the accept, later ones from the previous response); then the connection is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+}
+
+fn default_http_max_conn() -> usize {
+    1024
+}
+
+fn default_header_read_timeout() -> u64 {
+    15
 }
 
 fn default_answer_cache_mb() -> u64 {
@@ -190,6 +206,8 @@ impl Default for HttpConfig {
         HttpConfig {
             tls: None,
             answer_cache_mb: default_answer_cache_mb(),
+            max_connections: default_http_max_conn(),
+            header_read_timeout_secs: default_header_read_timeout(),
         }
     }
 }
@@ -347,12 +365,26 @@ pub struct MllpConfig {
     /// Seconds of silence before a connection is closed (default 300).
     #[serde(default = "default_idle")]
     pub idle_timeout_secs: u64,
-    /// Most connections at once (default 1024).
+    /// Most connections at once (default 1024). Over TLS, counted after the handshake.
     #[serde(default = "default_max_conn")]
     pub max_connections: usize,
+    /// Seconds a TLS handshake may take before the socket is closed (default 10).
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_secs: u64,
+    /// Most TLS handshakes in progress at once (default 256); more sockets are closed at once.
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
     /// TLS for the MLLP listener; absent means plain TCP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+}
+
+fn default_handshake_timeout() -> u64 {
+    10
+}
+
+fn default_max_handshakes() -> usize {
+    256
 }
 
 impl Default for MllpConfig {
@@ -361,6 +393,8 @@ impl Default for MllpConfig {
             max_frame: default_max_frame(),
             idle_timeout_secs: default_idle(),
             max_connections: default_max_conn(),
+            handshake_timeout_secs: default_handshake_timeout(),
+            max_handshakes: default_max_handshakes(),
             tls: None,
         }
     }

@@ -34,9 +34,14 @@ pub struct DicomConfig {
     /// Largest data set accepted in one C-STORE, bytes (default 1 GiB).
     #[serde(default = "default_max_object")]
     pub max_object_bytes: usize,
-    /// Seconds of silence before an association is dropped (default 60).
+    /// Seconds within which each PDU, the association request included, must arrive whole
+    /// (counted from when the previous one was handled), else the association is dropped
+    /// (default 60). dicom-ul bounds the whole PDU, not each read.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Longest an association may last, seconds (default 7200); no new PDU is read after it.
+    #[serde(default = "default_max_association")]
+    pub max_association_secs: u64,
     /// Calling AE titles of the consortium's PACS and modalities.
     #[serde(default, rename = "ae")]
     pub aes: Vec<AeEntry>,
@@ -69,6 +74,10 @@ fn default_max_pdu() -> u32 {
 fn default_max_object() -> usize {
     1 << 30
 }
+fn default_max_association() -> u64 {
+    7200
+}
+
 fn default_timeout() -> u64 {
     60
 }
@@ -83,6 +92,7 @@ impl Default for DicomConfig {
             max_pdu: default_max_pdu(),
             max_object_bytes: default_max_object(),
             timeout_secs: default_timeout(),
+            max_association_secs: default_max_association(),
             aes: vec![],
             tls: None,
         }

@@ -16,8 +16,16 @@ use crate::pipeline::Gateway;
 use crate::tls::{peer_institution, TlsSetup};
 
 /// Runs the MLLP accept loop until the task is dropped.
+///
+/// A connection permit (`max_connections`) belongs to an established connection only: over
+/// TLS it is taken after the handshake, which is bounded by `handshake_timeout_secs` and
+/// counted against its own cap (`max_handshakes`), so silent sockets that never finish a
+/// handshake cannot lock out a peer with a valid certificate. Over either cap a new socket is
+/// closed at once.
 pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>>) {
     let limit = Arc::new(Semaphore::new(gw.config.mllp.max_connections.max(1)));
+    let handshakes = Arc::new(Semaphore::new(gw.config.mllp.max_handshakes.max(1)));
+    let handshake_timeout = Duration::from_secs(gw.config.mllp.handshake_timeout_secs.max(1));
     // Refused TLS handshakes are logged once per peer address and window, with the count of
     // the previous window's (a peer retrying in a loop writes one line a minute, not one per
     // attempt).
@@ -37,14 +45,8 @@ pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "mllp connection limit reached; refusing");
-            drop(sock);
-            continue;
-        };
         let _ = sock.set_nodelay(true);
         let gw = gw.clone();
-        let tls = tls.clone();
         let refusals = refusals.clone();
         let refused = move |what: &str, e: &dyn std::fmt::Display| {
             let key = huren_access::peer_key(peer.ip());
@@ -56,21 +58,41 @@ pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>
                 tracing::warn!(%peer, failures = n, error = %e, "{what}");
             }
         };
+        let Some(t) = tls.clone() else {
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "mllp connection limit reached; refusing");
+                drop(sock);
+                continue;
+            };
+            tokio::spawn(async move {
+                let _permit = permit;
+                connection(sock, gw, None).await
+            });
+            continue;
+        };
+        let Ok(shaking) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "mllp TLS handshakes in progress at their limit; refusing");
+            drop(sock);
+            continue;
+        };
+        let limit = limit.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            match tls {
-                None => connection(sock, gw, None).await,
-                Some(t) => match t.acceptor.accept(sock).await {
-                    Ok(stream) => {
-                        let inst = match peer_institution(&t, stream.get_ref().1) {
-                            Ok(i) => i,
-                            Err(e) => return refused("mllp TLS client refused", &e),
-                        };
-                        connection(stream, gw, inst).await
-                    }
-                    Err(e) => refused("mllp TLS handshake failed", &e),
-                },
-            }
+            let stream =
+                match tokio::time::timeout(handshake_timeout, t.acceptor.accept(sock)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return refused("mllp TLS handshake failed", &e),
+                    Err(_) => return refused("mllp TLS handshake failed", &"handshake timeout"),
+                };
+            drop(shaking);
+            let inst = match peer_institution(&t, stream.get_ref().1) {
+                Ok(i) => i,
+                Err(e) => return refused("mllp TLS client refused", &e),
+            };
+            let Ok(_permit) = limit.try_acquire_owned() else {
+                tracing::warn!(%peer, "mllp connection limit reached; refusing");
+                return;
+            };
+            connection(stream, gw, inst).await
         });
     }
 }
