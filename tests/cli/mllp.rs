@@ -384,3 +384,40 @@ fn bench_mllp_checks_every_ack() {
     assert_ne!(code, 0);
     assert!(err.contains("loopback"), "{err}");
 }
+
+/// Issue 16 finding 5: every connection could buffer a 16 MiB unterminated frame before
+/// anything was checked (100 sockets → 1.8 GB). Frames in progress now share the listener's
+/// budget above a small per-connection allowance: the socket that would pass it is closed,
+/// and a legitimate LIS still gets its AA.
+#[test]
+fn unterminated_frames_share_one_memory_budget() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[mllp]\nframe_budget_mib = 1\nframe_own_kib = 64\n");
+    std::fs::write(&cfg, text).unwrap();
+    let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    // Three hogs of 400 KB fit (3 × 336 KB of the shared MiB); the fourth passes it.
+    let mut hogs = Vec::new();
+    for _ in 0..4 {
+        let mut s = std::net::TcpStream::connect(&srv.mllp).unwrap();
+        let mut frame = vec![0x0b];
+        frame.extend(std::iter::repeat_n(b'A', 400 * 1024));
+        s.write_all(&frame).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        hogs.push(s);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let mut buf = [0u8; 16];
+    let closed = matches!(hogs[3].read(&mut buf), Ok(0) | Err(_));
+    assert!(closed, "the hog that passed the budget is closed");
+    // A legitimate message still gets through.
+    let mut c = Mllp::connect(&srv.mllp);
+    let ack = c
+        .send(&oru("FX-ZX", "BUDGET-1", "B1", "BLAB1", "130", "F"))
+        .expect("ack");
+    assert_eq!(msa(&ack), ("AA".into(), "BUDGET-1".into()), "{ack}");
+    drop(hogs);
+}

@@ -1,5 +1,8 @@
 //! MLLP framing (`0x0B` payload `0x1C 0x0D`) as a tokio-util codec.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -13,18 +16,52 @@ pub enum MllpError {
     /// A frame grew past the configured limit.
     #[error("MLLP frame larger than {0} bytes")]
     FrameTooLarge(usize),
+    /// The frames being received on every connection of the listener hold the whole shared
+    /// budget: this connection's frame may grow no further.
+    #[error("MLLP frames in progress hold the listener's whole memory budget ({0} bytes)")]
+    BudgetExhausted(usize),
     /// The socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// Memory shared by every connection of a listener for frames being received: each
+/// connection's first `own` buffered bytes are its own; beyond that it draws on the shared
+/// `limit`. So `connections × own + limit` bounds what frames in progress can hold, however
+/// many peers send unterminated frames, and a small message always gets through.
+#[derive(Debug)]
+pub struct FrameBudget {
+    limit: usize,
+    own: usize,
+    used: AtomicUsize,
+}
+
+impl FrameBudget {
+    /// A budget of `limit` shared bytes above `own` bytes per connection.
+    pub fn new(limit: usize, own: usize) -> Arc<FrameBudget> {
+        Arc::new(FrameBudget {
+            limit,
+            own,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Shared bytes held now.
+    pub fn in_use(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
 }
 
 /// The MLLP codec. Bytes before a start block are skipped (junk between frames). A start
 /// block inside a frame (before its `0x1C 0x0D`) means the frame lost its end block: the
 /// partial frame is discarded and decoding resynchronises at the new start block (MLLP
 /// payloads never hold `0x0B`); [`MllpCodec::take_discarded`] says how much was dropped.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct MllpCodec {
     max_frame: usize,
+    /// The listener's shared budget and what this connection holds of it.
+    budget: Option<Arc<FrameBudget>>,
+    held: usize,
     /// Where to resume searching for the end block within the current frame.
     scanned: usize,
     /// Partial frames dropped since the last [`MllpCodec::take_discarded`].
@@ -46,15 +83,53 @@ impl MllpCodec {
     pub fn new(max_frame: usize) -> Self {
         MllpCodec {
             max_frame,
+            budget: None,
+            held: 0,
             scanned: 0,
             discarded: Discarded::default(),
         }
+    }
+
+    /// The same, drawing on a listener's shared [`FrameBudget`] for what it buffers.
+    pub fn with_budget(max_frame: usize, budget: Arc<FrameBudget>) -> Self {
+        MllpCodec {
+            budget: Some(budget),
+            ..MllpCodec::new(max_frame)
+        }
+    }
+
+    /// Holds as much of the shared budget as `buffered` bytes need; refuses to grow past it.
+    fn account(&mut self, buffered: usize) -> Result<(), MllpError> {
+        let Some(b) = &self.budget else {
+            return Ok(());
+        };
+        let want = buffered.saturating_sub(b.own);
+        if want > self.held {
+            let more = want - self.held;
+            let before = b.used.fetch_add(more, Ordering::AcqRel);
+            if before + more > b.limit {
+                b.used.fetch_sub(more, Ordering::AcqRel);
+                return Err(MllpError::BudgetExhausted(b.limit));
+            }
+        } else if want < self.held {
+            b.used.fetch_sub(self.held - want, Ordering::AcqRel);
+        }
+        self.held = want;
+        Ok(())
     }
 
     /// The partial frames dropped since the last call, if any (for a warning by the caller).
     pub fn take_discarded(&mut self) -> Option<Discarded> {
         let d = std::mem::take(&mut self.discarded);
         (d.frames > 0).then_some(d)
+    }
+}
+
+impl Drop for MllpCodec {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.used.fetch_sub(self.held, Ordering::AcqRel);
+        }
     }
 }
 
@@ -88,6 +163,7 @@ impl Decoder for MllpCodec {
                 None => {
                     src.clear();
                     self.scanned = 0;
+                    self.account(0)?;
                     return Ok(None);
                 }
             }
@@ -118,6 +194,7 @@ impl Decoder for MllpCodec {
                     }
                     let frame = src.split_to(end + 2);
                     self.scanned = 0;
+                    self.account(src.len())?;
                     let payload = frame.freeze().slice(1..end);
                     return Ok(Some(payload));
                 }
@@ -132,6 +209,7 @@ impl Decoder for MllpCodec {
                     if src.len() > self.max_frame + 2 {
                         return Err(MllpError::FrameTooLarge(self.max_frame));
                     }
+                    self.account(src.len())?;
                     // The last byte may be the EB of a split EB CR.
                     self.scanned = src.len().saturating_sub(1).max(1);
                     return Ok(None);
@@ -240,6 +318,45 @@ mod tests {
             c.decode(&mut buf),
             Err(MllpError::FrameTooLarge(8))
         ));
+    }
+
+    #[test]
+    fn frames_in_progress_share_the_listeners_budget_and_release_it() {
+        let budget = FrameBudget::new(100, 10);
+        let (mut a, mut b) = (
+            MllpCodec::with_budget(1 << 20, budget.clone()),
+            MllpCodec::with_budget(1 << 20, budget.clone()),
+        );
+        let mut sa = BytesMut::from(&[SB; 1][..]);
+        sa.extend_from_slice(&[b'A'; 79]);
+        assert!(a.decode(&mut sa).unwrap().is_none());
+        assert_eq!(budget.in_use(), 70, "80 buffered, 10 its own");
+        let mut sb = BytesMut::from(&[SB; 1][..]);
+        sb.extend_from_slice(&[b'B'; 49]);
+        // 40 more would pass the 100 shared bytes: this connection's frame is refused.
+        assert!(matches!(
+            b.decode(&mut sb),
+            Err(MllpError::BudgetExhausted(100))
+        ));
+        assert_eq!(budget.in_use(), 70);
+        // A small message still gets through on its own bytes.
+        let mut c = MllpCodec::with_budget(1 << 20, budget.clone());
+        let mut s2 = BytesMut::new();
+        s2.put_u8(SB);
+        s2.extend_from_slice(b"MSH|x");
+        s2.put_u8(EB);
+        s2.put_u8(CR);
+        assert_eq!(c.decode(&mut s2).unwrap().as_deref(), Some(&b"MSH|x"[..]));
+        // The frame completes: its bytes go back; a closed connection gives back what it held.
+        sa.extend_from_slice(&[EB, CR]);
+        assert!(a.decode(&mut sa).unwrap().is_some());
+        assert_eq!(budget.in_use(), 0);
+        let mut sa = BytesMut::from(&[SB; 1][..]);
+        sa.extend_from_slice(&[b'A'; 60]);
+        assert!(a.decode(&mut sa).unwrap().is_none());
+        assert_eq!(budget.in_use(), 51);
+        drop(a);
+        assert_eq!(budget.in_use(), 0);
     }
 
     #[test]

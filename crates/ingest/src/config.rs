@@ -374,9 +374,26 @@ pub struct MllpConfig {
     /// Most TLS handshakes in progress at once (default 256); more sockets are closed at once.
     #[serde(default = "default_max_handshakes")]
     pub max_handshakes: usize,
+    /// Memory, MiB, that frames being received may hold beyond `frame_own_kib` per
+    /// connection, shared by every connection of the listener (default 256). A frame that
+    /// would pass it closes its connection.
+    #[serde(default = "default_frame_budget")]
+    pub frame_budget_mib: usize,
+    /// What each connection may buffer without drawing on the shared budget, KiB (default 64):
+    /// a small message always gets through.
+    #[serde(default = "default_frame_own")]
+    pub frame_own_kib: usize,
     /// TLS for the MLLP listener; absent means plain TCP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+}
+
+fn default_frame_budget() -> usize {
+    256
+}
+
+fn default_frame_own() -> usize {
+    64
 }
 
 fn default_handshake_timeout() -> u64 {
@@ -395,6 +412,8 @@ impl Default for MllpConfig {
             max_connections: default_max_conn(),
             handshake_timeout_secs: default_handshake_timeout(),
             max_handshakes: default_max_handshakes(),
+            frame_budget_mib: default_frame_budget(),
+            frame_own_kib: default_frame_own(),
             tls: None,
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use huren_hl7::mllp::MllpCodec;
+use huren_hl7::mllp::{FrameBudget, MllpCodec};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -26,6 +26,11 @@ pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>
     let limit = Arc::new(Semaphore::new(gw.config.mllp.max_connections.max(1)));
     let handshakes = Arc::new(Semaphore::new(gw.config.mllp.max_handshakes.max(1)));
     let handshake_timeout = Duration::from_secs(gw.config.mllp.handshake_timeout_secs.max(1));
+    // Frames in progress on every connection share one memory budget (issue 16 finding 5).
+    let budget = FrameBudget::new(
+        gw.config.mllp.frame_budget_mib.saturating_mul(1 << 20),
+        gw.config.mllp.frame_own_kib.saturating_mul(1 << 10),
+    );
     // Refused TLS handshakes are logged once per peer address and window, with the count of
     // the previous window's (a peer retrying in a loop writes one line a minute, not one per
     // attempt).
@@ -64,9 +69,10 @@ pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>
                 drop(sock);
                 continue;
             };
+            let budget = budget.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                connection(sock, gw, None).await
+                connection(sock, gw, None, budget).await
             });
             continue;
         };
@@ -76,6 +82,7 @@ pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>
             continue;
         };
         let limit = limit.clone();
+        let budget = budget.clone();
         tokio::spawn(async move {
             let stream =
                 match tokio::time::timeout(handshake_timeout, t.acceptor.accept(sock)).await {
@@ -92,17 +99,20 @@ pub async fn serve(listener: TcpListener, gw: Gateway, tls: Option<Arc<TlsSetup>
                 tracing::warn!(%peer, "mllp connection limit reached; refusing");
                 return;
             };
-            connection(stream, gw, inst).await
+            connection(stream, gw, inst, budget).await
         });
     }
 }
 
-async fn connection<S>(stream: S, gw: Gateway, peer_inst: Option<String>)
+async fn connection<S>(stream: S, gw: Gateway, peer_inst: Option<String>, budget: Arc<FrameBudget>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let idle = Duration::from_secs(gw.config.mllp.idle_timeout_secs.max(1));
-    let mut framed = Framed::new(stream, MllpCodec::new(gw.config.mllp.max_frame));
+    let mut framed = Framed::new(
+        stream,
+        MllpCodec::with_budget(gw.config.mllp.max_frame, budget),
+    );
     loop {
         let next = tokio::time::timeout(idle, framed.next()).await;
         if let Some(d) = framed.codec_mut().take_discarded() {
