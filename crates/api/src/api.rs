@@ -928,6 +928,21 @@ fn decision_key(r: &AuditRecord) -> DecisionKey {
     )
 }
 
+/// A `from`/`to` day (`YYYY-MM-DD`); empty or absent is `None`.
+fn day(s: Option<&str>) -> Result<Option<NaiveDate>, Problem> {
+    s.filter(|s| !s.is_empty())
+        .map(|s| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad date",
+                    "from/to must be YYYY-MM-DD",
+                )
+            })
+        })
+        .transpose()
+}
+
 /// Query of `GET /api/v1/stats/recognition`.
 #[derive(Deserialize)]
 pub struct StatsQuery {
@@ -944,20 +959,7 @@ pub async fn stats(
     Query(q): Query<StatsQuery>,
 ) -> Result<Json<Value>, Problem> {
     require_role(&st, &p, &[Role::Commission, Role::PrivacyOfficer], "stats").await?;
-    let date = |s: Option<&str>| -> Result<Option<NaiveDate>, Problem> {
-        s.filter(|s| !s.is_empty())
-            .map(|s| {
-                NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad date",
-                        "from/to must be YYYY-MM-DD",
-                    )
-                })
-            })
-            .transpose()
-    };
-    let (from, to) = (date(q.from.as_deref())?, date(q.to.as_deref())?);
+    let (from, to) = (day(q.from.as_deref())?, day(q.to.as_deref())?);
     let group_by = q.group_by.clone().unwrap_or_else(|| "institution".into());
     if !matches!(group_by.as_str(), "institution" | "item" | "reason") {
         return Err(Problem::new(
@@ -982,13 +984,13 @@ pub async fn stats(
             true
         })?;
         // Every decision, whenever made: a later one outside the period still replaces one
-        // inside it (decisions are few next to reads).
+        // inside it (decisions are few next to reads). The first pass read no decision.
         let decisions = huren_audit::AuditFilter {
             actions: Some(vec!["decision".into()]),
             ..Default::default()
         };
         audit.for_each(&decisions, |e| {
-            if e.record.outcome == "ok" && !out.iter().any(|o| o.seq == e.seq) {
+            if e.record.outcome == "ok" {
                 out.push(e);
             }
             true
@@ -1158,21 +1160,9 @@ pub async fn break_glass_view(
     Query(q): Query<BreakGlassQuery>,
 ) -> Result<Json<Value>, Problem> {
     require_role(&st, &p, &[Role::PrivacyOfficer], "read_audit").await?;
-    let day = |s: Option<&str>, default: NaiveDate| -> Result<NaiveDate, Problem> {
-        match s.filter(|s| !s.is_empty()) {
-            None => Ok(default),
-            Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad date",
-                    "from/to must be YYYY-MM-DD",
-                )
-            }),
-        }
-    };
     let today = chrono::Utc::now().date_naive();
-    let from = day(q.from.as_deref(), today - chrono::Duration::days(30))?;
-    let to = day(q.to.as_deref(), today)?;
+    let from = day(q.from.as_deref())?.unwrap_or(today - chrono::Duration::days(30));
+    let to = day(q.to.as_deref())?.unwrap_or(today);
     let audit = st.gate.audit_log().clone();
     let filter = huren_audit::AuditFilter::default().days(Some(from), Some(to));
     let entries = tokio::task::spawn_blocking(move || {
