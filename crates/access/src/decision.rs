@@ -125,6 +125,18 @@ pub struct Denial {
     pub wrong_code: bool,
 }
 
+impl Denial {
+    /// A role that may not do `what` (403 `ROLE`).
+    pub fn role(role: Role, what: &str) -> Denial {
+        Denial {
+            status: 403,
+            code: "ROLE",
+            reason: format!("role {} may not {what}", role.as_str()),
+            wrong_code: false,
+        }
+    }
+}
+
 /// The decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -157,11 +169,7 @@ fn deny(status: u16, code: &'static str, reason: impl Into<String>) -> Decision 
 pub fn decide(r: &Request<'_>) -> Decision {
     let p = r.principal;
     if !r.roles.contains(&p.role) {
-        return deny(
-            403,
-            "ROLE",
-            format!("role {} may not do this", p.role.as_str()),
-        );
+        return Decision::Deny(Denial::role(p.role, "do this"));
     }
     let (person, kind) = match r.subject {
         Subject::NoPatient => return Decision::Allow(Basis::Role),

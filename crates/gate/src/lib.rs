@@ -928,12 +928,7 @@ impl Gate {
         })?;
         let mut rec = record(p, action);
         if !READERS.contains(&p.role) {
-            let d = huren_access::Denial {
-                status: 403,
-                code: "ROLE",
-                reason: format!("role {} may not read reports", p.role.as_str()),
-                wrong_code: false,
-            };
+            let d = huren_access::Denial::role(p.role, "read reports");
             return Err(self.refuse(rec, &d).await);
         }
         let Some(meta) = self.store.report_meta(&h)? else {
@@ -1003,12 +998,7 @@ impl Gate {
         let mut rec = record(p, action);
         rec.detail = detail;
         if !READERS.contains(&p.role) {
-            let d = huren_access::Denial {
-                status: 403,
-                code: "ROLE",
-                reason: format!("role {} may not read images", p.role.as_str()),
-                wrong_code: false,
-            };
+            let d = huren_access::Denial::role(p.role, "read images");
             return Err(self.refuse(rec, &d).await);
         }
         let store = self.store.clone();
@@ -1128,12 +1118,7 @@ impl Gate {
         let mut rec = record(p, action);
         rec.detail = detail;
         if !READERS.contains(&p.role) {
-            let d = huren_access::Denial {
-                status: 403,
-                code: "ROLE",
-                reason: format!("role {} may not search", p.role.as_str()),
-                wrong_code: false,
-            };
+            let d = huren_access::Denial::role(p.role, "search");
             return Err(self.refuse(rec, &d).await);
         }
         let mut scope = SearchScope {
