@@ -126,13 +126,7 @@ pub struct Tokens {
 
 /// SHA-256 of a token, lower-case hex.
 pub fn token_hash(token: &str) -> String {
-    let d = Sha256::digest(token.as_bytes());
-    let mut s = String::with_capacity(64);
-    for b in d {
-        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-    }
-    s
+    format!("{:x}", Sha256::digest(token.as_bytes()))
 }
 
 impl Tokens {
