@@ -946,36 +946,40 @@ async fn report_view(
     html(StatusCode::OK, view.markup)
 }
 
+/// A report this session's view showed (an ECG's trace, a study's previews), read — and
+/// audited — through the gate under the patient's authorisation and encounter of that view.
+async fn shown_report(
+    st: &WebState,
+    w: &Web,
+    h: &str,
+    hash: &str,
+    action: &'static str,
+) -> Result<huren_gate::ReportRead, Response> {
+    let Some(s) = &w.signed else {
+        return Err(StatusCode::UNAUTHORIZED.into_response());
+    };
+    if !st.web.was_shown(&s.key, hash) {
+        return Err(StatusCode::FORBIDDEN.into_response());
+    }
+    let Some(ctx) = st.web.patient(&s.key, h) else {
+        return Err(StatusCode::FORBIDDEN.into_response());
+    };
+    let enc = huren_gate::encounter(Some(&ctx.encounter))
+        .unwrap_or(huren_gate::EncounterKind::Outpatient);
+    st.gate
+        .report(&s.principal, ctx.auth.as_ref(), enc, hash, action)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
 async fn ecg_trace(
     State(st): State<WebState>,
     w: Web,
     Path((h, hash)): Path<(String, String)>,
 ) -> Response {
-    let Some(s) = &w.signed else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    // Only a trace this session's view showed; read (and audited) through the gate under the
-    // patient's authorisation of that view.
-    if !st.web.was_shown(&s.key, &hash) {
-        return StatusCode::FORBIDDEN.into_response();
-    }
-    let Some(ctx) = st.web.patient(&s.key, &h) else {
-        return StatusCode::FORBIDDEN.into_response();
-    };
-    let read = match st
-        .gate
-        .report(
-            &s.principal,
-            ctx.auth.as_ref(),
-            huren_gate::encounter(Some(&ctx.encounter))
-                .unwrap_or(huren_gate::EncounterKind::Outpatient),
-            &hash,
-            "read_ecg_trace",
-        )
-        .await
-    {
+    let read = match shown_report(&st, &w, &h, &hash, "read_ecg_trace").await {
         Ok(r) => r,
-        Err(p) => return p.into_response(),
+        Err(resp) => return resp,
     };
     match render_trace(&read, &hash) {
         Ok(svg) => (
@@ -1077,31 +1081,11 @@ async fn preview(
     w: Web,
     Path((h, hash, uid)): Path<(String, String, String)>,
 ) -> Response {
-    let Some(s) = &w.signed else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    if !st.web.was_shown(&s.key, &hash) {
-        return StatusCode::FORBIDDEN.into_response();
-    }
-    let Some(ctx) = st.web.patient(&s.key, &h) else {
-        return StatusCode::FORBIDDEN.into_response();
-    };
-    // The study report this session was shown, read (and audited) through the gate, then
-    // the instance, which must be of that study and its institution.
-    let report = match st
-        .gate
-        .report(
-            &s.principal,
-            ctx.auth.as_ref(),
-            huren_gate::encounter(Some(&ctx.encounter))
-                .unwrap_or(huren_gate::EncounterKind::Outpatient),
-            &hash,
-            "read_preview",
-        )
-        .await
-    {
+    // The study report this session was shown, then the instance, which must be of that
+    // study and its institution.
+    let report = match shown_report(&st, &w, &h, &hash, "read_preview").await {
         Ok(r) => r,
-        Err(p) => return p.into_response(),
+        Err(resp) => return resp,
     };
     let read = match st.gate.instance_of_report(&report, &uid).await {
         Ok(r) => r,
