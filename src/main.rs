@@ -319,13 +319,14 @@ fn open_store(data: &Path, config: &Config) -> Result<Store> {
 }
 
 /// The gate over a store directory: its audit log and consents.
+/// Consent codes are keyed from the national-ID secret (fixed before this is called; the
+/// command line's operator checks no code, so a run without one keys from an empty secret).
 fn open_gate(
     data: &Path,
     store: &Store,
     tokens: Arc<huren_server::auth::Tokens>,
     rules: Arc<huren_recognition::Rules>,
-    secret: &[u8],
-    options: huren_server::gate::GateOptions,
+    config: &Config,
 ) -> Result<huren_server::gate::Gate> {
     let audit = Arc::new(
         huren_audit::AuditLog::open(data)
@@ -341,8 +342,8 @@ fn open_gate(
         consents,
         tokens,
         rules,
-        secret,
-        options,
+        config.national_id_secret().unwrap_or_default().as_bytes(),
+        huren_server::gate_options(&config.access),
     ))
 }
 
@@ -498,26 +499,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if matches!(pid, PatientId::National(_)) {
                 fix_secret(&config, NoSecret::Refuse)?;
             }
-            // Consent codes are not checked for the operator: without a secret the gate's
-            // code key is derived from an empty one.
-            let secret = config
-                .national_id_secret()
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec();
-            let gate_options = huren_server::gate_options(&config.access);
             let rules = Arc::new(load_rules(&config, false)?);
             let store = open_store(&data, &config)?;
             // The local operator reads through the gate like everyone else: one audit record
             // naming the OS user.
-            let gate = open_gate(
-                &data,
-                &store,
-                Default::default(),
-                rules,
-                &secret,
-                gate_options,
-            )?;
+            let gate = open_gate(&data, &store, Default::default(), rules, &config)?;
             let user = std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
                 .unwrap_or_else(|_| "unknown".to_string());
@@ -854,23 +840,15 @@ fn serve(
     let answers = Arc::new(huren_server::answers::AnswerCache::new(
         config.http.answer_cache_mb.saturating_mul(1 << 20),
     ));
-    // Fixed above (serve refuses to start without it); consent codes are keyed from it.
-    let secret = config
-        .national_id_secret()
-        .unwrap_or_default()
-        .as_bytes()
-        .to_vec();
-    let gate_options = huren_server::gate_options(&config.access);
-    let gw = Gateway::new(store.clone(), Arc::new(config), demo);
     let rules = Arc::new(rules);
     let gate = Arc::new(open_gate(
         &data,
         &store,
         Arc::new(tokens),
         rules.clone(),
-        &secret,
-        gate_options,
+        &config,
     )?);
+    let gw = Gateway::new(store.clone(), Arc::new(config), demo);
     let state = huren_server::api::ApiState {
         gw: gw.clone(),
         rules,
