@@ -119,7 +119,7 @@ pub async fn generate(store: Store, secret: &str, reports: u64, patients: u64) -
                 let (original, r) = report(i, patients, &secret, now);
                 store
                     .commit(Ingest {
-                        original,
+                        original: original.into(),
                         reports: vec![r],
                         identity: vec![],
                         received_at: received,

@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::receive::{Incoming, ReceiveBudget, Received};
 use huren_ingest::tls::{peer_institution, TlsSetup};
 use huren_ingest::Gateway;
 
@@ -155,6 +156,7 @@ pub async fn serve(
     tls: Option<Arc<TlsSetup>>,
 ) {
     let limit = Arc::new(Semaphore::new(gw.config.dicom.max_associations.max(1)));
+    let budget = ReceiveBudget::new(gw.config.dicom.receive_budget_mib.saturating_mul(1 << 20));
     let mut opts = options(&gw, &aet);
     if let Some(t) = &tls {
         opts = opts.tls_config(t.server_config.clone());
@@ -178,13 +180,14 @@ pub async fn serve(
         let gate = gate.clone();
         let opts = opts.clone();
         let tls = tls.clone();
+        let budget = budget.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let Some(t) = tls else {
                 // dicom-ul bounds the whole association request (not each read) by the read
                 // timeout.
                 match opts.establish_async(sock).await {
-                    Ok(a) => association(a, gw, gate, None).await,
+                    Ok(a) => association(a, gw, gate, None, budget).await,
                     Err(e) => tracing::info!(%peer, error = %e, "DICOM association refused"),
                 }
                 return;
@@ -204,7 +207,7 @@ pub async fn serve(
                 Ok(Ok(a)) => a,
             };
             match peer_institution(&t, a.inner_stream().get_ref().1) {
-                Ok(inst) => association(a, gw, gate, inst).await,
+                Ok(inst) => association(a, gw, gate, inst, budget).await,
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "DICOM TLS client refused");
                     let _ = a.abort().await;
@@ -235,6 +238,7 @@ async fn association<S: Stream>(
     gw: Gateway,
     gate: Arc<huren_gate::Gate>,
     cert: Option<String>,
+    budget: Arc<ReceiveBudget>,
 ) {
     use dicom_ul::association::Association;
     let calling = assoc.peer_ae_title().trim().to_string();
@@ -258,14 +262,16 @@ async fn association<S: Stream>(
             )
         })
         .collect();
-    let max_object = gw.config.dicom.max_object_bytes;
+    let c = &gw.config.dicom;
     let mut command: Vec<u8> = Vec::new();
-    let mut data: Vec<u8> = Vec::new();
+    // The data set in progress; for a C-STORE it starts with the Part 10 header made from
+    // the command's UIDs, so the instance is kept without copying the data set once more.
+    let mut incoming = Incoming::new(
+        budget,
+        c.spool_above_kib.saturating_mul(1024),
+        c.max_object_bytes,
+    );
     let mut pending: Option<(u8, Command)> = None;
-    let mut too_big = false;
-    // For a C-STORE, `data` starts with the Part 10 header made from the command's UIDs
-    // (`header` bytes), so the instance is kept without copying the data set once more.
-    let mut header = 0usize;
     // dicom-ul bounds each whole PDU (not each read) by `timeout_secs`, so a trickling peer
     // loses the association then; a peer that keeps sending small PDUs (C-ECHO after C-ECHO)
     // loses it at `max_association_secs`: no PDU is read after it.
@@ -290,6 +296,11 @@ async fn association<S: Stream>(
                     match v.value_type {
                         PDataValueType::Command => {
                             command.extend_from_slice(&v.data);
+                            if command.len() > MAX_COMMAND {
+                                tracing::warn!(%calling, "DIMSE command too long; aborting");
+                                let _ = assoc.abort().await;
+                                return;
+                            }
                             if !v.is_last {
                                 continue;
                             }
@@ -301,24 +312,25 @@ async fn association<S: Stream>(
                                 return;
                             };
                             if cmd.data_set_type != NO_DATA_SET {
-                                data.clear();
-                                header = 0;
                                 if cmd.field == C_STORE_RQ {
                                     let ts = contexts
                                         .iter()
                                         .find(|c| c.0 == v.presentation_context_id)
                                         .map(|c| c.2.as_str())
                                         .unwrap_or_default();
-                                    data = huren_dicom::part10_header(
-                                        ts,
-                                        &cmd.sop_class,
-                                        &cmd.sop_instance,
-                                        64 * 1024,
+                                    incoming.begin(
+                                        huren_dicom::part10_header(
+                                            ts,
+                                            &cmd.sop_class,
+                                            &cmd.sop_instance,
+                                            64 * 1024,
+                                        ),
+                                        spoolable(ts, &cmd),
                                     );
-                                    header = data.len();
+                                } else {
+                                    incoming.begin(Vec::new(), false);
                                 }
                                 pending = Some((v.presentation_context_id, cmd));
-                                too_big = false;
                                 continue;
                             }
                             let rsp = match cmd.field {
@@ -338,12 +350,7 @@ async fn association<S: Stream>(
                             }
                         }
                         PDataValueType::Data => {
-                            if data.len() - header.min(data.len()) + v.data.len() > max_object {
-                                too_big = true;
-                                data.clear();
-                            } else if !too_big {
-                                data.extend_from_slice(&v.data);
-                            }
+                            incoming.push(&v.data, || gw.spool());
                             if !v.is_last {
                                 continue;
                             }
@@ -357,21 +364,30 @@ async fn association<S: Stream>(
                                 .find(|c| c.0 == pc)
                                 .map(|c| c.2.clone())
                                 .unwrap_or_default();
-                            let bytes = std::mem::take(&mut data);
-                            let at = std::mem::take(&mut header);
-                            if cmd.field == C_FIND_RQ && !too_big {
-                                let peer_max = assoc.requestor_max_pdu_length();
-                                let who =
-                                    huren_access::Principal::dicom_peer(&calling, &institution);
-                                if find(&gate, &who, &mut assoc, pc, &cmd, bytes, &ts, peer_max)
-                                    .await
-                                    .is_err()
-                                {
-                                    return;
+                            let received = incoming.take();
+                            if cmd.field == C_FIND_RQ {
+                                if let Received::Memory { bytes, .. } = received {
+                                    let peer_max = assoc.requestor_max_pdu_length();
+                                    let who =
+                                        huren_access::Principal::dicom_peer(&calling, &institution);
+                                    if find(&gate, &who, &mut assoc, pc, &cmd, bytes, &ts, peer_max)
+                                        .await
+                                        .is_err()
+                                    {
+                                        return;
+                                    }
+                                    continue;
                                 }
-                                continue;
                             }
-                            let rsp = if cmd.field != C_STORE_RQ {
+                            let rsp = if cmd.field == C_FIND_RQ {
+                                // Only a refused identifier is left here (too large for
+                                // memory, or the budget is used up): out of resources.
+                                let why = match &received {
+                                    Received::Refused(why) => why.as_str(),
+                                    _ => "identifier not kept",
+                                };
+                                cmd.response(0x8020, 0xA700, Some(why))
+                            } else if cmd.field != C_STORE_RQ {
                                 cmd.response(
                                     cmd.field | 0x8000,
                                     0x0211,
@@ -389,15 +405,12 @@ async fn association<S: Stream>(
                                     0x0122,
                                     Some("SOP class is not the presentation context's"),
                                 )
-                            } else if too_big {
-                                cmd.response(
-                                    0x8001,
-                                    0xA700,
-                                    Some("data set larger than max_object_bytes"),
-                                )
+                            } else if let Received::Refused(why) = &received {
+                                tracing::info!(%calling, reason = %why, "C-STORE data set not kept");
+                                cmd.response(0x8001, 0xA700, Some(why))
                             } else {
                                 let out =
-                                    store(&gw, bytes, at, &ts, &cmd, &institution, &calling).await;
+                                    store(&gw, received, &ts, &cmd, &institution, &calling).await;
                                 cmd.response(
                                     0x8001,
                                     out.status,
@@ -624,12 +637,27 @@ async fn send<S: Stream>(
 /// blocking pool.
 const INLINE_PARSE_MAX: usize = 256 * 1024;
 
-/// Parses and stores one C-STORE data set (`bytes[at..]`, behind the Part 10 header made
-/// from the command's UIDs); never panics on bad data.
+/// The longest DIMSE command accepted (a command set is a few hundred bytes).
+const MAX_COMMAND: usize = 64 * 1024;
+
+/// A spooled data set is summarised from at most this many of its first bytes: the
+/// attributes before the pixel data (or before the first element that does not end within
+/// them). Beyond this the summary would cost memory again; such a data set is refused.
+const SUMMARY_MAX: usize = 16 * 1024 * 1024;
+
+/// Whether a C-STORE data set in `ts` may be spooled: one that can be summarised from its
+/// first bytes (not deflated) and whose Part 10 header names its UIDs.
+fn spoolable(ts: &str, cmd: &Command) -> bool {
+    let ts = ts.trim_end_matches(['\0', ' ']);
+    !matches!(ts, "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.4.95")
+        && !cmd.sop_class.is_empty()
+        && !cmd.sop_instance.is_empty()
+}
+
+/// Parses and stores one C-STORE data set; never panics on bad data.
 async fn store(
     gw: &Gateway,
-    bytes: Vec<u8>,
-    at: usize,
+    received: Received,
     ts: &str,
     cmd: &Command,
     institution: &str,
@@ -640,6 +668,55 @@ async fn store(
         cmd.sop_class.clone(),
         cmd.sop_instance.clone(),
     );
+    let (bytes, at, hold) = match received {
+        Received::Memory {
+            bytes,
+            header,
+            hold,
+        } => (bytes, header, hold),
+        Received::Spooled {
+            spool,
+            header,
+            dataset_hash,
+            dataset_len,
+        } => {
+            let parsed = tokio::task::spawn_blocking(move || {
+                spooled(
+                    *spool,
+                    header,
+                    dataset_hash,
+                    dataset_len,
+                    &ts2,
+                    &class,
+                    &inst,
+                )
+            })
+            .await
+            .unwrap_or_else(|_| {
+                Err(huren_dicom::DicomError::Parse(
+                    "the data set parser failed".into(),
+                ))
+            });
+            return match parsed {
+                Ok((i, file)) => {
+                    gw.ingest_dicom(
+                        huren_store::Original::Stored(file),
+                        &i,
+                        institution,
+                        Some(calling),
+                    )
+                    .await
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "C-STORE data set refused");
+                    huren_ingest::dicom::DicomOutcome::refused(&e)
+                }
+            };
+        }
+        Received::Refused(why) => {
+            return huren_ingest::dicom::DicomOutcome::refused(&huren_dicom::DicomError::Parse(why))
+        }
+    };
     let small = bytes.len() <= INLINE_PARSE_MAX;
     let parse = move || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -672,8 +749,11 @@ async fn store(
     };
     match parsed {
         Ok(Ok((i, part10))) => {
-            gw.ingest_dicom(part10, &i, institution, Some(calling))
-                .await
+            let out = gw
+                .ingest_dicom(part10, &i, institution, Some(calling))
+                .await;
+            drop(hold);
+            out
         }
         Ok(Err(e)) => {
             tracing::info!(error = %e, "C-STORE data set refused");
@@ -683,6 +763,33 @@ async fn store(
             "the data set parser failed".into(),
         )),
     }
+}
+
+/// Summarises a spooled data set from its first bytes and makes it a durable blob (blocking).
+fn spooled(
+    mut spool: huren_store::Spool,
+    header: usize,
+    dataset_hash: huren_model::ContentHash,
+    dataset_len: u64,
+    ts: &str,
+    class: &str,
+    inst: &str,
+) -> Result<(huren_dicom::Instance, huren_store::StoredFile), huren_dicom::DicomError> {
+    let io = |e: huren_store::StoreError| huren_dicom::DicomError::Parse(format!("spool: {e}"));
+    let prefix = spool.read_range(header as u64, SUMMARY_MAX).map_err(io)?;
+    let whole = prefix.len() as u64 >= dataset_len;
+    let end = huren_dicom::guard::summary_end(&prefix, ts, whole)?;
+    let summary = prefix.get(..end).unwrap_or_default();
+    let mut i = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        huren_dicom::parse_cstore(summary, ts, class, inst)
+    }))
+    .map_err(|_| huren_dicom::DicomError::Parse("the data set parser failed".into()))??;
+    // The Part 10 header was made from the command's UIDs; parse_cstore has checked that
+    // the data set's agree.
+    i.record.dataset_hash = dataset_hash;
+    drop(prefix);
+    let file = spool.finish().map_err(io)?;
+    Ok((i, file))
 }
 
 /// The DIMSE command elements huren reads (group 0000, Implicit VR Little Endian).

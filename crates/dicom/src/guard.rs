@@ -111,81 +111,95 @@ impl Walk<'_> {
                     "unexpected item tag ({g:04X},{e:04X}) among elements at byte {p}"
                 )));
             }
-            let (vr, len, head) = if enc.explicit {
-                let vr = self
-                    .b
-                    .get(p + 4..p + 6)
-                    .ok_or_else(|| err("data set ends inside an element header".into()))?;
-                // Exactly as dicom-rs 0.10 decodes it: the 21 VRs of PS3.5 Table 7.1-2 have
-                // a 16-bit length; every other VR — and any two bytes that are not a VR,
-                // which dicom-rs reads as UN — a reserved field and a 32-bit length.
-                let vr = [vr[0], vr[1]];
-                let vr = if SHORT_VRS.contains(&&vr) || LONG_VRS.contains(&&vr) {
-                    vr
-                } else {
-                    *b"UN"
-                };
-                if matches!(
-                    &vr,
-                    b"OB"
-                        | b"OW"
-                        | b"OF"
-                        | b"SQ"
-                        | b"UT"
-                        | b"UN"
-                        | b"OD"
-                        | b"OL"
-                        | b"OV"
-                        | b"UC"
-                        | b"UR"
-                        | b"SV"
-                        | b"UV"
-                ) {
-                    (Some(vr), self.u32(p + 8, enc.big)?, 12)
-                } else {
-                    (Some(vr), u32::from(self.u16(p + 6, enc.big)?), 8)
-                }
-            } else {
-                // Implicit VR: dicom-rs takes the VR from the standard dictionary, so a
-                // defined-length element the dictionary calls SQ is parsed as items.
-                let vr = implicit_vr(tag);
-                (vr, self.u32(p + 4, enc.big)?, 8)
-            };
-            let at = p + head;
-            if len == UNDEFINED {
-                // A sequence (SQ, implicit VR) or encapsulated pixel data. dicom-rs 0.10
-                // misreads UN of undefined length (CP-246) and then allocates whatever
-                // length it thinks it saw, so it is refused here.
-                if matches!(vr, Some(v) if &v == b"UN") {
-                    return Err(err(format!(
-                        "element ({g:04X},{e:04X}) is UN with undefined length (a CP-246 \
-                         sequence), which huren cannot parse"
-                    )));
-                }
-                let inner = enc;
-                let encapsulated =
-                    tag == (0x7FE0, 0x0010) || matches!(vr, Some(v) if &v == b"OB" || &v == b"OW");
-                p = self.items(at, end, inner, depth + 1, encapsulated)?;
-            } else {
-                let stop = self.fits(tag, at, len, end)?;
-                if let Some(v) = vr.filter(|v| !(len as usize).is_multiple_of(value_size(v))) {
-                    return Err(err(format!(
-                        "element ({g:04X},{e:04X}) {} declares {len} bytes, not a multiple of \
-                         its value size {}",
-                        String::from_utf8_lossy(&v),
-                        value_size(&v)
-                    )));
-                }
-                if matches!(vr, Some(v) if &v == b"SQ") {
-                    self.items(at, stop, enc, depth + 1, false)?;
-                }
-                p = stop;
-            }
+            p = self.element(p, tag, end, enc, depth)?;
         }
         if until_delim {
             return Err(err("item without its delimitation item".into()));
         }
         Ok(p)
+    }
+
+    /// One element at `p` (tag `tag`, already read) up to `end`: checks it and what it
+    /// holds; returns the position after it.
+    fn element(
+        &self,
+        p: usize,
+        tag: (u16, u16),
+        end: usize,
+        enc: Enc,
+        depth: usize,
+    ) -> Result<usize, DicomError> {
+        let (g, e) = tag;
+        let (vr, len, head) = if enc.explicit {
+            let vr = self
+                .b
+                .get(p + 4..p + 6)
+                .ok_or_else(|| err("data set ends inside an element header".into()))?;
+            // Exactly as dicom-rs 0.10 decodes it: the 21 VRs of PS3.5 Table 7.1-2 have
+            // a 16-bit length; every other VR — and any two bytes that are not a VR,
+            // which dicom-rs reads as UN — a reserved field and a 32-bit length.
+            let vr = [vr[0], vr[1]];
+            let vr = if SHORT_VRS.contains(&&vr) || LONG_VRS.contains(&&vr) {
+                vr
+            } else {
+                *b"UN"
+            };
+            if matches!(
+                &vr,
+                b"OB"
+                    | b"OW"
+                    | b"OF"
+                    | b"SQ"
+                    | b"UT"
+                    | b"UN"
+                    | b"OD"
+                    | b"OL"
+                    | b"OV"
+                    | b"UC"
+                    | b"UR"
+                    | b"SV"
+                    | b"UV"
+            ) {
+                (Some(vr), self.u32(p + 8, enc.big)?, 12)
+            } else {
+                (Some(vr), u32::from(self.u16(p + 6, enc.big)?), 8)
+            }
+        } else {
+            // Implicit VR: dicom-rs takes the VR from the standard dictionary, so a
+            // defined-length element the dictionary calls SQ is parsed as items.
+            let vr = implicit_vr(tag);
+            (vr, self.u32(p + 4, enc.big)?, 8)
+        };
+        let at = p + head;
+        if len == UNDEFINED {
+            // A sequence (SQ, implicit VR) or encapsulated pixel data. dicom-rs 0.10
+            // misreads UN of undefined length (CP-246) and then allocates whatever
+            // length it thinks it saw, so it is refused here.
+            if matches!(vr, Some(v) if &v == b"UN") {
+                return Err(err(format!(
+                    "element ({g:04X},{e:04X}) is UN with undefined length (a CP-246 \
+                     sequence), which huren cannot parse"
+                )));
+            }
+            let inner = enc;
+            let encapsulated =
+                tag == (0x7FE0, 0x0010) || matches!(vr, Some(v) if &v == b"OB" || &v == b"OW");
+            self.items(at, end, inner, depth + 1, encapsulated)
+        } else {
+            let stop = self.fits(tag, at, len, end)?;
+            if let Some(v) = vr.filter(|v| !(len as usize).is_multiple_of(value_size(v))) {
+                return Err(err(format!(
+                    "element ({g:04X},{e:04X}) {} declares {len} bytes, not a multiple of \
+                     its value size {}",
+                    String::from_utf8_lossy(&v),
+                    value_size(&v)
+                )));
+            }
+            if matches!(vr, Some(v) if &v == b"SQ") {
+                self.items(at, stop, enc, depth + 1, false)?;
+            }
+            Ok(stop)
+        }
     }
 
     /// Items of a sequence (or fragments) from `p`; undefined-length sequences end at a
@@ -256,6 +270,70 @@ fn value_size(vr: &[u8; 2]) -> usize {
     }
 }
 
+/// Where the summary part of a large data set ends, given its first bytes `prefix` (the
+/// whole data set when `whole`): the offset of the first top-level element that is pixel data
+/// (group 7FE0 or later) or that does not end within `prefix`. Everything before it is
+/// checked as [`check`] checks a data set, so `prefix[..offset]` may be parsed for the
+/// summary while the bulk behind it stays on disk. Deflated data sets have no such offset.
+pub fn summary_end(prefix: &[u8], ts: &str, whole: bool) -> Result<usize, DicomError> {
+    let enc = match ts {
+        "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.4.95" => {
+            return Err(err(format!(
+                "a data set in transfer syntax {ts} cannot be summarised from its first bytes"
+            )))
+        }
+        _ => encoding(ts),
+    };
+    let w = Walk { b: prefix };
+    let end = prefix.len();
+    let mut p = 0usize;
+    while p < end {
+        if end - p < 8 {
+            return if whole {
+                Err(err(format!(
+                    "data set ends inside an element header at byte {p}"
+                )))
+            } else {
+                Ok(p)
+            };
+        }
+        let tag = (w.u16(p, enc.big)?, w.u16(p + 2, enc.big)?);
+        if tag.0 >= 0x7FE0 {
+            return Ok(p);
+        }
+        if tag.0 == 0xFFFE {
+            return Err(err(format!(
+                "unexpected item tag ({:04X},{:04X}) among elements at byte {p}",
+                tag.0, tag.1
+            )));
+        }
+        match w.element(p, tag, end, enc, 0) {
+            Ok(next) => p = next,
+            // Runs past the bytes at hand: the summary ends before it.
+            Err(_) if !whole => return Ok(p),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(p)
+}
+
+fn encoding(ts: &str) -> Enc {
+    match ts {
+        crate::IMPLICIT_VR_LE => Enc {
+            explicit: false,
+            big: false,
+        },
+        crate::EXPLICIT_VR_BE => Enc {
+            explicit: true,
+            big: true,
+        },
+        _ => Enc {
+            explicit: true,
+            big: false,
+        },
+    }
+}
+
 /// Checks the structure of a data set encoded in `ts` (a transfer syntax UID). Deflated and
 /// unknown syntaxes are left to the parser.
 pub fn check(b: &[u8], ts: &str) -> Result<(), DicomError> {
@@ -307,6 +385,26 @@ pub const MAX_INFLATED: u64 = 1 << 30;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_of_a_data_set_ends_at_its_pixel_data() {
+        let ds = crate::fixtures::ct_dataset("1.2.3", "P1", "A^B");
+        let ts = crate::EXPLICIT_VR_LE;
+        let end = summary_end(&ds, ts, true).unwrap();
+        // (7FE0,0010) OW: 12-byte header and 512 bytes of pixels behind it.
+        assert_eq!(ds.len() - end, 12 + 512);
+        assert_eq!(&ds[end..end + 4], &[0xE0, 0x7F, 0x10, 0x00]);
+        let i = crate::parse_cstore(&ds[..end], ts, "", "").unwrap();
+        assert_eq!(i.record.study_instance_uid, "1.2.3");
+        // Only the first bytes at hand: the summary ends before the element cut off.
+        let cut = &ds[..end - 3];
+        let short = summary_end(cut, ts, false).unwrap();
+        assert!(short < end - 3);
+        // The same bytes as a whole data set are damaged.
+        assert!(summary_end(cut, ts, true).is_err());
+        // Deflated data sets cannot be summarised from their first bytes.
+        assert!(summary_end(&ds, "1.2.840.10008.1.2.1.99", true).is_err());
+    }
 
     #[test]
     fn huge_declared_length_is_refused() {

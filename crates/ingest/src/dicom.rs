@@ -34,6 +34,16 @@ pub struct DicomConfig {
     /// Largest data set accepted in one C-STORE, bytes (default 1 GiB).
     #[serde(default = "default_max_object")]
     pub max_object_bytes: usize,
+    /// A C-STORE data set larger than this, KiB, is written to a temporary file of the store
+    /// as it arrives instead of being held in memory (default 4096 = 4 MiB).
+    #[serde(default = "default_spool_above")]
+    pub spool_above_kib: usize,
+    /// Memory shared by the listener's associations for data sets being received in memory,
+    /// MiB (default 256): each association's first `spool_above_kib` would be the most one
+    /// holds; when this budget is used up, further data sets are spooled from their first
+    /// byte (C-FIND identifiers, which cannot be, are refused).
+    #[serde(default = "default_receive_budget")]
+    pub receive_budget_mib: usize,
     /// Seconds within which each PDU, the association request included, must arrive whole
     /// (counted from when the previous one was handled), else the association is dropped
     /// (default 60). dicom-ul bounds the whole PDU, not each read.
@@ -74,6 +84,12 @@ fn default_max_pdu() -> u32 {
 fn default_max_object() -> usize {
     1 << 30
 }
+fn default_spool_above() -> usize {
+    4096
+}
+fn default_receive_budget() -> usize {
+    256
+}
 fn default_max_association() -> u64 {
     7200
 }
@@ -91,6 +107,8 @@ impl Default for DicomConfig {
             max_associations: default_max_assoc(),
             max_pdu: default_max_pdu(),
             max_object_bytes: default_max_object(),
+            spool_above_kib: default_spool_above(),
+            receive_budget_mib: default_receive_budget(),
             timeout_secs: default_timeout(),
             max_association_secs: default_max_association(),
             aes: vec![],
@@ -224,7 +242,7 @@ impl Gateway {
 
     fn plan_dicom(
         &self,
-        original: Vec<u8>,
+        original: huren_store::Original,
         inst: &Instance,
         institution: &str,
         application: Option<&str>,
@@ -264,7 +282,6 @@ impl Gateway {
             },
         };
         let body = study::merge(prev_body.as_ref(), inst, change);
-        let original = Hashed::new(original);
         let hash = original.hash();
         let ctx = study::Context {
             institution,
@@ -272,13 +289,30 @@ impl Gateway {
             utc_offset: "+08:00",
         };
         let report = study::report(body, &ctx, hash, prev_status, inst.sr.is_some());
-        let record = inst.record_for(hash, original.bytes().len() as u64, institution);
+        let record = inst.record_for(hash, original.len(), institution);
         let mut reports = vec![report];
         let mut attachments = vec![];
         if is_ecg_waveform(&r.sop_class_uid) {
             // A 12-lead / general / ambulatory ECG waveform is also an ECG report (measurements,
             // statements, critical flag, trace), committed with the instance.
-            match crate::ecg::prepare_ecg_hashed(&self.config, original.clone(), institution) {
+            // A waveform spooled to a file (never seen: ECG instances are kilobytes to a few
+            // megabytes) is read back for the adapter.
+            let bytes = match &original {
+                huren_store::Original::Bytes(h) => Ok(h.clone()),
+                huren_store::Original::Stored(f) => match self.ingest_store().blob(&f.hash()) {
+                    Ok(Some(b)) => Ok(Hashed::new(b)),
+                    Ok(None) => Err(huren_store::StoreError::Corrupt(format!(
+                        "spooled original {} is missing",
+                        f.hash()
+                    ))),
+                    Err(e) => Err(e),
+                },
+            };
+            let bytes = match bytes {
+                Ok(b) => b,
+                Err(e) => return fail(out, e),
+            };
+            match crate::ecg::prepare_ecg_hashed(&self.config, bytes, institution) {
                 Ok((ecg, _)) => {
                     reports.extend(ecg.reports);
                     attachments.extend(ecg.attachments);
@@ -310,19 +344,25 @@ impl Gateway {
         )))
     }
 
+    /// A temporary file of the store for a data set too large to hold in memory; finished
+    /// (made durable) it is passed to [`Gateway::ingest_dicom`] as the original.
+    pub fn spool(&self) -> Result<huren_store::Spool, huren_store::StoreError> {
+        self.ingest_store().spool()
+    }
+
     /// Stores one parsed instance (`original` = the bytes kept: the Part 10 file as received
     /// or made from a C-STORE data set) and makes the next version of its study report.
     /// The outcome's status is success only once both are durable.
     pub async fn ingest_dicom(
         &self,
-        original: Vec<u8>,
+        original: impl Into<huren_store::Original>,
         inst: &Instance,
         institution: &str,
         application: Option<&str>,
     ) -> DicomOutcome {
         let lock = study_lock(&format!("{institution}|{}", inst.record.study_instance_uid));
         let _held = lock.lock().await;
-        match self.plan_dicom(original, inst, institution, application) {
+        match self.plan_dicom(original.into(), inst, institution, application) {
             Plan::Done(o) => *o,
             Plan::Commit(b) => {
                 let (ingest, record, out) = *b;
@@ -339,14 +379,14 @@ impl Gateway {
     /// Blocking form of [`Gateway::ingest_dicom`] for the CLI.
     pub fn ingest_dicom_blocking(
         &self,
-        original: Vec<u8>,
+        original: impl Into<huren_store::Original>,
         inst: &Instance,
         institution: &str,
         application: Option<&str>,
     ) -> DicomOutcome {
         let lock = study_lock(&format!("{institution}|{}", inst.record.study_instance_uid));
         let _held = lock.blocking_lock();
-        match self.plan_dicom(original, inst, institution, application) {
+        match self.plan_dicom(original.into(), inst, institution, application) {
             Plan::Done(o) => *o,
             Plan::Commit(b) => {
                 let (ingest, record, out) = *b;

@@ -139,7 +139,7 @@ pub fn prepare_ecg_hashed(
     };
     Ok((
         Ingest {
-            original: bytes,
+            original: bytes.into(),
             reports: vec![report],
             identity: vec![],
             received_at,

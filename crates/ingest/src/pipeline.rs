@@ -308,7 +308,7 @@ pub fn prepare_hl7(
     Ok(Prepared {
         header: it.header,
         ingest: Ingest {
-            original: original_bytes,
+            original: original_bytes.into(),
             reports,
             identity,
             received_at,

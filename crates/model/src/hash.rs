@@ -40,6 +40,28 @@ impl ContentHash {
     }
 }
 
+/// A [`ContentHash`] computed over bytes that arrive in pieces (a data set streamed to a
+/// file): the same hash as [`ContentHash::of`] over their concatenation.
+#[derive(Clone, Default)]
+pub struct ContentHasher(blake3::Hasher);
+
+impl ContentHasher {
+    /// A hasher that has seen nothing.
+    pub fn new() -> Self {
+        ContentHasher::default()
+    }
+
+    /// Adds the next piece.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The hash of every piece so far.
+    pub fn finish(&self) -> ContentHash {
+        ContentHash(*self.0.finalize().as_bytes())
+    }
+}
+
 /// Bytes with their [`ContentHash`], computed once when the pair is made. The fields are
 /// private, so the hash always belongs to the bytes: whoever receives a `Hashed` may use the
 /// hash without hashing again.

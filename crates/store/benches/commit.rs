@@ -66,7 +66,7 @@ fn ingest(i: usize) -> Ingest {
         attachments: vec![],
     };
     Ingest {
-        original,
+        original: original.into(),
         reports: vec![report],
         identity: vec![],
         received_at: "2025-06-24T10:05:00+08:00".into(),

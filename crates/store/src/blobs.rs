@@ -154,25 +154,39 @@ impl BlobDir {
         }
     }
 
+    /// A fresh path in the store's temporary directory (emptied when the store opens).
+    pub(crate) fn temp_path(&self, tag: &str) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("tmp")
+            .join(format!("{}-{n}-{tag}", std::process::id()))
+    }
+
     /// Writes a blob durably on its own: temp file, `fsync`, rename, directory `fsync`.
     pub(crate) fn write_synced(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), StoreError> {
-        let dest = self.path(hash);
-        if dest.is_file() {
+        if self.path(hash).is_file() {
             return Ok(());
         }
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp =
-            self.root
-                .join("tmp")
-                .join(format!("{}-{n}-{}", std::process::id(), &hash.hex()[..16]));
+        let tmp = self.temp_path(&hash.hex()[..16]);
         if !direct::write_synced(&tmp, bytes) {
             let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
             f.write_all(bytes).map_err(|e| StoreError::io(&tmp, e))?;
             f.sync_data().map_err(|e| StoreError::io(&tmp, e))?;
         }
+        self.adopt_synced(&tmp, hash)
+    }
+
+    /// Moves a synced temporary file holding blob `hash` into place and syncs the
+    /// directories; when the blob is already stored, the temporary file is removed instead.
+    pub(crate) fn adopt_synced(&self, tmp: &Path, hash: &ContentHash) -> Result<(), StoreError> {
+        let dest = self.path(hash);
+        if dest.is_file() {
+            let _ = fs::remove_file(tmp);
+            return Ok(());
+        }
         let shard = dest.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&shard).map_err(|e| StoreError::io(&shard, e))?;
-        fs::rename(&tmp, &dest).map_err(|e| StoreError::io(&dest, e))?;
+        fs::rename(tmp, &dest).map_err(|e| StoreError::io(&dest, e))?;
         crate::journal::sync_dir(&shard)?;
         crate::journal::sync_dir(&self.root)
     }

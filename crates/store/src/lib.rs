@@ -15,6 +15,7 @@ mod error;
 mod generations;
 pub mod index;
 mod journal;
+mod spool;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};
 pub use index::{ReviewItem, ReviewState};
 pub use journal::{Entry, IdentityOp, JournalRecord, ReviewDecision};
+pub use spool::{Spool, StoredFile};
 
 /// What happened to one report handed to [`Store::commit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +58,8 @@ pub struct ReportOutcome {
 /// identity changes. Committed atomically: all of it is durable, or none of it is recorded.
 #[derive(Clone, Debug, Default)]
 pub struct Ingest {
-    /// The original bytes as received, with their hash.
-    pub original: Hashed,
+    /// The original as received: its bytes with their hash, or a file already made durable.
+    pub original: Original,
     /// Normalised reports (their `original` must be the hash of `original`).
     pub reports: Vec<Report>,
     /// Identity cross-reference changes (links, merges).
@@ -68,6 +70,63 @@ pub struct Ingest {
     pub attachments: Vec<Hashed>,
     /// The sender's ID of the message (HL7 MSH-10), kept with the identity claims it makes.
     pub message_id: Option<String>,
+}
+
+/// An ingest's original: bytes the commit stores, or a blob a [`Spool`] already made a
+/// durable file (a large data set never held in memory whole).
+#[derive(Clone, Debug)]
+pub enum Original {
+    /// The bytes, stored by the commit.
+    Bytes(Hashed),
+    /// Already durable; the commit records it.
+    Stored(StoredFile),
+}
+
+impl Original {
+    /// The original's hash.
+    pub fn hash(&self) -> ContentHash {
+        match self {
+            Original::Bytes(h) => h.hash(),
+            Original::Stored(f) => f.hash(),
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Original::Bytes(h) => h.bytes().len() as u64,
+            Original::Stored(f) => f.len(),
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for Original {
+    fn default() -> Self {
+        Original::Bytes(Hashed::default())
+    }
+}
+
+impl From<Hashed> for Original {
+    fn from(h: Hashed) -> Self {
+        Original::Bytes(h)
+    }
+}
+
+impl From<Vec<u8>> for Original {
+    fn from(b: Vec<u8>) -> Self {
+        Original::Bytes(Hashed::new(b))
+    }
+}
+
+impl From<&[u8]> for Original {
+    fn from(b: &[u8]) -> Self {
+        Original::Bytes(Hashed::from(b))
+    }
 }
 
 /// The durable answer to an [`Ingest`].
@@ -322,6 +381,11 @@ impl Store {
         self.inner.index.instances_of_study(study_uid)
     }
 
+    /// A temporary file of the store to receive a large original into (see [`Spool`]).
+    pub fn spool(&self) -> Result<Spool, StoreError> {
+        Spool::create(self.inner.blobs.dir.clone())
+    }
+
     /// Reads a blob by hash.
     pub fn blob(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.blobs.read(hash)
@@ -502,7 +566,7 @@ impl Store {
         let bytes = serde_json::to_vec(&serde_json::json!({"identity_resolution": &op}))
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Ingest {
-            original: huren_model::Hashed::from(bytes.as_slice()),
+            original: bytes.as_slice().into(),
             identity: vec![op],
             received_at: at,
             ..Default::default()
@@ -655,7 +719,7 @@ mod tests {
 
     fn lab(original: &[u8], n: usize) -> Ingest {
         Ingest {
-            original: Hashed::from(original),
+            original: original.into(),
             reports: vec![Report {
                 kind: ReportKind::Lab,
                 source: Source {

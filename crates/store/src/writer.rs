@@ -19,7 +19,8 @@ type Reply = oneshot::Sender<Result<Committed, StoreError>>;
 /// writer only plans, writes and syncs.
 struct Prepared {
     original: ContentHash,
-    original_bytes: Arc<Vec<u8>>,
+    /// `None` when the original is already a durable file ([`crate::Original::Stored`]).
+    original_bytes: Option<Arc<Vec<u8>>>,
     reports: Vec<(huren_model::Report, ContentHash, Arc<Vec<u8>>)>,
     identity: Vec<IdentityOp>,
     received_at: String,
@@ -61,7 +62,10 @@ impl WriterHandle {
         }
         let prepared = Prepared {
             original,
-            original_bytes: Arc::new(ingest.original.into_bytes()),
+            original_bytes: match ingest.original {
+                crate::Original::Bytes(h) => Some(Arc::new(h.into_bytes())),
+                crate::Original::Stored(_) => None,
+            },
             reports,
             identity: ingest.identity,
             received_at: ingest.received_at,
@@ -296,6 +300,19 @@ impl Writer {
         Ok(())
     }
 
+    fn stage_original(
+        &self,
+        hash: ContentHash,
+        bytes: &Option<Arc<Vec<u8>>>,
+        staged_hashes: &mut HashSet<ContentHash>,
+        staged: &mut Vec<Blob>,
+    ) -> Result<(), StoreError> {
+        match bytes {
+            Some(b) => self.stage(hash, b, staged_hashes, staged),
+            None => Ok(()),
+        }
+    }
+
     fn plan(
         &self,
         ingest: &Prepared,
@@ -342,7 +359,7 @@ impl Writer {
                 Outcome::Superseded
             };
             self.stage(hash, bytes, staged_hashes, staged)?;
-            self.stage(original, original_bytes, staged_hashes, staged)?;
+            self.stage_original(original, original_bytes, staged_hashes, staged)?;
             for (h, b) in &ingest.attachments {
                 self.stage(*h, b, staged_hashes, staged)?;
             }
@@ -394,7 +411,7 @@ impl Writer {
                     original,
                 });
             }
-            self.stage(original, original_bytes, staged_hashes, staged)?;
+            self.stage_original(original, original_bytes, staged_hashes, staged)?;
             entries.push(Entry::Instance {
                 record: Box::new(rec.clone()),
                 received_at: ingest.received_at.clone(),
@@ -402,7 +419,7 @@ impl Writer {
         }
         if !identity.is_empty() || (ingest.reports.is_empty() && !self.blobs.exists(&original)?) {
             if ingest.reports.is_empty() {
-                self.stage(original, original_bytes, staged_hashes, staged)?;
+                self.stage_original(original, original_bytes, staged_hashes, staged)?;
                 entries.push(Entry::Original {
                     hash: original,
                     received_at: ingest.received_at.clone(),
