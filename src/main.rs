@@ -344,7 +344,8 @@ fn open_gate(
         rules,
         config.national_id_secret().unwrap_or_default().as_bytes(),
         huren_server::gate_options(&config.access),
-    ))
+    )
+    .with_workflow(config.workflow.clone()))
 }
 
 fn println_json(v: &serde_json::Value) {

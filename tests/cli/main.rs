@@ -24,3 +24,4 @@ mod rules;
 mod secrets;
 mod tls;
 mod web;
+mod worklist;

@@ -56,6 +56,22 @@ institution = "FX-SQ01"
 role = "clinician"
 token_sha256 = "4adebd537c817c338415de812d2a1ae61ae08cd5112eac48c9733dd40277e8ec"
 
+# The ECG diagnosis centre at FX-ZX reads the community centre's ECGs; dr.zx reads there
+# all day (tests/cli/worklist.rs).
+[[centre]]
+id = "fx-ecg"
+name = "奉贤区心电诊断中心"
+institution = "FX-ZX"
+
+[[reading_route]]
+institution = "FX-SQ01"
+kind = "ecg"
+centre = "fx-ecg"
+
+[[roster]]
+reader = "dr.zx"
+centre = "fx-ecg"
+
 [[clinician]]
 id = "clerk.zx"
 institution = "FX-ZX"

@@ -52,6 +52,16 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/consents/{id}",
             axum::routing::delete(revoke_consent),
         )
+        .route("/api/v1/worklist", get(crate::worklist::worklist))
+        .route("/api/v1/worklist/{id}/claim", post(crate::worklist::claim))
+        .route(
+            "/api/v1/worklist/{id}/release",
+            post(crate::worklist::release),
+        )
+        .route(
+            "/api/v1/worklist/{id}/cancel",
+            post(crate::worklist::cancel).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+        )
         .route(
             "/fhir/DiagnosticReport",
             get(crate::fhir::diagnostic_reports),

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 mod preview;
 mod problem;
 pub mod query;
+pub mod worklist;
 
 pub use preview::{preview_cache_key, preview_size, PreviewFailure, PREVIEW_SIZES};
 
@@ -94,6 +95,8 @@ pub struct Gate {
     options: GateOptions,
     /// A region's own verifier of codes; `None`: the consortium's consent store.
     verifier: Option<Arc<dyn huren_access::Verifier>>,
+    /// The reading centres and their roster (who may see which worklist).
+    workflow: Arc<huren_workflow::Workflow>,
 }
 
 /// Proof that the gate made a value: it has no public constructor.
@@ -516,7 +519,14 @@ impl Gate {
             rules,
             options,
             verifier: None,
+            workflow: Arc::default(),
         }
+    }
+
+    /// The same gate deciding worklists by these reading centres and roster.
+    pub fn with_workflow(mut self, workflow: huren_workflow::Workflow) -> Gate {
+        self.workflow = Arc::new(workflow);
+        self
     }
 
     /// Verifies codes with a region's own service instead of the built-in consent store.

@@ -64,6 +64,21 @@ pub struct Config {
     /// Clinician (and officer) bearer tokens, stored hashed.
     #[serde(default, rename = "clinician")]
     pub clinicians: Vec<huren_access::TokenConfig>,
+    /// The reading centres (`[[centre]]`), see docs/workflow.md.
+    #[serde(default, rename = "centre")]
+    pub centres: Vec<huren_workflow::CentreConfig>,
+    /// Which centre reads which institution's ECGs and studies (`[[reading_route]]`).
+    #[serde(default, rename = "reading_route")]
+    pub reading_routes: Vec<huren_workflow::RouteRule>,
+    /// Due times per centre, kind and priority (`[[due_time]]`).
+    #[serde(default, rename = "due_time")]
+    pub due_times: Vec<huren_workflow::DueRule>,
+    /// Who reads for which centre, when (`[[roster]]`).
+    #[serde(default)]
+    pub roster: Vec<huren_workflow::RosterEntry>,
+    /// The four above, validated.
+    #[serde(skip)]
+    pub workflow: huren_workflow::Workflow,
     /// The resolved national-ID secret (looked up once; see [`Config::national_id_secret`]).
     #[serde(skip)]
     secret: std::sync::OnceLock<String>,
@@ -469,7 +484,7 @@ impl Config {
 
     /// Parses and validates configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
@@ -517,6 +532,15 @@ impl Config {
                 )));
             }
         }
+        let workflow = huren_workflow::WorkflowConfig {
+            centres: cfg.centres.clone(),
+            routes: cfg.reading_routes.clone(),
+            due: cfg.due_times.clone(),
+            roster: cfg.roster.clone(),
+        };
+        cfg.workflow = workflow
+            .validate(|code| cfg.institution(code).is_some())
+            .map_err(|e| invalid(format!("reading centres: {e}")))?;
         Ok(cfg)
     }
 

@@ -366,12 +366,13 @@ impl Gateway {
             Plan::Done(o) => *o,
             Plan::Commit(b) => {
                 let (ingest, record, out) = *b;
-                finish(
-                    out,
-                    self.ingest_store()
-                        .commit_instances(ingest, vec![record])
-                        .await,
-                )
+                let found = crate::reading::candidates(&ingest);
+                let res = self
+                    .ingest_store()
+                    .commit_instances(ingest, vec![record])
+                    .await
+                    .and_then(|c| self.schedule_reading(found, &c).map(|_| c));
+                finish(out, res)
             }
         }
     }
@@ -390,11 +391,12 @@ impl Gateway {
             Plan::Done(o) => *o,
             Plan::Commit(b) => {
                 let (ingest, record, out) = *b;
-                finish(
-                    out,
-                    self.ingest_store()
-                        .commit_instances_blocking(ingest, vec![record]),
-                )
+                let found = crate::reading::candidates(&ingest);
+                let res = self
+                    .ingest_store()
+                    .commit_instances_blocking(ingest, vec![record])
+                    .and_then(|c| self.schedule_reading(found, &c).map(|_| c));
+                finish(out, res)
             }
         }
     }

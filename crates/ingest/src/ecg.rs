@@ -180,7 +180,7 @@ impl Gateway {
     pub async fn ingest_ecg(&self, bytes: &[u8], institution: &str) -> EcgOutcome {
         match prepare_ecg(&self.config, bytes, institution) {
             Err(o) => *o,
-            Ok((ingest, out)) => finish(out, self.ingest_store().commit(ingest).await),
+            Ok((ingest, out)) => finish(out, self.commit_read(ingest).await),
         }
     }
 
@@ -195,7 +195,7 @@ impl Gateway {
         .await;
         match prepared {
             Ok(Err(o)) => *o,
-            Ok(Ok((ingest, out))) => finish(out, self.ingest_store().commit(ingest).await),
+            Ok(Ok((ingest, out))) => finish(out, self.commit_read(ingest).await),
             Err(e) => {
                 tracing::error!(error = %e, "ECG parse task failed");
                 EcgOutcome {
@@ -211,7 +211,7 @@ impl Gateway {
     pub fn ingest_ecg_blocking(&self, bytes: &[u8], institution: &str) -> EcgOutcome {
         match prepare_ecg(&self.config, bytes, institution) {
             Err(o) => *o,
-            Ok((ingest, out)) => finish(out, self.ingest_store().commit_blocking(ingest)),
+            Ok((ingest, out)) => finish(out, self.commit_read_blocking(ingest)),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod dicom;
 pub mod ecg;
 pub mod mllp;
 pub mod pipeline;
+pub mod reading;
 pub mod tls;
 
 pub use config::Config;

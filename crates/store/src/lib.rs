@@ -16,6 +16,7 @@ mod generations;
 pub mod index;
 mod journal;
 mod spool;
+mod tasks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow}
 pub use index::{ReviewItem, ReviewState};
 pub use journal::{Entry, IdentityOp, JournalRecord, ReviewDecision};
 pub use spool::{Spool, StoredFile};
+pub use tasks::{TaskError, TaskStore};
 
 /// What happened to one report handed to [`Store::commit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +178,7 @@ struct Inner {
     options: StoreOptions,
     cache: Option<Arc<ReportCache>>,
     generations: Arc<generations::Generations>,
+    tasks: TaskStore,
 }
 
 /// Parsed reports by hash (immutable, so never stale).
@@ -283,6 +286,7 @@ impl Store {
         let cache =
             (options.report_cache > 0).then(|| Arc::new(ReportCache::new(options.report_cache)));
         let generations = Arc::new(generations::Generations::new());
+        let tasks = TaskStore::open(&dir)?;
         let writer = writer::spawn(
             journal,
             blobs.clone(),
@@ -301,6 +305,7 @@ impl Store {
                 cache,
                 options,
                 generations,
+                tasks,
             }),
         })
     }
@@ -379,6 +384,11 @@ impl Store {
     /// The latest records of a study's instances.
     pub fn instances_of_study(&self, study_uid: &str) -> Result<Vec<InstanceRecord>, StoreError> {
         self.inner.index.instances_of_study(study_uid)
+    }
+
+    /// The reading tasks (`tasks.log`).
+    pub fn tasks(&self) -> &TaskStore {
+        &self.inner.tasks
     }
 
     /// A temporary file of the store to receive a large original into (see [`Spool`]).

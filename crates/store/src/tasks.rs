@@ -1,0 +1,288 @@
+//! Reading tasks (`tasks.log`): one JSON line per task event ([`huren_workflow::Event`]),
+//! appended and `fdatasync`ed before the caller is answered, never rewritten; every task held
+//! in memory as the fold of its events. The transition rules are `huren-workflow`'s: an event
+//! is checked against the task as it is, under the same lock as its append, so of two readers
+//! claiming one task at once exactly one wins. A torn last line (a crash mid-append, never
+//! acknowledged) is cut at open; a damaged line elsewhere is refused.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use huren_workflow::{Created, Event, Task, TaskId, TransitionError};
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    task: TaskId,
+    #[serde(flatten)]
+    event: Event,
+}
+
+/// Why a task event was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// No task has this id.
+    #[error("no reading task {0}")]
+    Unknown(String),
+    /// The event does not apply to the task as it is (nothing was written).
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// Writing it failed (nothing was recorded).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The reading tasks of one store directory.
+pub struct TaskStore {
+    path: PathBuf,
+    /// The file, and the lock every transition is checked and appended under.
+    file: Mutex<File>,
+    tasks: RwLock<HashMap<TaskId, Task>>,
+}
+
+impl TaskStore {
+    /// Opens (or creates) `dir/tasks.log` and replays it.
+    pub fn open(dir: impl AsRef<Path>) -> Result<TaskStore, StoreError> {
+        let path = dir.as_ref().join("tasks.log");
+        let io = |e| StoreError::io(&path, e);
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        let mut tasks: HashMap<TaskId, Task> = HashMap::new();
+        let mut good = 0u64;
+        let mut lines = BufReader::new(&file).split(b'\n').peekable();
+        let mut n = 0;
+        while let Some(line) = lines.next() {
+            n += 1;
+            let line = line.map_err(io)?;
+            let last = lines.peek().is_none();
+            let damaged =
+                |e: String| StoreError::Corrupt(format!("{}: line {n}: {e}", path.display()));
+            match serde_json::from_slice::<Line>(&line) {
+                Ok(l) => {
+                    let next = match (&l.event, tasks.get(&l.task)) {
+                        (Event::Created(c), None) => Task::new(c),
+                        (_, Some(t)) => t.apply(&l.event).map_err(|e| damaged(e.to_string()))?,
+                        (_, None) => {
+                            return Err(damaged(format!("event for unknown task {}", l.task.0)))
+                        }
+                    };
+                    tasks.insert(l.task, next);
+                }
+                Err(_) if line.is_empty() && last => {}
+                Err(e) if last => {
+                    tracing::warn!(line = n, error = %e, "tasks.log ends in a torn record; cutting it off");
+                    file.set_len(good).map_err(io)?;
+                    file.sync_data().map_err(io)?;
+                    break;
+                }
+                Err(e) => return Err(damaged(e.to_string())),
+            }
+            good += line.len() as u64 + 1;
+        }
+        Ok(TaskStore {
+            path,
+            file: Mutex::new(file),
+            tasks: RwLock::new(tasks),
+        })
+    }
+
+    fn append(&self, f: &mut File, line: &Line) -> Result<(), StoreError> {
+        let mut bytes =
+            serde_json::to_vec(line).map_err(|e| StoreError::Corrupt(format!("task: {e}")))?;
+        bytes.push(b'\n');
+        let io = |e| StoreError::io(&self.path, e);
+        let len = f.metadata().map_err(io)?.len();
+        if let Err(e) = f.write_all(&bytes).and_then(|_| f.sync_data()) {
+            // Roll back a partial append; the caller is told it failed.
+            let _ = f.set_len(len);
+            return Err(io(e));
+        }
+        Ok(())
+    }
+
+    /// Creates a task unless one with its id exists; returns the task and whether it is new.
+    /// Returns once it is durable.
+    pub fn create(&self, c: Created) -> Result<(Task, bool), TaskError> {
+        let mut f = self
+            .file
+            .lock()
+            .map_err(|_| StoreError::Corrupt("tasks: poisoned lock".into()))?;
+        if let Some(t) = self.get(&c.id) {
+            return Ok((t, false));
+        }
+        let task = Task::new(&c);
+        let line = Line {
+            task: c.id.clone(),
+            event: Event::Created(c),
+        };
+        self.append(&mut f, &line)?;
+        if let Ok(mut m) = self.tasks.write() {
+            m.insert(line.task, task.clone());
+        }
+        Ok((task, true))
+    }
+
+    /// Applies an event to a task: checked against the task as it is, then made durable, then
+    /// answered. Nothing is written when it does not apply.
+    pub fn apply(&self, id: &TaskId, event: Event) -> Result<Task, TaskError> {
+        let mut f = self
+            .file
+            .lock()
+            .map_err(|_| StoreError::Corrupt("tasks: poisoned lock".into()))?;
+        let current = self
+            .get(id)
+            .ok_or_else(|| TaskError::Unknown(id.0.clone()))?;
+        let next = current.apply(&event)?;
+        self.append(
+            &mut f,
+            &Line {
+                task: id.clone(),
+                event,
+            },
+        )?;
+        if let Ok(mut m) = self.tasks.write() {
+            m.insert(id.clone(), next.clone());
+        }
+        Ok(next)
+    }
+
+    /// One task.
+    pub fn get(&self, id: &TaskId) -> Option<Task> {
+        self.tasks.read().ok()?.get(id).cloned()
+    }
+
+    /// The tasks `keep` selects, cloned.
+    pub fn select(&self, keep: impl Fn(&Task) -> bool) -> Vec<Task> {
+        self.tasks
+            .read()
+            .map(|m| m.values().filter(|t| keep(t)).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+    use huren_workflow::{CentreId, Kind, Priority, State};
+
+    fn created(id: &str) -> Created {
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 8, 0, 0).unwrap();
+        Created {
+            id: TaskId(id.into()),
+            kind: Kind::Ecg,
+            priority: Priority::Routine,
+            centre: CentreId("fx-ecg".into()),
+            institution: "FX-SQ1".into(),
+            report: format!("blake3:{}", "a".repeat(64)),
+            at,
+            due_at: at + Duration::minutes(30),
+            claim_timeout_secs: 900,
+        }
+    }
+
+    #[test]
+    fn tasks_survive_reopen_and_refused_events_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = TaskId("t1".into());
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 8, 1, 0).unwrap();
+        {
+            let s = TaskStore::open(dir.path()).unwrap();
+            assert!(s.create(created("t1")).unwrap().1);
+            assert!(!s.create(created("t1")).unwrap().1, "created once");
+            s.apply(
+                &id,
+                Event::Claimed {
+                    by: "r1".into(),
+                    at,
+                },
+            )
+            .unwrap();
+            let e = s
+                .apply(
+                    &id,
+                    Event::Claimed {
+                        by: "r2".into(),
+                        at,
+                    },
+                )
+                .unwrap_err();
+            assert!(
+                matches!(e, TaskError::Transition(TransitionError::ClaimHeld { .. })),
+                "{e}"
+            );
+            assert!(matches!(
+                s.apply(
+                    &TaskId("nope".into()),
+                    Event::Claimed {
+                        by: "r1".into(),
+                        at
+                    }
+                ),
+                Err(TaskError::Unknown(_))
+            ));
+        }
+        let s = TaskStore::open(dir.path()).unwrap();
+        let t = s.get(&id).unwrap();
+        assert!(matches!(t.state, State::InProgress { ref claimed_by, .. } if claimed_by == "r1"));
+        let lines = std::fs::read_to_string(dir.path().join("tasks.log")).unwrap();
+        assert_eq!(lines.lines().count(), 2, "{lines}");
+    }
+
+    #[test]
+    fn concurrent_claims_have_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(TaskStore::open(dir.path()).unwrap());
+        s.create(created("t2")).unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 8, 1, 0).unwrap();
+        let wins: usize = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let s = s.clone();
+                    sc.spawn(move || {
+                        s.apply(
+                            &TaskId("t2".into()),
+                            Event::Claimed {
+                                by: format!("r{i}"),
+                                at,
+                            },
+                        )
+                        .is_ok() as usize
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_damage_before_the_end_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = TaskStore::open(dir.path()).unwrap();
+            s.create(created("t3")).unwrap();
+        }
+        let p = dir.path().join("tasks.log");
+        let mut b = std::fs::read(&p).unwrap();
+        b.extend_from_slice(b"{\"task\":\"t3\",\"ev");
+        std::fs::write(&p, &b).unwrap();
+        assert!(TaskStore::open(dir.path())
+            .unwrap()
+            .get(&TaskId("t3".into()))
+            .is_some());
+        let mut b = b"garbage\n".to_vec();
+        b.extend_from_slice(&std::fs::read(&p).unwrap());
+        std::fs::write(&p, &b).unwrap();
+        assert!(TaskStore::open(dir.path()).is_err());
+    }
+}

@@ -1,0 +1,247 @@
+//! Issue 17, the reading centre's worklist (first slice): a community centre's ECG becomes a
+//! reading task on the ECG centre's worklist; readers on the roster see it (others are
+//! refused), claim it (of two at once exactly one wins), release it (only the holder),
+//! cancel it (only with a reason); every read and act is audited once; tasks survive a
+//! restart and a resent ECG does not make a second task.
+
+use std::time::Duration;
+
+use crate::support::{repo, Server};
+
+const SQ01_TOKEN: &str = "test-sq01-token";
+const PRIVACY_TOKEN: &str = "test-privacy-token";
+
+fn call(
+    http: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let url = format!("http://{http}{path}");
+    let req = ureq::request(method, &url)
+        .set("Authorization", &format!("Bearer {token}"))
+        .timeout(Duration::from_secs(20));
+    let r = match body {
+        Some(b) => req.set("Content-Type", "application/json").send_string(b),
+        None if method == "POST" => req.send_bytes(&[]),
+        None => req.call(),
+    };
+    let (st, r) = match r {
+        Ok(r) => (r.status(), r),
+        Err(ureq::Error::Status(s, r)) => (s, r),
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let text = r.into_string().unwrap_or_default();
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn audit_lines(data: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(data.join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The audit records written while `f` ran.
+fn audited<T>(data: &std::path::Path, f: impl FnOnce() -> T) -> (T, Vec<serde_json::Value>) {
+    let before = audit_lines(data).len();
+    let out = f();
+    // The audit log is written before the answer; nothing to wait for.
+    let after = audit_lines(data);
+    (out, after[before..].to_vec())
+}
+
+#[test]
+fn a_community_ecg_becomes_a_task_that_readers_claim_release_and_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::mllp::config_file(dir.path());
+    // A second reader on the ECG centre's roster: dr.sq01.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[[roster]]\nreader = \"dr.sq01\"\ncentre = \"fx-ecg\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let data = dir.path().join("data");
+    let mut srv = Server::start(&data, &["--config", &cfg]);
+
+    // The community centre (FX-SQ01) uploads an ECG: a task on the centre's worklist.
+    let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
+    let up = |srv: &Server| {
+        let url = format!("http://{}/api/v1/ecg", srv.http);
+        let r = ureq::post(&url)
+            .set("Authorization", &format!("Bearer {SQ01_TOKEN}"))
+            .set("Content-Type", "application/xml")
+            .send_bytes(&ecg)
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&r.into_string().unwrap()).unwrap()
+    };
+    let stored = up(&srv);
+    let report = stored["report"].as_str().unwrap().to_string();
+
+    let ((st, wl), recs) = audited(&data, || {
+        call(
+            &srv.http,
+            "GET",
+            "/api/v1/worklist",
+            crate::support::TEST_TOKEN,
+            None,
+        )
+    });
+    assert_eq!(st, 200, "{wl}");
+    let tasks = wl["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{wl}");
+    let t = &tasks[0];
+    assert_eq!(t["state"], "scheduled");
+    assert_eq!(t["kind"], "ecg");
+    assert_eq!(t["institution"], "FX-SQ01");
+    assert_eq!(t["centre"], "fx-ecg");
+    assert_eq!(t["report"], report.as_str());
+    assert!(
+        t["patient"].as_str().unwrap().starts_with("FX-SQ01:"),
+        "{t}"
+    );
+    assert_eq!(t["claimed_by"], serde_json::Value::Null);
+    let created = chrono::DateTime::parse_from_rfc3339(t["created_at"].as_str().unwrap()).unwrap();
+    let due = chrono::DateTime::parse_from_rfc3339(t["due_at"].as_str().unwrap()).unwrap();
+    let minutes = (due - created).num_minutes();
+    assert!(
+        minutes == 30 || minutes == 10,
+        "routine ECG 30 min, critical 10: {minutes}"
+    );
+    assert_eq!(t["overdue"], false);
+    let id = t["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        recs.len(),
+        1,
+        "one audit record per worklist read: {recs:?}"
+    );
+    assert_eq!(recs[0]["action"], "worklist");
+    assert_eq!(recs[0]["actor"], "dr.zx");
+
+    // Not on the roster: refused, audited.
+    let ((st, _), recs) = audited(&data, || {
+        call(&srv.http, "GET", "/api/v1/worklist", PRIVACY_TOKEN, None)
+    });
+    assert_eq!(st, 403);
+    assert_eq!(recs.len(), 1);
+    let (st, _) = call(
+        &srv.http,
+        "POST",
+        &format!("/api/v1/worklist/{id}/claim"),
+        PRIVACY_TOKEN,
+        None,
+    );
+    assert_eq!(st, 403);
+
+    // Two readers claim at once: exactly one wins, the other learns who holds it.
+    let claim = format!("/api/v1/worklist/{id}/claim");
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| call(&srv.http, "POST", &claim, crate::support::TEST_TOKEN, None));
+        let b = s.spawn(|| call(&srv.http, "POST", &claim, SQ01_TOKEN, None));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+    let (winner, loser) = if a.0 == 200 {
+        (crate::support::TEST_TOKEN, SQ01_TOKEN)
+    } else {
+        (SQ01_TOKEN, crate::support::TEST_TOKEN)
+    };
+    let holder = if a.0 == 200 { "dr.zx" } else { "dr.sq01" };
+    let lost = if a.0 == 200 { &b.1 } else { &a.1 };
+    assert!(lost["detail"].as_str().unwrap().contains(holder), "{lost}");
+    let (_, wl) = call(
+        &srv.http,
+        "GET",
+        "/api/v1/worklist",
+        crate::support::TEST_TOKEN,
+        None,
+    );
+    assert_eq!(wl["tasks"][0]["state"], "in_progress");
+    assert_eq!(wl["tasks"][0]["claimed_by"], holder);
+
+    // Only the holder releases.
+    let release = format!("/api/v1/worklist/{id}/release");
+    assert_eq!(call(&srv.http, "POST", &release, loser, None).0, 409);
+    let ((st, r), recs) = audited(&data, || call(&srv.http, "POST", &release, winner, None));
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["task"]["state"], "scheduled");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["action"], "task_release");
+    assert!(
+        recs[0]["patient"].is_string(),
+        "the task's patient is named: {:?}",
+        recs[0]
+    );
+
+    // Cancel needs a reason.
+    let cancel = format!("/api/v1/worklist/{id}/cancel");
+    assert_eq!(
+        call(
+            &srv.http,
+            "POST",
+            &cancel,
+            winner,
+            Some(r#"{"reason":"  "}"#)
+        )
+        .0,
+        400
+    );
+    assert_eq!(call(&srv.http, "POST", &cancel, winner, Some("{}")).0, 400);
+    let (st, r) = call(
+        &srv.http,
+        "POST",
+        &cancel,
+        winner,
+        Some(r#"{"reason":"重复上传"}"#),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["task"]["state"], "cancelled");
+    assert_eq!(
+        call(&srv.http, "POST", &claim, loser, None).0,
+        409,
+        "a cancelled task is not claimed"
+    );
+    let (_, wl) = call(
+        &srv.http,
+        "GET",
+        "/api/v1/worklist",
+        crate::support::TEST_TOKEN,
+        None,
+    );
+    assert_eq!(wl["tasks"].as_array().unwrap().len(), 0, "{wl}");
+    assert_eq!(
+        call(
+            &srv.http,
+            "POST",
+            "/api/v1/worklist/t-none/claim",
+            winner,
+            None
+        )
+        .0,
+        404
+    );
+
+    // After a restart: the same state; the same ECG again makes no second task.
+    srv.kill9();
+    let srv = Server::start(&data, &["--config", &cfg]);
+    assert_eq!(up(&srv)["outcome"], "duplicate");
+    let (_, wl) = call(
+        &srv.http,
+        "GET",
+        "/api/v1/worklist",
+        crate::support::TEST_TOKEN,
+        None,
+    );
+    assert_eq!(wl["tasks"].as_array().unwrap().len(), 0, "{wl}");
+    let log = std::fs::read_to_string(data.join("tasks.log")).unwrap();
+    assert_eq!(
+        log.lines().count(),
+        4,
+        "created, claimed, released, cancelled: {log}"
+    );
+}
