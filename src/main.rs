@@ -850,6 +850,16 @@ fn serve(
         &config,
     )?);
     let gw = Gateway::new(store.clone(), Arc::new(config), demo);
+    // A signed report stored just before a crash completes its task now.
+    let completed = gw
+        .reconcile_reading()
+        .context("reconciling reading tasks")?;
+    if completed > 0 {
+        tracing::warn!(
+            completed,
+            "reading tasks completed from their signed reports"
+        );
+    }
     let state = huren_server::api::ApiState {
         gw: gw.clone(),
         rules,

@@ -867,10 +867,11 @@ fn every_route_against_every_caller_status_and_audit_count() {
             "item": "FX-LAB-K", "action": "accept"}),
         ),
     );
-    for act in ["claim", "release", "cancel"] {
+    for act in ["claim", "release", "cancel", "sign"] {
         let template = match act {
             "claim" => "/api/v1/worklist/{id}/claim",
             "release" => "/api/v1/worklist/{id}/release",
+            "sign" => "/api/v1/worklist/{id}/sign",
             _ => "/api/v1/worklist/{id}/cancel",
         };
         post(
@@ -879,7 +880,11 @@ fn every_route_against_every_caller_status_and_audit_count() {
             Class::TaskAct,
             404,
             None,
-            json(serde_json::json!({"reason": "matrix"})),
+            json(if act == "sign" {
+                serde_json::json!({"statements": ["窦性心律"], "text": "matrix"})
+            } else {
+                serde_json::json!({"reason": "matrix"})
+            }),
         );
     }
     // No review item has this id: the privacy officer learns so (404, audited).

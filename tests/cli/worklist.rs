@@ -245,3 +245,108 @@ fn a_community_ecg_becomes_a_task_that_readers_claim_release_and_cancel() {
         "created, claimed, released, cancelled: {log}"
     );
 }
+
+/// Signing: the holder signs with statements and text → a new, final report version in the
+/// same chain (the cart's stays retrievable), confirmed by the reader at the centre, critical
+/// by the catalogue; the task is completed and leaves the worklist. A signed report stored
+/// without its task's `Signed` event (a crash between the two) completes the task at start-up.
+#[test]
+fn the_holder_signs_and_the_signed_report_supersedes_the_carts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::mllp::config_file(dir.path());
+    let data = dir.path().join("data");
+    let mut srv = Server::start(&data, &["--config", &cfg]);
+    let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
+    let url = format!("http://{}/api/v1/ecg", srv.http);
+    let r = ureq::post(&url)
+        .set("Authorization", &format!("Bearer {SQ01_TOKEN}"))
+        .set("Content-Type", "application/xml")
+        .send_bytes(&ecg)
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    let cart = stored["report"].as_str().unwrap().to_string();
+    let reader = crate::support::TEST_TOKEN;
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", reader, None);
+    let id = wl["tasks"][0]["id"].as_str().unwrap().to_string();
+    let patient = wl["tasks"][0]["patient"].as_str().unwrap().to_string();
+    let sign = format!("/api/v1/worklist/{id}/sign");
+    let body = r#"{"statements":["窦性心律","急性下壁心肌梗死"],"text":"II、III、aVF 导联 ST 段抬高，建议立即转诊 PCI 医院"}"#;
+
+    // Not claimed: refused, nothing stored.
+    assert_eq!(call(&srv.http, "POST", &sign, reader, Some(body)).0, 409);
+    assert_eq!(
+        call(
+            &srv.http,
+            "POST",
+            &format!("/api/v1/worklist/{id}/claim"),
+            reader,
+            None
+        )
+        .0,
+        200
+    );
+    // Nothing to sign: refused, nothing stored.
+    assert_eq!(
+        call(
+            &srv.http,
+            "POST",
+            &sign,
+            reader,
+            Some(r#"{"statements":[" "],"text":""}"#)
+        )
+        .0,
+        400
+    );
+    let (st, r) = call(&srv.http, "POST", &sign, reader, Some(body));
+    assert_eq!(st, 200, "{r}");
+    let signed = r["report"].as_str().unwrap().to_string();
+    assert_eq!(r["task"]["state"], "completed");
+    assert_eq!(r["task"]["report"], signed.as_str());
+    // Signed once: a second signature is refused.
+    assert_eq!(call(&srv.http, "POST", &sign, reader, Some(body)).0, 409);
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", reader, None);
+    assert_eq!(wl["tasks"].as_array().unwrap().len(), 0, "{wl}");
+
+    // The patient's ECG is now the signed version 2; the cart's version 1 stays.
+    let (st, b) = srv.get(&format!("/api/v1/patients/{patient}/reports?kind=ecg"));
+    assert_eq!(st, 200, "{b}");
+    let head = &b["reports"][0];
+    assert_eq!(head["meta"]["hash"], signed.as_str());
+    assert_eq!(head["meta"]["version"], 2);
+    let rep = &head["report"];
+    assert_eq!(rep["status"], "final");
+    assert_eq!(rep["ecg"]["confirmation"]["state"], "confirmed");
+    assert_eq!(rep["ecg"]["confirmation"]["physician"], "dr.zx");
+    assert_eq!(rep["ecg"]["confirmation"]["centre"], "fx-ecg");
+    assert_eq!(rep["ecg"]["confirmation"]["task"], id.as_str());
+    assert_eq!(rep["ecg"]["statements"][1]["text"], "急性下壁心肌梗死");
+    assert!(
+        rep["ecg"]["critical"].is_object(),
+        "STEMI is critical: {rep}"
+    );
+    assert!(rep["conclusion"].as_str().unwrap().contains("PCI"));
+    let (st, old) = srv.get(&format!("/api/v1/reports/{cart}"));
+    assert_eq!(st, 200);
+    assert_ne!(old["status"], "final", "{old}");
+
+    // A crash after the report's commit and before the task's event: simulated by cutting the
+    // event off the log; at start-up the task is completed from the signed report.
+    srv.kill9();
+    let log = std::fs::read_to_string(data.join("tasks.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.last().unwrap().contains("\"signed\""), "{log}");
+    std::fs::write(
+        data.join("tasks.log"),
+        format!("{}\n", lines[..lines.len() - 1].join("\n")),
+    )
+    .unwrap();
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", reader, None);
+    assert_eq!(
+        wl["tasks"].as_array().unwrap().len(),
+        0,
+        "completed again: {wl}"
+    );
+    let log = std::fs::read_to_string(data.join("tasks.log")).unwrap();
+    assert!(log.lines().last().unwrap().contains(&signed), "{log}");
+}

@@ -59,6 +59,10 @@ pub fn router(state: ApiState) -> Router {
             post(crate::worklist::release),
         )
         .route(
+            "/api/v1/worklist/{id}/sign",
+            post(crate::worklist::sign).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+        )
+        .route(
             "/api/v1/worklist/{id}/cancel",
             post(crate::worklist::cancel).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
         )

@@ -63,3 +63,47 @@ pub async fn cancel(
     let t = st.gate.task_act(&p, &id, TaskAct::Cancel(b.reason)).await?;
     Ok(Json(json!({ "task": t })))
 }
+
+/// Body of `POST /api/v1/worklist/{id}/sign`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    /// Structured statements, in order.
+    #[serde(default)]
+    statements: Vec<String>,
+    /// Free text.
+    #[serde(default)]
+    text: String,
+}
+
+/// `POST /api/v1/worklist/{id}/sign` with `{"statements":[…],"text":"…"}`: stores the signed
+/// report version and completes the task; answers `{"report":"blake3:…","task":…}`.
+pub async fn sign(
+    State(st): State<ApiState>,
+    Authed(p): Authed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let b: SignBody = serde_json::from_slice(&body)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))?;
+    let config = st.gw.config.clone();
+    let reader = p.id.clone();
+    let (task, report) = st
+        .gate
+        .sign_task(&p, &id, |task, prev, prev_hash| {
+            huren_ingest::reading::signed_report(
+                &config,
+                prev,
+                prev_hash,
+                &huren_ingest::reading::Signature {
+                    task,
+                    reader: &reader,
+                    statements: &b.statements,
+                    text: &b.text,
+                    at: chrono::Utc::now(),
+                },
+            )
+        })
+        .await?;
+    Ok(Json(json!({ "report": report.to_string(), "task": task })))
+}

@@ -346,6 +346,8 @@ pub(crate) fn parse(bytes: &[u8], opts: &ParseOptions) -> Result<ParsedEcg, EcgE
         statements,
         severity: None,
         confirmation: EcgConfirmation {
+            centre: None,
+            task: None,
             state: match verified.as_deref() {
                 Some("VERIFIED") => ConfirmationState::Confirmed,
                 Some("UNVERIFIED") => ConfirmationState::Unconfirmed,

@@ -239,6 +239,8 @@ pub(crate) fn parse(doc: &Document, opts: &ParseOptions) -> Result<ParsedEcg, Ec
         (!parts.is_empty()).then(|| parts.join(" "))
     };
     let confirmation = EcgConfirmation {
+        centre: None,
+        task: None,
         state: match t("Status") {
             None => ConfirmationState::Unknown,
             Some(_) if confirmed => ConfirmationState::Confirmed,

@@ -275,6 +275,8 @@ pub(crate) fn parse(doc: &Document, opts: &ParseOptions) -> Result<ParsedEcg, Ec
         let confirmed = attr(root, "status").is_some_and(|s| s.eq_ignore_ascii_case("confirmed"))
             || sig.as_deref().is_some_and(|s| s.starts_with("Confirmed"));
         confirmation = EcgConfirmation {
+            centre: None,
+            task: None,
             state: if confirmed {
                 ConfirmationState::Confirmed
             } else if sig.as_deref().is_some_and(|s| s.contains("nconfirmed"))

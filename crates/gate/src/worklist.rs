@@ -244,4 +244,125 @@ impl Gate {
             Err(huren_store::TaskError::Store(e)) => Err(e.into()),
         }
     }
+
+    /// Signs a task: the holder of its claim (on the roster) stores the signed version of
+    /// its report that `build` makes from the task and the current version, then the task is
+    /// completed. Nothing is written when the task refuses it (409) or `build` does (400);
+    /// the report is durable before the task's `Signed` event, and that before the answer (a
+    /// crash between the two is completed at start-up from the report, which names its task).
+    /// Audited once.
+    pub async fn sign_task(
+        &self,
+        p: &Principal,
+        id: &str,
+        build: impl FnOnce(
+            &Task,
+            &huren_model::Report,
+            ContentHash,
+        ) -> Result<huren_store::Ingest, String>,
+    ) -> Result<(WorklistItem, ContentHash), Problem> {
+        let now = now_utc();
+        let mut rec = record(p, "task_sign");
+        rec.detail = json!({ "task": id });
+        if p.role != Role::Clinician {
+            return Err(self
+                .refuse(
+                    rec,
+                    &role_denial("only a reader (a clinician on the roster) acts on reading tasks"),
+                )
+                .await);
+        }
+        let tid = TaskId(id.to_string());
+        let Some(task) = self.store.tasks().get(&tid) else {
+            rec.outcome = "not found".into();
+            self.audit(rec).await?;
+            return Err(Problem::new(StatusCode::NOT_FOUND, "no such task", id));
+        };
+        let (_, _, person) = self.task_patient(&task);
+        rec.patient = person;
+        if !self.workflow.may_act(&p.id, &task, now) {
+            return Err(self
+                .refuse(
+                    rec,
+                    &role_denial(
+                        "the roster has this principal on duty at another centre or none now",
+                    ),
+                )
+                .await);
+        }
+        let refused = |e: String, status: StatusCode, title: &'static str| (e, status, title);
+        // The transition is checked before anything is written (apply is pure).
+        let checked = task
+            .apply(&Event::Signed {
+                by: p.id.clone(),
+                at: now,
+                report: format!("{}-signing", task.current_report()),
+            })
+            .map_err(|e| refused(e.to_string(), StatusCode::CONFLICT, "task state"))
+            .and_then(|_| {
+                let prev_hash = task
+                    .current_report()
+                    .parse::<ContentHash>()
+                    .map_err(|e| refused(e.to_string(), StatusCode::CONFLICT, "task state"))?;
+                let prev = self
+                    .store
+                    .report_shared(&prev_hash)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| {
+                        refused(
+                            format!("report {prev_hash} is not stored"),
+                            StatusCode::CONFLICT,
+                            "task state",
+                        )
+                    })?;
+                build(&task, &prev, prev_hash)
+                    .map_err(|e| refused(e, StatusCode::BAD_REQUEST, "bad signature"))
+            });
+        let ingest = match checked {
+            Ok(i) => i,
+            Err((detail, status, title)) => {
+                rec.outcome = format!("refused: {detail}");
+                self.audit(rec).await?;
+                return Err(Problem::new(status, title, detail));
+            }
+        };
+        let committed = self.store.commit(ingest).await?;
+        let Some(signed) = committed.reports.first().map(|r| r.report) else {
+            return Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "not stored",
+                "the signed report was not stored",
+            ));
+        };
+        let store = self.store.clone();
+        let event = Event::Signed {
+            by: p.id.clone(),
+            at: now,
+            report: signed.to_string(),
+        };
+        let tid2 = tid.clone();
+        let applied =
+            tokio::task::spawn_blocking(move || store.tasks().apply(&tid2, event)).await?;
+        match applied {
+            Ok(t) => {
+                rec.detail = json!({ "task": id, "report": signed.to_string() });
+                self.audit(rec).await?;
+                Ok((self.item(&t, now).0, signed))
+            }
+            Err(huren_store::TaskError::Transition(e)) => {
+                rec.outcome = format!("refused: {e}");
+                self.audit(rec).await?;
+                Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "task state",
+                    e.to_string(),
+                ))
+            }
+            Err(huren_store::TaskError::Unknown(id)) => {
+                Err(Problem::new(StatusCode::NOT_FOUND, "no such task", id))
+            }
+            Err(huren_store::TaskError::Store(e)) => Err(e.into()),
+        }
+    }
 }

@@ -100,3 +100,181 @@ impl Gateway {
         Ok(c)
     }
 }
+
+/// What a reader signs (`POST /api/v1/worklist/{id}/sign`).
+pub struct Signature<'a> {
+    /// The task.
+    pub task: &'a huren_workflow::Task,
+    /// The reader's principal id.
+    pub reader: &'a str,
+    /// Structured statements, in order (e.g. `窦性心律`, `急性下壁心肌梗死`).
+    pub statements: &'a [String],
+    /// Free text.
+    pub text: &'a str,
+    /// When.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Most statements one signature may carry, and their longest length (characters).
+const MAX_STATEMENTS: usize = 50;
+const MAX_STATEMENT_CHARS: usize = 200;
+const MAX_TEXT_CHARS: usize = 4000;
+
+/// The signed version of an ECG task's report: the reader's statements and text, final,
+/// confirmed by the reader at the centre, in the same chain (so it supersedes the cart's
+/// preliminary version, which stays retrievable); its original is the act of signing as
+/// JSON (task, centre, reader, time, what was signed, the version it supersedes). The
+/// critical flag is the configured catalogue's verdict on the reader's statements.
+pub fn signed_report(
+    config: &crate::config::Config,
+    prev: &Report,
+    prev_hash: ContentHash,
+    s: &Signature<'_>,
+) -> Result<Ingest, String> {
+    let Some(ecg) = prev.ecg.as_deref() else {
+        return Err("only ECG reports are signed in the reading centre so far".into());
+    };
+    let statements: Vec<String> = s
+        .statements
+        .iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let text = s.text.trim();
+    if statements.is_empty() && text.is_empty() {
+        return Err("a signature needs at least one statement or a text".into());
+    }
+    if statements.len() > MAX_STATEMENTS {
+        return Err(format!("at most {MAX_STATEMENTS} statements"));
+    }
+    if let Some(long) = statements
+        .iter()
+        .find(|t| t.chars().count() > MAX_STATEMENT_CHARS)
+    {
+        return Err(format!(
+            "a statement is longer than {MAX_STATEMENT_CHARS} characters ({} …)",
+            long.chars().take(20).collect::<String>()
+        ));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(format!(
+            "the text is longer than {MAX_TEXT_CHARS} characters"
+        ));
+    }
+    let at =
+        s.at.with_timezone(&chrono_tz::Asia::Shanghai)
+            .fixed_offset()
+            .to_rfc3339();
+    let act = serde_json::json!({
+        "kind": "huren-reading-signature",
+        "task": s.task.id.0,
+        "centre": s.task.centre.0,
+        "reader": s.reader,
+        "at": at,
+        "statements": statements,
+        "text": text,
+        "supersedes": prev_hash.to_string(),
+    });
+    let original = huren_model::Hashed::new(act.to_string().into_bytes());
+    let mut body = ecg.clone();
+    body.statements = statements
+        .iter()
+        .map(|t| huren_model::ecg::EcgStatement {
+            text: t.clone(),
+            reason: None,
+            code: None,
+        })
+        .collect();
+    body.confirmation = huren_model::ecg::EcgConfirmation {
+        state: huren_model::ecg::ConfirmationState::Confirmed,
+        physician: Some(s.reader.to_string()),
+        confirmed_at: Some(at.clone()),
+        centre: Some(s.task.centre.0.clone()),
+        task: Some(s.task.id.0.clone()),
+    };
+    let opts = crate::ecg::parse_options(config);
+    body.critical = huren_ecg::critical(
+        statements
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(text)),
+        &opts.catalogue,
+    )
+    .map(|m| huren_model::ecg::EcgCritical {
+        rule: m.rule,
+        label: m.label,
+        statement: m.statement,
+    });
+    let mut report = prev.clone();
+    report.status = huren_model::ReportStatus::Final;
+    report.reported_at = Some(at.clone());
+    report.conclusion = Some(if text.is_empty() {
+        statements.join("；")
+    } else {
+        text.to_string()
+    });
+    report.ecg = Some(Box::new(body));
+    report.original = original.hash();
+    Ok(Ingest {
+        original: original.into(),
+        reports: vec![report],
+        identity: vec![],
+        received_at: at,
+        attachments: vec![],
+        message_id: None,
+    })
+}
+
+impl Gateway {
+    /// Completes the tasks whose signed report is stored but whose `Signed` event is not (a
+    /// crash between the two): run at start-up. Returns how many it completed.
+    pub fn reconcile_reading(&self) -> Result<usize, StoreError> {
+        let store = self.ingest_store();
+        let mut done = 0;
+        for t in store.tasks().select(|t| t.is_open()) {
+            let Ok(first) = t.report.parse::<ContentHash>() else {
+                continue;
+            };
+            let Some(r) = store.report_shared(&first)? else {
+                continue;
+            };
+            let Some((_, head)) = store.chain_head(&r.source.chain_key(r.kind))? else {
+                continue;
+            };
+            let Some(h) = store.report_shared(&head)? else {
+                continue;
+            };
+            let Some(c) = h.ecg.as_ref().map(|e| &e.confirmation) else {
+                continue;
+            };
+            if c.task.as_deref() != Some(t.id.0.as_str()) {
+                continue;
+            }
+            let at = c
+                .confirmed_at
+                .as_deref()
+                .and_then(|a| chrono::DateTime::parse_from_rfc3339(a).ok())
+                .map_or_else(chrono::Utc::now, |a| a.with_timezone(&chrono::Utc));
+            let by = c.physician.clone().unwrap_or_default();
+            // Signed needs the signer to hold the claim: the claim is taken again first if
+            // it lapsed (both recorded, so the log says what happened).
+            let claim = huren_workflow::Event::Claimed { by: by.clone(), at };
+            let _ = store.tasks().apply(&t.id, claim);
+            match store.tasks().apply(
+                &t.id,
+                huren_workflow::Event::Signed {
+                    by,
+                    at,
+                    report: head.to_string(),
+                },
+            ) {
+                Ok(_) => done += 1,
+                Err(huren_store::TaskError::Store(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(task = %t.id.0, error = %e, "signed report found but the task cannot complete")
+                }
+            }
+        }
+        Ok(done)
+    }
+}

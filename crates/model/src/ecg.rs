@@ -260,6 +260,13 @@ pub struct EcgConfirmation {
     /// When it was confirmed, RFC 3339 with offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmed_at: Option<String>,
+    /// The diagnosis centre whose reader signed it (a report signed in huren's reading
+    /// centre; the physician is then the reader's principal id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub centre: Option<String>,
+    /// The reading task the signature completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 /// A signal-quality finding.
