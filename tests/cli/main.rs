@@ -4,6 +4,7 @@
 mod support;
 
 mod abuse;
+mod attack;
 mod budgets;
 mod crash;
 mod dicom;
