@@ -23,7 +23,10 @@ const MLLP_FRAME_BUDGET_MIB: u64 = 16;
 const HTTP_MAX_CONNECTIONS: u64 = 512;
 const DICOM_MAX_ASSOCIATIONS: u64 = 16;
 const DICOM_MAX_PDU: u64 = 262_144;
-const DICOM_MAX_OBJECT: u64 = 4 << 20;
+/// Data sets held in memory beyond 64 KiB per association draw on this shared budget; larger
+/// ones are spooled to the store (`[dicom] receive_budget_mib`, `spool_above_kib`).
+const DICOM_RECEIVE_BUDGET_MIB: u64 = 16;
+const DICOM_OWN_KIB: u64 = 64;
 /// hyper's HTTP/1 read buffer cap (`DEFAULT_MAX_BUFFER_SIZE`, 8 KiB + 100 × 4 KiB): the most
 /// one connection's request head can hold.
 const HTTP_HEADER_BUF_KIB: u64 = 408;
@@ -115,7 +118,7 @@ fn legitimate_lis_and_pacs_are_served_under_attack_within_the_memory_bound() {
         dir.path(),
         &format!(
             "max_associations = {DICOM_MAX_ASSOCIATIONS}\nmax_pdu = {DICOM_MAX_PDU}\n\
-             max_object_bytes = {DICOM_MAX_OBJECT}\ntimeout_secs = 60"
+             receive_budget_mib = {DICOM_RECEIVE_BUDGET_MIB}\nspool_above_kib = 1024\ntimeout_secs = 60"
         ),
     );
     let text = std::fs::read_to_string(&cfg)
@@ -299,7 +302,8 @@ fn legitimate_lis_and_pacs_are_served_under_attack_within_the_memory_bound() {
     let bound_kib = baseline_kib
         + MLLP_MAX_CONNECTIONS * MLLP_FRAME_OWN_KIB
         + (MLLP_FRAME_BUDGET_MIB << 10)
-        + DICOM_MAX_ASSOCIATIONS * ((DICOM_MAX_PDU + DICOM_MAX_OBJECT) >> 10)
+        + DICOM_MAX_ASSOCIATIONS * ((DICOM_MAX_PDU >> 10) + DICOM_OWN_KIB)
+        + (DICOM_RECEIVE_BUDGET_MIB << 10)
         + HTTP_MAX_CONNECTIONS * HTTP_HEADER_BUF_KIB
         + ALLOWANCE_KIB;
     eprintln!(
