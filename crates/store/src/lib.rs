@@ -15,6 +15,7 @@ mod error;
 mod generations;
 pub mod index;
 mod journal;
+mod outbox;
 mod spool;
 mod tasks;
 mod writer;
@@ -30,6 +31,7 @@ pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};
 pub use index::{ReviewItem, ReviewState};
 pub use journal::{Entry, IdentityOp, JournalRecord, ReviewDecision};
+pub use outbox::{Outbox, OutboxEntry, OutboxError, OutboxEvent, OutboxState};
 pub use spool::{Spool, StoredFile};
 pub use tasks::{TaskError, TaskStore};
 
@@ -179,6 +181,7 @@ struct Inner {
     cache: Option<Arc<ReportCache>>,
     generations: Arc<generations::Generations>,
     tasks: TaskStore,
+    outbox: Outbox,
 }
 
 /// Parsed reports by hash (immutable, so never stale).
@@ -287,6 +290,7 @@ impl Store {
             (options.report_cache > 0).then(|| Arc::new(ReportCache::new(options.report_cache)));
         let generations = Arc::new(generations::Generations::new());
         let tasks = TaskStore::open(&dir)?;
+        let outbox = Outbox::open(&dir)?;
         let writer = writer::spawn(
             journal,
             blobs.clone(),
@@ -306,6 +310,7 @@ impl Store {
                 options,
                 generations,
                 tasks,
+                outbox,
             }),
         })
     }
@@ -389,6 +394,11 @@ impl Store {
     /// The reading tasks (`tasks.log`).
     pub fn tasks(&self) -> &TaskStore {
         &self.inner.tasks
+    }
+
+    /// The outbox of outbound messages (`outbox.log`).
+    pub fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
     }
 
     /// A temporary file of the store to receive a large original into (see [`Spool`]).

@@ -1,0 +1,478 @@
+//! The durable outbox (`outbox.log`): outbound messages (signed reports going back to the
+//! acquiring institution as HL7 ORU^R01, issue 17) and what became of them. One JSON line per
+//! event — enqueued, attempted, delivered, parked — appended and `fdatasync`ed before the
+//! caller goes on, never rewritten; every entry held in memory as the fold of its events. An
+//! entry is enqueued once per id (the signed report's hash), so a retry or a start-up
+//! reconciliation never queues it twice; an entry that is delivered or parked takes no more
+//! events, so nothing is recorded as delivered twice. A torn last line (a crash mid-append) is
+//! cut at open; a damaged line elsewhere is refused.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+/// One outbox event, as written to `outbox.log`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum OutboxEvent {
+    /// A message to deliver.
+    Enqueued {
+        /// The entry id (the signed report's hash).
+        id: String,
+        /// Where it goes: the institution code whose result destination receives it.
+        destination: String,
+        /// The message's control id (MSH-10), the same on every attempt.
+        msh10: String,
+        /// The message, exactly as it is sent (HL7 is text; UTF-8).
+        message: String,
+        /// When it was enqueued.
+        created_at: DateTime<Utc>,
+    },
+    /// An attempt that did not deliver it.
+    Attempted {
+        /// The entry.
+        id: String,
+        /// When.
+        at: DateTime<Utc>,
+        /// What happened (`AE: …`, `connect: …`, `timeout`, …).
+        result: String,
+        /// When to try again.
+        next_at: DateTime<Utc>,
+    },
+    /// Acknowledged with AA (or CA).
+    Delivered {
+        /// The entry.
+        id: String,
+        /// When the ACK came.
+        at: DateTime<Utc>,
+        /// MSA-1.
+        ack_code: String,
+        /// MSA-2 (the message's MSH-10).
+        ack_control_id: String,
+    },
+    /// Given up on: an operator has to look.
+    Parked {
+        /// The entry.
+        id: String,
+        /// When.
+        at: DateTime<Utc>,
+        /// Why (the last attempt's result).
+        reason: String,
+    },
+}
+
+impl OutboxEvent {
+    fn id(&self) -> &str {
+        match self {
+            OutboxEvent::Enqueued { id, .. }
+            | OutboxEvent::Attempted { id, .. }
+            | OutboxEvent::Delivered { id, .. }
+            | OutboxEvent::Parked { id, .. } => id,
+        }
+    }
+}
+
+/// Where an entry stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxState {
+    /// Not delivered yet; due at `next_at`.
+    Pending,
+    /// Acknowledged (AA/CA).
+    Delivered,
+    /// Given up on.
+    Parked,
+}
+
+impl OutboxState {
+    /// `pending`, `delivered`, `parked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Parked => "parked",
+        }
+    }
+
+    /// The state of that name.
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        match s {
+            "pending" => Some(OutboxState::Pending),
+            "delivered" => Some(OutboxState::Delivered),
+            "parked" => Some(OutboxState::Parked),
+            _ => None,
+        }
+    }
+}
+
+/// One outbound message and what became of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutboxEntry {
+    /// The entry id (the signed report's hash).
+    pub id: String,
+    /// The institution code whose destination receives it.
+    pub destination: String,
+    /// MSH-10.
+    pub msh10: String,
+    /// The message bytes (patient data: never logged, not in the operator view).
+    #[serde(skip)]
+    pub message: String,
+    /// Where it stands.
+    pub state: OutboxState,
+    /// Attempts that did not deliver it.
+    pub attempts: u32,
+    /// The last attempt's result (or the park reason).
+    pub last_result: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it was last tried (or delivered, or parked).
+    pub last_at: Option<DateTime<Utc>>,
+    /// When it is due (pending entries).
+    pub next_at: DateTime<Utc>,
+    /// MSA-1 of the acknowledgement that delivered it.
+    pub ack_code: Option<String>,
+    /// MSA-2 of that acknowledgement.
+    pub ack_control_id: Option<String>,
+}
+
+impl OutboxEntry {
+    /// The entry after `e`, or why `e` does not apply.
+    fn apply(&self, e: &OutboxEvent) -> Result<OutboxEntry, String> {
+        if self.state != OutboxState::Pending {
+            return Err(format!(
+                "entry {} is already {}",
+                self.id,
+                self.state.as_str()
+            ));
+        }
+        let mut n = self.clone();
+        match e {
+            OutboxEvent::Enqueued { .. } => {
+                return Err(format!("entry {} enqueued twice", self.id))
+            }
+            OutboxEvent::Attempted {
+                at,
+                result,
+                next_at,
+                ..
+            } => {
+                n.attempts += 1;
+                n.last_result = Some(result.clone());
+                n.last_at = Some(*at);
+                n.next_at = *next_at;
+            }
+            OutboxEvent::Delivered {
+                at,
+                ack_code,
+                ack_control_id,
+                ..
+            } => {
+                n.state = OutboxState::Delivered;
+                n.last_at = Some(*at);
+                n.ack_code = Some(ack_code.clone());
+                n.ack_control_id = Some(ack_control_id.clone());
+            }
+            OutboxEvent::Parked { at, reason, .. } => {
+                n.state = OutboxState::Parked;
+                n.last_at = Some(*at);
+                n.last_result = Some(reason.clone());
+            }
+        }
+        Ok(n)
+    }
+
+    fn new(e: &OutboxEvent) -> Option<OutboxEntry> {
+        let OutboxEvent::Enqueued {
+            id,
+            destination,
+            msh10,
+            message,
+            created_at,
+        } = e
+        else {
+            return None;
+        };
+        Some(OutboxEntry {
+            id: id.clone(),
+            destination: destination.clone(),
+            msh10: msh10.clone(),
+            message: message.clone(),
+            state: OutboxState::Pending,
+            attempts: 0,
+            last_result: None,
+            created_at: *created_at,
+            last_at: None,
+            next_at: *created_at,
+            ack_code: None,
+            ack_control_id: None,
+        })
+    }
+}
+
+/// Why an outbox event was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// No entry has this id.
+    #[error("no outbox entry {0}")]
+    Unknown(String),
+    /// The event does not apply (the entry is delivered or parked); nothing was written.
+    #[error("{0}")]
+    Refused(String),
+    /// Writing it failed (nothing was recorded).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The outbox of one store directory.
+pub struct Outbox {
+    path: PathBuf,
+    /// The file, and the lock every event is checked and appended under.
+    file: Mutex<File>,
+    entries: RwLock<HashMap<String, OutboxEntry>>,
+}
+
+impl Outbox {
+    /// Opens (or creates) `dir/outbox.log` and replays it.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Outbox, StoreError> {
+        let path = dir.as_ref().join("outbox.log");
+        let io = |e| StoreError::io(&path, e);
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        let mut entries: HashMap<String, OutboxEntry> = HashMap::new();
+        let mut good = 0u64;
+        let mut lines = BufReader::new(&file).split(b'\n').peekable();
+        let mut n = 0;
+        while let Some(line) = lines.next() {
+            n += 1;
+            let line = line.map_err(io)?;
+            let last = lines.peek().is_none();
+            let damaged =
+                |e: String| StoreError::Corrupt(format!("{}: line {n}: {e}", path.display()));
+            match serde_json::from_slice::<OutboxEvent>(&line) {
+                Ok(ev) => {
+                    let next = match (OutboxEntry::new(&ev), entries.get(ev.id())) {
+                        (Some(e), None) => e,
+                        (_, Some(cur)) => cur.apply(&ev).map_err(damaged)?,
+                        (None, None) => {
+                            return Err(damaged(format!("event for unknown entry {}", ev.id())))
+                        }
+                    };
+                    entries.insert(next.id.clone(), next);
+                }
+                Err(_) if line.is_empty() && last => {}
+                Err(e) if last => {
+                    tracing::warn!(line = n, error = %e, "outbox.log ends in a torn record; cutting it off");
+                    file.set_len(good).map_err(io)?;
+                    file.sync_data().map_err(io)?;
+                    break;
+                }
+                Err(e) => return Err(damaged(e.to_string())),
+            }
+            good += line.len() as u64 + 1;
+        }
+        Ok(Outbox {
+            path,
+            file: Mutex::new(file),
+            entries: RwLock::new(entries),
+        })
+    }
+
+    fn append(&self, f: &mut File, ev: &OutboxEvent) -> Result<(), StoreError> {
+        let mut bytes =
+            serde_json::to_vec(ev).map_err(|e| StoreError::Corrupt(format!("outbox: {e}")))?;
+        bytes.push(b'\n');
+        let io = |e| StoreError::io(&self.path, e);
+        let len = f.metadata().map_err(io)?.len();
+        if let Err(e) = f.write_all(&bytes).and_then(|_| f.sync_data()) {
+            // Roll back a partial append; the caller is told it failed.
+            let _ = f.set_len(len);
+            return Err(io(e));
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, File>, StoreError> {
+        self.file
+            .lock()
+            .map_err(|_| StoreError::Corrupt("outbox: poisoned lock".into()))
+    }
+
+    /// Enqueues a message unless an entry with its id exists (in any state); returns whether
+    /// it is new. Returns once it is durable.
+    pub fn enqueue(
+        &self,
+        id: &str,
+        destination: &str,
+        msh10: &str,
+        message: String,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut f = self.lock()?;
+        if self.get(id).is_some() {
+            return Ok(false);
+        }
+        let ev = OutboxEvent::Enqueued {
+            id: id.to_string(),
+            destination: destination.to_string(),
+            msh10: msh10.to_string(),
+            message,
+            created_at: now,
+        };
+        self.append(&mut f, &ev)?;
+        let entry = OutboxEntry::new(&ev).expect("an Enqueued event");
+        if let Ok(mut m) = self.entries.write() {
+            m.insert(entry.id.clone(), entry);
+        }
+        Ok(true)
+    }
+
+    /// Records an event for an existing pending entry: checked, made durable, then applied.
+    /// Nothing is written when it does not apply (the entry is delivered or parked).
+    pub fn record(&self, ev: OutboxEvent) -> Result<OutboxEntry, OutboxError> {
+        let mut f = self.lock()?;
+        let cur = self
+            .get(ev.id())
+            .ok_or_else(|| OutboxError::Unknown(ev.id().to_string()))?;
+        let next = cur.apply(&ev).map_err(OutboxError::Refused)?;
+        self.append(&mut f, &ev)?;
+        if let Ok(mut m) = self.entries.write() {
+            m.insert(next.id.clone(), next.clone());
+        }
+        Ok(next)
+    }
+
+    /// One entry.
+    pub fn get(&self, id: &str) -> Option<OutboxEntry> {
+        self.entries.read().ok()?.get(id).cloned()
+    }
+
+    /// The entries in `state` (all when `None`), oldest first.
+    pub fn list(&self, state: Option<OutboxState>) -> Vec<OutboxEntry> {
+        let mut v: Vec<OutboxEntry> = self
+            .entries
+            .read()
+            .map(|m| {
+                m.values()
+                    .filter(|e| state.is_none_or(|s| e.state == s))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// The pending entries due at `now`, oldest first.
+    pub fn due(&self, now: DateTime<Utc>) -> Vec<OutboxEntry> {
+        let mut v = self.list(Some(OutboxState::Pending));
+        v.retain(|e| e.next_at <= now);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 6, 8, 0, 0).unwrap()
+    }
+
+    const MSG: &str = "MSH|^~\\&|HUREN|fx-ecg||FX-SQ01|20261206160000+0800||ORU^R01^ORU_R01|abc|P|2.5.1\rPID|1||P1^^^FX-SQ01^PI||张三\r";
+
+    #[test]
+    fn entries_survive_reopen_enqueue_is_idempotent_and_finished_entries_take_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            assert!(o.enqueue("r1", "FX-SQ01", "abc", MSG.into(), t0()).unwrap());
+            assert!(!o.enqueue("r1", "FX-SQ01", "abc", MSG.into(), t0()).unwrap());
+            assert!(o.enqueue("r2", "FX-SQ01", "def", MSG.into(), t0()).unwrap());
+            assert_eq!(o.due(t0()).len(), 2);
+            o.record(OutboxEvent::Attempted {
+                id: "r1".into(),
+                at: t0(),
+                result: "connect: refused".into(),
+                next_at: t0() + Duration::seconds(2),
+            })
+            .unwrap();
+            assert_eq!(o.due(t0()).len(), 1, "r1 waits for its backoff");
+            o.record(OutboxEvent::Delivered {
+                id: "r2".into(),
+                at: t0(),
+                ack_code: "AA".into(),
+                ack_control_id: "def".into(),
+            })
+            .unwrap();
+            let again = o.record(OutboxEvent::Delivered {
+                id: "r2".into(),
+                at: t0(),
+                ack_code: "AA".into(),
+                ack_control_id: "def".into(),
+            });
+            assert!(matches!(again, Err(OutboxError::Refused(_))), "{again:?}");
+            assert!(matches!(
+                o.record(OutboxEvent::Parked {
+                    id: "nope".into(),
+                    at: t0(),
+                    reason: "x".into()
+                }),
+                Err(OutboxError::Unknown(_))
+            ));
+        }
+        let o = Outbox::open(dir.path()).unwrap();
+        let r1 = o.get("r1").unwrap();
+        assert_eq!(r1.state, OutboxState::Pending);
+        assert_eq!(r1.attempts, 1);
+        assert_eq!(r1.message, MSG, "exact bytes");
+        assert_eq!(r1.last_result.as_deref(), Some("connect: refused"));
+        assert_eq!(o.get("r2").unwrap().state, OutboxState::Delivered);
+        assert_eq!(o.list(Some(OutboxState::Delivered)).len(), 1);
+        assert_eq!(o.due(t0() + Duration::seconds(2)).len(), 1);
+        assert!(!o.enqueue("r2", "FX-SQ01", "def", MSG.into(), t0()).unwrap());
+        let log = std::fs::read_to_string(dir.path().join("outbox.log")).unwrap();
+        assert_eq!(log.lines().count(), 4, "{log}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_damage_before_the_end_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            o.enqueue("r3", "FX-SQ01", "abc", MSG.into(), t0()).unwrap();
+        }
+        let p = dir.path().join("outbox.log");
+        let mut b = std::fs::read(&p).unwrap();
+        b.extend_from_slice(b"{\"event\":\"delivered\",\"id\":\"r3\",\"at");
+        std::fs::write(&p, &b).unwrap();
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            assert_eq!(o.get("r3").unwrap().state, OutboxState::Pending);
+            // The torn line is gone: the next event appends cleanly.
+            o.record(OutboxEvent::Parked {
+                id: "r3".into(),
+                at: t0(),
+                reason: "AE: nope".into(),
+            })
+            .unwrap();
+        }
+        let o = Outbox::open(dir.path()).unwrap();
+        assert_eq!(o.get("r3").unwrap().state, OutboxState::Parked);
+        let mut b = b"garbage\n".to_vec();
+        b.extend_from_slice(&std::fs::read(&p).unwrap());
+        std::fs::write(&p, &b).unwrap();
+        assert!(Outbox::open(dir.path()).is_err());
+    }
+}
