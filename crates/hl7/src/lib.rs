@@ -21,6 +21,7 @@ mod diag;
 mod escape;
 mod map;
 pub mod mllp;
+mod oru;
 mod parse;
 mod ts;
 
@@ -30,6 +31,7 @@ pub use charset::Charset;
 pub use diag::{Diagnostic, RejectKind, Rejection, Severity};
 pub use escape::unescape;
 pub use map::{interpret, Content, Interpreted, SenderConfig};
+pub use oru::{build_ecg_oru, escape, OruContext};
 pub use parse::{peek_sender, Delimiters, Message, MessageHeader, Segment};
 pub use ts::{parse_timestamp, TimestampError};
 

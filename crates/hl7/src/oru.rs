@@ -1,0 +1,272 @@
+//! Outbound ORU^R01: a signed ECG report going back to the institution that recorded it
+//! (issue 17). The inverse of [`crate::interpret`] for ECG reports, kept here because this
+//! crate owns HL7 text (delimiters, escapes, timestamps) and already builds ACKs; it does no
+//! I/O. The message is HL7 v2.5.1 in UTF-8 (MSH-18 `UNICODE UTF-8`), segments ended by CR.
+
+use chrono::{DateTime, FixedOffset};
+use huren_model::Report;
+
+/// What the sender side of an outbound ORU needs beyond the report.
+pub struct OruContext<'a> {
+    /// MSH-10: stable across retries (derived from the report hash by the caller).
+    pub control_id: &'a str,
+    /// MSH-7 when the report has no `reported_at`.
+    pub now: DateTime<FixedOffset>,
+}
+
+/// Escapes one value for a field, component or subcomponent: `| ^ ~ \ &` become `\F\ \S\ \R\
+/// \E\ \T\`, a line break `\.br\`; other control characters a space.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '|' => out.push_str("\\F\\"),
+            '^' => out.push_str("\\S\\"),
+            '~' => out.push_str("\\R\\"),
+            '\\' => out.push_str("\\E\\"),
+            '&' => out.push_str("\\T\\"),
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push_str("\\.br\\");
+            }
+            '\n' => out.push_str("\\.br\\"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An RFC 3339 time (or `YYYY-MM-DD`) as HL7 DTM (`YYYYMMDDHHMMSS+ZZZZ`, or `YYYYMMDD`).
+fn dtm(s: &str) -> String {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return t.format("%Y%m%d%H%M%S%z").to_string();
+    }
+    s.chars().filter(char::is_ascii_digit).take(8).collect()
+}
+
+/// The ORU^R01 of a signed ECG report: MSH (HUREN, receiving facility = the acquiring
+/// institution), PID (local id with the institution as assigning authority, name, sex,
+/// birth date), OBR (EKG study; placer/filler order or accession; result status F; the reader
+/// at the centre as principal result interpreter, OBR-32), then OBX: each statement (ST,
+/// `18844-1` EKG impression), the conclusion (TX, `59776-5` procedure findings) and the key
+/// measurements present (NM: heart rate, PR, QRS, QT, QTc).
+pub fn build_ecg_oru(report: &Report, ctx: &OruContext<'_>) -> Result<String, String> {
+    let Some(ecg) = report.ecg.as_deref() else {
+        return Err("not an ECG report".into());
+    };
+    let e = escape;
+    let institution = &report.source.institution;
+    let conf = &ecg.confirmation;
+    let centre = conf.centre.as_deref().unwrap_or("HUREN");
+    let msg_time = report
+        .reported_at
+        .as_deref()
+        .map(dtm)
+        .unwrap_or_else(|| ctx.now.format("%Y%m%d%H%M%S%z").to_string());
+    let status = match report.status {
+        huren_model::ReportStatus::Final => "F",
+        huren_model::ReportStatus::Corrected => "C",
+        huren_model::ReportStatus::Cancelled => "X",
+        huren_model::ReportStatus::Preliminary => "P",
+    };
+    let mut segs = Vec::new();
+    segs.push(format!(
+        "MSH|^~\\&|HUREN|{}||{}|{}||ORU^R01^ORU_R01|{}|P|2.5.1||||||UNICODE UTF-8",
+        e(centre),
+        e(institution),
+        msg_time,
+        e(ctx.control_id),
+    ));
+    let p = &report.patient;
+    segs.push(format!(
+        "PID|1||{}^^^{}^PI||{}||{}|{}",
+        e(&p.local_id),
+        e(&p.institution),
+        p.name.as_deref().map(e).unwrap_or_default(),
+        p.birth_date.as_deref().map(dtm).unwrap_or_default(),
+        p.sex.as_deref().map(e).unwrap_or_default(),
+    ));
+    let placer = report.order.placer.as_deref().map(e).unwrap_or_default();
+    let filler = ecg
+        .order
+        .accession
+        .as_deref()
+        .or(report.order.filler.as_deref())
+        .unwrap_or(&report.source.source_key);
+    let observed = report
+        .performed_at
+        .as_deref()
+        .or(ecg.acquired_at.as_deref())
+        .map(dtm)
+        .unwrap_or_default();
+    let reported = report.reported_at.as_deref().map(dtm).unwrap_or_default();
+    // OBR-32 (NDL): name as CNN subcomponents — ID & … & assigning authority (the centre).
+    let interpreter = match &conf.physician {
+        Some(r) => format!("{}&&&&&&&&{}", e(r), e(centre)),
+        None => String::new(),
+    };
+    let mut obr = vec![String::new(); 33];
+    obr[0] = "OBR".into();
+    obr[1] = "1".into();
+    obr[2] = placer;
+    obr[3] = e(filler);
+    obr[4] = "11524-6^EKG study^LN".into();
+    obr[7] = observed.clone();
+    obr[22] = reported;
+    obr[24] = "EC".into();
+    obr[25] = status.into();
+    obr[32] = interpreter;
+    segs.push(obr.join("|"));
+    let mut n = 0;
+    let mut obx = |vt: &str, code: &str, sub: &str, value: String, unit: &str| {
+        n += 1;
+        segs.push(format!(
+            "OBX|{n}|{vt}|{code}|{sub}|{value}|{unit}|||||{status}|||{observed}"
+        ));
+    };
+    for (i, s) in ecg.statements.iter().enumerate() {
+        obx(
+            "ST",
+            "18844-1^EKG impression^LN",
+            &(i + 1).to_string(),
+            e(&s.text),
+            "",
+        );
+    }
+    if let Some(c) = report
+        .conclusion
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+    {
+        obx("TX", "59776-5^Procedure findings^LN", "", e(c), "");
+    }
+    let m = &ecg.measurements;
+    let key = [
+        (m.heart_rate_bpm, "8867-4^Heart rate^LN", "/min^/min^UCUM"),
+        (m.pr_ms, "8625-6^P-R Interval^LN", "ms^ms^UCUM"),
+        (m.qrs_ms, "8633-0^QRS duration^LN", "ms^ms^UCUM"),
+        (m.qt_ms, "8634-8^Q-T interval^LN", "ms^ms^UCUM"),
+        (m.qtc_ms, "8636-3^Q-T interval corrected^LN", "ms^ms^UCUM"),
+    ];
+    for (v, code, unit) in key {
+        if let Some(v) = v {
+            obx("NM", code, "", v.to_string(), unit);
+        }
+    }
+    let mut out = segs.join("\r");
+    out.push('\r');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Charset, Message};
+    use huren_model::ecg::*;
+    use huren_model::*;
+
+    fn report() -> Report {
+        let mut body: EcgBody = serde_json::from_value(serde_json::json!({
+            "identity": {"format": "hl7-aecg", "key": "k1"},
+            "measurements": {"heart_rate_bpm": 72, "pr_ms": 160, "qrs_ms": 90, "qtc_ms": 420},
+        }))
+        .unwrap();
+        body.order.accession = Some("ACC|1".into());
+        body.statements = vec![
+            EcgStatement {
+                text: "窦性心律".into(),
+                reason: None,
+                code: None,
+            },
+            EcgStatement {
+                text: "ST^T 改变 & 其他~\\".into(),
+                reason: None,
+                code: None,
+            },
+        ];
+        body.confirmation.physician = Some("dr.zx".into());
+        body.confirmation.centre = Some("fx-ecg".into());
+        Report {
+            kind: ReportKind::Ecg,
+            source: Source {
+                institution: "FX-SQ01".into(),
+                system: SystemKind::Ecg,
+                application: None,
+                source_key: "k1".into(),
+            },
+            patient: PatientRef {
+                institution: "FX-SQ01".into(),
+                local_id: "P|001".into(),
+                assigning_authority: None,
+                national_id_key: None,
+                name: Some("张三".into()),
+                sex: Some("M".into()),
+                birth_date: Some("1950-03-01".into()),
+            },
+            status: ReportStatus::Final,
+            order: OrderIds::default(),
+            specimen_collected_at: None,
+            performed_at: Some("2026-12-06T08:00:00+08:00".into()),
+            reported_at: Some("2026-12-06T08:10:00+08:00".into()),
+            lab: None,
+            ecg: Some(Box::new(body)),
+            imaging: None,
+            conclusion: Some("下壁 ST 段抬高\n建议转诊".into()),
+            original: ContentHash::of(b"x"),
+            attachments: vec![],
+        }
+    }
+
+    #[test]
+    fn the_oru_round_trips_through_our_parser() {
+        let now = DateTime::parse_from_rfc3339("2026-12-06T09:00:00+08:00").unwrap();
+        let text = build_ecg_oru(
+            &report(),
+            &OruContext {
+                control_id: "0123456789abcdef0123",
+                now,
+            },
+        )
+        .unwrap();
+        let m = Message::parse(text.as_bytes(), Some(Charset::Utf8)).unwrap();
+        let h = m.header();
+        assert_eq!(h.control_id, "0123456789abcdef0123");
+        let segs: Vec<_> = m.segments().collect();
+        let msh = &segs[0];
+        assert_eq!(msh.field(3), "HUREN");
+        assert_eq!(msh.field(6), "FX-SQ01");
+        assert_eq!(msh.field(7), "20261206081000+0800");
+        assert_eq!(msh.component(9, 1), "ORU");
+        assert_eq!(msh.component(9, 2), "R01");
+        assert_eq!(msh.field(12), "2.5.1");
+        assert_eq!(msh.field(18), "UNICODE UTF-8");
+        let pid = segs.iter().find(|s| s.id() == "PID").unwrap();
+        assert_eq!(pid.component(3, 1), "P|001");
+        assert_eq!(pid.component(3, 4), "FX-SQ01");
+        assert_eq!(pid.field(5), "张三");
+        assert_eq!(pid.field(7), "19500301");
+        let obr = segs.iter().find(|s| s.id() == "OBR").unwrap();
+        assert_eq!(obr.field(3), "ACC|1");
+        assert_eq!(obr.field(25), "F");
+        assert_eq!(obr.subcomponent(32, 1, 1), "dr.zx");
+        assert_eq!(obr.subcomponent(32, 1, 9), "fx-ecg");
+        let obx: Vec<_> = segs.iter().filter(|s| s.id() == "OBX").collect();
+        assert_eq!(obx.len(), 2 + 1 + 4, "{text}");
+        assert_eq!(obx[0].field(5), "窦性心律");
+        assert_eq!(obx[1].field(5), "ST^T 改变 & 其他~\\");
+        assert_eq!(obx[2].field(2), "TX");
+        assert_eq!(obx[2].field(5), "下壁 ST 段抬高\n建议转诊");
+        assert_eq!(obx[3].component(3, 1), "8867-4");
+        assert_eq!(obx[3].field(5), "72");
+        assert_eq!(obx[6].component(3, 1), "8636-3");
+        assert_eq!(obx[6].field(5), "420");
+        assert!(obx.iter().all(|o| o.field(11) == "F"));
+        assert_eq!(obx[0].field(14), "20261206080000+0800");
+        // And it reads back as an ECG-free ORU through the inbound mapping without panicking.
+        let _ = crate::check(text.as_bytes(), None);
+    }
+}
