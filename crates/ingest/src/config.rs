@@ -79,6 +79,9 @@ pub struct Config {
     /// The four above, validated.
     #[serde(skip)]
     pub workflow: huren_workflow::Workflow,
+    /// Delivery of outbound messages (`[outbox]`).
+    #[serde(default)]
+    pub outbox: OutboxConfig,
     /// The resolved national-ID secret (looked up once; see [`Config::national_id_secret`]).
     #[serde(skip)]
     secret: std::sync::OnceLock<String>,
@@ -143,6 +146,81 @@ pub struct Institution {
     /// `urn:huren:institution:FX-ZX`.
     #[serde(default)]
     pub client_cert_uri: Option<String>,
+    /// Where this institution's signed reports go back as HL7 ORU^R01 (its HIS or EMR):
+    /// `mllp://host:port`. Absent: nothing is pushed (see docs/outbox.md).
+    #[serde(default)]
+    pub result_destination: Option<String>,
+}
+
+/// `[outbox]`: delivery of outbound messages (docs/outbox.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// First retry delay, milliseconds (doubled per attempt); default 1000.
+    pub retry_initial_ms: u64,
+    /// Longest retry delay, seconds; default 300.
+    pub retry_max_secs: u64,
+    /// Failed attempts after which a message is parked; default 10.
+    pub max_attempts: u32,
+    /// Seconds to connect, and again to wait for the ACK; default 30.
+    pub ack_timeout_secs: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            retry_initial_ms: 1000,
+            retry_max_secs: 300,
+            max_attempts: 10,
+            ack_timeout_secs: 30,
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// The delay after the `attempts`-th failed attempt (1-based): initial × 2^(n-1), capped.
+    pub fn backoff(&self, attempts: u32) -> std::time::Duration {
+        let cap = self.retry_max_secs.saturating_mul(1000);
+        let ms = self
+            .retry_initial_ms
+            .saturating_mul(1u64 << attempts.saturating_sub(1).min(40))
+            .min(cap);
+        std::time::Duration::from_millis(ms)
+    }
+}
+
+/// A parsed result destination: `mllp://host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// `host:port`, as given.
+    pub addr: String,
+}
+
+impl Destination {
+    /// Parses `mllp://host:port`; `mllps://` (TLS) is refused with a clear message for now.
+    pub fn parse(s: &str) -> Result<Destination, String> {
+        if s.starts_with("mllps://") {
+            return Err(format!(
+                "{s:?}: MLLP over TLS (mllps://) to a result destination is not supported yet; use mllp://host:port (e.g. through a TLS tunnel)"
+            ));
+        }
+        let Some(rest) = s.strip_prefix("mllp://") else {
+            return Err(format!("{s:?} must be mllp://host:port"));
+        };
+        let rest = rest.trim_end_matches('/');
+        let ok = match rest.rsplit_once(':') {
+            Some((host, port)) => {
+                !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+            }
+            None => false,
+        };
+        if !ok {
+            return Err(format!("{s:?} must be mllp://host:port (port 1–65535)"));
+        }
+        Ok(Destination {
+            addr: rest.to_string(),
+        })
+    }
 }
 
 /// ECG path settings.
@@ -514,6 +592,11 @@ impl Config {
                     )));
                 }
             }
+            if let Some(d) = &i.result_destination {
+                Destination::parse(d).map_err(|e| {
+                    invalid(format!("institution {}: result_destination {e}", i.code))
+                })?;
+            }
             if let Some(tz) = &i.time_zone {
                 if tz.parse::<chrono_tz::Tz>().is_err() {
                     return Err(invalid(format!(
@@ -522,6 +605,11 @@ impl Config {
                     )));
                 }
             }
+        }
+        if cfg.outbox.max_attempts == 0 || cfg.outbox.ack_timeout_secs == 0 {
+            return Err(invalid(
+                "[outbox] max_attempts and ack_timeout_secs must be at least 1".into(),
+            ));
         }
         for c in &cfg.clinicians {
             let h = &c.token_sha256;
@@ -555,6 +643,14 @@ impl Config {
                     .iter()
                     .find(|i| i.hl7_senders.iter().any(|s| s == facility))
             })
+    }
+
+    /// Where an institution's signed reports go back, if it has a destination.
+    pub fn result_destination(&self, code: &str) -> Option<Destination> {
+        self.institution(code)?
+            .result_destination
+            .as_deref()
+            .and_then(|d| Destination::parse(d).ok())
     }
 
     /// The institution with this code.
@@ -644,6 +740,34 @@ charset = "GB18030"
         )
         .unwrap_err();
         assert!(e.to_string().contains("EBCDIC"));
+    }
+
+    #[test]
+    fn result_destinations_are_checked_and_backoff_doubles_to_its_cap() {
+        let inst = |d: &str| {
+            format!("[[institution]]\ncode=\"A\"\nname=\"x\"\nresult_destination={d:?}\n")
+        };
+        let c = Config::parse(&inst("mllp://127.0.0.1:2575"), "c.toml").unwrap();
+        assert_eq!(c.result_destination("A").unwrap().addr, "127.0.0.1:2575");
+        assert!(c.result_destination("B").is_none());
+        for bad in [
+            "http://x:1",
+            "mllp://x",
+            "mllp://:1",
+            "mllp://x:0",
+            "mllps://x:1",
+        ] {
+            let e = Config::parse(&inst(bad), "c.toml").unwrap_err().to_string();
+            assert!(
+                e.contains("result_destination") && e.contains("institution A"),
+                "{e}"
+            );
+        }
+        let o = OutboxConfig::default();
+        let secs: Vec<u64> = (1..=11).map(|n| o.backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(o.backoff(1000).as_secs(), 300);
+        assert!(Config::parse("[outbox]\nmax_attempts = 0\n", "c.toml").is_err());
     }
 }
 

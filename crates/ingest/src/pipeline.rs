@@ -349,6 +349,7 @@ fn demo_institution(code: &str) -> crate::config::Institution {
         charset: None,
         time_zone: None,
         client_cert_uri: None,
+        result_destination: None,
     }
 }
 
