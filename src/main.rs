@@ -860,6 +860,15 @@ fn serve(
             "reading tasks completed from their signed reports"
         );
     }
+    // A signed report whose task completed but which is not in the outbox (a crash between
+    // the two, or a result destination configured since) is queued now.
+    let queued = gw.reconcile_outbox().context("reconciling the outbox")?;
+    if queued > 0 {
+        tracing::warn!(
+            queued,
+            "signed reports queued for their institutions at start-up"
+        );
+    }
     let state = huren_server::api::ApiState {
         gw: gw.clone(),
         rules,
@@ -938,6 +947,8 @@ fn serve(
             }
         });
         let mllp_task = tokio::spawn(huren_server::mllp::serve(mllp_l, gw.clone(), tls));
+        // Signed reports go back to their institutions from the durable outbox.
+        let outbox_task = tokio::spawn(huren_server::outbox::deliver(gw.clone()));
         let drop_tasks: Vec<_> = gw
             .config
             .ecg
@@ -961,6 +972,7 @@ fn serve(
             tracing::error!(error = p.detail(), "failed authentication not audited");
         }
         mllp_task.abort();
+        outbox_task.abort();
         for t in dicom_tasks {
             t.abort();
         }

@@ -105,5 +105,29 @@ pub async fn sign(
             )
         })
         .await?;
+    // The signed report goes back to its institution through the durable outbox: queued
+    // before the answer. If that fails the report is signed and the task completed; the
+    // start-up reconciliation queues it (`Gateway::reconcile_outbox`).
+    let gw = st.gw.clone();
+    match tokio::task::spawn_blocking(move || gw.enqueue_signed(&report)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::error!(report = %report, error = %e, "signed report not queued for its institution");
+            return Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "result not queued",
+                format!(
+                    "the report {report} is signed and the task completed, but queueing it for the institution failed; it is queued at the next start"
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "result not queued",
+                format!("the report {report} is signed; queueing it failed: {e}"),
+            ))
+        }
+    }
     Ok(Json(json!({ "report": report.to_string(), "task": task })))
 }

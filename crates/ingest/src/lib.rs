@@ -8,6 +8,7 @@ pub mod config;
 pub mod dicom;
 pub mod ecg;
 pub mod mllp;
+pub mod outbox;
 pub mod pipeline;
 pub mod reading;
 pub mod tls;

@@ -1,0 +1,281 @@
+//! Signed reports going back to the acquiring institution (issue 17, docs/outbox.md): the
+//! ORU^R01 of a signed ECG report is enqueued in the store's durable outbox (once per report)
+//! before the signature is answered, and a worker delivers it over MLLP to the institution's
+//! `result_destination`, one message at a time per destination: AA (or CA) → delivered;
+//! AE/AR, garbage, no answer, no connection → retried with backoff, the same bytes and MSH-10
+//! every time, parked after `[outbox] max_attempts`. Delivered is recorded before the next
+//! message is considered; a crash between the receiver's AA and that record resends the
+//! message once after restart (at least once: the receiver sees the same MSH-10).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{SinkExt, StreamExt};
+use huren_model::ContentHash;
+use huren_store::{OutboxEntry, OutboxEvent, StoreError};
+use tokio_util::codec::Framed;
+
+use crate::Gateway;
+
+/// MSH-10 of the message carrying a report: the first 20 hex digits of its hash (stable, so
+/// every retry and a re-enqueue after a crash carry the same one).
+pub fn msh10_of(report: &ContentHash) -> String {
+    report.hex()[..20].to_string()
+}
+
+/// How an attempt ended without delivering.
+type Failure = String;
+
+/// Most characters of a receiver's error text kept as the attempt's result.
+const MAX_REASON: usize = 200;
+
+impl Gateway {
+    /// Enqueues the ORU^R01 of a stored signed report for its institution's result
+    /// destination; `Ok(false)` when the institution has none or the report is queued
+    /// already. Durable when it returns `Ok`. Blocking (fsync).
+    pub fn enqueue_signed(&self, report: &ContentHash) -> Result<bool, StoreError> {
+        let store = self.ingest_store();
+        let id = report.to_string();
+        if store.outbox().get(&id).is_some() {
+            return Ok(false);
+        }
+        let Some(r) = store.report_shared(report)? else {
+            return Err(StoreError::Corrupt(format!("report {id} is not stored")));
+        };
+        let institution = r.source.institution.clone();
+        if self.config.result_destination(&institution).is_none() {
+            return Ok(false);
+        }
+        let now = Utc::now();
+        let msh10 = msh10_of(report);
+        let message = huren_hl7::build_ecg_oru(
+            &r,
+            &huren_hl7::OruContext {
+                control_id: &msh10,
+                now: now.with_timezone(&chrono_tz::Asia::Shanghai).fixed_offset(),
+            },
+        )
+        .map_err(|e| StoreError::Corrupt(format!("report {id}: {e}")))?;
+        let new = store
+            .outbox()
+            .enqueue(&id, &institution, &msh10, message, now)?;
+        if new {
+            tracing::info!(report = %id, destination = %institution, msh10 = %msh10, "signed report queued for its institution");
+        }
+        Ok(new)
+    }
+
+    /// Enqueues the signed reports of completed tasks that are not in the outbox (a crash
+    /// after the signature and before the enqueue, or a destination configured since): run
+    /// at start-up. Returns how many it enqueued.
+    pub fn reconcile_outbox(&self) -> Result<usize, StoreError> {
+        let store = self.ingest_store();
+        let mut n = 0;
+        for t in store
+            .tasks()
+            .select(|t| matches!(t.state, huren_workflow::State::Completed { .. }))
+        {
+            let huren_workflow::State::Completed { report, .. } = &t.state else {
+                continue;
+            };
+            let Ok(hash) = report.parse::<ContentHash>() else {
+                continue;
+            };
+            if store.outbox().get(report).is_some()
+                || self.config.result_destination(&t.institution).is_none()
+            {
+                continue;
+            }
+            if self.enqueue_signed(&hash)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Sends one message and waits for its ACK: `Ok((MSA-1, MSA-2))` for AA/CA, else why not.
+async fn attempt(
+    addr: &str,
+    e: &OutboxEntry,
+    timeout: Duration,
+) -> Result<(String, String), Failure> {
+    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Err(_) => return Err("connect: timeout".into()),
+        Ok(Err(err)) => return Err(format!("connect: {err}")),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let mut framed = Framed::new(stream, huren_hl7::mllp::MllpCodec::new(1 << 20));
+    let bytes = Bytes::from(e.message.clone().into_bytes());
+    match tokio::time::timeout(timeout, framed.send(bytes)).await {
+        Err(_) => return Err("send: timeout".into()),
+        Ok(Err(err)) => return Err(format!("send: {err}")),
+        Ok(Ok(())) => {}
+    }
+    let frame = match tokio::time::timeout(timeout, framed.next()).await {
+        Err(_) => return Err("timeout waiting for the ACK".into()),
+        Ok(None) => return Err("connection closed without an ACK".into()),
+        Ok(Some(Err(err))) => return Err(format!("bad ACK frame: {err}")),
+        Ok(Some(Ok(f))) => f,
+    };
+    let msg = huren_hl7::Message::parse(&frame, Some(huren_hl7::Charset::Utf8))
+        .map_err(|_| "the answer is not an HL7 message".to_string())?;
+    let Some(msa) = msg.segments().find(|s| s.id() == "MSA") else {
+        return Err("the answer has no MSA segment".into());
+    };
+    let code = msa.field(1).trim().to_ascii_uppercase();
+    let ctl = msa.field(2).trim().to_string();
+    if ctl != e.msh10 {
+        return Err(format!(
+            "ACK for another message (MSA-2 {:?})",
+            ctl.chars().take(40).collect::<String>()
+        ));
+    }
+    match code.as_str() {
+        "AA" | "CA" => Ok((code, ctl)),
+        "AE" | "AR" | "CE" | "CR" => {
+            // The receiver's words: MSA-3, else ERR-8 (v2.5 user message), else ERR-3.
+            let err = msg.segments().find(|s| s.id() == "ERR");
+            let text = [
+                Some(msa.field(3).to_string()),
+                err.as_ref().map(|s| s.field(8).to_string()),
+                err.as_ref().map(|s| s.field(3).to_string()),
+            ]
+            .into_iter()
+            .flatten()
+            .find(|t| !t.trim().is_empty())
+            .unwrap_or_default();
+            let text: String = text.chars().take(MAX_REASON).collect();
+            Err(if text.is_empty() {
+                code
+            } else {
+                format!("{code}: {text}")
+            })
+        }
+        other => Err(format!(
+            "unknown acknowledgement code {:?}",
+            other.chars().take(10).collect::<String>()
+        )),
+    }
+}
+
+/// Records what one attempt did; `false` when recording failed (the worker stops for now).
+fn record(gw: &Gateway, e: &OutboxEntry, out: Result<(String, String), Failure>) -> bool {
+    let outbox = gw.ingest_store().outbox();
+    let cfg = &gw.config.outbox;
+    let now: DateTime<Utc> = Utc::now();
+    let result = match out {
+        Ok((ack_code, ack_control_id)) => {
+            let r = outbox.record(OutboxEvent::Delivered {
+                id: e.id.clone(),
+                at: now,
+                ack_code,
+                ack_control_id,
+            });
+            if r.is_ok() {
+                tracing::info!(report = %e.id, destination = %e.destination, msh10 = %e.msh10, attempts = e.attempts + 1, "result delivered");
+            }
+            r
+        }
+        Err(reason) => {
+            let attempts = e.attempts + 1;
+            let kind = reason.split(':').next().unwrap_or("").to_string();
+            let next_at = now
+                + chrono::Duration::from_std(cfg.backoff(attempts))
+                    .unwrap_or(chrono::Duration::seconds(300));
+            let r = outbox.record(OutboxEvent::Attempted {
+                id: e.id.clone(),
+                at: now,
+                result: reason.clone(),
+                next_at,
+            });
+            if r.is_ok() && attempts >= cfg.max_attempts {
+                tracing::warn!(report = %e.id, destination = %e.destination, msh10 = %e.msh10, attempts, result = %kind, "result parked: an operator has to look (GET /api/v1/outbox?state=parked)");
+                outbox.record(OutboxEvent::Parked {
+                    id: e.id.clone(),
+                    at: now,
+                    reason,
+                })
+            } else {
+                if r.is_ok() {
+                    tracing::info!(report = %e.id, destination = %e.destination, msh10 = %e.msh10, attempts, result = %kind, "result not delivered; will retry");
+                }
+                r
+            }
+        }
+    };
+    match result {
+        Ok(_) => true,
+        Err(err) => {
+            tracing::error!(report = %e.id, error = %err, "outbox event not recorded");
+            false
+        }
+    }
+}
+
+/// Delivers the due messages of one destination, oldest first, one at a time.
+async fn drain(gw: Gateway, destination: String) {
+    let timeout = Duration::from_secs(gw.config.outbox.ack_timeout_secs.max(1));
+    loop {
+        let now = Utc::now();
+        let Some(e) = gw
+            .ingest_store()
+            .outbox()
+            .due(now)
+            .into_iter()
+            .find(|e| e.destination == destination)
+        else {
+            return;
+        };
+        let out = match gw.config.result_destination(&destination) {
+            Some(d) => attempt(&d.addr, &e, timeout).await,
+            None => Err(format!(
+                "institution {destination} has no result_destination configured"
+            )),
+        };
+        let g = gw.clone();
+        let recorded = tokio::task::spawn_blocking(move || record(&g, &e, out))
+            .await
+            .unwrap_or(false);
+        if !recorded {
+            return;
+        }
+    }
+}
+
+/// The delivery worker (spawned by `huren serve`): every 200 ms, starts a drain for each
+/// destination with due messages that has none running.
+pub async fn deliver(gw: Gateway) {
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let due: HashSet<String> = gw
+            .ingest_store()
+            .outbox()
+            .due(Utc::now())
+            .into_iter()
+            .map(|e| e.destination)
+            .collect();
+        for d in due {
+            {
+                let Ok(mut b) = busy.lock() else { return };
+                if !b.insert(d.clone()) {
+                    continue;
+                }
+            }
+            let (gw, busy) = (gw.clone(), busy.clone());
+            tokio::spawn(async move {
+                drain(gw, d.clone()).await;
+                if let Ok(mut b) = busy.lock() {
+                    b.remove(&d);
+                }
+            });
+        }
+    }
+}
