@@ -36,6 +36,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/stats/recognition", get(crate::api::stats))
         .route("/api/v1/audit", get(crate::api::audit_view))
         .route("/api/v1/identity/reviews", get(crate::identity::reviews))
+        .route("/api/v1/outbox", get(crate::outbox::outbox))
         .route(
             "/api/v1/identity/reviews/{id}/resolve",
             post(crate::identity::resolve),

@@ -10,6 +10,7 @@ pub mod fhir;
 pub mod http;
 pub mod https;
 pub mod identity;
+pub mod outbox;
 pub mod worklist;
 
 pub use api::{ApiState, Authed};

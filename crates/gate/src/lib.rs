@@ -645,6 +645,20 @@ impl Gate {
         Ok(tokio::task::spawn_blocking(move || store.identity_reviews(true)).await??)
     }
 
+    /// The outbox (outbound results to the institutions), for the operator view: the
+    /// entries in `state` (all when `None`), without their message content. Privacy officer
+    /// or operator only — the role is checked here (a refusal is audited); the caller audits
+    /// the answer.
+    pub async fn outbox(
+        &self,
+        p: &Principal,
+        state: Option<huren_store::OutboxState>,
+    ) -> Result<Vec<huren_store::OutboxEntry>, Problem> {
+        self.require_role(p, &[Role::PrivacyOfficer, Role::Operator], "outbox_view")
+            .await?;
+        Ok(self.store.outbox().list(state))
+    }
+
     /// Decides an identity review item (the privacy officer only; the role is checked here,
     /// a refusal audited; the caller audits the outcome). `Ok(Err(_))` is the store's
     /// refusal (no such item, already resolved) for the caller to answer and audit.
