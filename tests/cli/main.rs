@@ -20,6 +20,7 @@ mod https;
 mod identity;
 mod matrix;
 mod mllp;
+mod outbox;
 mod recognition;
 mod rules;
 mod secrets;

@@ -11,7 +11,7 @@ use crate::support::{repo, Server};
 const SQ01_TOKEN: &str = "test-sq01-token";
 const PRIVACY_TOKEN: &str = "test-privacy-token";
 
-fn call(
+pub(crate) fn call(
     http: &str,
     method: &str,
     path: &str,
@@ -39,7 +39,7 @@ fn call(
     )
 }
 
-fn audit_lines(data: &std::path::Path) -> Vec<serde_json::Value> {
+pub(crate) fn audit_lines(data: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(data.join("audit.log"))
         .unwrap_or_default()
         .lines()
