@@ -814,6 +814,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/api/v1/outbox",
+            "/api/v1/outbox?state=parked".into(),
+            Class::Audit,
+            200,
+            None,
+        ),
+        r(
+            "GET",
             "/api/v1/stats/recognition",
             "/api/v1/stats/recognition".into(),
             Class::Stats,
