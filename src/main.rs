@@ -948,7 +948,11 @@ fn serve(
         });
         let mllp_task = tokio::spawn(huren_server::mllp::serve(mllp_l, gw.clone(), tls));
         // Signed reports go back to their institutions from the durable outbox.
-        let outbox_task = tokio::spawn(huren_server::outbox::deliver(gw.clone()));
+        let outbox_tls = match &gw.config.outbox.tls {
+            Some(t) => Some(huren_server::tls::outbox_client(t).context("[outbox.tls]")?),
+            None => None,
+        };
+        let outbox_task = tokio::spawn(huren_server::outbox::deliver(gw.clone(), outbox_tls));
         let drop_tasks: Vec<_> = gw
             .config
             .ecg

@@ -164,6 +164,23 @@ pub struct OutboxConfig {
     pub max_attempts: u32,
     /// Seconds to connect, and again to wait for the ACK; default 30.
     pub ack_timeout_secs: u64,
+    /// TLS for `mllps://` destinations: the CA that signs the receivers' certificates, and
+    /// the client certificate huren presents (optional).
+    pub tls: Option<OutboxTls>,
+}
+
+/// `[outbox.tls]` (PEM files).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxTls {
+    /// CA certificates the receivers' server certificates must chain to.
+    pub ca: PathBuf,
+    /// huren's client certificate chain, for receivers that require one (with `key`).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 impl Default for OutboxConfig {
@@ -173,6 +190,7 @@ impl Default for OutboxConfig {
             retry_max_secs: 300,
             max_attempts: 10,
             ack_timeout_secs: 30,
+            tls: None,
         }
     }
 }
@@ -189,36 +207,44 @@ impl OutboxConfig {
     }
 }
 
-/// A parsed result destination: `mllp://host:port`.
+/// A parsed result destination: `mllp://host:port` or `mllps://host:port` (TLS).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Destination {
     /// `host:port`, as given.
     pub addr: String,
+    /// The host (the TLS server name).
+    pub host: String,
+    /// MLLP over TLS.
+    pub tls: bool,
 }
 
 impl Destination {
-    /// Parses `mllp://host:port`; `mllps://` (TLS) is refused with a clear message for now.
+    /// Parses `mllp://host:port` or `mllps://host:port`.
     pub fn parse(s: &str) -> Result<Destination, String> {
-        if s.starts_with("mllps://") {
+        let (rest, tls) = if let Some(r) = s.strip_prefix("mllps://") {
+            (r, true)
+        } else if let Some(r) = s.strip_prefix("mllp://") {
+            (r, false)
+        } else {
             return Err(format!(
-                "{s:?}: MLLP over TLS (mllps://) to a result destination is not supported yet; use mllp://host:port (e.g. through a TLS tunnel)"
+                "{s:?} must be mllp://host:port or mllps://host:port"
             ));
-        }
-        let Some(rest) = s.strip_prefix("mllp://") else {
-            return Err(format!("{s:?} must be mllp://host:port"));
         };
         let rest = rest.trim_end_matches('/');
-        let ok = match rest.rsplit_once(':') {
-            Some((host, port)) => {
-                !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+        let host = match rest.rsplit_once(':') {
+            Some((host, port))
+                if !host.is_empty()
+                    && !host.contains('/')
+                    && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+            {
+                host.trim_start_matches('[').trim_end_matches(']')
             }
-            None => false,
+            _ => return Err(format!("{s:?} must be mllp://host:port (port 1–65535)")),
         };
-        if !ok {
-            return Err(format!("{s:?} must be mllp://host:port (port 1–65535)"));
-        }
         Ok(Destination {
             addr: rest.to_string(),
+            host: host.to_string(),
+            tls,
         })
     }
 }
@@ -552,6 +578,16 @@ impl Config {
                 cfg.recognition.rules = Some(dir.join(rules));
             }
         }
+        if let (Some(t), Some(dir)) = (&mut cfg.outbox.tls, path.parent()) {
+            for f in [Some(&mut t.ca), t.cert.as_mut(), t.key.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if f.is_relative() {
+                    *f = dir.join(&*f);
+                }
+            }
+        }
         if let (Some(f), Some(dir)) = (&cfg.identity.national_id_secret_file, path.parent()) {
             if f.is_relative() {
                 cfg.identity.national_id_secret_file = Some(dir.join(f));
@@ -593,9 +629,15 @@ impl Config {
                 }
             }
             if let Some(d) = &i.result_destination {
-                Destination::parse(d).map_err(|e| {
+                let d = Destination::parse(d).map_err(|e| {
                     invalid(format!("institution {}: result_destination {e}", i.code))
                 })?;
+                if d.tls && cfg.outbox.tls.is_none() {
+                    return Err(invalid(format!(
+                        "institution {}: result_destination mllps://{} needs [outbox.tls] with ca = the receiver's CA (PEM)",
+                        i.code, d.addr
+                    )));
+                }
             }
             if let Some(tz) = &i.time_zone {
                 if tz.parse::<chrono_tz::Tz>().is_err() {
@@ -604,6 +646,13 @@ impl Config {
                         i.code
                     )));
                 }
+            }
+        }
+        if let Some(t) = &cfg.outbox.tls {
+            if t.cert.is_some() != t.key.is_some() {
+                return Err(invalid(
+                    "[outbox.tls] cert and key go together (both or neither)".into(),
+                ));
             }
         }
         if cfg.outbox.max_attempts == 0 || cfg.outbox.ack_timeout_secs == 0 {
@@ -768,6 +817,18 @@ charset = "GB18030"
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
         assert_eq!(o.backoff(1000).as_secs(), 300);
         assert!(Config::parse("[outbox]\nmax_attempts = 0\n", "c.toml").is_err());
+        // mllps:// needs [outbox.tls]; cert and key go together.
+        let tls = format!(
+            "{}[outbox.tls]\nca = \"ca.pem\"\n",
+            inst("mllps://his.example:2576")
+        );
+        let d = Config::parse(&tls, "c.toml")
+            .unwrap()
+            .result_destination("A")
+            .unwrap();
+        assert_eq!((d.host.as_str(), d.tls), ("his.example", true));
+        let half = format!("{tls}cert = \"c.pem\"\n");
+        assert!(Config::parse(&half, "c.toml").is_err());
     }
 }
 

@@ -97,18 +97,49 @@ impl Gateway {
     }
 }
 
-/// Sends one message and waits for its ACK: `Ok((MSA-1, MSA-2))` for AA/CA, else why not.
+/// The TLS client of `mllps://` destinations (`[outbox.tls]`), when configured.
+pub type OutboxTls = Option<Arc<rustls::ClientConfig>>;
+
+/// Connects to a destination (TLS for `mllps://`), sends one message and waits for its ACK.
 async fn attempt(
-    addr: &str,
+    d: &crate::config::Destination,
+    tls: &OutboxTls,
     e: &OutboxEntry,
     timeout: Duration,
 ) -> Result<(String, String), Failure> {
-    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&d.addr)).await
+    {
         Err(_) => return Err("connect: timeout".into()),
         Ok(Err(err)) => return Err(format!("connect: {err}")),
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
+    if !d.tls {
+        return exchange(stream, e, timeout).await;
+    }
+    let Some(cfg) = tls else {
+        return Err("tls: mllps:// needs [outbox.tls]".into());
+    };
+    let name = rustls::pki_types::ServerName::try_from(d.host.clone())
+        .map_err(|err| format!("tls: server name {:?}: {err}", d.host))?;
+    let connector = tokio_rustls::TlsConnector::from(cfg.clone());
+    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Err(_) => Err("tls: handshake timeout".into()),
+        Ok(Err(err)) => Err(format!("tls: {err}")),
+        Ok(Ok(s)) => exchange(s, e, timeout).await,
+    }
+}
+
+/// Sends one message on a connected stream and waits for its ACK: `Ok((MSA-1, MSA-2))` for
+/// AA/CA, else why not.
+async fn exchange<S>(
+    stream: S,
+    e: &OutboxEntry,
+    timeout: Duration,
+) -> Result<(String, String), Failure>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut framed = Framed::new(stream, huren_hl7::mllp::MllpCodec::new(1 << 20));
     let bytes = Bytes::from(e.message.clone().into_bytes());
     match tokio::time::timeout(timeout, framed.send(bytes)).await {
@@ -218,7 +249,7 @@ fn record(gw: &Gateway, e: &OutboxEntry, out: Result<(String, String), Failure>)
 }
 
 /// Delivers the due messages of one destination, oldest first, one at a time.
-async fn drain(gw: Gateway, destination: String) {
+async fn drain(gw: Gateway, destination: String, tls: OutboxTls) {
     let timeout = Duration::from_secs(gw.config.outbox.ack_timeout_secs.max(1));
     loop {
         let now = Utc::now();
@@ -232,7 +263,7 @@ async fn drain(gw: Gateway, destination: String) {
             return;
         };
         let out = match gw.config.result_destination(&destination) {
-            Some(d) => attempt(&d.addr, &e, timeout).await,
+            Some(d) => attempt(&d, &tls, &e, timeout).await,
             None => Err(format!(
                 "institution {destination} has no result_destination configured"
             )),
@@ -248,8 +279,9 @@ async fn drain(gw: Gateway, destination: String) {
 }
 
 /// The delivery worker (spawned by `huren serve`): every 200 ms, starts a drain for each
-/// destination with due messages that has none running.
-pub async fn deliver(gw: Gateway) {
+/// destination with due messages that has none running. `tls` is
+/// [`crate::tls::outbox_client`]'s, for `mllps://` destinations.
+pub async fn deliver(gw: Gateway, tls: OutboxTls) {
     let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -269,9 +301,9 @@ pub async fn deliver(gw: Gateway) {
                     continue;
                 }
             }
-            let (gw, busy) = (gw.clone(), busy.clone());
+            let (gw, busy, tls) = (gw.clone(), busy.clone(), tls.clone());
             tokio::spawn(async move {
-                drain(gw, d.clone()).await;
+                drain(gw, d.clone(), tls).await;
                 if let Ok(mut b) = busy.lock() {
                     b.remove(&d);
                 }

@@ -153,3 +153,27 @@ pub fn peer_institution(
             format!("client certificate URIs {uris:?} belong to no configured institution")
         })
 }
+
+/// The TLS client configuration of the outbox (`[outbox.tls]`): receivers' certificates must
+/// chain to `ca`; huren presents `cert`/`key` when given. Built at start-up, so a bad file
+/// stops `huren serve` with its path.
+pub fn outbox_client(
+    tls: &crate::config::OutboxTls,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(&tls.ca)? {
+        roots.add(c).map_err(|e| pem_err(&tls.ca, e))?;
+    }
+    let b = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let cfg = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            let chain = load_certs(cert)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, e))?;
+            b.with_client_auth_cert(chain, key)
+                .map_err(|e| TlsError::Rustls(e.to_string()))?
+        }
+        _ => b.with_no_client_auth(),
+    };
+    Ok(Arc::new(cfg))
+}
