@@ -26,6 +26,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
 /// A test HIS: answers every MLLP frame with `MSA|<code>|<MSH-10>|<text>` and records the
 /// messages it got.
 struct Receiver {
@@ -36,6 +39,16 @@ struct Receiver {
 
 impl Receiver {
     fn start(port: u16, code: &'static str, text: &'static str) -> Receiver {
+        Receiver::start_tls(port, code, text, None)
+    }
+
+    /// The same over TLS when `tls` is given (rustls, blocking).
+    fn start_tls(
+        port: u16,
+        code: &'static str,
+        text: &'static str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Receiver {
         let l = TcpListener::bind(("127.0.0.1", port)).expect("bind the receiver");
         l.set_nonblocking(true).unwrap();
         let got: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -43,15 +56,22 @@ impl Receiver {
         let (g, s) = (got.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                let mut c = match l.accept() {
+                let sock = match l.accept() {
                     Ok((c, _)) => c,
                     Err(_) => {
                         std::thread::sleep(Duration::from_millis(20));
                         continue;
                     }
                 };
-                c.set_nonblocking(false).unwrap();
-                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                sock.set_nonblocking(false).unwrap();
+                sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut c: Box<dyn ReadWrite> = match &tls {
+                    Some(cfg) => Box::new(rustls::StreamOwned::new(
+                        rustls::ServerConnection::new(cfg.clone()).unwrap(),
+                        sock,
+                    )),
+                    None => Box::new(sock),
+                };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 8192];
                 loop {
@@ -101,15 +121,20 @@ impl Drop for Receiver {
 
 /// The test configuration with FX-SQ01's results going to `127.0.0.1:port` and quick retries.
 fn config(dir: &std::path::Path, port: u16, max_attempts: u32) -> String {
+    config_to(dir, &format!("mllp://127.0.0.1:{port}"), max_attempts, "")
+}
+
+/// The same with any destination and more configuration after `[outbox]`.
+fn config_to(dir: &std::path::Path, dest: &str, max_attempts: u32, more: &str) -> String {
     let cfg = crate::mllp::config_file(dir);
     let text = std::fs::read_to_string(&cfg).unwrap().replacen(
         "charset = \"GB18030\"\n",
-        &format!("charset = \"GB18030\"\nresult_destination = \"mllp://127.0.0.1:{port}\"\n"),
+        &format!("charset = \"GB18030\"\nresult_destination = \"{dest}\"\n"),
         1,
     );
     assert!(text.contains("result_destination"));
     let text = format!(
-        "{text}\n[outbox]\nretry_initial_ms = 200\nretry_max_secs = 1\nmax_attempts = {max_attempts}\nack_timeout_secs = 5\n"
+        "{text}\n[outbox]\nretry_initial_ms = 200\nretry_max_secs = 1\nmax_attempts = {max_attempts}\nack_timeout_secs = 5\n{more}"
     );
     std::fs::write(&cfg, text).unwrap();
     cfg
@@ -304,4 +329,77 @@ fn an_ae_is_retried_with_the_same_msh10_then_parked_with_its_reason() {
     assert!(got[0].contains(&format!("|{msh10}|")));
     assert!(view(&srv, "pending").is_empty());
     assert!(view(&srv, "delivered").is_empty());
+}
+
+/// MLLP over TLS: the receiver requires a client certificate from the dev CA; huren checks the
+/// receiver's certificate against `[outbox.tls] ca` and presents its own.
+#[test]
+fn mllps_delivers_over_tls_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let (code, _, err) = crate::support::huren(&[
+        "certs",
+        "dev",
+        "--out",
+        certs.to_str().unwrap(),
+        "--institution",
+        "FX-ZX",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(certs.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .unwrap();
+    let chain: Vec<_> = CertificateDer::pem_file_iter(certs.join("server.pem"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+    let server = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let port = free_port();
+    let rx = Receiver::start_tls(port, "AA", "", Some(Arc::new(server)));
+    let more = format!(
+        "[outbox.tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        certs.join("ca.pem"),
+        certs.join("client-FX-ZX.pem"),
+        certs.join("client-FX-ZX.key"),
+    );
+    let cfg = config_to(dir.path(), &format!("mllps://localhost:{port}"), 5, &more);
+    let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    let report = upload_and_sign(&srv);
+    wait_for(10, "delivery over TLS", || {
+        view(&srv, "delivered").len() == 1
+    });
+    let msh10 = report.strip_prefix("blake3:").unwrap()[..20].to_string();
+    let got = rx.messages();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains(&format!("|{msh10}|")));
+
+    // mllps:// without [outbox.tls]: refused at start-up, naming the institution.
+    let bad = config_to(dir.path(), &format!("mllps://localhost:{port}"), 5, "");
+    let (code, _, err) = crate::support::huren(&[
+        "serve",
+        "--config",
+        &bad,
+        "--data",
+        dir.path().join("data2").to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--mllp",
+        "127.0.0.1:0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("FX-SQ01") && err.contains("[outbox.tls]"),
+        "{err}"
+    );
 }
