@@ -301,13 +301,122 @@ pub async fn deliver(gw: Gateway, tls: OutboxTls) {
                     continue;
                 }
             }
-            let (gw, busy, tls) = (gw.clone(), busy.clone(), tls.clone());
+            let (gw, tls) = (gw.clone(), tls.clone());
+            let guard = Busy {
+                set: busy.clone(),
+                destination: d.clone(),
+            };
             tokio::spawn(async move {
-                drain(gw, d.clone(), tls).await;
-                if let Ok(mut b) = busy.lock() {
-                    b.remove(&d);
-                }
+                // The guard clears the flag however the drain ends (a panic included), so a
+                // destination is never left marked busy with nobody draining it.
+                let _guard = guard;
+                drain(gw, d, tls).await;
             });
         }
+    }
+}
+
+/// Marks one destination as being drained; clears the mark when dropped.
+struct Busy {
+    set: Arc<Mutex<HashSet<String>>>,
+    destination: String,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut b = match self.set.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        b.remove(&self.destination);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn entry() -> OutboxEntry {
+        OutboxEntry {
+            id: "blake3:00".into(),
+            destination: "FX-SQ01".into(),
+            msh10: "0123456789abcdef0123".into(),
+            message: "MSH|^~\\&|HUREN|fx-ecg||FX-SQ01|20261206||ORU^R01^ORU_R01|0123456789abcdef0123|P|2.5.1\r".into(),
+            state: huren_store::OutboxState::Pending,
+            attempts: 0,
+            last_result: None,
+            created_at: Utc::now(),
+            last_at: None,
+            next_at: Utc::now(),
+            ack_code: None,
+            ack_control_id: None,
+        }
+    }
+
+    /// A one-shot receiver answering `answer` (raw bytes; `None`: silence) to the first frame.
+    async fn receiver(answer: Option<&'static [u8]>) -> crate::config::Destination {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut b = [0u8; 1024];
+            while !buf.ends_with(&[0x1c, 0x0d]) {
+                match s.read(&mut b).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&b[..n]),
+                }
+            }
+            match answer {
+                Some(a) => {
+                    let _ = s.write_all(a).await;
+                }
+                None => tokio::time::sleep(Duration::from_secs(5)).await,
+            }
+        });
+        crate::config::Destination::parse(&format!("mllp://{addr}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn acks_are_read_strictly() {
+        let t = Duration::from_secs(2);
+        let e = entry();
+        let aa: &'static [u8] = b"\x0bMSH|^~\\&|HIS|X|HUREN||20261206||ACK|1|P|2.5.1\rMSA|AA|0123456789abcdef0123\r\x1c\r";
+        let d = receiver(Some(aa)).await;
+        assert_eq!(
+            attempt(&d, &None, &e, t).await,
+            Ok(("AA".into(), "0123456789abcdef0123".into()))
+        );
+        let other: &'static [u8] =
+            b"\x0bMSH|^~\\&|HIS|X|HUREN||20261206||ACK|1|P|2.5.1\rMSA|AA|SOMETHING-ELSE\r\x1c\r";
+        let d = receiver(Some(other)).await;
+        let r = attempt(&d, &None, &e, t).await.unwrap_err();
+        assert!(r.starts_with("ACK for another message"), "{r}");
+        let ar: &'static [u8] = b"\x0bMSH|^~\\&|HIS|X|HUREN||20261206||ACK|1|P|2.5.1\rMSA|AR|0123456789abcdef0123\rERR||||E||||\xe6\x82\xa3\xe8\x80\x85\xe4\xb8\x8d\xe5\xad\x98\xe5\x9c\xa8\r\x1c\r";
+        let d = receiver(Some(ar)).await;
+        assert_eq!(
+            attempt(&d, &None, &e, t).await,
+            Err("AR: 患者不存在".into())
+        );
+        let d = receiver(Some(b"\x0bhello\x1c\r")).await;
+        let r = attempt(&d, &None, &e, t).await.unwrap_err();
+        assert_eq!(r, "the answer is not an HL7 message");
+        let d = receiver(None).await;
+        let r = attempt(&d, &None, &e, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(r, "timeout waiting for the ACK");
+        let d = receiver(Some(b"")).await;
+        let r = attempt(&d, &None, &e, t).await.unwrap_err();
+        assert_eq!(r, "connection closed without an ACK");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = crate::config::Destination::parse(&format!("mllp://127.0.0.1:{port}")).unwrap();
+        let r = attempt(&d, &None, &e, t).await.unwrap_err();
+        assert!(r.starts_with("connect:"), "{r}");
     }
 }
