@@ -74,7 +74,22 @@ fn call(
     if !bytes.is_empty() {
         tls.write_all(&bytes).unwrap();
     }
-    let _ = tls.read_to_end(&mut buf);
+    if path.starts_with("/api/v1/events") {
+        // An event stream does not end: read up to its first event (or the refusal's body).
+        let mut chunk = [0u8; 4096];
+        while !(buf.windows(12).any(|w| w == b"event: ready")
+            || (buf.windows(4).any(|w| w == b"\r\n\r\n")
+                && !String::from_utf8_lossy(&buf).contains("text/event-stream")
+                && buf.ends_with(b"}")))
+        {
+            match tls.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    } else {
+        let _ = tls.read_to_end(&mut buf);
+    }
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -254,6 +269,8 @@ enum Class {
     /// A reading task's claim / release / cancel: clinicians get past the role check (the
     /// matrix's task does not exist: 404), everyone else 403.
     TaskAct,
+    /// The task event stream: clinicians (readers and senders), everyone else 403.
+    Events,
 }
 
 struct Route {
@@ -332,7 +349,7 @@ fn expect(r: &Route, c: Caller, a: Auth) -> (u16, usize) {
         Class::Stow if !c.reader() => (403, 1),
         Class::Stow => (r.ok, 1),
         Class::Worklist => (if c == Caller::ZxClinician { r.ok } else { 403 }, 1),
-        Class::TaskAct => (
+        Class::TaskAct | Class::Events => (
             if matches!(c, Caller::ZxClinician | Caller::Sq01Clinician) {
                 r.ok
             } else {
@@ -837,6 +854,47 @@ fn every_route_against_every_caller_status_and_audit_count() {
             None,
         ),
         r(
+            "GET",
+            "/api/v1/events",
+            "/api/v1/events".into(),
+            Class::Events,
+            200,
+            None,
+        ),
+        r(
+            "GET",
+            "/ui/worklist",
+            "/ui/worklist".into(),
+            Class::Web,
+            303,
+            None,
+        ),
+        r("GET", "/ui/sent", "/ui/sent".into(), Class::Web, 303, None),
+        r(
+            "GET",
+            "/ui/events",
+            "/ui/events".into(),
+            Class::Web,
+            401,
+            None,
+        ),
+        r(
+            "GET",
+            "/ui/task/{id}",
+            "/ui/task/t-none".into(),
+            Class::Web,
+            303,
+            None,
+        ),
+        r(
+            "GET",
+            "/ui/task/{id}/trace/{hash}",
+            format!("/ui/task/t-none/trace/{ecg_report}"),
+            Class::Web,
+            401,
+            None,
+        ),
+        r(
             "DELETE",
             "/api/v1/consents/{id}",
             format!("/api/v1/consents/{revocable}"),
@@ -957,6 +1015,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
     post(
         "/ui/search",
         "/ui/search".into(),
+        Class::Web,
+        303,
+        None,
+        form("x=1"),
+    );
+    post(
+        "/ui/task/{id}/{act}",
+        "/ui/task/t-none/claim".into(),
         Class::Web,
         303,
         None,

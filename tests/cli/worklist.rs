@@ -350,3 +350,183 @@ fn the_holder_signs_and_the_signed_report_supersedes_the_carts() {
     let log = std::fs::read_to_string(data.join("tasks.log")).unwrap();
     assert!(log.lines().last().unwrap().contains(&signed), "{log}");
 }
+
+/// An open server-sent event stream read line by line.
+struct EventStream {
+    r: std::io::BufReader<std::net::TcpStream>,
+    status: u16,
+}
+
+impl EventStream {
+    fn open(http: &str, token: &str, last_event_id: Option<&str>) -> EventStream {
+        use std::io::{BufRead, Write};
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = format!(
+            "GET /api/v1/events HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n"
+        );
+        if let Some(id) = last_event_id {
+            req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let status = line.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+        }
+        EventStream { r, status }
+    }
+
+    /// The next event (`event`, `id`, `data`), skipping comments; `None` on timeout.
+    fn next(&mut self, within: Duration) -> Option<(String, String, String)> {
+        use std::io::BufRead;
+        self.r.get_ref().set_read_timeout(Some(within)).unwrap();
+        let (mut ev, mut id, mut data) = (String::new(), String::new(), String::new());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.r.read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            let l = line.trim_end_matches(['\r', '\n']);
+            // Chunked transfer: chunk-size lines are hex numbers, skip them.
+            if !l.is_empty() && l.chars().all(|c| c.is_ascii_hexdigit()) && !l.contains(':') {
+                continue;
+            }
+            if l.is_empty() {
+                if !ev.is_empty() || !data.is_empty() {
+                    return Some((ev, id, data));
+                }
+                continue;
+            }
+            if let Some(v) = l.strip_prefix("event:") {
+                ev = v.trim().to_string();
+            } else if let Some(v) = l.strip_prefix("id:") {
+                id = v.trim().to_string();
+            } else if let Some(v) = l.strip_prefix("data:") {
+                data.push_str(v.trim());
+            }
+        }
+    }
+
+    /// The next `task` event within `within`.
+    fn next_task(&mut self, within: Duration) -> Option<(String, serde_json::Value)> {
+        let until = std::time::Instant::now() + within;
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            let (ev, id, data) = self.next(left)?;
+            if ev == "task" {
+                return Some((id, serde_json::from_str(&data).unwrap()));
+            }
+        }
+        None
+    }
+}
+
+#[test]
+fn the_event_stream_carries_task_changes_to_readers_and_senders_and_replays_after_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::mllp::config_file(dir.path());
+    // A clinician of another hospital, neither on the roster nor the sender: test-zy-token.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[[clinician]]\nid = \"dr.zy\"\ninstitution = \"FX-ZY\"\nrole = \"clinician\"\ntoken_sha256 = \"2661155b867f068dc53fa868a49d56f7d33ddad80e4c42133f67821653c26671\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--config", &cfg]);
+
+    // Opening a stream is audited once; a principal who is not a clinician is refused.
+    let before = audit_lines(&data).len();
+    let mut reader = EventStream::open(&srv.http, crate::support::TEST_TOKEN, None);
+    assert_eq!(reader.status, 200);
+    let (ev, ready_id, _) = reader.next(Duration::from_secs(5)).unwrap();
+    assert_eq!((ev.as_str(), ready_id.as_str()), ("ready", "0"));
+    let recs = audit_lines(&data)[before..].to_vec();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["action"], "task_events");
+    assert_eq!(
+        EventStream::open(&srv.http, PRIVACY_TOKEN, None).status,
+        403
+    );
+    let mut sender = EventStream::open(&srv.http, SQ01_TOKEN, None);
+    assert_eq!(sender.next(Duration::from_secs(5)).unwrap().0, "ready");
+    let mut other = EventStream::open(&srv.http, "test-zy-token", None);
+    assert_eq!(other.next(Duration::from_secs(5)).unwrap().0, "ready");
+
+    // The community centre uploads an ECG: the reader's and the sender's streams carry the
+    // new task within a second; the other hospital's clinician's does not.
+    let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
+    let sent = std::time::Instant::now();
+    let r = ureq::post(&format!("http://{}/api/v1/ecg", srv.http))
+        .set("Authorization", &format!("Bearer {SQ01_TOKEN}"))
+        .set("Content-Type", "application/xml")
+        .send_bytes(&ecg)
+        .unwrap();
+    assert!(r.status() < 300);
+    let (id1, t) = reader
+        .next_task(Duration::from_secs(1))
+        .expect("task event within 1 s");
+    assert!(sent.elapsed() < Duration::from_secs(1));
+    assert_eq!(t["state"], "scheduled");
+    assert_eq!(t["institution"], "FX-SQ01");
+    assert_eq!(t["centre"], "fx-ecg");
+    assert!(
+        t.get("patient").is_none() && t.get("patient_name").is_none(),
+        "no patient data: {t}"
+    );
+    let task = t["id"].as_str().unwrap().to_string();
+    let (_, t2) = sender
+        .next_task(Duration::from_secs(1))
+        .expect("the sender's stream");
+    assert_eq!(t2["id"], task.as_str());
+    assert!(
+        other.next_task(Duration::from_millis(500)).is_none(),
+        "not another hospital's"
+    );
+
+    // The reader claims it; the stream says who holds it.
+    let (st, _) = call(
+        &srv.http,
+        "POST",
+        &format!("/api/v1/worklist/{task}/claim"),
+        crate::support::TEST_TOKEN,
+        None,
+    );
+    assert_eq!(st, 200);
+    let (id2, t) = reader.next_task(Duration::from_secs(1)).unwrap();
+    assert_eq!(t["state"], "in_progress");
+    assert_eq!(t["claimed_by"], "dr.zx");
+    assert!(id2.parse::<u64>().unwrap() > id1.parse::<u64>().unwrap());
+    drop(reader);
+
+    // Reconnecting with Last-Event-ID replays what came after it, across a restart too.
+    let mut again = EventStream::open(&srv.http, crate::support::TEST_TOKEN, Some(&id1));
+    assert_eq!(again.next(Duration::from_secs(5)).unwrap().0, "ready");
+    let (id, t) = again.next_task(Duration::from_secs(2)).expect("replayed");
+    assert_eq!(
+        (id.as_str(), t["state"].as_str()),
+        (id2.as_str(), Some("in_progress"))
+    );
+    drop(again);
+    drop(sender);
+    drop(other);
+    let mut srv = srv;
+    srv.kill9();
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let mut after = EventStream::open(&srv.http, crate::support::TEST_TOKEN, Some(&id1));
+    assert_eq!(after.next(Duration::from_secs(5)).unwrap().0, "ready");
+    let (id, _) = after
+        .next_task(Duration::from_secs(2))
+        .expect("replayed after restart");
+    assert_eq!(id, id2);
+    // An id from the future (another store): start over.
+    let mut future = EventStream::open(&srv.http, crate::support::TEST_TOKEN, Some("999999"));
+    assert_eq!(future.next(Duration::from_secs(5)).unwrap().0, "ready");
+    assert_eq!(future.next(Duration::from_secs(5)).unwrap().0, "reset");
+}

@@ -54,6 +54,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::delete(revoke_consent),
         )
         .route("/api/v1/worklist", get(crate::worklist::worklist))
+        .route("/api/v1/events", get(crate::worklist::events))
         .route("/api/v1/worklist/{id}/claim", post(crate::worklist::claim))
         .route(
             "/api/v1/worklist/{id}/release",

@@ -6,8 +6,10 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
 use axum::Json;
-use huren_gate::worklist::TaskAct;
+use huren_gate::worklist::{Changes, EventScope, TaskAct};
 use huren_gate::Problem;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -86,11 +88,25 @@ pub async fn sign(
 ) -> Result<Json<Value>, Problem> {
     let b: SignBody = serde_json::from_slice(&body)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))?;
+    let (task, report) = sign_and_queue(&st, &p, &id, &b.statements, &b.text).await?;
+    Ok(Json(json!({ "report": report.to_string(), "task": task })))
+}
+
+/// Signs task `id` for `p` (through the gate: roster, claim, audit) and queues the signed
+/// report for its institution in the durable outbox before answering. The API's and the web
+/// page's signature.
+pub async fn sign_and_queue(
+    st: &ApiState,
+    p: &huren_access::Principal,
+    id: &str,
+    statements: &[String],
+    text: &str,
+) -> Result<(huren_gate::worklist::WorklistItem, huren_model::ContentHash), Problem> {
     let config = st.gw.config.clone();
     let reader = p.id.clone();
     let (task, report) = st
         .gate
-        .sign_task(&p, &id, |task, prev, prev_hash| {
+        .sign_task(p, id, |task, prev, prev_hash| {
             huren_ingest::reading::signed_report(
                 &config,
                 prev,
@@ -98,8 +114,8 @@ pub async fn sign(
                 &huren_ingest::reading::Signature {
                     task,
                     reader: &reader,
-                    statements: &b.statements,
-                    text: &b.text,
+                    statements,
+                    text,
                     at: chrono::Utc::now(),
                 },
             )
@@ -129,5 +145,108 @@ pub async fn sign(
             ))
         }
     }
-    Ok(Json(json!({ "report": report.to_string(), "task": task })))
+    Ok((task, report))
+}
+
+/// How long one event stream lives before it ends (the client reconnects with
+/// `Last-Event-ID`, and the gate decides again: a revoked token or a roster change counts).
+const STREAM_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
+/// How soon a client reconnects after a stream ends.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The server-sent event stream of task changes for `scope`, after sequence `after` (the
+/// client's `Last-Event-ID`; `None`: from now). Events: `ready` (id: the current sequence),
+/// `task` (a [`huren_gate::worklist::TaskChange`], id: its sequence), `reset` (changes were
+/// missed: fetch the list again). No patient data in any of them.
+pub fn task_stream(
+    scope: EventScope,
+    after: Option<u64>,
+) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    struct S {
+        scope: EventScope,
+        rx: tokio::sync::watch::Receiver<u64>,
+        last: u64,
+        pending: std::collections::VecDeque<Event>,
+        deadline: tokio::time::Instant,
+    }
+    let rx = scope.subscribe();
+    let now_seq = scope.sequence();
+    let mut pending = std::collections::VecDeque::new();
+    let last = match after {
+        Some(a) if a <= now_seq => a,
+        Some(_) => {
+            pending.push_back(Event::default().event("reset").data("{}"));
+            now_seq
+        }
+        None => now_seq,
+    };
+    pending.push_front(
+        Event::default()
+            .event("ready")
+            .id(last.to_string())
+            .retry(RETRY)
+            .data(json!({ "sequence": last }).to_string()),
+    );
+    let st = S {
+        scope,
+        rx,
+        last,
+        pending,
+        deadline: tokio::time::Instant::now() + STREAM_LIFETIME,
+    };
+    let stream = futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(e) = st.pending.pop_front() {
+                return Some((Ok(e), st));
+            }
+            st.rx.borrow_and_update();
+            match st.scope.changes_since(st.last, 512) {
+                Changes::Reset(seq) => {
+                    st.last = seq;
+                    st.pending.push_back(
+                        Event::default()
+                            .event("reset")
+                            .id(seq.to_string())
+                            .data("{}"),
+                    );
+                }
+                Changes::Some(v, upto) if upto == st.last => {
+                    debug_assert!(v.is_empty());
+                    match tokio::time::timeout_at(st.deadline, st.rx.changed()).await {
+                        Ok(Ok(())) => {}
+                        _ => return None,
+                    }
+                }
+                Changes::Some(v, upto) => {
+                    st.last = upto;
+                    for (seq, change) in v {
+                        let data = serde_json::to_string(&change).unwrap_or_default();
+                        st.pending.push_back(
+                            Event::default()
+                                .event("task")
+                                .id(seq.to_string())
+                                .data(data),
+                        );
+                    }
+                }
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+}
+
+/// The client's `Last-Event-ID`, when it is a sequence number.
+pub fn last_event_id(h: &axum::http::HeaderMap) -> Option<u64> {
+    h.get("last-event-id")?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `GET /api/v1/events`: the caller's task changes as server-sent events (see
+/// [`task_stream`]); opening it is authorised and audited once by the gate.
+pub async fn events(
+    State(st): State<ApiState>,
+    Authed(p): Authed,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, Problem> {
+    let scope = st.gate.task_events(&p).await?;
+    Ok(task_stream(scope, last_event_id(&headers)).into_response())
 }

@@ -11,7 +11,7 @@ use huren_workflow::{Event, State, Task, TaskId, TransitionError};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{now_utc, record, Gate, Problem};
+use crate::{now_utc, record, Gate, Problem, ReportRead};
 use axum::http::StatusCode;
 
 /// One task as the worklist shows it.
@@ -364,5 +364,397 @@ impl Gate {
             }
             Err(huren_store::TaskError::Store(e)) => Err(e.into()),
         }
+    }
+}
+
+/// A task change as the event stream carries it: which task, its state and where it is —
+/// no patient data (a page that wants the patient fetches the audited worklist).
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskChange {
+    /// Task id.
+    pub id: String,
+    /// `scheduled`, `in_progress`, `completed`, `cancelled`.
+    pub state: &'static str,
+    /// `critical`, `urgent`, `routine`.
+    pub priority: &'static str,
+    /// `ecg` or `imaging`.
+    pub kind: &'static str,
+    /// The reading centre.
+    pub centre: String,
+    /// The acquiring institution.
+    pub institution: String,
+    /// The reader holding a fresh claim.
+    pub claimed_by: Option<String>,
+    /// When it should be signed.
+    pub due_at: DateTime<Utc>,
+}
+
+/// Whom an event stream is for: decides, at each change, whether the stream carries it (the
+/// roster is read at the time of the change, so a shift change takes effect at once).
+#[derive(Clone)]
+pub struct EventScope {
+    reader: String,
+    institution: String,
+    workflow: std::sync::Arc<huren_workflow::Workflow>,
+    store: huren_store::Store,
+}
+
+/// What an event stream reads next.
+pub enum Changes {
+    /// The changes after the given sequence this stream carries, with their sequence
+    /// numbers, and the sequence they were read up to.
+    Some(Vec<(u64, TaskChange)>, u64),
+    /// The changes after the given sequence are no longer kept (or it is unknown): start over
+    /// from this sequence.
+    Reset(u64),
+}
+
+impl EventScope {
+    /// Whether this stream carries a change of `t`: the reader may act on it (on duty at its
+    /// centre, or holding its claim), or it is the stream owner's institution's task.
+    pub fn visible(&self, t: &Task, now: DateTime<Utc>) -> bool {
+        t.institution == self.institution || self.workflow.may_act(&self.reader, t, now)
+    }
+
+    /// The sequence number of the last durable task change.
+    pub fn sequence(&self) -> u64 {
+        self.store.tasks().sequence()
+    }
+
+    /// Wakes when a task change becomes durable.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.tasks().subscribe()
+    }
+
+    /// The changes after `after` that this stream carries (at most `limit` read).
+    pub fn changes_since(&self, after: u64, limit: usize) -> Changes {
+        let tasks = self.store.tasks();
+        let Some(v) = tasks.changes_since(after, limit) else {
+            return Changes::Reset(tasks.sequence());
+        };
+        let now = now_utc();
+        let upto = v.last().map_or(after, |(s, _)| *s);
+        let out = v
+            .into_iter()
+            .filter_map(|(seq, id)| {
+                let t = tasks.get(&id)?;
+                self.visible(&t, now).then(|| (seq, self.change(&t, now)))
+            })
+            .collect();
+        Changes::Some(out, upto)
+    }
+
+    /// The change as carried.
+    pub fn change(&self, t: &Task, now: DateTime<Utc>) -> TaskChange {
+        TaskChange {
+            id: t.id.0.clone(),
+            state: t.state.as_str(),
+            priority: t.priority.as_str(),
+            kind: t.kind.as_str(),
+            centre: t.centre.0.clone(),
+            institution: t.institution.clone(),
+            claimed_by: match &t.state {
+                State::InProgress { .. } => t.claim_holder(now).map(str::to_string),
+                _ => None,
+            },
+            due_at: t.due_at,
+        }
+    }
+}
+
+/// What a reader sees when reading one task: the task, its report, and beside it what a
+/// reader needs (the patient's previous ECGs, recent lab results).
+pub struct TaskView {
+    /// The task as the worklist shows it.
+    pub item: WorklistItem,
+    /// The task.
+    pub task: Task,
+    /// The report being read (its current version).
+    pub report: (ContentHash, std::sync::Arc<huren_model::Report>),
+    /// The same person's earlier ECGs (newest first, at most [`MAX_PRIOR`]).
+    pub prior: Vec<(ContentHash, std::sync::Arc<huren_model::Report>)>,
+    /// The same person's recent lab reports (newest first, at most [`MAX_LABS`]).
+    pub labs: Vec<(ContentHash, std::sync::Arc<huren_model::Report>)>,
+}
+
+/// How many earlier ECGs a task view shows.
+pub const MAX_PRIOR: usize = 3;
+/// How many recent lab reports a task view shows.
+pub const MAX_LABS: usize = 8;
+
+/// One ECG the caller's institution sent, as its page shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SentItem {
+    /// The task.
+    #[serde(flatten)]
+    pub item: WorklistItem,
+    /// Who signed it, when.
+    pub signed_by: Option<String>,
+    /// When it was signed.
+    pub signed_at: Option<DateTime<Utc>>,
+    /// Why it was cancelled.
+    pub cancelled: Option<String>,
+    /// The signed diagnosis: statements, then the reader's text.
+    pub diagnosis: Vec<String>,
+}
+
+/// How many of an institution's tasks its page lists (newest first).
+pub const MAX_SENT: usize = 200;
+
+impl Gate {
+    /// Opens an event stream for `p`: a clinician's (a reader's changes of the centres they
+    /// are on duty at, and their own institution's tasks). Audited once, at opening; the
+    /// stream carries no patient data.
+    pub async fn task_events(&self, p: &Principal) -> Result<EventScope, Problem> {
+        let mut rec = record(p, "task_events");
+        if p.role != Role::Clinician {
+            return Err(self
+                .refuse(
+                    rec,
+                    &role_denial("the task event stream is for readers and sending clinicians"),
+                )
+                .await);
+        }
+        let centres: Vec<String> = self
+            .workflow
+            .centres_on_duty(&p.id, now_utc())
+            .into_iter()
+            .map(|c| c.0.clone())
+            .collect();
+        rec.detail = json!({ "centres": centres });
+        self.audit(rec).await?;
+        Ok(EventScope {
+            reader: p.id.clone(),
+            institution: p.institution.clone(),
+            workflow: self.workflow.clone(),
+            store: self.store.clone(),
+        })
+    }
+
+    /// A task with its patient's person key, for one who may act on it; the refusal is
+    /// audited on `rec` (404 for no such task, 403 off the roster).
+    async fn acting_on(
+        &self,
+        p: &Principal,
+        id: &str,
+        rec: &mut huren_audit::AuditRecord,
+    ) -> Result<(Task, Option<String>), Problem> {
+        if p.role != Role::Clinician {
+            return Err(self
+                .refuse(
+                    rec.clone(),
+                    &role_denial("only a reader (a clinician on the roster) reads tasks"),
+                )
+                .await);
+        }
+        let Some(task) = self.store.tasks().get(&TaskId(id.to_string())) else {
+            rec.outcome = "not found".into();
+            self.audit(rec.clone()).await?;
+            return Err(Problem::new(StatusCode::NOT_FOUND, "no such task", id));
+        };
+        let (_, _, person) = self.task_patient(&task);
+        rec.patient = person.clone();
+        if !self.workflow.may_act(&p.id, &task, now_utc()) {
+            return Err(self
+                .refuse(
+                    rec.clone(),
+                    &role_denial(
+                        "the roster has this principal on duty at another centre or none now",
+                    ),
+                )
+                .await);
+        }
+        Ok((task, person))
+    }
+
+    /// The reading view of a task for a reader who may act on it: the report, the patient's
+    /// earlier ECGs and recent lab reports across the consortium (the reading task is the
+    /// basis; identity-uncertain reports are left out). Audited once, naming what was shown.
+    pub async fn task_view(&self, p: &Principal, id: &str) -> Result<TaskView, Problem> {
+        let now = now_utc();
+        let mut rec = record(p, "task_view");
+        rec.detail = json!({ "task": id, "basis": "reading_task" });
+        let (task, person) = self.acting_on(p, id, &mut rec).await?;
+        let current = task.current_report().to_string();
+        let loaded = current
+            .parse::<ContentHash>()
+            .ok()
+            .and_then(|h| Some((h, self.store.report_shared(&h).ok()??)));
+        let Some((hash, report)) = loaded else {
+            rec.outcome = format!("error: report {current} not stored");
+            self.audit(rec).await?;
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "task state",
+                format!("the task's report {current} is not stored"),
+            ));
+        };
+        let mut prior = Vec::new();
+        let mut labs = Vec::new();
+        if let Some(person) = &person {
+            let metas = self.store.person_reports(person).unwrap_or_default();
+            let own_chain = self
+                .store
+                .report_meta(&hash)
+                .ok()
+                .flatten()
+                .map(|m| m.chain);
+            for m in metas {
+                if m.identity_review.is_some() || Some(&m.chain) == own_chain.as_ref() {
+                    continue;
+                }
+                let want = match m.kind {
+                    huren_model::ReportKind::Ecg => prior.len() < MAX_PRIOR,
+                    huren_model::ReportKind::Lab => labs.len() < MAX_LABS,
+                    _ => false,
+                };
+                if !want {
+                    continue;
+                }
+                if let Ok(Some(r)) = self.store.report_shared(&m.hash) {
+                    match m.kind {
+                        huren_model::ReportKind::Ecg => prior.push((m.hash, r)),
+                        _ => labs.push((m.hash, r)),
+                    }
+                }
+            }
+        }
+        let mut returned = vec![hash.to_string()];
+        returned.extend(prior.iter().chain(&labs).map(|(h, _)| h.to_string()));
+        rec.returned = returned;
+        self.audit(rec).await?;
+        Ok(TaskView {
+            item: self.item(&task, now).0,
+            task,
+            report: (hash, report),
+            prior,
+            labs,
+        })
+    }
+
+    /// One report of a task's patient (the task's report, an earlier ECG, a lab report), for
+    /// a reader who may act on the task: the reading task is the basis. Refused when the
+    /// report is another person's or identity-uncertain. Audited once.
+    pub async fn task_report(
+        &self,
+        p: &Principal,
+        id: &str,
+        hash: &str,
+        action: &'static str,
+    ) -> Result<ReportRead, Problem> {
+        let mut rec = record(p, action);
+        rec.detail = json!({ "task": id, "basis": "reading_task" });
+        let h: ContentHash = hash.parse().map_err(|e| {
+            Problem::new(StatusCode::BAD_REQUEST, "bad report hash", format!("{e}"))
+        })?;
+        let (_task, person) = self.acting_on(p, id, &mut rec).await?;
+        let meta = self.store.report_meta(&h)?;
+        let same = meta.as_ref().is_some_and(|m| {
+            m.identity_review.is_none()
+                && person.is_some()
+                && self.store.person_key(&local_id(&m.local)).ok() == person
+        });
+        let Some(meta) = meta.filter(|_| same) else {
+            return Err(self
+                .refuse(
+                    rec,
+                    &Denial {
+                        status: 404,
+                        code: "NOT_THIS_TASK",
+                        reason: "not a report of this task's patient".into(),
+                        wrong_code: false,
+                    },
+                )
+                .await);
+        };
+        rec.returned = vec![meta.hash.to_string()];
+        self.audit(rec).await?;
+        Ok(ReportRead {
+            meta,
+            store: self.store.clone(),
+        })
+    }
+
+    /// The ECGs and studies `p`'s institution sent for reading, newest first (at most
+    /// [`MAX_SENT`]): state, reader, times and the signed diagnosis. A clinician sees their
+    /// own institution's; audited once with the patients shown.
+    pub async fn sent_tasks(&self, p: &Principal) -> Result<Vec<SentItem>, Problem> {
+        let now = now_utc();
+        let mut rec = record(p, "sent_tasks");
+        if p.role != Role::Clinician {
+            return Err(self
+                .refuse(
+                    rec,
+                    &role_denial("an institution's sent ECGs are shown to its clinicians"),
+                )
+                .await);
+        }
+        let mut tasks = self
+            .store
+            .tasks()
+            .select(|t| t.institution == p.institution);
+        tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.0.cmp(&b.id.0)));
+        tasks.truncate(MAX_SENT);
+        let mut out = Vec::with_capacity(tasks.len());
+        let mut persons: Vec<String> = Vec::new();
+        let mut returned = Vec::new();
+        for t in &tasks {
+            let (item, person) = self.item(t, now);
+            if let Some(person) = person {
+                if !persons.contains(&person) {
+                    persons.push(person);
+                }
+            }
+            let (mut signed_by, mut signed_at, mut cancelled) = (None, None, None);
+            let mut diagnosis = Vec::new();
+            match &t.state {
+                State::Completed { by, at, .. } => {
+                    signed_by = Some(by.clone());
+                    signed_at = Some(*at);
+                    let signed = t.current_report();
+                    if let Some(r) = signed
+                        .parse::<ContentHash>()
+                        .ok()
+                        .and_then(|h| self.store.report_shared(&h).ok().flatten())
+                    {
+                        returned.push(signed.to_string());
+                        let statements: Vec<String> = r
+                            .ecg
+                            .as_deref()
+                            .map(|e| e.statements.iter().map(|s| s.text.clone()).collect())
+                            .unwrap_or_default();
+                        // The reader's text is the conclusion, unless the conclusion is the
+                        // statements joined (a signature without text).
+                        let joined = statements.join("；");
+                        diagnosis.extend(statements);
+                        if let Some(c) = r.conclusion.as_ref().filter(|c| **c != joined) {
+                            diagnosis.push(c.clone());
+                        }
+                    }
+                }
+                State::Cancelled { reason, .. } => cancelled = Some(reason.clone()),
+                _ => {}
+            }
+            out.push(SentItem {
+                item,
+                signed_by,
+                signed_at,
+                cancelled,
+                diagnosis,
+            });
+        }
+        rec.detail = json!({ "tasks": out.len(), "patients": persons });
+        rec.returned = returned;
+        self.audit(rec).await?;
+        Ok(out)
+    }
+}
+
+/// `INST:LOCAL` as a patient id.
+fn local_id(local: &str) -> PatientId {
+    let (institution, local_id) = local.split_once(':').unwrap_or(("", local));
+    PatientId::Local {
+        institution: institution.to_string(),
+        local_id: local_id.to_string(),
     }
 }

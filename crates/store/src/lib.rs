@@ -521,6 +521,12 @@ impl Store {
         Ok((link, metas))
     }
 
+    /// A person's current reports (latest version of each chain), newest first, by person
+    /// key (as [`Store::person_key`] gives it).
+    pub fn person_reports(&self, person: &str) -> Result<Vec<ReportMeta>, StoreError> {
+        self.inner.index.reports_of_person(person, None)
+    }
+
     /// Identity review items (the open ones only when `open_only`), oldest first.
     pub fn identity_reviews(&self, open_only: bool) -> Result<Vec<ReviewItem>, StoreError> {
         self.inner.index.reviews(open_only)

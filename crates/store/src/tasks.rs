@@ -5,7 +5,7 @@
 //! claiming one task at once exactly one wins. A torn last line (a crash mid-append, never
 //! acknowledged) is cut at open; a damaged line elsewhere is refused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -37,12 +37,20 @@ pub enum TaskError {
     Store(#[from] StoreError),
 }
 
+/// How many recent task changes are kept for event-stream replay (`Last-Event-ID`).
+pub const CHANGES_KEPT: usize = 100_000;
+
 /// The reading tasks of one store directory.
 pub struct TaskStore {
     path: PathBuf,
     /// The file, and the lock every transition is checked and appended under.
     file: Mutex<File>,
     tasks: RwLock<HashMap<TaskId, Task>>,
+    /// The most recent changes: `(sequence, task)`, the sequence being the event's line
+    /// number in `tasks.log` (so it survives a restart).
+    changes: Mutex<VecDeque<(u64, TaskId)>>,
+    /// The sequence of the last durable event, for waiting on the next one.
+    latest: tokio::sync::watch::Sender<u64>,
 }
 
 impl TaskStore {
@@ -57,6 +65,8 @@ impl TaskStore {
             .open(&path)
             .map_err(io)?;
         let mut tasks: HashMap<TaskId, Task> = HashMap::new();
+        let mut changes = VecDeque::new();
+        let mut seq = 0u64;
         let mut good = 0u64;
         let mut lines = BufReader::new(&file).split(b'\n').peekable();
         let mut n = 0;
@@ -75,6 +85,11 @@ impl TaskStore {
                             return Err(damaged(format!("event for unknown task {}", l.task.0)))
                         }
                     };
+                    seq += 1;
+                    if changes.len() == CHANGES_KEPT {
+                        changes.pop_front();
+                    }
+                    changes.push_back((seq, l.task.clone()));
                     tasks.insert(l.task, next);
                 }
                 Err(_) if line.is_empty() && last => {}
@@ -92,7 +107,66 @@ impl TaskStore {
             path,
             file: Mutex::new(file),
             tasks: RwLock::new(tasks),
+            changes: Mutex::new(changes),
+            latest: tokio::sync::watch::Sender::new(seq),
         })
+    }
+
+    /// Records a durable change (called under the file lock, after the append).
+    fn changed(&self, id: &TaskId) {
+        let mut c = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = self.latest.borrow().saturating_add(1);
+        if c.len() == CHANGES_KEPT {
+            c.pop_front();
+        }
+        c.push_back((seq, id.clone()));
+        drop(c);
+        self.latest.send_replace(seq);
+    }
+
+    /// The sequence number of the last durable task event (0: none yet).
+    pub fn sequence(&self) -> u64 {
+        *self.latest.borrow()
+    }
+
+    /// A receiver that wakes when a task event becomes durable.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+
+    /// The tasks changed after sequence `after`, oldest first, each with the sequence of its
+    /// latest change at the time of the call (a task changed twice appears once, at its later
+    /// sequence). `None` when changes after `after` are no longer kept (the caller starts
+    /// over from the current state); at most `limit` entries.
+    pub fn changes_since(&self, after: u64, limit: usize) -> Option<Vec<(u64, TaskId)>> {
+        let c = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let first = c.front().map(|(s, _)| *s);
+        let latest = self.sequence();
+        if after > latest {
+            return None;
+        }
+        match first {
+            Some(f) if after + 1 < f => return None,
+            None if after < latest => return None,
+            _ => {}
+        }
+        let start = c.partition_point(|(s, _)| *s <= after);
+        let mut out: Vec<(u64, TaskId)> = Vec::new();
+        let mut seen: HashMap<&TaskId, usize> = HashMap::new();
+        for (s, id) in c.range(start..) {
+            match seen.get(id) {
+                Some(&i) => out[i].0 = *s,
+                None => {
+                    if out.len() == limit {
+                        break;
+                    }
+                    seen.insert(id, out.len());
+                    out.push((*s, id.clone()));
+                }
+            }
+        }
+        out.sort_by_key(|(s, _)| *s);
+        Some(out)
     }
 
     fn append(&self, f: &mut File, line: &Line) -> Result<(), StoreError> {
@@ -126,8 +200,9 @@ impl TaskStore {
         };
         self.append(&mut f, &line)?;
         if let Ok(mut m) = self.tasks.write() {
-            m.insert(line.task, task.clone());
+            m.insert(line.task.clone(), task.clone());
         }
+        self.changed(&line.task);
         Ok((task, true))
     }
 
@@ -152,6 +227,7 @@ impl TaskStore {
         if let Ok(mut m) = self.tasks.write() {
             m.insert(id.clone(), next.clone());
         }
+        self.changed(id);
         Ok(next)
     }
 
@@ -236,6 +312,43 @@ mod tests {
         assert!(matches!(t.state, State::InProgress { ref claimed_by, .. } if claimed_by == "r1"));
         let lines = std::fs::read_to_string(dir.path().join("tasks.log")).unwrap();
         assert_eq!(lines.lines().count(), 2, "{lines}");
+    }
+
+    #[test]
+    fn changes_are_numbered_by_line_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 8, 1, 0).unwrap();
+        {
+            let s = TaskStore::open(dir.path()).unwrap();
+            assert_eq!(s.sequence(), 0);
+            assert_eq!(s.changes_since(0, 10), Some(vec![]));
+            let mut rx = s.subscribe();
+            s.create(created("a")).unwrap();
+            assert!(rx.has_changed().unwrap());
+            assert_eq!(*rx.borrow_and_update(), 1);
+            s.create(created("b")).unwrap();
+            s.apply(&TaskId("a".into()), Event::Claimed { by: "r".into(), at })
+                .unwrap();
+            // A refused event is no change.
+            let _ = s.apply(&TaskId("a".into()), Event::Claimed { by: "x".into(), at });
+            assert_eq!(s.sequence(), 3);
+            let ids =
+                |v: Vec<(u64, TaskId)>| v.into_iter().map(|(n, t)| (n, t.0)).collect::<Vec<_>>();
+            assert_eq!(
+                ids(s.changes_since(0, 10).unwrap()),
+                vec![(2, "b".to_string()), (3, "a".to_string())],
+                "a task changed twice appears once, at its later sequence"
+            );
+            assert_eq!(ids(s.changes_since(2, 10).unwrap()), vec![(3, "a".into())]);
+            assert_eq!(s.changes_since(3, 10), Some(vec![]));
+            assert_eq!(s.changes_since(4, 10), None, "from the future: start over");
+            assert_eq!(s.changes_since(0, 1).unwrap().len(), 1);
+        }
+        let s = TaskStore::open(dir.path()).unwrap();
+        assert_eq!(s.sequence(), 3, "the sequence is the line number");
+        assert_eq!(s.changes_since(2, 10).unwrap().len(), 1);
+        s.create(created("c")).unwrap();
+        assert_eq!(s.sequence(), 4);
     }
 
     #[test]

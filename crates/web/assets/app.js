@@ -43,4 +43,48 @@
     });
     document.getElementById("rep-cancel").addEventListener("click", () => dlg.close());
   }
+  // Live lists (worklist, sent ECGs): follow the task event stream and fetch the rows again
+  // (through the gate, audited) when a change arrives; the stream itself names no patient.
+  const live = document.getElementById("live-list");
+  if (live && typeof EventSource === "function") {
+    const rows = document.getElementById("rows");
+    const state = document.getElementById("live");
+    let pending = 0;
+    const refresh = () => {
+      clearTimeout(pending);
+      pending = setTimeout(async () => {
+        const r = await fetch(live.dataset.frag, { credentials: "same-origin", headers: { Accept: "text/html" } });
+        if (r.redirected) { location.href = r.url; return; }
+        if (r.ok) { rows.innerHTML = await r.text(); tick(); } // server-rendered, escaped HTML
+      }, 50);
+    };
+    const es = new EventSource("/ui/events");
+    es.addEventListener("ready", () => { state.textContent = "●"; state.dataset.live = "1"; });
+    es.addEventListener("task", refresh);
+    es.addEventListener("reset", refresh);
+    es.onerror = () => { state.textContent = "○"; state.dataset.live = "0"; };
+  }
+  // Countdowns to each task's due time.
+  const tick = () => {
+    const now = Date.now();
+    document.querySelectorAll(".countdown[data-due]").forEach((el) => {
+      const left = Math.round((Date.parse(el.dataset.due) - now) / 1000);
+      const a = Math.abs(left);
+      const mmss = Math.floor(a / 60) + ":" + String(a % 60).padStart(2, "0");
+      el.textContent = left < 0 ? el.dataset.overdue + " " + mmss : mmss;
+      el.classList.toggle("overdue", left < 0);
+      const row = el.closest("tr.task");
+      if (row) row.classList.toggle("overdue", left < 0);
+    });
+  };
+  if (document.querySelector(".countdown")) { tick(); setInterval(tick, 1000); }
+  // Statement templates tick their statements.
+  document.querySelectorAll("button.template").forEach((b) => {
+    b.addEventListener("click", () => {
+      const codes = new Set(b.dataset.statements.split(","));
+      document.querySelectorAll("fieldset.catalogue input[type=checkbox]").forEach((c) => {
+        if (codes.has(c.dataset.code)) c.checked = true;
+      });
+    });
+  });
 })();

@@ -11,6 +11,7 @@
 mod chart;
 pub mod i18n;
 mod pages;
+mod reading;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -305,6 +306,7 @@ pub fn routes() -> Router<WebState> {
             post(decide).layer(axum::extract::DefaultBodyLimit::max(FORM_BODY_LIMIT)),
         )
         .route("/ui/stats", get(stats))
+        .merge(reading::routes())
         .route("/ui/assets/{file}", get(asset))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(axum::middleware::from_fn(security_headers))
@@ -977,11 +979,15 @@ async fn ecg_trace(
     w: Web,
     Path((h, hash)): Path<(String, String)>,
 ) -> Response {
-    let read = match shown_report(&st, &w, &h, &hash, "read_ecg_trace").await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    match render_trace(&read, &hash) {
+    match shown_report(&st, &w, &h, &hash, "read_ecg_trace").await {
+        Ok(read) => trace_response(&read, &hash),
+        Err(resp) => resp,
+    }
+}
+
+/// An ECG's trace as an SVG answer (its own CSP: inline styles only, no script).
+fn trace_response(read: &huren_gate::ReportRead, hash: &str) -> Response {
+    match render_trace(read, hash) {
         Ok(svg) => (
             [
                 (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),

@@ -17,9 +17,15 @@ use huren_api::api::{self, Evaluated};
 use huren_api::auth::Role;
 
 /// Bumped when the assets change (cache busting).
-const ASSET_V: &str = "3";
+const ASSET_V: &str = "4";
 
-fn layout(lang: Lang, title: &str, s: Option<&Signed>, here: &str, body: Markup) -> Markup {
+pub(crate) fn layout(
+    lang: Lang,
+    title: &str,
+    s: Option<&Signed>,
+    here: &str,
+    body: Markup,
+) -> Markup {
     let t = lang.t();
     html! {
         (DOCTYPE)
@@ -45,6 +51,10 @@ fn layout(lang: Lang, title: &str, s: Option<&Signed>, here: &str, body: Markup)
                                 a href="/ui/stats" { (t.stats) }
                             } @else {
                                 a href="/ui/search" { (t.find_patient) }
+                            }
+                            @if s.principal.role == Role::Clinician {
+                                a href="/ui/worklist" { (if lang == Lang::Zh { "阅片工作列表" } else { "Worklist" }) }
+                                a href="/ui/sent" { (if lang == Lang::Zh { "已发送心电图" } else { "Sent ECGs" }) }
                             }
                         }
                         a lang=(if lang == Lang::Zh { "en" } else { "zh-CN" }) href=(format!("/ui/lang/{}?back={}", t.switch_code, urlencode(here))) { (t.switch_to) }
@@ -193,7 +203,7 @@ pub fn search(st: &WebState, lang: Lang, s: &Signed, f: &SearchForm, msg: Option
     )
 }
 
-fn mask(id: &str) -> String {
+pub(crate) fn mask(id: &str) -> String {
     match id.strip_prefix("nid:") {
         Some(n) if n.chars().count() > 10 => {
             let c: Vec<char> = n.chars().collect();
@@ -496,7 +506,7 @@ pub fn timeline(
 
 /// A DICOM person name (`family^given^…`) as people write it: Chinese names without a
 /// separator (李^医生 → 李医生), others with spaces.
-fn person_name(pn: &str) -> String {
+pub(crate) fn person_name(pn: &str) -> String {
     let alphabetic = pn.split('=').next().unwrap_or(pn);
     let parts: Vec<&str> = alphabetic.split('^').filter(|p| !p.is_empty()).collect();
     if parts

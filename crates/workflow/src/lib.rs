@@ -10,6 +10,7 @@
 //! server reads the time and the configuration; every rule is decided and tested here. See
 //! `docs/workflow.md`.
 
+pub mod catalogue;
 mod config;
 mod stats;
 mod task;
