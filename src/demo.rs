@@ -10,17 +10,25 @@ use serde_json::json;
 pub const RULES: &str = include_str!("../config/recognition.toml");
 
 /// Fresh random tokens for this demo run: a clinician of FX-ZX (the district central
-/// hospital), a privacy officer and a health-commission user.
+/// hospital), a privacy officer and a health-commission user; the ECG centre's reader on duty
+/// (at FX-ZX) and a doctor of the community centre FX-SQ01 that sends ECGs for reading.
 pub struct DemoTokens {
     clinician: String,
     privacy_officer: String,
     commission: String,
     registrar: String,
+    reader: String,
+    community: String,
 }
+
+/// The demo's reading centre (used when the configuration has none).
+pub const DEMO_CENTRE: &str = "fx-ecg";
+/// The demo's reader on duty there.
+pub const DEMO_READER: &str = "demo.reader";
 
 /// Makes the demo tokens and registers them.
 pub fn tokens(t: &mut Tokens) -> Result<DemoTokens> {
-    let mut make = |id: &str, role: Role, dept: &str| -> Result<String> {
+    let mut make = |id: &str, institution: &str, role: Role, dept: &str| -> Result<String> {
         let tok =
             new_token().map_err(|e| anyhow::anyhow!("no randomness for the demo token: {e}"))?;
         let h = token_hash(&tok);
@@ -29,7 +37,7 @@ pub fn tokens(t: &mut Tokens) -> Result<DemoTokens> {
             &TokenConfig {
                 id: id.into(),
                 name: String::new(),
-                institution: "FX-ZX".into(),
+                institution: institution.into(),
                 role,
                 department: dept.into(),
                 token_sha256: h.clone(),
@@ -38,11 +46,53 @@ pub fn tokens(t: &mut Tokens) -> Result<DemoTokens> {
         Ok(tok)
     };
     Ok(DemoTokens {
-        clinician: make("demo.clinician", Role::Clinician, "心内科")?,
-        privacy_officer: make("demo.privacy", Role::PrivacyOfficer, "医务处")?,
-        commission: make("demo.commission", Role::Commission, "区卫健委")?,
-        registrar: make("demo.registrar", Role::Registrar, "门诊挂号")?,
+        clinician: make("demo.clinician", "FX-ZX", Role::Clinician, "心内科")?,
+        privacy_officer: make("demo.privacy", "FX-ZX", Role::PrivacyOfficer, "医务处")?,
+        commission: make("demo.commission", "FX-ZX", Role::Commission, "区卫健委")?,
+        registrar: make("demo.registrar", "FX-ZX", Role::Registrar, "门诊挂号")?,
+        reader: make(DEMO_READER, "FX-ZX", Role::Clinician, "心电诊断中心")?,
+        community: make("demo.community", "FX-SQ01", Role::Clinician, "全科")?,
     })
+}
+
+/// The demo's reading centre when the configuration names none: the district ECG centre at
+/// FX-ZX reads the community centres' ECGs, and the demo reader is on duty all day.
+pub fn workflow(config: &mut huren_server::config::Config) -> Result<()> {
+    if !config.centres.is_empty() {
+        return Ok(());
+    }
+    use huren_workflow::{CentreConfig, Kind, RosterEntry, RouteRule, WorkflowConfig};
+    let route = |institution: &str| RouteRule {
+        institution: institution.into(),
+        kind: Some(Kind::Ecg),
+        centre: DEMO_CENTRE.into(),
+    };
+    let wf = WorkflowConfig {
+        centres: vec![CentreConfig {
+            id: DEMO_CENTRE.into(),
+            name: "奉贤区心电诊断中心".into(),
+            institution: "FX-ZX".into(),
+            claim_timeout_minutes: None,
+            time_zone: None,
+        }],
+        routes: vec![route("FX-SQ01"), route("FX-SQ02")],
+        due: vec![],
+        roster: vec![RosterEntry {
+            reader: DEMO_READER.into(),
+            centre: DEMO_CENTRE.into(),
+            days: vec![],
+            from: None,
+            to: None,
+        }],
+    };
+    config.centres = wf.centres.clone();
+    config.reading_routes = wf.routes.clone();
+    config.roster = wf.roster.clone();
+    // The demo accepts any sender: its institutions need not be configured.
+    config.workflow = wf
+        .validate(|_| true)
+        .map_err(|e| anyhow::anyhow!("the demo reading centre: {e}"))?;
+    Ok(())
 }
 
 /// The demo messages, in the order a consortium would send them.
@@ -214,14 +264,21 @@ fn story(now: chrono::DateTime<chrono_tz::Tz>) -> (Vec<(String, String)>, Vec<u8
         .map(|o| (o.sender.to_string(), o.message(now)))
         .collect();
     // The critical ECG: the project's aECG fixture, moved to yesterday and to this patient.
-    let when = hl7_time(now - chrono::Duration::hours(20));
-    let end = hl7_time(now - chrono::Duration::hours(20) + chrono::Duration::seconds(10));
-    let ecg = String::from_utf8_lossy(include_bytes!("../fixtures/ecg/aecg-zh-patient.xml"))
+    let ecg = ecg_of_story(now - chrono::Duration::hours(20), "0000000d3e01", "ZY20031");
+    (msgs, ecg)
+}
+
+/// The project's aECG fixture as the story patient's, acquired at `at`, with the document id
+/// ending in `uid` (12 hex digits) and the sender's patient ID `local`.
+fn ecg_of_story(at: chrono::DateTime<chrono_tz::Tz>, uid: &str, local: &str) -> Vec<u8> {
+    let when = hl7_time(at);
+    let end = hl7_time(at + chrono::Duration::seconds(10));
+    String::from_utf8_lossy(include_bytes!("../fixtures/ecg/aecg-zh-patient.xml"))
         .replace(
             "7d1c2a10-5a9b-4f3e-9a51-000000000001",
-            "7d1c2a10-5a9b-4f3e-9a51-0000000d3e01",
+            &format!("7d1c2a10-5a9b-4f3e-9a51-{uid}"),
         )
-        .replace("extension=\"0012345\"", "extension=\"ZY20031\"")
+        .replace("extension=\"0012345\"", &format!("extension=\"{local}\""))
         .replace("<name>张伟</name>", "<name>李秀英</name>")
         .replace(
             "code=\"M\" codeSystem=\"2.16.840.1.113883.5.1\"",
@@ -232,8 +289,8 @@ fn story(now: chrono::DateTime<chrono_tz::Tz>) -> (Vec<(String, String)>, Vec<u8
             "<high value=\"20250624083025\"/>",
             &format!("<high value=\"{end}\"/>"),
         )
-        .replace("20250624083015", &when);
-    (msgs, ecg.into_bytes())
+        .replace("20250624083015", &when)
+        .into_bytes()
 }
 
 /// The story's chest CT (three slices of the project's fixture CT) and its verified SR with
@@ -321,6 +378,19 @@ pub async fn load(
     } else {
         stored += 1;
     }
+    // Today, half an hour ago, the community centre FX-SQ01 records her ECG again: a reading
+    // task on the ECG centre's worklist, with yesterday's ECG to compare.
+    let today = ecg_of_story(
+        now - chrono::Duration::minutes(30),
+        "0000000d3e02",
+        "SQ1-7788",
+    );
+    let ecg = gw.ingest_ecg(&today, "FX-SQ01").await;
+    if ecg.outcome == "rejected" {
+        tracing::warn!(error = ?ecg.error, "demo community ECG rejected");
+    } else {
+        stored += 1;
+    }
     let patient: Option<String> = Some(format!("nid:{STORY_NATIONAL_ID}"));
     for (name, bytes) in FIXTURES {
         let msgs = match huren_hl7::split_batch(bytes) {
@@ -373,7 +443,9 @@ pub async fn load(
         json!({"demo_token": tokens.clinician, "institution": "FX-ZX", "role": "clinician",
             "demo_patient_authorization": authorization,
             "privacy_officer_token": tokens.privacy_officer, "commission_token": tokens.commission,
-            "registrar_token": tokens.registrar})
+            "registrar_token": tokens.registrar,
+            "reader_token": tokens.reader, "reader_pages": [format!("{base}/ui/worklist")],
+            "community_token": tokens.community, "community_pages": [format!("{base}/ui/sent")]})
     );
     Ok(())
 }

@@ -808,6 +808,9 @@ fn print_outcome(f: &Path, i: usize, out: &huren_server::Hl7Outcome) {
     }
 }
 
+/// Where `serve --demo` listens for DICOM when `--dicom` is not given.
+const DEMO_DICOM: &str = "127.0.0.1:4242";
+
 fn serve(
     config: Option<PathBuf>,
     data: Option<PathBuf>,
@@ -816,7 +819,10 @@ fn serve(
     demo: bool,
     (dicom, dicom_aet, dicom_tls): (Option<String>, Option<String>, Option<String>),
 ) -> Result<ExitCode> {
-    let config = load_config(config.as_deref())?;
+    let mut config = load_config(config.as_deref())?;
+    if demo {
+        demo::workflow(&mut config)?;
+    }
     let data = match data {
         Some(d) => d,
         None if demo => std::env::temp_dir().join(format!("huren-demo-{}", std::process::id())),
@@ -899,6 +905,22 @@ fn serve(
         println_json(&json!({"listening": "mllp", "addr": mllp_l.local_addr()?.to_string()}));
         let aet = dicom_aet.unwrap_or_else(|| gw.config.dicom.ae_title.clone());
         let mut dicom_tasks = Vec::new();
+        // The demo listens for DICOM on 127.0.0.1:4242 unless told otherwise (and goes on
+        // without it when that port is taken).
+        let demo_dicom = match &dicom {
+            None if demo => match tokio::net::TcpListener::bind(DEMO_DICOM).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(addr = DEMO_DICOM, error = %e, "demo DICOM listener not started");
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let Some(l) = demo_dicom {
+            println_json(&json!({"listening": "dicom", "addr": l.local_addr()?.to_string(), "aet": aet}));
+            dicom_tasks.push(tokio::spawn(huren_server::dicom::scp::serve(l, gw.clone(), gate.clone(), aet.clone(), None)));
+        }
         if let Some(addr) = &dicom {
             let l = tokio::net::TcpListener::bind(addr)
                 .await

@@ -21,6 +21,7 @@ mod identity;
 mod matrix;
 mod mllp;
 mod outbox;
+mod reading_web;
 mod recognition;
 mod rules;
 mod secrets;

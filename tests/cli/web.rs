@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::support::{repo, Server};
 
-fn browser_ready() -> bool {
+pub(crate) fn browser_ready() -> bool {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let ok = Path::new(&chromium).exists()
         && repo()
