@@ -74,6 +74,8 @@ pub fn workflow(config: &mut huren_server::config::Config) -> Result<()> {
             institution: "FX-ZX".into(),
             claim_timeout_minutes: None,
             time_zone: None,
+            // The demo reader also heads the centre: roster and workload at /ui/centre/fx-ecg.
+            heads: vec![DEMO_READER.into()],
         }],
         routes: vec![route("FX-SQ01"), route("FX-SQ02")],
         due: vec![],

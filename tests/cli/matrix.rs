@@ -271,6 +271,8 @@ enum Class {
     TaskAct,
     /// The task event stream: clinicians (readers and senders), everyone else 403.
     Events,
+    /// A reading centre's roster and workload: its heads (dr.zx heads fx-ecg), else 403.
+    Centre,
 }
 
 struct Route {
@@ -348,7 +350,7 @@ fn expect(r: &Route, c: Caller, a: Auth) -> (u16, usize) {
         Class::EcgUpload => (r.ok, 0),
         Class::Stow if !c.reader() => (403, 1),
         Class::Stow => (r.ok, 1),
-        Class::Worklist => (if c == Caller::ZxClinician { r.ok } else { 403 }, 1),
+        Class::Worklist | Class::Centre => (if c == Caller::ZxClinician { r.ok } else { 403 }, 1),
         Class::TaskAct | Class::Events => (
             if matches!(c, Caller::ZxClinician | Caller::Sq01Clinician) {
                 r.ok
@@ -863,6 +865,30 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/api/v1/centres/{id}/roster",
+            "/api/v1/centres/fx-ecg/roster".into(),
+            Class::Centre,
+            200,
+            None,
+        ),
+        r(
+            "GET",
+            "/api/v1/centres/{id}/workload",
+            "/api/v1/centres/fx-ecg/workload".into(),
+            Class::Centre,
+            200,
+            None,
+        ),
+        r(
+            "GET",
+            "/ui/centre/{id}",
+            "/ui/centre/fx-ecg".into(),
+            Class::Web,
+            303,
+            None,
+        ),
+        r(
+            "GET",
             "/ui/worklist",
             "/ui/worklist".into(),
             Class::Web,
@@ -1021,6 +1047,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
         form("x=1"),
     );
     post(
+        "/ui/centre/{id}/roster",
+        "/ui/centre/fx-ecg/roster".into(),
+        Class::Web,
+        303,
+        None,
+        form("x=1"),
+    );
+    post(
         "/ui/task/{id}/{act}",
         "/ui/task/t-none/claim".into(),
         Class::Web,
@@ -1037,6 +1071,16 @@ fn every_route_against_every_caller_status_and_audit_count() {
         form("x=1"),
     );
 
+    // The roster as it is (dr.zx on duty all day): allowed edits change nothing.
+    routes.push(Route {
+        method: "PUT",
+        template: "/api/v1/centres/{id}/roster",
+        url: "/api/v1/centres/fx-ecg/roster".into(),
+        class: Class::Centre,
+        ok: 200,
+        patient: None,
+        body: json(serde_json::json!({"roster": [{"reader": "dr.zx"}]})),
+    });
     // Every served route is in the matrix, and every row is a served route.
     let mut listed: Vec<(String, String)> = routes
         .iter()

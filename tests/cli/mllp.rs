@@ -62,6 +62,7 @@ token_sha256 = "4adebd537c817c338415de812d2a1ae61ae08cd5112eac48c9733dd40277e8ec
 id = "fx-ecg"
 name = "奉贤区心电诊断中心"
 institution = "FX-ZX"
+heads = ["dr.zx"]
 
 [[reading_route]]
 institution = "FX-SQ01"

@@ -530,3 +530,157 @@ fn the_event_stream_carries_task_changes_to_readers_and_senders_and_replays_afte
     assert_eq!(future.next(Duration::from_secs(5)).unwrap().0, "ready");
     assert_eq!(future.next(Duration::from_secs(5)).unwrap().0, "reset");
 }
+
+#[test]
+fn the_centre_head_edits_the_roster_durably_and_sees_the_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::mllp::config_file(dir.path());
+    let data = dir.path().join("data");
+    let mut srv = Server::start(&data, &["--config", &cfg]);
+    let head = crate::support::TEST_TOKEN; // dr.zx heads fx-ecg and reads there all day
+    let roster = "/api/v1/centres/fx-ecg/roster";
+
+    let (st, r) = call(&srv.http, "GET", roster, head, None);
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["roster"].as_array().unwrap().len(), 1);
+    assert_eq!(r["on_duty_now"], serde_json::json!(["dr.zx"]));
+    assert_eq!(r["edited_by"], serde_json::Value::Null);
+    // Not a head: refused, audited.
+    let ((st, _), recs) = audited(&data, || call(&srv.http, "GET", roster, SQ01_TOKEN, None));
+    assert_eq!(st, 403);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        call(
+            &srv.http,
+            "PUT",
+            roster,
+            SQ01_TOKEN,
+            Some(r#"{"roster":[]}"#)
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(&srv.http, "GET", "/api/v1/centres/nope/roster", head, None).0,
+        404
+    );
+
+    // A bad entry: 400 naming it, nothing changed.
+    let (st, p) = call(
+        &srv.http,
+        "PUT",
+        roster,
+        head,
+        Some(r#"{"roster":[{"reader":"dr.sq01","from":"08:00"}]}"#),
+    );
+    assert_eq!(st, 400, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("dr.sq01"), "{p}");
+    assert_eq!(
+        call(&srv.http, "GET", roster, head, None).1["roster"][0]["reader"],
+        "dr.zx"
+    );
+
+    // dr.sq01 reads all day instead of dr.zx: in force at once.
+    let ((st, r), recs) = audited(&data, || {
+        call(
+            &srv.http,
+            "PUT",
+            roster,
+            head,
+            Some(r#"{"roster":[{"reader":"dr.sq01"}]}"#),
+        )
+    });
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["on_duty_now"], serde_json::json!(["dr.sq01"]));
+    assert_eq!(r["edited_by"], "dr.zx");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["action"], "roster_edit");
+    assert_eq!(recs[0]["detail"]["readers"], serde_json::json!(["dr.sq01"]));
+    assert_eq!(
+        call(&srv.http, "GET", "/api/v1/worklist", head, None).0,
+        403
+    );
+    assert_eq!(
+        call(&srv.http, "GET", "/api/v1/worklist", SQ01_TOKEN, None).0,
+        200
+    );
+
+    // It survives a crash.
+    srv.kill9();
+    let mut srv = Server::start(&data, &["--config", &cfg]);
+    assert_eq!(
+        call(&srv.http, "GET", "/api/v1/worklist", head, None).0,
+        403
+    );
+    assert_eq!(
+        call(&srv.http, "GET", "/api/v1/worklist", SQ01_TOKEN, None).0,
+        200
+    );
+    let (_, r) = call(&srv.http, "GET", roster, head, None);
+    assert_eq!(r["roster"][0]["reader"], "dr.sq01");
+
+    // Back to dr.zx, who reads and signs one ECG: the workload counts it.
+    let (st, _) = call(
+        &srv.http,
+        "PUT",
+        roster,
+        head,
+        Some(
+            r#"{"roster":[{"reader":"dr.zx","days":["mon","tue","wed","thu","fri","sat","sun"],"from":"00:00","to":"24:00"}]}"#,
+        ),
+    );
+    assert_eq!(st, 200);
+    let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
+    ureq::post(&format!("http://{}/api/v1/ecg", srv.http))
+        .set("Authorization", &format!("Bearer {SQ01_TOKEN}"))
+        .set("Content-Type", "application/xml")
+        .send_bytes(&ecg)
+        .unwrap();
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", head, None);
+    assert_eq!(wl["open"], 1, "{wl}");
+    let id = wl["tasks"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        call(
+            &srv.http,
+            "POST",
+            &format!("/api/v1/worklist/{id}/claim"),
+            head,
+            None
+        )
+        .0,
+        200
+    );
+    let (st, b) = call(
+        &srv.http,
+        "POST",
+        &format!("/api/v1/worklist/{id}/sign"),
+        head,
+        Some(r#"{"statements":["窦性心律"]}"#),
+    );
+    assert_eq!(st, 200, "{b}");
+    let (st, w) = call(
+        &srv.http,
+        "GET",
+        "/api/v1/centres/fx-ecg/workload",
+        head,
+        None,
+    );
+    assert_eq!(st, 200, "{w}");
+    let all = &w["workload"]["all"];
+    assert_eq!(all["count"], 1, "{w}");
+    assert_eq!(all["within_due"], 1, "{w}");
+    assert_eq!(w["workload"]["by_reader"]["dr.zx"]["count"], 1, "{w}");
+    assert_eq!(
+        w["workload"]["by_institution"]["FX-SQ01"]["count"], 1,
+        "{w}"
+    );
+    let (st, _) = call(
+        &srv.http,
+        "GET",
+        "/api/v1/centres/fx-ecg/workload?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+        head,
+        None,
+    );
+    assert_eq!(st, 400);
+    srv.kill9();
+}

@@ -118,6 +118,29 @@ try {
   check(diag.includes("建议立即转诊胸痛中心"), "the diagnosis carries the reader's text: " + diag);
   await shot(community, "reading-sent");
   out.report = uploaded.report;
+
+  // The centre head (the reader here) sees the workload and edits the roster.
+  await reader.goto(base + "/ui/centre/fx-ecg");
+  const signed = Number((await reader.locator("#workload-all tbody td").first().textContent()).trim());
+  check(signed >= 2, `the workload counts the signed ECGs: ${signed}`);
+  check((await reader.locator("#workload-readers").textContent()).includes("dr.zx"), "per reader");
+  const readers = reader.locator("#roster-form input[name=reader]");
+  const n = await readers.count();
+  check(pageErrors.length === 0, "no page errors so far: " + pageErrors.join("; "));
+  // A half-given window is refused with the reason, and nothing changes.
+  await readers.nth(n - 1).fill("dr.sq01");
+  await reader.locator("#roster-form input[name=from]").nth(n - 1).fill("08:00");
+  await Promise.all([reader.waitForNavigation(), reader.click("#roster-save")]);
+  check(await reader.locator("#roster-error").isVisible(), "a half-given window is refused: " + await reader.locator("#roster-error").textContent());
+  check(!(await reader.locator("#on-duty").textContent()).includes("dr.sq01"), "nothing changed");
+  pageErrors.length = 0; // the refused edit's 400 is expected
+  const again = reader.locator("#roster-form input[name=reader]");
+  const m = await again.count();
+  await again.nth(m - 1).fill("dr.sq01");
+  await Promise.all([reader.waitForNavigation(), reader.click("#roster-save")]);
+  check(await reader.locator("#done").isVisible(), "roster saved");
+  check((await reader.locator("#on-duty").textContent()).includes("dr.sq01"), "dr.sq01 on duty now");
+  await shot(reader, "reading-centre");
   check(pageErrors.length === 0, "no page errors: " + pageErrors.join("; "));
 } finally {
   await browser.close();

@@ -55,6 +55,14 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/worklist", get(crate::worklist::worklist))
         .route("/api/v1/events", get(crate::worklist::events))
+        .route(
+            "/api/v1/centres/{id}/roster",
+            get(crate::centre::roster).put(crate::centre::edit_roster),
+        )
+        .route(
+            "/api/v1/centres/{id}/workload",
+            get(crate::centre::workload),
+        )
         .route("/api/v1/worklist/{id}/claim", post(crate::worklist::claim))
         .route(
             "/api/v1/worklist/{id}/release",

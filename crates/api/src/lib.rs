@@ -6,6 +6,7 @@
 pub mod answers;
 pub mod api;
 pub mod auth;
+pub mod centre;
 pub mod fhir;
 pub mod http;
 pub mod https;

@@ -16,13 +16,23 @@ use serde_json::{json, Value};
 
 use crate::api::{ApiState, Authed};
 
-/// `GET /api/v1/worklist`: `{"tasks":[…]}` in worklist order.
+/// The query of `GET /api/v1/worklist`.
+#[derive(Deserialize)]
+pub struct WorklistQuery {
+    /// How many tasks (default 200, at most 1,000).
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/worklist?limit=`: `{"tasks":[…],"open":n}`, the first `limit` open tasks in
+/// worklist order and how many are open in all.
 pub async fn worklist(
     State(st): State<ApiState>,
     Authed(p): Authed,
+    axum::extract::Query(q): axum::extract::Query<WorklistQuery>,
 ) -> Result<Json<Value>, Problem> {
-    let tasks = st.gate.worklist(&p).await?;
-    Ok(Json(json!({ "tasks": tasks })))
+    let limit = q.limit.unwrap_or(huren_gate::worklist::DEFAULT_WORKLIST);
+    let (tasks, open) = st.gate.worklist(&p, limit).await?;
+    Ok(Json(json!({ "tasks": tasks, "open": open })))
 }
 
 /// `POST /api/v1/worklist/{id}/claim`.

@@ -25,6 +25,7 @@ use huren_recognition::{
 use huren_store::{ConsentStore, IdentityLink, ReportMeta, Store, StoreError, StudyRow};
 use serde_json::{json, Value};
 
+pub mod centre;
 mod preview;
 mod problem;
 pub mod query;
@@ -96,7 +97,9 @@ pub struct Gate {
     /// A region's own verifier of codes; `None`: the consortium's consent store.
     verifier: Option<Arc<dyn huren_access::Verifier>>,
     /// The reading centres and their roster (who may see which worklist).
-    workflow: Arc<huren_workflow::Workflow>,
+    /// The reading centres and roster: the configured ones with the roster edits applied,
+    /// swapped whole when a head edits a roster.
+    workflow: worklist::SharedWorkflow,
 }
 
 /// Proof that the gate made a value: it has no public constructor.
@@ -523,10 +526,32 @@ impl Gate {
         }
     }
 
-    /// The same gate deciding worklists by these reading centres and roster.
-    pub fn with_workflow(mut self, workflow: huren_workflow::Workflow) -> Gate {
-        self.workflow = Arc::new(workflow);
+    /// The same gate deciding worklists by these reading centres and roster, with the roster
+    /// edits recorded in the store (`roster.log`) applied: the latest edit of a centre
+    /// replaces its configured roster. An edit that no longer fits the configuration (its
+    /// centre was removed) is skipped with a warning.
+    pub fn with_workflow(self, mut workflow: huren_workflow::Workflow) -> Gate {
+        for edit in self.store.roster().latest() {
+            let centre = huren_workflow::CentreId(edit.centre.clone());
+            match workflow.with_roster(&centre, &edit.entries) {
+                Ok(w) => workflow = w,
+                Err(e) => {
+                    tracing::warn!(centre = %edit.centre, error = %e, "a recorded roster edit no longer applies; the configured roster stays")
+                }
+            }
+        }
+        if let Ok(mut w) = self.workflow.write() {
+            *w = Arc::new(workflow);
+        }
         self
+    }
+
+    /// The reading centres and roster as they are now.
+    pub(crate) fn wf(&self) -> Arc<huren_workflow::Workflow> {
+        self.workflow
+            .read()
+            .map(|w| w.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     /// Verifies codes with a region's own service instead of the built-in consent store.

@@ -126,14 +126,19 @@ impl Gate {
         )
     }
 
-    /// The open tasks of the centres `p` is on duty at, in worklist order (priority, then
-    /// waiting time); audited once with the patients shown. Refused (403, audited) when the
-    /// roster has `p` on duty nowhere.
-    pub async fn worklist(&self, p: &Principal) -> Result<Vec<WorklistItem>, Problem> {
+    /// The first `limit` open tasks (at most [`MAX_WORKLIST`]) of the centres `p` is on duty
+    /// at, in worklist order (priority, then waiting time), and how many are open in all;
+    /// audited once with the patients shown. Refused (403, audited) when the roster has `p`
+    /// on duty nowhere.
+    pub async fn worklist(
+        &self,
+        p: &Principal,
+        limit: usize,
+    ) -> Result<(Vec<WorklistItem>, usize), Problem> {
         let now = now_utc();
         let mut rec = record(p, "worklist");
         let centres: Vec<_> = self
-            .workflow
+            .wf()
             .centres_on_duty(&p.id, now)
             .into_iter()
             .cloned()
@@ -150,14 +155,17 @@ impl Gate {
             .store
             .tasks()
             .select(|t| t.is_open() && centres.contains(&t.centre));
+        let total = tasks.len();
         tasks.sort_by(huren_workflow::worklist_order);
+        tasks.truncate(limit.clamp(1, MAX_WORKLIST));
         let mut items = Vec::with_capacity(tasks.len());
         let mut persons = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for t in &tasks {
             let (item, person) = self.item(t, now);
             items.push(item);
             if let Some(person) = person {
-                if !persons.contains(&person) {
+                if seen.insert(person.clone()) {
                     persons.push(person);
                 }
             }
@@ -165,10 +173,11 @@ impl Gate {
         rec.detail = json!({
             "centres": centres.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
             "tasks": items.len(),
+            "open": total,
             "patients": persons,
         });
         self.audit(rec).await?;
-        Ok(items)
+        Ok((items, total))
     }
 
     /// Claims, releases or cancels a task for `p`: allowed when the roster has `p` on duty at
@@ -200,7 +209,7 @@ impl Gate {
         };
         let (_, _, person) = self.task_patient(&task);
         rec.patient = person;
-        if !self.workflow.may_act(&p.id, &task, now) {
+        if !self.wf().may_act(&p.id, &task, now) {
             return Err(self
                 .refuse(
                     rec,
@@ -280,7 +289,7 @@ impl Gate {
         };
         let (_, _, person) = self.task_patient(&task);
         rec.patient = person;
-        if !self.workflow.may_act(&p.id, &task, now) {
+        if !self.wf().may_act(&p.id, &task, now) {
             return Err(self
                 .refuse(
                     rec,
@@ -367,6 +376,11 @@ impl Gate {
     }
 }
 
+/// The reading centres and roster, shared by the gate and its event streams and swapped whole
+/// on a roster edit.
+pub type SharedWorkflow =
+    std::sync::Arc<std::sync::RwLock<std::sync::Arc<huren_workflow::Workflow>>>;
+
 /// A task change as the event stream carries it: which task, its state and where it is —
 /// no patient data (a page that wants the patient fetches the audited worklist).
 #[derive(Clone, Debug, Serialize)]
@@ -395,7 +409,7 @@ pub struct TaskChange {
 pub struct EventScope {
     reader: String,
     institution: String,
-    workflow: std::sync::Arc<huren_workflow::Workflow>,
+    workflow: SharedWorkflow,
     store: huren_store::Store,
 }
 
@@ -413,7 +427,12 @@ impl EventScope {
     /// Whether this stream carries a change of `t`: the reader may act on it (on duty at its
     /// centre, or holding its claim), or it is the stream owner's institution's task.
     pub fn visible(&self, t: &Task, now: DateTime<Utc>) -> bool {
-        t.institution == self.institution || self.workflow.may_act(&self.reader, t, now)
+        t.institution == self.institution
+            || self
+                .workflow
+                .read()
+                .map(|w| w.may_act(&self.reader, t, now))
+                .unwrap_or(false)
     }
 
     /// The sequence number of the last durable task change.
@@ -498,6 +517,12 @@ pub struct SentItem {
     pub diagnosis: Vec<String>,
 }
 
+/// The most tasks one worklist answer shows (the rest wait their turn in worklist order;
+/// the answer says how many are open in all).
+pub const MAX_WORKLIST: usize = 1000;
+/// How many a worklist answer shows unless asked for fewer or more.
+pub const DEFAULT_WORKLIST: usize = 200;
+
 /// How many of an institution's tasks its page lists (newest first).
 pub const MAX_SENT: usize = 200;
 
@@ -516,7 +541,7 @@ impl Gate {
                 .await);
         }
         let centres: Vec<String> = self
-            .workflow
+            .wf()
             .centres_on_duty(&p.id, now_utc())
             .into_iter()
             .map(|c| c.0.clone())
@@ -554,7 +579,7 @@ impl Gate {
         };
         let (_, _, person) = self.task_patient(&task);
         rec.patient = person.clone();
-        if !self.workflow.may_act(&p.id, &task, now_utc()) {
+        if !self.wf().may_act(&p.id, &task, now_utc()) {
             return Err(self
                 .refuse(
                     rec.clone(),
@@ -697,11 +722,12 @@ impl Gate {
         tasks.truncate(MAX_SENT);
         let mut out = Vec::with_capacity(tasks.len());
         let mut persons: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut returned = Vec::new();
         for t in &tasks {
             let (item, person) = self.item(t, now);
             if let Some(person) = person {
-                if !persons.contains(&person) {
+                if seen.insert(person.clone()) {
                     persons.push(person);
                 }
             }

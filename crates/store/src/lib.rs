@@ -16,6 +16,7 @@ mod generations;
 pub mod index;
 mod journal;
 mod outbox;
+mod roster;
 mod spool;
 mod tasks;
 mod writer;
@@ -32,6 +33,7 @@ pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow}
 pub use index::{ReviewItem, ReviewState};
 pub use journal::{Entry, IdentityOp, JournalRecord, ReviewDecision};
 pub use outbox::{Outbox, OutboxEntry, OutboxError, OutboxEvent, OutboxState};
+pub use roster::{RosterEdit, RosterLog};
 pub use spool::{Spool, StoredFile};
 pub use tasks::{TaskError, TaskStore};
 
@@ -181,6 +183,7 @@ struct Inner {
     cache: Option<Arc<ReportCache>>,
     generations: Arc<generations::Generations>,
     tasks: TaskStore,
+    roster: RosterLog,
     outbox: Outbox,
 }
 
@@ -290,6 +293,7 @@ impl Store {
             (options.report_cache > 0).then(|| Arc::new(ReportCache::new(options.report_cache)));
         let generations = Arc::new(generations::Generations::new());
         let tasks = TaskStore::open(&dir)?;
+        let roster = RosterLog::open(&dir)?;
         let outbox = Outbox::open(&dir)?;
         let writer = writer::spawn(
             journal,
@@ -310,6 +314,7 @@ impl Store {
                 options,
                 generations,
                 tasks,
+                roster,
                 outbox,
             }),
         })
@@ -396,7 +401,12 @@ impl Store {
         &self.inner.tasks
     }
 
-    /// The outbox of outbound messages (`outbox.log`).
+    /// The roster edits (`roster.log`).
+    pub fn roster(&self) -> &RosterLog {
+        &self.inner.roster
+    }
+
+    /// The outbound messages (`outbox.log`).
     pub fn outbox(&self) -> &Outbox {
         &self.inner.outbox
     }

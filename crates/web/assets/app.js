@@ -63,6 +63,8 @@
     es.addEventListener("task", refresh);
     es.addEventListener("reset", refresh);
     es.onerror = () => { state.textContent = "○"; state.dataset.live = "0"; };
+    // A claim that lapses makes no event: look again every minute.
+    setInterval(refresh, 60000);
   }
   // Countdowns to each task's due time.
   const tick = () => {

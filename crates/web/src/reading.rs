@@ -39,6 +39,11 @@ pub fn routes() -> Router<WebState> {
             post(act).layer(axum::extract::DefaultBodyLimit::max(crate::FORM_BODY_LIMIT)),
         )
         .route("/ui/task/{id}/trace/{hash}", get(trace))
+        .route("/ui/centre/{id}", get(centre))
+        .route(
+            "/ui/centre/{id}/roster",
+            post(edit_roster).layer(axum::extract::DefaultBodyLimit::max(crate::FORM_BODY_LIMIT)),
+        )
 }
 
 fn tr(lang: Lang, zh: &'static str, en: &'static str) -> &'static str {
@@ -168,11 +173,20 @@ async fn worklist(State(st): State<WebState>, w: Web, Query(q): Query<ListQuery>
         Ok(s) => s.clone(),
         Err(r) => return r,
     };
-    let items = match st.gate.worklist(&s.principal).await {
+    let (items, open) = match st
+        .gate
+        .worklist(&s.principal, huren_gate::worklist::DEFAULT_WORKLIST)
+        .await
+    {
         Ok(i) => i,
         Err(p) => return problem_page(w.lang, Some(&s), p),
     };
-    let rows = worklist_rows(w.lang, &s, &items);
+    let rows = html! {
+        (worklist_rows(w.lang, &s, &items))
+        @if open > items.len() {
+            p.hint #wl-more { (format!("{} / {}", items.len(), open)) " " (tr(w.lang, "（按优先级与等待时间显示前面的任务）", "(the first in priority and waiting order)")) }
+        }
+    };
     if q.frag.is_some() {
         return page(StatusCode::OK, rows);
     }
@@ -188,6 +202,13 @@ async fn worklist(State(st): State<WebState>, w: Web, Query(q): Query<ListQuery>
             html! {
                 section.card #live-list data-frag="/ui/worklist?frag=1" {
                     h1 { (title) " " span #live.hint {} }
+                    @let headed = st.gate.centres_headed(&s.principal);
+                    @if !headed.is_empty() {
+                        p.hint {
+                            (tr(lang, "排班与工作量：", "Roster and workload: "))
+                            @for c in &headed { a href=(format!("/ui/centre/{c}")) { (c) } " " }
+                        }
+                    }
                     div #rows { (rows) }
                 }
             },
@@ -564,5 +585,228 @@ async fn trace(
     {
         Ok(read) => crate::trace_response(&read, &hash),
         Err(p) => p.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CentreQuery {
+    /// The workload period in days (1 or 7; default 1).
+    days: Option<i64>,
+    /// A message after an edit.
+    done: Option<String>,
+}
+
+fn minutes(secs: Option<i64>) -> String {
+    secs.map(|s| format!("{:.1}", s as f64 / 60.0))
+        .unwrap_or_else(|| "—".into())
+}
+
+fn figures_row(name: &str, f: &huren_workflow::Figures) -> Markup {
+    html! {
+        tr {
+            th scope="row" { (name) }
+            td { (f.count) }
+            td { (format!("{:.2}", f.per_hour)) }
+            td { (minutes(f.median_secs)) }
+            td { (minutes(f.p90_secs)) }
+            td { (f.share_within_due.map(|x| format!("{:.0}%", x * 100.0)).unwrap_or_else(|| "—".into())) }
+        }
+    }
+}
+
+fn centre_page(
+    lang: Lang,
+    s: &Signed,
+    r: &huren_gate::centre::CentreRoster,
+    w: &huren_workflow::Workload,
+    days: i64,
+    msg: Option<(&str, bool)>,
+) -> Markup {
+    let head = html! {
+        thead { tr {
+            th scope="col" {}
+            th scope="col" { (tr(lang, "签发数", "Signed")) }
+            th scope="col" { (tr(lang, "每小时", "Per hour")) }
+            th scope="col" { (tr(lang, "中位用时（分）", "Median (min)")) }
+            th scope="col" { (tr(lang, "P90（分）", "p90 (min)")) }
+            th scope="col" { (tr(lang, "按时签发", "Within due time")) }
+        } }
+    };
+    html! {
+        section.card #centre {
+            h1 { (r.name) " · " (r.id) }
+            p { (tr(lang, "所在机构", "Hosted by")) ": " (r.institution)
+                " · " (tr(lang, "当前值班", "On duty now")) ": " span #on-duty { (r.on_duty_now.join("、")) } }
+            @if let Some((m, ok)) = msg {
+                @if ok { p.ok role="status" #done { (m) } } @else { p.error role="alert" #roster-error { (m) } }
+            }
+        }
+        section.card #workload {
+            h2 { (tr(lang, "工作量", "Workload")) " · "
+                @for d in [1, 7] {
+                    @if d == days { strong { (d) (tr(lang, " 天", " day(s)")) } } @else { a href=(format!("/ui/centre/{}?days={d}", r.id)) { (d) (tr(lang, " 天", " day(s)")) } }
+                    " "
+                }
+            }
+            table.obs #workload-all { (head.clone()) tbody { (figures_row(tr(lang, "全部", "All"), &w.all)) } }
+            h3 { (tr(lang, "按医师", "By reader")) }
+            table.obs #workload-readers { (head.clone()) tbody { @for (k, f) in &w.by_reader { (figures_row(k, f)) } } }
+            h3 { (tr(lang, "按送检机构", "By institution")) }
+            table.obs #workload-institutions { (head) tbody { @for (k, f) in &w.by_institution { (figures_row(k, f)) } } }
+        }
+        section.card #roster {
+            h2 { (tr(lang, "排班", "Roster")) }
+            p.hint {
+                @if let (Some(by), Some(at)) = (&r.edited_by, r.edited_at) { (tr(lang, "最近修改：", "Last edited by ")) (by) " " (hm(at)) }
+                @else { (tr(lang, "按配置文件", "As configured")) }
+                " · " (tr(lang, "星期：mon,tue,…（空＝每天）；时间 HH:MM（都空＝全天；结束早于开始＝跨夜）", "Days: mon,tue,… (empty: every day); times HH:MM (both empty: all day; end before start: overnight)"))
+            }
+            form #roster-form method="post" action=(format!("/ui/centre/{}/roster", r.id)) {
+                input type="hidden" name="csrf" value=(s.csrf);
+                table.obs {
+                    thead { tr {
+                        th scope="col" { (tr(lang, "医师", "Reader")) }
+                        th scope="col" { (tr(lang, "星期", "Days")) }
+                        th scope="col" { (tr(lang, "开始", "From")) }
+                        th scope="col" { (tr(lang, "结束", "To")) }
+                    } }
+                    tbody {
+                        @for (n, e) in r.roster.iter().map(Some).chain([None, None, None]).enumerate() {
+                            tr {
+                                td { label { span.sr { (tr(lang, "医师", "Reader")) " " (n + 1) } input type="text" name="reader" value=(e.map(|e| e.reader.as_str()).unwrap_or("")); } }
+                                td { label { span.sr { (tr(lang, "星期", "Days")) " " (n + 1) } input type="text" name="days" value=(e.map(|e| e.days.join(",")).unwrap_or_default()); } }
+                                td { label { span.sr { (tr(lang, "开始", "From")) " " (n + 1) } input type="text" name="from" size="5" value=(e.and_then(|e| e.from.clone()).unwrap_or_default()); } }
+                                td { label { span.sr { (tr(lang, "结束", "To")) " " (n + 1) } input type="text" name="to" size="5" value=(e.and_then(|e| e.to.clone()).unwrap_or_default()); } }
+                            }
+                        }
+                    }
+                }
+                p { button #roster-save type="submit" { (tr(lang, "保存排班", "Save roster")) } }
+            }
+        }
+    }
+}
+
+async fn centre_render(
+    st: &WebState,
+    w: &Web,
+    s: &Signed,
+    id: &str,
+    days: i64,
+    msg: Option<(&str, bool)>,
+) -> Response {
+    let r = match st.gate.centre_roster(&s.principal, id).await {
+        Ok(r) => r,
+        Err(p) => return problem_page(w.lang, Some(s), p),
+    };
+    let to = Utc::now();
+    let from = to - chrono::Duration::days(days);
+    let wl = match st.gate.centre_workload(&s.principal, id, from, to).await {
+        Ok(x) => x,
+        Err(p) => return problem_page(w.lang, Some(s), p),
+    };
+    let lang = w.lang;
+    let status = if matches!(msg, Some((_, false))) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    page(
+        status,
+        layout(
+            lang,
+            tr(lang, "阅片中心", "Reading centre"),
+            Some(s),
+            "/ui/worklist",
+            centre_page(lang, s, &r, &wl, days, msg),
+        ),
+    )
+}
+
+async fn centre(
+    State(st): State<WebState>,
+    w: Web,
+    Path(id): Path<String>,
+    Query(q): Query<CentreQuery>,
+) -> Response {
+    let s = match w.need() {
+        Ok(s) => s.clone(),
+        Err(r) => return r,
+    };
+    let days = if q.days == Some(7) { 7 } else { 1 };
+    let done = q.done.is_some().then_some((
+        tr(
+            w.lang,
+            "排班已保存，立即生效。",
+            "Roster saved; in force now.",
+        ),
+        true,
+    ));
+    centre_render(&st, &w, &s, &id, days, done).await
+}
+
+/// `POST /ui/centre/{id}/roster`: the whole roster from the form (rows with an empty reader
+/// are left out); CSRF-checked; the gate checks, records and audits.
+async fn edit_roster(
+    State(st): State<WebState>,
+    w: Web,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let s = match w.need() {
+        Ok(s) => s.clone(),
+        Err(r) => return r,
+    };
+    let mut csrf = String::new();
+    let mut rows: Vec<huren_api::centre::EntryBody> = Vec::new();
+    for (k, v) in form_urlencoded::parse(&body) {
+        let v = v.trim().to_string();
+        match &*k {
+            "csrf" => csrf = v,
+            "reader" => rows.push(huren_api::centre::EntryBody {
+                reader: v,
+                days: vec![],
+                from: None,
+                to: None,
+            }),
+            "days" => {
+                if let Some(r) = rows.last_mut() {
+                    r.days = v
+                        .split([',', ' ', '，'])
+                        .map(str::trim)
+                        .filter(|d| !d.is_empty())
+                        .map(str::to_lowercase)
+                        .collect();
+                }
+            }
+            "from" => {
+                if let Some(r) = rows.last_mut() {
+                    r.from = Some(v);
+                }
+            }
+            "to" => {
+                if let Some(r) = rows.last_mut() {
+                    r.to = Some(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    if !same_origin(&headers) || !csrf_ok(&s, &csrf) {
+        return csrf_refused(w.lang);
+    }
+    let entries = rows
+        .into_iter()
+        .filter(|r| !r.reader.is_empty())
+        .map(|r| r.entry(&id))
+        .collect();
+    match st.gate.edit_roster(&s.principal, &id, entries).await {
+        Ok(_) => Redirect::to(&format!("/ui/centre/{id}?done=1")).into_response(),
+        Err(p) if p.status() == StatusCode::BAD_REQUEST => {
+            let detail = p.detail().to_string();
+            centre_render(&st, &w, &s, &id, 1, Some((&detail, false))).await
+        }
+        Err(p) => problem_page(w.lang, Some(&s), p),
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, Duration, NaiveTime, Timelike, Utc, Weekday};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::task::{CentreId, Kind, Priority, Task};
 
@@ -48,6 +48,9 @@ pub struct CentreConfig {
     /// The time zone of its roster windows (default `Asia/Shanghai`).
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// The centre's heads (principal ids): they edit its roster and see its workload.
+    #[serde(default)]
+    pub heads: Vec<String>,
 }
 
 /// Which centre reads an institution's ECGs or studies (`[[reading_route]]`).
@@ -79,7 +82,7 @@ pub struct DueRule {
 }
 
 /// Who reads for which centre, when (`[[roster]]`). Several entries may name the same reader.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RosterEntry {
     /// The reader's principal id (a `[[clinician]]` id).
@@ -130,6 +133,7 @@ struct Centre {
     institution: String,
     claim_timeout_minutes: u32,
     tz: chrono_tz::Tz,
+    heads: Vec<String>,
 }
 
 /// A roster window in minutes of the local day: `from..to`, past midnight when `to <= from`.
@@ -148,6 +152,8 @@ pub struct Workflow {
     routes: HashMap<(Option<String>, Option<Kind>), CentreId>,
     due: HashMap<(Option<CentreId>, Kind, Priority), u32>,
     roster: HashMap<String, Vec<Shift>>,
+    /// The roster as written (validated), in order.
+    roster_entries: Vec<RosterEntry>,
 }
 
 fn parse_hhmm(s: &str) -> Option<u32> {
@@ -160,6 +166,59 @@ fn parse_hhmm(s: &str) -> Option<u32> {
 
 fn wild(s: &str) -> bool {
     s == WILDCARD
+}
+
+/// One roster entry as a shift; `None` (and the problems in `issues`) when it is not valid.
+fn shift(
+    i: usize,
+    r: &RosterEntry,
+    centres: &HashMap<CentreId, Centre>,
+    issues: &mut Vec<String>,
+) -> Option<Shift> {
+    let name = format!("roster #{} ({} at {})", i + 1, r.reader, r.centre);
+    let centre = CentreId(r.centre.clone());
+    let before = issues.len();
+    if r.reader.trim().is_empty() {
+        issues.push(format!("{name}: the reader is empty"));
+    }
+    if !centres.contains_key(&centre) {
+        issues.push(format!("{name}: unknown centre {:?}", r.centre));
+    }
+    let mut days = HashSet::new();
+    for d in &r.days {
+        match d.parse::<Weekday>() {
+            Ok(d) => {
+                days.insert(d);
+            }
+            Err(_) => issues.push(format!("{name}: unknown day {d:?} (mon … sun)")),
+        }
+    }
+    let (from, to) = match (&r.from, &r.to) {
+        (None, None) => (0, 24 * 60),
+        (Some(f), Some(t)) => match (parse_hhmm(f), parse_hhmm(t)) {
+            (Some(f), Some(t)) if f < 24 * 60 && f != t => (f, t),
+            (Some(_), Some(_)) => {
+                issues.push(format!(
+                    "{name}: the window {f}–{t} is empty (omit from and to for all day)"
+                ));
+                return None;
+            }
+            _ => {
+                issues.push(format!("{name}: from and to must be HH:MM"));
+                return None;
+            }
+        },
+        _ => {
+            issues.push(format!("{name}: give both from and to, or neither"));
+            return None;
+        }
+    };
+    (issues.len() == before).then(|| Shift {
+        centre,
+        days: (!days.is_empty()).then_some(days),
+        from,
+        to,
+    })
 }
 
 impl WorkflowConfig {
@@ -215,6 +274,7 @@ impl WorkflowConfig {
                 institution: c.institution.clone(),
                 claim_timeout_minutes: timeout,
                 tz,
+                heads: c.heads.clone(),
             };
             if w.centres.insert(CentreId(c.id.clone()), centre).is_some() {
                 issues.push(format!("centre {}: the id appears twice", c.id));
@@ -296,49 +356,10 @@ impl WorkflowConfig {
         }
 
         for (i, r) in self.roster.iter().enumerate() {
-            let name = format!("roster #{} ({} at {})", i + 1, r.reader, r.centre);
-            let centre = CentreId(r.centre.clone());
-            if r.reader.trim().is_empty() {
-                issues.push(format!("{name}: the reader is empty"));
+            if let Some(shift) = shift(i, r, &w.centres, &mut issues) {
+                w.roster.entry(r.reader.clone()).or_default().push(shift);
+                w.roster_entries.push(r.clone());
             }
-            if !w.centres.contains_key(&centre) {
-                issues.push(format!("{name}: unknown centre {:?}", r.centre));
-            }
-            let mut days = HashSet::new();
-            for d in &r.days {
-                match d.parse::<Weekday>() {
-                    Ok(d) => {
-                        days.insert(d);
-                    }
-                    Err(_) => issues.push(format!("{name}: unknown day {d:?} (mon … sun)")),
-                }
-            }
-            let (from, to) = match (&r.from, &r.to) {
-                (None, None) => (0, 24 * 60),
-                (Some(f), Some(t)) => match (parse_hhmm(f), parse_hhmm(t)) {
-                    (Some(f), Some(t)) if f < 24 * 60 && f != t => (f, t),
-                    (Some(_), Some(_)) => {
-                        issues.push(format!(
-                            "{name}: the window {f}–{t} is empty (omit from and to for all day)"
-                        ));
-                        continue;
-                    }
-                    _ => {
-                        issues.push(format!("{name}: from and to must be HH:MM"));
-                        continue;
-                    }
-                },
-                _ => {
-                    issues.push(format!("{name}: give both from and to, or neither"));
-                    continue;
-                }
-            };
-            w.roster.entry(r.reader.clone()).or_default().push(Shift {
-                centre,
-                days: (!days.is_empty()).then_some(days),
-                from,
-                to,
-            });
         }
 
         if issues.is_empty() {
@@ -438,6 +459,77 @@ impl Workflow {
         v
     }
 
+    /// Whether `who` is a head of `centre` (edits its roster, sees its workload).
+    pub fn is_head(&self, who: &str, centre: &CentreId) -> bool {
+        self.centres
+            .get(centre)
+            .is_some_and(|c| c.heads.iter().any(|h| h == who))
+    }
+
+    /// The centres `who` heads, sorted.
+    pub fn centres_headed(&self, who: &str) -> Vec<&CentreId> {
+        let mut v: Vec<&CentreId> = self
+            .centres
+            .keys()
+            .filter(|c| self.is_head(who, c))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The roster entries of `centre`, as written.
+    pub fn roster_of(&self, centre: &CentreId) -> Vec<RosterEntry> {
+        self.roster_entries
+            .iter()
+            .filter(|r| r.centre == centre.0)
+            .cloned()
+            .collect()
+    }
+
+    /// This workflow with `centre`'s roster replaced by `entries` (every other centre's
+    /// unchanged). Refused, with every problem, when the centre is unknown, an entry names
+    /// another centre, or an entry is not valid (as in [`WorkflowConfig::validate`]).
+    pub fn with_roster(
+        &self,
+        centre: &CentreId,
+        entries: &[RosterEntry],
+    ) -> Result<Workflow, ConfigError> {
+        let mut issues = Vec::new();
+        if !self.centres.contains_key(centre) {
+            issues.push(format!("unknown centre {:?}", centre.0));
+        }
+        let mut shifts = Vec::new();
+        for (i, r) in entries.iter().enumerate() {
+            if r.centre != centre.0 {
+                issues.push(format!(
+                    "roster #{} ({}): names centre {:?}, not {:?}",
+                    i + 1,
+                    r.reader,
+                    r.centre,
+                    centre.0
+                ));
+                continue;
+            }
+            if let Some(s) = shift(i, r, &self.centres, &mut issues) {
+                shifts.push((r.reader.clone(), s));
+            }
+        }
+        if !issues.is_empty() {
+            return Err(ConfigError { issues });
+        }
+        let mut w = self.clone();
+        for list in w.roster.values_mut() {
+            list.retain(|s| &s.centre != centre);
+        }
+        w.roster.retain(|_, l| !l.is_empty());
+        for (reader, s) in shifts {
+            w.roster.entry(reader).or_default().push(s);
+        }
+        w.roster_entries.retain(|r| r.centre != centre.0);
+        w.roster_entries.extend(entries.iter().cloned());
+        Ok(w)
+    }
+
     /// Whether `reader` may act on `task` at `now` (claim, touch, release, sign, amend,
     /// cancel): they are on duty at the task's centre, or they hold its claim (a reader whose
     /// shift ends mid-read may finish, release or let the claim expire). The task's own rules
@@ -463,6 +555,7 @@ id = "fx-img"
 name = "影像诊断中心"
 institution = "FXCH"
 claim_timeout_minutes = 30
+heads = ["dr.chief"]
 
 [[reading_route]]
 institution = "*"
@@ -772,5 +865,57 @@ to = "24:00"
         assert!(w.on_duty("r", &a, local(6, 23, 59)));
         assert!(!w.on_duty("r", &a, local(7, 0, 0)));
         assert!(!w.on_duty("r", &a, local(6, 11, 59)));
+    }
+
+    #[test]
+    fn a_roster_edit_replaces_one_centres_roster_and_is_checked_like_the_file() {
+        let w = workflow();
+        let img = CentreId("fx-img".into());
+        let ecg = CentreId("fx-ecg".into());
+        assert!(w.is_head("dr.chief", &img));
+        assert!(!w.is_head("dr.chief", &ecg));
+        assert!(!w.is_head("dr.zhao", &img));
+        assert_eq!(w.centres_headed("dr.chief"), vec![&img]);
+        assert_eq!(w.roster_of(&img).len(), 1);
+        assert_eq!(w.roster_of(&ecg).len(), 2);
+        let monday_noon = local(0, 12, 0);
+        assert!(w.on_duty("dr.zhao", &img, monday_noon));
+        let entry = |reader: &str, from: Option<&str>, to: Option<&str>| RosterEntry {
+            reader: reader.into(),
+            centre: "fx-img".into(),
+            days: vec![],
+            from: from.map(Into::into),
+            to: to.map(Into::into),
+        };
+        // dr.zhao off, dr.sun on in the afternoon; fx-ecg's roster untouched.
+        let e = w
+            .with_roster(&img, &[entry("dr.sun", Some("12:00"), Some("18:00"))])
+            .unwrap();
+        assert!(!e.on_duty("dr.zhao", &img, monday_noon));
+        assert!(e.on_duty("dr.sun", &img, monday_noon));
+        assert!(!e.on_duty("dr.sun", &img, local(0, 11, 59)));
+        assert_eq!(e.roster_of(&ecg), w.roster_of(&ecg));
+        assert!(e.on_duty("dr.wang", &ecg, monday_noon));
+        assert_eq!(
+            e.roster_of(&img),
+            vec![entry("dr.sun", Some("12:00"), Some("18:00"))]
+        );
+        // Refused, changing nothing: a bad window, another centre's entry, an unknown centre.
+        let err = w
+            .with_roster(&img, &[entry("dr.sun", Some("12:00"), None)])
+            .unwrap_err();
+        assert!(err.issues[0].contains("give both from and to"), "{err}");
+        let mut other = entry("dr.sun", None, None);
+        other.centre = "fx-ecg".into();
+        assert!(w.with_roster(&img, &[other]).is_err());
+        assert!(w
+            .with_roster(&CentreId("nope".into()), &[])
+            .unwrap_err()
+            .issues[0]
+            .contains("unknown centre"));
+        // An empty roster: nobody on duty there.
+        let none = w.with_roster(&img, &[]).unwrap();
+        assert!(!none.on_duty("dr.zhao", &img, monday_noon));
+        assert!(none.roster_of(&img).is_empty());
     }
 }
