@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Reading-centre worklist benchmark (issue 17): a release `huren serve` on 127.0.0.1 with a fresh
+# store and a configuration with one ECG centre (fx-ecg at FX-ZX), a route (FX-SQ01's ECGs →
+# fx-ecg) and four readers on its roster. Tasks are made through the real ingest path: the
+# community centre's principal uploads the aECG fixture (POST /api/v1/ecg) with a fresh
+# document UID and patient ID each time. Then, with OPEN_SMALL (500) and with OPEN_LARGE
+# (10,000) open tasks:
+#   - GET /api/v1/worklist latency (one connection, to the answer's last byte; every read is
+#     authorised and audited with the patients shown),
+#   - claim and sign latency over ACTS (200) tasks, one reader, then four readers at once,
+#   - upload → task on the worklist (upload, then GET until the task is there).
+# Issue 17's targets: claim and sign p99 ≤ 50 ms; the worklist of 500 open tasks ≤ 300 ms.
+# Every answer must be the expected 2xx (the load tool fails otherwise). The store is removed
+# at the end. Usage: [HUREN_BIN=path] tests/bench/worklist.sh [OPEN_SMALL] [OPEN_LARGE] [ACTS]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+source tests/bench/lib.sh
+small=${1:-500}
+large=${2:-10000}
+acts=${3:-200}
+if [ -z "${HUREN_BIN:-}" ]; then cargo build --release --quiet; fi
+huren=${HUREN_BIN:-target/release/huren}
+ecg=fixtures/ecg/aecg-zh-patient.xml
+load() { python3 tests/bench/worklist_load.py --addr "$addr" "$@"; }
+dir=$(mktemp -d -t huren-wlbench.XXXXXX)
+PID=
+trap 'stop; rm -rf "$dir"' EXIT
+
+sender=bench-sq01-token
+readers=bench-reader-1,bench-reader-2,bench-reader-3,bench-reader-4
+reader=${readers%%,*}
+python3 - "$dir/huren.toml" "$(pwd)/config/recognition.toml" "$sender" "$readers" <<'PY'
+import hashlib, sys
+path, rules, sender, readers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")
+h = lambda t: hashlib.sha256(t.encode()).hexdigest()
+s = f'''[[institution]]
+code = "FX-ZX"
+name = "上海市奉贤区中心医院"
+hl7_senders = ["FX-ZX"]
+
+[[institution]]
+code = "FX-SQ01"
+name = "奉贤区南桥镇社区卫生服务中心"
+hl7_senders = ["LIS/FX-SQ01"]
+
+[identity]
+national_id_secret = "bench-national-id-secret"
+
+[recognition]
+rules = "{rules}"
+
+[[clinician]]
+id = "dr.sq01"
+institution = "FX-SQ01"
+role = "clinician"
+token_sha256 = "{h(sender)}"
+
+[[centre]]
+id = "fx-ecg"
+name = "奉贤区心电诊断中心"
+institution = "FX-ZX"
+
+[[reading_route]]
+institution = "FX-SQ01"
+kind = "ecg"
+centre = "fx-ecg"
+'''
+for i, t in enumerate(readers, 1):
+    s += f'''
+[[clinician]]
+id = "dr.reader{i}"
+institution = "FX-ZX"
+role = "clinician"
+department = "心电诊断中心"
+token_sha256 = "{h(t)}"
+
+[[roster]]
+reader = "dr.reader{i}"
+centre = "fx-ecg"
+'''
+open(path, "w", encoding="utf-8").write(s)
+PY
+
+out=$dir/serve.out
+$huren serve --config "$dir/huren.toml" --data "$dir/store" \
+  --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$out" 2>"$dir/serve.err" &
+PID=$!
+for _ in $(seq 300); do grep -q '"listening":"http"' "$out" && break; sleep 0.1; done
+addr=$(grep '"listening":"http"' "$out" | sed 's/.*"addr":"\([^"]*\)".*/\1/') || true
+[ -n "$addr" ] || { echo "huren serve did not start: $(cat "$dir/serve.err")" >&2; exit 1; }
+echo "huren $($huren --version 2>/dev/null || true) at $addr; $(nproc) cores; aECG $(wc -c <"$ecg") bytes"
+
+# round OPEN: the figures with OPEN open tasks on the worklist (n is the tasks made so far).
+n=0
+round() {
+  local open=$1
+  echo "== $open open tasks"
+  load get --token "$reader" -n "${GETS:-30}" --expect "$open"
+  echo "-- claim + sign, $acts tasks, 1 reader"
+  load act --tokens "$reader" -k "$acts"
+  echo "-- claim + sign, $acts tasks, 4 readers at once"
+  load act --tokens "$readers" -k "$acts"
+  echo "-- upload → task on the worklist (${VISIBLE:-10} ECGs, one after another)"
+  load visible --token "$sender" --reader "$reader" --ecg "$ecg" -n "${VISIBLE:-10}" --start "$n" --salt 2
+  n=$((n + ${VISIBLE:-10}))
+}
+open_now() { # the tasks now on the worklist
+  curl -sS -H "Authorization: Bearer $reader" "http://$addr/api/v1/worklist" |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)["tasks"]))'
+}
+
+echo "== making $small tasks (uploads over 4 connections)"
+load upload --token "$sender" --ecg "$ecg" -n "$small" -c 4 --start 0
+n=$small
+round "$small"
+more=$((large - $(open_now)))
+echo "== making $more more tasks (uploads over 4 connections)"
+load upload --token "$sender" --ecg "$ecg" -n "$more" -c 4 --start "$n"
+n=$((n + more))
+round "$large"
+echo "store: $(du -sh "$dir/store" | cut -f1); tasks.log $(wc -l <"$dir/store/tasks.log") events; huren RSS $(($(awk '/VmRSS/{print $2}' /proc/$PID/status) / 1024)) MiB"
