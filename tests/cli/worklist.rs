@@ -684,3 +684,42 @@ fn the_centre_head_edits_the_roster_durably_and_sees_the_workload() {
     assert_eq!(st, 400);
     srv.kill9();
 }
+
+#[test]
+fn a_resent_instance_makes_the_missing_task_of_its_study() {
+    // A crash after an instance's commit and before its study's task (or a route configured
+    // since): the PACS resends (storescu retries), huren answers duplicate — and makes the
+    // task first. Reproduced here with the route added after the instance was stored.
+    if !crate::dicom::dcmtk() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::dicom::config(dir.path(), "");
+    let data = dir.path().join("data");
+    let ct = repo().join("fixtures/dicom/ct_series_1.dcm");
+    let (mut srv, port) = crate::dicom::start(&data, &cfg);
+    let (rc, out) = crate::dicom::storescu(&port, &[&ct], &[], true);
+    assert_eq!(rc, 0, "{out}");
+    srv.kill9();
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "\n[[reading_route]]\ninstitution = \"FX-ZX\"\nkind = \"imaging\"\ncentre = \"fx-ecg\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (srv, port) = crate::dicom::start(&data, &cfg);
+    let reader = crate::support::TEST_TOKEN;
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", reader, None);
+    assert_eq!(wl["open"], 0, "{wl}");
+    let (rc, out) = crate::dicom::storescu(&port, &[&ct], &[], true);
+    assert_eq!(rc, 0, "{out}");
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", reader, None);
+    assert_eq!(wl["open"], 1, "{wl}");
+    assert_eq!(wl["tasks"][0]["kind"], "imaging");
+    assert_eq!(wl["tasks"][0]["institution"], "FX-ZX");
+    // Once: a third send changes nothing.
+    crate::dicom::storescu(&port, &[&ct], &[], true);
+    assert_eq!(
+        call(&srv.http, "GET", "/api/v1/worklist", reader, None).1["open"],
+        1
+    );
+}

@@ -263,6 +263,25 @@ impl Gateway {
             Some(p) if p.dataset_hash == r.dataset_hash => {
                 out.outcome = "duplicate";
                 out.original = Some(p.original);
+                // A crash after the instance's commit and before its study's reading task
+                // was made (or a route configured since): the resend makes the task, before
+                // the success status.
+                let chain = format!("imaging|{institution}|{}", r.study_instance_uid);
+                let head = match self.ingest_store().chain_head(&chain) {
+                    Ok(h) => h,
+                    Err(e) => return fail(out, e),
+                };
+                if let Some((_, report)) = head {
+                    let c = crate::reading::Candidate {
+                        kind: huren_workflow::Kind::Imaging,
+                        institution: institution.to_string(),
+                        chain,
+                        critical: false,
+                    };
+                    if let Err(e) = self.ensure_task(c, report) {
+                        return fail(out, e);
+                    }
+                }
                 return Plan::Done(Box::new(out));
             }
             Some(_) => study::Change::Replaced,

@@ -14,10 +14,10 @@ use crate::Gateway;
 
 /// What the task of one report needs, taken before its commit.
 pub(crate) struct Candidate {
-    kind: Kind,
-    institution: String,
-    chain: String,
-    critical: bool,
+    pub(crate) kind: Kind,
+    pub(crate) institution: String,
+    pub(crate) chain: String,
+    pub(crate) critical: bool,
 }
 
 /// The reports of an ingest that the centres may read, in the ingest's order (`None` for
@@ -53,35 +53,47 @@ impl Gateway {
         found: Vec<Option<Candidate>>,
         committed: &Committed,
     ) -> Result<(), StoreError> {
-        let wf = &self.config.workflow;
-        let now = chrono::Utc::now();
         for (c, out) in found.into_iter().zip(&committed.reports) {
-            let Some(c) = c else { continue };
-            let Some(centre) = wf.route(&c.institution, c.kind).cloned() else {
-                continue;
-            };
-            let priority = Priority::of(c.critical, false);
-            let created = Created {
-                id: task_id(&c.chain),
-                kind: c.kind,
-                priority,
-                due_at: wf.due_at(now, &centre, c.kind, priority),
-                claim_timeout_secs: wf.claim_timeout_secs(&centre),
-                centre,
-                institution: c.institution,
-                report: out.report.to_string(),
-                at: now,
-            };
-            match self.ingest_store().tasks().create(created) {
-                Ok((t, true)) => {
-                    tracing::info!(task = %t.id.0, centre = %t.centre.0, priority = t.priority.as_str(), "reading task scheduled")
-                }
-                Ok(_) => {}
-                Err(huren_store::TaskError::Store(e)) => return Err(e),
-                Err(e) => return Err(StoreError::Corrupt(format!("reading task: {e}"))),
+            if let Some(c) = c {
+                self.ensure_task(c, out.report)?;
             }
         }
         Ok(())
+    }
+
+    /// Makes the reading task of one report chain durable unless it exists (or the chain's
+    /// institution and kind go to no centre).
+    pub(crate) fn ensure_task(&self, c: Candidate, report: ContentHash) -> Result<(), StoreError> {
+        let wf = &self.config.workflow;
+        let Some(centre) = wf.route(&c.institution, c.kind).cloned() else {
+            return Ok(());
+        };
+        let id = task_id(&c.chain);
+        if self.ingest_store().tasks().get(&id).is_some() {
+            return Ok(());
+        }
+        let now = chrono::Utc::now();
+        let priority = Priority::of(c.critical, false);
+        let created = Created {
+            id,
+            kind: c.kind,
+            priority,
+            due_at: wf.due_at(now, &centre, c.kind, priority),
+            claim_timeout_secs: wf.claim_timeout_secs(&centre),
+            centre,
+            institution: c.institution,
+            report: report.to_string(),
+            at: now,
+        };
+        match self.ingest_store().tasks().create(created) {
+            Ok((t, true)) => {
+                tracing::info!(task = %t.id.0, centre = %t.centre.0, priority = t.priority.as_str(), "reading task scheduled");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(huren_store::TaskError::Store(e)) => Err(e),
+            Err(e) => Err(StoreError::Corrupt(format!("reading task: {e}"))),
+        }
     }
 
     /// Commits an ingest, then schedules its reading tasks; `Ok` only when both are durable.
