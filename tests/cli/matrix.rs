@@ -914,6 +914,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/ui/task/{id}/img/{hash}/{uid}",
+            format!("/ui/task/t-none/img/{ct_report}/{sop}"),
+            Class::Web,
+            401,
+            None,
+        ),
+        r(
+            "GET",
             "/ui/task/{id}/trace/{hash}",
             format!("/ui/task/t-none/trace/{ecg_report}"),
             Class::Web,

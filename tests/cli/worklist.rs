@@ -722,4 +722,78 @@ fn a_resent_instance_makes_the_missing_task_of_its_study() {
         call(&srv.http, "GET", "/api/v1/worklist", reader, None).1["open"],
         1
     );
+
+    // The reader's page of an imaging task shows the study and its previews.
+    let id = wl["tasks"][0]["id"].as_str().unwrap().to_string();
+    let report = wl["tasks"][0]["report"].as_str().unwrap().to_string();
+    let cookie = web_session(&srv.http, reader);
+    let get = |path: &str| match ureq::get(&format!("http://{}{path}", srv.http))
+        .set("Cookie", &cookie)
+        .call()
+    {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let page = get(&format!("/ui/task/{id}")).into_string().unwrap();
+    assert!(page.contains("id=\"study\""), "{page}");
+    let img = page
+        .split(&format!("/ui/task/{id}/img/{report}/"))
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a preview")
+        .to_string();
+    let before = audit_lines(&data).len();
+    let r = get(&format!("/ui/task/{id}/img/{report}/{img}"));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.header("Content-Type"), Some("image/png"));
+    let recs = audit_lines(&data)[before..].to_vec();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["action"], "read_preview");
+    assert_eq!(recs[0]["detail"]["task"], id.as_str());
+    assert_eq!(
+        get(&format!("/ui/task/{id}/img/{report}/1.2.3.4")).status(),
+        404
+    );
+    // Not a report of this task's patient: refused.
+    assert_eq!(
+        get(&format!(
+            "/ui/task/{id}/img/blake3:{}/{img}",
+            "0".repeat(64)
+        ))
+        .status(),
+        404
+    );
+}
+
+/// A web session of `token` (sign-in with the pre-session cookie and its CSRF token):
+/// the `Cookie` header value.
+pub(crate) fn web_session(http: &str, token: &str) -> String {
+    let base = format!("http://{http}");
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let home = agent.get(&format!("{base}/")).call().unwrap();
+    let pre = home
+        .header("Set-Cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .and_then(|c| c.strip_prefix("huren_presession="))
+        .unwrap()
+        .to_string();
+    let r = match agent
+        .post(&format!("{base}/ui/login"))
+        .set("Content-Type", "application/x-www-form-urlencoded")
+        .set("Origin", &base)
+        .set("Cookie", &format!("huren_presession={pre}"))
+        .send_string(&format!("token={token}&csrf={pre}"))
+    {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(r.status(), 303);
+    r.all("Set-Cookie")
+        .iter()
+        .find(|c| c.starts_with("huren_session="))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string()
 }

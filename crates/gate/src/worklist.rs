@@ -494,6 +494,8 @@ pub struct TaskView {
     pub prior: Vec<(ContentHash, std::sync::Arc<huren_model::Report>)>,
     /// The same person's recent lab reports (newest first, at most [`MAX_LABS`]).
     pub labs: Vec<(ContentHash, std::sync::Arc<huren_model::Report>)>,
+    /// For a study: its instances from the sending institution (for previews).
+    pub instances: Vec<huren_model::InstanceRecord>,
 }
 
 /// How many earlier ECGs a task view shows.
@@ -644,6 +646,15 @@ impl Gate {
                 }
             }
         }
+        let instances = match report.imaging.as_deref() {
+            Some(im) => self
+                .store
+                .instances_of_study(&im.study_instance_uid)?
+                .into_iter()
+                .filter(|r| r.institution == report.source.institution)
+                .collect(),
+            None => Vec::new(),
+        };
         let mut returned = vec![hash.to_string()];
         returned.extend(prior.iter().chain(&labs).map(|(h, _)| h.to_string()));
         rec.returned = returned;
@@ -654,6 +665,7 @@ impl Gate {
             report: (hash, report),
             prior,
             labs,
+            instances,
         })
     }
 

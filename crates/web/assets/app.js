@@ -80,6 +80,20 @@
     });
   };
   if (document.querySelector(".countdown")) { tick(); setInterval(tick, 1000); }
+  // While the reading page with the sign form is open, renew the claim every 5 minutes (the
+  // holder claiming again is the renewal), so a long read does not lapse.
+  const signForm = document.getElementById("sign-form");
+  if (signForm) {
+    const csrf = signForm.querySelector("input[name=csrf]").value;
+    const claimUrl = signForm.action.replace(/\/sign$/, "/claim");
+    setInterval(() => {
+      fetch(claimUrl, {
+        method: "POST", credentials: "same-origin", redirect: "manual",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: "csrf=" + encodeURIComponent(csrf),
+      });
+    }, 300000);
+  }
   // Statement templates tick their statements.
   document.querySelectorAll("button.template").forEach((b) => {
     b.addEventListener("click", () => {

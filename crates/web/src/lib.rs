@@ -1028,7 +1028,7 @@ fn previews_of(
     let Some(im) = report.imaging.as_ref() else {
         return vec![];
     };
-    let mut recs = match st
+    let recs = match st
         .gate
         .study_instances(&asked.token, report, &im.study_instance_uid)
     {
@@ -1038,6 +1038,14 @@ fn previews_of(
             return vec![];
         }
     };
+    pick_previews(recs, report)
+}
+
+/// The instances of a study to preview (see [`previews_of`]) from its instance records.
+fn pick_previews(
+    mut recs: Vec<huren_model::InstanceRecord>,
+    report: &huren_model::Report,
+) -> Vec<(String, String)> {
     recs.retain(|r| {
         r.institution == report.source.institution
             && !matches!(
@@ -1093,7 +1101,12 @@ async fn preview(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let read = match st.gate.instance_of_report(&report, &uid).await {
+    preview_response(&st, &report, &uid).await
+}
+
+/// The preview PNG of instance `uid` of the study `report` was read as.
+async fn preview_response(st: &WebState, report: &huren_gate::ReportRead, uid: &str) -> Response {
+    let read = match st.gate.instance_of_report(report, uid).await {
         Ok(r) => r,
         Err(p) => return p.into_response(),
     };

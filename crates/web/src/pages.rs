@@ -17,7 +17,7 @@ use huren_api::api::{self, Evaluated};
 use huren_api::auth::Role;
 
 /// Bumped when the assets change (cache busting).
-const ASSET_V: &str = "6";
+const ASSET_V: &str = "7";
 
 pub(crate) fn layout(
     lang: Lang,

@@ -39,6 +39,7 @@ pub fn routes() -> Router<WebState> {
             post(act).layer(axum::extract::DefaultBodyLimit::max(crate::FORM_BODY_LIMIT)),
         )
         .route("/ui/task/{id}/trace/{hash}", get(trace))
+        .route("/ui/task/{id}/img/{hash}/{uid}", get(image))
         .route("/ui/centre/{id}", get(centre))
         .route(
             "/ui/centre/{id}/roster",
@@ -438,6 +439,31 @@ fn task_page(lang: Lang, s: &Signed, v: &TaskView, done: Option<&str>) -> Markup
                 }
             }
         }
+        @if let Some(im) = r.imaging.as_deref() {
+            section.card #study {
+                h2 { (im.modalities.join("/")) " " (im.description.as_deref().unwrap_or("")) }
+                p.hint {
+                    @if let Some(b) = (!im.body_parts.is_empty()).then(|| im.body_parts.join("/")) { (b) " · " }
+                    @if let Some(d) = &im.study_date { (d) " · " }
+                    (im.series.len()) (tr(lang, " 个序列", " series"))
+                }
+                @if let Some(sr) = &im.sr {
+                    @if let Some(f) = &sr.findings { h3 { (tr(lang, "所见", "Findings")) } p.sr-text { (f) } }
+                    @if let Some(x) = &sr.impression { h3 { (tr(lang, "印象", "Impression")) } p.sr-text { (x) } }
+                }
+                @let previews = crate::pick_previews(v.instances.clone(), r);
+                @if !previews.is_empty() {
+                    div.thumbs #task-previews {
+                        @for (uid, label) in &previews {
+                            figure {
+                                img src=(format!("/ui/task/{}/img/{}/{}", i.id, hash, uid)) alt=(label) loading="lazy";
+                                figcaption { (label) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         section.card #labs {
             h2 { (tr(lang, "近期检验（肌钙蛋白、钾等）", "Recent labs (troponin, potassium …)")) }
             @if labs.is_empty() {
@@ -808,5 +834,24 @@ async fn edit_roster(
             centre_render(&st, &w, &s, &id, 1, Some((&detail, false))).await
         }
         Err(p) => problem_page(w.lang, Some(&s), p),
+    }
+}
+
+/// `GET /ui/task/{id}/img/{report}/{uid}`: a preview of an instance of the task's study.
+async fn image(
+    State(st): State<WebState>,
+    w: Web,
+    Path((id, hash, uid)): Path<(String, String, String)>,
+) -> Response {
+    let Some(s) = &w.signed else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    match st
+        .gate
+        .task_report(&s.principal, &id, &hash, "read_preview")
+        .await
+    {
+        Ok(read) => crate::preview_response(&st, &read, &uid).await,
+        Err(p) => p.into_response(),
     }
 }
