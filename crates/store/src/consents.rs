@@ -4,15 +4,14 @@
 //! mid-append, never acknowledged) is cut at open; a damaged line elsewhere is refused.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::path::Path;
+use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
 use huren_access::Consent;
 use serde::{Deserialize, Serialize};
 
+use crate::jsonl::JsonLines;
 use crate::StoreError;
 
 #[derive(Serialize, Deserialize)]
@@ -30,8 +29,7 @@ enum Line {
 
 /// The consents of one store directory.
 pub struct ConsentStore {
-    path: PathBuf,
-    file: Mutex<File>,
+    log: JsonLines,
     by_person: RwLock<HashMap<String, Vec<Consent>>>,
     person_of: RwLock<HashMap<String, String>>,
 }
@@ -39,32 +37,18 @@ pub struct ConsentStore {
 impl ConsentStore {
     /// Opens (or creates) `dir/consents.log` and reads it.
     pub fn open(dir: impl AsRef<Path>) -> Result<ConsentStore, StoreError> {
-        let path = dir.as_ref().join("consents.log");
-        let io = |e| StoreError::io(&path, e);
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
         let mut by_person: HashMap<String, Vec<Consent>> = HashMap::new();
         let mut person_of = HashMap::new();
-        let mut good = 0u64;
-        let mut lines = BufReader::new(&file).split(b'\n').peekable();
-        let mut n = 0;
-        while let Some(line) = lines.next() {
-            n += 1;
-            let line = line.map_err(io)?;
-            let last = lines.peek().is_none();
-            match serde_json::from_slice::<Line>(&line) {
-                Ok(Line::Record { consent }) => {
+        let (log, _) = JsonLines::open(dir, "consents.log", |l: Line| {
+            match l {
+                Line::Record { consent } => {
                     person_of.insert(consent.id.clone(), consent.person.clone());
                     by_person
                         .entry(consent.person.clone())
                         .or_default()
                         .push(consent);
                 }
-                Ok(Line::Revoke { id, at, .. }) => {
+                Line::Revoke { id, at, .. } => {
                     if let Some(p) = person_of.get(&id) {
                         for c in by_person.get_mut(p).into_iter().flatten() {
                             if c.id == id {
@@ -73,22 +57,9 @@ impl ConsentStore {
                         }
                     }
                 }
-                Err(_) if line.is_empty() && last => {}
-                Err(e) if last => {
-                    tracing::warn!(line = n, error = %e, "consents.log ends in a torn record; cutting it off");
-                    file.set_len(good).map_err(io)?;
-                    file.sync_data().map_err(io)?;
-                    break;
-                }
-                Err(e) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "{}: line {n}: {e}",
-                        path.display()
-                    )))
-                }
             }
-            good += line.len() as u64 + 1;
-        }
+            Ok(())
+        })?;
         // A consent that expired more than a day ago can never verify again: it stays in the
         // file (the record of what was authorised), not in memory.
         let horizon = chrono::Utc::now() - chrono::Duration::days(1);
@@ -98,29 +69,15 @@ impl ConsentStore {
         by_person.retain(|_, list| !list.is_empty());
         person_of.retain(|_, person| by_person.contains_key(person));
         Ok(ConsentStore {
-            path,
-            file: Mutex::new(file),
+            log,
             by_person: RwLock::new(by_person),
             person_of: RwLock::new(person_of),
         })
     }
 
     fn append(&self, line: &Line) -> Result<(), StoreError> {
-        let mut bytes =
-            serde_json::to_vec(line).map_err(|e| StoreError::Corrupt(format!("consent: {e}")))?;
-        bytes.push(b'\n');
-        let io = |e| StoreError::io(&self.path, e);
-        let mut f = self
-            .file
-            .lock()
-            .map_err(|_| StoreError::Corrupt("consents: poisoned lock".into()))?;
-        let len = f.metadata().map_err(io)?.len();
-        if let Err(e) = f.write_all(&bytes).and_then(|_| f.sync_data()) {
-            // Roll back a partial append; the caller is told it failed.
-            let _ = f.set_len(len);
-            return Err(io(e));
-        }
-        Ok(())
+        let mut f = self.log.lock()?;
+        self.log.append(&mut f, line)
     }
 
     /// Records a consent; returns once it is durable.

@@ -15,6 +15,7 @@ mod error;
 mod generations;
 pub mod index;
 mod journal;
+mod jsonl;
 mod outbox;
 mod roster;
 mod spool;

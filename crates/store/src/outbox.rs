@@ -8,14 +8,13 @@
 //! cut at open; a damaged line elsewhere is refused.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::path::Path;
+use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::jsonl::JsonLines;
 use crate::StoreError;
 
 /// One outbox event, as written to `outbox.log`.
@@ -232,80 +231,28 @@ pub enum OutboxError {
 
 /// The outbox of one store directory.
 pub struct Outbox {
-    path: PathBuf,
     /// The file, and the lock every event is checked and appended under.
-    file: Mutex<File>,
+    log: JsonLines,
     entries: RwLock<HashMap<String, OutboxEntry>>,
 }
 
 impl Outbox {
     /// Opens (or creates) `dir/outbox.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<Outbox, StoreError> {
-        let path = dir.as_ref().join("outbox.log");
-        let io = |e| StoreError::io(&path, e);
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
         let mut entries: HashMap<String, OutboxEntry> = HashMap::new();
-        let mut good = 0u64;
-        let mut lines = BufReader::new(&file).split(b'\n').peekable();
-        let mut n = 0;
-        while let Some(line) = lines.next() {
-            n += 1;
-            let line = line.map_err(io)?;
-            let last = lines.peek().is_none();
-            let damaged =
-                |e: String| StoreError::Corrupt(format!("{}: line {n}: {e}", path.display()));
-            match serde_json::from_slice::<OutboxEvent>(&line) {
-                Ok(ev) => {
-                    let next = match (OutboxEntry::new(&ev), entries.get(ev.id())) {
-                        (Some(e), None) => e,
-                        (_, Some(cur)) => cur.apply(&ev).map_err(damaged)?,
-                        (None, None) => {
-                            return Err(damaged(format!("event for unknown entry {}", ev.id())))
-                        }
-                    };
-                    entries.insert(next.id.clone(), next);
-                }
-                Err(_) if line.is_empty() && last => {}
-                Err(e) if last => {
-                    tracing::warn!(line = n, error = %e, "outbox.log ends in a torn record; cutting it off");
-                    file.set_len(good).map_err(io)?;
-                    file.sync_data().map_err(io)?;
-                    break;
-                }
-                Err(e) => return Err(damaged(e.to_string())),
-            }
-            good += line.len() as u64 + 1;
-        }
+        let (log, _) = JsonLines::open(dir, "outbox.log", |ev: OutboxEvent| {
+            let next = match (OutboxEntry::new(&ev), entries.get(ev.id())) {
+                (Some(e), None) => e,
+                (_, Some(cur)) => cur.apply(&ev)?,
+                (None, None) => return Err(format!("event for unknown entry {}", ev.id())),
+            };
+            entries.insert(next.id.clone(), next);
+            Ok(())
+        })?;
         Ok(Outbox {
-            path,
-            file: Mutex::new(file),
+            log,
             entries: RwLock::new(entries),
         })
-    }
-
-    fn append(&self, f: &mut File, ev: &OutboxEvent) -> Result<(), StoreError> {
-        let mut bytes =
-            serde_json::to_vec(ev).map_err(|e| StoreError::Corrupt(format!("outbox: {e}")))?;
-        bytes.push(b'\n');
-        let io = |e| StoreError::io(&self.path, e);
-        let len = f.metadata().map_err(io)?.len();
-        if let Err(e) = f.write_all(&bytes).and_then(|_| f.sync_data()) {
-            // Roll back a partial append; the caller is told it failed.
-            let _ = f.set_len(len);
-            return Err(io(e));
-        }
-        Ok(())
-    }
-
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, File>, StoreError> {
-        self.file
-            .lock()
-            .map_err(|_| StoreError::Corrupt("outbox: poisoned lock".into()))
     }
 
     /// Enqueues a message unless an entry with its id exists (in any state); returns whether
@@ -318,7 +265,7 @@ impl Outbox {
         message: String,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut f = self.lock()?;
+        let mut f = self.log.lock()?;
         if self.get(id).is_some() {
             return Ok(false);
         }
@@ -329,7 +276,7 @@ impl Outbox {
             message,
             created_at: now,
         };
-        self.append(&mut f, &ev)?;
+        self.log.append(&mut f, &ev)?;
         let entry = OutboxEntry::new(&ev).expect("an Enqueued event");
         if let Ok(mut m) = self.entries.write() {
             m.insert(entry.id.clone(), entry);
@@ -340,12 +287,12 @@ impl Outbox {
     /// Records an event for an existing pending entry: checked, made durable, then applied.
     /// Nothing is written when it does not apply (the entry is delivered or parked).
     pub fn record(&self, ev: OutboxEvent) -> Result<OutboxEntry, OutboxError> {
-        let mut f = self.lock()?;
+        let mut f = self.log.lock()?;
         let cur = self
             .get(ev.id())
             .ok_or_else(|| OutboxError::Unknown(ev.id().to_string()))?;
         let next = cur.apply(&ev).map_err(OutboxError::Refused)?;
-        self.append(&mut f, &ev)?;
+        self.log.append(&mut f, &ev)?;
         if let Ok(mut m) = self.entries.write() {
             m.insert(next.id.clone(), next.clone());
         }

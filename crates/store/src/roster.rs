@@ -5,15 +5,14 @@
 //! elsewhere is refused.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use huren_workflow::RosterEntry;
 use serde::{Deserialize, Serialize};
 
+use crate::jsonl::JsonLines;
 use crate::StoreError;
 
 /// One edit: the whole roster of one centre after it.
@@ -31,53 +30,20 @@ pub struct RosterEdit {
 
 /// The roster edits of one store directory.
 pub struct RosterLog {
-    path: PathBuf,
-    file: Mutex<File>,
+    log: JsonLines,
     latest: Mutex<HashMap<String, RosterEdit>>,
 }
 
 impl RosterLog {
     /// Opens (or creates) `dir/roster.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<RosterLog, StoreError> {
-        let path = dir.as_ref().join("roster.log");
-        let io = |e| StoreError::io(&path, e);
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
         let mut latest = HashMap::new();
-        let mut good = 0u64;
-        let mut lines = BufReader::new(&file).split(b'\n').peekable();
-        let mut n = 0;
-        while let Some(line) = lines.next() {
-            n += 1;
-            let line = line.map_err(io)?;
-            let last = lines.peek().is_none();
-            match serde_json::from_slice::<RosterEdit>(&line) {
-                Ok(e) => {
-                    latest.insert(e.centre.clone(), e);
-                }
-                Err(_) if line.is_empty() && last => {}
-                Err(e) if last => {
-                    tracing::warn!(line = n, error = %e, "roster.log ends in a torn record; cutting it off");
-                    file.set_len(good).map_err(io)?;
-                    file.sync_data().map_err(io)?;
-                    break;
-                }
-                Err(e) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "{}: line {n}: {e}",
-                        path.display()
-                    )))
-                }
-            }
-            good += line.len() as u64 + 1;
-        }
+        let (log, _) = JsonLines::open(dir, "roster.log", |e: RosterEdit| {
+            latest.insert(e.centre.clone(), e);
+            Ok(())
+        })?;
         Ok(RosterLog {
-            path,
-            file: Mutex::new(file),
+            log,
             latest: Mutex::new(latest),
         })
     }
@@ -89,22 +55,11 @@ impl RosterLog {
         edit: RosterEdit,
         check: impl FnOnce(&RosterEdit) -> Result<(), E>,
     ) -> Result<Result<(), E>, StoreError> {
-        let mut f = self
-            .file
-            .lock()
-            .map_err(|_| StoreError::Corrupt("roster: poisoned lock".into()))?;
+        let mut f = self.log.lock()?;
         if let Err(e) = check(&edit) {
             return Ok(Err(e));
         }
-        let mut bytes =
-            serde_json::to_vec(&edit).map_err(|e| StoreError::Corrupt(format!("roster: {e}")))?;
-        bytes.push(b'\n');
-        let io = |e| StoreError::io(&self.path, e);
-        let len = f.metadata().map_err(io)?.len();
-        if let Err(e) = f.write_all(&bytes).and_then(|_| f.sync_data()) {
-            let _ = f.set_len(len);
-            return Err(io(e));
-        }
+        self.log.append(&mut f, &edit)?;
         self.latest
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -6,14 +6,13 @@
 //! acknowledged) is cut at open; a damaged line elsewhere is refused.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
 use huren_workflow::{Created, Event, Task, TaskId, TransitionError};
 use serde::{Deserialize, Serialize};
 
+use crate::jsonl::JsonLines;
 use crate::StoreError;
 
 #[derive(Serialize, Deserialize)]
@@ -42,9 +41,8 @@ pub const CHANGES_KEPT: usize = 100_000;
 
 /// The reading tasks of one store directory.
 pub struct TaskStore {
-    path: PathBuf,
     /// The file, and the lock every transition is checked and appended under.
-    file: Mutex<File>,
+    log: JsonLines,
     tasks: RwLock<HashMap<TaskId, Task>>,
     /// The most recent changes: `(sequence, task)`, the sequence being the event's line
     /// number in `tasks.log` (so it survives a restart).
@@ -56,56 +54,25 @@ pub struct TaskStore {
 impl TaskStore {
     /// Opens (or creates) `dir/tasks.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<TaskStore, StoreError> {
-        let path = dir.as_ref().join("tasks.log");
-        let io = |e| StoreError::io(&path, e);
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
         let mut tasks: HashMap<TaskId, Task> = HashMap::new();
         let mut changes = VecDeque::new();
         let mut seq = 0u64;
-        let mut good = 0u64;
-        let mut lines = BufReader::new(&file).split(b'\n').peekable();
-        let mut n = 0;
-        while let Some(line) = lines.next() {
-            n += 1;
-            let line = line.map_err(io)?;
-            let last = lines.peek().is_none();
-            let damaged =
-                |e: String| StoreError::Corrupt(format!("{}: line {n}: {e}", path.display()));
-            match serde_json::from_slice::<Line>(&line) {
-                Ok(l) => {
-                    let next = match (&l.event, tasks.get(&l.task)) {
-                        (Event::Created(c), None) => Task::new(c),
-                        (_, Some(t)) => t.apply(&l.event).map_err(|e| damaged(e.to_string()))?,
-                        (_, None) => {
-                            return Err(damaged(format!("event for unknown task {}", l.task.0)))
-                        }
-                    };
-                    seq += 1;
-                    if changes.len() == CHANGES_KEPT {
-                        changes.pop_front();
-                    }
-                    changes.push_back((seq, l.task.clone()));
-                    tasks.insert(l.task, next);
-                }
-                Err(_) if line.is_empty() && last => {}
-                Err(e) if last => {
-                    tracing::warn!(line = n, error = %e, "tasks.log ends in a torn record; cutting it off");
-                    file.set_len(good).map_err(io)?;
-                    file.sync_data().map_err(io)?;
-                    break;
-                }
-                Err(e) => return Err(damaged(e.to_string())),
+        let (log, _) = JsonLines::open(dir, "tasks.log", |l: Line| {
+            let next = match (&l.event, tasks.get(&l.task)) {
+                (Event::Created(c), None) => Task::new(c),
+                (_, Some(t)) => t.apply(&l.event).map_err(|e| e.to_string())?,
+                (_, None) => return Err(format!("event for unknown task {}", l.task.0)),
+            };
+            seq += 1;
+            if changes.len() == CHANGES_KEPT {
+                changes.pop_front();
             }
-            good += line.len() as u64 + 1;
-        }
+            changes.push_back((seq, l.task.clone()));
+            tasks.insert(l.task, next);
+            Ok(())
+        })?;
         Ok(TaskStore {
-            path,
-            file: Mutex::new(file),
+            log,
             tasks: RwLock::new(tasks),
             changes: Mutex::new(changes),
             latest: tokio::sync::watch::Sender::new(seq),
@@ -169,27 +136,10 @@ impl TaskStore {
         Some(out)
     }
 
-    fn append(&self, f: &mut File, line: &Line) -> Result<(), StoreError> {
-        let mut bytes =
-            serde_json::to_vec(line).map_err(|e| StoreError::Corrupt(format!("task: {e}")))?;
-        bytes.push(b'\n');
-        let io = |e| StoreError::io(&self.path, e);
-        let len = f.metadata().map_err(io)?.len();
-        if let Err(e) = f.write_all(&bytes).and_then(|_| f.sync_data()) {
-            // Roll back a partial append; the caller is told it failed.
-            let _ = f.set_len(len);
-            return Err(io(e));
-        }
-        Ok(())
-    }
-
     /// Creates a task unless one with its id exists; returns the task and whether it is new.
     /// Returns once it is durable.
     pub fn create(&self, c: Created) -> Result<(Task, bool), TaskError> {
-        let mut f = self
-            .file
-            .lock()
-            .map_err(|_| StoreError::Corrupt("tasks: poisoned lock".into()))?;
+        let mut f = self.log.lock()?;
         if let Some(t) = self.get(&c.id) {
             return Ok((t, false));
         }
@@ -198,7 +148,7 @@ impl TaskStore {
             task: c.id.clone(),
             event: Event::Created(c),
         };
-        self.append(&mut f, &line)?;
+        self.log.append(&mut f, &line)?;
         if let Ok(mut m) = self.tasks.write() {
             m.insert(line.task.clone(), task.clone());
         }
@@ -209,15 +159,12 @@ impl TaskStore {
     /// Applies an event to a task: checked against the task as it is, then made durable, then
     /// answered. Nothing is written when it does not apply.
     pub fn apply(&self, id: &TaskId, event: Event) -> Result<Task, TaskError> {
-        let mut f = self
-            .file
-            .lock()
-            .map_err(|_| StoreError::Corrupt("tasks: poisoned lock".into()))?;
+        let mut f = self.log.lock()?;
         let current = self
             .get(id)
             .ok_or_else(|| TaskError::Unknown(id.0.clone()))?;
         let next = current.apply(&event)?;
-        self.append(
+        self.log.append(
             &mut f,
             &Line {
                 task: id.clone(),
