@@ -9,9 +9,11 @@
 //! answered. The sled index ([`index`]) is derived: it is brought up to date from the journal
 //! at start-up and can be rebuilt from scratch with [`Store::reindex`].
 
+mod alerts;
 mod blobs;
 mod consents;
 mod error;
+pub mod feed;
 mod generations;
 pub mod index;
 mod journal;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use huren_model::{ContentHash, Hashed, InstanceRecord, PatientId, Report, ReportKind};
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{AlertStore, AlertStoreError};
 pub use consents::ConsentStore;
 pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};
@@ -185,6 +188,7 @@ struct Inner {
     generations: Arc<generations::Generations>,
     tasks: TaskStore,
     roster: RosterLog,
+    alerts: AlertStore,
     outbox: Outbox,
 }
 
@@ -295,6 +299,7 @@ impl Store {
         let generations = Arc::new(generations::Generations::new());
         let tasks = TaskStore::open(&dir)?;
         let roster = RosterLog::open(&dir)?;
+        let alerts = AlertStore::open(&dir)?;
         let outbox = Outbox::open(&dir)?;
         let writer = writer::spawn(
             journal,
@@ -316,6 +321,7 @@ impl Store {
                 generations,
                 tasks,
                 roster,
+                alerts,
                 outbox,
             }),
         })
@@ -405,6 +411,11 @@ impl Store {
     /// The roster edits (`roster.log`).
     pub fn roster(&self) -> &RosterLog {
         &self.inner.roster
+    }
+
+    /// The alerts (`alerts.log`).
+    pub fn alerts(&self) -> &AlertStore {
+        &self.inner.alerts
     }
 
     /// The outbound messages (`outbox.log`).

@@ -5,13 +5,14 @@
 //! claiming one task at once exactly one wins. A torn last line (a crash mid-append, never
 //! acknowledged) is cut at open; a damaged line elsewhere is refused.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 
 use huren_workflow::{Created, Event, Task, TaskId, TransitionError};
 use serde::{Deserialize, Serialize};
 
+use crate::feed::Feed;
 use crate::jsonl::JsonLines;
 use crate::StoreError;
 
@@ -36,104 +37,55 @@ pub enum TaskError {
     Store(#[from] StoreError),
 }
 
-/// How many recent task changes are kept for event-stream replay (`Last-Event-ID`).
-pub const CHANGES_KEPT: usize = 100_000;
-
 /// The reading tasks of one store directory.
 pub struct TaskStore {
     /// The file, and the lock every transition is checked and appended under.
     log: JsonLines,
     tasks: RwLock<HashMap<TaskId, Task>>,
-    /// The most recent changes: `(sequence, task)`, the sequence being the event's line
-    /// number in `tasks.log` (so it survives a restart).
-    changes: Mutex<VecDeque<(u64, TaskId)>>,
-    /// The sequence of the last durable event, for waiting on the next one.
-    latest: tokio::sync::watch::Sender<u64>,
+    /// The changes, numbered by their line in `tasks.log` (so the numbers survive a restart).
+    feed: Feed<TaskId>,
 }
 
 impl TaskStore {
     /// Opens (or creates) `dir/tasks.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<TaskStore, StoreError> {
         let mut tasks: HashMap<TaskId, Task> = HashMap::new();
-        let mut changes = VecDeque::new();
-        let mut seq = 0u64;
+        let mut keys = Vec::new();
         let (log, _) = JsonLines::open(dir, "tasks.log", |l: Line| {
             let next = match (&l.event, tasks.get(&l.task)) {
                 (Event::Created(c), None) => Task::new(c),
                 (_, Some(t)) => t.apply(&l.event).map_err(|e| e.to_string())?,
                 (_, None) => return Err(format!("event for unknown task {}", l.task.0)),
             };
-            seq += 1;
-            if changes.len() == CHANGES_KEPT {
-                changes.pop_front();
-            }
-            changes.push_back((seq, l.task.clone()));
+            keys.push(l.task.clone());
             tasks.insert(l.task, next);
             Ok(())
         })?;
         Ok(TaskStore {
             log,
             tasks: RwLock::new(tasks),
-            changes: Mutex::new(changes),
-            latest: tokio::sync::watch::Sender::new(seq),
+            feed: Feed::replayed(keys),
         })
     }
 
-    /// Records a durable change (called under the file lock, after the append).
-    fn changed(&self, id: &TaskId) {
-        let mut c = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        let seq = self.latest.borrow().saturating_add(1);
-        if c.len() == CHANGES_KEPT {
-            c.pop_front();
-        }
-        c.push_back((seq, id.clone()));
-        drop(c);
-        self.latest.send_replace(seq);
+    /// The task changes (for event streams).
+    pub fn feed(&self) -> &Feed<TaskId> {
+        &self.feed
     }
 
     /// The sequence number of the last durable task event (0: none yet).
     pub fn sequence(&self) -> u64 {
-        *self.latest.borrow()
+        self.feed.sequence()
     }
 
     /// A receiver that wakes when a task event becomes durable.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.latest.subscribe()
+        self.feed.subscribe()
     }
 
-    /// The tasks changed after sequence `after`, oldest first, each with the sequence of its
-    /// latest change at the time of the call (a task changed twice appears once, at its later
-    /// sequence). `None` when changes after `after` are no longer kept (the caller starts
-    /// over from the current state); at most `limit` entries.
+    /// See [`Feed::changes_since`].
     pub fn changes_since(&self, after: u64, limit: usize) -> Option<Vec<(u64, TaskId)>> {
-        let c = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        let first = c.front().map(|(s, _)| *s);
-        let latest = self.sequence();
-        if after > latest {
-            return None;
-        }
-        match first {
-            Some(f) if after + 1 < f => return None,
-            None if after < latest => return None,
-            _ => {}
-        }
-        let start = c.partition_point(|(s, _)| *s <= after);
-        let mut out: Vec<(u64, TaskId)> = Vec::new();
-        let mut seen: HashMap<&TaskId, usize> = HashMap::new();
-        for (s, id) in c.range(start..) {
-            match seen.get(id) {
-                Some(&i) => out[i].0 = *s,
-                None => {
-                    if out.len() == limit {
-                        break;
-                    }
-                    seen.insert(id, out.len());
-                    out.push((*s, id.clone()));
-                }
-            }
-        }
-        out.sort_by_key(|(s, _)| *s);
-        Some(out)
+        self.feed.changes_since(after, limit)
     }
 
     /// Creates a task unless one with its id exists; returns the task and whether it is new.
@@ -152,7 +104,7 @@ impl TaskStore {
         if let Ok(mut m) = self.tasks.write() {
             m.insert(line.task.clone(), task.clone());
         }
-        self.changed(&line.task);
+        self.feed.changed(&line.task);
         Ok((task, true))
     }
 
@@ -174,7 +126,7 @@ impl TaskStore {
         if let Ok(mut m) = self.tasks.write() {
             m.insert(id.clone(), next.clone());
         }
-        self.changed(id);
+        self.feed.changed(id);
         Ok(next)
     }
 

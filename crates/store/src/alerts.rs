@@ -1,0 +1,199 @@
+//! Alerts (`alerts.log`, issue 18): one JSON line per alert event
+//! ([`huren_alerting::Event`]), appended and `fdatasync`ed before the caller is answered,
+//! never rewritten; every alert held in memory as the fold of its events. An event is checked
+//! by `huren-alerting` against the alert as it is, under the same lock as its append, so of
+//! two acknowledgements at once exactly one is recorded. The changes feed the event streams.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::RwLock;
+
+use huren_alerting::{Alert, AlertError, AlertId, Event, Raised};
+use serde::{Deserialize, Serialize};
+
+use crate::feed::Feed;
+use crate::jsonl::JsonLines;
+use crate::StoreError;
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    alert: AlertId,
+    #[serde(flatten)]
+    event: Event,
+}
+
+/// Why an alert event was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertStoreError {
+    /// No alert has this id.
+    #[error("no alert {0}")]
+    Unknown(String),
+    /// The event does not apply to the alert as it is (nothing was written).
+    #[error(transparent)]
+    Refused(#[from] AlertError),
+    /// Writing it failed (nothing was recorded).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The alerts of one store directory.
+pub struct AlertStore {
+    log: JsonLines,
+    alerts: RwLock<HashMap<AlertId, Alert>>,
+    feed: Feed<AlertId>,
+}
+
+impl AlertStore {
+    /// Opens (or creates) `dir/alerts.log` and replays it.
+    pub fn open(dir: impl AsRef<Path>) -> Result<AlertStore, StoreError> {
+        let mut alerts: HashMap<AlertId, Alert> = HashMap::new();
+        let mut keys = Vec::new();
+        let (log, _) = JsonLines::open(dir, "alerts.log", |l: Line| {
+            let next = match (&l.event, alerts.get(&l.alert)) {
+                (Event::Raised(r), None) => Alert::new(r),
+                (_, Some(a)) => a.apply(&l.event).map_err(|e| e.to_string())?,
+                (_, None) => return Err(format!("event for unknown alert {}", l.alert.0)),
+            };
+            keys.push(l.alert.clone());
+            alerts.insert(l.alert, next);
+            Ok(())
+        })?;
+        Ok(AlertStore {
+            log,
+            alerts: RwLock::new(alerts),
+            feed: Feed::replayed(keys),
+        })
+    }
+
+    /// Raises an alert unless one with its id exists; the alert and whether it is new.
+    /// Returns once it is durable.
+    pub fn raise(&self, r: Raised) -> Result<(Alert, bool), StoreError> {
+        let mut f = self.log.lock()?;
+        if let Some(a) = self.get(&r.id) {
+            return Ok((a, false));
+        }
+        let alert = Alert::new(&r);
+        let line = Line {
+            alert: r.id.clone(),
+            event: Event::Raised(r),
+        };
+        self.log.append(&mut f, &line)?;
+        if let Ok(mut m) = self.alerts.write() {
+            m.insert(line.alert.clone(), alert.clone());
+        }
+        self.feed.changed(&line.alert);
+        Ok((alert, true))
+    }
+
+    /// Applies an event: checked against the alert as it is, made durable, then answered.
+    /// Nothing is written when it does not apply. A delivery or read already recorded for
+    /// that principal is answered without writing again.
+    pub fn apply(&self, id: &AlertId, event: Event) -> Result<Alert, AlertStoreError> {
+        let mut f = self.log.lock()?;
+        let current = self
+            .get(id)
+            .ok_or_else(|| AlertStoreError::Unknown(id.0.clone()))?;
+        let next = current.apply(&event)?;
+        if next == current {
+            return Ok(next);
+        }
+        self.log.append(
+            &mut f,
+            &Line {
+                alert: id.clone(),
+                event,
+            },
+        )?;
+        if let Ok(mut m) = self.alerts.write() {
+            m.insert(id.clone(), next.clone());
+        }
+        self.feed.changed(id);
+        Ok(next)
+    }
+
+    /// One alert.
+    pub fn get(&self, id: &AlertId) -> Option<Alert> {
+        self.alerts.read().ok()?.get(id).cloned()
+    }
+
+    /// The alerts `keep` selects, cloned.
+    pub fn select(&self, keep: impl Fn(&Alert) -> bool) -> Vec<Alert> {
+        self.alerts
+            .read()
+            .map(|m| m.values().filter(|a| keep(a)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The alert changes (for event streams).
+    pub fn feed(&self) -> &Feed<AlertId> {
+        &self.feed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use huren_alerting::{AlertKind, Decision};
+
+    fn raised(id: &str) -> Raised {
+        Raised {
+            id: AlertId(id.into()),
+            kind: AlertKind::Stemi,
+            institution: "FX-SQ01".into(),
+            group: "fx-pci".into(),
+            report: format!("blake3:{}", "a".repeat(64)),
+            summary: "急性下壁心肌梗死".into(),
+            at: Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 0).unwrap(),
+        }
+    }
+
+    fn ack(by: &str) -> Event {
+        Event::Acknowledged {
+            by: by.into(),
+            at: Utc.with_ymd_and_hms(2026, 12, 7, 8, 1, 0).unwrap(),
+            decision: Decision::StemiTransfer,
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn alerts_survive_reopen_one_acknowledgement_wins_and_repeats_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = AlertId("a1".into());
+        {
+            let s = std::sync::Arc::new(AlertStore::open(dir.path()).unwrap());
+            assert!(s.raise(raised("a1")).unwrap().1);
+            assert!(!s.raise(raised("a1")).unwrap().1, "raised once");
+            let delivered = Event::Delivered {
+                to: "dr.c".into(),
+                at: Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 1).unwrap(),
+            };
+            s.apply(&id, delivered.clone()).unwrap();
+            s.apply(&id, delivered).unwrap();
+            let wins: usize = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..8)
+                    .map(|i| {
+                        let s = s.clone();
+                        let id = id.clone();
+                        sc.spawn(move || s.apply(&id, ack(&format!("dr.{i}"))).is_ok() as usize)
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).sum()
+            });
+            assert_eq!(wins, 1);
+            assert_eq!(s.feed().sequence(), 3);
+        }
+        let s = AlertStore::open(dir.path()).unwrap();
+        let a = s.get(&id).unwrap();
+        assert_eq!(a.state.as_str(), "acknowledged");
+        assert_eq!(a.delivered.len(), 1);
+        assert_eq!(s.feed().sequence(), 3, "raise, delivery, acknowledgement");
+        let lines = std::fs::read_to_string(dir.path().join("alerts.log")).unwrap();
+        assert_eq!(lines.lines().count(), 3, "{lines}");
+        assert!(matches!(
+            s.apply(&AlertId("nope".into()), ack("x")),
+            Err(AlertStoreError::Unknown(_))
+        ));
+    }
+}
