@@ -345,7 +345,8 @@ fn open_gate(
         config.national_id_secret().unwrap_or_default().as_bytes(),
         huren_server::gate_options(&config.access),
     )
-    .with_workflow(config.workflow.clone()))
+    .with_workflow(config.workflow.clone())
+    .with_alerting(config.alerting.clone()))
 }
 
 fn println_json(v: &serde_json::Value) {

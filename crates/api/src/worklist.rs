@@ -134,6 +134,26 @@ pub async fn sign_and_queue(
     // The signed report goes back to its institution through the durable outbox: queued
     // before the answer. If that fails the report is signed and the task completed; the
     // start-up reconciliation queues it (`Gateway::reconcile_outbox`).
+    // A signature with a STEMI statement raises the alert its chain does not have yet.
+    let gw = st.gw.clone();
+    match tokio::task::spawn_blocking(move || gw.raise_alert_for(&report)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(report = %report, error = %e, "alert of a signed report not raised");
+            return Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "alert not raised",
+                format!("the report {report} is signed, but raising its alert failed: {e}"),
+            ));
+        }
+        Err(e) => {
+            return Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "alert not raised",
+                format!("the report {report} is signed; raising its alert failed: {e}"),
+            ))
+        }
+    }
     let gw = st.gw.clone();
     match tokio::task::spawn_blocking(move || gw.enqueue_signed(&report)).await {
         Ok(Ok(_)) => {}

@@ -25,6 +25,7 @@ use huren_recognition::{
 use huren_store::{ConsentStore, IdentityLink, ReportMeta, Store, StoreError, StudyRow};
 use serde_json::{json, Value};
 
+pub mod alerts;
 pub mod centre;
 mod preview;
 mod problem;
@@ -100,6 +101,8 @@ pub struct Gate {
     /// The reading centres and roster: the configured ones with the roster edits applied,
     /// swapped whole when a head edits a roster.
     workflow: worklist::SharedWorkflow,
+    /// Alert groups, duty rosters, routes.
+    alerting: Arc<huren_alerting::Alerting>,
 }
 
 /// Proof that the gate made a value: it has no public constructor.
@@ -523,7 +526,14 @@ impl Gate {
             options,
             verifier: None,
             workflow: Arc::default(),
+            alerting: Arc::default(),
         }
+    }
+
+    /// The same gate deciding alerts by these groups and duty rosters.
+    pub fn with_alerting(mut self, alerting: huren_alerting::Alerting) -> Gate {
+        self.alerting = Arc::new(alerting);
+        self
     }
 
     /// The same gate deciding worklists by these reading centres and roster, with the roster

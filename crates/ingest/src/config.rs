@@ -79,6 +79,21 @@ pub struct Config {
     /// The four above, validated.
     #[serde(skip)]
     pub workflow: huren_workflow::Workflow,
+    /// Alert recipient groups (`[[alert_group]]`), see docs/alerts.md.
+    #[serde(default, rename = "alert_group")]
+    pub alert_groups: Vec<huren_alerting::AlertGroup>,
+    /// Their duty rosters (`[[alert_duty]]`).
+    #[serde(default)]
+    pub alert_duty: Vec<huren_alerting::AlertDuty>,
+    /// Which group a sending institution's alerts go to (`[[alert_route]]`).
+    #[serde(default, rename = "alert_route")]
+    pub alert_routes: Vec<huren_alerting::AlertRoute>,
+    /// Lab items critical beyond a bound (`[[critical_threshold]]`).
+    #[serde(default, rename = "critical_threshold")]
+    pub critical_thresholds: Vec<huren_alerting::Threshold>,
+    /// The four above, validated.
+    #[serde(skip)]
+    pub alerting: huren_alerting::Alerting,
     /// Delivery of outbound messages (`[outbox]`).
     #[serde(default)]
     pub outbox: OutboxConfig,
@@ -678,7 +693,21 @@ impl Config {
         cfg.workflow = workflow
             .validate(|code| cfg.institution(code).is_some())
             .map_err(|e| invalid(format!("reading centres: {e}")))?;
+        cfg.alerting = cfg
+            .alert_config()
+            .validate(|code| cfg.institution(code).is_some())
+            .map_err(|e| invalid(format!("alerts: {e}")))?;
         Ok(cfg)
+    }
+
+    /// The alerting arrays as one [`huren_alerting::AlertConfig`].
+    pub fn alert_config(&self) -> huren_alerting::AlertConfig {
+        huren_alerting::AlertConfig {
+            groups: self.alert_groups.clone(),
+            duty: self.alert_duty.clone(),
+            routes: self.alert_routes.clone(),
+            thresholds: self.critical_thresholds.clone(),
+        }
     }
 
     /// The institution that owns an HL7 sender (MSH-3 application, MSH-4 facility).

@@ -385,12 +385,12 @@ impl Gateway {
             Plan::Done(o) => *o,
             Plan::Commit(b) => {
                 let (ingest, record, out) = *b;
-                let found = crate::reading::candidates(&ingest);
+                let found = crate::reading::FollowUps::of(&self.config, &ingest);
                 let res = self
                     .ingest_store()
                     .commit_instances(ingest, vec![record])
                     .await
-                    .and_then(|c| self.schedule_reading(found, &c).map(|_| c));
+                    .and_then(|c| self.follow_up(found, &c).map(|_| c));
                 finish(out, res)
             }
         }
@@ -410,11 +410,11 @@ impl Gateway {
             Plan::Done(o) => *o,
             Plan::Commit(b) => {
                 let (ingest, record, out) = *b;
-                let found = crate::reading::candidates(&ingest);
+                let found = crate::reading::FollowUps::of(&self.config, &ingest);
                 let res = self
                     .ingest_store()
                     .commit_instances_blocking(ingest, vec![record])
-                    .and_then(|c| self.schedule_reading(found, &c).map(|_| c));
+                    .and_then(|c| self.follow_up(found, &c).map(|_| c));
                 finish(out, res)
             }
         }

@@ -140,7 +140,12 @@ impl Gateway {
         match self.prepare_hl7(bytes, institution, peer_institution) {
             Err(r) => rejected(r),
             Ok(mut p) => {
-                let res = self.store.commit(std::mem::take(&mut p.ingest)).await;
+                let alerts = crate::alerts::alert_candidates(&self.config, &p.ingest);
+                let res = self
+                    .store
+                    .commit(std::mem::take(&mut p.ingest))
+                    .await
+                    .and_then(|c| self.raise_alerts(alerts, &c).map(|_| c));
                 finish(p, res)
             }
         }
@@ -151,7 +156,11 @@ impl Gateway {
         match self.prepare_hl7(bytes, institution, None) {
             Err(r) => rejected(r),
             Ok(mut p) => {
-                let res = self.store.commit_blocking(std::mem::take(&mut p.ingest));
+                let alerts = crate::alerts::alert_candidates(&self.config, &p.ingest);
+                let res = self
+                    .store
+                    .commit_blocking(std::mem::take(&mut p.ingest))
+                    .and_then(|c| self.raise_alerts(alerts, &c).map(|_| c));
                 finish(p, res)
             }
         }

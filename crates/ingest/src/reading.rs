@@ -96,20 +96,43 @@ impl Gateway {
         }
     }
 
-    /// Commits an ingest, then schedules its reading tasks; `Ok` only when both are durable.
+    /// Commits an ingest, then schedules its reading tasks and raises its alerts; `Ok` only
+    /// when all are durable.
     pub(crate) async fn commit_read(&self, ingest: Ingest) -> Result<Committed, StoreError> {
-        let found = candidates(&ingest);
+        let found = FollowUps::of(&self.config, &ingest);
         let c = self.ingest_store().commit(ingest).await?;
-        self.schedule_reading(found, &c)?;
+        self.follow_up(found, &c)?;
         Ok(c)
     }
 
     /// Blocking form of [`Gateway::commit_read`].
     pub(crate) fn commit_read_blocking(&self, ingest: Ingest) -> Result<Committed, StoreError> {
-        let found = candidates(&ingest);
+        let found = FollowUps::of(&self.config, &ingest);
         let c = self.ingest_store().commit_blocking(ingest)?;
-        self.schedule_reading(found, &c)?;
+        self.follow_up(found, &c)?;
         Ok(c)
+    }
+
+    /// Makes the reading tasks and alerts of a committed ingest durable.
+    pub(crate) fn follow_up(&self, f: FollowUps, c: &Committed) -> Result<(), StoreError> {
+        self.schedule_reading(f.tasks, c)?;
+        self.raise_alerts(f.alerts, c)
+    }
+}
+
+/// What an ingest may lead to once committed: reading tasks and alerts, per report.
+pub(crate) struct FollowUps {
+    tasks: Vec<Option<Candidate>>,
+    alerts: Vec<Option<crate::alerts::AlertCandidate>>,
+}
+
+impl FollowUps {
+    /// Found in an ingest before its commit.
+    pub(crate) fn of(config: &crate::config::Config, ingest: &Ingest) -> FollowUps {
+        FollowUps {
+            tasks: candidates(ingest),
+            alerts: crate::alerts::alert_candidates(config, ingest),
+        }
     }
 }
 

@@ -1,0 +1,149 @@
+//! Alerts raised on ingest (issue 18): a community ECG the cart flags as acute MI / STEMI
+//! (the ECG critical catalogue's `stemi` rule), and a lab result with a critical value
+//! (OBX-8 `HH`, `LL` or `AA`, or a configured `[[critical_threshold]]` crossed), from an
+//! institution that `[[alert_route]]` sends to a group. The alert is made durable after the
+//! report's commit and before the sender's acknowledgement, like a reading task; one alert per
+//! report chain, so a resend or a correction does not raise a second one.
+
+use huren_alerting::{AlertId, AlertKind, Raised};
+use huren_model::{ContentHash, LabObservation, Report, ReportKind};
+use huren_store::{Committed, Ingest, StoreError};
+
+use crate::config::Config;
+use crate::Gateway;
+
+/// What in one report may raise an alert.
+pub(crate) struct AlertCandidate {
+    kind: AlertKind,
+    institution: String,
+    chain: String,
+    summary: String,
+}
+
+/// Whether an observation is a critical value: OBX-8 `HH` / `LL` / `AA`, or a configured
+/// threshold crossed by its numeric value.
+pub fn is_critical(config: &Config, o: &LabObservation) -> bool {
+    if o.abnormal_flags.iter().any(|f| f.is_critical()) {
+        return true;
+    }
+    let raw = o.abnormal_flags_raw.as_deref().unwrap_or("");
+    if raw.split('~').any(|f| f.trim().eq_ignore_ascii_case("AA")) {
+        return true;
+    }
+    o.value.trim().parse::<f64>().ok().is_some_and(|v| {
+        config
+            .alerting
+            .crossed(&o.code, v, o.unit.as_deref())
+            .is_some()
+    })
+}
+
+fn candidate(config: &Config, r: &Report) -> Option<AlertCandidate> {
+    let (kind, summary) = match r.kind {
+        ReportKind::Ecg => {
+            let c = r.ecg.as_deref()?.critical.as_ref()?;
+            if c.rule != "stemi" {
+                return None;
+            }
+            (AlertKind::Stemi, c.statement.clone())
+        }
+        ReportKind::Lab => {
+            let crit: Vec<String> = r
+                .lab
+                .as_ref()?
+                .observations
+                .iter()
+                .filter(|o| is_critical(config, o))
+                .map(|o| {
+                    format!(
+                        "{} {} {} {}",
+                        o.name.as_deref().unwrap_or(&o.code),
+                        o.value,
+                        o.unit.as_deref().unwrap_or(""),
+                        o.abnormal_flags_raw.as_deref().unwrap_or("")
+                    )
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                })
+                .collect();
+            if crit.is_empty() {
+                return None;
+            }
+            (AlertKind::LabCritical, crit.join("；"))
+        }
+        ReportKind::Imaging => return None,
+    };
+    Some(AlertCandidate {
+        kind,
+        institution: r.source.institution.clone(),
+        chain: r.source.chain_key(r.kind),
+        summary: summary.chars().take(500).collect(),
+    })
+}
+
+/// The reports of an ingest that may raise an alert, in the ingest's order (`None` for the
+/// others), so they pair with [`Committed::reports`].
+pub(crate) fn alert_candidates(config: &Config, ingest: &Ingest) -> Vec<Option<AlertCandidate>> {
+    ingest
+        .reports
+        .iter()
+        .map(|r| candidate(config, r))
+        .collect()
+}
+
+/// The alert id of a report chain: stable across versions and resends.
+pub fn alert_id(chain: &str) -> AlertId {
+    let h = ContentHash::of(format!("alert|{chain}").as_bytes()).hex();
+    AlertId(format!("a-{}", &h[..20]))
+}
+
+impl Gateway {
+    /// Raises the alert of a stored report (a reader's signed version with a critical
+    /// statement) unless its chain has one. Durable before it returns.
+    pub fn raise_alert_for(&self, report: &ContentHash) -> Result<(), StoreError> {
+        let Some(r) = self.ingest_store().report_shared(report)? else {
+            return Ok(());
+        };
+        self.raise(std::iter::once((candidate(&self.config, &r), *report)))
+    }
+
+    /// Makes the alerts of a committed ingest durable (those that exist are kept).
+    pub(crate) fn raise_alerts(
+        &self,
+        found: Vec<Option<AlertCandidate>>,
+        committed: &Committed,
+    ) -> Result<(), StoreError> {
+        self.raise(
+            found
+                .into_iter()
+                .zip(committed.reports.iter().map(|r| r.report)),
+        )
+    }
+
+    fn raise(
+        &self,
+        found: impl Iterator<Item = (Option<AlertCandidate>, ContentHash)>,
+    ) -> Result<(), StoreError> {
+        let now = chrono::Utc::now();
+        for (c, report) in found {
+            let Some(c) = c else { continue };
+            let Some(group) = self.config.alerting.route(&c.institution, c.kind) else {
+                continue;
+            };
+            let (a, new) = self.ingest_store().alerts().raise(Raised {
+                id: alert_id(&c.chain),
+                kind: c.kind,
+                institution: c.institution,
+                group: group.to_string(),
+                report: report.to_string(),
+                summary: c.summary,
+                at: now,
+            })?;
+            if new {
+                tracing::warn!(alert = %a.raised.id, kind = a.raised.kind.as_str(), group = %a.raised.group, "alert raised");
+            }
+        }
+        Ok(())
+    }
+}
