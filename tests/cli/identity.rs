@@ -10,12 +10,19 @@ use crate::mllp::config_file;
 use crate::support::{msa, Mllp, Server};
 
 /// The patient's national ID, and the same with one digit wrong.
-const NID: &str = "310120199001011234";
-const TYPO: &str = "310120199001011284";
+pub(crate) const NID: &str = "310120199001011234";
+pub(crate) const TYPO: &str = "310120199001011284";
 const PRIVACY: &str = "Bearer test-privacy-token";
 const CLINICIAN: &str = "Bearer test-clinician-token";
 
-fn oru(facility: &str, ctl: &str, local: &str, nid: &str, filler: &str, value: &str) -> Vec<u8> {
+pub(crate) fn oru(
+    facility: &str,
+    ctl: &str,
+    local: &str,
+    nid: &str,
+    filler: &str,
+    value: &str,
+) -> Vec<u8> {
     let t = (Utc::now() + Duration::hours(8) - Duration::days(2))
         .format("%Y%m%d%H%M%S")
         .to_string();
@@ -38,7 +45,7 @@ PV1|1|O\r"
     .into_bytes()
 }
 
-fn send(c: &mut Mllp, msg: &[u8]) {
+pub(crate) fn send(c: &mut Mllp, msg: &[u8]) {
     let ack = c.send(msg).expect("ack");
     assert_eq!(msa(&ack).0, "AA", "{ack}");
 }

@@ -617,6 +617,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/ui/identity",
+            "/ui/identity".into(),
+            Class::Web,
+            303,
+            None,
+        ),
+        r(
+            "GET",
             "/api/v1/patients/{id}/reports",
             "/api/v1/patients/FX-ZX:M1/reports".into(),
             Class::Person,
@@ -1073,6 +1081,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
     post(
         "/ui/p/{h}/decide",
         "/ui/p/00/decide".into(),
+        Class::Web,
+        422,
+        None,
+        form("x=1"),
+    );
+    post(
+        "/ui/identity/{id}/resolve",
+        "/ui/identity/999-0/resolve".into(),
         Class::Web,
         422,
         None,

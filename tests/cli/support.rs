@@ -123,8 +123,10 @@ impl Server {
                 Some("mllp") => mllp = v["addr"].as_str().unwrap().to_string(),
                 _ => {}
             }
+            let tokens = v.get("demo_token").is_some();
             lines.push(v);
-            if !http.is_empty() && !mllp.is_empty() && (!demo || lines.len() >= 4) {
+            // A demo prints its tokens last (after its listeners, DICOM included).
+            if !http.is_empty() && !mllp.is_empty() && (!demo || tokens) {
                 break;
             }
         }

@@ -2,7 +2,8 @@
 // headless Debian chromium driven by playwright-core. Prints one JSON line with what it did,
 // which the Rust side checks against the audit log. Exits non-zero on the first failure.
 //
-// env: HUREN_URL, HUREN_MLLP, DEMO_TOKEN, COMMISSION_TOKEN, SHOTS (screenshot directory),
+// env: HUREN_URL, HUREN_MLLP, DEMO_TOKEN, COMMISSION_TOKEN, PRIVACY_TOKEN,
+//      SHOTS (screenshot directory),
 //      DEMO_PATIENT_AUTHORIZATION ("KIND CODE", the consent `serve --demo` recorded),
 //      CHROMIUM (default /usr/bin/chromium)
 import { chromium } from "playwright-core";
@@ -243,6 +244,32 @@ try {
   const total = await page.locator("#stats-total td").allTextContents();
   check(Number(total[3]) >= 1 && Number(total[5]) >= 1, `statistics count the decisions: ${total.join(" ")}`);
   await shot("stats");
+
+  // Identity review as the privacy officer: a message claims another national ID for the
+  // demo patient's local ID; the officer keeps the existing link, with a reason.
+  const claim = [
+    `MSH|^~\\&|LIS|FX-ZX|HUREN|FX-YLT|${ts}||ORU^R01^ORU_R01|IDC-${ts}|P|2.5.1|||||CHN|UNICODE UTF-8`,
+    `PID|1||ZX0098765^^^FX-ZX^MR~310120195805201239^^^NNCHN^NI||李^秀英||19580520|F`,
+    (() => { const f = Array(26).fill(""); f[0] = "OBR"; f[1] = "1"; f[2] = "IDC1"; f[3] = "IDC1L"; f[4] = "NOTE^备注^L"; f[7] = ts; f[22] = ts; f[24] = "CH"; f[25] = "F"; return f.join("|"); })(),
+    `OBX|1|ST|NOTE^备注^L||identity-claim-note||||||F`,
+  ].join("\r") + "\r";
+  check((await mllpSend(process.env.HUREN_MLLP, claim)).includes("MSA|AA"), "contradicting claim acknowledged");
+  await page.click("header form button");
+  await page.waitForURL(base + "/");
+  await page.fill("#token", process.env.PRIVACY_TOKEN);
+  await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+  await Promise.all([page.waitForNavigation(), page.click("#nav-identity")]);
+  const item = page.locator("article.review", { hasText: `IDC-${ts}` });
+  check(await item.isVisible(), "identity review item listed");
+  check((await item.locator("td.local").textContent()).includes("FX-ZX:ZX0098765"), "the local ID claimed is shown");
+  check(!(await page.locator("main").innerText()).includes("identity-claim-note"), "no clinical content on the review page");
+  await shot("identity");
+  await item.locator("input[value=keep]").check();
+  await item.locator("input.reason").fill("与患者身份证核对，原关联正确");
+  await Promise.all([page.waitForNavigation(), item.locator("button[type=submit]").click()]);
+  check(await page.locator("#done").isVisible(), "identity decision recorded");
+  check(await page.locator("article.review", { hasText: `IDC-${ts}` }).count() === 0, "the decided item is gone");
+  out.identity_reviews = 1;
 
 
   check(pageErrors.length === 0, "no page errors: " + pageErrors.join("; "));

@@ -3,7 +3,9 @@
 //! server-side session named by an HttpOnly, SameSite=Strict cookie; every state-changing
 //! form carries the session's CSRF token; the Content-Security-Policy allows no inline
 //! script. Patient views go through the same authorisation, evaluation and audit as the
-//! JSON API (`crate::api`); each view writes one audit record (channel `web`).
+//! JSON API (`crate::api`); each view writes one audit record (channel `web`). The privacy
+//! officer's identity review page (`/ui/identity`) lists and decides through the API's
+//! `huren_api::identity::{list, decide}`.
 
 // Refusals are whole pages (a redirect or an HTML answer), hence `Result<_, Response>`.
 #![allow(clippy::result_large_err)]
@@ -307,6 +309,11 @@ pub fn routes() -> Router<WebState> {
         )
         .route("/ui/stats", get(stats))
         .merge(reading::routes())
+        .route("/ui/identity", get(identity_page))
+        .route(
+            "/ui/identity/{id}/resolve",
+            post(identity_resolve).layer(axum::extract::DefaultBodyLimit::max(FORM_BODY_LIMIT)),
+        )
         .route("/ui/assets/{file}", get(asset))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(axum::middleware::from_fn(security_headers))
@@ -1247,6 +1254,104 @@ async fn stats(State(st): State<WebState>, w: Web, Query(q): Query<StatsQuery>) 
     {
         Ok(axum::Json(v)) => html(StatusCode::OK, pages::stats(&st, w.lang, &s, &group_by, &v)),
         Err(p) => problem_page(w.lang, Some(&s), p),
+    }
+}
+
+/// Percent-encodes a value for one path segment or query value (an identity review item's
+/// `SEQ-ENTRY` id stays as it is).
+pub fn path_segment(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+#[derive(Deserialize)]
+struct IdentityQuery {
+    done: Option<String>,
+    review: Option<String>,
+}
+
+/// The privacy officer's identity review page: the open items, listed (role check, audit
+/// record) by the same code as `GET /api/v1/identity/reviews`, with channel `web`.
+async fn identity_page(
+    State(st): State<WebState>,
+    w: Web,
+    Query(q): Query<IdentityQuery>,
+) -> Response {
+    let s = match w.need() {
+        Ok(s) => s.clone(),
+        Err(r) => return r,
+    };
+    match huren_api::identity::list(&st.api, &s.principal, Some("web")).await {
+        Ok(items) => {
+            // Only a decision word and an item id (`SEQ-ENTRY`) are echoed back.
+            let done = match (q.done.as_deref(), q.review.as_deref()) {
+                (Some(d @ ("keep" | "accept")), Some(r))
+                    if !r.is_empty()
+                        && r.len() <= 40
+                        && r.bytes().all(|b| b.is_ascii_digit() || b == b'-') =>
+                {
+                    Some((d, r))
+                }
+                _ => None,
+            };
+            html(StatusCode::OK, pages::identity(w.lang, &s, &items, done))
+        }
+        Err(p) => problem_page(w.lang, Some(&s), p),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResolveForm {
+    csrf: String,
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Decides an identity review item from the page's form: CSRF-checked, then the same role
+/// check, validation, store call and audit record as
+/// `POST /api/v1/identity/reviews/{id}/resolve` (channel `web`); back to the list with the
+/// result, or a page saying why nothing was recorded.
+async fn identity_resolve(
+    State(st): State<WebState>,
+    w: Web,
+    Path(id): Path<String>,
+    Form(f): Form<ResolveForm>,
+) -> Response {
+    let s = match w.need() {
+        Ok(s) => s.clone(),
+        Err(r) => return r,
+    };
+    if !csrf_ok(&s, &f.csrf) {
+        return csrf_refused(w.lang);
+    }
+    let asked = Ok((f.decision.as_str(), f.reason.as_str()));
+    match huren_api::identity::decide(&st.api, &s.principal, &id, asked, Some("web")).await {
+        Ok((decision, _)) => {
+            let what = match decision {
+                huren_store::ReviewDecision::KeepExisting => "keep",
+                huren_store::ReviewDecision::AcceptClaim => "accept",
+            };
+            let id = path_segment(&id);
+            Redirect::to(&format!("/ui/identity?done={what}&review={id}")).into_response()
+        }
+        Err(p) if p.status() == StatusCode::FORBIDDEN => problem_page(w.lang, Some(&s), p),
+        Err(p) => {
+            let t = w.lang.t();
+            let no_reason = p.status() == StatusCode::BAD_REQUEST
+                && matches!(f.decision.as_str(), "keep" | "accept")
+                && f.reason.trim().is_empty();
+            let detail = if no_reason {
+                t.reason_required
+            } else {
+                p.detail()
+            };
+            html(
+                p.status(),
+                pages::message(w.lang, Some(&s), t.review_refused, detail, "/ui/identity"),
+            )
+        }
     }
 }
 

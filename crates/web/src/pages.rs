@@ -5,19 +5,19 @@ use std::collections::BTreeMap;
 
 use huren_model::{LabObservation, ReportKind};
 use huren_recognition::{Level, Severity};
-use huren_store::IdentityLink;
+use huren_store::{IdentityLink, ReviewItem};
 use maud::{html, Markup, DOCTYPE};
 use serde_json::Value;
 
 use super::chart::{parse_range, trend_svg, Point};
 use super::i18n::{exception_en, reason_en, Lang};
-use super::{badge, PatientCtx, SearchForm, Signed};
+use super::{badge, path_segment, PatientCtx, SearchForm, Signed};
 use crate::WebState;
 use huren_api::api::{self, Evaluated};
 use huren_api::auth::Role;
 
 /// Bumped when the assets change (cache busting).
-const ASSET_V: &str = "7";
+const ASSET_V: &str = "8";
 
 pub(crate) fn layout(
     lang: Lang,
@@ -49,6 +49,9 @@ pub(crate) fn layout(
                             }
                             @if matches!(s.principal.role, Role::Commission | Role::PrivacyOfficer) {
                                 a href="/ui/stats" { (t.stats) }
+                                @if s.principal.role == Role::PrivacyOfficer {
+                                    a #nav-identity href="/ui/identity" { (t.identity_reviews) }
+                                }
                             } @else {
                                 a href="/ui/search" { (t.find_patient) }
                             }
@@ -911,6 +914,79 @@ pub fn stats(_st: &WebState, lang: Lang, s: &Signed, group_by: &str, v: &Value) 
                 @if !reasons.is_empty() {
                     h2 { (t.rejected) }
                     ul { @for (k, n) in &reasons { li { (k) ": " (n) } } }
+                }
+            }
+        },
+    )
+}
+
+/// The privacy officer's identity review page: the open items — what was claimed, by which
+/// institution and message, the existing link, the reports concerned (their hashes only: no
+/// clinical content, they are identity-uncertain) — each with its decision form. `done` is
+/// the decision just recorded (`keep` / `accept`) and its item.
+pub fn identity(
+    lang: Lang,
+    s: &Signed,
+    items: &[ReviewItem],
+    done: Option<(&str, &str)>,
+) -> Markup {
+    let t = lang.t();
+    layout(
+        lang,
+        t.identity_reviews,
+        Some(s),
+        "/ui/identity",
+        html! {
+            section.card {
+                h1 { (t.identity_reviews) }
+                @if let Some((d, id)) = done {
+                    p.banner.ok role="status" #done {
+                        (if d == "accept" { t.review_accepted } else { t.review_kept })
+                        " · " (t.review_item) " " span.mono { (id) }
+                    }
+                }
+                p.hint { (t.identity_hint) }
+                @if items.is_empty() {
+                    p #no-reviews { (t.no_open_reviews) }
+                }
+            }
+            @for i in items {
+                article.card.review id=(format!("review-{}", i.id)) {
+                    h2 { (t.review_item) " " span.mono { (i.id) } }
+                    table {
+                        tr { th scope="row" { (t.claimed_local) } td.mono.local { (i.local) } }
+                        tr { th scope="row" { (t.claimed_by) } td.institution { (i.institution) } }
+                        tr { th scope="row" { (t.message_id) } td.mono.message { (i.message_id.as_deref().unwrap_or("-")) } }
+                        tr { th scope="row" { (t.received) } td { (i.at) } }
+                        tr { th scope="row" { (t.current_link) } td.mono { (i.current) } }
+                        tr { th scope="row" { (t.claimed_person) } td.mono { (i.claimed) } }
+                        tr {
+                            th scope="row" { (t.reports_concerned) }
+                            td {
+                                @if i.reports.is_empty() { "-" }
+                                ul.reports { @for h in &i.reports { li.mono { (h.to_string()) } } }
+                            }
+                        }
+                    }
+                    form.resolve method="post" action=(format!("/ui/identity/{}/resolve", path_segment(&i.id))) {
+                        input type="hidden" name="csrf" value=(s.csrf);
+                        fieldset {
+                            legend { (t.decision) }
+                            div.choice {
+                                input id=(format!("keep-{}", i.id)) type="radio" name="decision" value="keep" checked;
+                                label for=(format!("keep-{}", i.id)) { (t.keep_existing) }
+                            }
+                            div.choice {
+                                input id=(format!("accept-{}", i.id)) type="radio" name="decision" value="accept";
+                                label for=(format!("accept-{}", i.id)) { (t.accept_claim) }
+                            }
+                        }
+                        div.row {
+                            label for=(format!("reason-{}", i.id)) { (t.review_reason) }
+                            input.reason id=(format!("reason-{}", i.id)) name="reason" required maxlength="500" autocomplete="off";
+                        }
+                        button.primary type="submit" { (t.resolve) }
+                    }
                 }
             }
         },
