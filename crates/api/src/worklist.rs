@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
-use huren_gate::worklist::{Changes, EventScope, TaskAct};
+use huren_gate::worklist::{Change, Changes, Cursor, EventScope, TaskAct};
 use huren_gate::Problem;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -184,38 +184,43 @@ const STREAM_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600)
 /// How soon a client reconnects after a stream ends.
 const RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// The server-sent event stream of task changes for `scope`, after sequence `after` (the
-/// client's `Last-Event-ID`; `None`: from now). Events: `ready` (id: the current sequence),
-/// `task` (a [`huren_gate::worklist::TaskChange`], id: its sequence), `reset` (changes were
-/// missed: fetch the list again). No patient data in any of them.
+/// The server-sent event stream of task and alert changes for `scope`, after the client's
+/// `Last-Event-ID` (`T.A`: the task and alert sequences; `None`: from now). Events: `ready`
+/// (id: the current cursor), `task` (a [`huren_gate::worklist::TaskChange`]), `alert` (an
+/// [`huren_gate::worklist::AlertChange`]; its delivery to a recipient's screen is stamped),
+/// `reset` (changes were missed: fetch the lists again). No patient data in any of them.
 pub fn task_stream(
     scope: EventScope,
-    after: Option<u64>,
+    last_event_id: Option<String>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
     struct S {
         scope: EventScope,
-        rx: tokio::sync::watch::Receiver<u64>,
-        last: u64,
+        rx: (
+            tokio::sync::watch::Receiver<u64>,
+            tokio::sync::watch::Receiver<u64>,
+        ),
+        last: Cursor,
         pending: std::collections::VecDeque<Event>,
         deadline: tokio::time::Instant,
     }
     let rx = scope.subscribe();
-    let now_seq = scope.sequence();
+    let now = scope.cursor();
     let mut pending = std::collections::VecDeque::new();
-    let last = match after {
-        Some(a) if a <= now_seq => a,
+    let asked = last_event_id.as_deref().map(|id| scope.parse_cursor(id));
+    let last = match asked {
+        Some(Some(c)) if c.tasks <= now.tasks && c.alerts <= now.alerts => c,
         Some(_) => {
             pending.push_back(Event::default().event("reset").data("{}"));
-            now_seq
+            now
         }
-        None => now_seq,
+        None => now,
     };
     pending.push_front(
         Event::default()
             .event("ready")
             .id(last.to_string())
             .retry(RETRY)
-            .data(json!({ "sequence": last }).to_string()),
+            .data(json!({ "cursor": last.to_string() }).to_string()),
     );
     let st = S {
         scope,
@@ -229,33 +234,57 @@ pub fn task_stream(
             if let Some(e) = st.pending.pop_front() {
                 return Some((Ok(e), st));
             }
-            st.rx.borrow_and_update();
-            match st.scope.changes_since(st.last, 512) {
-                Changes::Reset(seq) => {
-                    st.last = seq;
-                    st.pending.push_back(
-                        Event::default()
-                            .event("reset")
-                            .id(seq.to_string())
-                            .data("{}"),
-                    );
+            st.rx.0.borrow_and_update();
+            st.rx.1.borrow_and_update();
+            let scope = st.scope.clone();
+            let after = st.last;
+            // Reading the feeds and stamping deliveries touch the store: off the runtime.
+            let read = tokio::task::spawn_blocking(move || {
+                let changes = scope.changes_since(after, 512);
+                if let Changes::Some(v, _) = &changes {
+                    for (_, c) in v {
+                        if let Change::Alert(a, true) = c {
+                            scope.delivered(&a.id);
+                        }
+                    }
+                }
+                changes
+            })
+            .await;
+            let Ok(changes) = read else { return None };
+            match changes {
+                Changes::Reset(c) => {
+                    st.last = c;
+                    st.pending
+                        .push_back(Event::default().event("reset").id(c.to_string()).data("{}"));
                 }
                 Changes::Some(v, upto) if upto == st.last => {
                     debug_assert!(v.is_empty());
-                    match tokio::time::timeout_at(st.deadline, st.rx.changed()).await {
+                    let (a, b) = (&mut st.rx.0, &mut st.rx.1);
+                    let woke = tokio::time::timeout_at(st.deadline, async {
+                        tokio::select! {
+                            r = a.changed() => r,
+                            r = b.changed() => r,
+                        }
+                    })
+                    .await;
+                    match woke {
                         Ok(Ok(())) => {}
                         _ => return None,
                     }
                 }
                 Changes::Some(v, upto) => {
                     st.last = upto;
-                    for (seq, change) in v {
-                        let data = serde_json::to_string(&change).unwrap_or_default();
+                    for (at, change) in v {
+                        let (name, data) = match change {
+                            Change::Task(t) => ("task", serde_json::to_string(&t)),
+                            Change::Alert(a, _) => ("alert", serde_json::to_string(&a)),
+                        };
                         st.pending.push_back(
                             Event::default()
-                                .event("task")
-                                .id(seq.to_string())
-                                .data(data),
+                                .event(name)
+                                .id(at.to_string())
+                                .data(data.unwrap_or_default()),
                         );
                     }
                 }
@@ -265,9 +294,9 @@ pub fn task_stream(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
 }
 
-/// The client's `Last-Event-ID`, when it is a sequence number.
-pub fn last_event_id(h: &axum::http::HeaderMap) -> Option<u64> {
-    h.get("last-event-id")?.to_str().ok()?.trim().parse().ok()
+/// The client's `Last-Event-ID`.
+pub fn last_event_id(h: &axum::http::HeaderMap) -> Option<String> {
+    Some(h.get("last-event-id")?.to_str().ok()?.trim().to_string())
 }
 
 /// `GET /api/v1/events`: the caller's task changes as server-sent events (see

@@ -404,23 +404,71 @@ pub struct TaskChange {
 }
 
 /// Whom an event stream is for: decides, at each change, whether the stream carries it (the
-/// roster is read at the time of the change, so a shift change takes effect at once).
+/// roster and the duty rosters are read at the time of the change, so a shift change takes
+/// effect at once).
 #[derive(Clone)]
 pub struct EventScope {
     reader: String,
     institution: String,
     workflow: SharedWorkflow,
+    alerting: std::sync::Arc<huren_alerting::Alerting>,
     store: huren_store::Store,
+}
+
+/// Where an event stream stands: the last task change and the last alert change it passed.
+/// Written as the event id `T.A` (a bare `T`, from before alerts, reads as `T` and the
+/// current alert sequence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// The task feed's sequence.
+    pub tasks: u64,
+    /// The alert feed's sequence.
+    pub alerts: u64,
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.tasks, self.alerts)
+    }
+}
+
+/// An alert change as the event stream carries it: which alert, its state and step — no
+/// patient data and no clinical content.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertChange {
+    /// Alert id.
+    pub id: String,
+    /// `stemi` or `lab_critical`.
+    pub kind: &'static str,
+    /// `open`, `acknowledged`, `cancelled`.
+    pub state: &'static str,
+    /// The sending institution.
+    pub institution: String,
+    /// The recipient group.
+    pub group: String,
+    /// The last escalation step.
+    pub step: u32,
+    /// When it was raised.
+    pub raised_at: DateTime<Utc>,
+}
+
+/// One change a stream carries.
+pub enum Change {
+    /// A reading task's.
+    Task(TaskChange),
+    /// An alert's; `recipient`: the stream's owner is among its recipients (the stream
+    /// stamps its delivery).
+    Alert(AlertChange, bool),
 }
 
 /// What an event stream reads next.
 pub enum Changes {
-    /// The changes after the given sequence this stream carries, with their sequence
-    /// numbers, and the sequence they were read up to.
-    Some(Vec<(u64, TaskChange)>, u64),
-    /// The changes after the given sequence are no longer kept (or it is unknown): start over
-    /// from this sequence.
-    Reset(u64),
+    /// The changes after the given cursor this stream carries, each with the cursor after
+    /// it, and the cursor they were read up to.
+    Some(Vec<(Cursor, Change)>, Cursor),
+    /// The changes after the given cursor are no longer kept (or it is unknown): start over
+    /// from this cursor.
+    Reset(Cursor),
 }
 
 impl EventScope {
@@ -435,32 +483,101 @@ impl EventScope {
                 .unwrap_or(false)
     }
 
-    /// The sequence number of the last durable task change.
-    pub fn sequence(&self) -> u64 {
-        self.store.tasks().sequence()
+    /// The cursor of the last durable changes.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            tasks: self.store.tasks().sequence(),
+            alerts: self.store.alerts().feed().sequence(),
+        }
     }
 
-    /// Wakes when a task change becomes durable.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.store.tasks().subscribe()
+    /// A `Last-Event-ID` as a cursor (`T.A`, or a bare `T`: alerts from now).
+    pub fn parse_cursor(&self, id: &str) -> Option<Cursor> {
+        let id = id.trim();
+        match id.split_once('.') {
+            Some((t, a)) => Some(Cursor {
+                tasks: t.parse().ok()?,
+                alerts: a.parse().ok()?,
+            }),
+            None => Some(Cursor {
+                tasks: id.parse().ok()?,
+                alerts: self.store.alerts().feed().sequence(),
+            }),
+        }
     }
 
-    /// The changes after `after` that this stream carries (at most `limit` read).
-    pub fn changes_since(&self, after: u64, limit: usize) -> Changes {
+    /// Wakes when a task or alert change becomes durable.
+    pub fn subscribe(
+        &self,
+    ) -> (
+        tokio::sync::watch::Receiver<u64>,
+        tokio::sync::watch::Receiver<u64>,
+    ) {
+        (
+            self.store.tasks().subscribe(),
+            self.store.alerts().feed().subscribe(),
+        )
+    }
+
+    /// Records that this stream's owner was shown alert `id` (its first delivery to them).
+    pub fn delivered(&self, id: &str) {
+        let event = huren_alerting::Event::Delivered {
+            to: self.reader.clone(),
+            at: now_utc(),
+        };
+        if let Err(e) = self
+            .store
+            .alerts()
+            .apply(&huren_alerting::AlertId(id.to_string()), event)
+        {
+            tracing::warn!(alert = id, error = %e, "alert delivery not recorded");
+        }
+    }
+
+    /// The changes after `after` that this stream carries (at most `limit` of each feed
+    /// read): tasks first, then alerts.
+    pub fn changes_since(&self, after: Cursor, limit: usize) -> Changes {
         let tasks = self.store.tasks();
-        let Some(v) = tasks.changes_since(after, limit) else {
-            return Changes::Reset(tasks.sequence());
+        let alerts = self.store.alerts();
+        let (Some(tv), Some(av)) = (
+            tasks.changes_since(after.tasks, limit),
+            alerts.feed().changes_since(after.alerts, limit),
+        ) else {
+            return Changes::Reset(self.cursor());
         };
         let now = now_utc();
-        let upto = v.last().map_or(after, |(s, _)| *s);
-        let out = v
-            .into_iter()
-            .filter_map(|(seq, id)| {
-                let t = tasks.get(&id)?;
-                self.visible(&t, now).then(|| (seq, self.change(&t, now)))
-            })
-            .collect();
-        Changes::Some(out, upto)
+        let mut at = after;
+        let mut out = Vec::new();
+        for (seq, id) in tv {
+            at.tasks = seq;
+            if let Some(t) = tasks.get(&id).filter(|t| self.visible(t, now)) {
+                out.push((at, Change::Task(self.change(&t, now))));
+            }
+        }
+        for (seq, id) in av {
+            at.alerts = seq;
+            let Some(a) = alerts.get(&id) else { continue };
+            let recipient = self.alerting.is_recipient(&self.reader, &a, now);
+            if recipient || a.raised.institution == self.institution {
+                let step = a.step().step;
+                out.push((
+                    at,
+                    Change::Alert(
+                        AlertChange {
+                            id: a.raised.id.0.clone(),
+                            kind: a.raised.kind.as_str(),
+                            state: a.state.as_str(),
+                            institution: a.raised.institution.clone(),
+                            group: a.raised.group.clone(),
+                            step,
+                            raised_at: a.raised.at,
+                        },
+                        recipient,
+                    ),
+                ));
+            }
+        }
+        Changes::Some(out, at)
     }
 
     /// The change as carried.
@@ -554,6 +671,7 @@ impl Gate {
             reader: p.id.clone(),
             institution: p.institution.clone(),
             workflow: self.workflow.clone(),
+            alerting: self.alerting.clone(),
             store: self.store.clone(),
         })
     }
