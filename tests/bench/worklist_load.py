@@ -5,16 +5,25 @@ Subcommands (every request keep-alive over http.client; standard library only; e
 other than the expected status fails the run: a refusal must not count as a figure):
   upload  N ECG uploads (POST /api/v1/ecg, 201) of one aECG fixture with a fresh document UID
           and patient ID each, over C connections: each becomes a reading task.
-  get     GET /api/v1/worklist N times on one connection; latency to the last byte.
-  act     claim then sign K scheduled tasks of the worklist, split over R readers (one
-          connection and one principal each, all at once); claim and sign latencies.
-  visible N times: upload one ECG, then GET the worklist until its task is there; the time
-          from the upload's first byte to the end of the GET that shows it.
+  get     GET /api/v1/worklist (default limit: the first 200 open tasks, and the "open"
+          count of all) N times on one connection; latency to the last byte.
+  act     claim then sign K scheduled tasks of the worklist (?limit=1000), split over R
+          readers (one connection and one principal each, all at once); claim and sign latencies.
+  event   S task-event streams (GET /api/v1/events, raw sockets read by one selector thread;
+          the reader tokens in turn), then N uploads one after another; for each upload and
+          each stream the time from the upload's 201 answer (and from before its first byte)
+          to that stream's `task` event of the new task.
+  page    sign in to the web page as a reader (GET / for the pre-session cookie and csrf field,
+          POST /ui/login), then GET /ui/worklist (whole page) and /ui/worklist?frag=1 (the rows)
+          N times each on one connection; latency to the last byte (server time only: no browser).
 Prints one JSON line per subcommand with p50/p90/p99/max in milliseconds.
 """
 import argparse
 import http.client
 import json
+import re
+import selectors
+import socket
 import sys
 import threading
 import time
@@ -34,6 +43,10 @@ def conn(addr):
     return http.client.HTTPConnection("127.0.0.1", int(port), timeout=120)
 
 
+def port_of(addr):
+    return int(addr.rpartition(":")[2])
+
+
 def call(c, method, path, token, body=None, ctype=None):
     h = {"Authorization": "Bearer " + token}
     if ctype:
@@ -50,6 +63,7 @@ def pct(xs):
     at = lambda q: xs[min(len(xs) - 1, int(q * len(xs)))]
     return {
         "n": len(xs),
+        "min_ms": round(xs[0] * 1e3, 2),
         "p50_ms": round(at(0.50) * 1e3, 2),
         "p90_ms": round(at(0.90) * 1e3, 2),
         "p99_ms": round(at(0.99) * 1e3, 2),
@@ -112,16 +126,17 @@ def get(a):
         if i >= a.warmup:
             lat.append(dt)
         size = len(b)
-    tasks = len(json.loads(b)["tasks"])
-    if a.expect and tasks != a.expect:
-        fail("the worklist has %d tasks, expected %d" % (tasks, a.expect))
-    print(json.dumps({"get_worklist": tasks, "bytes": size, **pct(lat)}))
+    ans = json.loads(b)
+    tasks, open_ = len(ans["tasks"]), ans["open"]
+    if a.expect and open_ != a.expect:
+        fail("the worklist has %d open tasks, expected %d" % (open_, a.expect))
+    print(json.dumps({"get_worklist": tasks, "open": open_, "bytes": size, **pct(lat)}))
 
 
 def act(a):
     tokens = a.tokens.split(",")
     c = conn(a.addr)
-    st, b = call(c, "GET", "/api/v1/worklist", tokens[0])
+    st, b = call(c, "GET", "/api/v1/worklist?limit=1000", tokens[0])
     if st != 200:
         fail("GET worklist: HTTP %d %s" % (st, b[:300]))
     ids = [t["id"] for t in json.loads(b)["tasks"] if t["state"] == "scheduled"][: a.k]
@@ -160,30 +175,193 @@ def act(a):
                       "claim": pct(claims), "sign": pct(signs)}, ensure_ascii=False))
 
 
-def visible(a):
+class Stream:
+    """One GET /api/v1/events on a raw socket: the answer's head, then its chunked body
+    de-chunked and cut into events as bytes come (fed by the selector thread)."""
+
+    def __init__(self, port, token):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock.sendall(("GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                           "Authorization: Bearer %s\r\nAccept: text/event-stream\r\n\r\n"
+                           % (port, token)).encode())
+        self.sock.setblocking(False)
+        self.raw, self.head, self.chunked, self.need = b"", None, False, None
+        self.text, self.ready, self.tasks, self.closed = b"", False, [], False
+
+    def feed(self, data, t):
+        self.raw += data
+        if self.head is None:
+            end = self.raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.head, self.raw = self.raw[:end].decode("latin-1"), self.raw[end + 4:]
+            status = self.head.split("\r\n", 1)[0]
+            if " 200 " not in status + " ":
+                raise RuntimeError("events: " + status)
+            self.chunked = "transfer-encoding: chunked" in self.head.lower()
+        if not self.chunked:
+            self.text, self.raw = self.text + self.raw, b""
+        while self.chunked:
+            if self.need is None:
+                nl = self.raw.find(b"\r\n")
+                if nl < 0:
+                    break
+                self.need = int(self.raw[:nl].split(b";")[0], 16)
+                self.raw = self.raw[nl + 2:]
+                if self.need == 0:
+                    self.closed = True
+                    break
+            if len(self.raw) < self.need + 2:
+                break
+            self.text += self.raw[: self.need]
+            self.raw, self.need = self.raw[self.need + 2:], None
+        while True:
+            end = self.text.find(b"\n\n")
+            if end < 0:
+                return
+            block, self.text = self.text[:end].decode(), self.text[end + 2:]
+            kind, data = "message", []
+            for line in block.split("\n"):
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip(" "))
+            if kind == "ready":
+                self.ready = True
+            elif kind == "task":
+                self.tasks.append((t, json.loads("\n".join(data))))
+            elif kind == "reset":
+                raise RuntimeError("events: reset")
+
+
+def event(a):
     template = open(a.ecg, encoding="utf-8").read()
-    c, w = conn(a.addr), conn(a.addr)
-    lat, gets = [], []
+    readers = a.readers.split(",")
+    port = port_of(a.addr)
+    cond, errors, stop = threading.Condition(), [], threading.Event()
+    t_open = time.perf_counter()
+    streams = [Stream(port, readers[k % len(readers)]) for k in range(a.streams)]
+    sel = selectors.DefaultSelector()
+    for s in streams:
+        sel.register(s.sock, selectors.EVENT_READ, s)
+
+    def pump():  # one thread reads every stream; the arrival time is taken at select's return
+        try:
+            while not stop.is_set():
+                for key, _ in sel.select(0.2):
+                    t = time.perf_counter()
+                    data = key.fileobj.recv(65536)
+                    with cond:
+                        if not data:
+                            key.data.closed = True
+                            sel.unregister(key.fileobj)
+                        else:
+                            key.data.feed(data, t)
+                        cond.notify_all()
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            with cond:
+                errors.append(repr(e))
+                cond.notify_all()
+
+    th = threading.Thread(target=pump, daemon=True)
+    th.start()
+
+    def wait_for(pred, what):
+        deadline = time.perf_counter() + a.wait
+        with cond:
+            while not pred():
+                if errors:
+                    fail(errors[0])
+                if any(s.closed for s in streams):
+                    fail("an event stream closed (%s)" % what)
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    fail("%s: not within %.0f s" % (what, a.wait))
+                cond.wait(left)
+
+    wait_for(lambda: all(s.ready for s in streams), "ready on every stream")
+    opened = time.perf_counter() - t_open
+    c = conn(a.addr)
+    from_201, from_send, spread, seen = [], [], [], set()
     for i in range(a.start, a.start + a.n):
+        with cond:
+            base = [len(s.tasks) for s in streams]
+        body = ecg_body(template, a.salt, i).encode()
         t0 = time.perf_counter()
-        st, b = call(c, "POST", "/api/v1/ecg", a.token, ecg_body(template, a.salt, i).encode(), "application/xml")
+        st, b = call(c, "POST", "/api/v1/ecg", a.token, body, "application/xml")
+        t1 = time.perf_counter()
         if st != 201:
             fail("upload: HTTP %d %s" % (st, b[:300]))
-        report = json.loads(b)["report"]
-        polls = 0
-        while True:
-            polls += 1
-            st, b = call(w, "GET", "/api/v1/worklist", a.reader)
-            if st != 200:
-                fail("GET worklist: HTTP %d %s" % (st, b[:300]))
-            if ('"report":"%s"' % report).encode() in b:
-                break
-            if time.perf_counter() - t0 > 10:
-                fail("task of %s not on the worklist after 10 s" % report)
-        lat.append(time.perf_counter() - t0)
-        gets.append(polls)
-    print(json.dumps({"upload_to_visible": a.n, "gets_needed_max": max(gets), **pct(lat)}))
+        wait_for(lambda: all(len(s.tasks) > n for s, n in zip(streams, base)), "task event of upload %d" % i)
+        with cond:
+            got = [s.tasks[n] for s, n in zip(streams, base)]
+        ids = {d["id"] for _, d in got}
+        if len(ids) != 1 or ids & seen or got[0][1]["state"] != "scheduled":
+            fail("upload %d: unexpected task events %s" % (i, [d for _, d in got][:3]))
+        seen |= ids
+        times = [t for t, _ in got]
+        from_201 += [t - t1 for t in times]
+        from_send += [t - t0 for t in times]
+        spread.append(max(times) - min(times))
+    stop.set()
+    th.join()
+    for s in streams:
+        s.sock.close()
+    print(json.dumps({"streams": a.streams, "tokens": min(len(readers), a.streams), "uploads": a.n,
+                      "open_all_s": round(opened, 2),
+                      "event_after_201": pct(from_201), "event_after_send": pct(from_send),
+                      "first_to_last_stream": pct(spread)}))
 
+
+def page(a):
+    port = port_of(a.addr)
+    c = conn(a.addr)
+    c.request("GET", "/")
+    r = c.getresponse()
+    home = r.read().decode()
+    cookies = r.msg.get_all("Set-Cookie") or []
+    pre = next((x.split(";")[0] for x in cookies if x.startswith("huren_presession=")), None)
+    m = re.search(r'name="csrf"[^>]*value="([^"]+)"', home)
+    if r.status != 200 or not pre or not m:
+        fail("sign-in page: HTTP %d, cookie %s, csrf field %s" % (r.status, bool(pre), bool(m)))
+    form = "token=%s&csrf=%s" % (a.token, m.group(1))
+    origin = "http://127.0.0.1:%d" % port
+    c.request("POST", "/ui/login", body=form, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Origin": origin,
+        "Referer": origin + "/", "Cookie": pre})
+    r = c.getresponse()
+    r.read()
+    cookies = r.msg.get_all("Set-Cookie") or []
+    sess = next((x.split(";")[0] for x in cookies if x.startswith("huren_session=")), None)
+    if r.status not in (302, 303) or not sess:
+        fail("sign-in: HTTP %d, session cookie %s" % (r.status, bool(sess)))
+    h = {"Cookie": sess}
+    if a.gzip:
+        h["Accept-Encoding"] = "gzip"
+    out = {"gzip": a.gzip}
+    for name, path in (("page", "/ui/worklist"), ("frag", "/ui/worklist?frag=1")):
+        lat = []
+        for i in range(a.n + a.warmup):
+            t0 = time.perf_counter()
+            c.request("GET", path, headers=h)
+            r = c.getresponse()
+            b = r.read()
+            dt = time.perf_counter() - t0
+            if r.status != 200:
+                fail("GET %s: HTTP %d %s" % (path, r.status, b[:300]))
+            if i >= a.warmup:
+                lat.append(dt)
+        if a.gzip:
+            if r.getheader("Content-Encoding") != "gzip":
+                fail("GET %s: not gzip" % path)
+            size, b = len(b), __import__("gzip").decompress(b)
+        else:
+            size = len(b)
+        rows = b.count(b"data-task=")
+        if rows == 0:
+            fail("GET %s: no task rows" % path)
+        out[name] = {"rows": rows, "bytes": size, **pct(lat)}
+    print(json.dumps(out))
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -204,15 +382,22 @@ def main():
     s = sub.add_parser("act")
     s.add_argument("--tokens", required=True, help="comma-separated, one reader each")
     s.add_argument("-k", type=int, required=True)
-    v = sub.add_parser("visible")
-    v.add_argument("--token", required=True)
-    v.add_argument("--reader", required=True)
+    v = sub.add_parser("event")
+    v.add_argument("--token", required=True, help="the sender (uploads)")
+    v.add_argument("--readers", required=True, help="comma-separated; the streams use them in turn")
     v.add_argument("--ecg", required=True)
+    v.add_argument("-s", "--streams", type=int, default=100)
     v.add_argument("-n", type=int, default=20)
     v.add_argument("--start", type=int, default=0)
     v.add_argument("--salt", type=int, default=2)
+    v.add_argument("--wait", type=float, default=30.0, help="seconds to wait for an event")
+    w = sub.add_parser("page")
+    w.add_argument("--token", required=True, help="a reader")
+    w.add_argument("-n", type=int, default=30)
+    w.add_argument("--warmup", type=int, default=3)
+    w.add_argument("--gzip", action="store_true", help="Accept-Encoding: gzip, as a browser")
     a = p.parse_args()
-    {"upload": upload, "get": get, "act": act, "visible": visible}[a.cmd](a)
+    {"upload": upload, "get": get, "act": act, "event": event, "page": page}[a.cmd](a)
 
 
 if __name__ == "__main__":
