@@ -976,6 +976,8 @@ fn serve(
             None => None,
         };
         let outbox_task = tokio::spawn(huren_server::outbox::deliver(gw.clone(), outbox_tls));
+        // Unanswered alerts escalate from their stored steps.
+        let escalate_task = tokio::spawn(huren_server::alerts::escalate(gw.clone()));
         let drop_tasks: Vec<_> = gw
             .config
             .ecg
@@ -1000,6 +1002,7 @@ fn serve(
         }
         mllp_task.abort();
         outbox_task.abort();
+        escalate_task.abort();
         for t in dicom_tasks {
             t.abort();
         }

@@ -4,6 +4,7 @@
 mod support;
 
 mod abuse;
+mod alerts;
 mod attack;
 mod budgets;
 mod crash;

@@ -865,6 +865,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/api/v1/alerts",
+            "/api/v1/alerts".into(),
+            Class::Events,
+            200,
+            None,
+        ),
+        r(
+            "GET",
             "/api/v1/events",
             "/api/v1/events".into(),
             Class::Events,
@@ -975,6 +983,24 @@ fn every_route_against_every_caller_status_and_audit_count() {
             "item": "FX-LAB-K", "action": "accept"}),
         ),
     );
+    for act in ["ack", "cancel"] {
+        post(
+            if act == "ack" {
+                "/api/v1/alerts/{id}/ack"
+            } else {
+                "/api/v1/alerts/{id}/cancel"
+            },
+            format!("/api/v1/alerts/a-none/{act}"),
+            Class::TaskAct,
+            404,
+            None,
+            json(if act == "ack" {
+                serde_json::json!({"decision": "stemi_transfer", "note": ""})
+            } else {
+                serde_json::json!({"reason": "matrix"})
+            }),
+        );
+    }
     for act in ["claim", "release", "cancel", "sign"] {
         let template = match act {
             "claim" => "/api/v1/worklist/{id}/claim",

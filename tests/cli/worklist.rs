@@ -352,13 +352,13 @@ fn the_holder_signs_and_the_signed_report_supersedes_the_carts() {
 }
 
 /// An open server-sent event stream read line by line.
-struct EventStream {
+pub(crate) struct EventStream {
     r: std::io::BufReader<std::net::TcpStream>,
     status: u16,
 }
 
 impl EventStream {
-    fn open(http: &str, token: &str, last_event_id: Option<&str>) -> EventStream {
+    pub(crate) fn open(http: &str, token: &str, last_event_id: Option<&str>) -> EventStream {
         use std::io::{BufRead, Write};
         let mut s = std::net::TcpStream::connect(http).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -385,7 +385,7 @@ impl EventStream {
     }
 
     /// The next event (`event`, `id`, `data`), skipping comments; `None` on timeout.
-    fn next(&mut self, within: Duration) -> Option<(String, String, String)> {
+    pub(crate) fn next(&mut self, within: Duration) -> Option<(String, String, String)> {
         use std::io::BufRead;
         self.r.get_ref().set_read_timeout(Some(within)).unwrap();
         let (mut ev, mut id, mut data) = (String::new(), String::new(), String::new());

@@ -55,6 +55,9 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/worklist", get(crate::worklist::worklist))
         .route("/api/v1/events", get(crate::worklist::events))
+        .route("/api/v1/alerts", get(crate::alerts::alerts))
+        .route("/api/v1/alerts/{id}/ack", post(crate::alerts::ack))
+        .route("/api/v1/alerts/{id}/cancel", post(crate::alerts::cancel))
         .route(
             "/api/v1/centres/{id}/roster",
             get(crate::centre::roster).put(crate::centre::edit_roster),

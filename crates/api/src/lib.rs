@@ -3,6 +3,7 @@
 //! by hash, ECG upload and SVG, FHIR R4 views and HTTPS with client certificates. Every
 //! patient-data handler reads through `huren-gate`; this crate holds no store.
 
+pub mod alerts;
 pub mod answers;
 pub mod api;
 pub mod auth;

@@ -221,6 +221,11 @@ impl Gate {
         };
         let mut rec = record(p, action);
         rec.detail = json!({ "alert": id });
+        if p.role != Role::Clinician {
+            return Err(self
+                .refuse(rec, &denial("alerts are answered by clinicians"))
+                .await);
+        }
         let aid = AlertId(id.to_string());
         let Some(a) = self.store.alerts().get(&aid) else {
             rec.outcome = "not found".into();

@@ -147,3 +147,43 @@ impl Gateway {
         Ok(())
     }
 }
+
+/// The escalation worker (spawned by `huren serve`): every second, takes the escalation step
+/// that has fallen due of each open alert (from its last stored step, so a restart resumes
+/// the ladder), stamped and durable.
+pub async fn escalate(gw: Gateway) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let g = gw.clone();
+        let done = tokio::task::spawn_blocking(move || g.escalate_due(chrono::Utc::now())).await;
+        if let Ok(Err(e)) = done {
+            tracing::error!(error = %e, "alert escalation not recorded; retrying");
+        }
+    }
+}
+
+impl Gateway {
+    /// Takes every escalation step due at `now`; how many were taken.
+    pub fn escalate_due(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
+        let alerts = self.ingest_store().alerts();
+        let mut n = 0;
+        for a in alerts.select(|a| a.is_open()) {
+            let Some(step) = self.config.alerting.ladder(&a.raised.group).due(&a, now) else {
+                continue;
+            };
+            match alerts.apply(&a.raised.id, huren_alerting::Event::Escalated(step.clone())) {
+                Ok(_) => {
+                    n += 1;
+                    tracing::warn!(alert = %a.raised.id, step = step.step, "alert escalated");
+                }
+                // Acknowledged or escalated meanwhile: nothing to do.
+                Err(huren_store::AlertStoreError::Refused(_)) => {}
+                Err(huren_store::AlertStoreError::Unknown(_)) => {}
+                Err(huren_store::AlertStoreError::Store(e)) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}

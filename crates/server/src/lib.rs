@@ -8,7 +8,9 @@
 
 pub use huren_api::{answers, api, auth, fhir, https};
 pub use huren_gate as gate;
-pub use huren_ingest::{config, ecg, mllp, outbox, pipeline, tls, Config, Gateway, Hl7Outcome};
+pub use huren_ingest::{
+    alerts, config, ecg, mllp, outbox, pipeline, tls, Config, Gateway, Hl7Outcome,
+};
 pub use huren_web as web;
 
 /// DICOM: ingest (`huren-ingest`), the network side (`huren-dicom-net`), index matching
