@@ -913,7 +913,7 @@ mod tests {
     const READERS: [&str; 3] = ["r1", "r2", "r3"];
 
     fn arb_event() -> impl Strategy<Value = (u8, usize, i64)> {
-        (0u8..6, 0usize..3, 0i64..20)
+        (0u8..8, 0usize..3, 0i64..20)
     }
 
     /// Builds events from (what, who, minutes-after-previous) triples with rising time.
@@ -932,6 +932,17 @@ mod tests {
                     by,
                     at,
                     report: format!("blake3:{i}"),
+                },
+                6 | 7 => Event::Amended {
+                    by,
+                    at,
+                    // Sometimes the version already current (refused), sometimes new.
+                    report: if i % 3 == 0 {
+                        format!("blake3:{}", i.saturating_sub(1))
+                    } else {
+                        format!("blake3:{i}")
+                    },
+                    reason: if i % 4 == 1 { " ".into() } else { "r".into() },
                 },
                 _ => Event::Cancelled {
                     by,
@@ -970,10 +981,44 @@ mod tests {
             let (_, ok) = run(&events(&spec));
             let signed = ok.iter().filter(|e| matches!(e, Event::Signed { .. })).count();
             prop_assert!(signed <= 1);
-            // Nothing is accepted after a completion or a cancellation.
+            // Nothing but amendments is accepted after a completion, nothing at all after a
+            // cancellation.
             if let Some(i) = ok.iter().position(|e| matches!(e, Event::Signed { .. } | Event::Cancelled { .. })) {
-                prop_assert_eq!(i, ok.len() - 1);
+                let only_amendments = ok[i + 1..].iter().all(|e| matches!(e, Event::Amended { .. }));
+                prop_assert!(only_amendments);
+                if matches!(ok[i], Event::Cancelled { .. }) {
+                    prop_assert_eq!(i, ok.len() - 1);
+                }
             }
+        }
+
+        #[test]
+        fn amendments_only_after_signing_with_a_reason(spec in proptest::collection::vec(arb_event(), 0..60)) {
+            let evs = events(&spec);
+            let Event::Created(c) = &evs[0] else { unreachable!() };
+            let mut task = Task::new(c);
+            let mut amended = 0;
+            for e in &evs[1..] {
+                let before = task.clone();
+                match task.apply(e) {
+                    Ok(n) => {
+                        if let Event::Amended { report, reason, .. } = e {
+                            // Only a signed task, with a reason, a version not current.
+                            let was_signed = matches!(before.state, State::Completed { .. });
+                            prop_assert!(was_signed);
+                            prop_assert!(!reason.trim().is_empty());
+                            prop_assert_ne!(report.as_str(), before.current_report());
+                            // The state stays as it was; the new version is current.
+                            prop_assert_eq!(&n.state, &before.state);
+                            prop_assert_eq!(n.current_report(), report.as_str());
+                            amended += 1;
+                        }
+                        task = n;
+                    }
+                    Err(_) => prop_assert_eq!(&task, &before),
+                }
+            }
+            prop_assert_eq!(task.amendments.len(), amended);
         }
 
         #[test]
