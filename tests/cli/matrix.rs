@@ -251,7 +251,7 @@ enum Class {
     Stow,
     /// The reading worklist: readers on the roster (dr.zx at the test ECG centre) only.
     Worklist,
-    /// A reading task's claim / release / cancel: clinicians get past the role check (the
+    /// A reading task's claim / release / cancel / sign / amend: clinicians get past the role check (the
     /// matrix's task does not exist: 404), everyone else 403.
     TaskAct,
 }
@@ -875,11 +875,12 @@ fn every_route_against_every_caller_status_and_audit_count() {
             "item": "FX-LAB-K", "action": "accept"}),
         ),
     );
-    for act in ["claim", "release", "cancel", "sign"] {
+    for act in ["claim", "release", "cancel", "sign", "amend"] {
         let template = match act {
             "claim" => "/api/v1/worklist/{id}/claim",
             "release" => "/api/v1/worklist/{id}/release",
             "sign" => "/api/v1/worklist/{id}/sign",
+            "amend" => "/api/v1/worklist/{id}/amend",
             _ => "/api/v1/worklist/{id}/cancel",
         };
         post(
@@ -890,6 +891,8 @@ fn every_route_against_every_caller_status_and_audit_count() {
             None,
             json(if act == "sign" {
                 serde_json::json!({"statements": ["窦性心律"], "text": "matrix"})
+            } else if act == "amend" {
+                serde_json::json!({"statements": ["窦性心律"], "text": "matrix", "reason": "matrix"})
             } else {
                 serde_json::json!({"reason": "matrix"})
             }),

@@ -18,7 +18,7 @@ const SQ01_TOKEN: &str = "test-sq01-token";
 const PRIVACY_TOKEN: &str = "test-privacy-token";
 
 /// A port nothing listens on (yet).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -31,14 +31,14 @@ impl<T: Read + Write> ReadWrite for T {}
 
 /// A test HIS: answers every MLLP frame with `MSA|<code>|<MSH-10>|<text>` and records the
 /// messages it got.
-struct Receiver {
+pub(crate) struct Receiver {
     got: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Receiver {
-    fn start(port: u16, code: &'static str, text: &'static str) -> Receiver {
+    pub(crate) fn start(port: u16, code: &'static str, text: &'static str) -> Receiver {
         Receiver::start_tls(port, code, text, None)
     }
 
@@ -105,7 +105,7 @@ impl Receiver {
         }
     }
 
-    fn messages(&self) -> Vec<String> {
+    pub(crate) fn messages(&self) -> Vec<String> {
         self.got.lock().unwrap().clone()
     }
 }
@@ -120,7 +120,7 @@ impl Drop for Receiver {
 }
 
 /// The test configuration with FX-SQ01's results going to `127.0.0.1:port` and quick retries.
-fn config(dir: &std::path::Path, port: u16, max_attempts: u32) -> String {
+pub(crate) fn config(dir: &std::path::Path, port: u16, max_attempts: u32) -> String {
     config_to(dir, &format!("mllp://127.0.0.1:{port}"), max_attempts, "")
 }
 
@@ -173,7 +173,7 @@ fn upload_and_sign(srv: &Server) -> String {
 }
 
 /// The operator view: the entries in `state`.
-fn view(srv: &Server, state: &str) -> Vec<serde_json::Value> {
+pub(crate) fn view(srv: &Server, state: &str) -> Vec<serde_json::Value> {
     let (st, v) = call(
         &srv.http,
         "GET",
@@ -190,7 +190,7 @@ fn view(srv: &Server, state: &str) -> Vec<serde_json::Value> {
 }
 
 /// Polls until `f` holds (at most `secs` seconds).
-fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(Instant::now() < end, "timed out waiting for {what}");

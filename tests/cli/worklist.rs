@@ -350,3 +350,151 @@ fn the_holder_signs_and_the_signed_report_supersedes_the_carts() {
     let log = std::fs::read_to_string(data.join("tasks.log")).unwrap();
     assert!(log.lines().last().unwrap().contains(&signed), "{log}");
 }
+
+/// Amending: a signed task's report gets a new signed version (status corrected) with the
+/// reason in the report and the task's history; it supersedes the signed version, which stays
+/// retrievable; it is audited once and queued for the institution like the signature (ORU
+/// result status C, the reason in an NTE). Without a reason: 400, nothing changes; a task not
+/// signed: 409; not a reader: 403.
+#[test]
+fn an_amendment_supersedes_the_signed_report_and_goes_back_corrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::outbox::free_port();
+    let cfg = crate::outbox::config(dir.path(), port, 50);
+    let data = dir.path().join("data");
+    let rx = crate::outbox::Receiver::start(port, "AA", "");
+    let mut srv = Server::start(&data, &["--config", &cfg]);
+    let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
+    let url = format!("http://{}/api/v1/ecg", srv.http);
+    ureq::post(&url)
+        .set("Authorization", &format!("Bearer {SQ01_TOKEN}"))
+        .set("Content-Type", "application/xml")
+        .send_bytes(&ecg)
+        .unwrap();
+    let reader = crate::support::TEST_TOKEN;
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", reader, None);
+    let id = wl["tasks"][0]["id"].as_str().unwrap().to_string();
+    let patient = wl["tasks"][0]["patient"].as_str().unwrap().to_string();
+    let amend = format!("/api/v1/worklist/{id}/amend");
+    let body = r#"{"statements":["窦性心律","完全性右束支传导阻滞"],"text":"更正：右束支传导阻滞，非下壁心梗","reason":"V1 导联误读，更正诊断"}"#;
+    let log = || std::fs::read_to_string(data.join("tasks.log")).unwrap();
+
+    // Not signed yet (scheduled, then claimed): 409, nothing written.
+    assert_eq!(call(&srv.http, "POST", &amend, reader, Some(body)).0, 409);
+    assert_eq!(
+        call(
+            &srv.http,
+            "POST",
+            &format!("/api/v1/worklist/{id}/claim"),
+            reader,
+            None
+        )
+        .0,
+        200
+    );
+    let before = log();
+    let ((st, _), recs) = audited(&data, || {
+        call(&srv.http, "POST", &amend, reader, Some(body))
+    });
+    assert_eq!(st, 409);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(log(), before);
+
+    let (st, r) = call(
+        &srv.http,
+        "POST",
+        &format!("/api/v1/worklist/{id}/sign"),
+        reader,
+        Some(
+            r#"{"statements":["窦性心律","急性下壁心肌梗死"],"text":"II、III、aVF 导联 ST 段抬高"}"#,
+        ),
+    );
+    assert_eq!(st, 200, "{r}");
+    let signed = r["report"].as_str().unwrap().to_string();
+    crate::outbox::wait_for(10, "the signed report delivered", || {
+        rx.messages().len() == 1
+    });
+
+    // No reason (blank or missing): 400, audited once, nothing changes.
+    let before = log();
+    for b in [
+        r#"{"statements":["窦性心律"],"text":"x","reason":"  "}"#,
+        r#"{"statements":["窦性心律"],"text":"x"}"#,
+    ] {
+        let ((st, p), recs) = audited(&data, || call(&srv.http, "POST", &amend, reader, Some(b)));
+        assert_eq!(st, 400, "{p}");
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        assert_eq!(recs[0]["action"], "task_amend");
+    }
+    assert_eq!(log(), before);
+    let (_, b) = srv.get(&format!("/api/v1/patients/{patient}/reports?kind=ecg"));
+    assert_eq!(b["reports"][0]["meta"]["hash"], signed.as_str());
+    // Not a reader: 403.
+    assert_eq!(
+        call(&srv.http, "POST", &amend, PRIVACY_TOKEN, Some(body)).0,
+        403
+    );
+
+    // Amended: a new version, audited once with the reason.
+    let ((st, r), recs) = audited(&data, || {
+        call(&srv.http, "POST", &amend, reader, Some(body))
+    });
+    assert_eq!(st, 200, "{r}");
+    let amended = r["report"].as_str().unwrap().to_string();
+    assert_ne!(amended, signed);
+    assert_eq!(r["task"]["state"], "completed");
+    assert_eq!(r["task"]["report"], amended.as_str());
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["action"], "task_amend");
+    assert_eq!(recs[0]["detail"]["reason"], "V1 导联误读，更正诊断");
+    assert_eq!(recs[0]["detail"]["report"], amended.as_str());
+    let last = log().lines().last().unwrap().to_string();
+    assert!(
+        last.contains("\"amended\"") && last.contains("V1 导联误读") && last.contains(&amended),
+        "{last}"
+    );
+
+    // It supersedes the signed version (version 3), which stays retrievable.
+    let (_, b) = srv.get(&format!("/api/v1/patients/{patient}/reports?kind=ecg"));
+    let head = &b["reports"][0];
+    assert_eq!(head["meta"]["hash"], amended.as_str());
+    assert_eq!(head["meta"]["version"], 3);
+    let rep = &head["report"];
+    assert_eq!(rep["status"], "corrected");
+    assert_eq!(
+        rep["ecg"]["confirmation"]["amendment_reason"],
+        "V1 导联误读，更正诊断"
+    );
+    assert_eq!(rep["ecg"]["confirmation"]["task"], id.as_str());
+    assert_eq!(rep["ecg"]["statements"][1]["text"], "完全性右束支传导阻滞");
+    let (st, old) = srv.get(&format!("/api/v1/reports/{signed}"));
+    assert_eq!(st, 200);
+    assert_eq!(old["status"], "final", "{old}");
+
+    // Queued and delivered to the institution: result status C, the reason in an NTE.
+    crate::outbox::wait_for(10, "the amended report delivered", || {
+        rx.messages().len() == 2
+    });
+    let msg = &rx.messages()[1];
+    let msh10 = &amended.strip_prefix("blake3:").unwrap()[..20];
+    assert!(msg.contains(msh10), "{msg}");
+    let obr: Vec<&str> = msg
+        .split('\r')
+        .find(|s| s.starts_with("OBR|"))
+        .unwrap()
+        .split('|')
+        .collect();
+    assert_eq!(obr[25], "C", "{msg}");
+    assert!(msg.contains("NTE|1|L|V1 导联误读，更正诊断|RE"), "{msg}");
+
+    // A restart keeps the history; nothing is delivered twice.
+    srv.kill9();
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let amendments = log().lines().filter(|l| l.contains("\"amended\"")).count();
+    assert_eq!(amendments, 1);
+    let (_, b) = srv.get(&format!("/api/v1/patients/{patient}/reports?kind=ecg"));
+    assert_eq!(b["reports"][0]["meta"]["hash"], amended.as_str());
+    let n = rx.messages().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rx.messages().len(), n, "nothing delivered twice");
+}

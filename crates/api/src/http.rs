@@ -64,6 +64,10 @@ pub fn router(state: ApiState) -> Router {
             post(crate::worklist::sign).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
         )
         .route(
+            "/api/v1/worklist/{id}/amend",
+            post(crate::worklist::amend).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+        )
+        .route(
             "/api/v1/worklist/{id}/cancel",
             post(crate::worklist::cancel).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
         )

@@ -261,9 +261,74 @@ impl Gate {
             ContentHash,
         ) -> Result<huren_store::Ingest, String>,
     ) -> Result<(WorklistItem, ContentHash), Problem> {
+        let by = p.id.clone();
+        self.new_version(p, id, "task_sign", None, build, move |report, at| {
+            Event::Signed {
+                by: by.clone(),
+                at,
+                report,
+            }
+        })
+        .await
+    }
+
+    /// Amends a signed task's report: a reader on duty at the task's centre stores the new
+    /// version that `build` makes from the task and its current (signed or last amended)
+    /// version, then the task records the amendment with its reason (it stays completed).
+    /// 409 when the task is not signed, 400 without a reason (nothing written either way);
+    /// the report is durable before the `Amended` event, and that before the answer (a crash
+    /// between the two is recorded at start-up from the report, which names its task and
+    /// reason). Audited once, with the reason.
+    pub async fn amend_task(
+        &self,
+        p: &Principal,
+        id: &str,
+        reason: &str,
+        build: impl FnOnce(
+            &Task,
+            &huren_model::Report,
+            ContentHash,
+        ) -> Result<huren_store::Ingest, String>,
+    ) -> Result<(WorklistItem, ContentHash), Problem> {
+        let by = p.id.clone();
+        let reason = bounded(reason);
+        self.new_version(
+            p,
+            id,
+            "task_amend",
+            Some(reason.clone()),
+            build,
+            move |report, at| Event::Amended {
+                by: by.clone(),
+                at,
+                report,
+                reason: reason.clone(),
+            },
+        )
+        .await
+    }
+
+    /// A new report version of a task (signature or amendment): roster check, the event
+    /// checked against the task, the version built and committed, the event recorded.
+    async fn new_version(
+        &self,
+        p: &Principal,
+        id: &str,
+        action: &'static str,
+        reason: Option<String>,
+        build: impl FnOnce(
+            &Task,
+            &huren_model::Report,
+            ContentHash,
+        ) -> Result<huren_store::Ingest, String>,
+        event: impl Fn(String, DateTime<Utc>) -> Event,
+    ) -> Result<(WorklistItem, ContentHash), Problem> {
         let now = now_utc();
-        let mut rec = record(p, "task_sign");
+        let mut rec = record(p, action);
         rec.detail = json!({ "task": id });
+        if let Some(r) = &reason {
+            rec.detail["reason"] = r.as_str().into();
+        }
         if p.role != Role::Clinician {
             return Err(self
                 .refuse(
@@ -293,12 +358,16 @@ impl Gate {
         let refused = |e: String, status: StatusCode, title: &'static str| (e, status, title);
         // The transition is checked before anything is written (apply is pure).
         let checked = task
-            .apply(&Event::Signed {
-                by: p.id.clone(),
-                at: now,
-                report: format!("{}-signing", task.current_report()),
+            .apply(&event(format!("{}-signing", task.current_report()), now))
+            .map_err(|e| {
+                let status = match e {
+                    TransitionError::EmptyReason | TransitionError::NoActor => {
+                        StatusCode::BAD_REQUEST
+                    }
+                    _ => StatusCode::CONFLICT,
+                };
+                refused(e.to_string(), status, "task state")
             })
-            .map_err(|e| refused(e.to_string(), StatusCode::CONFLICT, "task state"))
             .and_then(|_| {
                 let prev_hash = task
                     .current_report()
@@ -336,17 +405,12 @@ impl Gate {
             ));
         };
         let store = self.store.clone();
-        let event = Event::Signed {
-            by: p.id.clone(),
-            at: now,
-            report: signed.to_string(),
-        };
+        let ev = event(signed.to_string(), now);
         let tid2 = tid.clone();
-        let applied =
-            tokio::task::spawn_blocking(move || store.tasks().apply(&tid2, event)).await?;
+        let applied = tokio::task::spawn_blocking(move || store.tasks().apply(&tid2, ev)).await?;
         match applied {
             Ok(t) => {
-                rec.detail = json!({ "task": id, "report": signed.to_string() });
+                rec.detail["report"] = signed.to_string().into();
                 self.audit(rec).await?;
                 Ok((self.item(&t, now).0, signed))
             }

@@ -50,8 +50,9 @@ fn dtm(s: &str) -> String {
 
 /// The ORU^R01 of a signed ECG report: MSH (HUREN, receiving facility = the acquiring
 /// institution), PID (local id with the institution as assigning authority, name, sex,
-/// birth date), OBR (EKG study; placer/filler order or accession; result status F; the reader
-/// at the centre as principal result interpreter, OBR-32), then OBX: each statement (ST,
+/// birth date), OBR (EKG study; placer/filler order or accession; result status F, or C for
+/// an amended (corrected) report, whose reason follows in an NTE; the reader at the centre as
+/// principal result interpreter, OBR-32), then OBX: each statement (ST,
 /// `18844-1` EKG impression), the conclusion (TX, `59776-5` procedure findings) and the key
 /// measurements present (NM: heart rate, PR, QRS, QT, QTc).
 pub fn build_ecg_oru(report: &Report, ctx: &OruContext<'_>) -> Result<String, String> {
@@ -121,6 +122,14 @@ pub fn build_ecg_oru(report: &Report, ctx: &OruContext<'_>) -> Result<String, St
     obr[25] = status.into();
     obr[32] = interpreter;
     segs.push(obr.join("|"));
+    // An amendment (result status C) says why, in a note on the order (NTE-4 RE, remark).
+    if let Some(reason) = conf
+        .amendment_reason
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+    {
+        segs.push(format!("NTE|1|L|{}|RE", e(reason)));
+    }
     let mut n = 0;
     let mut obx = |vt: &str, code: &str, sub: &str, value: String, unit: &str| {
         n += 1;
@@ -266,7 +275,34 @@ mod tests {
         assert_eq!(obx[6].field(5), "420");
         assert!(obx.iter().all(|o| o.field(11) == "F"));
         assert_eq!(obx[0].field(14), "20261206080000+0800");
+        assert!(segs.iter().all(|s| s.id() != "NTE"));
         // And it reads back as an ECG-free ORU through the inbound mapping without panicking.
         let _ = crate::check(text.as_bytes(), None);
+    }
+
+    #[test]
+    fn an_amended_report_is_corrected_with_its_reason() {
+        let mut r = report();
+        r.status = ReportStatus::Corrected;
+        if let Some(e) = r.ecg.as_mut() {
+            e.confirmation.amendment_reason = Some("导联接反|已更正".into());
+        }
+        let now = DateTime::parse_from_rfc3339("2026-12-06T09:00:00+08:00").unwrap();
+        let text = build_ecg_oru(
+            &r,
+            &OruContext {
+                control_id: "c1",
+                now,
+            },
+        )
+        .unwrap();
+        let m = Message::parse(text.as_bytes(), Some(Charset::Utf8)).unwrap();
+        let segs: Vec<_> = m.segments().collect();
+        let obr = segs.iter().position(|s| s.id() == "OBR").unwrap();
+        assert_eq!(segs[obr].field(25), "C");
+        assert_eq!(segs[obr + 1].id(), "NTE", "{text}");
+        assert_eq!(segs[obr + 1].field(3), "导联接反|已更正");
+        let obx: Vec<_> = segs.iter().filter(|s| s.id() == "OBX").collect();
+        assert!(obx.iter().all(|o| o.field(11) == "C"));
     }
 }

@@ -113,18 +113,26 @@ pub struct Signature<'a> {
     pub text: &'a str,
     /// When.
     pub at: chrono::DateTime<chrono::Utc>,
+    /// For an amendment of the signed report (`POST …/amend`): why (never blank). `None` for
+    /// the first signature.
+    pub amendment: Option<&'a str>,
 }
 
 /// Most statements one signature may carry, and their longest length (characters).
 const MAX_STATEMENTS: usize = 50;
 const MAX_STATEMENT_CHARS: usize = 200;
 const MAX_TEXT_CHARS: usize = 4000;
+const MAX_REASON_CHARS: usize = 1000;
 
 /// The signed version of an ECG task's report: the reader's statements and text, final,
 /// confirmed by the reader at the centre, in the same chain (so it supersedes the cart's
 /// preliminary version, which stays retrievable); its original is the act of signing as
 /// JSON (task, centre, reader, time, what was signed, the version it supersedes). The
 /// critical flag is the configured catalogue's verdict on the reader's statements.
+///
+/// An amendment ([`Signature::amendment`]) is built the same way from the current signed
+/// version, with status corrected (HL7 result status C in the ORU), the reason kept in the
+/// report (`ecg.confirmation.amendment_reason`) and in the act (`huren-reading-amendment`).
 pub fn signed_report(
     config: &crate::config::Config,
     prev: &Report,
@@ -141,6 +149,15 @@ pub fn signed_report(
         .filter(|t| !t.is_empty())
         .collect();
     let text = s.text.trim();
+    let reason = match s.amendment.map(str::trim) {
+        Some("") => return Err("an amendment needs a reason".into()),
+        Some(r) if r.chars().count() > MAX_REASON_CHARS => {
+            return Err(format!(
+                "the reason is longer than {MAX_REASON_CHARS} characters"
+            ))
+        }
+        r => r,
+    };
     if statements.is_empty() && text.is_empty() {
         return Err("a signature needs at least one statement or a text".into());
     }
@@ -165,8 +182,8 @@ pub fn signed_report(
         s.at.with_timezone(&chrono_tz::Asia::Shanghai)
             .fixed_offset()
             .to_rfc3339();
-    let act = serde_json::json!({
-        "kind": "huren-reading-signature",
+    let mut act = serde_json::json!({
+        "kind": if reason.is_some() { "huren-reading-amendment" } else { "huren-reading-signature" },
         "task": s.task.id.0,
         "centre": s.task.centre.0,
         "reader": s.reader,
@@ -175,6 +192,9 @@ pub fn signed_report(
         "text": text,
         "supersedes": prev_hash.to_string(),
     });
+    if let Some(r) = reason {
+        act["reason"] = r.into();
+    }
     let original = huren_model::Hashed::new(act.to_string().into_bytes());
     let mut body = ecg.clone();
     body.statements = statements
@@ -191,6 +211,7 @@ pub fn signed_report(
         confirmed_at: Some(at.clone()),
         centre: Some(s.task.centre.0.clone()),
         task: Some(s.task.id.0.clone()),
+        amendment_reason: reason.map(str::to_string),
     };
     let opts = crate::ecg::parse_options(config);
     body.critical = huren_ecg::critical(
@@ -206,7 +227,11 @@ pub fn signed_report(
         statement: m.statement,
     });
     let mut report = prev.clone();
-    report.status = huren_model::ReportStatus::Final;
+    report.status = if reason.is_some() {
+        huren_model::ReportStatus::Corrected
+    } else {
+        huren_model::ReportStatus::Final
+    };
     report.reported_at = Some(at.clone());
     report.conclusion = Some(if text.is_empty() {
         statements.join("；")
@@ -227,10 +252,12 @@ pub fn signed_report(
 
 impl Gateway {
     /// Completes the tasks whose signed report is stored but whose `Signed` event is not (a
-    /// crash between the two): run at start-up. Returns how many it completed.
+    /// crash between the two), and records such amendments likewise: run at start-up.
+    /// Returns how many events it recorded.
     pub fn reconcile_reading(&self) -> Result<usize, StoreError> {
         let store = self.ingest_store();
         let mut done = 0;
+        done += self.reconcile_amendments()?;
         for t in store.tasks().select(|t| t.is_open()) {
             let Ok(first) = t.report.parse::<ContentHash>() else {
                 continue;
@@ -272,6 +299,64 @@ impl Gateway {
                 Err(huren_store::TaskError::Store(e)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(task = %t.id.0, error = %e, "signed report found but the task cannot complete")
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+impl Gateway {
+    /// Records the amendments whose amended report is stored but whose `Amended` event is not
+    /// (a crash between the two): the head of a completed task's chain names the task and an
+    /// amendment reason and is not the task's current version. Returns how many it recorded.
+    fn reconcile_amendments(&self) -> Result<usize, StoreError> {
+        let store = self.ingest_store();
+        let mut done = 0;
+        for t in store
+            .tasks()
+            .select(|t| matches!(t.state, huren_workflow::State::Completed { .. }))
+        {
+            let Ok(current) = t.current_report().parse::<ContentHash>() else {
+                continue;
+            };
+            let Some(r) = store.report_shared(&current)? else {
+                continue;
+            };
+            let Some((_, head)) = store.chain_head(&r.source.chain_key(r.kind))? else {
+                continue;
+            };
+            if head == current {
+                continue;
+            }
+            let Some(h) = store.report_shared(&head)? else {
+                continue;
+            };
+            let Some(c) = h.ecg.as_ref().map(|e| &e.confirmation) else {
+                continue;
+            };
+            let (Some(reason), true) = (
+                c.amendment_reason.clone(),
+                c.task.as_deref() == Some(t.id.0.as_str()),
+            ) else {
+                continue;
+            };
+            let at = c
+                .confirmed_at
+                .as_deref()
+                .and_then(|a| chrono::DateTime::parse_from_rfc3339(a).ok())
+                .map_or_else(chrono::Utc::now, |a| a.with_timezone(&chrono::Utc));
+            let event = huren_workflow::Event::Amended {
+                by: c.physician.clone().unwrap_or_default(),
+                at,
+                report: head.to_string(),
+                reason,
+            };
+            match store.tasks().apply(&t.id, event) {
+                Ok(_) => done += 1,
+                Err(huren_store::TaskError::Store(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(task = %t.id.0, error = %e, "amended report found but the amendment cannot be recorded")
                 }
             }
         }
