@@ -1,5 +1,5 @@
 //! Signed reports going back to the acquiring institution (issue 17, docs/outbox.md): the
-//! ORU^R01 of a signed ECG report is enqueued in the store's durable outbox (once per report)
+//! ORU^R01 of a signed ECG or imaging report is enqueued in the store's durable outbox (once per report)
 //! before the signature is answered, and a worker delivers it over MLLP to the institution's
 //! `result_destination`, one message at a time per destination: AA (or CA) → delivered;
 //! AE/AR, garbage, no answer, no connection → retried with backoff, the same bytes and MSH-10
@@ -51,7 +51,7 @@ impl Gateway {
         }
         let now = Utc::now();
         let msh10 = msh10_of(report);
-        let message = huren_hl7::build_ecg_oru(
+        let message = huren_hl7::build_oru(
             &r,
             &huren_hl7::OruContext {
                 control_id: &msh10,

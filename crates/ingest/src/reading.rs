@@ -124,11 +124,13 @@ const MAX_STATEMENT_CHARS: usize = 200;
 const MAX_TEXT_CHARS: usize = 4000;
 const MAX_REASON_CHARS: usize = 1000;
 
-/// The signed version of an ECG task's report: the reader's statements and text, final,
+/// The signed version of a task's report: the reader's statements and text, final,
 /// confirmed by the reader at the centre, in the same chain (so it supersedes the cart's
 /// preliminary version, which stays retrievable); its original is the act of signing as
 /// JSON (task, centre, reader, time, what was signed, the version it supersedes). The
-/// critical flag is the configured catalogue's verdict on the reader's statements.
+/// critical flag is the configured catalogue's verdict on the reader's statements. For an
+/// imaging task the statements are the impression and the text the findings, kept with the
+/// reader, centre, task and time in `imaging.reading`; the conclusion is the impression.
 ///
 /// An amendment ([`Signature::amendment`]) is built the same way from the current signed
 /// version, with status corrected (HL7 result status C in the ORU), the reason kept in the
@@ -139,9 +141,9 @@ pub fn signed_report(
     prev_hash: ContentHash,
     s: &Signature<'_>,
 ) -> Result<Ingest, String> {
-    let Some(ecg) = prev.ecg.as_deref() else {
-        return Err("only ECG reports are signed in the reading centre so far".into());
-    };
+    if prev.ecg.is_none() && prev.imaging.is_none() {
+        return Err("only ECG and imaging reports are signed in the reading centre".into());
+    }
     let statements: Vec<String> = s
         .statements
         .iter()
@@ -196,49 +198,69 @@ pub fn signed_report(
         act["reason"] = r.into();
     }
     let original = huren_model::Hashed::new(act.to_string().into_bytes());
-    let mut body = ecg.clone();
-    body.statements = statements
-        .iter()
-        .map(|t| huren_model::ecg::EcgStatement {
-            text: t.clone(),
-            reason: None,
-            code: None,
-        })
-        .collect();
-    body.confirmation = huren_model::ecg::EcgConfirmation {
-        state: huren_model::ecg::ConfirmationState::Confirmed,
-        physician: Some(s.reader.to_string()),
-        confirmed_at: Some(at.clone()),
-        centre: Some(s.task.centre.0.clone()),
-        task: Some(s.task.id.0.clone()),
-        amendment_reason: reason.map(str::to_string),
-    };
-    let opts = crate::ecg::parse_options(config);
-    body.critical = huren_ecg::critical(
-        statements
-            .iter()
-            .map(String::as_str)
-            .chain(std::iter::once(text)),
-        &opts.catalogue,
-    )
-    .map(|m| huren_model::ecg::EcgCritical {
-        rule: m.rule,
-        label: m.label,
-        statement: m.statement,
-    });
     let mut report = prev.clone();
+    if let Some(ecg) = prev.ecg.as_deref() {
+        let mut body = ecg.clone();
+        body.statements = statements
+            .iter()
+            .map(|t| huren_model::ecg::EcgStatement {
+                text: t.clone(),
+                reason: None,
+                code: None,
+            })
+            .collect();
+        body.confirmation = huren_model::ecg::EcgConfirmation {
+            state: huren_model::ecg::ConfirmationState::Confirmed,
+            physician: Some(s.reader.to_string()),
+            confirmed_at: Some(at.clone()),
+            centre: Some(s.task.centre.0.clone()),
+            task: Some(s.task.id.0.clone()),
+            amendment_reason: reason.map(str::to_string),
+        };
+        let opts = crate::ecg::parse_options(config);
+        body.critical = huren_ecg::critical(
+            statements
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::once(text)),
+            &opts.catalogue,
+        )
+        .map(|m| huren_model::ecg::EcgCritical {
+            rule: m.rule,
+            label: m.label,
+            statement: m.statement,
+        });
+        report.conclusion = Some(if text.is_empty() {
+            statements.join("；")
+        } else {
+            text.to_string()
+        });
+        report.ecg = Some(Box::new(body));
+    } else if let Some(img) = prev.imaging.as_deref() {
+        // Imaging: the statements are the impression (诊断意见), the text the findings (检查所见).
+        let mut body = img.clone();
+        body.reading = Some(huren_model::imaging::ImagingReading {
+            findings: (!text.is_empty()).then(|| text.to_string()),
+            impression: statements.clone(),
+            reader: s.reader.to_string(),
+            centre: s.task.centre.0.clone(),
+            task: s.task.id.0.clone(),
+            signed_at: at.clone(),
+            amendment_reason: reason.map(str::to_string),
+        });
+        report.conclusion = Some(if statements.is_empty() {
+            text.to_string()
+        } else {
+            statements.join("；")
+        });
+        report.imaging = Some(Box::new(body));
+    }
     report.status = if reason.is_some() {
         huren_model::ReportStatus::Corrected
     } else {
         huren_model::ReportStatus::Final
     };
     report.reported_at = Some(at.clone());
-    report.conclusion = Some(if text.is_empty() {
-        statements.join("；")
-    } else {
-        text.to_string()
-    });
-    report.ecg = Some(Box::new(body));
     report.original = original.hash();
     Ok(Ingest {
         original: original.into(),
@@ -271,18 +293,13 @@ impl Gateway {
             let Some(h) = store.report_shared(&head)? else {
                 continue;
             };
-            let Some(c) = h.ecg.as_ref().map(|e| &e.confirmation) else {
+            let Some(m) = Mark::of(&h) else {
                 continue;
             };
-            if c.task.as_deref() != Some(t.id.0.as_str()) {
+            if m.task != t.id.0 {
                 continue;
             }
-            let at = c
-                .confirmed_at
-                .as_deref()
-                .and_then(|a| chrono::DateTime::parse_from_rfc3339(a).ok())
-                .map_or_else(chrono::Utc::now, |a| a.with_timezone(&chrono::Utc));
-            let by = c.physician.clone().unwrap_or_default();
+            let (at, by) = (m.at, m.by);
             // Signed needs the signer to hold the claim: the claim is taken again first if
             // it lapsed (both recorded, so the log says what happened).
             let claim = huren_workflow::Event::Claimed { by: by.clone(), at };
@@ -332,23 +349,15 @@ impl Gateway {
             let Some(h) = store.report_shared(&head)? else {
                 continue;
             };
-            let Some(c) = h.ecg.as_ref().map(|e| &e.confirmation) else {
+            let Some(m) = Mark::of(&h) else {
                 continue;
             };
-            let (Some(reason), true) = (
-                c.amendment_reason.clone(),
-                c.task.as_deref() == Some(t.id.0.as_str()),
-            ) else {
+            let (Some(reason), true) = (m.reason, m.task == t.id.0) else {
                 continue;
             };
-            let at = c
-                .confirmed_at
-                .as_deref()
-                .and_then(|a| chrono::DateTime::parse_from_rfc3339(a).ok())
-                .map_or_else(chrono::Utc::now, |a| a.with_timezone(&chrono::Utc));
             let event = huren_workflow::Event::Amended {
-                by: c.physician.clone().unwrap_or_default(),
-                at,
+                by: m.by,
+                at: m.at,
                 report: head.to_string(),
                 reason,
             };
@@ -361,5 +370,46 @@ impl Gateway {
             }
         }
         Ok(done)
+    }
+}
+
+/// What a version signed in the reading centre says about its signature: the task, the
+/// reader, when, and the amendment's reason (ECG confirmation or imaging reading).
+struct Mark {
+    task: String,
+    by: String,
+    at: chrono::DateTime<chrono::Utc>,
+    reason: Option<String>,
+}
+
+impl Mark {
+    fn of(r: &Report) -> Option<Mark> {
+        let (task, by, at, reason) = if let Some(e) = r.ecg.as_deref() {
+            let c = &e.confirmation;
+            (
+                c.task.clone()?,
+                c.physician.clone().unwrap_or_default(),
+                c.confirmed_at.clone(),
+                c.amendment_reason.clone(),
+            )
+        } else {
+            let g = r.imaging.as_deref()?.reading.as_ref()?;
+            (
+                g.task.clone(),
+                g.reader.clone(),
+                Some(g.signed_at.clone()),
+                g.amendment_reason.clone(),
+            )
+        };
+        let at = at
+            .as_deref()
+            .and_then(|a| chrono::DateTime::parse_from_rfc3339(a).ok())
+            .map_or_else(chrono::Utc::now, |a| a.with_timezone(&chrono::Utc));
+        Some(Mark {
+            task,
+            by,
+            at,
+            reason,
+        })
     }
 }
