@@ -837,6 +837,23 @@ fn every_route_against_every_caller_status_and_audit_count() {
             None,
         ),
         r(
+            "GET",
+            "/fhir/Task",
+            "/fhir/Task?status=requested".into(),
+            Class::Worklist,
+            200,
+            None,
+        ),
+        // No such task: readers learn so (404, audited); everyone else 403.
+        r(
+            "GET",
+            "/fhir/Task/{id}",
+            "/fhir/Task/t-none".into(),
+            Class::TaskAct,
+            404,
+            None,
+        ),
+        r(
             "DELETE",
             "/api/v1/consents/{id}",
             format!("/api/v1/consents/{revocable}"),

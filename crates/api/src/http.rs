@@ -77,6 +77,8 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/fhir/Observation", get(crate::fhir::observations))
         .route("/fhir/ImagingStudy", get(crate::fhir::imaging_studies))
+        .route("/fhir/Task", get(crate::fhir_task::search))
+        .route("/fhir/Task/{id}", get(crate::fhir_task::read))
         .route("/api/v1/reports/{hash}", get(report))
         .route("/api/v1/reports/{hash}/original", get(original))
         .route("/api/v1/reports/{hash}/ecg.svg", get(ecg_svg))

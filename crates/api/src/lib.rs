@@ -7,6 +7,7 @@ pub mod answers;
 pub mod api;
 pub mod auth;
 pub mod fhir;
+pub mod fhir_task;
 pub mod http;
 pub mod https;
 pub mod identity;

@@ -47,6 +47,17 @@ pub struct WorklistItem {
     pub claimed_by: Option<String>,
 }
 
+/// A task as the FHIR `Task` view reads it, with its patient.
+#[derive(Clone, Debug)]
+pub struct TaskRead {
+    /// The task.
+    pub task: Task,
+    /// The patient (`INST:LOCAL`).
+    pub patient: Option<String>,
+    /// The patient's name.
+    pub patient_name: Option<String>,
+}
+
 /// What a reader does to a task.
 #[derive(Clone, Debug)]
 pub enum TaskAct {
@@ -428,5 +439,109 @@ impl Gate {
             }
             Err(huren_store::TaskError::Store(e)) => Err(e.into()),
         }
+    }
+
+    /// Reading tasks for the FHIR `Task` view, through the same authorisation as the worklist:
+    /// a clinician on duty at a reading centre now; with `id` that task (allowed when they may
+    /// act on it: on duty at its centre or holding its claim; 404 unknown), else every task
+    /// (open or not) of the centres they are on duty at, filtered by `owner` (the claim's
+    /// holder or the signer) and FHIR `status` (`requested`, `in-progress`, `completed`,
+    /// `cancelled`), in worklist order. Audited once (`fhir_task`, the tasks and patients).
+    pub async fn fhir_tasks(
+        &self,
+        p: &Principal,
+        id: Option<&str>,
+        owner: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<TaskRead>, Problem> {
+        let now = now_utc();
+        let mut rec = record(p, "fhir_task");
+        rec.detail = json!({ "task": id, "owner": owner, "status": status });
+        let centres: Vec<_> = self
+            .workflow
+            .centres_on_duty(&p.id, now)
+            .into_iter()
+            .cloned()
+            .collect();
+        let tasks = match id {
+            Some(id) => {
+                let task = if p.role == Role::Clinician {
+                    self.store.tasks().get(&TaskId(id.to_string()))
+                } else {
+                    None
+                };
+                match task {
+                    Some(t) if self.workflow.may_act(&p.id, &t, now) => vec![t],
+                    Some(t) => {
+                        rec.patient = self.task_patient(&t).2;
+                        return Err(self
+                            .refuse(
+                                rec,
+                                &role_denial(
+                                    "the roster has this principal on duty at another centre or none now",
+                                ),
+                            )
+                            .await);
+                    }
+                    None if p.role != Role::Clinician => {
+                        return Err(self
+                            .refuse(
+                                rec,
+                                &role_denial(
+                                    "only a reader (a clinician on the roster) reads reading tasks",
+                                ),
+                            )
+                            .await)
+                    }
+                    None => {
+                        rec.outcome = "not found".into();
+                        self.audit(rec).await?;
+                        return Err(Problem::new(StatusCode::NOT_FOUND, "no such task", id));
+                    }
+                }
+            }
+            None => {
+                if p.role != Role::Clinician || centres.is_empty() {
+                    return Err(self
+                        .refuse(
+                            rec,
+                            &role_denial(
+                                "the roster has this principal on duty at no reading centre now",
+                            ),
+                        )
+                        .await);
+                }
+                let mut v = self.store.tasks().select(|t| {
+                    centres.contains(&t.centre)
+                        && owner.is_none_or(|o| t.owner() == Some(o))
+                        && status.is_none_or(|s| t.state.fhir_status() == s)
+                });
+                v.sort_by(huren_workflow::worklist_order);
+                v
+            }
+        };
+        let mut out = Vec::with_capacity(tasks.len());
+        let mut persons = Vec::new();
+        for t in tasks {
+            let (patient, patient_name, person) = self.task_patient(&t);
+            if let Some(person) = person {
+                if !persons.contains(&person) {
+                    persons.push(person);
+                }
+            }
+            out.push(TaskRead {
+                task: t,
+                patient,
+                patient_name,
+            });
+        }
+        rec.detail["tasks"] = out.len().into();
+        if id.is_some() {
+            rec.patient = persons.first().cloned();
+        } else {
+            rec.detail["patients"] = json!(persons);
+        }
+        self.audit(rec).await?;
+        Ok(out)
     }
 }

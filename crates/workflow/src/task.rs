@@ -349,6 +349,10 @@ pub struct Task {
     pub state: State,
     /// Amendments of the signed report, oldest first (empty unless completed).
     pub amendments: Vec<Amendment>,
+    /// When the claim that led to the signature was taken (completed tasks; the start of
+    /// the reading, FHIR `Task.executionPeriod.start`).
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 fn actor(by: &str) -> Result<(), TransitionError> {
@@ -374,6 +378,7 @@ impl Task {
             claim_timeout_secs: c.claim_timeout_secs,
             state: State::Scheduled,
             amendments: Vec::new(),
+            started_at: None,
         }
     }
 
@@ -452,6 +457,29 @@ impl Task {
         match &self.state {
             State::Completed { report, .. } => report,
             _ => &self.report,
+        }
+    }
+
+    /// The reader the task is with: the claim's holder while in progress (fresh or lapsed
+    /// but not taken over), the signer once completed; none when scheduled or cancelled
+    /// (FHIR `Task.owner`).
+    pub fn owner(&self) -> Option<&str> {
+        match &self.state {
+            State::InProgress { claimed_by, .. } => Some(claimed_by),
+            State::Completed { by, .. } => Some(by),
+            _ => None,
+        }
+    }
+
+    /// When the reading started and ended (FHIR `Task.executionPeriod`): from the current
+    /// claim (in progress) or the claim that led to the signature, to the signature or the
+    /// cancellation.
+    pub fn execution_period(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        match &self.state {
+            State::Scheduled => (None, None),
+            State::InProgress { claimed_at, .. } => (Some(*claimed_at), None),
+            State::Completed { at, .. } => (self.started_at, Some(*at)),
+            State::Cancelled { at, .. } => (None, Some(*at)),
         }
     }
 
@@ -558,6 +586,9 @@ impl Task {
                 self.check_holder(by)?;
                 if report.trim().is_empty() {
                     return Err(TransitionError::BadReport);
+                }
+                if let State::InProgress { claimed_at, .. } = &self.state {
+                    next.started_at = Some(*claimed_at);
                 }
                 next.state = State::Completed {
                     by: by.clone(),
@@ -680,6 +711,12 @@ mod tests {
         assert_eq!(b.state.fhir_status(), "completed");
         assert_eq!(b.signed(), Some(("r1", t(5))));
         assert_eq!(b.current_report(), "blake3:signed-r1-5");
+        assert_eq!(task().owner(), None);
+        assert_eq!(task().execution_period(), (None, None));
+        assert_eq!(a.owner(), Some("r1"));
+        assert_eq!(a.execution_period(), (Some(t(1)), None));
+        assert_eq!(b.owner(), Some("r1"));
+        assert_eq!(b.execution_period(), (Some(t(1)), Some(t(5))));
     }
 
     #[test]
