@@ -487,9 +487,24 @@ fn an_amendment_supersedes_the_signed_report_and_goes_back_corrected() {
     assert_eq!(obr[25], "C", "{msg}");
     assert!(msg.contains("NTE|1|L|V1 导联误读，更正诊断|RE"), "{msg}");
 
-    // A restart keeps the history; nothing is delivered twice.
+    // A crash after the amended report's commit and before the task's event (simulated by
+    // cutting the event off the log): at the next start the amendment is recorded from the
+    // report. The history is kept; nothing is delivered twice.
     srv.kill9();
+    let text = log();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.last().unwrap().contains("\"amended\""), "{text}");
+    std::fs::write(
+        data.join("tasks.log"),
+        format!("{}\n", lines[..lines.len() - 1].join("\n")),
+    )
+    .unwrap();
     let srv = Server::start(&data, &["--config", &cfg]);
+    let last = log().lines().last().unwrap().to_string();
+    assert!(
+        last.contains("\"amended\"") && last.contains("V1 导联误读") && last.contains(&amended),
+        "recorded again at start-up: {last}"
+    );
     let amendments = log().lines().filter(|l| l.contains("\"amended\"")).count();
     assert_eq!(amendments, 1);
     let (_, b) = srv.get(&format!("/api/v1/patients/{patient}/reports?kind=ecg"));
