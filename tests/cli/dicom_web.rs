@@ -243,7 +243,7 @@ fn qido_rs_studies_series_instances_with_limit_offset_and_audit() {
 }
 
 /// A `multipart/related; type="application/dicom"` body of `parts` (content type, bytes).
-fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+pub(crate) fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     let b = "huren-test-boundary-7d3f";
     let mut body = Vec::new();
     for (ct, bytes) in parts {
@@ -259,7 +259,7 @@ fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
 }
 
 /// POST returning (status, JSON body).
-fn post(
+pub(crate) fn post(
     srv: &Server,
     path: &str,
     token: Option<&str>,

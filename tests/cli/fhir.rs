@@ -199,3 +199,182 @@ fn fhir_searches_are_paged() {
         .iter()
         .all(|l| l["relation"] != "next"));
 }
+
+/// FHIR `Task` (issue 17): the reading tasks of the caller's centres through the worklist's
+/// authorisation — a search by status and owner (a Bundle) and a read by id, each audited
+/// once; status, priority, focus (the report read), for (the patient), requester (the
+/// institution), owner (the reader), executionPeriod and output (the signed and amended
+/// versions) — valid R4.
+#[test]
+fn reading_tasks_as_fhir_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path());
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let ecg =
+        std::fs::read(crate::support::repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
+    let r = ureq::post(&format!("http://{}/api/v1/ecg", srv.http))
+        .set("Authorization", "Bearer test-sq01-token")
+        .set("Content-Type", "application/xml")
+        .send_bytes(&ecg)
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    let cart = stored["report"].as_str().unwrap().to_string();
+    let cart_hex = cart.strip_prefix("blake3:").unwrap();
+    let reader = crate::support::TEST_TOKEN;
+    let call = crate::worklist::call;
+    let audits = || crate::worklist::audit_lines(&data).len();
+    let mut files = Vec::new();
+    let mut keep = |name: &str, v: &serde_json::Value| {
+        let f = dir.path().join(format!("{name}.json"));
+        std::fs::write(&f, v.to_string()).unwrap();
+        files.push(f);
+    };
+
+    // Search: the waiting task.
+    let n = audits();
+    let (st, b) = call(
+        &srv.http,
+        "GET",
+        "/fhir/Task?status=requested",
+        reader,
+        None,
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(audits(), n + 1, "one audit record per search");
+    assert_eq!(b["resourceType"], "Bundle");
+    assert_eq!(b["total"], 1, "{b}");
+    let t = &b["entry"][0]["resource"];
+    assert_eq!(t["resourceType"], "Task");
+    assert_eq!(t["status"], "requested");
+    assert_eq!(t["intent"], "order");
+    assert!(
+        ["routine", "stat"].contains(&t["priority"].as_str().unwrap()),
+        "{t}"
+    );
+    assert_eq!(
+        t["focus"]["reference"],
+        format!("DiagnosticReport/{cart_hex}").as_str()
+    );
+    assert_eq!(
+        t["for"]["identifier"]["system"],
+        "urn:huren:patient:FX-SQ01"
+    );
+    assert_eq!(t["requester"]["identifier"]["value"], "FX-SQ01");
+    assert!(t.get("owner").is_none(), "{t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    keep("task-search", &b);
+    let (_, b) = call(
+        &srv.http,
+        "GET",
+        "/fhir/Task?status=completed",
+        reader,
+        None,
+    );
+    assert_eq!(b["total"], 0, "{b}");
+    let (st, _) = call(&srv.http, "GET", "/fhir/Task?status=done", reader, None);
+    assert_eq!(st, 400);
+
+    // Claimed, signed and amended: in progress, then completed with the versions as output.
+    let act = |what: &str, body: Option<&str>| {
+        let (st, r) = call(
+            &srv.http,
+            "POST",
+            &format!("/api/v1/worklist/{id}/{what}"),
+            reader,
+            body,
+        );
+        assert_eq!(st, 200, "{what}: {r}");
+        r
+    };
+    act("claim", None);
+    let (_, b) = call(
+        &srv.http,
+        "GET",
+        "/fhir/Task?owner=Practitioner/dr.zx",
+        reader,
+        None,
+    );
+    assert_eq!(b["total"], 1, "{b}");
+    let t = &b["entry"][0]["resource"];
+    assert_eq!(t["status"], "in-progress");
+    assert_eq!(t["owner"]["identifier"]["value"], "dr.zx");
+    assert!(t["executionPeriod"]["start"].is_string(), "{t}");
+    keep("task-in-progress", &b);
+    let signed = act(
+        "sign",
+        Some(r#"{"statements":["窦性心律"],"text":"正常心电图"}"#),
+    )["report"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let amended = act(
+        "amend",
+        Some(r#"{"statements":["窦性心律","ST段轻度压低"],"text":"更正","reason":"漏报 ST 改变"}"#),
+    )["report"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let n = audits();
+    let (st, t) = call(&srv.http, "GET", &format!("/fhir/Task/{id}"), reader, None);
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(audits(), n + 1, "one audit record per read");
+    assert_eq!(t["resourceType"], "Task");
+    assert_eq!(t["id"], id.as_str());
+    assert_eq!(t["status"], "completed");
+    assert_eq!(t["owner"]["identifier"]["value"], "dr.zx");
+    assert!(t["executionPeriod"]["start"].is_string(), "{t}");
+    assert!(t["executionPeriod"]["end"].is_string(), "{t}");
+    let out = t["output"].as_array().unwrap();
+    assert_eq!(out.len(), 2, "{t}");
+    assert_eq!(
+        out[0]["valueReference"]["reference"],
+        format!(
+            "DiagnosticReport/{}",
+            signed.strip_prefix("blake3:").unwrap()
+        )
+        .as_str()
+    );
+    assert_eq!(
+        out[1]["valueReference"]["reference"],
+        format!(
+            "DiagnosticReport/{}",
+            amended.strip_prefix("blake3:").unwrap()
+        )
+        .as_str()
+    );
+    assert!(t["note"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("漏报 ST 改变"));
+    keep("task-read", &t);
+
+    // Not a reader on duty: refused and audited; unknown: 404.
+    let n = audits();
+    assert_eq!(
+        call(
+            &srv.http,
+            "GET",
+            &format!("/fhir/Task/{id}"),
+            "test-privacy-token",
+            None
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(&srv.http, "GET", "/fhir/Task", "test-sq01-token", None).0,
+        403
+    );
+    assert_eq!(audits(), n + 2);
+    assert_eq!(
+        call(&srv.http, "GET", "/fhir/Task/t-none", reader, None).0,
+        404
+    );
+
+    if let Some(py) = validator() {
+        let (ok, out) = validate(&py, &files);
+        assert!(ok, "{out}");
+    }
+}

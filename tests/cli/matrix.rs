@@ -266,7 +266,7 @@ enum Class {
     Stow,
     /// The reading worklist: readers on the roster (dr.zx at the test ECG centre) only.
     Worklist,
-    /// A reading task's claim / release / cancel: clinicians get past the role check (the
+    /// A reading task's claim / release / cancel / sign / amend: clinicians get past the role check (the
     /// matrix's task does not exist: 404), everyone else 403.
     TaskAct,
     /// The task event stream: clinicians (readers and senders), everyone else 403.
@@ -945,6 +945,23 @@ fn every_route_against_every_caller_status_and_audit_count() {
             None,
         ),
         r(
+            "GET",
+            "/fhir/Task",
+            "/fhir/Task?status=requested".into(),
+            Class::Worklist,
+            200,
+            None,
+        ),
+        // No such task: readers learn so (404, audited); everyone else 403.
+        r(
+            "GET",
+            "/fhir/Task/{id}",
+            "/fhir/Task/t-none".into(),
+            Class::TaskAct,
+            404,
+            None,
+        ),
+        r(
             "DELETE",
             "/api/v1/consents/{id}",
             format!("/api/v1/consents/{revocable}"),
@@ -1001,11 +1018,12 @@ fn every_route_against_every_caller_status_and_audit_count() {
             }),
         );
     }
-    for act in ["claim", "release", "cancel", "sign"] {
+    for act in ["claim", "release", "cancel", "sign", "amend"] {
         let template = match act {
             "claim" => "/api/v1/worklist/{id}/claim",
             "release" => "/api/v1/worklist/{id}/release",
             "sign" => "/api/v1/worklist/{id}/sign",
+            "amend" => "/api/v1/worklist/{id}/amend",
             _ => "/api/v1/worklist/{id}/cancel",
         };
         post(
@@ -1016,6 +1034,8 @@ fn every_route_against_every_caller_status_and_audit_count() {
             None,
             json(if act == "sign" {
                 serde_json::json!({"statements": ["窦性心律"], "text": "matrix"})
+            } else if act == "amend" {
+                serde_json::json!({"statements": ["窦性心律"], "text": "matrix", "reason": "matrix"})
             } else {
                 serde_json::json!({"reason": "matrix"})
             }),

@@ -173,7 +173,7 @@ fn upload_and_sign(srv: &Server) -> String {
 }
 
 /// The operator view: the entries in `state`.
-fn view(srv: &Server, state: &str) -> Vec<serde_json::Value> {
+pub(crate) fn view(srv: &Server, state: &str) -> Vec<serde_json::Value> {
     let (st, v) = call(
         &srv.http,
         "GET",
@@ -190,7 +190,7 @@ fn view(srv: &Server, state: &str) -> Vec<serde_json::Value> {
 }
 
 /// Polls until `f` holds (at most `secs` seconds).
-fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(Instant::now() < end, "timed out waiting for {what}");

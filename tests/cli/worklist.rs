@@ -798,3 +798,292 @@ pub(crate) fn web_session(http: &str, token: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Amending: a signed task's report gets a new signed version (status corrected) with the
+/// reason in the report and the task's history; it supersedes the signed version, which stays
+/// retrievable; it is audited once and queued for the institution like the signature (ORU
+/// result status C, the reason in an NTE). Without a reason: 400, nothing changes; a task not
+/// signed: 409; not a reader: 403.
+#[test]
+fn an_amendment_supersedes_the_signed_report_and_goes_back_corrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::outbox::free_port();
+    let cfg = crate::outbox::config(dir.path(), port, 50);
+    let data = dir.path().join("data");
+    let rx = crate::outbox::Receiver::start(port, "AA", "");
+    let mut srv = Server::start(&data, &["--config", &cfg]);
+    let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
+    let url = format!("http://{}/api/v1/ecg", srv.http);
+    ureq::post(&url)
+        .set("Authorization", &format!("Bearer {SQ01_TOKEN}"))
+        .set("Content-Type", "application/xml")
+        .send_bytes(&ecg)
+        .unwrap();
+    let reader = crate::support::TEST_TOKEN;
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", reader, None);
+    let id = wl["tasks"][0]["id"].as_str().unwrap().to_string();
+    let patient = wl["tasks"][0]["patient"].as_str().unwrap().to_string();
+    let amend = format!("/api/v1/worklist/{id}/amend");
+    let body = r#"{"statements":["窦性心律","完全性右束支传导阻滞"],"text":"更正：右束支传导阻滞，非下壁心梗","reason":"V1 导联误读，更正诊断"}"#;
+    let log = || std::fs::read_to_string(data.join("tasks.log")).unwrap();
+
+    // Not signed yet (scheduled, then claimed): 409, nothing written.
+    assert_eq!(call(&srv.http, "POST", &amend, reader, Some(body)).0, 409);
+    assert_eq!(
+        call(
+            &srv.http,
+            "POST",
+            &format!("/api/v1/worklist/{id}/claim"),
+            reader,
+            None
+        )
+        .0,
+        200
+    );
+    let before = log();
+    let ((st, _), recs) = audited(&data, || {
+        call(&srv.http, "POST", &amend, reader, Some(body))
+    });
+    assert_eq!(st, 409);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(log(), before);
+
+    let (st, r) = call(
+        &srv.http,
+        "POST",
+        &format!("/api/v1/worklist/{id}/sign"),
+        reader,
+        Some(
+            r#"{"statements":["窦性心律","急性下壁心肌梗死"],"text":"II、III、aVF 导联 ST 段抬高"}"#,
+        ),
+    );
+    assert_eq!(st, 200, "{r}");
+    let signed = r["report"].as_str().unwrap().to_string();
+    crate::outbox::wait_for(10, "the signed report delivered", || {
+        rx.messages().len() == 1
+    });
+
+    // No reason (blank or missing): 400, audited once, nothing changes.
+    let before = log();
+    for b in [
+        r#"{"statements":["窦性心律"],"text":"x","reason":"  "}"#,
+        r#"{"statements":["窦性心律"],"text":"x"}"#,
+    ] {
+        let ((st, p), recs) = audited(&data, || call(&srv.http, "POST", &amend, reader, Some(b)));
+        assert_eq!(st, 400, "{p}");
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        assert_eq!(recs[0]["action"], "task_amend");
+    }
+    assert_eq!(log(), before);
+    let (_, b) = srv.get(&format!("/api/v1/patients/{patient}/reports?kind=ecg"));
+    assert_eq!(b["reports"][0]["meta"]["hash"], signed.as_str());
+    // Not a reader: 403.
+    assert_eq!(
+        call(&srv.http, "POST", &amend, PRIVACY_TOKEN, Some(body)).0,
+        403
+    );
+
+    // Amended: a new version, audited once with the reason.
+    let ((st, r), recs) = audited(&data, || {
+        call(&srv.http, "POST", &amend, reader, Some(body))
+    });
+    assert_eq!(st, 200, "{r}");
+    let amended = r["report"].as_str().unwrap().to_string();
+    assert_ne!(amended, signed);
+    assert_eq!(r["task"]["state"], "completed");
+    assert_eq!(r["task"]["report"], amended.as_str());
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["action"], "task_amend");
+    assert_eq!(recs[0]["detail"]["reason"], "V1 导联误读，更正诊断");
+    assert_eq!(recs[0]["detail"]["report"], amended.as_str());
+    let last = log().lines().last().unwrap().to_string();
+    assert!(
+        last.contains("\"amended\"") && last.contains("V1 导联误读") && last.contains(&amended),
+        "{last}"
+    );
+
+    // It supersedes the signed version (version 3), which stays retrievable.
+    let (_, b) = srv.get(&format!("/api/v1/patients/{patient}/reports?kind=ecg"));
+    let head = &b["reports"][0];
+    assert_eq!(head["meta"]["hash"], amended.as_str());
+    assert_eq!(head["meta"]["version"], 3);
+    let rep = &head["report"];
+    assert_eq!(rep["status"], "corrected");
+    assert_eq!(
+        rep["ecg"]["confirmation"]["amendment_reason"],
+        "V1 导联误读，更正诊断"
+    );
+    assert_eq!(rep["ecg"]["confirmation"]["task"], id.as_str());
+    assert_eq!(rep["ecg"]["statements"][1]["text"], "完全性右束支传导阻滞");
+    let (st, old) = srv.get(&format!("/api/v1/reports/{signed}"));
+    assert_eq!(st, 200);
+    assert_eq!(old["status"], "final", "{old}");
+
+    // Queued and delivered to the institution: result status C, the reason in an NTE.
+    crate::outbox::wait_for(10, "the amended report delivered", || {
+        rx.messages().len() == 2
+    });
+    let msg = &rx.messages()[1];
+    let msh10 = &amended.strip_prefix("blake3:").unwrap()[..20];
+    assert!(msg.contains(msh10), "{msg}");
+    let obr: Vec<&str> = msg
+        .split('\r')
+        .find(|s| s.starts_with("OBR|"))
+        .unwrap()
+        .split('|')
+        .collect();
+    assert_eq!(obr[25], "C", "{msg}");
+    assert!(msg.contains("NTE|1|L|V1 导联误读，更正诊断|RE"), "{msg}");
+
+    // A crash after the amended report's commit and before the task's event (simulated by
+    // cutting the event off the log): at the next start the amendment is recorded from the
+    // report. The history is kept; nothing is delivered twice.
+    srv.kill9();
+    let text = log();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.last().unwrap().contains("\"amended\""), "{text}");
+    std::fs::write(
+        data.join("tasks.log"),
+        format!("{}\n", lines[..lines.len() - 1].join("\n")),
+    )
+    .unwrap();
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let last = log().lines().last().unwrap().to_string();
+    assert!(
+        last.contains("\"amended\"") && last.contains("V1 导联误读") && last.contains(&amended),
+        "recorded again at start-up: {last}"
+    );
+    let amendments = log().lines().filter(|l| l.contains("\"amended\"")).count();
+    assert_eq!(amendments, 1);
+    let (_, b) = srv.get(&format!("/api/v1/patients/{patient}/reports?kind=ecg"));
+    assert_eq!(b["reports"][0]["meta"]["hash"], amended.as_str());
+    let n = rx.messages().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rx.messages().len(), n, "nothing delivered twice");
+}
+
+/// Imaging: a study the community centre sends (STOW-RS) becomes a task on the imaging
+/// centre's worklist; the holder signs it with impression statements and findings text → a
+/// new, final version of the study report with the reading (findings, impression, reader,
+/// centre, task), superseding the preliminary one (still retrievable), queued for the
+/// institution as an imaging ORU^R01 (OBR-24 RAD); an amendment makes it corrected.
+#[test]
+fn an_imaging_task_is_signed_with_findings_and_impression() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::outbox::free_port();
+    let cfg = crate::outbox::config(dir.path(), port, 50);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "\n[[centre]]\nid = \"fx-img\"\nname = \"影像诊断中心\"\ninstitution = \"FX-ZX\"\n\n[[reading_route]]\ninstitution = \"FX-SQ01\"\nkind = \"imaging\"\ncentre = \"fx-img\"\n\n[[roster]]\nreader = \"dr.zx\"\ncentre = \"fx-img\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let data = dir.path().join("data");
+    let rx = crate::outbox::Receiver::start(port, "AA", "");
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let ct = std::fs::read(crate::dicom::fixture("ct_series_1.dcm")).unwrap();
+    let (ctype, body) = crate::dicom_web::multipart(&[("application/dicom", &ct)]);
+    let (st, b) =
+        crate::dicom_web::post(&srv, "/dicomweb/studies", Some(SQ01_TOKEN), &ctype, &body);
+    assert_eq!(st, 200, "{b}");
+
+    let reader = crate::support::TEST_TOKEN;
+    let (st, wl) = call(&srv.http, "GET", "/api/v1/worklist", reader, None);
+    assert_eq!(st, 200, "{wl}");
+    let t = wl["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "imaging")
+        .unwrap_or_else(|| panic!("an imaging task: {wl}"))
+        .clone();
+    assert_eq!(t["centre"], "fx-img");
+    assert_eq!(t["institution"], "FX-SQ01");
+    let id = t["id"].as_str().unwrap().to_string();
+    let prelim = t["report"].as_str().unwrap().to_string();
+    let patient = t["patient"].as_str().unwrap().to_string();
+    assert_eq!(
+        call(
+            &srv.http,
+            "POST",
+            &format!("/api/v1/worklist/{id}/claim"),
+            reader,
+            None
+        )
+        .0,
+        200
+    );
+    let sign = format!("/api/v1/worklist/{id}/sign");
+    let ((st, r), recs) = audited(&data, || {
+        call(
+            &srv.http,
+            "POST",
+            &sign,
+            reader,
+            Some(
+                r#"{"statements":["右肺上叶结节","建议3个月后复查"],"text":"右肺上叶见一实性结节，直径约 8 mm，边界清楚。"}"#,
+            ),
+        )
+    });
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["action"], "task_sign");
+    let signed = r["report"].as_str().unwrap().to_string();
+    assert_eq!(r["task"]["state"], "completed");
+    assert_eq!(r["task"]["report"], signed.as_str());
+
+    // The study report's head is the signed version; the preliminary one stays.
+    let (st, b) = srv.get(&format!("/api/v1/patients/{patient}/reports?kind=imaging"));
+    assert_eq!(st, 200, "{b}");
+    let head = &b["reports"][0];
+    assert_eq!(head["meta"]["hash"], signed.as_str(), "{b}");
+    let rep = &head["report"];
+    assert_eq!(rep["status"], "final");
+    let g = &rep["imaging"]["reading"];
+    assert_eq!(
+        g["findings"],
+        "右肺上叶见一实性结节，直径约 8 mm，边界清楚。"
+    );
+    assert_eq!(g["impression"][0], "右肺上叶结节");
+    assert_eq!(g["impression"][1], "建议3个月后复查");
+    assert_eq!(g["reader"], "dr.zx");
+    assert_eq!(g["centre"], "fx-img");
+    assert_eq!(g["task"], id.as_str());
+    assert_eq!(rep["conclusion"], "右肺上叶结节；建议3个月后复查");
+    let (st, old) = srv.get(&format!("/api/v1/reports/{prelim}"));
+    assert_eq!(st, 200);
+    assert!(old["imaging"]["reading"].is_null(), "{old}");
+
+    // Back to the institution as an imaging ORU.
+    crate::outbox::wait_for(10, "the signed study report delivered", || {
+        rx.messages().len() == 1
+    });
+    let msg = rx.messages()[0].clone();
+    let obr: Vec<&str> = msg
+        .split('\r')
+        .find(|s| s.starts_with("OBR|"))
+        .unwrap()
+        .split('|')
+        .collect();
+    assert_eq!(obr[24], "RAD", "{msg}");
+    assert_eq!(obr[25], "F", "{msg}");
+    assert!(msg.contains("右肺上叶结节"), "{msg}");
+
+    // Amended: corrected, with the reason.
+    let (st, r) = call(
+        &srv.http,
+        "POST",
+        &format!("/api/v1/worklist/{id}/amend"),
+        reader,
+        Some(r#"{"statements":["右肺上叶结节"],"text":"直径约 6 mm","reason":"测量更正"}"#),
+    );
+    assert_eq!(st, 200, "{r}");
+    let amended = r["report"].as_str().unwrap().to_string();
+    let (st, a) = srv.get(&format!("/api/v1/reports/{amended}"));
+    assert_eq!(st, 200);
+    assert_eq!(a["status"], "corrected");
+    assert_eq!(a["imaging"]["reading"]["amendment_reason"], "测量更正");
+    crate::outbox::wait_for(10, "the amended study report delivered", || {
+        rx.messages().len() == 2
+    });
+    assert!(rx.messages()[1].contains("NTE|1|L|测量更正|RE"));
+}

@@ -76,6 +76,10 @@ pub fn router(state: ApiState) -> Router {
             post(crate::worklist::sign).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
         )
         .route(
+            "/api/v1/worklist/{id}/amend",
+            post(crate::worklist::amend).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+        )
+        .route(
             "/api/v1/worklist/{id}/cancel",
             post(crate::worklist::cancel).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
         )
@@ -85,6 +89,8 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/fhir/Observation", get(crate::fhir::observations))
         .route("/fhir/ImagingStudy", get(crate::fhir::imaging_studies))
+        .route("/fhir/Task", get(crate::fhir_task::search))
+        .route("/fhir/Task/{id}", get(crate::fhir_task::read))
         .route("/api/v1/reports/{hash}", get(report))
         .route("/api/v1/reports/{hash}/original", get(original))
         .route("/api/v1/reports/{hash}/ecg.svg", get(ecg_svg))

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod centre;
 pub mod fhir;
+pub mod fhir_task;
 pub mod http;
 pub mod https;
 pub mod identity;

@@ -1,6 +1,6 @@
 //! The reading centre's worklist (issue 17): `GET /api/v1/worklist` (the caller's centres,
 //! by the roster) and `POST /api/v1/worklist/{id}/claim`, `/release`, `/cancel`
-//! (`{"reason":"…"}`). Everything is decided and audited by the gate
+//! (`{"reason":"…"}`), `/sign` and `/amend` (`{"statements":[…],"text":"…","reason":"…"}`). Everything is decided and audited by the gate
 //! ([`huren_gate::worklist`]); an answer goes out only after the task's event is durable.
 
 use axum::body::Bytes;
@@ -127,55 +127,117 @@ pub async fn sign_and_queue(
                     statements,
                     text,
                     at: chrono::Utc::now(),
+                    amendment: None,
                 },
             )
         })
         .await?;
-    // The signed report goes back to its institution through the durable outbox: queued
-    // before the answer. If that fails the report is signed and the task completed; the
-    // start-up reconciliation queues it (`Gateway::reconcile_outbox`).
     // A signature with a STEMI statement raises the alert its chain does not have yet.
+    raise_alert(st, report).await?;
+    queue_for_institution(st, report, "signed and the task completed").await?;
+    Ok((task, report))
+}
+
+/// Raises the alert of a signed report whose statements are critical (a STEMI), unless its
+/// chain has one; before the answer.
+async fn raise_alert(st: &ApiState, report: huren_model::ContentHash) -> Result<(), Problem> {
     let gw = st.gw.clone();
     match tokio::task::spawn_blocking(move || gw.raise_alert_for(&report)).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::error!(report = %report, error = %e, "alert of a signed report not raised");
-            return Err(Problem::new(
+            Err(Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "alert not raised",
                 format!("the report {report} is signed, but raising its alert failed: {e}"),
-            ));
-        }
-        Err(e) => {
-            return Err(Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "alert not raised",
-                format!("the report {report} is signed; raising its alert failed: {e}"),
             ))
         }
+        Err(e) => Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "alert not raised",
+            format!("the report {report} is signed; raising its alert failed: {e}"),
+        )),
     }
+}
+
+/// Queues a signed (or amended) report for its institution in the durable outbox, before the
+/// answer. If that fails the version is stored and the task recorded; the start-up
+/// reconciliation queues it (`Gateway::reconcile_outbox`).
+async fn queue_for_institution(
+    st: &ApiState,
+    report: huren_model::ContentHash,
+    what: &str,
+) -> Result<(), Problem> {
     let gw = st.gw.clone();
     match tokio::task::spawn_blocking(move || gw.enqueue_signed(&report)).await {
-        Ok(Ok(_)) => {}
+        Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => {
             tracing::error!(report = %report, error = %e, "signed report not queued for its institution");
-            return Err(Problem::new(
+            Err(Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "result not queued",
                 format!(
-                    "the report {report} is signed and the task completed, but queueing it for the institution failed; it is queued at the next start"
+                    "the report {report} is {what}, but queueing it for the institution failed; it is queued at the next start"
                 ),
-            ));
-        }
-        Err(e) => {
-            return Err(Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "result not queued",
-                format!("the report {report} is signed; queueing it failed: {e}"),
             ))
         }
+        Err(e) => Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "result not queued",
+            format!("the report {report} is {what}; queueing it failed: {e}"),
+        )),
     }
-    Ok((task, report))
+}
+
+/// Body of `POST /api/v1/worklist/{id}/amend`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmendBody {
+    /// Structured statements, in order.
+    #[serde(default)]
+    statements: Vec<String>,
+    /// Free text.
+    #[serde(default)]
+    text: String,
+    /// Why the signed report is amended (required).
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/v1/worklist/{id}/amend` with `{"statements":[…],"text":"…","reason":"…"}`:
+/// stores a new signed version (status corrected) of a completed task's report, superseding
+/// the signed one (which stays retrievable), records the amendment and its reason on the task,
+/// queues the amended report for the institution; answers `{"report":"blake3:…","task":…}`.
+pub async fn amend(
+    State(st): State<ApiState>,
+    Authed(p): Authed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let b: AmendBody = serde_json::from_slice(&body)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))?;
+    let config = st.gw.config.clone();
+    let reader = p.id.clone();
+    let (task, report) = st
+        .gate
+        .amend_task(&p, &id, &b.reason, |task, prev, prev_hash| {
+            huren_ingest::reading::signed_report(
+                &config,
+                prev,
+                prev_hash,
+                &huren_ingest::reading::Signature {
+                    task,
+                    reader: &reader,
+                    statements: &b.statements,
+                    text: &b.text,
+                    at: chrono::Utc::now(),
+                    amendment: Some(&b.reason),
+                },
+            )
+        })
+        .await?;
+    queue_for_institution(&st, report, "amended").await?;
+    Ok(Json(json!({ "report": report.to_string(), "task": task })))
 }
 
 /// How long one event stream lives before it ends (the client reconnects with

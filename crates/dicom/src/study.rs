@@ -139,7 +139,8 @@ pub fn local_patient_id(body: &ImagingBody) -> String {
 /// The study report for `body`; `original` is the instance that made this version,
 /// `prev_status` the status of the version it supersedes and `new_sr` whether that instance
 /// is an SR. Final when the study's SR is complete and verified; a later final SR makes it
-/// corrected; otherwise preliminary.
+/// corrected; otherwise preliminary. A study signed in the reading centre keeps its signed
+/// status (and its reader's impression as the conclusion) when later instances arrive.
 pub fn report(
     body: ImagingBody,
     ctx: &Context<'_>,
@@ -148,6 +149,13 @@ pub fn report(
     new_sr: bool,
 ) -> Report {
     let status = match (&body.sr, prev_status) {
+        // Signed in the reading centre: an instance arriving later keeps the signed status.
+        (_, Some(st @ (ReportStatus::Final | ReportStatus::Corrected)))
+            if body.reading.is_some() =>
+        {
+            st
+        }
+        _ if body.reading.is_some() => ReportStatus::Final,
         (Some(sr), Some(ReportStatus::Final | ReportStatus::Corrected))
             if sr.is_final() && new_sr =>
         {
@@ -169,7 +177,11 @@ pub fn report(
         .as_ref()
         .and_then(|s| s.content_time.as_ref())
         .map(|t| format!("{t}{}", ctx.utc_offset));
-    let conclusion = body.sr.as_ref().and_then(|s| s.impression.clone());
+    let conclusion = match &body.reading {
+        Some(g) if !g.impression.is_empty() => Some(g.impression.join("；")),
+        Some(g) => g.findings.clone(),
+        None => body.sr.as_ref().and_then(|s| s.impression.clone()),
+    };
     Report {
         kind: ReportKind::Imaging,
         source: Source {

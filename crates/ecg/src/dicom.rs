@@ -348,6 +348,7 @@ pub(crate) fn parse(bytes: &[u8], opts: &ParseOptions) -> Result<ParsedEcg, EcgE
         confirmation: EcgConfirmation {
             centre: None,
             task: None,
+            amendment_reason: None,
             state: match verified.as_deref() {
                 Some("VERIFIED") => ConfirmationState::Confirmed,
                 Some("UNVERIFIED") => ConfirmationState::Unconfirmed,

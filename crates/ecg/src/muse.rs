@@ -241,6 +241,7 @@ pub(crate) fn parse(doc: &Document, opts: &ParseOptions) -> Result<ParsedEcg, Ec
     let confirmation = EcgConfirmation {
         centre: None,
         task: None,
+        amendment_reason: None,
         state: match t("Status") {
             None => ConfirmationState::Unknown,
             Some(_) if confirmed => ConfirmationState::Confirmed,

@@ -277,6 +277,7 @@ pub(crate) fn parse(doc: &Document, opts: &ParseOptions) -> Result<ParsedEcg, Ec
         confirmation = EcgConfirmation {
             centre: None,
             task: None,
+            amendment_reason: None,
             state: if confirmed {
                 ConfirmationState::Confirmed
             } else if sig.as_deref().is_some_and(|s| s.contains("nconfirmed"))

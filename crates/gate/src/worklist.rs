@@ -47,6 +47,17 @@ pub struct WorklistItem {
     pub claimed_by: Option<String>,
 }
 
+/// A task as the FHIR `Task` view reads it, with its patient.
+#[derive(Clone, Debug)]
+pub struct TaskRead {
+    /// The task.
+    pub task: Task,
+    /// The patient (`INST:LOCAL`).
+    pub patient: Option<String>,
+    /// The patient's name.
+    pub patient_name: Option<String>,
+}
+
 /// What a reader does to a task.
 #[derive(Clone, Debug)]
 pub enum TaskAct {
@@ -270,9 +281,74 @@ impl Gate {
             ContentHash,
         ) -> Result<huren_store::Ingest, String>,
     ) -> Result<(WorklistItem, ContentHash), Problem> {
+        let by = p.id.clone();
+        self.new_version(p, id, "task_sign", None, build, move |report, at| {
+            Event::Signed {
+                by: by.clone(),
+                at,
+                report,
+            }
+        })
+        .await
+    }
+
+    /// Amends a signed task's report: a reader on duty at the task's centre stores the new
+    /// version that `build` makes from the task and its current (signed or last amended)
+    /// version, then the task records the amendment with its reason (it stays completed).
+    /// 409 when the task is not signed, 400 without a reason (nothing written either way);
+    /// the report is durable before the `Amended` event, and that before the answer (a crash
+    /// between the two is recorded at start-up from the report, which names its task and
+    /// reason). Audited once, with the reason.
+    pub async fn amend_task(
+        &self,
+        p: &Principal,
+        id: &str,
+        reason: &str,
+        build: impl FnOnce(
+            &Task,
+            &huren_model::Report,
+            ContentHash,
+        ) -> Result<huren_store::Ingest, String>,
+    ) -> Result<(WorklistItem, ContentHash), Problem> {
+        let by = p.id.clone();
+        let reason = bounded(reason);
+        self.new_version(
+            p,
+            id,
+            "task_amend",
+            Some(reason.clone()),
+            build,
+            move |report, at| Event::Amended {
+                by: by.clone(),
+                at,
+                report,
+                reason: reason.clone(),
+            },
+        )
+        .await
+    }
+
+    /// A new report version of a task (signature or amendment): roster check, the event
+    /// checked against the task, the version built and committed, the event recorded.
+    async fn new_version(
+        &self,
+        p: &Principal,
+        id: &str,
+        action: &'static str,
+        reason: Option<String>,
+        build: impl FnOnce(
+            &Task,
+            &huren_model::Report,
+            ContentHash,
+        ) -> Result<huren_store::Ingest, String>,
+        event: impl Fn(String, DateTime<Utc>) -> Event,
+    ) -> Result<(WorklistItem, ContentHash), Problem> {
         let now = now_utc();
-        let mut rec = record(p, "task_sign");
+        let mut rec = record(p, action);
         rec.detail = json!({ "task": id });
+        if let Some(r) = &reason {
+            rec.detail["reason"] = r.as_str().into();
+        }
         if p.role != Role::Clinician {
             return Err(self
                 .refuse(
@@ -302,12 +378,16 @@ impl Gate {
         let refused = |e: String, status: StatusCode, title: &'static str| (e, status, title);
         // The transition is checked before anything is written (apply is pure).
         let checked = task
-            .apply(&Event::Signed {
-                by: p.id.clone(),
-                at: now,
-                report: format!("{}-signing", task.current_report()),
+            .apply(&event(format!("{}-signing", task.current_report()), now))
+            .map_err(|e| {
+                let status = match e {
+                    TransitionError::EmptyReason | TransitionError::NoActor => {
+                        StatusCode::BAD_REQUEST
+                    }
+                    _ => StatusCode::CONFLICT,
+                };
+                refused(e.to_string(), status, "task state")
             })
-            .map_err(|e| refused(e.to_string(), StatusCode::CONFLICT, "task state"))
             .and_then(|_| {
                 let prev_hash = task
                     .current_report()
@@ -345,17 +425,12 @@ impl Gate {
             ));
         };
         let store = self.store.clone();
-        let event = Event::Signed {
-            by: p.id.clone(),
-            at: now,
-            report: signed.to_string(),
-        };
+        let ev = event(signed.to_string(), now);
         let tid2 = tid.clone();
-        let applied =
-            tokio::task::spawn_blocking(move || store.tasks().apply(&tid2, event)).await?;
+        let applied = tokio::task::spawn_blocking(move || store.tasks().apply(&tid2, ev)).await?;
         match applied {
             Ok(t) => {
-                rec.detail = json!({ "task": id, "report": signed.to_string() });
+                rec.detail["report"] = signed.to_string().into();
                 self.audit(rec).await?;
                 Ok((self.item(&t, now).0, signed))
             }
@@ -373,6 +448,110 @@ impl Gate {
             }
             Err(huren_store::TaskError::Store(e)) => Err(e.into()),
         }
+    }
+
+    /// Reading tasks for the FHIR `Task` view, through the same authorisation as the worklist:
+    /// a clinician on duty at a reading centre now; with `id` that task (allowed when they may
+    /// act on it: on duty at its centre or holding its claim; 404 unknown), else every task
+    /// (open or not) of the centres they are on duty at, filtered by `owner` (the claim's
+    /// holder or the signer) and FHIR `status` (`requested`, `in-progress`, `completed`,
+    /// `cancelled`), in worklist order. Audited once (`fhir_task`, the tasks and patients).
+    pub async fn fhir_tasks(
+        &self,
+        p: &Principal,
+        id: Option<&str>,
+        owner: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<TaskRead>, Problem> {
+        let now = now_utc();
+        let mut rec = record(p, "fhir_task");
+        rec.detail = json!({ "task": id, "owner": owner, "status": status });
+        let centres: Vec<_> = self
+            .wf()
+            .centres_on_duty(&p.id, now)
+            .into_iter()
+            .cloned()
+            .collect();
+        let tasks = match id {
+            Some(id) => {
+                let task = if p.role == Role::Clinician {
+                    self.store.tasks().get(&TaskId(id.to_string()))
+                } else {
+                    None
+                };
+                match task {
+                    Some(t) if self.wf().may_act(&p.id, &t, now) => vec![t],
+                    Some(t) => {
+                        rec.patient = self.task_patient(&t).2;
+                        return Err(self
+                            .refuse(
+                                rec,
+                                &role_denial(
+                                    "the roster has this principal on duty at another centre or none now",
+                                ),
+                            )
+                            .await);
+                    }
+                    None if p.role != Role::Clinician => {
+                        return Err(self
+                            .refuse(
+                                rec,
+                                &role_denial(
+                                    "only a reader (a clinician on the roster) reads reading tasks",
+                                ),
+                            )
+                            .await)
+                    }
+                    None => {
+                        rec.outcome = "not found".into();
+                        self.audit(rec).await?;
+                        return Err(Problem::new(StatusCode::NOT_FOUND, "no such task", id));
+                    }
+                }
+            }
+            None => {
+                if p.role != Role::Clinician || centres.is_empty() {
+                    return Err(self
+                        .refuse(
+                            rec,
+                            &role_denial(
+                                "the roster has this principal on duty at no reading centre now",
+                            ),
+                        )
+                        .await);
+                }
+                let mut v = self.store.tasks().select(|t| {
+                    centres.contains(&t.centre)
+                        && owner.is_none_or(|o| t.owner() == Some(o))
+                        && status.is_none_or(|s| t.state.fhir_status() == s)
+                });
+                v.sort_by(huren_workflow::worklist_order);
+                v
+            }
+        };
+        let mut out = Vec::with_capacity(tasks.len());
+        let mut persons = Vec::new();
+        for t in tasks {
+            let (patient, patient_name, person) = self.task_patient(&t);
+            if let Some(person) = person {
+                if !persons.contains(&person) {
+                    persons.push(person);
+                }
+            }
+            out.push(TaskRead {
+                task: t,
+                patient,
+                patient_name,
+            });
+        }
+        rec.detail["tasks"] = out.len().into();
+        if id.is_some() {
+            rec.patient = persons.first().cloned();
+        } else {
+            rec.detail["patients"] = json!(persons);
+        }
+        self.audit(rec).await?;
+        Ok(out)
     }
 }
 

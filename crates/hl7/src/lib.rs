@@ -31,7 +31,7 @@ pub use charset::Charset;
 pub use diag::{Diagnostic, RejectKind, Rejection, Severity};
 pub use escape::unescape;
 pub use map::{interpret, Content, Interpreted, SenderConfig};
-pub use oru::{build_ecg_oru, escape, OruContext};
+pub use oru::{build_ecg_oru, build_imaging_oru, build_oru, escape, OruContext};
 pub use parse::{peek_sender, Delimiters, Message, MessageHeader, Segment};
 pub use ts::{parse_timestamp, TimestampError};
 

@@ -48,36 +48,29 @@ fn dtm(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).take(8).collect()
 }
 
-/// The ORU^R01 of a signed ECG report: MSH (HUREN, receiving facility = the acquiring
-/// institution), PID (local id with the institution as assigning authority, name, sex,
-/// birth date), OBR (EKG study; placer/filler order or accession; result status F; the reader
-/// at the centre as principal result interpreter, OBR-32), then OBX: each statement (ST,
-/// `18844-1` EKG impression), the conclusion (TX, `59776-5` procedure findings) and the key
-/// measurements present (NM: heart rate, PR, QRS, QT, QTc).
-pub fn build_ecg_oru(report: &Report, ctx: &OruContext<'_>) -> Result<String, String> {
-    let Some(ecg) = report.ecg.as_deref() else {
-        return Err("not an ECG report".into());
-    };
+/// HL7 result status of a report: F, C (corrected), X, P.
+fn result_status(report: &Report) -> &'static str {
+    match report.status {
+        huren_model::ReportStatus::Final => "F",
+        huren_model::ReportStatus::Corrected => "C",
+        huren_model::ReportStatus::Cancelled => "X",
+        huren_model::ReportStatus::Preliminary => "P",
+    }
+}
+
+/// The result status and the MSH and PID segments of an outbound ORU from `centre`.
+fn header(report: &Report, ctx: &OruContext<'_>, centre: &str) -> (&'static str, Vec<String>) {
     let e = escape;
-    let institution = &report.source.institution;
-    let conf = &ecg.confirmation;
-    let centre = conf.centre.as_deref().unwrap_or("HUREN");
     let msg_time = report
         .reported_at
         .as_deref()
         .map(dtm)
         .unwrap_or_else(|| ctx.now.format("%Y%m%d%H%M%S%z").to_string());
-    let status = match report.status {
-        huren_model::ReportStatus::Final => "F",
-        huren_model::ReportStatus::Corrected => "C",
-        huren_model::ReportStatus::Cancelled => "X",
-        huren_model::ReportStatus::Preliminary => "P",
-    };
     let mut segs = Vec::new();
     segs.push(format!(
         "MSH|^~\\&|HUREN|{}||{}|{}||ORU^R01^ORU_R01|{}|P|2.5.1||||||UNICODE UTF-8",
         e(centre),
-        e(institution),
+        e(&report.source.institution),
         msg_time,
         e(ctx.control_id),
     ));
@@ -90,6 +83,106 @@ pub fn build_ecg_oru(report: &Report, ctx: &OruContext<'_>) -> Result<String, St
         p.birth_date.as_deref().map(dtm).unwrap_or_default(),
         p.sex.as_deref().map(e).unwrap_or_default(),
     ));
+    (result_status(report), segs)
+}
+
+/// The ORU^R01 of a report signed in the reading centre: ECG ([`build_ecg_oru`]) or imaging
+/// ([`build_imaging_oru`]).
+pub fn build_oru(report: &Report, ctx: &OruContext<'_>) -> Result<String, String> {
+    match report.kind {
+        huren_model::ReportKind::Imaging => build_imaging_oru(report, ctx),
+        _ => build_ecg_oru(report, ctx),
+    }
+}
+
+/// The ORU^R01 of an imaging report signed in the reading centre: MSH and PID as for an ECG,
+/// OBR (`18748-4` diagnostic imaging study, the study description as its text; OBR-3 the
+/// accession, else the Study Instance UID; OBR-24 `RAD`; result status F or C; the reader at
+/// the centre in OBR-32), the amendment's reason in an NTE, then OBX: the Study Instance UID
+/// (ST, DCM `110180`), the findings (TX, `59776-5`) and each impression statement (ST,
+/// `19005-8` impression).
+pub fn build_imaging_oru(report: &Report, ctx: &OruContext<'_>) -> Result<String, String> {
+    let Some(img) = report.imaging.as_deref() else {
+        return Err("not an imaging report".into());
+    };
+    let Some(reading) = img.reading.as_ref() else {
+        return Err("the study has no report signed in the reading centre".into());
+    };
+    let e = escape;
+    let (status, mut segs) = header(report, ctx, &reading.centre);
+    let mut obr = vec![String::new(); 33];
+    obr[0] = "OBR".into();
+    obr[1] = "1".into();
+    obr[2] = report.order.placer.as_deref().map(e).unwrap_or_default();
+    obr[3] = e(img
+        .accession_number
+        .as_deref()
+        .unwrap_or(&img.study_instance_uid));
+    obr[4] = format!(
+        "18748-4^{}^LN",
+        e(img
+            .description
+            .as_deref()
+            .unwrap_or("Diagnostic imaging study"))
+    );
+    let observed = report.performed_at.as_deref().map(dtm).unwrap_or_default();
+    obr[7] = observed.clone();
+    obr[22] = report.reported_at.as_deref().map(dtm).unwrap_or_default();
+    obr[24] = "RAD".into();
+    obr[25] = status.into();
+    obr[32] = format!("{}&&&&&&&&{}", e(&reading.reader), e(&reading.centre));
+    segs.push(obr.join("|"));
+    if let Some(reason) = reading
+        .amendment_reason
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+    {
+        segs.push(format!("NTE|1|L|{}|RE", e(reason)));
+    }
+    let mut n = 0;
+    let mut obx = |vt: &str, code: &str, sub: &str, value: String| {
+        n += 1;
+        segs.push(format!(
+            "OBX|{n}|{vt}|{code}|{sub}|{value}||||||{status}|||{observed}"
+        ));
+    };
+    obx(
+        "ST",
+        "110180^Study Instance UID^DCM",
+        "",
+        e(&img.study_instance_uid),
+    );
+    if let Some(f) = reading.findings.as_deref().filter(|f| !f.trim().is_empty()) {
+        obx("TX", "59776-5^Procedure findings^LN", "", e(f));
+    }
+    for (i, s) in reading.impression.iter().enumerate() {
+        obx(
+            "ST",
+            "19005-8^Radiology Imaging study [Impression] (narrative)^LN",
+            &(i + 1).to_string(),
+            e(s),
+        );
+    }
+    let mut out = segs.join("\r");
+    out.push('\r');
+    Ok(out)
+}
+
+/// The ORU^R01 of a signed ECG report: MSH (HUREN, receiving facility = the acquiring
+/// institution), PID (local id with the institution as assigning authority, name, sex,
+/// birth date), OBR (EKG study; placer/filler order or accession; result status F, or C for
+/// an amended (corrected) report, whose reason follows in an NTE; the reader at the centre as
+/// principal result interpreter, OBR-32), then OBX: each statement (ST,
+/// `18844-1` EKG impression), the conclusion (TX, `59776-5` procedure findings) and the key
+/// measurements present (NM: heart rate, PR, QRS, QT, QTc).
+pub fn build_ecg_oru(report: &Report, ctx: &OruContext<'_>) -> Result<String, String> {
+    let Some(ecg) = report.ecg.as_deref() else {
+        return Err("not an ECG report".into());
+    };
+    let e = escape;
+    let conf = &ecg.confirmation;
+    let centre = conf.centre.as_deref().unwrap_or("HUREN");
+    let (status, mut segs) = header(report, ctx, centre);
     let placer = report.order.placer.as_deref().map(e).unwrap_or_default();
     let filler = ecg
         .order
@@ -121,6 +214,14 @@ pub fn build_ecg_oru(report: &Report, ctx: &OruContext<'_>) -> Result<String, St
     obr[25] = status.into();
     obr[32] = interpreter;
     segs.push(obr.join("|"));
+    // An amendment (result status C) says why, in a note on the order (NTE-4 RE, remark).
+    if let Some(reason) = conf
+        .amendment_reason
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+    {
+        segs.push(format!("NTE|1|L|{}|RE", e(reason)));
+    }
     let mut n = 0;
     let mut obx = |vt: &str, code: &str, sub: &str, value: String, unit: &str| {
         n += 1;
@@ -266,7 +367,90 @@ mod tests {
         assert_eq!(obx[6].field(5), "420");
         assert!(obx.iter().all(|o| o.field(11) == "F"));
         assert_eq!(obx[0].field(14), "20261206080000+0800");
+        assert!(segs.iter().all(|s| s.id() != "NTE"));
         // And it reads back as an ECG-free ORU through the inbound mapping without panicking.
         let _ = crate::check(text.as_bytes(), None);
+    }
+
+    #[test]
+    fn an_imaging_report_signed_at_the_centre() {
+        let mut r = report();
+        r.kind = ReportKind::Imaging;
+        r.ecg = None;
+        let mut body = ImagingBody {
+            study_instance_uid: "1.2.3".into(),
+            accession_number: Some("A1".into()),
+            description: Some("胸部CT平扫".into()),
+            ..Default::default()
+        };
+        assert!(build_oru(
+            &r,
+            &OruContext {
+                control_id: "c",
+                now: DateTime::parse_from_rfc3339("2026-12-06T09:00:00+08:00").unwrap()
+            }
+        )
+        .is_err());
+        body.reading = Some(ImagingReading {
+            findings: Some("右肺上叶结节 8mm".into()),
+            impression: vec!["右肺上叶结节".into(), "建议随访".into()],
+            reader: "dr.zx".into(),
+            centre: "fx-img".into(),
+            task: "t-1".into(),
+            signed_at: "2026-12-06T08:10:00+08:00".into(),
+            amendment_reason: None,
+        });
+        r.imaging = Some(Box::new(body));
+        let text = build_oru(
+            &r,
+            &OruContext {
+                control_id: "c2",
+                now: DateTime::parse_from_rfc3339("2026-12-06T09:00:00+08:00").unwrap(),
+            },
+        )
+        .unwrap();
+        let m = Message::parse(text.as_bytes(), Some(Charset::Utf8)).unwrap();
+        let segs: Vec<_> = m.segments().collect();
+        assert_eq!(segs[0].field(3), "HUREN");
+        assert_eq!(segs[0].field(4), "fx-img");
+        let obr = segs.iter().find(|s| s.id() == "OBR").unwrap();
+        assert_eq!(obr.field(3), "A1");
+        assert_eq!(obr.component(4, 1), "18748-4");
+        assert_eq!(obr.component(4, 2), "胸部CT平扫");
+        assert_eq!(obr.field(24), "RAD");
+        assert_eq!(obr.field(25), "F");
+        assert_eq!(obr.subcomponent(32, 1, 1), "dr.zx");
+        let obx: Vec<_> = segs.iter().filter(|s| s.id() == "OBX").collect();
+        assert_eq!(obx.len(), 4, "{text}");
+        assert_eq!(obx[0].field(5), "1.2.3");
+        assert_eq!(obx[1].field(5), "右肺上叶结节 8mm");
+        assert_eq!(obx[3].field(5), "建议随访");
+        assert!(segs.iter().all(|s| s.id() != "NTE"));
+    }
+
+    #[test]
+    fn an_amended_report_is_corrected_with_its_reason() {
+        let mut r = report();
+        r.status = ReportStatus::Corrected;
+        if let Some(e) = r.ecg.as_mut() {
+            e.confirmation.amendment_reason = Some("导联接反|已更正".into());
+        }
+        let now = DateTime::parse_from_rfc3339("2026-12-06T09:00:00+08:00").unwrap();
+        let text = build_ecg_oru(
+            &r,
+            &OruContext {
+                control_id: "c1",
+                now,
+            },
+        )
+        .unwrap();
+        let m = Message::parse(text.as_bytes(), Some(Charset::Utf8)).unwrap();
+        let segs: Vec<_> = m.segments().collect();
+        let obr = segs.iter().position(|s| s.id() == "OBR").unwrap();
+        assert_eq!(segs[obr].field(25), "C");
+        assert_eq!(segs[obr + 1].id(), "NTE", "{text}");
+        assert_eq!(segs[obr + 1].field(3), "导联接反|已更正");
+        let obx: Vec<_> = segs.iter().filter(|s| s.id() == "OBX").collect();
+        assert!(obx.iter().all(|o| o.field(11) == "C"));
     }
 }

@@ -1,5 +1,5 @@
 //! Signed reports going back to the acquiring institution (issue 17, docs/outbox.md): the
-//! ORU^R01 of a signed ECG report is enqueued in the store's durable outbox (once per report)
+//! ORU^R01 of a signed ECG or imaging report is enqueued in the store's durable outbox (once per report)
 //! before the signature is answered, and a worker delivers it over MLLP to the institution's
 //! `result_destination`, one message at a time per destination: AA (or CA) → delivered;
 //! AE/AR, garbage, no answer, no connection → retried with backoff, the same bytes and MSH-10
@@ -51,7 +51,7 @@ impl Gateway {
         }
         let now = Utc::now();
         let msh10 = msh10_of(report);
-        let message = huren_hl7::build_ecg_oru(
+        let message = huren_hl7::build_oru(
             &r,
             &huren_hl7::OruContext {
                 control_id: &msh10,
@@ -68,7 +68,7 @@ impl Gateway {
         Ok(new)
     }
 
-    /// Enqueues the signed reports of completed tasks that are not in the outbox (a crash
+    /// Enqueues the signed (and amended) reports of completed tasks that are not in the outbox (a crash
     /// after the signature and before the enqueue, or a destination configured since): run
     /// at start-up. Returns how many it enqueued.
     pub fn reconcile_outbox(&self) -> Result<usize, StoreError> {
@@ -81,16 +81,17 @@ impl Gateway {
             let huren_workflow::State::Completed { report, .. } = &t.state else {
                 continue;
             };
-            let Ok(hash) = report.parse::<ContentHash>() else {
-                continue;
-            };
-            if store.outbox().get(report).is_some()
-                || self.config.result_destination(&t.institution).is_none()
-            {
+            if self.config.result_destination(&t.institution).is_none() {
                 continue;
             }
-            if self.enqueue_signed(&hash)? {
-                n += 1;
+            // The signed version, then each amendment, in order.
+            for report in std::iter::once(report).chain(t.amendments.iter().map(|a| &a.report)) {
+                let Ok(hash) = report.parse::<ContentHash>() else {
+                    continue;
+                };
+                if store.outbox().get(report).is_none() && self.enqueue_signed(&hash)? {
+                    n += 1;
+                }
             }
         }
         Ok(n)

@@ -148,27 +148,37 @@ pub struct Signature<'a> {
     pub text: &'a str,
     /// When.
     pub at: chrono::DateTime<chrono::Utc>,
+    /// For an amendment of the signed report (`POST …/amend`): why (never blank). `None` for
+    /// the first signature.
+    pub amendment: Option<&'a str>,
 }
 
 /// Most statements one signature may carry, and their longest length (characters).
 const MAX_STATEMENTS: usize = 50;
 const MAX_STATEMENT_CHARS: usize = 200;
 const MAX_TEXT_CHARS: usize = 4000;
+const MAX_REASON_CHARS: usize = 1000;
 
-/// The signed version of an ECG task's report: the reader's statements and text, final,
+/// The signed version of a task's report: the reader's statements and text, final,
 /// confirmed by the reader at the centre, in the same chain (so it supersedes the cart's
 /// preliminary version, which stays retrievable); its original is the act of signing as
 /// JSON (task, centre, reader, time, what was signed, the version it supersedes). The
-/// critical flag is the configured catalogue's verdict on the reader's statements.
+/// critical flag is the configured catalogue's verdict on the reader's statements. For an
+/// imaging task the statements are the impression and the text the findings, kept with the
+/// reader, centre, task and time in `imaging.reading`; the conclusion is the impression.
+///
+/// An amendment ([`Signature::amendment`]) is built the same way from the current signed
+/// version, with status corrected (HL7 result status C in the ORU), the reason kept in the
+/// report (`ecg.confirmation.amendment_reason`) and in the act (`huren-reading-amendment`).
 pub fn signed_report(
     config: &crate::config::Config,
     prev: &Report,
     prev_hash: ContentHash,
     s: &Signature<'_>,
 ) -> Result<Ingest, String> {
-    let Some(ecg) = prev.ecg.as_deref() else {
-        return Err("only ECG reports are signed in the reading centre so far".into());
-    };
+    if prev.ecg.is_none() && prev.imaging.is_none() {
+        return Err("only ECG and imaging reports are signed in the reading centre".into());
+    }
     let statements: Vec<String> = s
         .statements
         .iter()
@@ -176,6 +186,15 @@ pub fn signed_report(
         .filter(|t| !t.is_empty())
         .collect();
     let text = s.text.trim();
+    let reason = match s.amendment.map(str::trim) {
+        Some("") => return Err("an amendment needs a reason".into()),
+        Some(r) if r.chars().count() > MAX_REASON_CHARS => {
+            return Err(format!(
+                "the reason is longer than {MAX_REASON_CHARS} characters"
+            ))
+        }
+        r => r,
+    };
     if statements.is_empty() && text.is_empty() {
         return Err("a signature needs at least one statement or a text".into());
     }
@@ -200,8 +219,8 @@ pub fn signed_report(
         s.at.with_timezone(&chrono_tz::Asia::Shanghai)
             .fixed_offset()
             .to_rfc3339();
-    let act = serde_json::json!({
-        "kind": "huren-reading-signature",
+    let mut act = serde_json::json!({
+        "kind": if reason.is_some() { "huren-reading-amendment" } else { "huren-reading-signature" },
         "task": s.task.id.0,
         "centre": s.task.centre.0,
         "reader": s.reader,
@@ -210,45 +229,73 @@ pub fn signed_report(
         "text": text,
         "supersedes": prev_hash.to_string(),
     });
+    if let Some(r) = reason {
+        act["reason"] = r.into();
+    }
     let original = huren_model::Hashed::new(act.to_string().into_bytes());
-    let mut body = ecg.clone();
-    body.statements = statements
-        .iter()
-        .map(|t| huren_model::ecg::EcgStatement {
-            text: t.clone(),
-            reason: None,
-            code: None,
-        })
-        .collect();
-    body.confirmation = huren_model::ecg::EcgConfirmation {
-        state: huren_model::ecg::ConfirmationState::Confirmed,
-        physician: Some(s.reader.to_string()),
-        confirmed_at: Some(at.clone()),
-        centre: Some(s.task.centre.0.clone()),
-        task: Some(s.task.id.0.clone()),
-    };
-    let opts = crate::ecg::parse_options(config);
-    body.critical = huren_ecg::critical(
-        statements
-            .iter()
-            .map(String::as_str)
-            .chain(std::iter::once(text)),
-        &opts.catalogue,
-    )
-    .map(|m| huren_model::ecg::EcgCritical {
-        rule: m.rule,
-        label: m.label,
-        statement: m.statement,
-    });
     let mut report = prev.clone();
-    report.status = huren_model::ReportStatus::Final;
-    report.reported_at = Some(at.clone());
-    report.conclusion = Some(if text.is_empty() {
-        statements.join("；")
+    if let Some(ecg) = prev.ecg.as_deref() {
+        let mut body = ecg.clone();
+        body.statements = statements
+            .iter()
+            .map(|t| huren_model::ecg::EcgStatement {
+                text: t.clone(),
+                reason: None,
+                code: None,
+            })
+            .collect();
+        body.confirmation = huren_model::ecg::EcgConfirmation {
+            state: huren_model::ecg::ConfirmationState::Confirmed,
+            physician: Some(s.reader.to_string()),
+            confirmed_at: Some(at.clone()),
+            centre: Some(s.task.centre.0.clone()),
+            task: Some(s.task.id.0.clone()),
+            amendment_reason: reason.map(str::to_string),
+        };
+        let opts = crate::ecg::parse_options(config);
+        body.critical = huren_ecg::critical(
+            statements
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::once(text)),
+            &opts.catalogue,
+        )
+        .map(|m| huren_model::ecg::EcgCritical {
+            rule: m.rule,
+            label: m.label,
+            statement: m.statement,
+        });
+        report.conclusion = Some(if text.is_empty() {
+            statements.join("；")
+        } else {
+            text.to_string()
+        });
+        report.ecg = Some(Box::new(body));
+    } else if let Some(img) = prev.imaging.as_deref() {
+        // Imaging: the statements are the impression (诊断意见), the text the findings (检查所见).
+        let mut body = img.clone();
+        body.reading = Some(huren_model::imaging::ImagingReading {
+            findings: (!text.is_empty()).then(|| text.to_string()),
+            impression: statements.clone(),
+            reader: s.reader.to_string(),
+            centre: s.task.centre.0.clone(),
+            task: s.task.id.0.clone(),
+            signed_at: at.clone(),
+            amendment_reason: reason.map(str::to_string),
+        });
+        report.conclusion = Some(if statements.is_empty() {
+            text.to_string()
+        } else {
+            statements.join("；")
+        });
+        report.imaging = Some(Box::new(body));
+    }
+    report.status = if reason.is_some() {
+        huren_model::ReportStatus::Corrected
     } else {
-        text.to_string()
-    });
-    report.ecg = Some(Box::new(body));
+        huren_model::ReportStatus::Final
+    };
+    report.reported_at = Some(at.clone());
     report.original = original.hash();
     Ok(Ingest {
         original: original.into(),
@@ -262,10 +309,12 @@ pub fn signed_report(
 
 impl Gateway {
     /// Completes the tasks whose signed report is stored but whose `Signed` event is not (a
-    /// crash between the two): run at start-up. Returns how many it completed.
+    /// crash between the two), and records such amendments likewise: run at start-up.
+    /// Returns how many events it recorded.
     pub fn reconcile_reading(&self) -> Result<usize, StoreError> {
         let store = self.ingest_store();
         let mut done = 0;
+        done += self.reconcile_amendments()?;
         for t in store.tasks().select(|t| t.is_open()) {
             let Ok(first) = t.report.parse::<ContentHash>() else {
                 continue;
@@ -279,18 +328,13 @@ impl Gateway {
             let Some(h) = store.report_shared(&head)? else {
                 continue;
             };
-            let Some(c) = h.ecg.as_ref().map(|e| &e.confirmation) else {
+            let Some(m) = Mark::of(&h) else {
                 continue;
             };
-            if c.task.as_deref() != Some(t.id.0.as_str()) {
+            if m.task != t.id.0 {
                 continue;
             }
-            let at = c
-                .confirmed_at
-                .as_deref()
-                .and_then(|a| chrono::DateTime::parse_from_rfc3339(a).ok())
-                .map_or_else(chrono::Utc::now, |a| a.with_timezone(&chrono::Utc));
-            let by = c.physician.clone().unwrap_or_default();
+            let (at, by) = (m.at, m.by);
             // Signed needs the signer to hold the claim: the claim is taken again first if
             // it lapsed (both recorded, so the log says what happened).
             let claim = huren_workflow::Event::Claimed { by: by.clone(), at };
@@ -311,5 +355,96 @@ impl Gateway {
             }
         }
         Ok(done)
+    }
+}
+
+impl Gateway {
+    /// Records the amendments whose amended report is stored but whose `Amended` event is not
+    /// (a crash between the two): the head of a completed task's chain names the task and an
+    /// amendment reason and is not the task's current version. Returns how many it recorded.
+    fn reconcile_amendments(&self) -> Result<usize, StoreError> {
+        let store = self.ingest_store();
+        let mut done = 0;
+        for t in store
+            .tasks()
+            .select(|t| matches!(t.state, huren_workflow::State::Completed { .. }))
+        {
+            let Ok(current) = t.current_report().parse::<ContentHash>() else {
+                continue;
+            };
+            let Some(r) = store.report_shared(&current)? else {
+                continue;
+            };
+            let Some((_, head)) = store.chain_head(&r.source.chain_key(r.kind))? else {
+                continue;
+            };
+            if head == current {
+                continue;
+            }
+            let Some(h) = store.report_shared(&head)? else {
+                continue;
+            };
+            let Some(m) = Mark::of(&h) else {
+                continue;
+            };
+            let (Some(reason), true) = (m.reason, m.task == t.id.0) else {
+                continue;
+            };
+            let event = huren_workflow::Event::Amended {
+                by: m.by,
+                at: m.at,
+                report: head.to_string(),
+                reason,
+            };
+            match store.tasks().apply(&t.id, event) {
+                Ok(_) => done += 1,
+                Err(huren_store::TaskError::Store(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(task = %t.id.0, error = %e, "amended report found but the amendment cannot be recorded")
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// What a version signed in the reading centre says about its signature: the task, the
+/// reader, when, and the amendment's reason (ECG confirmation or imaging reading).
+struct Mark {
+    task: String,
+    by: String,
+    at: chrono::DateTime<chrono::Utc>,
+    reason: Option<String>,
+}
+
+impl Mark {
+    fn of(r: &Report) -> Option<Mark> {
+        let (task, by, at, reason) = if let Some(e) = r.ecg.as_deref() {
+            let c = &e.confirmation;
+            (
+                c.task.clone()?,
+                c.physician.clone().unwrap_or_default(),
+                c.confirmed_at.clone(),
+                c.amendment_reason.clone(),
+            )
+        } else {
+            let g = r.imaging.as_deref()?.reading.as_ref()?;
+            (
+                g.task.clone(),
+                g.reader.clone(),
+                Some(g.signed_at.clone()),
+                g.amendment_reason.clone(),
+            )
+        };
+        let at = at
+            .as_deref()
+            .and_then(|a| chrono::DateTime::parse_from_rfc3339(a).ok())
+            .map_or_else(chrono::Utc::now, |a| a.with_timezone(&chrono::Utc));
+        Some(Mark {
+            task,
+            by,
+            at,
+            reason,
+        })
     }
 }

@@ -267,6 +267,9 @@ pub struct EcgConfirmation {
     /// The reading task the signature completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// Why this version amends the task's earlier signed version (an amendment only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amendment_reason: Option<String>,
 }
 
 /// A signal-quality finding.

@@ -64,6 +64,31 @@ pub struct ImagingBody {
     /// The radiologist's report when it came as a DICOM SR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sr: Option<SrReport>,
+    /// The report signed by a reader at a diagnosis centre (huren's reading centre).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reading: Option<ImagingReading>,
+}
+
+/// An imaging report written and signed in huren's reading centre (issue 17).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagingReading {
+    /// Findings (检查所见): the reader's free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<String>,
+    /// Impression (诊断意见): the reader's structured statements, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub impression: Vec<String>,
+    /// The signing reader (principal id).
+    pub reader: String,
+    /// The diagnosis centre.
+    pub centre: String,
+    /// The reading task.
+    pub task: String,
+    /// When it was signed, RFC 3339 with offset.
+    pub signed_at: String,
+    /// Why this version amends the task's earlier signed version (an amendment only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amendment_reason: Option<String>,
 }
 
 /// One series of a study.

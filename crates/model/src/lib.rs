@@ -15,7 +15,7 @@ mod report;
 pub use canonical::{canonical_json, CanonicalError};
 pub use ecg::EcgBody;
 pub use hash::{ContentHash, ContentHasher, HashParseError, Hashed};
-pub use imaging::{ImagingBody, ImagingSeries, InstanceRecord, SrReport};
+pub use imaging::{ImagingBody, ImagingReading, ImagingSeries, InstanceRecord, SrReport};
 pub use patient::{national_id_key, PatientId, PatientIdError, PatientRef};
 pub use report::{
     AbnormalFlag, LabBody, LabObservation, OrderIds, Report, ReportKind, ReportStatus, Source,

@@ -722,6 +722,20 @@ centre = "fx-img"
         assert!(w.may_act("dr.wang", &task, local(0, 17, 35)));
         assert!(!w.may_act("dr.wang", &task, local(0, 17, 41)));
         assert!(!w.may_act("dr.zhao", &task, local(0, 17, 35)));
+
+        // Signed: nobody holds a claim any more; an amendment is for a reader on duty at the
+        // centre — the signer too only while on duty, another centre's reader never.
+        let signed = task
+            .apply(&Event::Signed {
+                by: "dr.wang".into(),
+                at: local(0, 17, 27),
+                report: "blake3:s".into(),
+            })
+            .unwrap();
+        assert!(w.may_act("dr.wang", &signed, local(0, 17, 29)));
+        assert!(!w.may_act("dr.wang", &signed, local(0, 17, 31)));
+        assert!(!w.may_act("dr.zhao", &signed, local(0, 17, 29)));
+        assert!(!w.may_act("nobody", &signed, local(0, 17, 29)));
     }
 
     #[test]

@@ -349,6 +349,10 @@ pub struct Task {
     pub state: State,
     /// Amendments of the signed report, oldest first (empty unless completed).
     pub amendments: Vec<Amendment>,
+    /// When the claim that led to the signature was taken (completed tasks; the start of
+    /// the reading, FHIR `Task.executionPeriod.start`).
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 fn actor(by: &str) -> Result<(), TransitionError> {
@@ -374,6 +378,7 @@ impl Task {
             claim_timeout_secs: c.claim_timeout_secs,
             state: State::Scheduled,
             amendments: Vec::new(),
+            started_at: None,
         }
     }
 
@@ -452,6 +457,29 @@ impl Task {
         match &self.state {
             State::Completed { report, .. } => report,
             _ => &self.report,
+        }
+    }
+
+    /// The reader the task is with: the claim's holder while in progress (fresh or lapsed
+    /// but not taken over), the signer once completed; none when scheduled or cancelled
+    /// (FHIR `Task.owner`).
+    pub fn owner(&self) -> Option<&str> {
+        match &self.state {
+            State::InProgress { claimed_by, .. } => Some(claimed_by),
+            State::Completed { by, .. } => Some(by),
+            _ => None,
+        }
+    }
+
+    /// When the reading started and ended (FHIR `Task.executionPeriod`): from the current
+    /// claim (in progress) or the claim that led to the signature, to the signature or the
+    /// cancellation.
+    pub fn execution_period(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        match &self.state {
+            State::Scheduled => (None, None),
+            State::InProgress { claimed_at, .. } => (Some(*claimed_at), None),
+            State::Completed { at, .. } => (self.started_at, Some(*at)),
+            State::Cancelled { at, .. } => (None, Some(*at)),
         }
     }
 
@@ -558,6 +586,9 @@ impl Task {
                 self.check_holder(by)?;
                 if report.trim().is_empty() {
                     return Err(TransitionError::BadReport);
+                }
+                if let State::InProgress { claimed_at, .. } = &self.state {
+                    next.started_at = Some(*claimed_at);
                 }
                 next.state = State::Completed {
                     by: by.clone(),
@@ -680,6 +711,12 @@ mod tests {
         assert_eq!(b.state.fhir_status(), "completed");
         assert_eq!(b.signed(), Some(("r1", t(5))));
         assert_eq!(b.current_report(), "blake3:signed-r1-5");
+        assert_eq!(task().owner(), None);
+        assert_eq!(task().execution_period(), (None, None));
+        assert_eq!(a.owner(), Some("r1"));
+        assert_eq!(a.execution_period(), (Some(t(1)), None));
+        assert_eq!(b.owner(), Some("r1"));
+        assert_eq!(b.execution_period(), (Some(t(1)), Some(t(5))));
     }
 
     #[test]
@@ -913,7 +950,7 @@ mod tests {
     const READERS: [&str; 3] = ["r1", "r2", "r3"];
 
     fn arb_event() -> impl Strategy<Value = (u8, usize, i64)> {
-        (0u8..6, 0usize..3, 0i64..20)
+        (0u8..8, 0usize..3, 0i64..20)
     }
 
     /// Builds events from (what, who, minutes-after-previous) triples with rising time.
@@ -932,6 +969,17 @@ mod tests {
                     by,
                     at,
                     report: format!("blake3:{i}"),
+                },
+                6 | 7 => Event::Amended {
+                    by,
+                    at,
+                    // Sometimes the version already current (refused), sometimes new.
+                    report: if i % 3 == 0 {
+                        format!("blake3:{}", i.saturating_sub(1))
+                    } else {
+                        format!("blake3:{i}")
+                    },
+                    reason: if i % 4 == 1 { " ".into() } else { "r".into() },
                 },
                 _ => Event::Cancelled {
                     by,
@@ -970,10 +1018,44 @@ mod tests {
             let (_, ok) = run(&events(&spec));
             let signed = ok.iter().filter(|e| matches!(e, Event::Signed { .. })).count();
             prop_assert!(signed <= 1);
-            // Nothing is accepted after a completion or a cancellation.
+            // Nothing but amendments is accepted after a completion, nothing at all after a
+            // cancellation.
             if let Some(i) = ok.iter().position(|e| matches!(e, Event::Signed { .. } | Event::Cancelled { .. })) {
-                prop_assert_eq!(i, ok.len() - 1);
+                let only_amendments = ok[i + 1..].iter().all(|e| matches!(e, Event::Amended { .. }));
+                prop_assert!(only_amendments);
+                if matches!(ok[i], Event::Cancelled { .. }) {
+                    prop_assert_eq!(i, ok.len() - 1);
+                }
             }
+        }
+
+        #[test]
+        fn amendments_only_after_signing_with_a_reason(spec in proptest::collection::vec(arb_event(), 0..60)) {
+            let evs = events(&spec);
+            let Event::Created(c) = &evs[0] else { unreachable!() };
+            let mut task = Task::new(c);
+            let mut amended = 0;
+            for e in &evs[1..] {
+                let before = task.clone();
+                match task.apply(e) {
+                    Ok(n) => {
+                        if let Event::Amended { report, reason, .. } = e {
+                            // Only a signed task, with a reason, a version not current.
+                            let was_signed = matches!(before.state, State::Completed { .. });
+                            prop_assert!(was_signed);
+                            prop_assert!(!reason.trim().is_empty());
+                            prop_assert_ne!(report.as_str(), before.current_report());
+                            // The state stays as it was; the new version is current.
+                            prop_assert_eq!(&n.state, &before.state);
+                            prop_assert_eq!(n.current_report(), report.as_str());
+                            amended += 1;
+                        }
+                        task = n;
+                    }
+                    Err(_) => prop_assert_eq!(&task, &before),
+                }
+            }
+            prop_assert_eq!(task.amendments.len(), amended);
         }
 
         #[test]
