@@ -236,6 +236,7 @@ pub async fn amend(
             )
         })
         .await?;
+    raise_alert(&st, report).await?;
     queue_for_institution(&st, report, "amended").await?;
     Ok(Json(json!({ "report": report.to_string(), "task": task })))
 }
