@@ -19,6 +19,9 @@ pub struct DemoTokens {
     registrar: String,
     reader: String,
     community: String,
+    cardiologist: String,
+    backup: String,
+    head: String,
 }
 
 /// The demo's reading centre (used when the configuration has none).
@@ -52,7 +55,82 @@ pub fn tokens(t: &mut Tokens) -> Result<DemoTokens> {
         registrar: make("demo.registrar", "FX-ZX", Role::Registrar, "门诊挂号")?,
         reader: make(DEMO_READER, "FX-ZX", Role::Clinician, "心电诊断中心")?,
         community: make("demo.community", "FX-SQ01", Role::Clinician, "全科")?,
+        cardiologist: make(
+            "demo.cardiologist",
+            "FX-ZX",
+            Role::Clinician,
+            "心内科（胸痛中心）",
+        )?,
+        backup: make(
+            "demo.backup",
+            "FX-ZX",
+            Role::Clinician,
+            "心内科（胸痛中心）",
+        )?,
+        head: make("demo.head", "FX-ZX", Role::Clinician, "心内科主任")?,
     })
+}
+
+/// The demo's chest-pain alert group when the configuration names none: the on-duty
+/// cardiologist of FX-ZX (the PCI hospital), a backup and the head of department get the
+/// community centres' STEMI ECGs and critical values; escalation every
+/// `HUREN_DEMO_ESCALATE_S` seconds (default 120).
+pub fn alerting(config: &mut huren_server::config::Config) -> Result<()> {
+    if !config.alert_groups.is_empty() {
+        return Ok(());
+    }
+    use huren_alerting::{AlertConfig, AlertDuty, AlertGroup, AlertKind, AlertRoute, Threshold};
+    let escalate = match std::env::var("HUREN_DEMO_ESCALATE_S") {
+        Ok(v) => Some(v.trim().parse::<u32>().map_err(|_| {
+            anyhow::anyhow!("HUREN_DEMO_ESCALATE_S must be a whole number of seconds, not {v:?}")
+        })?),
+        Err(_) => None,
+    };
+    let route = |institution: &str, kind| AlertRoute {
+        institution: institution.into(),
+        kind,
+        group: "fx-pci".into(),
+    };
+    let c = AlertConfig {
+        groups: vec![AlertGroup {
+            id: "fx-pci".into(),
+            name: "奉贤区中心医院胸痛中心".into(),
+            institution: "FX-ZX".into(),
+            phone: Some("021-5742-0000".into()),
+            escalate_after_secs: escalate,
+            backup: vec!["demo.backup".into()],
+            heads: vec!["demo.head".into()],
+            time_zone: None,
+        }],
+        duty: vec![AlertDuty {
+            reader: "demo.cardiologist".into(),
+            group: "fx-pci".into(),
+            days: vec![],
+            from: None,
+            to: None,
+        }],
+        routes: vec![
+            route("FX-SQ01", AlertKind::Stemi),
+            route("FX-SQ02", AlertKind::Stemi),
+            route("FX-SQ01", AlertKind::LabCritical),
+            route("FX-SQ02", AlertKind::LabCritical),
+        ],
+        thresholds: vec![Threshold {
+            code: "K".into(),
+            name: Some("钾".into()),
+            low: Some(2.8),
+            high: Some(6.5),
+            unit: Some("mmol/L".into()),
+        }],
+    };
+    config.alert_groups = c.groups.clone();
+    config.alert_duty = c.duty.clone();
+    config.alert_routes = c.routes.clone();
+    config.critical_thresholds = c.thresholds.clone();
+    config.alerting = c
+        .validate(|_| true)
+        .map_err(|e| anyhow::anyhow!("the demo alert group: {e}"))?;
+    Ok(())
 }
 
 /// The demo's reading centre when the configuration names none: the district ECG centre at
@@ -447,7 +525,9 @@ pub async fn load(
             "privacy_officer_token": tokens.privacy_officer, "commission_token": tokens.commission,
             "registrar_token": tokens.registrar,
             "reader_token": tokens.reader, "reader_pages": [format!("{base}/ui/worklist")],
-            "community_token": tokens.community, "community_pages": [format!("{base}/ui/sent")]})
+            "community_token": tokens.community, "community_pages": [format!("{base}/ui/sent")],
+            "cardiologist_token": tokens.cardiologist, "backup_token": tokens.backup,
+            "head_token": tokens.head})
     );
     Ok(())
 }

@@ -823,6 +823,7 @@ fn serve(
     let mut config = load_config(config.as_deref())?;
     if demo {
         demo::workflow(&mut config)?;
+        demo::alerting(&mut config)?;
     }
     let data = match data {
         Some(d) => d,

@@ -308,3 +308,40 @@ fn a_critical_potassium_alerts_and_is_read_back() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["alert"]["acknowledged"]["note"], "钾 6.8 mmol/L，已复述");
 }
+
+#[test]
+fn the_demo_has_a_reading_centre_and_a_chest_pain_group_with_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let srv = Server::start_env(&data, &["--demo"], &[("HUREN_DEMO_ESCALATE_S", Some("1"))]);
+    let token = |k: &str| {
+        srv.lines
+            .iter()
+            .find_map(|l| l[k].as_str())
+            .unwrap_or_else(|| panic!("demo prints {k}"))
+            .to_string()
+    };
+    // The community ECG waits on the reader's worklist.
+    let (st, wl) = call(
+        &srv.http,
+        "GET",
+        "/api/v1/worklist",
+        &token("reader_token"),
+        None,
+    );
+    assert_eq!(st, 200, "{wl}");
+    assert_eq!(wl["open"], 1, "{wl}");
+    // It is a STEMI: the on-duty cardiologist has the alert; unanswered, the backup gets it.
+    let cardio = alerts(&srv, &token("cardiologist_token"), "open");
+    assert_eq!(cardio.len(), 1, "{cardio:?}");
+    assert_eq!(cardio[0]["institution"], "FX-SQ01");
+    let backup = token("backup_token");
+    until("the backup", Duration::from_secs(10), || {
+        !alerts(&srv, &backup, "open").is_empty()
+    });
+    until("the head", Duration::from_secs(10), || {
+        !alerts(&srv, &token("head_token"), "open").is_empty()
+    });
+    // The community doctor sees it too.
+    assert_eq!(alerts(&srv, &token("community_token"), "open").len(), 1);
+}
