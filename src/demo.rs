@@ -26,7 +26,9 @@ pub struct DemoTokens {
 
 /// The demo's reading centre (used when the configuration has none).
 pub const DEMO_CENTRE: &str = "fx-ecg";
-/// The demo's reader on duty there.
+/// The demo's imaging centre (every institution's studies).
+pub const DEMO_IMAGING: &str = "fx-img";
+/// The demo's reader on duty there (and at the imaging centre).
 pub const DEMO_READER: &str = "demo.reader";
 
 /// Makes the demo tokens and registers them.
@@ -145,25 +147,46 @@ pub fn workflow(config: &mut huren_server::config::Config) -> Result<()> {
         kind: Some(Kind::Ecg),
         centre: DEMO_CENTRE.into(),
     };
+    // Every institution's imaging → the regional imaging centre at FX-GX (a study sent with
+    // storescu to the demo's DICOM port arrives on its worklist; the calling AE title is the
+    // sending institution under --demo).
+    let imaging = RouteRule {
+        institution: "*".into(),
+        kind: Some(Kind::Imaging),
+        centre: DEMO_IMAGING.into(),
+    };
     let wf = WorkflowConfig {
-        centres: vec![CentreConfig {
-            id: DEMO_CENTRE.into(),
-            name: "奉贤区心电诊断中心".into(),
-            institution: "FX-ZX".into(),
-            claim_timeout_minutes: None,
-            time_zone: None,
-            // The demo reader also heads the centre: roster and workload at /ui/centre/fx-ecg.
-            heads: vec![DEMO_READER.into()],
-        }],
-        routes: vec![route("FX-SQ01"), route("FX-SQ02")],
+        centres: vec![
+            CentreConfig {
+                id: DEMO_CENTRE.into(),
+                name: "奉贤区心电诊断中心".into(),
+                institution: "FX-ZX".into(),
+                claim_timeout_minutes: None,
+                time_zone: None,
+                // The demo reader also heads the centre: roster and workload at /ui/centre/fx-ecg.
+                heads: vec![DEMO_READER.into()],
+            },
+            CentreConfig {
+                id: DEMO_IMAGING.into(),
+                name: "奉贤区影像诊断中心".into(),
+                institution: "FX-GX".into(),
+                claim_timeout_minutes: None,
+                time_zone: None,
+                heads: vec![DEMO_READER.into()],
+            },
+        ],
+        routes: vec![route("FX-SQ01"), route("FX-SQ02"), imaging],
         due: vec![],
-        roster: vec![RosterEntry {
-            reader: DEMO_READER.into(),
-            centre: DEMO_CENTRE.into(),
-            days: vec![],
-            from: None,
-            to: None,
-        }],
+        roster: [DEMO_CENTRE, DEMO_IMAGING]
+            .into_iter()
+            .map(|centre| RosterEntry {
+                reader: DEMO_READER.into(),
+                centre: centre.into(),
+                days: vec![],
+                from: None,
+                to: None,
+            })
+            .collect(),
     };
     config.centres = wf.centres.clone();
     config.reading_routes = wf.routes.clone();

@@ -313,7 +313,11 @@ fn a_critical_potassium_alerts_and_is_read_back() {
 fn the_demo_has_a_reading_centre_and_a_chest_pain_group_with_its_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
-    let srv = Server::start_env(&data, &["--demo"], &[("HUREN_DEMO_ESCALATE_S", Some("1"))]);
+    let srv = Server::start_env(
+        &data,
+        &["--demo", "--dicom", "127.0.0.1:0"],
+        &[("HUREN_DEMO_ESCALATE_S", Some("1"))],
+    );
     let token = |k: &str| {
         srv.lines
             .iter()
@@ -321,16 +325,32 @@ fn the_demo_has_a_reading_centre_and_a_chest_pain_group_with_its_tokens() {
             .unwrap_or_else(|| panic!("demo prints {k}"))
             .to_string()
     };
-    // The community ECG waits on the reader's worklist.
-    let (st, wl) = call(
-        &srv.http,
-        "GET",
-        "/api/v1/worklist",
-        &token("reader_token"),
-        None,
-    );
+    // The community ECG and the imaging centre's CT wait on the reader's worklist.
+    let reader = token("reader_token");
+    let (st, wl) = call(&srv.http, "GET", "/api/v1/worklist", &reader, None);
     assert_eq!(st, 200, "{wl}");
-    assert_eq!(wl["open"], 1, "{wl}");
+    assert_eq!(wl["open"], 2, "{wl}");
+    // A newcomer's study sent with storescu to the demo's DICOM port arrives there too.
+    if crate::dicom::dcmtk() {
+        let port = srv
+            .lines
+            .iter()
+            .find(|l| l["listening"] == "dicom")
+            .and_then(|l| l["addr"].as_str())
+            .and_then(|a| a.rsplit(':').next())
+            .expect("the demo's DICOM listener")
+            .to_string();
+        let ct = repo().join("fixtures/dicom/ct_series_2.dcm");
+        let (rc, out) = crate::dicom::storescu(&port, &[&ct], &[], true);
+        assert_eq!(rc, 0, "{out}");
+        let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", &reader, None);
+        assert_eq!(wl["open"], 3, "{wl}");
+        assert!(wl["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["institution"] == "FXPACS" && t["centre"] == "fx-img"));
+    }
     // It is a STEMI: the on-duty cardiologist has the alert; unanswered, the backup gets it.
     let cardio = alerts(&srv, &token("cardiologist_token"), "open");
     assert_eq!(cardio.len(), 1, "{cardio:?}");
