@@ -1087,3 +1087,65 @@ fn an_imaging_task_is_signed_with_findings_and_impression() {
     });
     assert!(rx.messages()[1].contains("NTE|1|L|测量更正|RE"));
 }
+
+#[test]
+fn an_abandoned_claim_returns_to_the_list_and_another_reader_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::mllp::config_file(dir.path());
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[[roster]]\nreader = \"dr.sq01\"\ncentre = \"fx-ecg\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let data = dir.path().join("data");
+    let mut srv = Server::start(&data, &["--config", &cfg]);
+    let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
+    ureq::post(&format!("http://{}/api/v1/ecg", srv.http))
+        .set("Authorization", &format!("Bearer {SQ01_TOKEN}"))
+        .set("Content-Type", "application/xml")
+        .send_bytes(&ecg)
+        .unwrap();
+    let zx = crate::support::TEST_TOKEN;
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", zx, None);
+    let id = wl["tasks"][0]["id"].as_str().unwrap().to_string();
+    let claim = format!("/api/v1/worklist/{id}/claim");
+    assert_eq!(call(&srv.http, "POST", &claim, zx, None).0, 200);
+    let (st, p) = call(&srv.http, "POST", &claim, SQ01_TOKEN, None);
+    assert_eq!(st, 409, "a fresh claim is not taken over: {p}");
+    assert!(p["detail"].as_str().unwrap().contains("dr.zx"), "{p}");
+
+    // dr.zx walked away 20 minutes ago (the centre's claim timeout is 15): the claim's
+    // stamp in tasks.log is moved back while the server is down.
+    srv.kill9();
+    let path = data.join("tasks.log");
+    let log = std::fs::read_to_string(&path).unwrap();
+    let old = (chrono::Utc::now() - chrono::Duration::minutes(20)).to_rfc3339();
+    let moved: Vec<String> = log
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["event"] == "claimed" {
+                v["at"] = old.clone().into();
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&path, moved.join("\n") + "\n").unwrap();
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", SQ01_TOKEN, None);
+    assert_eq!(
+        wl["tasks"][0]["claimed_by"],
+        serde_json::Value::Null,
+        "back on the list: {wl}"
+    );
+    let (st, t) = call(&srv.http, "POST", &claim, SQ01_TOKEN, None);
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(t["task"]["claimed_by"], "dr.sq01");
+    // The one who walked away cannot sign any more.
+    let (st, _) = call(
+        &srv.http,
+        "POST",
+        &format!("/api/v1/worklist/{id}/sign"),
+        zx,
+        Some(r#"{"statements":["窦性心律"]}"#),
+    );
+    assert_eq!(st, 409);
+}
