@@ -365,3 +365,77 @@ fn the_demo_has_a_reading_centre_and_a_chest_pain_group_with_its_tokens() {
     // The community doctor sees it too.
     assert_eq!(alerts(&srv, &token("community_token"), "open").len(), 1);
 }
+
+#[test]
+fn st_elevation_mimics_raise_no_alert() {
+    // Third-party ECGs whose ST elevation is not a STEMI: Philips "ANTERIOR ST ELEVATION,
+    // PROBABLY DUE TO LVH" and a Chinese MUSE "ST段抬高（提示心室早期复极）" (early
+    // repolarisation). Beside them the project's STEMI fixture, which does raise one.
+    let Some(tp) = crate::support::third_party() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 3600);
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--config", &cfg]);
+    for f in [
+        "ecg/philips/v1.04-pagewriter-touch-3191723-utf16le.xml",
+        "ecg/muse/guangxi-teaching-sinus-rhythm-zh.xml",
+    ] {
+        let bytes = std::fs::read(tp.join(f)).unwrap();
+        let r = ureq::post(&format!("http://{}/api/v1/ecg", srv.http))
+            .set("Authorization", &format!("Bearer {SQ01}"))
+            .set("Content-Type", "application/xml")
+            .send_bytes(&bytes)
+            .unwrap();
+        assert!(r.status() < 300, "{f}");
+    }
+    assert!(
+        alerts(&srv, CARDIO, "all").is_empty(),
+        "a mimic raised an alert"
+    );
+    upload_stemi(&srv);
+    assert_eq!(alerts(&srv, CARDIO, "all").len(), 1);
+}
+
+#[test]
+fn the_alert_reaches_the_cardiologists_page_within_a_second_and_the_decision_the_senders() {
+    if !crate::web::browser_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 3600);
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let out = std::process::Command::new("node")
+        .arg(repo().join("tests/web/alerts.mjs"))
+        .current_dir(repo().join("tests/web"))
+        .env("HUREN_URL", format!("http://{}", srv.http))
+        .env("CARDIO_TOKEN", CARDIO)
+        .env("COMMUNITY_TOKEN", SQ01)
+        .env("ECG_FILE", repo().join("fixtures/ecg/aecg-zh-patient.xml"))
+        .env("SHOTS", repo().join("target/web-shots"))
+        .output()
+        .expect("run node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "browser test failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no summary:\n{stdout}\n{stderr}"));
+    eprintln!("alert summary: {summary}");
+    assert!(summary["appeared_ms"].as_u64().unwrap() <= 1000);
+    // The acknowledgement and the trace were audited, naming the patient.
+    let audit = audit_lines(&data);
+    let ack = audit
+        .iter()
+        .find(|r| r["action"] == "alert_ack")
+        .expect("audited");
+    assert_eq!(ack["detail"]["decision"], "stemi_transfer");
+    assert!(ack["patient"].is_string());
+    assert!(audit
+        .iter()
+        .any(|r| r["action"] == "read_ecg_trace" && r["detail"]["basis"] == "alert"));
+}

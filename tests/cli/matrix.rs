@@ -905,6 +905,22 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/ui/alerts",
+            "/ui/alerts".into(),
+            Class::Web,
+            303,
+            None,
+        ),
+        r(
+            "GET",
+            "/ui/alerts/{id}/trace.svg",
+            "/ui/alerts/a-none/trace.svg".into(),
+            Class::Web,
+            401,
+            None,
+        ),
+        r(
+            "GET",
             "/ui/worklist",
             "/ui/worklist".into(),
             Class::Web,
@@ -1111,6 +1127,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
     post(
         "/ui/centre/{id}/roster",
         "/ui/centre/fx-ecg/roster".into(),
+        Class::Web,
+        303,
+        None,
+        form("x=1"),
+    );
+    post(
+        "/ui/alerts/{id}/{act}",
+        "/ui/alerts/a-none/ack".into(),
         Class::Web,
         303,
         None,

@@ -289,3 +289,47 @@ impl Gate {
         }
     }
 }
+
+impl Gate {
+    /// The report that raised alert `id` (its ECG trace), for one who sees the alert: the
+    /// alert is the basis. Audited once.
+    pub async fn alert_report(
+        &self,
+        p: &Principal,
+        id: &str,
+        action: &'static str,
+    ) -> Result<crate::ReportRead, Problem> {
+        let now = now_utc();
+        let mut rec = record(p, action);
+        rec.detail = json!({ "alert": id, "basis": "alert" });
+        let a = self.store.alerts().get(&AlertId(id.to_string()));
+        let Some(a) = a.filter(|a| self.alert_visible(p, a, now)) else {
+            return Err(self
+                .refuse(rec, &denial("not an alert this principal sees"))
+                .await);
+        };
+        let (_, _, person) = self.alert_patient(&a);
+        rec.patient = person;
+        let meta = a
+            .raised
+            .report
+            .parse::<ContentHash>()
+            .ok()
+            .and_then(|h| self.store.report_meta(&h).ok().flatten());
+        let Some(meta) = meta else {
+            rec.outcome = "not found".into();
+            self.audit(rec).await?;
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "no such report",
+                &a.raised.report,
+            ));
+        };
+        rec.returned = vec![meta.hash.to_string()];
+        self.audit(rec).await?;
+        Ok(crate::ReportRead {
+            meta,
+            store: self.store.clone(),
+        })
+    }
+}

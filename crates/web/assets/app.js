@@ -62,9 +62,35 @@
     es.addEventListener("ready", () => { state.textContent = "●"; state.dataset.live = "1"; });
     es.addEventListener("task", refresh);
     es.addEventListener("reset", refresh);
+    if (live.dataset.alerts) {
+      // The alert page: a new open alert sounds (Web Audio, no file) and the rows refresh.
+      const seen = new Set(Array.from(document.querySelectorAll(".alert[data-open='1']"), (e) => e.dataset.alert));
+      es.addEventListener("alert", (e) => {
+        let d = {};
+        try { d = JSON.parse(e.data); } catch (_) { /* ignore */ }
+        if (d.state === "open" && !seen.has(d.id)) { seen.add(d.id); beep(); }
+        refresh();
+      });
+    }
     es.onerror = () => { state.textContent = "○"; state.dataset.live = "0"; };
     // A claim that lapses makes no event: look again every minute.
     setInterval(refresh, 60000);
+  }
+  // A short two-tone alarm (Web Audio; a browser may keep it silent until the page was used).
+  function beep() {
+    try {
+      const ac = new (window.AudioContext || window.webkitAudioContext)();
+      [880, 660, 880].forEach((f, i) => {
+        const o = ac.createOscillator();
+        const g = ac.createGain();
+        o.frequency.value = f;
+        g.gain.value = 0.2;
+        o.connect(g).connect(ac.destination);
+        o.start(ac.currentTime + i * 0.25);
+        o.stop(ac.currentTime + i * 0.25 + 0.2);
+      });
+      document.body.dataset.beeped = String(Number(document.body.dataset.beeped || 0) + 1);
+    } catch (_) { /* no audio */ }
   }
   // Countdowns to each task's due time.
   const tick = () => {

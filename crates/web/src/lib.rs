@@ -10,6 +10,7 @@
 // Refusals are whole pages (a redirect or an HTML answer), hence `Result<_, Response>`.
 #![allow(clippy::result_large_err)]
 
+mod alerting;
 mod chart;
 pub mod i18n;
 mod pages;
@@ -309,6 +310,7 @@ pub fn routes() -> Router<WebState> {
         )
         .route("/ui/stats", get(stats))
         .merge(reading::routes())
+        .merge(alerting::routes())
         .route("/ui/identity", get(identity_page))
         .route(
             "/ui/identity/{id}/resolve",

@@ -17,7 +17,7 @@ use huren_api::api::{self, Evaluated};
 use huren_api::auth::Role;
 
 /// Bumped when the assets change (cache busting).
-const ASSET_V: &str = "8";
+const ASSET_V: &str = "10";
 
 pub(crate) fn layout(
     lang: Lang,
@@ -58,6 +58,7 @@ pub(crate) fn layout(
                             @if s.principal.role == Role::Clinician {
                                 a href="/ui/worklist" { (if lang == Lang::Zh { "阅片工作列表" } else { "Worklist" }) }
                                 a href="/ui/sent" { (if lang == Lang::Zh { "已发送心电图" } else { "Sent ECGs" }) }
+                                a href="/ui/alerts" { (if lang == Lang::Zh { "胸痛预警" } else { "Alerts" }) }
                             }
                         }
                         a lang=(if lang == Lang::Zh { "en" } else { "zh-CN" }) href=(format!("/ui/lang/{}?back={}", t.switch_code, urlencode(here))) { (t.switch_to) }
