@@ -43,20 +43,25 @@ pub const DEFAULT_COUNT: usize = 100;
 pub const MAX_COUNT: usize = 1000;
 
 /// One page of a search: the matches' range and the links.
-struct Page {
+pub(crate) struct Page {
     offset: usize,
     count: usize,
 }
 
 impl Page {
     fn of(q: &FhirQuery) -> Page {
+        Page::new(q.offset, q.count)
+    }
+
+    /// From `_offset` and `_count` (default [`DEFAULT_COUNT`], at most [`MAX_COUNT`]).
+    pub(crate) fn new(offset: Option<usize>, count: Option<usize>) -> Page {
         Page {
-            offset: q.offset.unwrap_or(0),
-            count: q.count.unwrap_or(DEFAULT_COUNT).clamp(1, MAX_COUNT),
+            offset: offset.unwrap_or(0),
+            count: count.unwrap_or(DEFAULT_COUNT).clamp(1, MAX_COUNT),
         }
     }
 
-    fn range(&self, total: usize) -> std::ops::Range<usize> {
+    pub(crate) fn range(&self, total: usize) -> std::ops::Range<usize> {
         let start = self.offset.min(total);
         start..(start + self.count).min(total)
     }
@@ -371,7 +376,12 @@ pub fn audit_event(e: &huren_audit::AuditEntry) -> Value {
 
 /// A searchset Bundle of one page: `total` is every match, `entry` the page's, and a `next`
 /// link while more remain.
-fn bundle(entries: Vec<Value>, total: usize, page: &Page, uri: &axum::http::Uri) -> Response {
+pub(crate) fn bundle(
+    entries: Vec<Value>,
+    total: usize,
+    page: &Page,
+    uri: &axum::http::Uri,
+) -> Response {
     let mut links =
         vec![json!({"relation": "self", "url": page_url(uri, page.offset, page.count)})];
     let end = page.range(total).end;

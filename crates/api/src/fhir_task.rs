@@ -1,5 +1,5 @@
 //! FHIR R4 (4.0.1) `Task`: the reading centre's tasks (issue 17) as FHIR, read-only —
-//! `GET /fhir/Task/{id}` and `GET /fhir/Task?owner=&status=` (a `searchset` Bundle). The same
+//! `GET /fhir/Task/{id}` and `GET /fhir/Task?owner=&status=&_count=&_offset=` (a paged `searchset` Bundle). The same
 //! gate authorisation as the worklist (a reader on duty at the task's centre), one audit record
 //! per request ([`huren_gate::Gate::fhir_tasks`]).
 
@@ -26,6 +26,12 @@ pub struct TaskQuery {
     /// One task by id.
     #[serde(rename = "_id")]
     id: Option<String>,
+    /// Page size (default 100, at most 1,000).
+    #[serde(rename = "_count")]
+    count: Option<usize>,
+    /// Matches to skip (the `next` link carries it).
+    #[serde(rename = "_offset")]
+    offset: Option<usize>,
 }
 
 const STATUSES: [&str; 4] = ["requested", "in-progress", "completed", "cancelled"];
@@ -210,19 +216,11 @@ pub async fn search(
                 .await?
         }
     };
-    let entries: Vec<Value> = tasks
+    let page = crate::fhir::Page::new(q.offset, q.count);
+    let total = tasks.len();
+    let entries: Vec<Value> = tasks[page.range(total)]
         .iter()
-        .map(|r| json!({ "resource": task_resource(&st, r), "search": { "mode": "match" } }))
+        .map(|r| task_resource(&st, r))
         .collect();
-    let self_url = match uri.query() {
-        Some(q) => format!("{}?{q}", uri.path()),
-        None => uri.path().to_string(),
-    };
-    Ok(fhir_json(json!({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": entries.len(),
-        "link": [{ "relation": "self", "url": self_url }],
-        "entry": entries,
-    })))
+    Ok(crate::fhir::bundle(entries, total, &page, &uri))
 }
