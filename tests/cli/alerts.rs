@@ -439,3 +439,48 @@ fn the_alert_reaches_the_cardiologists_page_within_a_second_and_the_decision_the
         .iter()
         .any(|r| r["action"] == "read_ecg_trace" && r["detail"]["basis"] == "alert"));
 }
+
+#[test]
+fn acknowledging_a_critical_value_closes_it_for_the_recognition_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 3600);
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let mut c = crate::support::Mllp::connect(&srv.mllp);
+    // OBX-8 HH: a critical value the LIS flagged itself.
+    let msg = String::from_utf8(crate::identity::oru(
+        "FX-SQ01",
+        "K9",
+        "SQ-78",
+        crate::identity::NID,
+        "F9",
+        "7.1",
+    ))
+    .unwrap()
+    .replace("|mmol/L|||N|", "|mmol/L||HH|N|");
+    crate::identity::send(&mut c, msg.as_bytes());
+    let path = format!("/api/v1/patients/nid:{}/results", crate::identity::NID);
+    let (st, before) = srv.get(&path);
+    assert_eq!(st, 200, "{before}");
+    assert!(
+        before.to_string().contains("CRITICAL_VALUE_OPEN"),
+        "open before the read-back: {before}"
+    );
+    let a = alerts(&srv, CARDIO, "open");
+    assert_eq!(a.len(), 1, "{a:?}");
+    let id = a[0]["id"].as_str().unwrap();
+    let (st, v) = call(
+        &srv.http,
+        "POST",
+        &format!("/api/v1/alerts/{id}/ack"),
+        CARDIO,
+        Some(r#"{"decision":"read_back","note":"钾 7.1 mmol/L，已复述，已通知主管医生"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, after) = srv.get(&path);
+    assert_eq!(st, 200);
+    assert!(
+        !after.to_string().contains("CRITICAL_VALUE_OPEN"),
+        "closed by the acknowledgement (the cached answer is not reused): {after}"
+    );
+}

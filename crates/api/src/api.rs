@@ -265,6 +265,11 @@ pub async fn evaluate_patient_item(
             if item.is_some_and(|i| i != key && key != "report") {
                 continue;
             }
+            let mut cand = cand;
+            // A critical value is closed when its alert was acknowledged (issue 18).
+            if cand.critical.flagged {
+                cand.critical.closure = st.gate.critical_closure(&meta.chain);
+            }
             parts.push((meta.clone(), report.clone(), key, obs, cand));
         }
     }

@@ -270,6 +270,11 @@ impl Gate {
             tokio::task::spawn_blocking(move || store.alerts().apply(&aid, event)).await?;
         match applied {
             Ok(a) => {
+                // An answered critical value changes the patient's verdicts (it closes
+                // CRITICAL_VALUE_OPEN): their cached answers are stale.
+                if let Some(person) = &rec.patient {
+                    self.store.bump_person(person);
+                }
                 self.audit(rec).await?;
                 Ok(self.alert_item(p, &a, now).0)
             }
@@ -331,5 +336,23 @@ impl Gate {
             meta,
             store: self.store.clone(),
         })
+    }
+}
+
+impl Gate {
+    /// Whether the critical value of a report chain is closed: its alert acknowledged
+    /// (`Acknowledged`), raised and waiting (`Open`), or no alert / cancelled (`Unknown`).
+    pub fn critical_closure(&self, chain: &str) -> huren_recognition::Closure {
+        use huren_recognition::Closure;
+        match self
+            .store
+            .alerts()
+            .get(&huren_store::AlertStore::id_of_chain(chain))
+            .map(|a| a.state)
+        {
+            Some(State::Acknowledged { .. }) => Closure::Acknowledged,
+            Some(State::Open) => Closure::Open,
+            _ => Closure::Unknown,
+        }
     }
 }

@@ -94,8 +94,7 @@ pub(crate) fn alert_candidates(config: &Config, ingest: &Ingest) -> Vec<Option<A
 
 /// The alert id of a report chain: stable across versions and resends.
 pub fn alert_id(chain: &str) -> AlertId {
-    let h = ContentHash::of(format!("alert|{chain}").as_bytes()).hex();
-    AlertId(format!("a-{}", &h[..20]))
+    huren_store::AlertStore::id_of_chain(chain)
 }
 
 impl Gateway {

@@ -44,6 +44,13 @@ pub struct AlertStore {
 }
 
 impl AlertStore {
+    /// The alert id of a report chain: stable across versions and resends (one alert per
+    /// chain).
+    pub fn id_of_chain(chain: &str) -> AlertId {
+        let h = huren_model::ContentHash::of(format!("alert|{chain}").as_bytes()).hex();
+        AlertId(format!("a-{}", &h[..20]))
+    }
+
     /// Opens (or creates) `dir/alerts.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<AlertStore, StoreError> {
         let mut alerts: HashMap<AlertId, Alert> = HashMap::new();

@@ -413,6 +413,11 @@ impl Store {
         &self.inner.roster
     }
 
+    /// Marks a person's cached answers stale (an alert on their critical value was answered).
+    pub fn bump_person(&self, person: &str) {
+        self.inner.generations.bump(person);
+    }
+
     /// The alerts (`alerts.log`).
     pub fn alerts(&self) -> &AlertStore {
         &self.inner.alerts
