@@ -9,7 +9,11 @@
 #     connection, to the answer's last byte; every read is authorised and audited with the
 #     patients shown),
 #   - the web page /ui/worklist (signed in as a reader with a session cookie), whole page and
-#     ?frag=1 rows, identity and gzip (server time only: the browser's part is not measured),
+#     ?frag=1 rows, identity and gzip (server time only),
+#   - its first render in headless chromium (tests/web/first_render.mjs: RENDERS (7) loads of
+#     /ui/worklist from /ui/search, as a reader does, with the reader's session cookie; time to
+#     first byte, first contentful paint, load; needs `cd tests/web && npm ci` and
+#     /usr/bin/chromium, skipped otherwise or with RENDERS=0),
 #   - task events: STREAMS (100) GET /api/v1/events streams of the four readers, then EVENTS
 #     (20) uploads one after another; upload → `task` event on every stream,
 #   - claim and sign latency over ACTS (200) tasks, one reader, then four readers at once.
@@ -106,6 +110,7 @@ round() {
   echo "-- web page /ui/worklist and ?frag=1, signed in as a reader (identity, then gzip)"
   load page --token "$reader" -n "${GETS:-30}"
   load page --token "$reader" -n "${GETS:-30}" --gzip
+  render "$open"
   echo "-- task events: ${STREAMS:-100} streams, ${EVENTS:-20} uploads one after another"
   load event --token "$sender" --readers "$readers" --ecg "$ecg" -s "${STREAMS:-100}" \
     -n "${EVENTS:-20}" --start "$n" --salt 2
@@ -114,6 +119,29 @@ round() {
   load act --tokens "$reader" -k "$acts"
   echo "-- claim + sign, $acts tasks, 4 readers at once"
   load act --tokens "$readers" -k "$acts"
+}
+# render OPEN: the first render of /ui/worklist in headless chromium (the page shows the first
+# 200 tasks and "200 / OPEN"); every load must answer 200 with its rows and paint.
+render() {
+  local open=$1 runs=${RENDERS:-7} session json
+  [ "$runs" -gt 0 ] || return 0
+  if [ ! -d tests/web/node_modules/playwright-core ] || [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+    echo "-- first render: skipped (cd tests/web && npm ci; chromium at ${CHROMIUM:-/usr/bin/chromium})"
+    return 0
+  fi
+  echo "-- first render in headless chromium: /ui/worklist from /ui/search, $runs loads"
+  session=$(load session --token "$reader")
+  json=$(cd tests/web && ROWS='tr.task[data-task]' MIN_ROWS=$((open < 200 ? open : 200)) \
+    node first_render.mjs "http://$addr/ui/worklist" "$session" "$runs")
+  echo "$json"
+  python3 -c '
+import json, sys
+d = json.loads(sys.argv[1]); r = d["runs"]
+print("first render, %d loads, %d rows, HTML %d B (%d B decoded): TTFB p50 %d / max %d ms; "
+      "FCP p50 %d / max %d ms; load p50 %d / max %d ms" % (
+    len(r), r[0]["rows"], r[0]["html_transferred"], r[0]["html_decoded"],
+    d["median"]["ttfb_ms"], d["max"]["ttfb_ms"], d["median"]["fcp_ms"], d["max"]["fcp_ms"],
+    d["median"]["load_ms"], d["max"]["load_ms"]))' "$json"
 }
 open_now() { # the open tasks now on the worklist
   curl -sS -H "Authorization: Bearer $reader" "http://$addr/api/v1/worklist" |

@@ -16,6 +16,8 @@ other than the expected status fails the run: a refusal must not count as a figu
   page    sign in to the web page as a reader (GET / for the pre-session cookie and csrf field,
           POST /ui/login), then GET /ui/worklist (whole page) and /ui/worklist?frag=1 (the rows)
           N times each on one connection; latency to the last byte (server time only: no browser).
+  session sign in as `page` does and print the huren_session cookie's value (for the browser
+          measurement, tests/web/first_render.mjs).
 Prints one JSON line per subcommand with p50/p90/p99/max in milliseconds.
 """
 import argparse
@@ -313,7 +315,9 @@ def event(a):
                       "first_to_last_stream": pct(spread)}))
 
 
-def page(a):
+def sign_in(a):
+    """Signs in as a browser does: GET / for the pre-session cookie and the csrf field, POST
+    /ui/login with a same-host Origin; returns the connection and the `huren_session=…` cookie."""
     port = port_of(a.addr)
     c = conn(a.addr)
     c.request("GET", "/")
@@ -335,6 +339,18 @@ def page(a):
     sess = next((x.split(";")[0] for x in cookies if x.startswith("huren_session=")), None)
     if r.status not in (302, 303) or not sess:
         fail("sign-in: HTTP %d, session cookie %s" % (r.status, bool(sess)))
+    return c, sess
+
+
+def session(a):
+    """Prints the value of a fresh huren_session cookie (for tests/web/first_render.mjs)."""
+    c, sess = sign_in(a)
+    c.close()
+    print(sess.split("=", 1)[1])
+
+
+def page(a):
+    c, sess = sign_in(a)
     h = {"Cookie": sess}
     if a.gzip:
         h["Accept-Encoding"] = "gzip"
@@ -396,8 +412,11 @@ def main():
     w.add_argument("-n", type=int, default=30)
     w.add_argument("--warmup", type=int, default=3)
     w.add_argument("--gzip", action="store_true", help="Accept-Encoding: gzip, as a browser")
+    x = sub.add_parser("session")
+    x.add_argument("--token", required=True, help="a reader")
     a = p.parse_args()
-    {"upload": upload, "get": get, "act": act, "event": event, "page": page}[a.cmd](a)
+    {"upload": upload, "get": get, "act": act, "event": event, "page": page,
+     "session": session}[a.cmd](a)
 
 
 if __name__ == "__main__":
