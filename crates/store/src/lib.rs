@@ -819,8 +819,21 @@ mod tests {
             }
         }
         {
-            // What the first layout left: no format key, the chain as one JSON list.
-            let db = sled::open(dir.path().join("index")).unwrap();
+            // What the first layout left: no format key, the chain as one JSON list. (The
+            // dropped store's writer thread may still hold sled's lock for a moment on a busy
+            // machine: try again, bounded.)
+            let mut tries = 0;
+            let db = loop {
+                match sled::open(dir.path().join("index")) {
+                    Ok(db) => break db,
+                    Err(e) if tries < 100 => {
+                        tries += 1;
+                        let _ = e;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("opening the index: {e}"),
+                }
+            };
             db.open_tree("meta")
                 .unwrap()
                 .remove(b"index_format")
