@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load tool of tests/bench/worklist.sh (issue 17, the reading centre), loopback HTTP only.
+"""Load tool of tests/bench/worklist.sh (issue 17, the reading centre) and tests/bench/alerts.sh (issue 18), loopback HTTP only.
 
 Subcommands (every request keep-alive over http.client; standard library only; every answer
 other than the expected status fails the run: a refusal must not count as a figure):
@@ -13,6 +13,12 @@ other than the expected status fails the run: a refusal must not count as a figu
           the reader tokens in turn), then N uploads one after another; for each upload and
           each stream the time from the upload's 201 answer (and from before its first byte)
           to that stream's `task` event of the new task.
+  alert   S event streams as `event` does, a background uploader (own connection, its own
+          thread) sending non-critical ECGs (the STEMI statement replaced) paced at R per second,
+          then N STEMI uploads one after another; for each upload and each stream the time from
+          the upload's 201 (and from before its first byte) to that stream's `alert` event of
+          the new alert; the background's achieved rate; at the end GET /api/v1/alerts?state=all
+          must list exactly the N alerts (the background raised none).
   page    sign in to the web page as a reader (GET / for the pre-session cookie and csrf field,
           POST /ui/login), then GET /ui/worklist (whole page) and /ui/worklist?frag=1 (the rows)
           N times each on one connection; latency to the last byte (server time only: no browser).
@@ -189,6 +195,7 @@ class Stream:
         self.sock.setblocking(False)
         self.raw, self.head, self.chunked, self.need = b"", None, False, None
         self.text, self.ready, self.tasks, self.closed = b"", False, [], False
+        self.alerts = []
 
     def feed(self, data, t):
         self.raw += data
@@ -232,6 +239,8 @@ class Stream:
                 self.ready = True
             elif kind == "task":
                 self.tasks.append((t, json.loads("\n".join(data))))
+            elif kind == "alert":
+                self.alerts.append((t, json.loads("\n".join(data))))
             elif kind == "reset":
                 raise RuntimeError("events: reset")
 
@@ -313,6 +322,156 @@ def event(a):
                       "open_all_s": round(opened, 2),
                       "event_after_201": pct(from_201), "event_after_send": pct(from_send),
                       "first_to_last_stream": pct(spread)}))
+
+
+STEMI = "急性下壁心肌梗死"
+
+
+def open_streams(a, readers):
+    """S streams read by one selector thread; returns (streams, wait_for, stop)."""
+    port = port_of(a.addr)
+    cond, errors, stop = threading.Condition(), [], threading.Event()
+    streams = [Stream(port, readers[k % len(readers)]) for k in range(a.streams)]
+    sel = selectors.DefaultSelector()
+    for s in streams:
+        sel.register(s.sock, selectors.EVENT_READ, s)
+
+    def pump():  # one thread reads every stream; the arrival time is taken at select's return
+        try:
+            while not stop.is_set():
+                for key, _ in sel.select(0.2):
+                    t = time.perf_counter()
+                    data = key.fileobj.recv(65536)
+                    with cond:
+                        if not data:
+                            key.data.closed = True
+                            sel.unregister(key.fileobj)
+                        else:
+                            key.data.feed(data, t)
+                        cond.notify_all()
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            with cond:
+                errors.append(repr(e))
+                cond.notify_all()
+
+    th = threading.Thread(target=pump, daemon=True)
+    th.start()
+
+    def wait_for(pred, what):
+        deadline = time.perf_counter() + a.wait
+        with cond:
+            while not pred():
+                if errors:
+                    fail(errors[0])
+                if any(s.closed for s in streams):
+                    fail("an event stream closed (%s)" % what)
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    fail("%s: not within %.0f s" % (what, a.wait))
+                cond.wait(left)
+
+    def close():
+        stop.set()
+        th.join()
+        for s in streams:
+            s.sock.close()
+
+    return streams, cond, wait_for, close
+
+
+def alert(a):
+    template = open(a.ecg, encoding="utf-8").read()
+    assert STEMI in template, "fixture changed"
+    quiet = template.replace(STEMI, a.quiet_statement)
+    readers = a.readers.split(",")
+    t_open = time.perf_counter()
+    streams, cond, wait_for, close = open_streams(a, readers)
+    wait_for(lambda: all(s.ready for s in streams), "ready on every stream")
+    opened = time.perf_counter() - t_open
+
+    # Background: non-critical uploads on their own connection, the k-th sent at start + k/R
+    # (at once when late); each must answer 201.
+    bg_stop, bg = threading.Event(), {"n": 0, "lat": [], "late": [], "err": None}
+
+    def background():
+        c = conn(a.addr)
+        period = 1.0 / a.rate
+        start, k = time.perf_counter(), 0
+        bg["t0"] = start
+        while not bg_stop.is_set():
+            due = start + k * period
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            body = ecg_body(quiet, a.salt + 1, a.start + k).encode()
+            t0 = time.perf_counter()
+            st, b = call(c, "POST", "/api/v1/ecg", a.token, body, "application/xml")
+            t1 = time.perf_counter()
+            if st != 201:
+                bg["err"] = "background upload %d: HTTP %d %s" % (k, st, b[:300])
+                return
+            bg["lat"].append(t1 - t0)
+            bg["late"].append(max(0.0, t0 - due))
+            k += 1
+            bg["n"], bg["t1"] = k, t1
+
+    th = threading.Thread(target=background, daemon=True)
+    th.start()
+    time.sleep(a.settle)  # the background at its pace before the first measured upload
+    n0, m0 = bg["n"], time.perf_counter()
+    c = conn(a.addr)
+    from_201, from_send, spread, seen = [], [], [], set()
+    for i in range(a.start, a.start + a.n):
+        if bg["err"]:
+            fail(bg["err"])
+        with cond:
+            base = [len(s.alerts) for s in streams]
+        body = ecg_body(template, a.salt, i).encode()
+        t0 = time.perf_counter()
+        st, b = call(c, "POST", "/api/v1/ecg", a.token, body, "application/xml")
+        t1 = time.perf_counter()
+        if st != 201:
+            fail("upload: HTTP %d %s" % (st, b[:300]))
+
+        def new_alert(s, n):  # the first alert event after the upload of an alert not seen before
+            return next(((t, d) for t, d in s.alerts[n:] if d["id"] not in seen), None)
+
+        wait_for(lambda: all(new_alert(s, n) for s, n in zip(streams, base)), "alert event of upload %d" % i)
+        with cond:
+            got = [new_alert(s, n) for s, n in zip(streams, base)]
+        ids = {d["id"] for _, d in got}
+        if len(ids) != 1 or got[0][1].get("kind") != "stemi" or got[0][1].get("state") != "open":
+            fail("upload %d: unexpected alert events %s" % (i, [d for _, d in got][:3]))
+        seen |= ids
+        times = [t for t, _ in got]
+        from_201 += [t - t1 for t in times]
+        from_send += [t - t0 for t in times]
+        spread.append(max(times) - min(times))
+        if a.gap:
+            time.sleep(a.gap)
+    m1, n1 = time.perf_counter(), bg["n"]
+    bg_stop.set()
+    th.join()
+    if bg["err"]:
+        fail(bg["err"])
+    close()
+    st, b = call(c, "GET", "/api/v1/alerts?state=all", readers[0])
+    if st != 200:
+        fail("GET alerts: HTTP %d %s" % (st, b[:300]))
+    listed = {x["id"] for x in json.loads(b)["alerts"]}
+    if listed != seen:
+        fail("GET /api/v1/alerts lists %d alerts, %d measured (%d not measured)"
+             % (len(listed), len(seen), len(listed - seen)))
+    print(json.dumps({"streams": a.streams, "tokens": min(len(readers), a.streams), "uploads": a.n,
+                      "alerts_listed": len(listed), "open_all_s": round(opened, 2),
+                      "alert_after_201": pct(from_201), "alert_after_send": pct(from_send),
+                      "first_to_last_stream": pct(spread),
+                      "background": {"target_per_s": a.rate,
+                                     "per_s_during_measure": round((n1 - n0) / (m1 - m0), 2),
+                                     "per_s_all": round(bg["n"] / (bg["t1"] - bg["t0"]), 2),
+                                     "uploads": bg["n"], "measure_s": round(m1 - m0, 2),
+                                     "upload": pct(bg["lat"]), "late": pct(bg["late"])}},
+                     ensure_ascii=False))
 
 
 def sign_in(a):
@@ -407,6 +566,19 @@ def main():
     v.add_argument("--start", type=int, default=0)
     v.add_argument("--salt", type=int, default=2)
     v.add_argument("--wait", type=float, default=30.0, help="seconds to wait for an event")
+    al = sub.add_parser("alert")
+    al.add_argument("--token", required=True, help="the sender (uploads)")
+    al.add_argument("--readers", required=True, help="comma-separated; the streams use them in turn")
+    al.add_argument("--ecg", required=True, help="a STEMI aECG (its statement %s)" % STEMI)
+    al.add_argument("-s", "--streams", type=int, default=100)
+    al.add_argument("-n", type=int, default=50)
+    al.add_argument("-r", "--rate", type=float, default=20.0, help="background uploads per second")
+    al.add_argument("--quiet-statement", default="窦性心律", help="replaces %s in the background's ECGs" % STEMI)
+    al.add_argument("--settle", type=float, default=2.0, help="seconds of background before measuring")
+    al.add_argument("--gap", type=float, default=0.2, help="seconds between measured uploads")
+    al.add_argument("--start", type=int, default=0)
+    al.add_argument("--salt", type=int, default=3)
+    al.add_argument("--wait", type=float, default=30.0, help="seconds to wait for an event")
     w = sub.add_parser("page")
     w.add_argument("--token", required=True, help="a reader")
     w.add_argument("-n", type=int, default=30)
@@ -415,7 +587,7 @@ def main():
     x = sub.add_parser("session")
     x.add_argument("--token", required=True, help="a reader")
     a = p.parse_args()
-    {"upload": upload, "get": get, "act": act, "event": event, "page": page,
+    {"upload": upload, "get": get, "act": act, "event": event, "alert": alert, "page": page,
      "session": session}[a.cmd](a)
 
 
