@@ -84,6 +84,10 @@ fn bounded(reason: &str) -> String {
     reason.trim().chars().take(1000).collect()
 }
 
+/// Why a non-clinician is refused an act on a task, and a read of one.
+const ACTS: &str = "only a reader (a clinician on the roster) acts on reading tasks";
+const READS: &str = "only a reader (a clinician on the roster) reads tasks";
+
 fn role_denial(reason: &str) -> Denial {
     Denial {
         status: 403,
@@ -204,32 +208,8 @@ impl Gate {
         let now = now_utc();
         let mut rec = record(p, act.action());
         rec.detail = json!({ "task": id });
-        if p.role != Role::Clinician {
-            return Err(self
-                .refuse(
-                    rec,
-                    &role_denial("only a reader (a clinician on the roster) acts on reading tasks"),
-                )
-                .await);
-        }
+        self.acting_on(p, id, now, ACTS, &mut rec).await?;
         let tid = TaskId(id.to_string());
-        let Some(task) = self.store.tasks().get(&tid) else {
-            rec.outcome = "not found".into();
-            self.audit(rec).await?;
-            return Err(Problem::new(StatusCode::NOT_FOUND, "no such task", id));
-        };
-        let (_, _, person) = self.task_patient(&task);
-        rec.patient = person;
-        if !self.wf().may_act(&p.id, &task, now) {
-            return Err(self
-                .refuse(
-                    rec,
-                    &role_denial(
-                        "the roster has this principal on duty at another centre or none now",
-                    ),
-                )
-                .await);
-        }
         let by = p.id.clone();
         let event = match act {
             TaskAct::Claim => Event::Claimed { by, at: now },
@@ -349,32 +329,8 @@ impl Gate {
         if let Some(r) = &reason {
             rec.detail["reason"] = r.as_str().into();
         }
-        if p.role != Role::Clinician {
-            return Err(self
-                .refuse(
-                    rec,
-                    &role_denial("only a reader (a clinician on the roster) acts on reading tasks"),
-                )
-                .await);
-        }
+        let (task, _) = self.acting_on(p, id, now, ACTS, &mut rec).await?;
         let tid = TaskId(id.to_string());
-        let Some(task) = self.store.tasks().get(&tid) else {
-            rec.outcome = "not found".into();
-            self.audit(rec).await?;
-            return Err(Problem::new(StatusCode::NOT_FOUND, "no such task", id));
-        };
-        let (_, _, person) = self.task_patient(&task);
-        rec.patient = person;
-        if !self.wf().may_act(&p.id, &task, now) {
-            return Err(self
-                .refuse(
-                    rec,
-                    &role_denial(
-                        "the roster has this principal on duty at another centre or none now",
-                    ),
-                )
-                .await);
-        }
         let refused = |e: String, status: StatusCode, title: &'static str| (e, status, title);
         // The transition is checked before anything is written (apply is pure).
         let checked = task
@@ -855,21 +811,19 @@ impl Gate {
         })
     }
 
-    /// A task with its patient's person key, for one who may act on it; the refusal is
-    /// audited on `rec` (404 for no such task, 403 off the roster).
+    /// A task with its patient's person key, for one who may act on it at `now`: a clinician
+    /// (else 403 with `not_reader`) on duty at the task's centre or holding its claim (else
+    /// 403). 404 for no such task. Every refusal is audited on `rec`, which gets the patient.
     async fn acting_on(
         &self,
         p: &Principal,
         id: &str,
+        now: DateTime<Utc>,
+        not_reader: &str,
         rec: &mut huren_audit::AuditRecord,
     ) -> Result<(Task, Option<String>), Problem> {
         if p.role != Role::Clinician {
-            return Err(self
-                .refuse(
-                    rec.clone(),
-                    &role_denial("only a reader (a clinician on the roster) reads tasks"),
-                )
-                .await);
+            return Err(self.refuse(rec.clone(), &role_denial(not_reader)).await);
         }
         let Some(task) = self.store.tasks().get(&TaskId(id.to_string())) else {
             rec.outcome = "not found".into();
@@ -878,7 +832,7 @@ impl Gate {
         };
         let (_, _, person) = self.task_patient(&task);
         rec.patient = person.clone();
-        if !self.wf().may_act(&p.id, &task, now_utc()) {
+        if !self.wf().may_act(&p.id, &task, now) {
             return Err(self
                 .refuse(
                     rec.clone(),
@@ -898,7 +852,7 @@ impl Gate {
         let now = now_utc();
         let mut rec = record(p, "task_view");
         rec.detail = json!({ "task": id, "basis": "reading_task" });
-        let (task, person) = self.acting_on(p, id, &mut rec).await?;
+        let (task, person) = self.acting_on(p, id, now_utc(), READS, &mut rec).await?;
         let current = task.current_report().to_string();
         let loaded = current
             .parse::<ContentHash>()
@@ -981,7 +935,7 @@ impl Gate {
         let h: ContentHash = hash.parse().map_err(|e| {
             Problem::new(StatusCode::BAD_REQUEST, "bad report hash", format!("{e}"))
         })?;
-        let (_task, person) = self.acting_on(p, id, &mut rec).await?;
+        let (_task, person) = self.acting_on(p, id, now_utc(), READS, &mut rec).await?;
         let meta = self.store.report_meta(&h)?;
         let same = meta.as_ref().is_some_and(|m| {
             m.identity_review.is_none()
