@@ -58,8 +58,7 @@ pub async fn ack(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let b: AckBody = serde_json::from_slice(&body)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))?;
+    let b: AckBody = crate::api::json_body(&body)?;
     let decision = Decision::parse(&b.decision).ok_or_else(|| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -97,8 +96,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let b: CancelBody = serde_json::from_slice(&body)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))?;
+    let b: CancelBody = crate::api::json_body(&body)?;
     let a = st
         .gate
         .alert_act(&p, &id, AlertAct::Cancel(b.reason))

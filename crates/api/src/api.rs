@@ -129,6 +129,12 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
     }
 }
 
+/// A JSON request body as `T`, or 400 `bad body` naming what is wrong with it.
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(body)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))
+}
+
 /// 429 for a peer over its limit of failed authentication, with `Retry-After` (seconds).
 pub fn too_many_failures(retry: std::time::Duration) -> Problem {
     let secs = retry.as_secs().max(1);

@@ -6,7 +6,6 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use huren_gate::Problem;
@@ -68,8 +67,7 @@ pub async fn edit_roster(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let b: RosterBody = serde_json::from_slice(&body)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))?;
+    let b: RosterBody = crate::api::json_body(&body)?;
     let entries = b.roster.into_iter().map(|e| e.entry(&id)).collect();
     Ok(Json(json!(st.gate.edit_roster(&p, &id, entries).await?)))
 }

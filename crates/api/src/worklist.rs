@@ -70,8 +70,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let b: CancelBody = serde_json::from_slice(&body)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))?;
+    let b: CancelBody = crate::api::json_body(&body)?;
     let t = st.gate.task_act(&p, &id, TaskAct::Cancel(b.reason)).await?;
     Ok(Json(json!({ "task": t })))
 }
@@ -96,8 +95,7 @@ pub async fn sign(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let b: SignBody = serde_json::from_slice(&body)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))?;
+    let b: SignBody = crate::api::json_body(&body)?;
     let (task, report) = sign_and_queue(&st, &p, &id, &b.statements, &b.text).await?;
     Ok(Json(json!({ "report": report.to_string(), "task": task })))
 }
@@ -132,10 +130,19 @@ pub async fn sign_and_queue(
             )
         })
         .await?;
-    // A signature with a STEMI statement raises the alert its chain does not have yet.
-    raise_alert(st, report).await?;
-    queue_for_institution(st, report, "signed and the task completed").await?;
+    after_version(st, report, "signed and the task completed").await?;
     Ok((task, report))
+}
+
+/// What follows a signed or amended version, before the answer: a STEMI statement raises the
+/// alert its chain does not have yet, and the version is queued for its institution.
+async fn after_version(
+    st: &ApiState,
+    report: huren_model::ContentHash,
+    what: &str,
+) -> Result<(), Problem> {
+    raise_alert(st, report).await?;
+    queue_for_institution(st, report, what).await
 }
 
 /// Raises the alert of a signed report whose statements are critical (a STEMI), unless its
@@ -214,8 +221,7 @@ pub async fn amend(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let b: AmendBody = serde_json::from_slice(&body)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))?;
+    let b: AmendBody = crate::api::json_body(&body)?;
     let config = st.gw.config.clone();
     let reader = p.id.clone();
     let (task, report) = st
@@ -236,8 +242,7 @@ pub async fn amend(
             )
         })
         .await?;
-    raise_alert(&st, report).await?;
-    queue_for_institution(&st, report, "amended").await?;
+    after_version(&st, report, "amended").await?;
     Ok(Json(json!({ "report": report.to_string(), "task": task })))
 }
 
