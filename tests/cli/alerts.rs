@@ -133,7 +133,10 @@ fn a_stemi_ecg_alerts_the_duty_cardiologist_who_answers_and_the_sender_sees_the_
     let id = got["id"].as_str().unwrap().to_string();
 
     // The list: the patient, the sending centre, the group's phone, may answer; the stream
-    // stamped the delivery to this screen.
+    // stamped the delivery to this screen once the event was out.
+    until("the delivery stamp", Duration::from_secs(5), || {
+        alerts(&srv, CARDIO, "open")[0]["delivered"][0][0] == "dr.zx"
+    });
     let before = audit_lines(&data).len();
     let mine = alerts(&srv, CARDIO, "open");
     assert_eq!(mine.len(), 1, "{mine:?}");

@@ -269,6 +269,9 @@ pub fn task_stream(
         ),
         last: Cursor,
         pending: std::collections::VecDeque<Event>,
+        /// Alerts whose events were handed to the connection: their delivery to this
+        /// stream's owner is stamped once they are out, not on the way.
+        sent: Vec<String>,
         deadline: tokio::time::Instant,
     }
     let rx = scope.subscribe();
@@ -295,6 +298,7 @@ pub fn task_stream(
         rx,
         last,
         pending,
+        sent: Vec::new(),
         deadline: tokio::time::Instant::now() + STREAM_LIFETIME,
     };
     let stream = futures::stream::unfold(st, |mut st| async move {
@@ -306,17 +310,14 @@ pub fn task_stream(
             st.rx.1.borrow_and_update();
             let scope = st.scope.clone();
             let after = st.last;
-            // Reading the feeds and stamping deliveries touch the store: off the runtime.
+            let sent = std::mem::take(&mut st.sent);
+            // Stamping the deliveries just sent and reading the feeds touch the store: off
+            // the runtime.
             let read = tokio::task::spawn_blocking(move || {
-                let changes = scope.changes_since(after, 512);
-                if let Changes::Some(v, _) = &changes {
-                    for (_, c) in v {
-                        if let Change::Alert(a, true) = c {
-                            scope.delivered(&a.id);
-                        }
-                    }
+                for id in &sent {
+                    scope.delivered(id);
                 }
-                changes
+                scope.changes_since(after, 512)
             })
             .await;
             let Ok(changes) = read else { return None };
@@ -346,7 +347,12 @@ pub fn task_stream(
                     for (at, change) in v {
                         let (name, data) = match change {
                             Change::Task(t) => ("task", serde_json::to_string(&t)),
-                            Change::Alert(a, _) => ("alert", serde_json::to_string(&a)),
+                            Change::Alert(a, recipient) => {
+                                if recipient {
+                                    st.sent.push(a.id.clone());
+                                }
+                                ("alert", serde_json::to_string(&a))
+                            }
                         };
                         st.pending.push_back(
                             Event::default()
