@@ -72,11 +72,7 @@ unit = "mmol/L"
 fn upload_stemi(srv: &Server) -> serde_json::Value {
     // The project's aECG fixture: the cart says 急性下壁心肌梗死 (the stemi rule).
     let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
-    let r = ureq::post(&format!("http://{}/api/v1/ecg", srv.http))
-        .set("Authorization", &format!("Bearer {SQ01}"))
-        .set("Content-Type", "application/xml")
-        .send_bytes(&ecg)
-        .unwrap();
+    let r = crate::worklist::post_ecg(&srv.http, SQ01, &ecg);
     serde_json::from_str(&r.into_string().unwrap()).unwrap()
 }
 
@@ -386,11 +382,7 @@ fn st_elevation_mimics_raise_no_alert() {
         "ecg/muse/guangxi-teaching-sinus-rhythm-zh.xml",
     ] {
         let bytes = std::fs::read(tp.join(f)).unwrap();
-        let r = ureq::post(&format!("http://{}/api/v1/ecg", srv.http))
-            .set("Authorization", &format!("Bearer {SQ01}"))
-            .set("Content-Type", "application/xml")
-            .send_bytes(&bytes)
-            .unwrap();
+        let r = crate::worklist::post_ecg(&srv.http, SQ01, &bytes);
         assert!(r.status() < 300, "{f}");
     }
     assert!(

@@ -39,6 +39,15 @@ pub(crate) fn call(
     )
 }
 
+/// `POST /api/v1/ecg` of `ecg` (XML) with `token`: the answer (panics on a transport error).
+pub(crate) fn post_ecg(http: &str, token: &str, ecg: &[u8]) -> ureq::Response {
+    ureq::post(&format!("http://{http}/api/v1/ecg"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .set("Content-Type", "application/xml")
+        .send_bytes(ecg)
+        .unwrap()
+}
+
 pub(crate) fn audit_lines(data: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(data.join("audit.log"))
         .unwrap_or_default()
@@ -463,11 +472,7 @@ fn the_event_stream_carries_task_changes_to_readers_and_senders_and_replays_afte
     // new task within a second; the other hospital's clinician's does not.
     let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
     let sent = std::time::Instant::now();
-    let r = ureq::post(&format!("http://{}/api/v1/ecg", srv.http))
-        .set("Authorization", &format!("Bearer {SQ01_TOKEN}"))
-        .set("Content-Type", "application/xml")
-        .send_bytes(&ecg)
-        .unwrap();
+    let r = crate::worklist::post_ecg(&srv.http, SQ01_TOKEN, &ecg);
     assert!(r.status() < 300);
     let (id1, t) = reader
         .next_task(Duration::from_secs(1))
@@ -632,11 +637,7 @@ fn the_centre_head_edits_the_roster_durably_and_sees_the_workload() {
     );
     assert_eq!(st, 200);
     let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
-    ureq::post(&format!("http://{}/api/v1/ecg", srv.http))
-        .set("Authorization", &format!("Bearer {SQ01_TOKEN}"))
-        .set("Content-Type", "application/xml")
-        .send_bytes(&ecg)
-        .unwrap();
+    crate::worklist::post_ecg(&srv.http, SQ01_TOKEN, &ecg);
     let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", head, None);
     assert_eq!(wl["open"], 1, "{wl}");
     let id = wl["tasks"][0]["id"].as_str().unwrap().to_string();
@@ -1098,11 +1099,7 @@ fn an_abandoned_claim_returns_to_the_list_and_another_reader_takes_it() {
     let data = dir.path().join("data");
     let mut srv = Server::start(&data, &["--config", &cfg]);
     let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
-    ureq::post(&format!("http://{}/api/v1/ecg", srv.http))
-        .set("Authorization", &format!("Bearer {SQ01_TOKEN}"))
-        .set("Content-Type", "application/xml")
-        .send_bytes(&ecg)
-        .unwrap();
+    crate::worklist::post_ecg(&srv.http, SQ01_TOKEN, &ecg);
     let zx = crate::support::TEST_TOKEN;
     let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", zx, None);
     let id = wl["tasks"][0]["id"].as_str().unwrap().to_string();
