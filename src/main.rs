@@ -838,6 +838,16 @@ fn serve(
             NoSecret::Refuse
         },
     )?;
+    // Each webhook's secret, before anything listens (never printed).
+    let webhooks = if config.webhooks.is_empty() {
+        None
+    } else {
+        Some(
+            huren_server::webhook::Webhooks::from_config(&config)
+                .map_err(anyhow::Error::msg)
+                .context("[[webhook]]")?,
+        )
+    };
     let store = open_store(&data, &config)?;
     let rules = load_rules(&config, demo)?;
     let mut tokens = huren_server::auth::Tokens::new(&config.clinicians);
@@ -976,9 +986,20 @@ fn serve(
             Some(t) => Some(huren_server::tls::outbox_client(t).context("[outbox.tls]")?),
             None => None,
         };
-        let outbox_task = tokio::spawn(huren_server::outbox::deliver(gw.clone(), outbox_tls));
+        let outbox_task = tokio::spawn(huren_server::outbox::deliver(
+            gw.clone(),
+            huren_server::outbox::Mllp::new(outbox_tls),
+        ));
         // Unanswered alerts escalate from their stored steps.
         let escalate_task = tokio::spawn(huren_server::alerts::escalate(gw.clone()));
+        // Alert notices go to the groups' webhooks from their durable outbox.
+        let webhook_tasks = match webhooks {
+            None => Vec::new(),
+            Some(courier) => vec![
+                tokio::spawn(huren_server::webhook::project(gw.clone())),
+                tokio::spawn(huren_server::outbox::deliver(gw.clone(), courier)),
+            ],
+        };
         let drop_tasks: Vec<_> = gw
             .config
             .ecg
@@ -1004,6 +1025,9 @@ fn serve(
         mllp_task.abort();
         outbox_task.abort();
         escalate_task.abort();
+        for t in webhook_tasks {
+            t.abort();
+        }
         for t in dicom_tasks {
             t.abort();
         }

@@ -11,14 +11,14 @@ use crate::support::{repo, Server};
 use crate::worklist::{audit_lines, call, EventStream};
 
 const SQ01: &str = "test-sq01-token";
-const CARDIO: &str = crate::support::TEST_TOKEN; // dr.zx, on duty for fx-pci all day
+pub(crate) const CARDIO: &str = crate::support::TEST_TOKEN; // dr.zx, on duty for fx-pci all day
 const BACKUP: &str = "test-backup-token";
 const HEAD: &str = "test-head-token";
 
 /// The test configuration with the chest-pain group of FX-ZX (escalating every
 /// `escalate` seconds), its backup and head, and FX-SQ01's STEMI and critical values routed
 /// to it; K ≥ 6.5 mmol/L is critical.
-fn config(dir: &std::path::Path, escalate: u32) -> String {
+pub(crate) fn config(dir: &std::path::Path, escalate: u32) -> String {
     let cfg = crate::mllp::config_file(dir);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!(
@@ -69,14 +69,14 @@ unit = "mmol/L"
     cfg
 }
 
-fn upload_stemi(srv: &Server) -> serde_json::Value {
+pub(crate) fn upload_stemi(srv: &Server) -> serde_json::Value {
     // The project's aECG fixture: the cart says 急性下壁心肌梗死 (the stemi rule).
     let ecg = std::fs::read(repo().join("fixtures/ecg/aecg-zh-patient.xml")).unwrap();
     let r = crate::worklist::post_ecg(&srv.http, SQ01, &ecg);
     serde_json::from_str(&r.into_string().unwrap()).unwrap()
 }
 
-fn alerts(srv: &Server, token: &str, state: &str) -> Vec<serde_json::Value> {
+pub(crate) fn alerts(srv: &Server, token: &str, state: &str) -> Vec<serde_json::Value> {
     let (st, v) = call(
         &srv.http,
         "GET",
@@ -89,7 +89,7 @@ fn alerts(srv: &Server, token: &str, state: &str) -> Vec<serde_json::Value> {
 }
 
 /// Waits (bounded) until `f` holds.
-fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
     while !f() {
         assert!(Instant::now() < end, "timed out waiting for {what}");

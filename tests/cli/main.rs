@@ -28,4 +28,5 @@ mod rules;
 mod secrets;
 mod tls;
 mod web;
+mod webhooks;
 mod worklist;

@@ -9,6 +9,7 @@
 
 mod alert;
 mod config;
+mod notice;
 
 pub use alert::{
     Alert, AlertError, AlertId, AlertKind, Decision, Event, Raised, State, Step, Tier,
@@ -17,3 +18,4 @@ pub use config::{
     AlertConfig, AlertConfigError, AlertDuty, AlertGroup, AlertRoute, Alerting, Ladder, Threshold,
     DEFAULT_ESCALATE_AFTER_SECS,
 };
+pub use notice::{notices, Notice};

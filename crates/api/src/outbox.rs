@@ -2,7 +2,8 @@
 //! ?state=pending|delivered|parked` lists the outbound results — id (the signed report's
 //! hash), destination (institution code), MSH-10, state, attempts, last result, times — never
 //! the message content (patient data). Privacy officer or operator; one audit record per
-//! request (a refusal is audited by the gate).
+//! request (a refusal is audited by the gate). `?channel=webhook` lists the alert notices for
+//! the groups' webhooks instead (`msh10` is then the `webhook-id`, `ack_code` the HTTP status).
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -21,6 +22,8 @@ const ACTION: &str = "outbox_view";
 pub struct OutboxQuery {
     /// `pending`, `delivered` or `parked`; absent: all.
     state: Option<String>,
+    /// `hl7` (default: signed results to the institutions) or `webhook` (alert notices).
+    channel: Option<String>,
 }
 
 /// `GET /api/v1/outbox?state=…`: `{"count":n,"entries":[…]}`, oldest first.
@@ -42,11 +45,23 @@ pub async fn outbox(
             }
         },
     };
-    let entries = st.gate.outbox(&p, state).await?;
+    let webhooks = match q.channel.as_deref() {
+        None | Some("") | Some("hl7") => false,
+        Some("webhook") => true,
+        Some(_) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad channel",
+                "channel must be hl7 or webhook",
+            ))
+        }
+    };
+    let entries = st.gate.outbox(&p, state, webhooks).await?;
     let mut rec = record(&p, ACTION);
     rec.purpose = Some("operations".into());
     rec.detail = json!({
         "state": state.map(OutboxState::as_str),
+        "channel": if webhooks { "webhook" } else { "hl7" },
         "count": entries.len(),
     });
     st.audit(rec).await?;

@@ -688,10 +688,15 @@ impl Gate {
         &self,
         p: &Principal,
         state: Option<huren_store::OutboxState>,
+        webhooks: bool,
     ) -> Result<Vec<huren_store::OutboxEntry>, Problem> {
         self.require_role(p, &[Role::PrivacyOfficer, Role::Operator], "outbox_view")
             .await?;
-        Ok(self.store.outbox().list(state))
+        Ok(if webhooks {
+            self.store.webhooks().list(state)
+        } else {
+            self.store.outbox().list(state)
+        })
     }
 
     /// Decides an identity review item (the privacy officer only; the role is checked here,

@@ -97,9 +97,39 @@ pub struct Config {
     /// Delivery of outbound messages (`[outbox]`).
     #[serde(default)]
     pub outbox: OutboxConfig,
+    /// Alert notices posted to a recipient group's outside channel (`[[webhook]]`), see
+    /// docs/alerts.md.
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<WebhookConfig>,
     /// The resolved national-ID secret (looked up once; see [`Config::national_id_secret`]).
     #[serde(skip)]
     secret: std::sync::OnceLock<String>,
+}
+
+/// A webhook of an alert recipient group (`[[webhook]]`): every notice of the group's alerts
+/// (raised, each escalation step, acknowledged, cancelled) is posted to `url` as JSON, signed
+/// after Standard Webhooks (HMAC-SHA256 with the secret), from the durable outbox
+/// `webhooks.log`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Identifier (the outbox destination), e.g. `fx-pci-wecom`.
+    pub id: String,
+    /// The `[[alert_group]]` whose alerts it carries.
+    pub group: String,
+    /// Where to post (`https://…`; `http://` only to a loopback address).
+    pub url: String,
+    /// A file holding the secret, `whsec_` + base64 of at least 24 random bytes (relative
+    /// paths are relative to the configuration file; mode 600 or 640).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Or an environment variable holding it.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The address huren's web pages are reached at, for the link in each message (e.g.
+    /// `https://huren.fx.example`); absent: the link is the path alone.
+    #[serde(default)]
+    pub link_base: Option<String>,
 }
 
 /// `[access]`: the gate's settings.
@@ -603,6 +633,15 @@ impl Config {
                 }
             }
         }
+        if let Some(dir) = path.parent() {
+            for w in &mut cfg.webhooks {
+                if let Some(f) = &w.secret_file {
+                    if f.is_relative() {
+                        w.secret_file = Some(dir.join(f));
+                    }
+                }
+            }
+        }
         if let (Some(f), Some(dir)) = (&cfg.identity.national_id_secret_file, path.parent()) {
             if f.is_relative() {
                 cfg.identity.national_id_secret_file = Some(dir.join(f));
@@ -697,6 +736,25 @@ impl Config {
             .alert_config()
             .validate(|code| cfg.institution(code).is_some())
             .map_err(|e| invalid(format!("alerts: {e}")))?;
+        let mut ids = std::collections::HashSet::new();
+        for (i, w) in cfg.webhooks.iter().enumerate() {
+            let name = format!("webhook #{} ({})", i + 1, w.id);
+            if w.id.trim().is_empty() || !ids.insert(w.id.as_str()) {
+                return Err(invalid(format!("{name}: id must be non-empty and unique")));
+            }
+            if cfg.alerting.group(&w.group).is_none() {
+                return Err(invalid(format!(
+                    "{name}: group {:?} is not an [[alert_group]]",
+                    w.group
+                )));
+            }
+            crate::webhook::check_url(&w.url).map_err(|e| invalid(format!("{name}: url {e}")))?;
+            if w.secret_file.is_some() == w.secret_env.is_some() {
+                return Err(invalid(format!(
+                    "{name}: name its secret with exactly one of secret_file and secret_env"
+                )));
+            }
+        }
         Ok(cfg)
     }
 

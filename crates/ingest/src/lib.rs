@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod reading;
 pub mod tls;
+pub mod webhook;
 
 pub use config::Config;
 pub use pipeline::{Gateway, Hl7Outcome};

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
 use huren_model::ContentHash;
-use huren_store::{OutboxEntry, OutboxEvent, StoreError};
+use huren_store::{Outbox, OutboxEntry, OutboxEvent, StoreError};
 use tokio_util::codec::Framed;
 
 use crate::Gateway;
@@ -27,7 +27,7 @@ pub fn msh10_of(report: &ContentHash) -> String {
 }
 
 /// How an attempt ended without delivering.
-type Failure = String;
+pub type Failure = String;
 
 /// Most characters of a receiver's error text kept as the attempt's result.
 const MAX_REASON: usize = 200;
@@ -195,10 +195,64 @@ where
     }
 }
 
+/// A way out of an outbox: the MLLP courier of signed results ([`Mllp`]) or the webhook
+/// courier of alert notices (`crate::webhook`). The delivery loop ([`deliver`]) is the same
+/// for both: per destination one message at a time, oldest first; delivered, retried with
+/// backoff, or parked after `[outbox] max_attempts`, each recorded durably before the next.
+pub trait Courier: Clone + Send + Sync + 'static {
+    /// What it carries, for the logs (`result`, `alert notice`).
+    const WHAT: &'static str;
+    /// The outbox it delivers from.
+    fn outbox(gw: &Gateway) -> &Outbox;
+    /// One attempt: `Ok((code, control id))` when the receiver took it, else why not.
+    fn attempt(
+        &self,
+        gw: &Gateway,
+        e: &OutboxEntry,
+    ) -> impl std::future::Future<Output = Result<(String, String), Failure>> + Send;
+}
+
+/// Signed results over MLLP (TLS for `mllps://`) to each institution's `result_destination`.
+#[derive(Clone)]
+pub struct Mllp {
+    tls: OutboxTls,
+}
+
+impl Mllp {
+    /// The courier; `tls` is [`crate::tls::outbox_client`]'s, for `mllps://` destinations.
+    pub fn new(tls: OutboxTls) -> Mllp {
+        Mllp { tls }
+    }
+}
+
+impl Courier for Mllp {
+    const WHAT: &'static str = "result";
+
+    fn outbox(gw: &Gateway) -> &Outbox {
+        gw.ingest_store().outbox()
+    }
+
+    async fn attempt(&self, gw: &Gateway, e: &OutboxEntry) -> Result<(String, String), Failure> {
+        let timeout = Duration::from_secs(gw.config.outbox.ack_timeout_secs.max(1));
+        match gw.config.result_destination(&e.destination) {
+            Some(d) => attempt(&d, &self.tls, e, timeout).await,
+            None => Err(format!(
+                "institution {} has no result_destination configured",
+                e.destination
+            )),
+        }
+    }
+}
+
 /// Records what one attempt did; `false` when recording failed (the worker stops for now).
-fn record(gw: &Gateway, e: &OutboxEntry, out: Result<(String, String), Failure>) -> bool {
-    let outbox = gw.ingest_store().outbox();
+fn record<C: Courier>(
+    gw: &Gateway,
+    e: &OutboxEntry,
+    out: Result<(String, String), Failure>,
+) -> bool {
+    let outbox = C::outbox(gw);
     let cfg = &gw.config.outbox;
+    let what = C::WHAT;
     let now: DateTime<Utc> = Utc::now();
     let result = match out {
         Ok((ack_code, ack_control_id)) => {
@@ -209,7 +263,7 @@ fn record(gw: &Gateway, e: &OutboxEntry, out: Result<(String, String), Failure>)
                 ack_control_id,
             });
             if r.is_ok() {
-                tracing::info!(report = %e.id, destination = %e.destination, msh10 = %e.msh10, attempts = e.attempts + 1, "result delivered");
+                tracing::info!(entry = %e.id, destination = %e.destination, control_id = %e.msh10, attempts = e.attempts + 1, "{what} delivered");
             }
             r
         }
@@ -226,7 +280,7 @@ fn record(gw: &Gateway, e: &OutboxEntry, out: Result<(String, String), Failure>)
                 next_at,
             });
             if r.is_ok() && attempts >= cfg.max_attempts {
-                tracing::warn!(report = %e.id, destination = %e.destination, msh10 = %e.msh10, attempts, result = %kind, "result parked: an operator has to look (GET /api/v1/outbox?state=parked)");
+                tracing::warn!(entry = %e.id, destination = %e.destination, control_id = %e.msh10, attempts, result = %kind, "{what} parked: an operator has to look (GET /api/v1/outbox?state=parked)");
                 outbox.record(OutboxEvent::Parked {
                     id: e.id.clone(),
                     at: now,
@@ -234,7 +288,7 @@ fn record(gw: &Gateway, e: &OutboxEntry, out: Result<(String, String), Failure>)
                 })
             } else {
                 if r.is_ok() {
-                    tracing::info!(report = %e.id, destination = %e.destination, msh10 = %e.msh10, attempts, result = %kind, "result not delivered; will retry");
+                    tracing::info!(entry = %e.id, destination = %e.destination, control_id = %e.msh10, attempts, result = %kind, "{what} not delivered; will retry");
                 }
                 r
             }
@@ -243,34 +297,26 @@ fn record(gw: &Gateway, e: &OutboxEntry, out: Result<(String, String), Failure>)
     match result {
         Ok(_) => true,
         Err(err) => {
-            tracing::error!(report = %e.id, error = %err, "outbox event not recorded");
+            tracing::error!(entry = %e.id, error = %err, "outbox event not recorded");
             false
         }
     }
 }
 
 /// Delivers the due messages of one destination, oldest first, one at a time.
-async fn drain(gw: Gateway, destination: String, tls: OutboxTls) {
-    let timeout = Duration::from_secs(gw.config.outbox.ack_timeout_secs.max(1));
+async fn drain<C: Courier>(gw: Gateway, destination: String, courier: C) {
     loop {
         let now = Utc::now();
-        let Some(e) = gw
-            .ingest_store()
-            .outbox()
+        let Some(e) = C::outbox(&gw)
             .due(now)
             .into_iter()
             .find(|e| e.destination == destination)
         else {
             return;
         };
-        let out = match gw.config.result_destination(&destination) {
-            Some(d) => attempt(&d, &tls, &e, timeout).await,
-            None => Err(format!(
-                "institution {destination} has no result_destination configured"
-            )),
-        };
+        let out = courier.attempt(&gw, &e).await;
         let g = gw.clone();
-        let recorded = tokio::task::spawn_blocking(move || record(&g, &e, out))
+        let recorded = tokio::task::spawn_blocking(move || record::<C>(&g, &e, out))
             .await
             .unwrap_or(false);
         if !recorded {
@@ -279,18 +325,15 @@ async fn drain(gw: Gateway, destination: String, tls: OutboxTls) {
     }
 }
 
-/// The delivery worker (spawned by `huren serve`): every 200 ms, starts a drain for each
-/// destination with due messages that has none running. `tls` is
-/// [`crate::tls::outbox_client`]'s, for `mllps://` destinations.
-pub async fn deliver(gw: Gateway, tls: OutboxTls) {
+/// The delivery worker of one outbox (spawned by `huren serve`, once per courier): every
+/// 200 ms, starts a drain for each destination with due messages that has none running.
+pub async fn deliver<C: Courier>(gw: Gateway, courier: C) {
     let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let due: HashSet<String> = gw
-            .ingest_store()
-            .outbox()
+        let due: HashSet<String> = C::outbox(&gw)
             .due(Utc::now())
             .into_iter()
             .map(|e| e.destination)
@@ -302,7 +345,7 @@ pub async fn deliver(gw: Gateway, tls: OutboxTls) {
                     continue;
                 }
             }
-            let (gw, tls) = (gw.clone(), tls.clone());
+            let (gw, courier) = (gw.clone(), courier.clone());
             let guard = Busy {
                 set: busy.clone(),
                 destination: d.clone(),
@@ -311,7 +354,7 @@ pub async fn deliver(gw: Gateway, tls: OutboxTls) {
                 // The guard clears the flag however the drain ends (a panic included), so a
                 // destination is never left marked busy with nobody draining it.
                 let _guard = guard;
-                drain(gw, d, tls).await;
+                drain(gw, d, courier).await;
             });
         }
     }

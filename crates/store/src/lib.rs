@@ -190,6 +190,7 @@ struct Inner {
     roster: RosterLog,
     alerts: AlertStore,
     outbox: Outbox,
+    webhooks: Outbox,
 }
 
 /// Parsed reports by hash (immutable, so never stale).
@@ -301,6 +302,7 @@ impl Store {
         let roster = RosterLog::open(&dir)?;
         let alerts = AlertStore::open(&dir)?;
         let outbox = Outbox::open(&dir)?;
+        let webhooks = Outbox::open_file(&dir, "webhooks.log")?;
         let writer = writer::spawn(
             journal,
             blobs.clone(),
@@ -323,6 +325,7 @@ impl Store {
                 roster,
                 alerts,
                 outbox,
+                webhooks,
             }),
         })
     }
@@ -426,6 +429,11 @@ impl Store {
     /// The outbound messages (`outbox.log`).
     pub fn outbox(&self) -> &Outbox {
         &self.inner.outbox
+    }
+
+    /// The alert notifications for webhooks (`webhooks.log`).
+    pub fn webhooks(&self) -> &Outbox {
+        &self.inner.webhooks
     }
 
     /// A temporary file of the store to receive a large original into (see [`Spool`]).

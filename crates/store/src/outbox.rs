@@ -1,5 +1,7 @@
-//! The durable outbox (`outbox.log`): outbound messages (signed reports going back to the
-//! acquiring institution as HL7 ORU^R01, issue 17) and what became of them. One JSON line per
+//! The durable outboxes: outbound messages and what became of them — `outbox.log`, signed
+//! reports going back to the acquiring institution as HL7 ORU^R01 (issue 17), and
+//! `webhooks.log`, alert notifications posted to a recipient group's webhook (issue 18; there
+//! `msh10` holds the delivery id, the `webhook-id` header, and `ack_code` the HTTP status). One JSON line per
 //! event — enqueued, attempted, delivered, parked — appended and `fdatasync`ed before the
 //! caller goes on, never rewritten; every entry held in memory as the fold of its events. An
 //! entry is enqueued once per id (the signed report's hash), so a retry or a start-up
@@ -239,8 +241,13 @@ pub struct Outbox {
 impl Outbox {
     /// Opens (or creates) `dir/outbox.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<Outbox, StoreError> {
+        Outbox::open_file(dir, "outbox.log")
+    }
+
+    /// Opens (or creates) the outbox `dir/name` and replays it.
+    pub fn open_file(dir: impl AsRef<Path>, name: &str) -> Result<Outbox, StoreError> {
         let mut entries: HashMap<String, OutboxEntry> = HashMap::new();
-        let (log, _) = JsonLines::open(dir, "outbox.log", |ev: OutboxEvent| {
+        let (log, _) = JsonLines::open(dir, name, |ev: OutboxEvent| {
             let next = match (OutboxEntry::new(&ev), entries.get(ev.id())) {
                 (Some(e), None) => e,
                 (_, Some(cur)) => cur.apply(&ev)?,
@@ -320,11 +327,18 @@ impl Outbox {
         v
     }
 
-    /// The pending entries due at `now`, oldest first.
+    /// The entries to attempt at `now`: for each destination its oldest pending entry, when
+    /// that one is due — a destination's messages go out in the order they were enqueued, a
+    /// later one never overtakes an earlier one waiting for its retry.
     pub fn due(&self, now: DateTime<Utc>) -> Vec<OutboxEntry> {
-        let mut v = self.list(Some(OutboxState::Pending));
-        v.retain(|e| e.next_at <= now);
-        v
+        let mut heads: Vec<OutboxEntry> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for e in self.list(Some(OutboxState::Pending)) {
+            if seen.insert(e.destination.clone()) && e.next_at <= now {
+                heads.push(e);
+            }
+        }
+        heads
     }
 }
 
@@ -347,7 +361,10 @@ mod tests {
             assert!(o.enqueue("r1", "FX-SQ01", "abc", MSG.into(), t0()).unwrap());
             assert!(!o.enqueue("r1", "FX-SQ01", "abc", MSG.into(), t0()).unwrap());
             assert!(o.enqueue("r2", "FX-SQ01", "def", MSG.into(), t0()).unwrap());
-            assert_eq!(o.due(t0()).len(), 2);
+            assert!(o.enqueue("w1", "FX-SQ02", "ghi", MSG.into(), t0()).unwrap());
+            // One head per destination, the oldest.
+            let heads: Vec<String> = o.due(t0()).into_iter().map(|e| e.id).collect();
+            assert_eq!(heads, ["r1", "w1"]);
             o.record(OutboxEvent::Attempted {
                 id: "r1".into(),
                 at: t0(),
@@ -355,7 +372,8 @@ mod tests {
                 next_at: t0() + Duration::seconds(2),
             })
             .unwrap();
-            assert_eq!(o.due(t0()).len(), 1, "r1 waits for its backoff");
+            let heads: Vec<String> = o.due(t0()).into_iter().map(|e| e.id).collect();
+            assert_eq!(heads, ["w1"], "r1 waits for its backoff, and r2 behind it");
             o.record(OutboxEvent::Delivered {
                 id: "r2".into(),
                 at: t0(),
@@ -387,10 +405,10 @@ mod tests {
         assert_eq!(r1.last_result.as_deref(), Some("connect: refused"));
         assert_eq!(o.get("r2").unwrap().state, OutboxState::Delivered);
         assert_eq!(o.list(Some(OutboxState::Delivered)).len(), 1);
-        assert_eq!(o.due(t0() + Duration::seconds(2)).len(), 1);
+        assert_eq!(o.due(t0() + Duration::seconds(2)).len(), 2, "r1 and w1");
         assert!(!o.enqueue("r2", "FX-SQ01", "def", MSG.into(), t0()).unwrap());
         let log = std::fs::read_to_string(dir.path().join("outbox.log")).unwrap();
-        assert_eq!(log.lines().count(), 4, "{log}");
+        assert_eq!(log.lines().count(), 5, "{log}");
     }
 
     #[test]
