@@ -993,13 +993,14 @@ fn serve(
         // Unanswered alerts escalate from their stored steps.
         let escalate_task = tokio::spawn(huren_server::alerts::escalate(gw.clone()));
         // Alert notices go to the groups' webhooks from their durable outbox.
-        let webhook_tasks = match webhooks {
-            None => Vec::new(),
-            Some(courier) => vec![
-                tokio::spawn(huren_server::webhook::project(gw.clone())),
-                tokio::spawn(huren_server::outbox::deliver(gw.clone(), courier)),
-            ],
-        };
+        // Each alert change: its chest-pain case and stamps, its webhook notices.
+        let mut webhook_tasks = vec![tokio::spawn(huren_server::alerts::follow(gw.clone()))];
+        if let Some(courier) = webhooks {
+            webhook_tasks.push(tokio::spawn(huren_server::outbox::deliver(
+                gw.clone(),
+                courier,
+            )));
+        }
         let drop_tasks: Vec<_> = gw
             .config
             .ecg

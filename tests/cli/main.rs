@@ -24,6 +24,7 @@ mod mllp;
 mod outbox;
 mod reading_web;
 mod recognition;
+mod referrals;
 mod rules;
 mod secrets;
 mod tls;

@@ -273,6 +273,11 @@ enum Class {
     Events,
     /// A reading centre's roster and workload: its heads (dr.zx heads fx-ecg), else 403.
     Centre,
+    /// A chest-pain case that does not exist (or that the caller does not see): 403 for
+    /// everyone, audited.
+    CaseAct,
+    /// The chest-pain KPIs: heads of department (none here) and the health commission.
+    Kpi,
 }
 
 struct Route {
@@ -351,6 +356,8 @@ fn expect(r: &Route, c: Caller, a: Auth) -> (u16, usize) {
         Class::Stow if !c.reader() => (403, 1),
         Class::Stow => (r.ok, 1),
         Class::Worklist | Class::Centre => (if c == Caller::ZxClinician { r.ok } else { 403 }, 1),
+        Class::CaseAct => (403, 1),
+        Class::Kpi => (if c == Caller::Commission { r.ok } else { 403 }, 1),
         Class::TaskAct | Class::Events => (
             if matches!(c, Caller::ZxClinician | Caller::Sq01Clinician) {
                 r.ok
@@ -873,6 +880,38 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/api/v1/referrals",
+            "/api/v1/referrals".into(),
+            Class::Events,
+            200,
+            None,
+        ),
+        r(
+            "GET",
+            "/api/v1/referrals/{id}",
+            "/api/v1/referrals/c-none".into(),
+            Class::CaseAct,
+            200,
+            None,
+        ),
+        r(
+            "GET",
+            "/api/v1/kpi/chest-pain",
+            "/api/v1/kpi/chest-pain".into(),
+            Class::Kpi,
+            200,
+            None,
+        ),
+        r(
+            "GET",
+            "/api/v1/kpi/chest-pain/{file}",
+            "/api/v1/kpi/chest-pain/export.csv".into(),
+            Class::Kpi,
+            200,
+            None,
+        ),
+        r(
+            "GET",
             "/api/v1/events",
             "/api/v1/events".into(),
             Class::Events,
@@ -1015,6 +1054,30 @@ fn every_route_against_every_caller_status_and_audit_count() {
             serde_json::json!({"patient": "FX-ZX:M1", "report": format!("blake3:{}", "0".repeat(64)),
             "item": "FX-LAB-K", "action": "accept"}),
         ),
+    );
+    post(
+        "/api/v1/referrals",
+        "/api/v1/referrals".into(),
+        Class::CaseAct,
+        201,
+        None,
+        json(serde_json::json!({"alert": "a-none", "reason": "matrix"})),
+    );
+    post(
+        "/api/v1/referrals/{id}/stamps",
+        "/api/v1/referrals/c-none/stamps".into(),
+        Class::CaseAct,
+        200,
+        None,
+        json(serde_json::json!({"milestone": "door_in"})),
+    );
+    post(
+        "/api/v1/referrals/{id}/cancel",
+        "/api/v1/referrals/c-none/cancel".into(),
+        Class::CaseAct,
+        200,
+        None,
+        json(serde_json::json!({"reason": "matrix"})),
     );
     for act in ["ack", "cancel"] {
         post(

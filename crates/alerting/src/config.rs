@@ -364,6 +364,18 @@ impl Alerting {
             .any(|g| g.heads.iter().any(|h| h == who))
     }
 
+    /// The groups `who` heads, sorted.
+    pub fn headed_by(&self, who: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.heads.iter().any(|h| h == who))
+            .map(|(id, _)| id.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The threshold a lab value crosses: its item `code`, numeric `value` in `unit`.
     pub fn crossed(&self, code: &str, value: f64, unit: Option<&str>) -> Option<&Threshold> {
         self.thresholds.iter().find(|t| {

@@ -59,6 +59,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts/{id}/ack", post(crate::alerts::ack))
         .route("/api/v1/alerts/{id}/cancel", post(crate::alerts::cancel))
         .route(
+            "/api/v1/referrals",
+            get(crate::cases::list).post(crate::cases::refer),
+        )
+        .route("/api/v1/referrals/{id}", get(crate::cases::one))
+        .route("/api/v1/referrals/{id}/stamps", post(crate::cases::stamp))
+        .route("/api/v1/referrals/{id}/cancel", post(crate::cases::cancel))
+        .route("/api/v1/kpi/chest-pain", get(crate::cases::kpi))
+        .route("/api/v1/kpi/chest-pain/{file}", get(crate::cases::export))
+        .route(
             "/api/v1/centres/{id}/roster",
             get(crate::centre::roster).put(crate::centre::edit_roster),
         )

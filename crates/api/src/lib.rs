@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod answers;
 pub mod api;
 pub mod auth;
+pub mod cases;
 pub mod centre;
 pub mod fhir;
 pub mod fhir_task;

@@ -409,6 +409,12 @@ impl Case {
         Ok(c)
     }
 
+    /// The case after a stored event (as [`Case::replay`] does it, one event at a time, for
+    /// a store replaying its log).
+    pub fn replay_next(&self, e: &CaseEvent) -> Result<Case, CaseError> {
+        self.check(e, None)
+    }
+
     /// The case after `e`, or why `e` is refused (and nothing changes). `now` is the clock at
     /// acceptance: a time more than five minutes after it is refused.
     ///

@@ -26,6 +26,7 @@ use huren_store::{ConsentStore, IdentityLink, ReportMeta, Store, StoreError, Stu
 use serde_json::{json, Value};
 
 pub mod alerts;
+pub mod cases;
 pub mod centre;
 mod preview;
 mod problem;

@@ -186,3 +186,74 @@ impl Gateway {
         Ok(n)
     }
 }
+
+impl Gateway {
+    /// What follows a change of an alert: its chest-pain case and stamps, and its notices
+    /// for the group's webhooks. Durable when it returns; idempotent.
+    pub fn follow_alert(&self, a: &huren_alerting::Alert) -> Result<(), StoreError> {
+        self.case_from_alert(a)?;
+        self.enqueue_notices(a, None)?;
+        Ok(())
+    }
+}
+
+/// The alert follower (spawned by `huren serve`): at start, the cases of every STEMI alert and
+/// the webhook notices of the last hour that a crash left behind; then, on the alerts'
+/// change feed, [`Gateway::follow_alert`] for each changed alert.
+pub async fn follow(gw: Gateway) {
+    let feed = gw.ingest_store().alerts().feed();
+    let mut rx = feed.subscribe();
+    let mut seen = feed.sequence();
+    let g = gw.clone();
+    let start = tokio::task::spawn_blocking(move || -> Result<(usize, usize), StoreError> {
+        Ok((
+            g.reconcile_cases()?,
+            g.reconcile_notices(chrono::Utc::now())?,
+        ))
+    })
+    .await;
+    match start {
+        Ok(Ok((_, n))) if n > 0 => tracing::warn!(notices = n, "alert notices queued at start-up"),
+        Ok(Err(e)) => tracing::error!(error = %e, "alert follow-ups not reconciled at start-up"),
+        _ => {}
+    }
+    loop {
+        if rx.changed().await.is_err() {
+            return;
+        }
+        let latest = *rx.borrow_and_update();
+        let changed = gw
+            .ingest_store()
+            .alerts()
+            .feed()
+            .changes_since(seen, usize::MAX);
+        let g = gw.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let alerts = g.ingest_store().alerts();
+            match changed {
+                Some(ids) => {
+                    for (_, id) in ids {
+                        if let Some(a) = alerts.get(&id) {
+                            g.follow_alert(&a)?;
+                        }
+                    }
+                }
+                // Fell behind the kept changes: look at everything.
+                None => {
+                    g.reconcile_cases()?;
+                    g.reconcile_notices(chrono::Utc::now())?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => seen = latest,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "alert follow-ups not recorded; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
+    }
+}

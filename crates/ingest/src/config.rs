@@ -97,6 +97,9 @@ pub struct Config {
     /// Delivery of outbound messages (`[outbox]`).
     #[serde(default)]
     pub outbox: OutboxConfig,
+    /// The chest-pain KPIs' thresholds, minutes (`[chest_pain]`), see docs/chest-pain.md.
+    #[serde(default)]
+    pub chest_pain: huren_chestpain::Thresholds,
     /// Alert notices posted to a recipient group's outside channel (`[[webhook]]`), see
     /// docs/alerts.md.
     #[serde(default, rename = "webhook")]
@@ -736,6 +739,9 @@ impl Config {
             .alert_config()
             .validate(|code| cfg.institution(code).is_some())
             .map_err(|e| invalid(format!("alerts: {e}")))?;
+        cfg.chest_pain
+            .validate()
+            .map_err(|e| invalid(e.to_string()))?;
         let mut ids = std::collections::HashSet::new();
         for (i, w) in cfg.webhooks.iter().enumerate() {
             let name = format!("webhook #{} ({})", i + 1, w.id);

@@ -5,6 +5,7 @@
 //! `huren-gate`.
 
 pub mod alerts;
+pub mod cases;
 pub mod config;
 pub mod dicom;
 pub mod ecg;

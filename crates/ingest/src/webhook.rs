@@ -2,7 +2,7 @@
 //! region can connect its WeCom, DingTalk or SMS gateway. Every notice of an alert
 //! ([`huren_alerting::notices`]: raised, each escalation step, acknowledged, cancelled) is
 //! enqueued in the durable outbox `webhooks.log` once per `[[webhook]]` of the alert's group
-//! — by a projector that follows the alerts' change feed, and at start-up for the notices of
+//! — by the alert follower ([`crate::alerts::follow`]) on each change of an alert, and at start-up for the notices of
 //! the last hour a crash may have left unqueued — and posted by the outbox's delivery loop
 //! (the same as the HL7 results'): retried with backoff, each notice recorded as delivered
 //! once, in order per webhook.
@@ -343,58 +343,6 @@ impl Gateway {
             n += self.enqueue_notices(&a, Some(since))?;
         }
         Ok(n)
-    }
-}
-
-/// The projector (spawned by `huren serve` when webhooks are configured): reconciles at
-/// start, then follows the alerts' change feed and enqueues each changed alert's new notices.
-pub async fn project(gw: Gateway) {
-    let feed = gw.ingest_store().alerts().feed();
-    let mut rx = feed.subscribe();
-    let mut seen = feed.sequence();
-    let g = gw.clone();
-    match tokio::task::spawn_blocking(move || g.reconcile_notices(Utc::now())).await {
-        Ok(Ok(n)) if n > 0 => tracing::warn!(notices = n, "alert notices queued at start-up"),
-        Ok(Err(e)) => tracing::error!(error = %e, "alert notices not reconciled"),
-        _ => {}
-    }
-    loop {
-        if rx.changed().await.is_err() {
-            return;
-        }
-        let latest = *rx.borrow_and_update();
-        let changed = gw
-            .ingest_store()
-            .alerts()
-            .feed()
-            .changes_since(seen, usize::MAX);
-        let g = gw.clone();
-        let done = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-            let alerts = g.ingest_store().alerts();
-            match changed {
-                Some(ids) => {
-                    for (_, id) in ids {
-                        if let Some(a) = alerts.get(&id) {
-                            g.enqueue_notices(&a, None)?;
-                        }
-                    }
-                }
-                // Fell behind the kept changes: look at everything recent.
-                None => {
-                    g.reconcile_notices(Utc::now())?;
-                }
-            }
-            Ok(())
-        })
-        .await;
-        match done {
-            Ok(Ok(())) => seen = latest,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "alert notices not queued; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-        }
     }
 }
 

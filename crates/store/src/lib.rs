@@ -11,6 +11,7 @@
 
 mod alerts;
 mod blobs;
+mod cases;
 mod consents;
 mod error;
 pub mod feed;
@@ -31,6 +32,7 @@ use huren_model::{ContentHash, Hashed, InstanceRecord, PatientId, Report, Report
 use serde::{Deserialize, Serialize};
 
 pub use alerts::{AlertStore, AlertStoreError};
+pub use cases::{CaseStore, CaseStoreError};
 pub use consents::ConsentStore;
 pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};
@@ -191,6 +193,7 @@ struct Inner {
     alerts: AlertStore,
     outbox: Outbox,
     webhooks: Outbox,
+    cases: CaseStore,
 }
 
 /// Parsed reports by hash (immutable, so never stale).
@@ -303,6 +306,7 @@ impl Store {
         let alerts = AlertStore::open(&dir)?;
         let outbox = Outbox::open(&dir)?;
         let webhooks = Outbox::open_file(&dir, "webhooks.log")?;
+        let cases = CaseStore::open(&dir)?;
         let writer = writer::spawn(
             journal,
             blobs.clone(),
@@ -326,6 +330,7 @@ impl Store {
                 alerts,
                 outbox,
                 webhooks,
+                cases,
             }),
         })
     }
@@ -429,6 +434,11 @@ impl Store {
     /// The outbound messages (`outbox.log`).
     pub fn outbox(&self) -> &Outbox {
         &self.inner.outbox
+    }
+
+    /// The chest-pain cases (`cases.log`).
+    pub fn cases(&self) -> &CaseStore {
+        &self.inner.cases
     }
 
     /// The alert notifications for webhooks (`webhooks.log`).
