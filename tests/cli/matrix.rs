@@ -969,6 +969,23 @@ fn every_route_against_every_caller_status_and_audit_count() {
         r("GET", "/ui/sent", "/ui/sent".into(), Class::Web, 303, None),
         r(
             "GET",
+            "/ui/referrals",
+            "/ui/referrals".into(),
+            Class::Web,
+            303,
+            None,
+        ),
+        r("GET", "/ui/kpi", "/ui/kpi".into(), Class::Web, 303, None),
+        r(
+            "GET",
+            "/ui/kpi/{file}",
+            "/ui/kpi/export.csv".into(),
+            Class::Web,
+            303,
+            None,
+        ),
+        r(
+            "GET",
             "/ui/events",
             "/ui/events".into(),
             Class::Web,
@@ -1190,6 +1207,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
     post(
         "/ui/centre/{id}/roster",
         "/ui/centre/fx-ecg/roster".into(),
+        Class::Web,
+        303,
+        None,
+        form("x=1"),
+    );
+    post(
+        "/ui/referrals/{id}/{act}",
+        "/ui/referrals/c-none/stamp".into(),
         Class::Web,
         303,
         None,

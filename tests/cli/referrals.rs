@@ -342,3 +342,85 @@ fn a_stemi_case_is_timed_referred_stamped_once_in_order_and_exported() {
         !text.contains("FX-SQ01:") && !text.contains(c["patient_name"].as_str().unwrap_or("@@"))
     );
 }
+
+/// The web pages: the community doctor stamps door-in with one click and starts the referral
+/// from `/ui/referrals` (CSRF-checked, audited like the API); the head of department sees the
+/// KPI dashboard with one SVG chart per KPI and downloads the CSV; a clinician who heads
+/// nothing has no link and is refused.
+#[test]
+fn the_green_channel_and_kpi_pages() {
+    use crate::web::{csrf_of, WebClient};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 3600);
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &["--config", &cfg]);
+    upload_stemi(&srv);
+    until("the case", Duration::from_secs(5), || {
+        !referrals(&srv, SQ01, "").is_empty()
+    });
+    let case = referrals(&srv, SQ01, "")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut sq = WebClient::new(&srv);
+    sq.sign_in(SQ01);
+    let (st, _, page) = sq.get("/ui/referrals");
+    assert_eq!(st, 200);
+    assert!(page.contains(&format!("data-case=\"{case}\"")), "{page}");
+    assert!(page.contains("value=\"door_in\""), "a door-in button");
+    assert!(
+        !page.contains("value=\"arrival\""),
+        "arrival is the PCI hospital's"
+    );
+    assert!(
+        !page.contains("nav-kpi"),
+        "no KPI link for a clinician who heads nothing"
+    );
+    let csrf = csrf_of(&page);
+    let before = audit_lines(&data).len();
+    let (st, to, _) = sq.post(
+        &format!("/ui/referrals/{case}/stamp"),
+        &format!("csrf={csrf}&milestone=door_in"),
+    );
+    assert_eq!(
+        (st, to.as_str()),
+        (303, format!("/ui/referrals#{case}").as_str())
+    );
+    let recs = audit_lines(&data)[before..].to_vec();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["action"], "referral_stamp");
+    // A wrong CSRF token changes nothing.
+    let (st, _, _) = sq.post(
+        &format!("/ui/referrals/{case}/stamp"),
+        "csrf=x&milestone=transfer_decision",
+    );
+    assert_eq!(st, 403);
+    let alert = referrals(&srv, SQ01, "")[0]["alert"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, _, body) = sq.post(
+        &format!("/ui/referrals/{case}/refer"),
+        &format!("csrf={csrf}&alert={alert}&reason=STEMI&eta_min=30"),
+    );
+    assert_eq!(st, 303, "{body}");
+    let c = &referrals(&srv, SQ01, "")[0];
+    assert_eq!(c["stamps"]["door_in"]["source"], "entered");
+    assert!(c["stamps"]["transfer_decision"].is_null());
+    assert_eq!(c["referral"]["reason"], "STEMI");
+    assert!(c["referral"]["expected_arrival"].is_string());
+    let (_, _, page) = sq.get("/ui/kpi");
+    assert!(!page.contains("data-kpi"), "refused: {page}");
+
+    let mut head = WebClient::new(&srv);
+    head.sign_in(HEAD);
+    let (st, _, page) = head.get("/ui/kpi?from=2020-01-01");
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("nav-kpi"));
+    assert_eq!(page.matches("<svg class=\"kpi\"").count(), 4, "{page}");
+    assert!(page.contains("id=\"kpi-cases\">1<"), "{page}");
+    let (st, _, csv) = head.get("/ui/kpi/export.csv?from=2020-01-01");
+    assert_eq!(st, 200);
+    assert!(csv.starts_with('\u{feff}') && csv.contains(&case), "{csv}");
+}

@@ -156,14 +156,14 @@ fn clinician_journey_in_a_real_browser() {
 }
 
 /// A web client without a browser: one cookie jar, no redirects followed.
-struct WebClient {
+pub(crate) struct WebClient {
     base: String,
     agent: ureq::Agent,
     cookies: std::collections::BTreeMap<String, String>,
 }
 
 impl WebClient {
-    fn new(server: &Server) -> WebClient {
+    pub(crate) fn new(server: &Server) -> WebClient {
         WebClient {
             base: format!("http://{}", server.http),
             agent: ureq::AgentBuilder::new().redirects(0).build(),
@@ -203,7 +203,7 @@ impl WebClient {
     }
 
     /// GET: (status, Location, body).
-    fn get(&mut self, path: &str) -> (u16, String, String) {
+    pub(crate) fn get(&mut self, path: &str) -> (u16, String, String) {
         let req = self
             .agent
             .get(&format!("{}{path}", self.base))
@@ -212,7 +212,7 @@ impl WebClient {
     }
 
     /// POST a form (already URL-encoded): (status, Location, body).
-    fn post(&mut self, path: &str, form: &str) -> (u16, String, String) {
+    pub(crate) fn post(&mut self, path: &str, form: &str) -> (u16, String, String) {
         let req = self
             .agent
             .post(&format!("{}{path}", self.base))
@@ -223,7 +223,7 @@ impl WebClient {
     }
 
     /// Signs in with a token; answers where the sign-in redirected to.
-    fn sign_in(&mut self, token: &str) -> String {
+    pub(crate) fn sign_in(&mut self, token: &str) -> String {
         let (st, _, _) = self.get("/");
         assert_eq!(st, 200);
         let pre = self.cookies["huren_presession"].clone();
@@ -235,7 +235,7 @@ impl WebClient {
 }
 
 /// The session's CSRF token, from a page's hidden field.
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     page[at..at + 64].to_string()
 }

@@ -206,7 +206,8 @@ fn bound(s: &str, what: &str, end: bool) -> Result<DateTime<Utc>, Problem> {
         })
 }
 
-fn range(q: &RangeQuery) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
+/// The `[from, to)` of a KPI request (400 for a bad or empty range).
+pub fn range(q: &RangeQuery) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
     let to = match q.to.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => bound(s, "to", true)?,
         None => Utc::now(),
@@ -262,13 +263,25 @@ pub async fn export(
         _ => return Err(Problem::new(StatusCode::NOT_FOUND, "not found", file)),
     };
     let (from, to) = range(&q)?;
-    let mut cases = st.gate.kpi_cases(&p, "kpi_export").await?;
+    export_response(&st, &p, csv, from, to).await
+}
+
+/// The export of the cases `p` may see in `[from, to)`, CSV or JSON; audited once (no
+/// patient: the export is de-identified). Shared with the web page's download.
+pub async fn export_response(
+    st: &ApiState,
+    p: &huren_access::Principal,
+    csv: bool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Response, Problem> {
+    let mut cases = st.gate.kpi_cases(p, "kpi_export").await?;
     cases.retain(|c| {
         let i = c.index_time();
         from <= i && i < to
     });
     cases.sort_by(|a, b| a.index_time().cmp(&b.index_time()).then(a.id.cmp(&b.id)));
-    let mut rec = record(&p, "kpi_export");
+    let mut rec = record(p, "kpi_export");
     rec.detail = json!({"format": if csv {"csv"} else {"json"}, "from": from, "to": to, "cases": cases.len()});
     if csv {
         let text = huren_chestpain::export_csv(&cases, KPI_TIME_ZONE).map_err(|e| {

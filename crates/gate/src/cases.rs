@@ -397,6 +397,12 @@ impl Gate {
         }
     }
 
+    /// Whether `p` may see chest-pain KPIs (the commission, a head of a group).
+    pub fn sees_kpis(&self, p: &Principal) -> bool {
+        p.role == Role::Commission
+            || (p.role == Role::Clinician && !self.alerting.headed_by(&p.id).is_empty())
+    }
+
     /// The cases whose KPIs `p` may see: every case for the health commission, the cases of
     /// the groups a head of department heads; anyone else is refused (audited). The caller
     /// audits what it answers.

@@ -99,6 +99,7 @@ fn rows(lang: Lang, s: &Signed, items: &[AlertItem]) -> Markup {
                     }
                 }
                 @if a.kind == "stemi" {
+                    p { a.green href=(format!("/ui/referrals#c-{}", a.id.strip_prefix("a-").unwrap_or(&a.id))) { (tr(lang, "胸痛绿色通道：时间节点与转诊", "Green channel: timings and referral")) } }
                     img.alert-trace src=(format!("/ui/alerts/{}/trace.svg", a.id)) alt=(tr(lang, "12导联心电图", "12-lead ECG")) loading="lazy";
                 }
                 @if a.may_acknowledge {

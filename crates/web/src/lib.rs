@@ -12,6 +12,7 @@
 
 mod alerting;
 mod chart;
+mod chestpain;
 pub mod i18n;
 mod pages;
 mod reading;
@@ -115,6 +116,8 @@ pub struct Signed {
     pub key: String,
     pub principal: Principal,
     pub csrf: String,
+    /// Whether the chest-pain KPIs are theirs to see (a head of department, the commission).
+    pub kpi: bool,
 }
 
 impl Sessions {
@@ -180,6 +183,7 @@ impl Sessions {
             key,
             principal: s.principal.clone(),
             csrf: s.csrf.clone(),
+            kpi: false,
         })
     }
 
@@ -236,7 +240,10 @@ impl FromRequestParts<WebState> for Web {
     async fn from_request_parts(parts: &mut Parts, st: &WebState) -> Result<Self, Self::Rejection> {
         let jar = CookieJar::from_headers(&parts.headers);
         let lang = Lang::from_cookie(jar.get(LANG_COOKIE).map(|c| c.value()));
-        let signed = jar.get(SESSION_COOKIE).and_then(|c| st.web.get(c.value()));
+        let mut signed = jar.get(SESSION_COOKIE).and_then(|c| st.web.get(c.value()));
+        if let Some(s) = &mut signed {
+            s.kpi = st.api.gate.sees_kpis(&s.principal);
+        }
         Ok(Web { lang, signed })
     }
 }
@@ -311,6 +318,7 @@ pub fn routes() -> Router<WebState> {
         .route("/ui/stats", get(stats))
         .merge(reading::routes())
         .merge(alerting::routes())
+        .merge(chestpain::routes())
         .route("/ui/identity", get(identity_page))
         .route(
             "/ui/identity/{id}/resolve",

@@ -59,6 +59,10 @@ pub(crate) fn layout(
                                 a href="/ui/worklist" { (if lang == Lang::Zh { "阅片工作列表" } else { "Worklist" }) }
                                 a href="/ui/sent" { (if lang == Lang::Zh { "已发送心电图" } else { "Sent ECGs" }) }
                                 a href="/ui/alerts" { (if lang == Lang::Zh { "胸痛预警" } else { "Alerts" }) }
+                                a href="/ui/referrals" { (if lang == Lang::Zh { "绿色通道" } else { "Green channel" }) }
+                            }
+                            @if s.kpi {
+                                a #nav-kpi href="/ui/kpi" { (if lang == Lang::Zh { "胸痛质控" } else { "Chest-pain KPIs" }) }
                             }
                         }
                         a lang=(if lang == Lang::Zh { "en" } else { "zh-CN" }) href=(format!("/ui/lang/{}?back={}", t.switch_code, urlencode(here))) { (t.switch_to) }
