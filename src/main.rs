@@ -887,6 +887,14 @@ fn serve(
             "signed reports queued for their institutions at start-up"
         );
     }
+    // A signature whose alert was not raised (a crash between the two, or a route
+    // configured since) raises it now, if it is recent.
+    let raised = gw
+        .reconcile_alerts(chrono::Utc::now())
+        .context("reconciling alerts")?;
+    if raised > 0 {
+        tracing::warn!(raised, "alerts of signed reports raised at start-up");
+    }
     let state = huren_server::api::ApiState {
         gw: gw.clone(),
         rules,

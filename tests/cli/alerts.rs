@@ -437,12 +437,23 @@ fn the_alert_reaches_the_cardiologists_page_within_a_second_and_the_decision_the
 
 #[test]
 fn acknowledging_a_critical_value_closes_it_for_the_recognition_verdicts() {
+    critical_value_closes(true);
+}
+
+/// The same with no OBX-8 flag: K 7.1 mmol/L crosses the configured threshold (≥ 6.5). The
+/// alert and the verdicts use one definition of a critical value.
+#[test]
+fn a_threshold_only_critical_value_is_open_for_the_verdicts_until_read_back() {
+    critical_value_closes(false);
+}
+
+fn critical_value_closes(flagged_hh: bool) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 3600);
     let data = dir.path().join("data");
     let srv = Server::start(&data, &["--config", &cfg]);
     let mut c = crate::support::Mllp::connect(&srv.mllp);
-    // OBX-8 HH: a critical value the LIS flagged itself.
+    // OBX-8 HH: a critical value the LIS flagged itself; else only the threshold.
     let msg = String::from_utf8(crate::identity::oru(
         "FX-SQ01",
         "K9",
@@ -451,8 +462,13 @@ fn acknowledging_a_critical_value_closes_it_for_the_recognition_verdicts() {
         "F9",
         "7.1",
     ))
-    .unwrap()
-    .replace("|mmol/L|||N|", "|mmol/L||HH|N|");
+    .unwrap();
+    assert!(msg.contains("|mmol/L|||N|"), "{msg}");
+    let msg = if flagged_hh {
+        msg.replace("|mmol/L|||N|", "|mmol/L||HH|N|")
+    } else {
+        msg
+    };
     crate::identity::send(&mut c, msg.as_bytes());
     let path = format!("/api/v1/patients/nid:{}/results", crate::identity::NID);
     let (st, before) = srv.get(&path);
@@ -478,4 +494,38 @@ fn acknowledging_a_critical_value_closes_it_for_the_recognition_verdicts() {
         !after.to_string().contains("CRITICAL_VALUE_OPEN"),
         "closed by the acknowledgement (the cached answer is not reused): {after}"
     );
+}
+
+/// A reader signs a STEMI statement while no alert route exists (as after a crash between
+/// a signature and its raise, or before a route was configured); at the next start the
+/// recent signature raises its alert, with the signed version as its report.
+#[test]
+fn a_signature_whose_alert_was_not_raised_raises_it_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::mllp::config_file(dir.path());
+    let data = dir.path().join("data");
+    let mut srv = Server::start(&data, &["--config", &cfg]);
+    upload_stemi(&srv);
+    let (_, wl) = call(&srv.http, "GET", "/api/v1/worklist", CARDIO, None);
+    let id = wl["tasks"][0]["id"].as_str().unwrap().to_string();
+    let claim = format!("/api/v1/worklist/{id}/claim");
+    assert_eq!(call(&srv.http, "POST", &claim, CARDIO, None).0, 200);
+    let (st, r) = call(
+        &srv.http,
+        "POST",
+        &format!("/api/v1/worklist/{id}/sign"),
+        CARDIO,
+        Some(r#"{"statements":["急性下壁心肌梗死"],"text":"II、III、aVF ST 段抬高"}"#),
+    );
+    assert_eq!(st, 200, "{r}");
+    let signed = r["report"].as_str().unwrap().to_string();
+    assert!(alerts(&srv, CARDIO, "all").is_empty(), "no route, no alert");
+    srv.kill9();
+    // The routes are configured; the start raises the signature's alert.
+    let cfg = config(dir.path(), 3600);
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let a = alerts(&srv, CARDIO, "open");
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["report"], signed.as_str());
+    assert_eq!(a[0]["kind"], "stemi");
 }

@@ -272,6 +272,16 @@ pub async fn evaluate_patient_item(
                 continue;
             }
             let mut cand = cand;
+            // One definition of a critical value, the alerts' (issue 18): OBX-8 HH / LL /
+            // AA, or a configured [[critical_threshold]] crossed — so a value that raised an
+            // alert is critical for the verdicts too.
+            if let Some(lab) = &report.lab {
+                cand.critical.flagged |= obs.iter().any(|&i| {
+                    lab.observations
+                        .get(i)
+                        .is_some_and(|o| huren_ingest::alerts::is_critical(&st.gw.config, o))
+                });
+            }
             // A critical value is closed when its alert was acknowledged (issue 18).
             if cand.critical.flagged {
                 cand.critical.closure = st.gate.critical_closure(&meta.chain);

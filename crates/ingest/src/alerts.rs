@@ -187,7 +187,40 @@ impl Gateway {
     }
 }
 
+/// How far back the start-up reconciliation raises the alerts of signed reports that have
+/// none: an hour (an older STEMI alert would only mislead).
+pub const RAISE_RECONCILE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
 impl Gateway {
+    /// Raises the alerts of reports signed (or amended) within [`RAISE_RECONCILE_WINDOW`]
+    /// whose chain has none — a crash between a signature and its raise, or a route
+    /// configured since: run at start-up. How many it raised.
+    pub fn reconcile_alerts(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, StoreError> {
+        let store = self.ingest_store();
+        let since = now - RAISE_RECONCILE_WINDOW;
+        let before = store.alerts().select(|_| true).len();
+        for t in store
+            .tasks()
+            .select(|t| matches!(t.state, huren_workflow::State::Completed { .. }))
+        {
+            let huren_workflow::State::Completed { report, at, .. } = &t.state else {
+                continue;
+            };
+            let signed = std::iter::once((report, *at))
+                .chain(t.amendments.iter().map(|a| (&a.report, a.at)))
+                .filter(|(_, at)| *at >= since);
+            for (report, _) in signed {
+                if let Ok(hash) = report.parse::<ContentHash>() {
+                    self.raise_alert_for(&hash)?;
+                }
+            }
+        }
+        Ok(store.alerts().select(|_| true).len().saturating_sub(before))
+    }
+
     /// What follows a change of an alert: its chest-pain case and stamps, and its notices
     /// for the group's webhooks. Durable when it returns; idempotent.
     pub fn follow_alert(&self, a: &huren_alerting::Alert) -> Result<(), StoreError> {
