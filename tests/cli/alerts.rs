@@ -529,3 +529,56 @@ fn a_signature_whose_alert_was_not_raised_raises_it_at_start_up() {
     assert_eq!(a[0]["report"], signed.as_str());
     assert_eq!(a[0]["kind"], "stemi");
 }
+
+/// A screen that lost its stream across a kill -9 reconnects with `Last-Event-ID` and gets
+/// what it missed: the alert acknowledged meanwhile (and the open alert is still there after
+/// the restart).
+#[test]
+fn a_stream_that_reconnects_after_a_crash_gets_the_alert_events_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 3600);
+    let data = dir.path().join("data");
+    let mut srv = Server::start(&data, &["--config", &cfg]);
+    let mut stream = EventStream::open(&srv.http, SQ01, None);
+    assert_eq!(stream.next(Duration::from_secs(5)).unwrap().0, "ready");
+    upload_stemi(&srv);
+    let (cursor, raised) = loop {
+        let (ev, id, data) = stream
+            .next(Duration::from_secs(2))
+            .expect("the alert event");
+        if ev == "alert" {
+            break (
+                id,
+                serde_json::from_str::<serde_json::Value>(&data).unwrap(),
+            );
+        }
+    };
+    assert_eq!(raised["state"], "open");
+    drop(stream);
+    srv.kill9();
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let open = alerts(&srv, CARDIO, "open");
+    assert_eq!(open.len(), 1, "still open after the crash");
+    let id = open[0]["id"].as_str().unwrap();
+    let (st, v) = call(
+        &srv.http,
+        "POST",
+        &format!("/api/v1/alerts/{id}/ack"),
+        CARDIO,
+        Some(r#"{"decision":"not_stemi","note":"早期复极，门诊随访"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    // Reconnect from the last event seen: the acknowledgement comes first, without a patient.
+    let mut again = EventStream::open(&srv.http, SQ01, Some(&cursor));
+    let got = loop {
+        let (ev, _, data) = again
+            .next(Duration::from_secs(2))
+            .expect("the missed alert event");
+        if ev == "alert" {
+            break serde_json::from_str::<serde_json::Value>(&data).unwrap();
+        }
+    };
+    assert_eq!(got["id"], id);
+    assert_eq!(got["state"], "acknowledged", "{got}");
+    assert!(got.get("patient").is_none());
+}
