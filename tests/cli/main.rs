@@ -4,6 +4,7 @@
 mod support;
 
 mod abuse;
+mod adt;
 mod alerts;
 mod attack;
 mod budgets;

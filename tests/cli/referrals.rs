@@ -63,8 +63,10 @@ fn a_stemi_case_is_timed_referred_stamped_once_in_order_and_exported() {
         .to_string();
 
     // The case opens with the alert; its machine stamps come from the stored records.
-    until("the case", Duration::from_secs(5), || {
-        !referrals(&srv, SQ01, "").is_empty()
+    until("the case and its stamps", Duration::from_secs(5), || {
+        referrals(&srv, SQ01, "")
+            .first()
+            .is_some_and(|c| c["stamps"]["alert_raised"].is_object())
     });
     let c = &referrals(&srv, SQ01, "")[0];
     let case = c["id"].as_str().unwrap().to_string();
@@ -355,8 +357,10 @@ fn the_green_channel_and_kpi_pages() {
     let data = dir.path().join("data");
     let srv = Server::start(&data, &["--config", &cfg]);
     upload_stemi(&srv);
-    until("the case", Duration::from_secs(5), || {
-        !referrals(&srv, SQ01, "").is_empty()
+    until("the case and its stamps", Duration::from_secs(5), || {
+        referrals(&srv, SQ01, "")
+            .first()
+            .is_some_and(|c| c["stamps"]["alert_raised"].is_object())
     });
     let case = referrals(&srv, SQ01, "")[0]["id"]
         .as_str()

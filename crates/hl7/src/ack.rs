@@ -44,6 +44,18 @@ pub fn build_ack(
     diagnostics: &[Diagnostic],
     now: DateTime<FixedOffset>,
 ) -> Vec<u8> {
+    build_ack_text(header, code, diagnostics, None, now)
+}
+
+/// [`build_ack`] with an MSA-3 text (at most 80 characters kept), e.g. why an accepted
+/// message changed nothing. Without one, v2.1–2.4 ACKs carry the first error there.
+pub fn build_ack_text(
+    header: Option<&MessageHeader>,
+    code: AckCode,
+    diagnostics: &[Diagnostic],
+    text: Option<&str>,
+    now: DateTime<FixedOffset>,
+) -> Vec<u8> {
     let default = MessageHeader::default();
     let h = header.unwrap_or(&default);
     let fs = if header.is_some() && h.field_separator != '\0' {
@@ -122,10 +134,8 @@ pub fn build_ack(
         .find(|d| d.severity == Severity::Error)
         .map(|d| d.message.as_str());
     let mut msa = vec!["MSA".to_string(), ack_code.to_string(), e(&h.control_id)];
-    if old_err {
-        if let Some(m) = first_error {
-            msa.push(e(&m.chars().take(80).collect::<String>()));
-        }
+    if let Some(m) = text.or(first_error.filter(|_| old_err)) {
+        msa.push(e(&m.chars().take(80).collect::<String>()));
     }
     segs.push(msa.join(&fs.to_string()));
     let sub = enc.get(3).copied().unwrap_or('&');
@@ -271,6 +281,27 @@ mod tests {
             String::from_utf8(build_ack(Some(m.header()), AckCode::Error, &[d], now())).unwrap();
         assert!(
             ack.contains("MSA|AE|C1|missing\rERR|PID^1^3^101&Required field missing&HL70357\r"),
+            "{ack}"
+        );
+    }
+
+    #[test]
+    fn accept_with_a_text() {
+        let m = Message::parse(
+            b"MSH|^~\\&|HIS|FX-ZX|||20250624||ADT^A03|C2|P|2.5.1\r",
+            None,
+        )
+        .unwrap();
+        let ack = String::from_utf8(build_ack_text(
+            Some(m.header()),
+            AckCode::Accept,
+            &[],
+            Some("door_out not stamped: out of order|x"),
+            now(),
+        ))
+        .unwrap();
+        assert!(
+            ack.ends_with("\rMSA|AA|C2|door_out not stamped: out of order\\F\\x\r"),
             "{ack}"
         );
     }

@@ -1,5 +1,6 @@
-//! HL7 v2 for huren: a tolerant, zero-copy parser of our own, ORU^R01 / ADT A08 / A40 mapping
-//! to the report model, the ACK builder, the MLLP codec and FHS/BHS batch splitting.
+//! HL7 v2 for huren: a tolerant, zero-copy parser of our own, ORU^R01 / ADT A01 / A03 / A04 /
+//! A08 / A40 mapping to the report model, the ACK builder, the MLLP codec and FHS/BHS batch
+//! splitting.
 //!
 //! We do not use `hl7-parser` 0.3.0 for parsing: it panics on escapes after non-ASCII text,
 //! truncates silently on a bad segment, CRLF or a stray MLLP trailer, fails on a UTF-8 BOM,
@@ -25,12 +26,12 @@ mod oru;
 mod parse;
 mod ts;
 
-pub use ack::{build_ack, AckCode};
+pub use ack::{build_ack, build_ack_text, AckCode};
 pub use batch::split_batch;
 pub use charset::Charset;
 pub use diag::{Diagnostic, RejectKind, Rejection, Severity};
 pub use escape::unescape;
-pub use map::{interpret, Content, Interpreted, SenderConfig};
+pub use map::{interpret, Content, Interpreted, SenderConfig, Visit, VisitEvent};
 pub use oru::{build_ecg_oru, build_imaging_oru, build_oru, escape, OruContext};
 pub use parse::{peek_sender, Delimiters, Message, MessageHeader, Segment};
 pub use ts::{parse_timestamp, TimestampError};

@@ -1,4 +1,4 @@
-//! ORU^R01 and ADT A08 / A40 → the report model.
+//! ORU^R01, ADT A01 / A03 / A04 visits and ADT A08 / A40 → the report model.
 
 use huren_model::{
     AbnormalFlag, ContentHash, LabBody, LabObservation, OrderIds, PatientRef, Report, ReportKind,
@@ -40,8 +40,11 @@ impl Default for SenderConfig {
 pub enum Content {
     /// ORU^R01: one lab report per OBR group.
     Lab(Vec<Report>),
-    /// ADT A08 (also A01, A04, A28, A31): demographics update.
+    /// ADT A08 (also A28, A31): demographics update.
     PatientUpdate(PatientRef),
+    /// ADT A01 / A04 (admitted or registered) and A03 (discharged): a visit event with its
+    /// time; its PID links identities as an update does.
+    Visit(Visit),
     /// ADT A40: `surviving` (PID-3) absorbs each `merged` (MRG-1).
     PatientMerge {
         /// The surviving patient.
@@ -49,6 +52,37 @@ pub enum Content {
         /// The retired identifiers.
         merged: Vec<PatientRef>,
     },
+}
+
+/// What happened at a visit (ADT trigger event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VisitEvent {
+    /// A01: admitted (or, in a Chinese HIS, often the emergency visit).
+    Admitted,
+    /// A04: an outpatient or emergency visit registered.
+    Registered,
+    /// A03: discharged, the visit ended.
+    Discharged,
+}
+
+impl VisitEvent {
+    /// The patient came in (A01, A04) rather than left (A03).
+    pub fn is_arrival(self) -> bool {
+        !matches!(self, VisitEvent::Discharged)
+    }
+}
+
+/// A visit event: who, what and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Visit {
+    /// PID-3 (with the national-ID key when sent).
+    pub patient: PatientRef,
+    /// The trigger event.
+    pub event: VisitEvent,
+    /// RFC 3339 with offset: PV1-44 (A01/A04) or PV1-45 (A03), else EVN-6, else EVN-2.
+    pub at: String,
+    /// The field `at` came from (`PV1-44`, `PV1-45`, `EVN-6`, `EVN-2`).
+    pub at_field: &'static str,
 }
 
 /// An accepted message.
@@ -347,9 +381,10 @@ pub fn interpret(
     }
     let content = match (header.message_type.as_str(), header.trigger_event.as_str()) {
         ("ORU", "R01") => oru(msg, &mut ctx, original).map(Content::Lab),
-        ("ADT", "A08" | "A01" | "A04" | "A28" | "A31") => {
-            adt_update(msg, &mut ctx).map(Content::PatientUpdate)
-        }
+        ("ADT", "A01") => adt_visit(msg, &mut ctx, VisitEvent::Admitted).map(Content::Visit),
+        ("ADT", "A04") => adt_visit(msg, &mut ctx, VisitEvent::Registered).map(Content::Visit),
+        ("ADT", "A03") => adt_visit(msg, &mut ctx, VisitEvent::Discharged).map(Content::Visit),
+        ("ADT", "A08" | "A28" | "A31") => adt_update(msg, &mut ctx).map(Content::PatientUpdate),
         ("ADT", "A40") => adt_merge(msg, &mut ctx),
         ("ORU" | "ADT", ev) => {
             return Err(reject(
@@ -362,7 +397,9 @@ pub fn interpret(
             return Err(reject(
                 200,
                 9,
-                format!("message type {t}^{ev} is not supported (ORU^R01, ADT^A08, ADT^A40)"),
+                format!(
+                    "message type {t}^{ev} is not supported (ORU^R01, ADT^A01/A03/A04/A08/A40)"
+                ),
             ))
         }
     };
@@ -647,6 +684,66 @@ fn first_pid(msg: &Message, ctx: &mut Ctx<'_>) -> Option<PatientRef> {
 
 fn adt_update(msg: &Message, ctx: &mut Ctx<'_>) -> Option<PatientRef> {
     first_pid(msg, ctx)
+}
+
+/// The visit time: PV1-44 (admit) or PV1-45 (discharge), else EVN-6 (event occurred), else
+/// EVN-2 (recorded); without offset in the sender's zone. A value that is not a time of day
+/// is an error at its field (a door time cannot be guessed), as is no time at all.
+fn visit_time(
+    msg: &Message,
+    ctx: &mut Ctx<'_>,
+    event: VisitEvent,
+) -> Option<(String, &'static str)> {
+    let pv1 = if event.is_arrival() {
+        ("PV1", 44, "PV1-44")
+    } else {
+        ("PV1", 45, "PV1-45")
+    };
+    for (id, field, name) in [pv1, ("EVN", 6, "EVN-6"), ("EVN", 2, "EVN-2")] {
+        let Some(seg) = msg.segments().find(|s| s.id() == id) else {
+            continue;
+        };
+        let raw = seg.component(field, 1);
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        match parse_timestamp(raw, ctx.cfg.time_zone) {
+            // Date-only values are `YYYY[-MM[-DD]]`; a time has more.
+            Ok(t) if t.len() > 10 => return Some((t, name)),
+            Ok(_) => ctx.error(
+                &seg,
+                1,
+                field,
+                102,
+                format!("{name} {:?} has no time of day", shorten(raw)),
+            ),
+            Err(e) => ctx.error(&seg, 1, field, 102, format!("{name}: {e}")),
+        }
+        return None;
+    }
+    ctx.diags.push(Diagnostic {
+        severity: Severity::Error,
+        location: format!("PV1[1]-{}", pv1.1),
+        segment: Some("PV1".into()),
+        line: None,
+        field: Some(pv1.1),
+        code: 101,
+        message: format!("no visit time: {}, EVN-6 and EVN-2 are empty", pv1.2),
+    });
+    None
+}
+
+fn adt_visit(msg: &Message, ctx: &mut Ctx<'_>, event: VisitEvent) -> Option<Visit> {
+    let patient = first_pid(msg, ctx);
+    let at = visit_time(msg, ctx, event);
+    let (patient, (at, at_field)) = (patient?, at?);
+    Some(Visit {
+        patient,
+        event,
+        at,
+        at_field,
+    })
 }
 
 fn adt_merge(msg: &Message, ctx: &mut Ctx<'_>) -> Option<Content> {

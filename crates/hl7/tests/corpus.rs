@@ -148,6 +148,27 @@ fn every_oru_and_adt_file_is_understood() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(&a40[0], Ok(Content::PatientMerge { merged, .. }) if !merged.is_empty()));
+    // ADT visits: the A04 sample's PV1-44 (no EVN), the A03 sample's PV1-45 (not EVN-6).
+    match &run(&r.join("adt/simplehl7_adt_a04.hl7"))[0] {
+        Ok(Content::Visit(v)) => {
+            assert_eq!(
+                (v.at.as_str(), v.at_field),
+                ("1999-12-27T14:08:00+08:00", "PV1-44")
+            );
+            assert_eq!(v.patient.local_id, "454721", "PID-3");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &run(&r.join("other/nhapi_adt_a03.hl7"))[0] {
+        Ok(Content::Visit(v)) => {
+            assert_eq!(v.event, huren_hl7::VisitEvent::Discharged);
+            assert_eq!(
+                (v.at.as_str(), v.at_field),
+                ("2008-03-03T15:08:00+08:00", "PV1-45")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let bom = run(&r.join("oru/msft_lab_oru_1.hl7"));
     assert!(bom[0].is_ok(), "UTF-8 BOM file");
 }

@@ -76,6 +76,10 @@ fn interpret_file(name: &str) -> Vec<serde_json::Value> {
                 serde_json::json!({ "lab": canon })
             }
             Content::PatientUpdate(p) => serde_json::json!({"patient_update": p}),
+            Content::Visit(v) => serde_json::json!({"visit": {
+                "patient": v.patient, "event": format!("{:?}", v.event), "at": v.at,
+                "at_field": v.at_field,
+            }}),
             Content::PatientMerge { surviving, merged } => {
                 serde_json::json!({"merge": {"surviving": surviving, "merged": merged}})
             }

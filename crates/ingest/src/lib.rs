@@ -4,6 +4,7 @@
 //! folders. It writes the store and never reads patient data for anyone: reads go through
 //! `huren-gate`.
 
+pub mod adt;
 pub mod alerts;
 pub mod cases;
 pub mod config;

@@ -10,6 +10,7 @@ use huren_model::{ContentHash, Hashed, ReportKind};
 use huren_store::{Committed, IdentityOp, Ingest, Outcome, Store};
 use serde::Serialize;
 
+use crate::adt::{CaseStamp, Target};
 use crate::config::Config;
 
 /// Shared state of a running gateway.
@@ -26,7 +27,8 @@ pub struct Gateway {
 /// The result of one HL7 message, as the CLI prints it and the ACK reflects it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Hl7Outcome {
-    /// `stored`, `duplicate`, `superseded` or `rejected`.
+    /// `stored`, `duplicate`, `superseded` or `rejected`; `not_stored` for an ADT visit that
+    /// links no identity and belongs to no current chest-pain case.
     pub outcome: &'static str,
     /// Report kind when reports were made.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +57,9 @@ pub struct Hl7Outcome {
     /// Every diagnostic (errors and warnings) with its location.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<Diagnostic>,
+    /// What an ADT visit did to a chest-pain case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_stamp: Option<CaseStamp>,
     /// The ACK message (not framed).
     #[serde(skip)]
     pub ack: Vec<u8>,
@@ -72,6 +77,8 @@ pub struct Prepared {
     pub institution: String,
     /// Kind of the reports, if any.
     pub kind: Option<ReportKind>,
+    /// ADT A01 / A03 / A04: the visit event, for a chest-pain case.
+    pub visit: Option<huren_hl7::Visit>,
 }
 
 fn now() -> chrono::DateTime<chrono::FixedOffset> {
@@ -140,13 +147,22 @@ impl Gateway {
         match self.prepare_hl7(bytes, institution, peer_institution) {
             Err(r) => rejected(r),
             Ok(mut p) => {
+                if let Some(v) = p.visit.take() {
+                    let early = match self.visit_plan(&p, &v) {
+                        Err(e) => return finish(p, Err(e), None),
+                        Ok(None) => return unmatched(p),
+                        Ok(Some(t)) => t,
+                    };
+                    let res = self.store.commit(std::mem::take(&mut p.ingest)).await;
+                    return self.visit_done(p, &v, early, res);
+                }
                 let alerts = crate::alerts::alert_candidates(&self.config, &p.ingest);
                 let res = self
                     .store
                     .commit(std::mem::take(&mut p.ingest))
                     .await
                     .and_then(|c| self.raise_alerts(alerts, &c).map(|_| c));
-                finish(p, res)
+                finish(p, res, None)
             }
         }
     }
@@ -156,15 +172,78 @@ impl Gateway {
         match self.prepare_hl7(bytes, institution, None) {
             Err(r) => rejected(r),
             Ok(mut p) => {
+                if let Some(v) = p.visit.take() {
+                    let early = match self.visit_plan(&p, &v) {
+                        Err(e) => return finish(p, Err(e), None),
+                        Ok(None) => return unmatched(p),
+                        Ok(Some(t)) => t,
+                    };
+                    let res = self.store.commit_blocking(std::mem::take(&mut p.ingest));
+                    return self.visit_done(p, &v, early, res);
+                }
                 let alerts = crate::alerts::alert_candidates(&self.config, &p.ingest);
                 let res = self
                     .store
                     .commit_blocking(std::mem::take(&mut p.ingest))
                     .and_then(|c| self.raise_alerts(alerts, &c).map(|_| c));
-                finish(p, res)
+                finish(p, res, None)
             }
         }
     }
+}
+
+impl Gateway {
+    /// Whether an ADT visit is committed: `None` when it links no identity and stamps no
+    /// case (nothing is stored, AA), else the case found before the commit (only looked for
+    /// when the message links none, since a link may make the person).
+    fn visit_plan(
+        &self,
+        p: &Prepared,
+        v: &huren_hl7::Visit,
+    ) -> Result<Option<Option<Target>>, huren_store::StoreError> {
+        if !p.ingest.identity.is_empty() {
+            return Ok(Some(None));
+        }
+        Ok(self.visit_target(&p.institution, v)?.map(Some))
+    }
+
+    /// After an ADT visit's commit: the stamp (durable), then the ACK — AA with an MSA-3
+    /// text when the case model refused the stamp, AE 207 when the store failed.
+    fn visit_done(
+        &self,
+        p: Prepared,
+        v: &huren_hl7::Visit,
+        early: Option<Target>,
+        res: Result<Committed, huren_store::StoreError>,
+    ) -> Hl7Outcome {
+        let c = match res {
+            Ok(c) => c,
+            Err(e) => return finish(p, Err(e), None),
+        };
+        let target =
+            match early.map_or_else(|| self.visit_target(&p.institution, v), |t| Ok(Some(t))) {
+                Ok(t) => t,
+                Err(e) => return finish(p, Err(e), None),
+            };
+        let Some(target) = target else {
+            tracing::debug!(institution = %p.institution, "ADT visit for no current chest-pain case");
+            return finish(p, Ok(c), None);
+        };
+        match self.stamp_visit(&p.institution, v, &target) {
+            Ok(s) => finish(p, Ok(c), Some(s)),
+            Err(e) => finish(p, Err(e), None),
+        }
+    }
+}
+
+/// An ADT visit that links no identity and belongs to no current chest-pain case: ordinary
+/// traffic, acknowledged AA and not stored.
+fn unmatched(p: Prepared) -> Hl7Outcome {
+    tracing::debug!(institution = %p.institution, "ADT visit for no current chest-pain case; not stored");
+    let mut out = checked(p);
+    out.outcome = "not_stored";
+    out.original = None;
+    out
 }
 
 /// Parses and maps one HL7 message without storing it. `institution` forces the sender's
@@ -253,8 +332,28 @@ pub fn prepare_hl7(
     let original = original_bytes.hash();
     let it = huren_hl7::interpret(&msg, &cfg, original)?;
     let received_at = now().to_rfc3339();
+    let mut visit = None;
     let (reports, identity, kind) = match it.content {
         Content::Lab(reports) => (reports, vec![], Some(ReportKind::Lab)),
+        Content::Visit(v) => {
+            let ops = v
+                .patient
+                .national_id_key
+                .iter()
+                .map(|k| {
+                    claim(
+                        v.patient.local_key(),
+                        k,
+                        &inst.code,
+                        &header,
+                        original,
+                        &received_at,
+                    )
+                })
+                .collect();
+            visit = Some(v);
+            (vec![], ops, None)
+        }
         Content::PatientUpdate(p) => {
             let ops = p
                 .national_id_key
@@ -327,6 +426,7 @@ pub fn prepare_hl7(
         warnings: it.warnings,
         institution: inst.code,
         kind,
+        visit,
     })
 }
 
@@ -387,11 +487,18 @@ pub fn rejected(r: Rejection) -> Hl7Outcome {
             .find(|d| matches!(d.severity, Severity::Error))
             .map(|d| format!("{}: {}", d.location, d.message)),
         diagnostics: r.diagnostics,
+        case_stamp: None,
         ack,
     }
 }
 
-fn finish(p: Prepared, res: Result<Committed, huren_store::StoreError>) -> Hl7Outcome {
+/// The outcome and ACK of a commit; `stamp` is what an ADT visit did to a case (its refusal
+/// reason becomes MSA-3).
+fn finish(
+    p: Prepared,
+    res: Result<Committed, huren_store::StoreError>,
+    stamp: Option<CaseStamp>,
+) -> Hl7Outcome {
     let message_type = Some(format!(
         "{}^{}",
         p.header.message_type, p.header.trigger_event
@@ -408,7 +515,14 @@ fn finish(p: Prepared, res: Result<Committed, huren_store::StoreError>) -> Hl7Ou
             } else {
                 "duplicate"
             };
-            let ack = huren_hl7::build_ack(Some(&p.header), AckCode::Accept, &p.warnings, now());
+            let text = stamp.as_ref().and_then(|s| s.reason.as_deref());
+            let ack = huren_hl7::build_ack_text(
+                Some(&p.header),
+                AckCode::Accept,
+                &p.warnings,
+                text,
+                now(),
+            );
             Hl7Outcome {
                 outcome,
                 kind: p.kind,
@@ -420,11 +534,12 @@ fn finish(p: Prepared, res: Result<Committed, huren_store::StoreError>) -> Hl7Ou
                 institution: Some(p.institution),
                 error: None,
                 diagnostics: p.warnings,
+                case_stamp: stamp,
                 ack,
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, "store commit failed; answering AE 207");
+            tracing::error!(error = %e, "store failed; answering AE 207");
             let d = diag(
                 207,
                 "MSH-10",
@@ -447,6 +562,7 @@ fn finish(p: Prepared, res: Result<Committed, huren_store::StoreError>) -> Hl7Ou
                 institution: Some(p.institution),
                 error: Some(d.message.clone()),
                 diagnostics: vec![d],
+                case_stamp: None,
                 ack,
             }
         }
@@ -470,6 +586,7 @@ pub fn checked(p: Prepared) -> Hl7Outcome {
         institution: Some(p.institution),
         error: None,
         diagnostics: p.warnings,
+        case_stamp: None,
         ack,
     }
 }
