@@ -72,7 +72,13 @@ stop() {
 # s3req METHOD URL [BODYFILE] -> body on stdout, non-zero on a non-2xx answer.
 s3req() {
   local method=$1 url=$2 body=${3:-}
-  if [ "${SEAWEED_PROBE:-}" != python ] && curl --help all 2>/dev/null | grep -q -- --aws-sigv4; then
+  if [ -z "${CURL_SIGV4:-}" ]; then
+    # (no `curl | grep -q`: with pipefail, curl's SIGPIPE would read as "no")
+    CURL_SIGV4=no
+    case "$(curl --help all 2>/dev/null)" in *--aws-sigv4*) CURL_SIGV4=yes ;; esac
+    [ "${SEAWEED_PROBE:-}" = python ] && CURL_SIGV4=no
+  fi
+  if [ "$CURL_SIGV4" = yes ]; then
     # curl (7.88) does not send x-amz-content-sha256 itself; S3 wants it, and curl signs it.
     local sha
     if [ -n "$body" ]; then sha=$(sha256sum "$body" | cut -d' ' -f1); else sha=$(printf '' | sha256sum | cut -d' ' -f1); fi
