@@ -346,7 +346,13 @@ fn open_gate(
         huren_server::gate_options(&config.access),
     )
     .with_workflow(config.workflow.clone())
-    .with_alerting(config.alerting.clone()))
+    .with_alerting(config.alerting.clone())
+    .with_institutions(
+        config
+            .institutions
+            .iter()
+            .map(|i| (i.code.clone(), i.name.clone(), i.phone.clone())),
+    ))
 }
 
 fn println_json(v: &serde_json::Value) {

@@ -140,6 +140,9 @@ fn a_stemi_ecg_alerts_the_duty_cardiologist_who_answers_and_the_sender_sees_the_
     assert_eq!(a["id"], id.as_str());
     assert_eq!(a["summary"], "急性下壁心肌梗死");
     assert_eq!(a["group_phone"], "021-5742-0000");
+    // The sending institution and its phone, to call back.
+    assert_eq!(a["institution_name"], "奉贤区南桥镇社区卫生服务中心");
+    assert_eq!(a["institution_phone"], "021-5712-0001");
     assert!(
         a["patient"].as_str().unwrap().starts_with("FX-SQ01:"),
         "{a}"

@@ -25,6 +25,7 @@ code = "FX-SQ01"
 name = "奉贤区南桥镇社区卫生服务中心"
 hl7_senders = ["LIS/FX-SQ01"]
 charset = "GB18030"
+phone = "021-5712-0001"
 
 [identity]
 national_id_secret = "test-national-id-secret"

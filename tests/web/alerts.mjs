@@ -1,7 +1,7 @@
 // Browser test of the STEMI channel (issue 18), run by tests/cli/alerts.rs: the on-duty
 // cardiologist and the community doctor both have /ui/alerts open; the community centre
 // uploads a STEMI ECG; within a second the alert is on the cardiologist's page, with a sound,
-// the 12-lead trace, the patient, the sending centre and the group's phone; the community
+// the 12-lead trace, the patient, the sending centre with its phone and the group's phone; the community
 // page says "waiting for the cardiologist"; the cardiologist answers "STEMI confirmed:
 // transfer now" with a note; the community page shows the decision without a reload.
 // env: HUREN_URL, CARDIO_TOKEN, COMMUNITY_TOKEN, ECG_FILE, SHOTS, CHROMIUM
@@ -59,6 +59,7 @@ try {
   const text = await card.textContent();
   check(text.includes("急性下壁心肌梗死"), "the alert says what the cart saw");
   check(text.includes("FX-SQ01") && text.includes("021-5742-0000"), "sending centre and phone");
+  check(text.includes("021-5712-0001"), "the sending centre's phone, to call back");
   await cardio.waitForFunction(() => Number(document.body.dataset.beeped || 0) >= 1, null, { timeout: 2000 });
   check(true, "a sound was played");
   await cardio.waitForFunction(() => { const i = document.querySelector(".alert-trace"); return i && i.complete && i.naturalWidth > 0; }, null, { timeout: 10000 });

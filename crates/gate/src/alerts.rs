@@ -25,6 +25,10 @@ pub struct AlertItem {
     pub state: &'static str,
     /// The sending institution.
     pub institution: String,
+    /// Its name (configured), else the code.
+    pub institution_name: String,
+    /// Its phone, to call back.
+    pub institution_phone: Option<String>,
     /// The recipient group, its name, its hospital and phone.
     pub group: String,
     /// The group's name.
@@ -143,6 +147,14 @@ impl Gate {
                 kind: a.raised.kind.as_str(),
                 state: a.state.as_str(),
                 institution: a.raised.institution.clone(),
+                institution_name: self
+                    .institutions
+                    .get(&a.raised.institution)
+                    .map_or_else(|| a.raised.institution.clone(), |i| i.0.clone()),
+                institution_phone: self
+                    .institutions
+                    .get(&a.raised.institution)
+                    .and_then(|i| i.1.clone()),
                 group: a.raised.group.clone(),
                 group_name,
                 group_institution,

@@ -104,6 +104,8 @@ pub struct Gate {
     workflow: worklist::SharedWorkflow,
     /// Alert groups, duty rosters, routes.
     alerting: Arc<huren_alerting::Alerting>,
+    /// The institutions' names and phones, by code (shown with alerts).
+    institutions: Arc<std::collections::HashMap<String, (String, Option<String>)>>,
 }
 
 /// Proof that the gate made a value: it has no public constructor.
@@ -528,7 +530,17 @@ impl Gate {
             verifier: None,
             workflow: Arc::default(),
             alerting: Arc::default(),
+            institutions: Arc::default(),
         }
+    }
+
+    /// The same gate knowing the institutions' names and phones: `(code, name, phone)`.
+    pub fn with_institutions(
+        mut self,
+        list: impl IntoIterator<Item = (String, String, Option<String>)>,
+    ) -> Gate {
+        self.institutions = Arc::new(list.into_iter().map(|(c, n, p)| (c, (n, p))).collect());
+        self
     }
 
     /// The same gate deciding alerts by these groups and duty rosters.

@@ -198,6 +198,10 @@ pub struct Institution {
     /// `mllp://host:port`. Absent: nothing is pushed (see docs/outbox.md).
     #[serde(default)]
     pub result_destination: Option<String>,
+    /// Its phone (e.g. the community centre's duty phone), shown with the alerts its reports
+    /// raise so the cardiologist can call back.
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 /// `[outbox]`: delivery of outbound messages (docs/outbox.md).

@@ -459,6 +459,7 @@ fn demo_institution(code: &str) -> crate::config::Institution {
         time_zone: None,
         client_cert_uri: None,
         result_destination: None,
+        phone: None,
     }
 }
 

@@ -229,10 +229,9 @@ pub fn notice_id(a: &Alert, n: &Notice) -> String {
 pub fn payload(cfg: &Config, w: &WebhookConfig, a: &Alert, n: &Notice) -> String {
     let r = &a.raised;
     let (group_name, _, phone) = cfg.alerting.group(&r.group).unwrap_or(("", "", None));
-    let institution_name = cfg
-        .institution(&r.institution)
-        .map(|i| i.name.as_str())
-        .unwrap_or("");
+    let institution = cfg.institution(&r.institution);
+    let institution_name = institution.map(|i| i.name.as_str()).unwrap_or("");
+    let institution_phone = institution.and_then(|i| i.phone.as_deref());
     let path = format!("/ui/alerts#{}", r.id);
     let link = match &w.link_base {
         Some(b) => format!("{}{path}", b.trim_end_matches('/')),
@@ -271,6 +270,7 @@ pub fn payload(cfg: &Config, w: &WebhookConfig, a: &Alert, n: &Notice) -> String
             "state": state,
             "institution": r.institution,
             "institution_name": institution_name,
+            "institution_phone": institution_phone,
             "group": r.group,
             "group_name": group_name,
             "group_phone": phone,

@@ -78,7 +78,8 @@ fn rows(lang: Lang, s: &Signed, items: &[AlertItem]) -> Markup {
                 p {
                     @if let Some(n) = &a.patient_name { (person_name(n)) " " }
                     span.hint { (a.patient.as_deref().and_then(|p| p.split_once(':')).map(|(_, l)| mask(l)).unwrap_or_default()) }
-                    " · " (tr(lang, "送检机构", "From")) ": " (a.institution)
+                    " · " (tr(lang, "送检机构", "From")) ": " span.from { (a.institution_name) @if a.institution_name != a.institution { " (" (a.institution) ")" } }
+                    @if let Some(ph) = &a.institution_phone { " " span.from-phone { "☎ " (ph) } }
                     " · " (tr(lang, "发出", "Raised")) " " (hms(a.raised_at))
                 }
                 p.hint {
