@@ -109,6 +109,44 @@ pub struct Config {
     secret: std::sync::OnceLock<String>,
 }
 
+/// `line N: issue` for an issue that names an array-of-tables entry (`alert_group ID`,
+/// `alert_duty #N`, `alert_route #N`, `critical_threshold #N`, `webhook #N`): the line of that
+/// entry's `[[…]]` header in `text`. Other issues are returned as they are.
+fn locate(text: &str, cfg: &Config, issue: &str) -> String {
+    let numbered = |table: &str| -> Option<usize> {
+        let rest = issue.strip_prefix(table)?.strip_prefix(" #")?;
+        let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        n.parse::<usize>().ok()?.checked_sub(1)
+    };
+    let found = ["alert_duty", "alert_route", "critical_threshold", "webhook"]
+        .into_iter()
+        .find_map(|t| numbered(t).map(|i| (t, i)))
+        .or_else(|| {
+            let id = issue.strip_prefix("alert_group ")?;
+            let i = cfg.alert_groups.iter().position(|g| {
+                id.starts_with(&format!("{}:", g.id)) || id.starts_with(&format!("{:?}:", g.id))
+            })?;
+            Some(("alert_group", i))
+        });
+    let Some((table, index)) = found else {
+        return issue.to_string();
+    };
+    let header = format!("[[{table}]]");
+    let line = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.trim_start();
+            l.starts_with(&header) || l.replace(' ', "").starts_with(&header)
+        })
+        .nth(index)
+        .map(|(n, _)| n + 1);
+    match line {
+        Some(n) => format!("line {n}: {issue}"),
+        None => issue.to_string(),
+    }
+}
+
 /// A webhook of an alert recipient group (`[[webhook]]`): every notice of the group's alerts
 /// (raised, each escalation step, acknowledged, cancelled) is posted to `url` as JSON, signed
 /// after Standard Webhooks (HMAC-SHA256 with the secret), from the durable outbox
@@ -742,7 +780,10 @@ impl Config {
         cfg.alerting = cfg
             .alert_config()
             .validate(|code| cfg.institution(code).is_some())
-            .map_err(|e| invalid(format!("alerts: {e}")))?;
+            .map_err(|e| {
+                let located: Vec<String> = e.issues.iter().map(|i| locate(text, &cfg, i)).collect();
+                invalid(format!("alerts: {}", located.join("; ")))
+            })?;
         cfg.chest_pain
             .validate()
             .map_err(|e| invalid(e.to_string()))?;
@@ -758,6 +799,7 @@ impl Config {
                     w.group
                 )));
             }
+            let name = locate(text, &cfg, &name);
             crate::webhook::check_url(&w.url).map_err(|e| invalid(format!("{name}: url {e}")))?;
             if w.secret_file.is_some() == w.secret_env.is_some() {
                 return Err(invalid(format!(
@@ -1039,5 +1081,56 @@ mod shipped {
             "FX-SQ01"
         );
         assert!(c.institution_for_hl7("PACS", "FX-SQ01").is_none());
+    }
+
+    #[test]
+    fn alerting_errors_name_the_line_of_their_entry() {
+        let text = r#"
+[[institution]]
+code = "FX-ZX"
+name = "中心医院"
+
+[[alert_group]]
+id = "fx-pci"
+institution = "FX-ZX"
+
+[[alert_route]]
+institution = "FX-ZX"
+kind = "stemi"
+group = "fx-pci"
+
+[[alert_route]]
+institution = "FX-ZX"
+kind = "lab_critical"
+group = "nope"
+
+[[alert_group]]
+id = "other"
+institution = "FX-ZZ"
+"#;
+        let e = super::Config::parse(text, "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 15: alert_route #2"), "{e}");
+        assert!(e.contains("line 20: alert_group other"), "{e}");
+        let hook = r#"
+[[institution]]
+code = "FX-ZX"
+name = "中心医院"
+
+[[alert_group]]
+id = "fx-pci"
+institution = "FX-ZX"
+
+[[webhook]]
+id = "w"
+group = "fx-pci"
+url = "http://relay.example/x"
+secret_env = "X"
+"#;
+        let e = super::Config::parse(hook, "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 10: webhook #1 (w): url"), "{e}");
     }
 }
