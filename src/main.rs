@@ -229,10 +229,16 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HUREN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
         .add_directive("sled=info".parse().expect("a valid directive"));
-    tracing_subscriber::fmt()
+    // HUREN_LOG_FORMAT=json: one JSON object per line (for a log collector of a multi-node
+    // deployment); the fields are the same as in the text form, never a patient identifier.
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var("HUREN_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.init();
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

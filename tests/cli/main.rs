@@ -22,6 +22,7 @@ mod https;
 mod identity;
 mod matrix;
 mod mllp;
+mod ops;
 mod outbox;
 mod reading_web;
 mod recognition;

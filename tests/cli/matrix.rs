@@ -564,6 +564,16 @@ fn every_route_against_every_caller_status_and_audit_count() {
             200,
             None,
         ),
+        r("GET", "/livez", "/livez".into(), Class::Public, 200, None),
+        r("GET", "/readyz", "/readyz".into(), Class::Public, 200, None),
+        r(
+            "GET",
+            "/metrics",
+            "/metrics".into(),
+            Class::Public,
+            200,
+            None,
+        ),
         r("GET", "/", "/".into(), Class::Public, 200, None),
         r(
             "GET",

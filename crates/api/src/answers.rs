@@ -202,10 +202,13 @@ impl AnswerCache {
         generation: u64,
         now: DateTime<FixedOffset>,
     ) -> Option<Arc<Answer>> {
-        self.inner
+        let found = self
+            .inner
             .as_ref()?
             .get(key)
-            .filter(|a| a.is_current(generation, now))
+            .filter(|a| a.is_current(generation, now));
+        huren_metrics::global().cache(found.is_some());
+        found
     }
 
     /// The kept answer for `key`, or a new one from `make` (then kept).

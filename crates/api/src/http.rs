@@ -23,6 +23,9 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/patients/{id}/reports", get(patient_reports))
         .route("/api/v1/patients/{id}/results", get(crate::api::results))
         .route(
@@ -224,8 +227,42 @@ async fn revoke_consent(
     })))
 }
 
+/// Liveness (`/livez`, also `/healthz`): the process answers.
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// Readiness (`/readyz`): 200 when this node can take writes (its store's writer is not
+/// poisoned, its data directory has room), else 503 with the reason — a load balancer sends
+/// nothing to a node that would refuse it. No patient data; no token needed.
+async fn readyz(State(st): State<ApiState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match st.gate.ready() {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "reason": why})),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus / OpenMetrics text — ingest counts and latencies per kind,
+/// group-commit batch sizes and times, the writer's queue, outbox backlog per channel, open
+/// alerts, open tasks, answer-cache hits. Counts only, no patient data; no token needed
+/// (scrapers run beside the node; see docs/operations.md).
+async fn metrics(State(st): State<ApiState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let gate = st.gate.clone();
+    let _ = tokio::task::spawn_blocking(move || gate.fill_gauges()).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            huren_metrics::CONTENT_TYPE,
+        )],
+        huren_metrics::encode(),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -534,6 +534,48 @@ impl Gate {
         }
     }
 
+    /// Whether the store can take writes (readiness; see `huren_store::Store::ready`).
+    pub fn ready(&self) -> Result<(), String> {
+        self.store.ready()
+    }
+
+    /// Sets the scrape-time gauges of `/metrics` from the stores: counts only, no patient
+    /// data (so no audit record).
+    pub fn fill_gauges(&self) {
+        use huren_metrics::{KindLabels, OutboxLabels};
+        let g = &huren_metrics::global().gauges;
+        g.commit_queue.set(self.store.commit_queue() as i64);
+        for (channel, outbox) in [
+            ("hl7", self.store.outbox()),
+            ("webhook", self.store.webhooks()),
+        ] {
+            for state in [
+                huren_store::OutboxState::Pending,
+                huren_store::OutboxState::Parked,
+            ] {
+                g.outbox
+                    .get_or_create(&OutboxLabels {
+                        channel: channel.into(),
+                        state: state.as_str().into(),
+                    })
+                    .set(outbox.list(Some(state)).len() as i64);
+            }
+        }
+        let open = self.store.alerts().select(|a| a.is_open());
+        for kind in [
+            huren_alerting::AlertKind::Stemi,
+            huren_alerting::AlertKind::LabCritical,
+        ] {
+            g.alerts_open
+                .get_or_create(&KindLabels {
+                    kind: kind.as_str().into(),
+                })
+                .set(open.iter().filter(|a| a.raised.kind == kind).count() as i64);
+        }
+        g.tasks_open
+            .set(self.store.tasks().select(|t| !t.state.is_terminal()).len() as i64);
+    }
+
     /// The same gate knowing the institutions' names and phones: `(code, name, phone)`.
     pub fn with_institutions(
         mut self,

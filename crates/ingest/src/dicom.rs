@@ -379,9 +379,24 @@ impl Gateway {
         institution: &str,
         application: Option<&str>,
     ) -> DicomOutcome {
+        let started = std::time::Instant::now();
+        let out = self
+            .ingest_dicom_timed(original.into(), inst, institution, application)
+            .await;
+        huren_metrics::global().ingest("dicom", out.outcome, started.elapsed());
+        out
+    }
+
+    async fn ingest_dicom_timed(
+        &self,
+        original: huren_store::Original,
+        inst: &Instance,
+        institution: &str,
+        application: Option<&str>,
+    ) -> DicomOutcome {
         let lock = study_lock(&format!("{institution}|{}", inst.record.study_instance_uid));
         let _held = lock.lock().await;
-        match self.plan_dicom(original.into(), inst, institution, application) {
+        match self.plan_dicom(original, inst, institution, application) {
             Plan::Done(o) => *o,
             Plan::Commit(b) => {
                 let (ingest, record, out) = *b;

@@ -178,15 +178,25 @@ impl Gateway {
     /// Ingests one ECG file; the outcome is `stored`/`superseded`/`duplicate` only once the
     /// report, the original and the waveform are durable.
     pub async fn ingest_ecg(&self, bytes: &[u8], institution: &str) -> EcgOutcome {
-        match prepare_ecg(&self.config, bytes, institution) {
+        let started = std::time::Instant::now();
+        let out = match prepare_ecg(&self.config, bytes, institution) {
             Err(o) => *o,
             Ok((ingest, out)) => finish(out, self.commit_read(ingest).await),
-        }
+        };
+        huren_metrics::global().ingest("ecg", out.outcome, started.elapsed());
+        out
     }
 
     /// [`Gateway::ingest_ecg`] with the parsing (milliseconds of CPU for a 12-lead file) on
     /// the blocking pool, so that the runtime's workers keep reading other uploads.
     pub async fn ingest_ecg_owned(&self, bytes: bytes::Bytes, institution: String) -> EcgOutcome {
+        let started = std::time::Instant::now();
+        let out = self.ingest_ecg_owned_timed(bytes, institution).await;
+        huren_metrics::global().ingest("ecg", out.outcome, started.elapsed());
+        out
+    }
+
+    async fn ingest_ecg_owned_timed(&self, bytes: bytes::Bytes, institution: String) -> EcgOutcome {
         let config = self.config.clone();
         let inst = institution.clone();
         let prepared = tokio::task::spawn_blocking(move || {

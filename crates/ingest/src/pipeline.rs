@@ -144,6 +144,20 @@ impl Gateway {
         institution: Option<&str>,
         peer_institution: Option<&str>,
     ) -> Hl7Outcome {
+        let started = std::time::Instant::now();
+        let out = self
+            .ingest_hl7_timed(bytes, institution, peer_institution)
+            .await;
+        huren_metrics::global().ingest("hl7", out.outcome, started.elapsed());
+        out
+    }
+
+    async fn ingest_hl7_timed(
+        &self,
+        bytes: &[u8],
+        institution: Option<&str>,
+        peer_institution: Option<&str>,
+    ) -> Hl7Outcome {
         match self.prepare_hl7(bytes, institution, peer_institution) {
             Err(r) => rejected(r),
             Ok(mut p) => {

@@ -436,6 +436,38 @@ impl Store {
         &self.inner.outbox
     }
 
+    /// The least free space of the data directory's file system with which a node reports
+    /// itself ready (`/readyz`): 256 MiB.
+    pub const READY_MIN_FREE: u64 = 256 << 20;
+
+    /// Whether this store can take writes: its writer is not poisoned (a failed journal
+    /// write refuses every later commit) and its file system has at least
+    /// [`Store::READY_MIN_FREE`] bytes free. `Err` says why not.
+    pub fn ready(&self) -> Result<(), String> {
+        if let Some(p) = self.inner.writer.poisoned() {
+            return Err(format!("the store refuses writes: {p}"));
+        }
+        match rustix::fs::statvfs(&self.inner.dir) {
+            Ok(s) => {
+                let free = s.f_bavail.saturating_mul(s.f_frsize);
+                if free < Self::READY_MIN_FREE {
+                    return Err(format!(
+                        "{} MiB free in the data directory (fewer than {})",
+                        free >> 20,
+                        Self::READY_MIN_FREE >> 20
+                    ));
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!("cannot read the data directory's file system: {e}")),
+        }
+    }
+
+    /// Ingest jobs waiting for the writer (a gauge for `/metrics`).
+    pub fn commit_queue(&self) -> usize {
+        self.inner.writer.queued()
+    }
+
     /// The chest-pain cases (`cases.log`).
     pub fn cases(&self) -> &CaseStore {
         &self.inner.cases

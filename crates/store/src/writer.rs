@@ -39,6 +39,10 @@ struct Job {
 pub(crate) struct WriterHandle {
     tx: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Jobs submitted and not yet taken by the writer (a gauge for `/metrics`).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Why the writer refuses every commit, once it does (a failed journal write).
+    poisoned: Arc<std::sync::OnceLock<String>>,
 }
 
 impl WriterHandle {
@@ -78,15 +82,30 @@ impl WriterHandle {
             message_id: ingest.message_id,
         };
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .as_ref()
-            .ok_or(StoreError::WriterGone)?
-            .send(Job {
-                ingest: prepared,
-                reply,
-            })
-            .map_err(|_| StoreError::WriterGone)?;
+        let tx = self.tx.as_ref().ok_or(StoreError::WriterGone)?;
+        // Counted before it is sent, so the writer never takes more than was counted.
+        self.queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = tx.send(Job {
+            ingest: prepared,
+            reply,
+        });
+        if sent.is_err() {
+            self.queued
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(StoreError::WriterGone);
+        }
         Ok(rx)
+    }
+
+    /// Why the writer refuses commits, if it does.
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.poisoned.get().cloned()
+    }
+
+    /// Jobs submitted and not yet taken by the writer.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -111,7 +130,11 @@ pub(crate) fn spawn(
     generations: Arc<crate::generations::Generations>,
 ) -> Result<WriterHandle, StoreError> {
     let (tx, rx) = mpsc::channel::<Job>();
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let taken = queued.clone();
+    let poison = Arc::new(std::sync::OnceLock::new());
     let mut w = Writer {
+        poison: poison.clone(),
         journal,
         blobs,
         index,
@@ -131,17 +154,24 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
+                taken.fetch_sub(jobs.len(), std::sync::atomic::Ordering::Relaxed);
+                let (n, started) = (jobs.len(), std::time::Instant::now());
                 w.group(jobs);
+                huren_metrics::global().commit(n, started.elapsed());
             }
         })
         .map_err(|e| StoreError::io(&PathBuf::from("writer thread"), e))?;
     Ok(WriterHandle {
         tx: Some(tx),
         thread: Some(thread),
+        queued,
+        poisoned: poison,
     })
 }
 
 struct Writer {
+    /// Shared with the handle: set once when the writer is poisoned.
+    poison: Arc<std::sync::OnceLock<String>>,
     journal: Journal,
     blobs: Blobs,
     index: Arc<SledIndex>,
@@ -243,6 +273,7 @@ impl Writer {
                 self.blobs.dir.drop_pending(&small);
                 if let StoreError::Poisoned(p) = &e {
                     self.poisoned = Some(p.clone());
+                    let _ = self.poison.set(p.clone());
                 }
                 return self.fail_all(planned, &e.to_string());
             }
