@@ -16,6 +16,13 @@ fn liveness_readiness_and_metrics_without_patient_data() {
     let (st, v) = srv.get("/readyz");
     assert_eq!((st, v["status"].as_str()), (200, Some("ready")), "{v}");
 
+    // One event stream connected while the metrics are read.
+    let mut stream =
+        crate::worklist::EventStream::open(&srv.http, crate::support::TEST_TOKEN, None);
+    assert_eq!(
+        stream.next(std::time::Duration::from_secs(5)).unwrap().0,
+        "ready"
+    );
     // An ORU over MLLP and a community ECG (which makes a reading task).
     let mut c = Mllp::connect(&srv.mllp);
     let oru = crate::identity::oru("FX-SQ01", "M1", "SQ-1", crate::identity::NID, "F1", "4.1");
@@ -46,6 +53,7 @@ fn liveness_readiness_and_metrics_without_patient_data() {
         "huren_outbox_messages{channel=\"webhook\",state=\"parked\"} 0",
         "huren_alerts_open{kind=\"stemi\"} 0",
         "huren_answer_cache_lookups_total{result=\"hit\"} 1",
+        "huren_event_streams 1",
     ] {
         assert!(text.contains(want), "{want} not in:\n{text}");
     }

@@ -252,6 +252,23 @@ const STREAM_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600)
 /// How soon a client reconnects after a stream ends.
 const RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// One connected event stream, counted in the `huren_event_streams` gauge until dropped
+/// (the connection closed or the stream's lifetime ended).
+struct StreamCount;
+
+impl StreamCount {
+    fn new() -> StreamCount {
+        huren_metrics::global().gauges.event_streams.inc();
+        StreamCount
+    }
+}
+
+impl Drop for StreamCount {
+    fn drop(&mut self) {
+        huren_metrics::global().gauges.event_streams.dec();
+    }
+}
+
 /// The server-sent event stream of task and alert changes for `scope`, after the client's
 /// `Last-Event-ID` (`T.A`: the task and alert sequences; `None`: from now). Events: `ready`
 /// (id: the current cursor), `task` (a [`huren_gate::worklist::TaskChange`]), `alert` (an
@@ -273,6 +290,8 @@ pub fn task_stream(
         /// stream's owner is stamped once they are out, not on the way.
         sent: Vec<String>,
         deadline: tokio::time::Instant,
+        /// Counts the stream in `huren_event_streams` while it lives.
+        _counted: StreamCount,
     }
     let rx = scope.subscribe();
     let now = scope.cursor();
@@ -300,6 +319,7 @@ pub fn task_stream(
         pending,
         sent: Vec::new(),
         deadline: tokio::time::Instant::now() + STREAM_LIFETIME,
+        _counted: StreamCount::new(),
     };
     let stream = futures::stream::unfold(st, |mut st| async move {
         loop {
