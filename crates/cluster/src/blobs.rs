@@ -1,0 +1,259 @@
+//! The blob interface both back ends implement, and [`DirBlobs`], a plain directory with the
+//! embedded store's layout (`ab/cdef…` by BLAKE3 hex; temp file, `fsync`, rename).
+
+use std::fs::{self, File};
+use std::future::Future;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use huren_model::ContentHash;
+
+/// Why a blob operation failed. Every variant names the blob's key (object key or file path).
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// What was read under the key does not hash to the key: damaged or foreign bytes.
+    #[error("blob {key}: content does not match its hash (read {len} bytes hashing to {actual})")]
+    Corrupt {
+        /// The object key or file path.
+        key: String,
+        /// The hash of the bytes read.
+        actual: ContentHash,
+        /// How many bytes were read.
+        len: usize,
+    },
+    /// `put` was given bytes that are not the hash's.
+    #[error("blob {key}: the bytes to store hash to {actual}, not to the key")]
+    WrongBytes {
+        /// The object key or file path.
+        key: String,
+        /// The hash of the bytes given.
+        actual: ContentHash,
+    },
+    /// An object is already stored under the key but has another length: not this blob.
+    #[error("blob {key}: an object of {found} bytes is stored under the key, expected {expected}")]
+    Conflict {
+        /// The object key.
+        key: String,
+        /// The stored object's length.
+        found: u64,
+        /// The length of the bytes to store.
+        expected: u64,
+    },
+    /// The object store answered an error.
+    #[error("blob {key}: object store: {source}")]
+    Store {
+        /// The object key.
+        key: String,
+        /// object_store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A file operation failed.
+    #[error("blob {key}: {}: {source}", path.display())]
+    Io {
+        /// The blob's hash (`blake3:…`).
+        key: String,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The blocking task doing the file I/O failed (panicked or was cancelled).
+    #[error("blob {key}: blocking task failed: {source}")]
+    Task {
+        /// The blob's hash.
+        key: String,
+        /// tokio's error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// A content-addressed blob store: the key is the BLAKE3 hash of the bytes.
+///
+/// `put` is create-only and idempotent: a blob already stored counts as stored. `get` checks
+/// the bytes against the hash and answers [`BlobError::Corrupt`] when they differ, so a
+/// damaged object is an error, never a wrong answer.
+pub trait BlobBackend: Send + Sync {
+    /// Stores `bytes` under `hash` (which must be their hash: checked) unless it is stored.
+    fn put(
+        &self,
+        hash: ContentHash,
+        bytes: Bytes,
+    ) -> impl Future<Output = Result<(), BlobError>> + Send;
+    /// The blob's bytes, checked against `hash`; `None` when nothing is stored under it.
+    fn get(
+        &self,
+        hash: ContentHash,
+    ) -> impl Future<Output = Result<Option<Bytes>, BlobError>> + Send;
+    /// Whether something is stored under `hash` (not read, so not checked).
+    fn exists(&self, hash: ContentHash) -> impl Future<Output = Result<bool, BlobError>> + Send;
+    /// Removes the blob; removing a missing blob is not an error (the orphan sweeper's tool).
+    fn delete(&self, hash: ContentHash) -> impl Future<Output = Result<(), BlobError>> + Send;
+}
+
+/// The object key of a blob: `blobs/ab/cd/<64 hex digits>`.
+pub fn blob_key(hash: &ContentHash) -> String {
+    let hex = hash.hex();
+    format!("blobs/{}/{}/{hex}", &hex[..2], &hex[2..4])
+}
+
+/// Checks `bytes` against `hash`.
+pub(crate) fn check(key: &str, hash: &ContentHash, bytes: &[u8]) -> Result<(), BlobError> {
+    let actual = ContentHash::of(bytes);
+    if actual == *hash {
+        Ok(())
+    } else {
+        Err(BlobError::Corrupt {
+            key: key.to_string(),
+            actual,
+            len: bytes.len(),
+        })
+    }
+}
+
+/// Checks that `bytes` given to `put` are the hash's.
+pub(crate) fn check_put(key: &str, hash: &ContentHash, bytes: &[u8]) -> Result<(), BlobError> {
+    let actual = ContentHash::of(bytes);
+    if actual == *hash {
+        Ok(())
+    } else {
+        Err(BlobError::WrongBytes {
+            key: key.to_string(),
+            actual,
+        })
+    }
+}
+
+/// Blobs as files in a directory, laid out as the embedded store's `objects/`: `ab/cdef…`
+/// (the first two hex digits, then the other 62), written to `tmp/`, `fsync`ed, renamed into
+/// place and the directory synced. File I/O runs on tokio's blocking pool.
+#[derive(Clone, Debug)]
+pub struct DirBlobs {
+    root: Arc<PathBuf>,
+    counter: Arc<AtomicU64>,
+}
+
+impl DirBlobs {
+    /// Opens (creates) the directory and its `tmp/`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
+        let root = root.into();
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp).map_err(|e| io_err("(directory)", &tmp, e))?;
+        Ok(DirBlobs {
+            root: Arc::new(root),
+            counter: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The file of a blob.
+    pub fn path(&self, hash: &ContentHash) -> PathBuf {
+        let hex = hash.hex();
+        self.root.join(&hex[..2]).join(&hex[2..])
+    }
+
+    fn put_sync(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), BlobError> {
+        let key = hash.to_string();
+        check_put(&key, hash, bytes)?;
+        let dest = self.path(hash);
+        if dest.is_file() {
+            return Ok(());
+        }
+        // A unique temp name per call: concurrent puts of one blob each rename a complete,
+        // synced file of the same bytes into place; the last rename wins, harmlessly.
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp =
+            self.root
+                .join("tmp")
+                .join(format!("{}-{n}-{}", std::process::id(), &hash.hex()[..16]));
+        let res = (|| {
+            let mut f = File::create(&tmp).map_err(|e| io_err(&key, &tmp, e))?;
+            f.write_all(bytes).map_err(|e| io_err(&key, &tmp, e))?;
+            f.sync_data().map_err(|e| io_err(&key, &tmp, e))?;
+            let shard = dest.parent().unwrap_or(&self.root).to_path_buf();
+            let new_shard = !shard.is_dir();
+            fs::create_dir_all(&shard).map_err(|e| io_err(&key, &shard, e))?;
+            fs::rename(&tmp, &dest).map_err(|e| io_err(&key, &dest, e))?;
+            sync_dir(&key, &shard)?;
+            if new_shard {
+                sync_dir(&key, &self.root)?;
+            }
+            Ok(())
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    fn get_sync(&self, hash: &ContentHash) -> Result<Option<Bytes>, BlobError> {
+        let p = self.path(hash);
+        match fs::read(&p) {
+            Ok(b) => {
+                check(&format!("{hash} at {}", p.display()), hash, &b)?;
+                Ok(Some(Bytes::from(b)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&hash.to_string(), &p, e)),
+        }
+    }
+
+    fn delete_sync(&self, hash: &ContentHash) -> Result<(), BlobError> {
+        let p = self.path(hash);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&hash.to_string(), &p, e)),
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        hash: ContentHash,
+        f: impl FnOnce(&DirBlobs, &ContentHash) -> Result<T, BlobError> + Send + 'static,
+    ) -> Result<T, BlobError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this, &hash))
+            .await
+            .map_err(|source| BlobError::Task {
+                key: hash.to_string(),
+                source,
+            })?
+    }
+}
+
+impl BlobBackend for DirBlobs {
+    async fn put(&self, hash: ContentHash, bytes: Bytes) -> Result<(), BlobError> {
+        self.blocking(hash, move |d, h| d.put_sync(h, &bytes)).await
+    }
+
+    async fn get(&self, hash: ContentHash) -> Result<Option<Bytes>, BlobError> {
+        self.blocking(hash, |d, h| d.get_sync(h)).await
+    }
+
+    async fn exists(&self, hash: ContentHash) -> Result<bool, BlobError> {
+        self.blocking(hash, |d, h| Ok(d.path(h).is_file())).await
+    }
+
+    async fn delete(&self, hash: ContentHash) -> Result<(), BlobError> {
+        self.blocking(hash, |d, h| d.delete_sync(h)).await
+    }
+}
+
+fn io_err(key: &str, path: &Path, source: io::Error) -> BlobError {
+    BlobError::Io {
+        key: key.to_string(),
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn sync_dir(key: &str, dir: &Path) -> Result<(), BlobError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(key, dir, e))
+}

@@ -1,0 +1,15 @@
+//! huren's cluster back end (issue 19), first slice: blobs on an S3-compatible object store
+//! ([`S3Blobs`]), the same blob semantics over a plain directory ([`DirBlobs`], for the
+//! conformance suite), the PostgreSQL schema and its migrations ([`migrate`]), and the
+//! `[store]` / `[store.s3]` configuration ([`StoreConfig`]). Not wired into `huren serve` yet;
+//! see `docs/cluster.md`.
+
+mod blobs;
+mod config;
+mod pg;
+mod s3;
+
+pub use blobs::{blob_key, BlobBackend, BlobError, DirBlobs};
+pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, StoreConfig};
+pub use pg::{migrate, migrate_with, pool, MigrateError, Migration, MIGRATIONS, MIGRATION_LOCK};
+pub use s3::S3Blobs;

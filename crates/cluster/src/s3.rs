@@ -1,0 +1,179 @@
+//! Blobs on an S3-compatible object store through Apache Arrow's `object_store`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use huren_model::ContentHash;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig};
+
+use crate::blobs::{blob_key, check, check_put, BlobBackend, BlobError};
+use crate::config::S3Settings;
+
+/// How often `put` tries again when the store said "already exists" but the object cannot be
+/// seen yet (a concurrent conditional write still in flight: AWS answers 409 to the loser).
+const CREATE_RETRIES: u32 = 5;
+
+/// Blobs in one bucket, keyed [`blob_key`] (`blobs/ab/cd/<hex>`).
+///
+/// **Create-only.** `put` sends `If-None-Match: *` (`PutMode::Create`). An "already exists"
+/// answer (412, or 409 for a concurrent conditional write) means the blob is stored: the key
+/// is the BLAKE3 hash of the bytes, so whoever wrote it wrote the same bytes. `put` then
+/// HEADs the key and accepts the object only if its length is the blob's (else
+/// [`BlobError::Conflict`]); if the object is not visible yet (the other writer's PUT is still
+/// in flight or failed) it tries again, up to `CREATE_RETRIES` times.
+///
+/// SeaweedFS 4.48 honours `If-None-Match: *` on PUT (measured by the crate's tests: a second
+/// create of an existing key is refused with 412), so on it nothing is ever overwritten. On a
+/// store that ignored the header, a create would overwrite; for a content-addressed key that
+/// is harmless — both writers write identical bytes, and an object is replaced atomically, so
+/// a reader sees the old copy or the new one, both the same blob.
+///
+/// Reads check the BLAKE3 hash of the whole object before answering.
+#[derive(Clone, Debug)]
+pub struct S3Blobs {
+    store: Arc<AmazonS3>,
+}
+
+impl S3Blobs {
+    /// A client for the bucket (no request is made: a wrong endpoint or key shows on first use).
+    pub fn connect(s3: &S3Settings) -> Result<Self, BlobError> {
+        // object_store's HTTP client is reqwest on rustls without a built-in provider; https
+        // needs the process's provider, which is ring everywhere in huren.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let retry = RetryConfig {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+            ..RetryConfig::default()
+        };
+        // Client options first: with_allow_http writes into them, and a later
+        // with_client_options would replace that.
+        let store = AmazonS3Builder::new()
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(60)),
+            )
+            .with_endpoint(s3.endpoint.as_str().trim_end_matches('/'))
+            .with_allow_http(s3.allow_http)
+            .with_bucket_name(&s3.bucket)
+            .with_region(&s3.region)
+            .with_access_key_id(&s3.access_key_id)
+            .with_secret_access_key(&s3.secret_access_key)
+            // Path-style requests (`endpoint/bucket/key`): what self-hosted stores serve.
+            .with_virtual_hosted_style_request(false)
+            .with_retry(retry)
+            .build()
+            .map_err(|source| BlobError::Store {
+                key: format!("(bucket {})", s3.bucket),
+                source,
+            })?;
+        Ok(S3Blobs {
+            store: Arc::new(store),
+        })
+    }
+
+    /// The object store underneath (for tests and tools that need raw access).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// The object path of a blob.
+    pub fn path(hash: &ContentHash) -> Path {
+        Path::from(blob_key(hash))
+    }
+
+    /// The stored object's length, `None` when there is none.
+    async fn head_size(&self, key: &str, path: &Path) -> Result<Option<u64>, BlobError> {
+        match self.store.head(path).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(BlobError::Store {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+impl BlobBackend for S3Blobs {
+    async fn put(&self, hash: ContentHash, bytes: Bytes) -> Result<(), BlobError> {
+        let key = blob_key(&hash);
+        check_put(&key, &hash, &bytes)?;
+        let path = Path::from(key.as_str());
+        let expected = bytes.len() as u64;
+        let mut attempt = 0;
+        loop {
+            let payload = PutPayload::from_bytes(bytes.clone());
+            match self
+                .store
+                .put_opts(&path, payload, PutMode::Create.into())
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    match self.head_size(&key, &path).await? {
+                        Some(found) if found == expected => return Ok(()),
+                        Some(found) => {
+                            return Err(BlobError::Conflict {
+                                key,
+                                found,
+                                expected,
+                            })
+                        }
+                        None if attempt < CREATE_RETRIES => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                        }
+                        None => {
+                            return Err(BlobError::Store {
+                                key: key.clone(),
+                                source: object_store::Error::Generic {
+                                    store: "S3",
+                                    source: format!(
+                                    "`already exists` but no object after {CREATE_RETRIES} tries"
+                                )
+                                    .into(),
+                                },
+                            })
+                        }
+                    }
+                }
+                Err(source) => return Err(BlobError::Store { key, source }),
+            }
+        }
+    }
+
+    async fn get(&self, hash: ContentHash) -> Result<Option<Bytes>, BlobError> {
+        let key = blob_key(&hash);
+        let path = Path::from(key.as_str());
+        let got = match self.store.get(&path).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(BlobError::Store { key, source }),
+        };
+        let bytes = got.bytes().await.map_err(|source| BlobError::Store {
+            key: key.clone(),
+            source,
+        })?;
+        check(&key, &hash, &bytes)?;
+        Ok(Some(bytes))
+    }
+
+    async fn exists(&self, hash: ContentHash) -> Result<bool, BlobError> {
+        let key = blob_key(&hash);
+        let path = Path::from(key.as_str());
+        Ok(self.head_size(&key, &path).await?.is_some())
+    }
+
+    async fn delete(&self, hash: ContentHash) -> Result<(), BlobError> {
+        let key = blob_key(&hash);
+        let path = Path::from(key.as_str());
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(BlobError::Store { key, source }),
+        }
+    }
+}

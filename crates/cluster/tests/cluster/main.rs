@@ -1,0 +1,6 @@
+//! The cluster back end against real servers (tests/peers/*.sh): PostgreSQL 15 and SeaweedFS's
+//! S3 server. Outside CI a missing server skips a test with a message; under `CI=true` it fails.
+
+mod blobs;
+mod migrate;
+mod support;
