@@ -63,6 +63,13 @@ enum Cmd {
         #[arg(long)]
         dicom_tls: Option<String>,
     },
+    /// The cluster back end (issue 19): `check` connects to the configured PostgreSQL and S3
+    /// store, applies the schema migrations (under an advisory lock) and round-trips a probe
+    /// blob; one JSON line.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
     /// Store files (HL7 v2 messages or FHS/BHS batches); one JSON line per message.
     Ingest {
         #[arg(long)]
@@ -248,6 +255,57 @@ fn main() -> ExitCode {
     }
 }
 
+/// `huren cluster check`: the configured PostgreSQL (migrated) and S3 bucket (a probe blob
+/// put, read back and verified), as one JSON line.
+fn cluster_check(path: &Path) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let Some(cluster) = config
+        .store
+        .cluster()
+        .map_err(|e| anyhow::anyhow!("{}: [store]: {e}", path.display()))?
+    else {
+        anyhow::bail!(
+            "{}: [store] backend is \"embedded\": nothing to check",
+            path.display()
+        );
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let started = std::time::Instant::now();
+        let pool = huren_cluster::pool(cluster.postgres.clone(), 2).context("PostgreSQL pool")?;
+        let applied = huren_cluster::migrate(&pool)
+            .await
+            .context("PostgreSQL: connecting and migrating")?;
+        let blobs = huren_cluster::S3Blobs::connect(&cluster.s3).context("S3 client")?;
+        let probe = b"huren cluster check".to_vec();
+        let hash = huren_model::ContentHash::of(&probe);
+        use huren_cluster::BlobBackend as _;
+        blobs
+            .put(hash, probe.clone().into())
+            .await
+            .context("S3: writing the probe blob")?;
+        let back = blobs
+            .get(hash)
+            .await
+            .context("S3: reading the probe blob back")?;
+        anyhow::ensure!(
+            back.as_deref() == Some(probe.as_slice()),
+            "S3: the probe blob did not come back"
+        );
+        println_json(&json!({
+            "postgres": "ok",
+            "migrations_applied": applied,
+            "s3": "ok",
+            "bucket": cluster.s3.bucket,
+            "probe": hash.to_string(),
+            "ms": started.elapsed().as_millis(),
+        }));
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 fn load_config(path: Option<&Path>) -> Result<Config> {
     match path {
         Some(p) => Ok(Config::load(p)?),
@@ -371,8 +429,22 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// `huren cluster …`.
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Check a `[store] backend = "cluster"` configuration against its servers.
+    Check {
+        /// Configuration file (TOML) with `[store]` and `[store.s3]`.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Cluster {
+            cmd: ClusterCmd::Check { config },
+        } => cluster_check(&config),
         Cmd::Serve {
             config,
             data,
@@ -833,6 +905,13 @@ fn serve(
     (dicom, dicom_aet, dicom_tls): (Option<String>, Option<String>, Option<String>),
 ) -> Result<ExitCode> {
     let mut config = load_config(config.as_deref())?;
+    if config.store.backend == huren_cluster::Backend::Cluster {
+        anyhow::bail!(
+            "[store] backend = \"cluster\": serving from PostgreSQL and S3 is not built yet \
+             (issue 19; docs/cluster.md). `huren cluster check --config F` checks the servers \
+             and applies the schema; `huren serve` runs on the embedded store only."
+        );
+    }
     if demo {
         demo::workflow(&mut config)?;
         demo::alerting(&mut config)?;

@@ -97,6 +97,10 @@ pub struct Config {
     /// Delivery of outbound messages (`[outbox]`).
     #[serde(default)]
     pub outbox: OutboxConfig,
+    /// Where the store lives (`[store]`, `[store.s3]`): the embedded default, or PostgreSQL
+    /// and an S3-compatible object store (issue 19, docs/cluster.md).
+    #[serde(default)]
+    pub store: huren_cluster::StoreConfig,
     /// The chest-pain KPIs' thresholds, minutes (`[chest_pain]`), see docs/chest-pain.md.
     #[serde(default)]
     pub chest_pain: huren_chestpain::Thresholds,
@@ -784,6 +788,9 @@ impl Config {
                 let located: Vec<String> = e.issues.iter().map(|i| locate(text, &cfg, i)).collect();
                 invalid(format!("alerts: {}", located.join("; ")))
             })?;
+        cfg.store
+            .cluster()
+            .map_err(|e| invalid(format!("[store]: {e}")))?;
         cfg.chest_pain
             .validate()
             .map_err(|e| invalid(e.to_string()))?;
