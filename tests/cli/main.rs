@@ -8,6 +8,7 @@ mod adt;
 mod alerts;
 mod attack;
 mod budgets;
+mod cda;
 mod crash;
 mod dicom;
 mod dicom_crash;
