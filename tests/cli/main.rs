@@ -8,6 +8,7 @@ mod adt;
 mod alerts;
 mod attack;
 mod budgets;
+mod cda;
 mod cluster;
 mod crash;
 mod dicom;

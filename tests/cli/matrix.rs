@@ -698,6 +698,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/api/v1/reports/{hash}/cda",
+            format!("/api/v1/reports/{lab}/cda"),
+            zxd,
+            200,
+            m1,
+        ),
+        r(
+            "GET",
             "/api/v1/reports/{hash}/ecg.svg",
             format!("/api/v1/reports/{ecg_report}/ecg.svg"),
             zyd,

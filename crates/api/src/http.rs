@@ -106,6 +106,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/reports/{hash}", get(report))
         .route("/api/v1/reports/{hash}/original", get(original))
         .route("/api/v1/reports/{hash}/ecg.svg", get(ecg_svg))
+        .route("/api/v1/reports/{hash}/cda", get(report_cda))
         .route(
             "/api/v1/ecg",
             post(ecg_upload).layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024)),
@@ -374,6 +375,58 @@ async fn original(
     };
     Ok(([(header::CONTENT_TYPE, ctype)], bytes).into_response())
 }
+
+/// `GET /api/v1/reports/{hash}/cda`: the report as a WS/T 500 shared document (检验报告 C0007
+/// for a lab report, 检查报告 C0006 for an ECG or imaging report), through the gate like the
+/// report itself (one audit record, `read_report_cda`). Deterministic: the document's time is
+/// when huren received the report, so the same version gives the same bytes. The national ID
+/// is not written (the report holds only its keyed hash; see docs/cda.md).
+async fn report_cda(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    Path(hash): Path<String>,
+    crate::api::Enc(enc): crate::api::Enc,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let presented = crate::gate::presented(&headers)?;
+    let read = st
+        .gate
+        .report(&who, presented.as_ref(), enc, &hash, "read_report_cda")
+        .await?;
+    let Some(report) = read.report()? else {
+        return Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "missing report",
+            read.meta.hash.to_string(),
+        ));
+    };
+    let mut ctx = huren_cda::CdaContext::new(
+        read.meta.hash,
+        read.meta.version,
+        &read.meta.received_at,
+        &read.meta.institution,
+    );
+    ctx.custodian.name = st.gate.institution_name(&read.meta.institution);
+    ctx.replaces = read
+        .replaced()?
+        .map(|(hash, version)| huren_cda::Replaced { hash, version });
+    let doc = huren_cda::document(&report, &ctx).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no CDA document",
+            e.to_string(),
+        )
+    })?;
+    let mut resp = ([(header::CONTENT_TYPE, CDA_CONTENT_TYPE)], doc).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("\"cda-{}\"", read.meta.hash.hex())) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+/// The media type of a CDA document: `application/xml` (RFC 7303) with its charset; HL7's
+/// `application/hl7-cda+xml` is not IANA-registered and few clients know it.
+const CDA_CONTENT_TYPE: &str = "application/xml; charset=utf-8";
 
 /// `POST /api/v1/ecg`: one ECG file (aECG, MUSE, Philips XML or DICOM waveform; format from
 /// the content) for the caller's institution (client certificate, or the token's

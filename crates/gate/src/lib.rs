@@ -284,6 +284,17 @@ impl ReportRead {
         })
     }
 
+    /// The version this one replaces in its chain (hash and 1-based version); `None` for a
+    /// first version. Chain data of the report already read, not another patient read.
+    pub fn replaced(&self) -> Result<Option<(ContentHash, u32)>, Problem> {
+        if self.meta.version < 2 {
+            return Ok(None);
+        }
+        let prev = self.meta.version - 1;
+        let chain = self.store.versions(&self.meta.chain)?;
+        Ok(chain.get(prev as usize - 1).map(|h| (*h, prev)))
+    }
+
     /// An attachment the report names (an ECG's waveform); `None` for any other hash.
     pub fn attachment(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, Problem> {
         let named = self
@@ -583,6 +594,11 @@ impl Gate {
     ) -> Gate {
         self.institutions = Arc::new(list.into_iter().map(|(c, n, p)| (c, (n, p))).collect());
         self
+    }
+
+    /// The configured name of an institution, by code.
+    pub fn institution_name(&self, code: &str) -> Option<String> {
+        self.institutions.get(code).map(|(n, _)| n.clone())
     }
 
     /// The same gate deciding alerts by these groups and duty rosters.

@@ -1,0 +1,164 @@
+//! `GET /api/v1/reports/{hash}/cda` end to end: a lab ORU and an ECG ingested, each fetched as
+//! a WS/T 500 document with a token, checked against the CDA R2 schema with xmllint, one audit
+//! record each; a caller without authorisation gets 403, audited.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{huren, repo, Server};
+
+fn audit_lines(data: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(data.join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn ingest(cfg: &str, data: &Path, extra: &[&str], file: &Path) -> String {
+    let mut args = vec!["ingest", "--config", cfg, "--data", data.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push(file.to_str().unwrap());
+    let (rc, lines, err) = huren(&args);
+    assert_eq!(rc, 0, "{lines:?} {err}");
+    lines[0]["report"].as_str().unwrap().to_string()
+}
+
+/// The CDA schema (`HUREN_CDA_SCHEMA`, else `$HUREN_THIRD_PARTY/../standards/cda-r2`) and
+/// xmllint; a failure under `CI=true` when either is missing, else `None` (skipped).
+fn schema() -> Option<PathBuf> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let xsd = std::env::var_os("HUREN_CDA_SCHEMA")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HUREN_THIRD_PARTY")
+                .map(|t| PathBuf::from(t).join("../standards/cda-r2"))
+        })
+        .map(|d| d.join("infrastructure/cda/CDA.xsd"))
+        .filter(|x| x.is_file());
+    let xmllint = Command::new("xmllint").arg("--version").output().is_ok();
+    if xsd.is_none() || !xmllint {
+        let why = format!("no CDA schema check: schema {xsd:?}, xmllint found: {xmllint}");
+        assert!(!ci, "{why}");
+        eprintln!("{why}");
+        return None;
+    }
+    xsd
+}
+
+fn get_cda(srv: &Server, hash: &str, token: &str) -> (u16, String, String) {
+    let url = format!("http://{}/api/v1/reports/{hash}/cda", srv.http);
+    let r = ureq::get(&url)
+        .set("Authorization", &format!("Bearer {token}"))
+        .timeout(Duration::from_secs(20))
+        .call();
+    let r = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let st = r.status();
+    let ct = r.header("content-type").unwrap_or_default().to_string();
+    (st, ct, r.into_string().unwrap())
+}
+
+#[test]
+fn reports_as_cda_documents_through_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::mllp::config_file(dir.path());
+    let data = dir.path().join("data");
+    let lab = ingest(
+        &cfg,
+        &data,
+        &[],
+        &repo().join("fixtures/hl7/oru_multi_obr_cn_utf8.hl7"),
+    );
+    let ecg = ingest(
+        &cfg,
+        &data,
+        &["--institution", "FX-ZX"],
+        &repo().join("fixtures/ecg/aecg-zh-patient.xml"),
+    );
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let xsd = schema();
+
+    for (hash, code, template) in [
+        (&lab, "C0007", "2.16.156.10011.2.1.1.27"),
+        (&ecg, "C0006", "2.16.156.10011.2.1.1.26"),
+    ] {
+        let before = audit_lines(&data).len();
+        let (st, ct, doc) = get_cda(&srv, hash, &srv.token);
+        assert_eq!(st, 200, "{doc}");
+        assert_eq!(ct, "application/xml; charset=utf-8");
+        assert!(doc.contains(&format!("<code code=\"{code}\"")), "{doc}");
+        assert!(doc.contains(&format!("<templateId root=\"{template}\"/>")));
+        assert!(
+            doc.contains("<name>上海市奉贤区中心医院</name>"),
+            "custodian name"
+        );
+        assert!(doc.contains("<name>张伟</name>"));
+        // No national ID: the report holds only its keyed hash.
+        assert!(!doc.contains("2.16.156.10011.1.3\""));
+        let audit = audit_lines(&data);
+        assert_eq!(audit.len(), before + 1, "one audit record");
+        let rec = audit.last().unwrap();
+        assert_eq!(rec["action"], "read_report_cda", "{rec}");
+        assert_eq!(rec["returned"][0], hash.as_str(), "{rec}");
+        // The same version gives the same bytes.
+        assert_eq!(get_cda(&srv, hash, &srv.token).2, doc);
+        if let Some(xsd) = &xsd {
+            let file = dir.path().join(format!("{code}.xml"));
+            std::fs::write(&file, &doc).unwrap();
+            let out = Command::new("xmllint")
+                .arg("--noout")
+                .arg("--schema")
+                .arg(xsd)
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{code} not CDA R2 valid: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    // A correction: version 2 replaces the first version (relatedDocument RPLC).
+    drop(srv);
+    let corrected = ingest(
+        &cfg,
+        &data,
+        &[],
+        &repo().join("fixtures/hl7/oru_corrected.hl7"),
+    );
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let (st, _, doc) = get_cda(&srv, &corrected, &srv.token);
+    assert_eq!(st, 200, "{doc}");
+    assert!(doc.contains("<versionNumber value=\"2\"/>"), "{doc}");
+    let lab_hex = lab.strip_prefix("blake3:").unwrap();
+    let rplc = doc
+        .split_once("<relatedDocument typeCode=\"RPLC\">")
+        .expect("RPLC")
+        .1;
+    assert!(rplc.contains(&format!("extension=\"{lab_hex}\"")), "{rplc}");
+    assert!(rplc.contains("<versionNumber value=\"1\"/>"), "{rplc}");
+
+    // Another institution's clinician without the patient's authorisation: 403, audited.
+    let before = audit_lines(&data).len();
+    let (st, _, body) = get_cda(&srv, &lab, "test-sq01-token");
+    assert_eq!(st, 403, "{body}");
+    assert!(!body.contains("张伟"));
+    let audit = audit_lines(&data);
+    assert_eq!(audit.len(), before + 1, "the refusal is one audit record");
+    let rec = audit.last().unwrap();
+    assert_eq!(rec["action"], "read_report_cda");
+    assert!(
+        rec["returned"].as_array().is_none_or(|a| a.is_empty()),
+        "{rec}"
+    );
+    // No token: 401.
+    let (st, _, _) = get_cda(&srv, &lab, "wrong");
+    assert_eq!(st, 401);
+}
