@@ -91,6 +91,23 @@ enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Write files' reports as WS/T 500 CDA documents, offline (nothing is stored): lab
+    /// results as 检验报告 (C0007), ECG as 检查报告 (C0006); one JSON line per document.
+    Export {
+        /// The format (only CDA so far).
+        #[arg(long, required = true)]
+        cda: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Attribute the files to this institution code.
+        #[arg(long)]
+        institution: Option<String>,
+        /// The directory the documents are written to.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// List a patient's reports (`INSTITUTION:LOCAL_ID` or `nid:NATIONAL_ID`).
     Query {
         #[arg(long)]
@@ -253,6 +270,106 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether a file is a CDA document (its root `ClinicalDocument` in the HL7 v3 namespace,
+/// seen in its first 4 KiB).
+fn looks_like_cda(bytes: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    head.contains("<ClinicalDocument") && head.contains("urn:hl7-org:v3")
+}
+
+/// `huren export --cda`: each file's reports (HL7 v2 lab results, ECG XML) as WS/T 500
+/// documents in `out`, offline; one JSON line per document or refusal. DICOM files are not
+/// exported yet (a study becomes a report in the store, from all its instances).
+fn export_cda(
+    config: Option<&Path>,
+    institution: Option<&str>,
+    out: &Path,
+    files: &[PathBuf],
+) -> Result<ExitCode> {
+    let config = load_config(config)?;
+    fix_secret(&config, NoSecret::Ephemeral)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let now = chrono::Utc::now().to_rfc3339();
+    let mut failed = false;
+    for f in &expand_dirs(files)? {
+        let bytes = read_file(f)?;
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "document".into());
+        let reports: Vec<huren_model::Report> = if is_imaging_dicom(&bytes) {
+            println_json(
+                &json!({"file": f.display().to_string(), "outcome": "rejected",
+                "error": "DICOM: a study's CDA comes from the store (GET /api/v1/reports/{hash}/cda), not from one file"}),
+            );
+            failed = true;
+            continue;
+        } else if huren_ecg::detect(&bytes).is_some() {
+            let inst = institution.unwrap_or("EXPORT");
+            match huren_server::ecg::prepare_ecg(&config, &bytes, inst) {
+                Ok((ingest, _)) => ingest.reports,
+                Err(o) => {
+                    println_json(
+                        &json!({"file": f.display().to_string(), "outcome": "rejected", "error": o.error}),
+                    );
+                    failed = true;
+                    continue;
+                }
+            }
+        } else {
+            let mut all = Vec::new();
+            for msg in split(&bytes, f, &mut failed) {
+                match huren_server::pipeline::prepare_hl7(&config, true, msg, institution, None) {
+                    Ok(p) => all.extend(p.ingest.reports),
+                    Err(r) => {
+                        println_json(
+                            &json!({"file": f.display().to_string(), "outcome": "rejected",
+                            "error": huren_server::pipeline::rejected(r).error}),
+                        );
+                        failed = true;
+                    }
+                }
+            }
+            all
+        };
+        for (i, r) in reports.iter().enumerate() {
+            let hash = huren_model::ContentHash::of(&r.to_canonical_json()?);
+            let mut ctx = huren_cda::CdaContext::new(hash, 1, &now, &r.source.institution);
+            ctx.custodian.name = config
+                .institution(&r.source.institution)
+                .map(|i| i.name.clone());
+            match huren_cda::document(r, &ctx) {
+                Ok(xml) => {
+                    let name = if reports.len() == 1 {
+                        format!("{stem}.cda.xml")
+                    } else {
+                        format!("{stem}-{}.cda.xml", i + 1)
+                    };
+                    let path = out.join(name);
+                    std::fs::write(&path, xml.as_bytes())
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println_json(
+                        &json!({"file": f.display().to_string(), "outcome": "exported",
+                        "document": path.display().to_string(),
+                        "code": huren_cda::DocumentType::of(r.kind).code()}),
+                    );
+                }
+                Err(e) => {
+                    println_json(
+                        &json!({"file": f.display().to_string(), "outcome": "rejected", "error": e.to_string()}),
+                    );
+                    failed = true;
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `huren cluster check`: the configured PostgreSQL (migrated) and S3 bucket (a probe blob
@@ -521,6 +638,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut failed = false;
             for f in &expand_dirs(&files)? {
                 let bytes = read_file(f)?;
+                if looks_like_cda(&bytes) {
+                    let violations = match std::str::from_utf8(&bytes) {
+                        Ok(text) => huren_cda::rules::check(text)
+                            .into_iter()
+                            .map(|v| json!({"rule": v.rule, "message": v.message}))
+                            .collect(),
+                        Err(e) => {
+                            vec![json!({"rule": "encoding", "message": format!("not UTF-8: {e}")})]
+                        }
+                    };
+                    failed |= !violations.is_empty();
+                    println_json(&json!({
+                        "file": f.display().to_string(),
+                        "kind": "cda",
+                        "outcome": if violations.is_empty() { "ok" } else { "rejected" },
+                        "violations": violations,
+                    }));
+                    continue;
+                }
                 if is_imaging_dicom(&bytes) {
                     let out = match huren_server::dicom::parse_file(&bytes) {
                         Ok(i) => {
@@ -565,6 +701,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Cmd::Export {
+            cda: _,
+            config,
+            institution,
+            out,
+            files,
+        } => export_cda(config.as_deref(), institution.as_deref(), &out, &files),
         Cmd::Query {
             config,
             data,

@@ -162,3 +162,79 @@ fn reports_as_cda_documents_through_the_gate() {
     let (st, _, _) = get_cda(&srv, &lab, "wrong");
     assert_eq!(st, 401);
 }
+
+/// `huren export --cda` writes a lab message's and an ECG file's reports as documents offline
+/// (nothing stored), each valid against the CDA R2 schema and passing `huren check`, which
+/// also names the rule a broken document breaks.
+#[test]
+fn export_writes_documents_offline_and_check_names_broken_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cda");
+    let lab = crate::support::repo().join("fixtures/hl7/oru_multi_obr_cn_utf8.hl7");
+    let ecg = crate::support::repo().join("fixtures/ecg/aecg-zh-patient.xml");
+    let (code, lines, err) = crate::support::huren(&[
+        "export",
+        "--cda",
+        "--institution",
+        "FX-SQ01",
+        "--out",
+        out.to_str().unwrap(),
+        lab.to_str().unwrap(),
+        ecg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err} {lines:?}");
+    let docs: Vec<PathBuf> = lines
+        .iter()
+        .map(|l| {
+            assert_eq!(l["outcome"], "exported", "{l}");
+            PathBuf::from(l["document"].as_str().unwrap())
+        })
+        .collect();
+    assert!(lines.iter().any(|l| l["code"] == "C0007"), "{lines:?}");
+    assert!(lines.iter().any(|l| l["code"] == "C0006"), "{lines:?}");
+    if let Some(xsd) = schema() {
+        for d in &docs {
+            let o = Command::new("xmllint")
+                .args(["--noout", "--schema"])
+                .arg(&xsd)
+                .arg(d)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{}: {}",
+                d.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    // huren check: the exported documents pass the template rules.
+    let mut args = vec!["check"];
+    let names: Vec<String> = docs.iter().map(|d| d.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    let (code, lines, err) = crate::support::huren(&args);
+    assert_eq!(code, 0, "{err} {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["kind"] == "cda" && l["outcome"] == "ok"),
+        "{lines:?}"
+    );
+    // A document without its templateId is named for it, and check fails.
+    let text = std::fs::read_to_string(&docs[0]).unwrap();
+    let broken = text.replacen("2.16.156.10011.2.1.1.", "9.9.9.", 1);
+    assert_ne!(broken, text);
+    let bad = dir.path().join("broken.xml");
+    std::fs::write(&bad, broken).unwrap();
+    let (code, lines, _) = crate::support::huren(&["check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(lines[0]["outcome"], "rejected");
+    assert!(
+        lines[0]["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["rule"].as_str().unwrap_or("").contains("template")),
+        "{lines:?}"
+    );
+}
