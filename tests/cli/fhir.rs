@@ -70,6 +70,7 @@ OBX|3|ST|COMMENT^备注^L||<script>alert(1)</script>||||||F\r"
             format!("/fhir/Observation?patient=nid:{NID}&code=FX-LAB-K"),
         ),
         ("img", format!("/fhir/ImagingStudy?patient=nid:{NID}")),
+        ("docs", format!("/fhir/DocumentReference?patient=nid:{NID}")),
     ] {
         let (st, b) = srv.get(&path);
         assert_eq!(st, 200, "{path}: {b}");
@@ -112,6 +113,20 @@ OBX|3|ST|COMMENT^备注^L||<script>alert(1)</script>||||||F\r"
     );
     assert_eq!(k_obs["interpretation"][0]["coding"][0]["code"], "H");
     assert_eq!(files[3].2["total"], 0);
+    // The lab report as its WS/T 500 document (issue 20), with the link that serves it.
+    let docs = &files[4].2;
+    assert_eq!(docs["total"], 1, "{docs}");
+    let d = &docs["entry"][0]["resource"];
+    assert_eq!(d["resourceType"], "DocumentReference");
+    assert_eq!(d["type"]["coding"][0]["code"], "C0007");
+    assert_eq!(d["status"], "current");
+    let url = d["content"][0]["attachment"]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("/api/v1/reports/blake3:") && url.ends_with("/cda"),
+        "{url}"
+    );
+    let (st, _) = srv.get(url);
+    assert_eq!(st, 200, "the link serves the document");
 
     // The audit log as FHIR AuditEvents (privacy officer).
     let (st, audit) = srv.get_with(
@@ -119,8 +134,8 @@ OBX|3|ST|COMMENT^备注^L||<script>alert(1)</script>||||||F\r"
         &[("Authorization", "Bearer test-privacy-token")],
     );
     assert_eq!(st, 200, "{audit}");
-    // The consent recorded for the patient, then the four reads.
-    assert_eq!(audit["total"], 5, "{audit}");
+    // The consent recorded for the patient, then the five searches and the document read.
+    assert_eq!(audit["total"], 7, "{audit}");
     assert_eq!(audit["entry"][0]["resource"]["resourceType"], "AuditEvent");
     let af = dir.path().join("audit.json");
     std::fs::write(&af, audit.to_string()).unwrap();
@@ -130,7 +145,7 @@ OBX|3|ST|COMMENT^备注^L||<script>alert(1)</script>||||||F\r"
     paths.push(af);
     let (ok, out) = validate(&python, &paths);
     assert!(ok, "{out}");
-    assert!(out.contains("valid: 5 bundles, 10 resources"), "{out}");
+    assert!(out.contains("valid: 6 bundles, 13 resources"), "{out}");
     // The validator really checks: a report without its required status is refused.
     let mut broken = dr.clone();
     broken["entry"][0]["resource"]

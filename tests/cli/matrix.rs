@@ -682,6 +682,14 @@ fn every_route_against_every_caller_status_and_audit_count() {
         ),
         r(
             "GET",
+            "/fhir/DocumentReference",
+            "/fhir/DocumentReference?patient=FX-ZX:M1".into(),
+            Class::Person,
+            200,
+            m1,
+        ),
+        r(
+            "GET",
             "/api/v1/reports/{hash}",
             format!("/api/v1/reports/{lab}"),
             zxd,

@@ -505,6 +505,69 @@ pub async fn diagnostic_reports(
     Ok(bundle(entries, order.len(), &page, &uri))
 }
 
+/// `GET /fhir/DocumentReference?patient=&category=&date=`: each current report of the patient
+/// as its WS/T 500 shared document (issue 20): `type` the document code (C0007 检验报告, C0006
+/// 检查报告), `masterIdentifier` the document id (the report hash under the WS/T 500 document-id
+/// OID), `content` the link to `GET /api/v1/reports/{hash}/cda` with the template as `format`.
+/// The same authorisation and one audit record as the other searches.
+pub async fn document_references(
+    State(st): State<ApiState>,
+    Authed(who): Authed,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Query(q): Query<FhirQuery>,
+) -> Result<Response, Problem> {
+    let (asked, shown) = search(&st, who, &headers, &q).await?;
+    let mut seen = std::collections::HashSet::new();
+    let reports: Vec<&Evaluated> = shown.iter().filter(|e| seen.insert(e.meta.hash)).collect();
+    let page = Page::of(&q);
+    let slice = &reports[page.range(reports.len())];
+    audited(&st, &asked, "DocumentReference", slice, reports.len()).await?;
+    let entries = slice.iter().map(|e| document_reference(e)).collect();
+    Ok(bundle(entries, reports.len(), &page, &uri))
+}
+
+fn document_reference(e: &Evaluated) -> Value {
+    let doc = huren_cda::DocumentType::of(e.meta.kind);
+    let hash = e.meta.hash.to_string();
+    json!({
+        "resourceType": "DocumentReference",
+        "id": fhir_id(&e.meta.hash),
+        "masterIdentifier": {
+            "system": format!("urn:oid:{}", huren_cda::oid::DOCUMENT_ID),
+            "value": e.meta.hash.hex(),
+        },
+        "status": if e.report.status == ReportStatus::Cancelled { "entered-in-error" } else { "current" },
+        "docStatus": match e.report.status {
+            ReportStatus::Preliminary => "preliminary",
+            ReportStatus::Corrected => "amended",
+            _ if e.meta.version > 1 => "amended",
+            _ => "final",
+        },
+        "type": {"coding": [{
+            "system": format!("urn:oid:{}", huren_cda::oid::DOCUMENT_CODES),
+            "code": doc.code(),
+            "display": doc.title(),
+        }]},
+        "subject": subject(e),
+        "date": e.meta.received_at,
+        "custodian": {"identifier": {"value": e.meta.institution}},
+        "content": [{
+            "attachment": {
+                "contentType": "application/xml",
+                "language": "zh-CN",
+                "url": format!("/api/v1/reports/{hash}/cda"),
+                "title": doc.title(),
+            },
+            "format": {
+                "system": "urn:ietf:rfc:3986",
+                "code": format!("urn:oid:{}", doc.template()),
+                "display": format!("WS/T 500 {}", doc.title()),
+            },
+        }],
+    })
+}
+
 /// `GET /fhir/Observation?patient=&code=&date=`.
 pub async fn observations(
     State(st): State<ApiState>,

@@ -100,6 +100,10 @@ pub fn router(state: ApiState) -> Router {
             get(crate::fhir::diagnostic_reports),
         )
         .route("/fhir/Observation", get(crate::fhir::observations))
+        .route(
+            "/fhir/DocumentReference",
+            get(crate::fhir::document_references),
+        )
         .route("/fhir/ImagingStudy", get(crate::fhir::imaging_studies))
         .route("/fhir/Task", get(crate::fhir_task::search))
         .route("/fhir/Task/{id}", get(crate::fhir_task::read))
