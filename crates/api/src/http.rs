@@ -333,6 +333,22 @@ async fn patient_reports(
     })))
 }
 
+/// One report through the gate for `action`, with the patient's authorisation the request
+/// presents (one audit record).
+async fn read_report(
+    st: &ApiState,
+    who: &crate::auth::Principal,
+    enc: huren_recognition::EncounterKind,
+    headers: &HeaderMap,
+    hash: &str,
+    action: &'static str,
+) -> Result<huren_gate::ReportRead, Problem> {
+    let presented = crate::gate::presented(headers)?;
+    st.gate
+        .report(who, presented.as_ref(), enc, hash, action)
+        .await
+}
+
 async fn report(
     State(st): State<ApiState>,
     Authed(who): Authed,
@@ -340,11 +356,7 @@ async fn report(
     crate::api::Enc(enc): crate::api::Enc,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let presented = crate::gate::presented(&headers)?;
-    let read = st
-        .gate
-        .report(&who, presented.as_ref(), enc, &hash, "read_report")
-        .await?;
+    let read = read_report(&st, &who, enc, &headers, &hash, "read_report").await?;
     let bytes = read.bytes()?;
     let mut resp = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     let hv = |s: String| axum::http::HeaderValue::from_str(&s).ok();
@@ -366,11 +378,7 @@ async fn original(
     crate::api::Enc(enc): crate::api::Enc,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let presented = crate::gate::presented(&headers)?;
-    let read = st
-        .gate
-        .report(&who, presented.as_ref(), enc, &hash, "read_original")
-        .await?;
+    let read = read_report(&st, &who, enc, &headers, &hash, "read_original").await?;
     let bytes = read.original()?;
     let ctype = match read.meta.kind {
         ReportKind::Lab => "application/hl7-v2",
@@ -392,11 +400,7 @@ async fn report_cda(
     crate::api::Enc(enc): crate::api::Enc,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let presented = crate::gate::presented(&headers)?;
-    let read = st
-        .gate
-        .report(&who, presented.as_ref(), enc, &hash, "read_report_cda")
-        .await?;
+    let read = read_report(&st, &who, enc, &headers, &hash, "read_report_cda").await?;
     let Some(report) = read.report()? else {
         return Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -81,7 +81,8 @@ pub enum AlertAct {
     Read,
 }
 
-fn denial(reason: &str) -> Denial {
+/// A role refusal (403) with its reason.
+pub(crate) fn denial(reason: &str) -> Denial {
     Denial {
         status: 403,
         code: "ROLE",

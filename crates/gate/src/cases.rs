@@ -12,7 +12,7 @@
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use huren_access::{Denial, Principal, Role};
+use huren_access::{Principal, Role};
 use huren_alerting::AlertId;
 use huren_chestpain::{Case, CaseEvent, Kpi, Milestone, Referral, Source, Stamp};
 use huren_store::{CaseStore, CaseStoreError};
@@ -28,14 +28,7 @@ pub const ATTACH_WINDOW_HOURS: i64 = 72;
 /// Most results attached to a referral besides the ECG.
 pub const MAX_ATTACHED: usize = 20;
 
-fn denial(reason: &str) -> Denial {
-    Denial {
-        status: 403,
-        code: "ROLE",
-        reason: reason.into(),
-        wrong_code: false,
-    }
-}
+use crate::alerts::denial;
 
 /// Which cases a list shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

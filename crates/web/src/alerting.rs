@@ -35,14 +35,16 @@ pub fn routes() -> Router<WebState> {
         .route("/ui/alerts/{id}/trace.svg", get(trace))
 }
 
-fn tr(lang: Lang, zh: &'static str, en: &'static str) -> &'static str {
+/// The phrase in the page's language.
+pub(crate) fn tr(lang: Lang, zh: &'static str, en: &'static str) -> &'static str {
     match lang {
         Lang::Zh => zh,
         Lang::En => en,
     }
 }
 
-fn hms(t: DateTime<Utc>) -> String {
+/// `MM-DD HH:MM:SS` in Shanghai.
+pub(crate) fn hms(t: DateTime<Utc>) -> String {
     t.with_timezone(&chrono_tz::Asia::Shanghai)
         .format("%m-%d %H:%M:%S")
         .to_string()

@@ -42,18 +42,7 @@ pub fn routes() -> Router<WebState> {
         .route("/ui/kpi/{file}", get(export))
 }
 
-fn tr(lang: Lang, zh: &'static str, en: &'static str) -> &'static str {
-    match lang {
-        Lang::Zh => zh,
-        Lang::En => en,
-    }
-}
-
-fn local(t: DateTime<Utc>) -> String {
-    t.with_timezone(&chrono_tz::Asia::Shanghai)
-        .format("%m-%d %H:%M:%S")
-        .to_string()
-}
+use crate::alerting::{hms as local, tr};
 
 fn label(lang: Lang, m: Milestone) -> &'static str {
     match lang {
