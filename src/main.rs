@@ -533,6 +533,12 @@ fn open_gate(
             .institutions
             .iter()
             .map(|i| (i.code.clone(), i.name.clone(), i.phone.clone())),
+    )
+    .with_organisation_codes(
+        config
+            .institutions
+            .iter()
+            .filter_map(|i| i.organisation_code.clone().map(|oc| (i.code.clone(), oc))),
     ))
 }
 

@@ -97,6 +97,11 @@ fn reports_as_cda_documents_through_the_gate() {
             doc.contains("<name>上海市奉贤区中心医院</name>"),
             "custodian name"
         );
+        // The configured organisation code (统一社会信用代码) is the custodian's id.
+        assert!(
+            doc.contains("extension=\"12310120425123456X\""),
+            "custodian organisation code: {doc}"
+        );
         assert!(doc.contains("<name>张伟</name>"));
         // No national ID: the report holds only its keyed hash.
         assert!(!doc.contains("2.16.156.10011.1.3\""));

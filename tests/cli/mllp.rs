@@ -9,6 +9,7 @@ pub const CONFIG: &str = r#"
 code = "FX-ZX"
 name = "上海市奉贤区中心医院"
 hl7_senders = ["FX-ZX"]
+organisation_code = "12310120425123456X"
 
 [[institution]]
 code = "FX-ZY"

@@ -415,6 +415,9 @@ async fn report_cda(
         &read.meta.institution,
     );
     ctx.custodian.name = st.gate.institution_name(&read.meta.institution);
+    if let Some(oc) = st.gate.organisation_code(&read.meta.institution) {
+        ctx.custodian.code = oc;
+    }
     ctx.replaces = read
         .replaced()?
         .map(|(hash, version)| huren_cda::Replaced { hash, version });

@@ -286,17 +286,15 @@ fn write_author(
         d.close()?;
     }
     d.open("representedOrganization", &[])?;
-    d.empty(
-        "id",
-        &[
-            ("root", oid::ORGANISATION),
-            ("extension", &report.source.institution),
-        ],
-    )?;
-    if let Some(n) = &ctx.custodian.name {
-        if report.source.institution == ctx.custodian.code {
-            d.text("name", &[], n)?;
-        }
+    let own = report.source.institution == ctx.custodian.institution;
+    let code = if own {
+        &ctx.custodian.code
+    } else {
+        &report.source.institution
+    };
+    d.empty("id", &[("root", oid::ORGANISATION), ("extension", code)])?;
+    if let Some(n) = ctx.custodian.name.as_ref().filter(|_| own) {
+        d.text("name", &[], n)?;
     }
     d.close()?;
     d.close()?; // assignedAuthor

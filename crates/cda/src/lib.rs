@@ -103,6 +103,9 @@ pub struct Custodian {
     pub code: String,
     /// Name, when known.
     pub name: Option<String>,
+    /// huren's code of the same institution (the reports' `source.institution`): where a
+    /// report's author organisation is this institution, it gets `code` and `name` too.
+    pub institution: String,
 }
 
 /// What a document needs besides the report: everything that is not in it.
@@ -140,6 +143,7 @@ impl CdaContext {
             custodian: Custodian {
                 code: institution.to_string(),
                 name: None,
+                institution: institution.to_string(),
             },
             patient_id_root: oid::OUTPATIENT_NO.to_string(),
             include_national_id: false,

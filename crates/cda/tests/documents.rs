@@ -42,6 +42,7 @@ fn ctx(r: &Report) -> CdaContext {
     c.custodian = Custodian {
         code: r.source.institution.clone(),
         name: Some("示例区中心医院".into()),
+        institution: r.source.institution.clone(),
     };
     c
 }

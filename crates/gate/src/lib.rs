@@ -106,6 +106,8 @@ pub struct Gate {
     alerting: Arc<huren_alerting::Alerting>,
     /// The institutions' names and phones, by code (shown with alerts).
     institutions: Arc<std::collections::HashMap<String, (String, Option<String>)>>,
+    /// The institutions' organisation codes, by code (CDA custodians).
+    org_codes: Arc<std::collections::HashMap<String, String>>,
 }
 
 /// Proof that the gate made a value: it has no public constructor.
@@ -542,6 +544,7 @@ impl Gate {
             workflow: Arc::default(),
             alerting: Arc::default(),
             institutions: Arc::default(),
+            org_codes: Arc::default(),
         }
     }
 
@@ -599,6 +602,20 @@ impl Gate {
     /// The configured name of an institution, by code.
     pub fn institution_name(&self, code: &str) -> Option<String> {
         self.institutions.get(code).map(|(n, _)| n.clone())
+    }
+
+    /// The configured organisation code (统一社会信用代码) of an institution.
+    pub fn organisation_code(&self, code: &str) -> Option<String> {
+        self.org_codes.get(code).cloned()
+    }
+
+    /// The same gate knowing the institutions' organisation codes: `(code, organisation code)`.
+    pub fn with_organisation_codes(
+        mut self,
+        list: impl IntoIterator<Item = (String, String)>,
+    ) -> Gate {
+        self.org_codes = Arc::new(list.into_iter().collect());
+        self
     }
 
     /// The same gate deciding alerts by these groups and duty rosters.

@@ -244,6 +244,11 @@ pub struct Institution {
     /// raise so the cardiologist can call back.
     #[serde(default)]
     pub phone: Option<String>,
+    /// Its organisation code (统一社会信用代码, 18 characters, or the older 组织机构代码, 9):
+    /// the custodian and author organisation id of its WS/T 500 documents (docs/cda.md);
+    /// absent: huren's institution code stands there.
+    #[serde(default)]
+    pub organisation_code: Option<String>,
 }
 
 /// `[outbox]`: delivery of outbound messages (docs/outbox.md).
@@ -742,6 +747,17 @@ impl Config {
                     )));
                 }
             }
+            if let Some(oc) = &i.organisation_code {
+                let n = oc.chars().count();
+                if !(n == 18 || n == 9 || n == 10)
+                    || !oc.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                {
+                    return Err(invalid(format!(
+                        "institution {}: organisation_code {oc:?} must be an 18-character 统一社会信用代码 or a 9-character 组织机构代码",
+                        i.code
+                    )));
+                }
+            }
             if let Some(tz) = &i.time_zone {
                 if tz.parse::<chrono_tz::Tz>().is_err() {
                     return Err(invalid(format!(
@@ -1139,5 +1155,16 @@ secret_env = "X"
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 10: webhook #1 (w): url"), "{e}");
+    }
+
+    #[test]
+    fn organisation_codes_are_checked() {
+        let ok = "[[institution]]\ncode = \"A\"\nname = \"a\"\norganisation_code = \"12310120425123456X\"\n";
+        assert!(super::Config::parse(ok, "c.toml").is_ok());
+        let bad = ok.replace("12310120425123456X", "123");
+        let e = super::Config::parse(&bad, "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("organisation_code"), "{e}");
     }
 }

@@ -474,6 +474,7 @@ fn demo_institution(code: &str) -> crate::config::Institution {
         client_cert_uri: None,
         result_destination: None,
         phone: None,
+        organisation_code: None,
     }
 }
 
