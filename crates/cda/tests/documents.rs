@@ -47,9 +47,28 @@ fn ctx(r: &Report) -> CdaContext {
     c
 }
 
+/// The Chinese SR fixture as the imaging path makes its study report (one instance).
+fn imaging_report() -> Report {
+    let bytes = std::fs::read(repo().join("fixtures/dicom/sr_chinese.dcm")).expect("fixture");
+    let inst = huren_dicom::parse_file(&bytes).expect("parses");
+    let body = huren_dicom::study::merge(None, &inst, huren_dicom::study::Change::New);
+    huren_dicom::study::report(
+        body,
+        &huren_dicom::study::Context {
+            institution: "FX-ZX",
+            application: Some("PACS"),
+            utc_offset: "+08:00",
+        },
+        ContentHash::of(&bytes),
+        None,
+        true,
+    )
+}
+
 fn docs() -> Vec<(&'static str, String)> {
     let lab = lab_report();
     let ecg = ecg_report();
+    let img = imaging_report();
     vec![
         (
             "lab-oru_multi_obr_cn_utf8.xml",
@@ -58,6 +77,10 @@ fn docs() -> Vec<(&'static str, String)> {
         (
             "ecg-aecg-zh-patient.xml",
             document(&ecg, &ctx(&ecg)).expect("ECG document"),
+        ),
+        (
+            "imaging-sr_chinese.xml",
+            document(&img, &ctx(&img)).expect("imaging document"),
         ),
     ]
 }
