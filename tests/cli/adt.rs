@@ -179,6 +179,25 @@ fn adt_a01_a03_stamp_door_in_door_out_and_arrival_durably_in_order() {
     // the person.
     let door_in = now - chrono::Duration::minutes(40);
     let pid3 = format!("0012345^^^FX-SQ01^MR~{NID}^^^NNCHN^NI");
+    // An old admission sent again (three days before the case): AA, not stamped, MSA-3 says so.
+    let old = adt(
+        "LIS",
+        "FX-SQ01",
+        "A01",
+        "OLD-1",
+        &pid3,
+        &ts(now - chrono::Duration::days(3)),
+        "",
+    );
+    let ack = mllp.send(&old).unwrap();
+    assert_eq!(msa(&ack), ("AA".into(), "OLD-1".into()), "{ack}");
+    assert_eq!(
+        msa3(&ack).as_deref(),
+        Some("door_in not stamped: more than 24 h before the case"),
+        "{ack}"
+    );
+    assert_eq!(log_lines(&data), lines);
+    assert!(case(&srv)["stamps"]["door_in"].is_null());
     let a01 = adt("LIS", "FX-SQ01", "A01", "IN-1", &pid3, &ts(door_in), "");
     let ack = mllp.send(&a01).unwrap();
     assert_eq!(msa(&ack), ("AA".into(), "IN-1".into()), "{ack}");

@@ -63,6 +63,11 @@ fn milestone_for(case: &Case, institution: &str, visit: &Visit) -> Option<Milest
     }
 }
 
+/// How long before a case opened (its STEMI alert) a visit's time may lie and still be stamped
+/// on it: a day. Door-in at the sending hospital comes before the ECG, by minutes or hours; an
+/// admission older than that is another episode (e.g. an old A01 sent again).
+pub const VISIT_BEFORE_CASE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
 /// The MSA-3 text (≤ 80 characters) for a refused stamp.
 fn reason(m: Milestone, e: &CaseError) -> String {
     let m = m.as_str();
@@ -144,6 +149,18 @@ impl Gateway {
         };
         out.at = at.with_timezone(&Utc);
         let cases = self.ingest_store().cases();
+        // A visit that began a day before the case opened is not this chest-pain episode (an
+        // old admission re-sent): not stamped.
+        if cases
+            .get(&target.case)
+            .is_some_and(|c| out.at < c.opened_at - VISIT_BEFORE_CASE)
+        {
+            out.reason = Some(format!(
+                "{} not stamped: more than 24 h before the case",
+                m.as_str()
+            ));
+            return Ok(out);
+        }
         let had = cases.get(&target.case).and_then(|c| c.at(m));
         let event = CaseEvent::Stamped {
             milestone: m,
