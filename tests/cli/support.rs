@@ -221,6 +221,22 @@ impl Server {
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
         let url = format!("http://{}{}", self.http, path);
+        match self.try_post(path, headers, body) {
+            Ok(answer) => answer,
+            Err(e) => panic!("POST {url}: {e}"),
+        }
+    }
+
+    /// [`Server::post`], with a transport failure as `Err` instead of a panic: a body the
+    /// server refuses by its length (413) may be cut off while it is still being sent, and
+    /// the client then sees the closed connection rather than the answer.
+    pub fn try_post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let url = format!("http://{}{}", self.http, path);
         let mut req = ureq::post(&url)
             .timeout(Duration::from_secs(10))
             .set("Content-Type", "application/json");
@@ -230,10 +246,10 @@ impl Server {
         match req.send_string(&body.to_string()) {
             Ok(r) => {
                 let s = r.status();
-                (s, json_body(r))
+                Ok((s, json_body(r)))
             }
-            Err(ureq::Error::Status(s, r)) => (s, json_body(r)),
-            Err(e) => panic!("POST {url}: {e}"),
+            Err(ureq::Error::Status(s, r)) => Ok((s, json_body(r))),
+            Err(e) => Err(e.to_string()),
         }
     }
 
