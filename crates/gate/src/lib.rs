@@ -572,22 +572,23 @@ impl Gate {
                         channel: channel.into(),
                         state: state.as_str().into(),
                     })
-                    .set(outbox.list(Some(state)).len() as i64);
+                    .set(outbox.count(state) as i64);
             }
         }
-        let open = self.store.alerts().select(|a| a.is_open());
+        let alerts = self.store.alerts();
         for kind in [
             huren_alerting::AlertKind::Stemi,
             huren_alerting::AlertKind::LabCritical,
         ] {
+            let open = alerts.count(|a| a.is_open() && a.raised.kind == kind);
             g.alerts_open
                 .get_or_create(&KindLabels {
                     kind: kind.as_str().into(),
                 })
-                .set(open.iter().filter(|a| a.raised.kind == kind).count() as i64);
+                .set(open as i64);
         }
         g.tasks_open
-            .set(self.store.tasks().select(|t| !t.state.is_terminal()).len() as i64);
+            .set(self.store.tasks().count(|t| !t.state.is_terminal()) as i64);
     }
 
     /// The same gate knowing the institutions' names and phones: `(code, name, phone)`.

@@ -201,7 +201,7 @@ impl Gateway {
     ) -> Result<usize, StoreError> {
         let store = self.ingest_store();
         let since = now - RAISE_RECONCILE_WINDOW;
-        let before = store.alerts().select(|_| true).len();
+        let before = store.alerts().count(|_| true);
         for t in store
             .tasks()
             .select(|t| matches!(t.state, huren_workflow::State::Completed { .. }))
@@ -218,7 +218,7 @@ impl Gateway {
                 }
             }
         }
-        Ok(store.alerts().select(|_| true).len().saturating_sub(before))
+        Ok(store.alerts().count(|_| true).saturating_sub(before))
     }
 
     /// What follows a change of an alert: its chest-pain case and stamps, and its notices

@@ -39,7 +39,7 @@ impl Gateway {
     pub fn enqueue_signed(&self, report: &ContentHash) -> Result<bool, StoreError> {
         let store = self.ingest_store();
         let id = report.to_string();
-        if store.outbox().get(&id).is_some() {
+        if store.outbox().contains(&id) {
             return Ok(false);
         }
         let Some(r) = store.report_shared(report)? else {
@@ -89,7 +89,7 @@ impl Gateway {
                 let Ok(hash) = report.parse::<ContentHash>() else {
                     continue;
                 };
-                if store.outbox().get(report).is_none() && self.enqueue_signed(&hash)? {
+                if !store.outbox().contains(report) && self.enqueue_signed(&hash)? {
                     n += 1;
                 }
             }

@@ -318,7 +318,7 @@ impl Gateway {
                 }
                 let id = notice_id(a, &notice);
                 let entry = format!("{}/{id}", w.id);
-                if outbox.get(&entry).is_some() {
+                if outbox.contains(&entry) {
                     continue;
                 }
                 let body = payload(&self.config, w, a, &notice);

@@ -131,6 +131,14 @@ impl AlertStore {
             .unwrap_or_default()
     }
 
+    /// How many alerts `keep` selects (nothing cloned).
+    pub fn count(&self, keep: impl Fn(&Alert) -> bool) -> usize {
+        self.alerts
+            .read()
+            .map(|m| m.values().filter(|a| keep(a)).count())
+            .unwrap_or_default()
+    }
+
     /// The alert changes (for event streams).
     pub fn feed(&self) -> &Feed<AlertId> {
         &self.feed

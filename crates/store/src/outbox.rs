@@ -327,6 +327,19 @@ impl Outbox {
         v
     }
 
+    /// Whether an entry with this id exists, in any state (nothing cloned).
+    pub fn contains(&self, id: &str) -> bool {
+        self.entries.read().is_ok_and(|m| m.contains_key(id))
+    }
+
+    /// How many entries are in `state` (nothing cloned: a message may be large).
+    pub fn count(&self, state: OutboxState) -> usize {
+        self.entries
+            .read()
+            .map(|m| m.values().filter(|e| e.state == state).count())
+            .unwrap_or_default()
+    }
+
     /// The entries to attempt at `now`: for each destination its oldest pending entry, when
     /// that one is due — a destination's messages go out in the order they were enqueued, a
     /// later one never overtakes an earlier one waiting for its retry.

@@ -142,6 +142,14 @@ impl TaskStore {
             .map(|m| m.values().filter(|t| keep(t)).cloned().collect())
             .unwrap_or_default()
     }
+
+    /// How many tasks `keep` selects (nothing cloned).
+    pub fn count(&self, keep: impl Fn(&Task) -> bool) -> usize {
+        self.tasks
+            .read()
+            .map(|m| m.values().filter(|t| keep(t)).count())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
