@@ -221,11 +221,12 @@ impl Gateway {
         Ok(store.alerts().count(|_| true).saturating_sub(before))
     }
 
-    /// What follows a change of an alert: its chest-pain case and stamps, and its notices
-    /// for the group's webhooks. Durable when it returns; idempotent.
+    /// What follows a change of an alert: its notices for the group's webhooks (first: a
+    /// page waits on them), then its chest-pain case and stamps. Durable when it returns;
+    /// idempotent.
     pub fn follow_alert(&self, a: &huren_alerting::Alert) -> Result<(), StoreError> {
-        self.case_from_alert(a)?;
         self.enqueue_notices(a, None)?;
+        self.case_from_alert(a)?;
         Ok(())
     }
 }
@@ -239,10 +240,8 @@ pub async fn follow(gw: Gateway) {
     let mut seen = feed.sequence();
     let g = gw.clone();
     let start = tokio::task::spawn_blocking(move || -> Result<(usize, usize), StoreError> {
-        Ok((
-            g.reconcile_cases()?,
-            g.reconcile_notices(chrono::Utc::now())?,
-        ))
+        let notices = g.reconcile_notices(chrono::Utc::now())?;
+        Ok((g.reconcile_cases()?, notices))
     })
     .await;
     match start {
@@ -273,8 +272,8 @@ pub async fn follow(gw: Gateway) {
                 }
                 // Fell behind the kept changes: look at everything.
                 None => {
-                    g.reconcile_cases()?;
                     g.reconcile_notices(chrono::Utc::now())?;
+                    g.reconcile_cases()?;
                 }
             }
             Ok(())

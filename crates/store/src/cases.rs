@@ -116,6 +116,44 @@ impl CaseStore {
         Ok(next)
     }
 
+    /// Stamps several milestones of one case at `now`, made durable together (one fsync):
+    /// each checked against the case as the earlier ones left it; a refused one is skipped
+    /// and returned with its reason, an identical re-stamp writes nothing. The case after.
+    pub fn stamp_all(
+        &self,
+        id: &str,
+        stamps: Vec<(huren_chestpain::Milestone, huren_chestpain::Stamp)>,
+        now: DateTime<Utc>,
+    ) -> Result<(Case, Vec<(huren_chestpain::Milestone, CaseError)>), CaseStoreError> {
+        let mut f = self.log.lock()?;
+        let mut case = self
+            .get(id)
+            .ok_or_else(|| CaseStoreError::Unknown(id.to_string()))?;
+        let mut lines = Vec::new();
+        let mut refused = Vec::new();
+        for (milestone, stamp) in stamps {
+            let event = CaseEvent::Stamped { milestone, stamp };
+            match case.apply(&event, now) {
+                Ok(next) if case.is_duplicate(&event) || next == case => {}
+                Ok(next) => {
+                    case = next;
+                    lines.push(Line {
+                        case: id.to_string(),
+                        event,
+                    });
+                }
+                Err(e) => refused.push((milestone, e)),
+            }
+        }
+        self.log.append_all(&mut f, &lines)?;
+        if !lines.is_empty() {
+            if let Ok(mut m) = self.cases.write() {
+                m.insert(id.to_string(), case.clone());
+            }
+        }
+        Ok((case, refused))
+    }
+
     /// One case.
     pub fn get(&self, id: &str) -> Option<Case> {
         self.cases.read().ok()?.get(id).cloned()
@@ -194,5 +232,42 @@ mod tests {
         assert_eq!(c.at(Milestone::DoorOut), None);
         let log = std::fs::read_to_string(dir.path().join("cases.log")).unwrap();
         assert_eq!(log.lines().count(), 2, "{log}");
+    }
+
+    #[test]
+    fn several_stamps_go_down_together_and_a_refused_one_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = CaseStore::open(dir.path()).unwrap();
+            s.open_case(opened()).unwrap();
+            let st = |m, at| match stamp(m, at) {
+                CaseEvent::Stamped { stamp, .. } => (m, stamp),
+                _ => unreachable!(),
+            };
+            // Door-out before door-in: refused and skipped; the others stored.
+            let (c, refused) = s
+                .stamp_all(
+                    "c-1",
+                    vec![
+                        st(Milestone::DoorIn, 10),
+                        st(Milestone::DoorOut, 5),
+                        st(Milestone::TransferDecision, 12),
+                    ],
+                    t(20),
+                )
+                .unwrap();
+            assert_eq!(refused.len(), 1);
+            assert_eq!(refused[0].0, Milestone::DoorOut);
+            assert_eq!(c.at(Milestone::TransferDecision), Some(t(12)));
+            // Again: nothing new written.
+            s.stamp_all("c-1", vec![st(Milestone::DoorIn, 10)], t(20))
+                .unwrap();
+        }
+        let s = CaseStore::open(dir.path()).unwrap();
+        let c = s.get("c-1").unwrap();
+        assert_eq!(c.at(Milestone::DoorIn), Some(t(10)));
+        assert_eq!(c.at(Milestone::DoorOut), None);
+        let log = std::fs::read_to_string(dir.path().join("cases.log")).unwrap();
+        assert_eq!(log.lines().count(), 3, "{log}");
     }
 }

@@ -82,9 +82,25 @@ impl JsonLines {
 
     /// Appends one value as a line and makes it durable; a failed append is rolled back.
     pub(crate) fn append<T: Serialize>(&self, f: &mut File, v: &T) -> Result<(), StoreError> {
-        let mut bytes = serde_json::to_vec(v)
-            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", self.path.display())))?;
-        bytes.push(b'\n');
+        self.append_all(f, std::slice::from_ref(v))
+    }
+
+    /// Appends values as lines and makes them durable together (one `fdatasync`); a failed
+    /// append is rolled back whole.
+    pub(crate) fn append_all<T: Serialize>(
+        &self,
+        f: &mut File,
+        vs: &[T],
+    ) -> Result<(), StoreError> {
+        let mut bytes = Vec::new();
+        for v in vs {
+            serde_json::to_writer(&mut bytes, v)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", self.path.display())))?;
+            bytes.push(b'\n');
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
         let io = |e| StoreError::io(&self.path, e);
         let len = f.metadata().map_err(io)?.len();
         if let Err(e) = f.write_all(&bytes).and_then(|_| f.sync_data()) {
