@@ -83,12 +83,6 @@ pub async fn ack(
     Ok(Json(json!({ "alert": a })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CancelBody {
-    reason: String,
-}
-
 /// `POST /api/v1/alerts/{id}/cancel` with `{"reason":"…"}`.
 pub async fn cancel(
     State(st): State<ApiState>,
@@ -96,10 +90,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let b: CancelBody = crate::api::json_body(&body)?;
-    let a = st
-        .gate
-        .alert_act(&p, &id, AlertAct::Cancel(b.reason))
-        .await?;
+    let reason = crate::api::reason_body(&body)?;
+    let a = st.gate.alert_act(&p, &id, AlertAct::Cancel(reason)).await?;
     Ok(Json(json!({ "alert": a })))
 }

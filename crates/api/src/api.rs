@@ -135,6 +135,17 @@ pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Probl
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad body", format!("body: {e}")))
 }
 
+/// The `{"reason":"…"}` body of a cancellation (a task, an alert, a referral): the reason,
+/// or 400. Whether a blank reason may stand is the gate's and the model's to decide.
+pub fn reason_body(body: &[u8]) -> Result<String, Problem> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ReasonBody {
+        reason: String,
+    }
+    json_body::<ReasonBody>(body).map(|b| b.reason)
+}
+
 /// 429 for a peer over its limit of failed authentication, with `Retry-After` (seconds).
 pub fn too_many_failures(retry: std::time::Duration) -> Problem {
     let secs = retry.as_secs().max(1);

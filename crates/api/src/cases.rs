@@ -158,12 +158,6 @@ pub async fn stamp(
     Ok(Json(json!({ "referral": c })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CancelBody {
-    reason: String,
-}
-
 /// `POST /api/v1/referrals/{id}/cancel` with `{"reason"}`: the case.
 pub async fn cancel(
     State(st): State<ApiState>,
@@ -171,8 +165,8 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let b: CancelBody = crate::api::json_body(&body)?;
-    let c = st.gate.cancel_referral(&p, &id, &b.reason).await?;
+    let reason = crate::api::reason_body(&body)?;
+    let c = st.gate.cancel_referral(&p, &id, &reason).await?;
     Ok(Json(json!({ "referral": c })))
 }
 

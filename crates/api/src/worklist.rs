@@ -55,14 +55,6 @@ pub async fn release(
     Ok(Json(json!({ "task": t })))
 }
 
-/// Body of `POST /api/v1/worklist/{id}/cancel`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CancelBody {
-    /// Why the task is withdrawn (required).
-    reason: String,
-}
-
 /// `POST /api/v1/worklist/{id}/cancel` with `{"reason":"…"}`.
 pub async fn cancel(
     State(st): State<ApiState>,
@@ -70,8 +62,8 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    let b: CancelBody = crate::api::json_body(&body)?;
-    let t = st.gate.task_act(&p, &id, TaskAct::Cancel(b.reason)).await?;
+    let reason = crate::api::reason_body(&body)?;
+    let t = st.gate.task_act(&p, &id, TaskAct::Cancel(reason)).await?;
     Ok(Json(json!({ "task": t })))
 }
 
