@@ -82,13 +82,7 @@ group = "fx-pci"
 open(path, "w", encoding="utf-8").write(s)
 PY
 
-out=$dir/serve.out
-$huren serve --config "$dir/huren.toml" --data "$dir/store" \
-  --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$out" 2>"$dir/serve.err" &
-PID=$!
-for _ in $(seq 300); do grep -q '"listening":"http"' "$out" && break; sleep 0.1; done
-addr=$(grep '"listening":"http"' "$out" | sed 's/.*"addr":"\([^"]*\)".*/\1/') || true
-[ -n "$addr" ] || { echo "huren serve did not start: $(cat "$dir/serve.err")" >&2; exit 1; }
+serve_config "$huren" "$dir/huren.toml" "$dir"
 echo "huren $($huren --version 2>/dev/null || true) at $addr; $(nproc) cores; aECG $(wc -c <"$ecg") bytes; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== ${STREAMS:-100} streams, background ${RATE:-20} non-critical ECG/s, $uploads STEMI uploads one after another"
 python3 tests/bench/worklist_load.py --addr "$addr" alert --token "$sender" --readers "$readers" \

@@ -31,6 +31,19 @@ stop_pid() {
   fi
 }
 
+# serve_config HUREN CONFIG DIR: starts `HUREN serve --config CONFIG` on a store in DIR/store
+# and ephemeral ports (stdout DIR/serve.out, stderr DIR/serve.err), waits (30 s at most) for
+# its HTTP listener and sets PID and addr; fails with the server's error when it does not start.
+serve_config() {
+  : >"$3/serve.out"
+  "$1" serve --config "$2" --data "$3/store" \
+    --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$3/serve.out" 2>"$3/serve.err" &
+  PID=$!
+  for _ in $(seq 300); do grep -q '"listening":"http"' "$3/serve.out" && break; sleep 0.1; done
+  addr=$(grep '"listening":"http"' "$3/serve.out" | sed 's/.*"addr":"\([^"]*\)".*/\1/') || true
+  [ -n "$addr" ] || { echo "huren serve did not start: $(cat "$3/serve.err")" >&2; return 1; }
+}
+
 # stop: stop_pid for the script's current server, kept in PID (then cleared).
 stop() {
   stop_pid "${PID:-}"

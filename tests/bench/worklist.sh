@@ -92,13 +92,7 @@ centre = "fx-ecg"
 open(path, "w", encoding="utf-8").write(s)
 PY
 
-out=$dir/serve.out
-$huren serve --config "$dir/huren.toml" --data "$dir/store" \
-  --http 127.0.0.1:0 --mllp 127.0.0.1:0 >"$out" 2>"$dir/serve.err" &
-PID=$!
-for _ in $(seq 300); do grep -q '"listening":"http"' "$out" && break; sleep 0.1; done
-addr=$(grep '"listening":"http"' "$out" | sed 's/.*"addr":"\([^"]*\)".*/\1/') || true
-[ -n "$addr" ] || { echo "huren serve did not start: $(cat "$dir/serve.err")" >&2; exit 1; }
+serve_config "$huren" "$dir/huren.toml" "$dir"
 echo "huren $($huren --version 2>/dev/null || true) at $addr; $(nproc) cores; aECG $(wc -c <"$ecg") bytes"
 
 # round OPEN: the figures with OPEN open tasks on the worklist (n is the tasks made so far).

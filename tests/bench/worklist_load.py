@@ -248,48 +248,8 @@ class Stream:
 def event(a):
     template = open(a.ecg, encoding="utf-8").read()
     readers = a.readers.split(",")
-    port = port_of(a.addr)
-    cond, errors, stop = threading.Condition(), [], threading.Event()
     t_open = time.perf_counter()
-    streams = [Stream(port, readers[k % len(readers)]) for k in range(a.streams)]
-    sel = selectors.DefaultSelector()
-    for s in streams:
-        sel.register(s.sock, selectors.EVENT_READ, s)
-
-    def pump():  # one thread reads every stream; the arrival time is taken at select's return
-        try:
-            while not stop.is_set():
-                for key, _ in sel.select(0.2):
-                    t = time.perf_counter()
-                    data = key.fileobj.recv(65536)
-                    with cond:
-                        if not data:
-                            key.data.closed = True
-                            sel.unregister(key.fileobj)
-                        else:
-                            key.data.feed(data, t)
-                        cond.notify_all()
-        except Exception as e:  # noqa: BLE001 - reported by the main thread
-            with cond:
-                errors.append(repr(e))
-                cond.notify_all()
-
-    th = threading.Thread(target=pump, daemon=True)
-    th.start()
-
-    def wait_for(pred, what):
-        deadline = time.perf_counter() + a.wait
-        with cond:
-            while not pred():
-                if errors:
-                    fail(errors[0])
-                if any(s.closed for s in streams):
-                    fail("an event stream closed (%s)" % what)
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    fail("%s: not within %.0f s" % (what, a.wait))
-                cond.wait(left)
-
+    streams, cond, wait_for, close = open_streams(a, readers)
     wait_for(lambda: all(s.ready for s in streams), "ready on every stream")
     opened = time.perf_counter() - t_open
     c = conn(a.addr)
@@ -314,10 +274,7 @@ def event(a):
         from_201 += [t - t1 for t in times]
         from_send += [t - t0 for t in times]
         spread.append(max(times) - min(times))
-    stop.set()
-    th.join()
-    for s in streams:
-        s.sock.close()
+    close()
     print(json.dumps({"streams": a.streams, "tokens": min(len(readers), a.streams), "uploads": a.n,
                       "open_all_s": round(opened, 2),
                       "event_after_201": pct(from_201), "event_after_send": pct(from_send),
