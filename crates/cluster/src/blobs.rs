@@ -1,12 +1,10 @@
-//! The blob interface both back ends implement, and [`DirBlobs`], a plain directory with the
-//! embedded store's layout (`ab/cdef…` by BLAKE3 hex; temp file, `fsync`, rename).
+//! The blob interface both back ends implement, and [`DirBlobs`], the embedded store's own blob directory
+//! (`ab/cdef…` by BLAKE3 hex; temp file, `fsync`, rename) behind the same interface.
 
-use std::fs::{self, File};
+use std::fs;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use huren_model::ContentHash;
@@ -129,76 +127,60 @@ pub(crate) fn check_put(key: &str, hash: &ContentHash, bytes: &[u8]) -> Result<(
     }
 }
 
-/// Blobs as files in a directory, laid out as the embedded store's `objects/`: `ab/cdef…`
-/// (the first two hex digits, then the other 62), written to `tmp/`, `fsync`ed, renamed into
-/// place and the directory synced. File I/O runs on tokio's blocking pool.
-#[derive(Clone, Debug)]
+/// Blobs as files in a directory: the embedded store's own blob directory
+/// ([`huren_store::BlobDir`], `objects/`'s layout and write path — temp file, `fsync`, rename,
+/// directory `fsync`), with the [`BlobBackend`] semantics on top (the bytes checked against
+/// the key before a write, every read verified). File I/O runs on tokio's blocking pool.
+#[derive(Clone)]
 pub struct DirBlobs {
-    root: Arc<PathBuf>,
-    counter: Arc<AtomicU64>,
+    dir: huren_store::BlobDir,
+}
+
+impl std::fmt::Debug for DirBlobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirBlobs").finish_non_exhaustive()
+    }
+}
+
+fn store_err(key: &str, path: &Path, e: huren_store::StoreError) -> BlobError {
+    let source = match e {
+        huren_store::StoreError::Io { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    };
+    io_err(key, path, source)
 }
 
 impl DirBlobs {
     /// Opens (creates) the directory and its `tmp/`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
         let root = root.into();
-        let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).map_err(|e| io_err("(directory)", &tmp, e))?;
-        Ok(DirBlobs {
-            root: Arc::new(root),
-            counter: Arc::new(AtomicU64::new(0)),
-        })
+        let dir = huren_store::BlobDir::open(root.clone())
+            .map_err(|e| store_err("(directory)", &root, e))?;
+        Ok(DirBlobs { dir })
     }
 
     /// The file of a blob.
     pub fn path(&self, hash: &ContentHash) -> PathBuf {
-        let hex = hash.hex();
-        self.root.join(&hex[..2]).join(&hex[2..])
+        self.dir.path(hash)
     }
 
     fn put_sync(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), BlobError> {
         let key = hash.to_string();
         check_put(&key, hash, bytes)?;
-        let dest = self.path(hash);
-        if dest.is_file() {
-            return Ok(());
-        }
-        // A unique temp name per call: concurrent puts of one blob each rename a complete,
-        // synced file of the same bytes into place; the last rename wins, harmlessly.
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp =
-            self.root
-                .join("tmp")
-                .join(format!("{}-{n}-{}", std::process::id(), &hash.hex()[..16]));
-        let res = (|| {
-            let mut f = File::create(&tmp).map_err(|e| io_err(&key, &tmp, e))?;
-            f.write_all(bytes).map_err(|e| io_err(&key, &tmp, e))?;
-            f.sync_data().map_err(|e| io_err(&key, &tmp, e))?;
-            let shard = dest.parent().unwrap_or(&self.root).to_path_buf();
-            let new_shard = !shard.is_dir();
-            fs::create_dir_all(&shard).map_err(|e| io_err(&key, &shard, e))?;
-            fs::rename(&tmp, &dest).map_err(|e| io_err(&key, &dest, e))?;
-            sync_dir(&key, &shard)?;
-            if new_shard {
-                sync_dir(&key, &self.root)?;
-            }
-            Ok(())
-        })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        res
+        self.dir
+            .write_synced(hash, bytes)
+            .map_err(|e| store_err(&key, &self.path(hash), e))
     }
 
     fn get_sync(&self, hash: &ContentHash) -> Result<Option<Bytes>, BlobError> {
         let p = self.path(hash);
-        match fs::read(&p) {
-            Ok(b) => {
+        match self.dir.read_file(hash) {
+            Ok(Some(b)) => {
                 check(&format!("{hash} at {}", p.display()), hash, &b)?;
                 Ok(Some(Bytes::from(b)))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(&hash.to_string(), &p, e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(store_err(&hash.to_string(), &p, e)),
         }
     }
 
@@ -250,10 +232,4 @@ fn io_err(key: &str, path: &Path, source: io::Error) -> BlobError {
         path: path.to_path_buf(),
         source,
     }
-}
-
-fn sync_dir(key: &str, dir: &Path) -> Result<(), BlobError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(key, dir, e))
 }

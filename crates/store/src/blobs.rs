@@ -89,16 +89,19 @@ impl Blobs {
 /// Blobs at most this large travel inline in the journal (and stay there).
 pub(crate) const INLINE_MAX: usize = 1024 * 1024;
 
-/// The blob directory. A blob file is never rewritten once complete.
+/// The blob directory (`objects/`: `ab/cdef…` by BLAKE3). A blob file is never rewritten once
+/// complete. Public so that the cluster back end's conformance suite runs the embedded
+/// store's own file code.
 #[derive(Clone)]
-pub(crate) struct BlobDir {
+pub struct BlobDir {
     root: Arc<PathBuf>,
     counter: Arc<AtomicU64>,
     pending: Arc<Mutex<HashMap<ContentHash, Arc<Vec<u8>>>>>,
 }
 
 impl BlobDir {
-    pub(crate) fn open(root: PathBuf) -> Result<Self, StoreError> {
+    /// Opens (creates) a blob directory; its temp files of a crashed writer are removed.
+    pub fn open(root: PathBuf) -> Result<Self, StoreError> {
         let tmp = root.join("tmp");
         fs::create_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         // Temp files of a crashed writer are garbage: nothing refers to them.
@@ -114,7 +117,8 @@ impl BlobDir {
         })
     }
 
-    pub(crate) fn path(&self, hash: &ContentHash) -> PathBuf {
+    /// The file of a blob.
+    pub fn path(&self, hash: &ContentHash) -> PathBuf {
         let hex = hash.hex();
         self.root.join(&hex[..2]).join(&hex[2..])
     }
@@ -128,7 +132,7 @@ impl BlobDir {
     }
 
     /// Reads a blob file (large blobs, derived blobs, small blobs of the older layout).
-    pub(crate) fn read_file(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn read_file(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
         let p = self.path(hash);
         match fs::read(&p) {
             Ok(b) => Ok(Some(b)),
@@ -163,7 +167,7 @@ impl BlobDir {
     }
 
     /// Writes a blob durably on its own: temp file, `fsync`, rename, directory `fsync`.
-    pub(crate) fn write_synced(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), StoreError> {
+    pub fn write_synced(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), StoreError> {
         if self.path(hash).is_file() {
             return Ok(());
         }

@@ -32,6 +32,7 @@ use huren_model::{ContentHash, Hashed, InstanceRecord, PatientId, Report, Report
 use serde::{Deserialize, Serialize};
 
 pub use alerts::{AlertStore, AlertStoreError};
+pub use blobs::BlobDir;
 pub use cases::{CaseStore, CaseStoreError};
 pub use consents::ConsentStore;
 pub use error::StoreError;
