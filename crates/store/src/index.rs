@@ -927,7 +927,7 @@ struct ClaimContext<'a> {
 }
 
 /// The institution of a local key `INSTITUTION:LOCAL_ID`.
-pub(crate) fn namespace(local: &str) -> Option<&str> {
+pub fn namespace(local: &str) -> Option<&str> {
     local
         .split_once(':')
         .map(|(ns, _)| ns)

@@ -10,6 +10,7 @@
 //! at start-up and can be rebuilt from scratch with [`Store::reindex`].
 
 mod alerts;
+pub mod backend;
 mod blobs;
 mod cases;
 mod consents;
@@ -20,6 +21,7 @@ pub mod index;
 mod journal;
 mod jsonl;
 mod outbox;
+pub mod plan;
 mod roster;
 mod spool;
 mod tasks;
@@ -32,6 +34,7 @@ use huren_model::{ContentHash, Hashed, InstanceRecord, PatientId, Report, Report
 use serde::{Deserialize, Serialize};
 
 pub use alerts::{AlertStore, AlertStoreError};
+pub use backend::ReportBackend;
 pub use blobs::BlobDir;
 pub use cases::{CaseStore, CaseStoreError};
 pub use consents::ConsentStore;

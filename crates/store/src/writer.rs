@@ -1,6 +1,5 @@
 //! The single writer thread: group commit.
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -10,24 +9,11 @@ use tokio::sync::oneshot;
 
 use crate::blobs::{Blobs, INLINE_MAX};
 use crate::index::{Index, SledIndex};
-use crate::journal::{Entry, IdentityOp, Journal, JournalRecord};
-use crate::{Committed, Ingest, Outcome, ReportOutcome, StoreError};
+use crate::journal::{Entry, Journal, JournalRecord};
+use crate::plan::{Blob, PlanView, Planner, Prepared};
+use crate::{Committed, Ingest, StoreError};
 
 type Reply = oneshot::Sender<Result<Committed, StoreError>>;
-
-/// An ingest with its hashing and serialisation done by the caller's thread, so the single
-/// writer only plans, writes and syncs.
-struct Prepared {
-    original: ContentHash,
-    /// `None` when the original is already a durable file ([`crate::Original::Stored`]).
-    original_bytes: Option<Arc<Vec<u8>>>,
-    reports: Vec<(huren_model::Report, ContentHash, Arc<Vec<u8>>)>,
-    identity: Vec<IdentityOp>,
-    received_at: String,
-    attachments: Vec<(ContentHash, Arc<Vec<u8>>)>,
-    instances: Vec<huren_model::InstanceRecord>,
-    message_id: Option<String>,
-}
 
 struct Job {
     ingest: Prepared,
@@ -51,36 +37,7 @@ impl WriterHandle {
         ingest: Ingest,
         instances: Vec<huren_model::InstanceRecord>,
     ) -> Result<oneshot::Receiver<Result<Committed, StoreError>>, StoreError> {
-        let original = ingest.original.hash();
-        let mut reports = Vec::with_capacity(ingest.reports.len());
-        for r in ingest.reports {
-            if r.original != original {
-                return Err(StoreError::OriginalMismatch {
-                    report: r.original,
-                    original,
-                });
-            }
-            let bytes = r.to_canonical_json()?;
-            let hash = ContentHash::of(&bytes);
-            reports.push((r, hash, Arc::new(bytes)));
-        }
-        let prepared = Prepared {
-            original,
-            original_bytes: match ingest.original {
-                crate::Original::Bytes(h) => Some(Arc::new(h.into_bytes())),
-                crate::Original::Stored(_) => None,
-            },
-            reports,
-            identity: ingest.identity,
-            received_at: ingest.received_at,
-            attachments: ingest
-                .attachments
-                .into_iter()
-                .map(|b| (b.hash(), Arc::new(b.into_bytes())))
-                .collect(),
-            instances,
-            message_id: ingest.message_id,
-        };
+        let prepared = Prepared::new(ingest, instances)?;
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(StoreError::WriterGone)?;
         // Counted before it is sent, so the writer never takes more than was counted.
@@ -118,7 +75,28 @@ impl Drop for WriterHandle {
     }
 }
 
-type Blob = (ContentHash, Arc<Vec<u8>>);
+/// The writer's view of what is stored, for the planner.
+struct View<'a> {
+    index: &'a SledIndex,
+    blobs: &'a Blobs,
+}
+
+impl PlanView for View<'_> {
+    fn report_version(&self, hash: &ContentHash) -> Result<Option<u32>, StoreError> {
+        Ok(self.index.report_meta(hash)?.map(|m| m.version))
+    }
+
+    fn chain_length(&self, chain: &str) -> Result<u32, StoreError> {
+        Ok(self.index.chain_head(chain)?.map_or(0, |(v, _)| v))
+    }
+
+    fn has_blob(&self, hash: &ContentHash, len: Option<usize>) -> Result<bool, StoreError> {
+        match len {
+            Some(len) => self.blobs.exists_sized(hash, len),
+            None => self.blobs.exists(hash),
+        }
+    }
+}
 
 pub(crate) fn spawn(
     journal: Journal,
@@ -199,24 +177,17 @@ impl Writer {
             }
             return;
         }
-        // In-group view of what earlier jobs of this group add.
-        let mut pending_reports: HashMap<ContentHash, u32> = HashMap::new();
-        // Chain key → number of versions it will have after the jobs planned so far.
-        let mut pending_chains: HashMap<String, u32> = HashMap::new();
-        let mut staged_hashes: HashSet<ContentHash> = HashSet::new();
-        let mut staged: Vec<Blob> = Vec::new();
+        let mut planner = Planner::new();
         let mut planned: Vec<Planned> = Vec::new();
         let mut stage_err: Option<String> = None;
         let mut fresh: Vec<(ContentHash, huren_model::Report)> = Vec::new();
 
         for mut job in jobs {
-            match self.plan(
-                &job.ingest,
-                &mut pending_reports,
-                &mut pending_chains,
-                &mut staged_hashes,
-                &mut staged,
-            ) {
+            let view = View {
+                index: &self.index,
+                blobs: &self.blobs,
+            };
+            match planner.plan(&view, &job.ingest) {
                 Ok((committed, entries)) => {
                     if self.cache.is_some() {
                         fresh.extend(job.ingest.reports.drain(..).map(|(r, h, _)| (h, r)));
@@ -252,8 +223,10 @@ impl Writer {
         }
         // Large blobs are made durable on their own first; small ones ride in the record and
         // stay there (the journal is their home; no file is made for them).
-        let (small, large): (Vec<Blob>, Vec<Blob>) =
-            staged.into_iter().partition(|(_, b)| b.len() <= INLINE_MAX);
+        let (small, large): (Vec<Blob>, Vec<Blob>) = planner
+            .into_staged()
+            .into_iter()
+            .partition(|(_, b)| b.len() <= INLINE_MAX);
         for (h, b) in &large {
             if let Err(e) = self.blobs.dir.write_synced(h, b) {
                 return self.fail_all(planned, &e.to_string());
@@ -315,167 +288,4 @@ impl Writer {
             let _ = p.reply.send(Err(StoreError::CommitFailed(why.to_string())));
         }
     }
-
-    fn stage(
-        &self,
-        hash: ContentHash,
-        bytes: &Arc<Vec<u8>>,
-        staged_hashes: &mut HashSet<ContentHash>,
-        staged: &mut Vec<Blob>,
-    ) -> Result<(), StoreError> {
-        if staged_hashes.contains(&hash) || self.blobs.exists_sized(&hash, bytes.len())? {
-            return Ok(());
-        }
-        staged.push((hash, bytes.clone()));
-        staged_hashes.insert(hash);
-        Ok(())
-    }
-
-    fn stage_original(
-        &self,
-        hash: ContentHash,
-        bytes: &Option<Arc<Vec<u8>>>,
-        staged_hashes: &mut HashSet<ContentHash>,
-        staged: &mut Vec<Blob>,
-    ) -> Result<(), StoreError> {
-        match bytes {
-            Some(b) => self.stage(hash, b, staged_hashes, staged),
-            None => Ok(()),
-        }
-    }
-
-    fn plan(
-        &self,
-        ingest: &Prepared,
-        pending_reports: &mut HashMap<ContentHash, u32>,
-        pending_chains: &mut HashMap<String, u32>,
-        staged_hashes: &mut HashSet<ContentHash>,
-        staged: &mut Vec<Blob>,
-    ) -> Result<(Committed, Vec<Entry>), StoreError> {
-        let original = ingest.original;
-        let original_bytes = &ingest.original_bytes;
-        let prepared = &ingest.reports;
-        let mut entries = Vec::new();
-        let mut outcomes = Vec::new();
-        let mut identity: Vec<IdentityOp> = Vec::new();
-        // (local, claimed person) → the reports filed under it: one claim per pair.
-        let mut claims: Vec<(String, String, Vec<ContentHash>)> = Vec::new();
-        for (r, hash, bytes) in prepared {
-            let hash = *hash;
-            if let Some(v) = pending_reports.get(&hash) {
-                outcomes.push(ReportOutcome {
-                    report: hash,
-                    outcome: Outcome::Duplicate,
-                    version: *v,
-                });
-                continue;
-            }
-            if let Some(m) = self.index.report_meta(&hash)? {
-                outcomes.push(ReportOutcome {
-                    report: hash,
-                    outcome: Outcome::Duplicate,
-                    version: m.version,
-                });
-                continue;
-            }
-            let chain = r.source.chain_key(r.kind);
-            let existing = match pending_chains.get(&chain) {
-                Some(n) => *n,
-                None => self.index.chain_head(&chain)?.map_or(0, |(v, _)| v),
-            };
-            let version = existing + 1;
-            let outcome = if existing == 0 {
-                Outcome::Stored
-            } else {
-                Outcome::Superseded
-            };
-            self.stage(hash, bytes, staged_hashes, staged)?;
-            self.stage_original(original, original_bytes, staged_hashes, staged)?;
-            for (h, b) in &ingest.attachments {
-                self.stage(*h, b, staged_hashes, staged)?;
-            }
-            pending_reports.insert(hash, version);
-            pending_chains.insert(chain.clone(), version);
-            let local = r.patient.local_key();
-            if let Some(nidk) = &r.patient.national_id_key {
-                match claims.iter_mut().find(|(l, p, _)| l == &local && p == nidk) {
-                    Some(c) => c.2.push(hash),
-                    None => claims.push((local.clone(), nidk.clone(), vec![hash])),
-                }
-            }
-            entries.push(Entry::Report {
-                hash,
-                original,
-                kind: r.kind,
-                status: r.status,
-                chain,
-                local,
-                institution: r.source.institution.clone(),
-                time_ms: r.clinical_time().and_then(time_ms),
-                received_at: ingest.received_at.clone(),
-                outcome,
-            });
-            outcomes.push(ReportOutcome {
-                report: hash,
-                outcome,
-                version,
-            });
-        }
-        for (local, person, reports) in claims {
-            identity.push(IdentityOp::Claim {
-                institution: crate::index::namespace(&local)
-                    .unwrap_or_default()
-                    .to_string(),
-                local,
-                person,
-                message_id: ingest.message_id.clone(),
-                original,
-                reports,
-                at: ingest.received_at.clone(),
-            });
-        }
-        identity.extend(ingest.identity.iter().cloned());
-        for rec in &ingest.instances {
-            if rec.original != original {
-                return Err(StoreError::OriginalMismatch {
-                    report: rec.original,
-                    original,
-                });
-            }
-            self.stage_original(original, original_bytes, staged_hashes, staged)?;
-            entries.push(Entry::Instance {
-                record: Box::new(rec.clone()),
-                received_at: ingest.received_at.clone(),
-            });
-        }
-        if !identity.is_empty() || (ingest.reports.is_empty() && !self.blobs.exists(&original)?) {
-            if ingest.reports.is_empty() {
-                self.stage_original(original, original_bytes, staged_hashes, staged)?;
-                entries.push(Entry::Original {
-                    hash: original,
-                    received_at: ingest.received_at.clone(),
-                });
-            }
-            entries.extend(identity.into_iter().map(Entry::Identity));
-        }
-        Ok((
-            Committed {
-                original,
-                reports: outcomes,
-                seq: 0,
-            },
-            entries,
-        ))
-    }
-}
-
-/// Milliseconds since the epoch of an RFC 3339 time or a `YYYY-MM-DD` date (UTC midnight).
-fn time_ms(s: &str) -> Option<i64> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_millis());
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_millis())
 }
