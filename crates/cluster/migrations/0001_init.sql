@@ -26,30 +26,32 @@ CREATE TABLE report_chains (
 );
 
 -- Reports: one row per stored version. The hash is that of the report's canonical JSON, so a
--- resent identical report hits the primary key (ON CONFLICT DO NOTHING = duplicate).
+-- resent identical report hits the primary key (ON CONFLICT DO NOTHING = duplicate). The
+-- columns are the embedded index's ReportMeta; the canonical JSON itself lives here (checked
+-- against the hash on read), not in the object store.
 CREATE TABLE reports (
     hash          bytea PRIMARY KEY CHECK (octet_length(hash) = 32),
     chain_key     text NOT NULL REFERENCES report_chains (chain_key),
     version       integer NOT NULL CHECK (version >= 1),
     -- Set on the older version when a newer one arrives, in the same transaction.
     superseded_by bytea REFERENCES reports (hash),
+    -- The open identity review item the report waits on (identity-uncertain while set).
+    identity_review text,
     patient_key   text NOT NULL,             -- INST:LOCAL (the sender's patient ID)
-    person_key    text,                      -- nidk:… keyed national-ID hash, when known
     institution   text NOT NULL,
     kind          text NOT NULL CHECK (kind IN ('lab', 'imaging', 'ecg')),
     status        text NOT NULL CHECK (status IN ('preliminary', 'final', 'corrected', 'cancelled')),
-    effective_at  timestamptz,               -- the result's own time (collection, study, acquisition)
-    received_at   timestamptz NOT NULL,
+    time_ms       bigint,                    -- the result's clinical time, ms since the epoch
+    received_at   text NOT NULL,             -- RFC 3339, as the receiving node wrote it
     original      bytea NOT NULL REFERENCES blobs (hash),
-    canonical     bytea NOT NULL,            -- the canonical JSON the hash is over (checked on read)
+    canonical     bytea NOT NULL,            -- the canonical JSON the hash is over
     node          text NOT NULL,
-    -- Two nodes cannot both make version N of one chain: the second insert fails and its
-    -- batch retries after the chain lock.
+    -- Two nodes cannot both make version N of one chain.
     CONSTRAINT reports_chain_version UNIQUE (chain_key, version),
     CONSTRAINT reports_not_self_superseded CHECK (superseded_by IS NULL OR superseded_by <> hash)
 );
-CREATE INDEX reports_patient ON reports (patient_key, effective_at DESC);
-CREATE INDEX reports_person ON reports (person_key, effective_at DESC) WHERE person_key IS NOT NULL;
+-- A person's current reports: by local key, current versions only.
+CREATE INDEX reports_patient ON reports (patient_key) WHERE superseded_by IS NULL;
 ALTER TABLE report_chains
     ADD CONSTRAINT report_chains_head FOREIGN KEY (head_hash) REFERENCES reports (hash)
     DEFERRABLE INITIALLY DEFERRED;
@@ -87,16 +89,18 @@ CREATE TABLE identity_merges (
     node      text NOT NULL
 );
 
--- Identity review items (possible matches a registrar decides), as events.
-CREATE TABLE identity_review_events (
-    stream_id text NOT NULL,
-    seq       integer NOT NULL CHECK (seq >= 1),
-    feed_id   bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-    at        timestamptz NOT NULL,
-    node      text NOT NULL,
-    event     jsonb NOT NULL,
-    PRIMARY KEY (stream_id, seq)
+-- Identity review items: a message claimed a national ID that contradicts the existing link
+-- of its local key. The id is `txid-entry` of the transaction that opened it.
+CREATE TABLE identity_reviews (
+    id        text PRIMARY KEY,
+    local_key text NOT NULL,
+    claimed   text NOT NULL,
+    original  bytea,
+    open      boolean NOT NULL,
+    opened    bigint GENERATED ALWAYS AS IDENTITY UNIQUE,  -- creation order
+    item      jsonb NOT NULL                 -- the ReviewItem
 );
+CREATE INDEX identity_reviews_open ON identity_reviews (local_key, claimed) WHERE open;
 
 -- Audit: one hash chain per node, so nodes never serialise on one global chain. Record n of a
 -- node names the hash of record n-1 (prev_hash); the first has none. The primary key forbids

@@ -8,8 +8,10 @@ mod blobs;
 mod config;
 mod pg;
 mod s3;
+mod store;
 
 pub use blobs::{blob_key, BlobBackend, BlobError, DirBlobs};
 pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, StoreConfig};
 pub use pg::{migrate, migrate_with, pool, MigrateError, Migration, MIGRATIONS, MIGRATION_LOCK};
 pub use s3::S3Blobs;
+pub use store::{ClusterError, ClusterOptions, ClusterStore, IDENTITY_LOCK};

@@ -2,5 +2,7 @@
 //! S3 server. Outside CI a missing server skips a test with a message; under `CI=true` it fails.
 
 mod blobs;
+mod conformance;
 mod migrate;
+mod nodes;
 mod support;

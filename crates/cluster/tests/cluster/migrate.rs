@@ -67,7 +67,7 @@ async fn concurrent_migrate_applies_each_migration_once() {
             "INSERT INTO reports (hash, chain_key, version, patient_key, institution, kind, status,
                                   received_at, original, canonical, node)
              VALUES (decode(repeat('{hash}', 32), 'hex'), 'lab|X|1', 1, 'X:1', 'X', 'lab', 'final',
-                     now(), decode(repeat('aa', 32), 'hex'), '\\x7b7d', 'n1')
+                     '2026-01-01T00:00:00Z', decode(repeat('aa', 32), 'hex'), '\\x7b7d', 'n1')
              ON CONFLICT (hash) DO NOTHING"
         )
     };

@@ -1,0 +1,1201 @@
+//! The cluster store: the embedded store's report commit and reads over PostgreSQL and a blob
+//! back end ([`BlobBackend`]: S3 in production).
+//!
+//! **Write path** (one group commit per node, like the embedded writer): the ingests waiting
+//! are taken together; their originals and attachments are PUT (create-only, in parallel);
+//! then one PostgreSQL transaction (READ COMMITTED) locks the batch's version chains in
+//! sorted key order, reads what is stored of the batch, plans it with the embedded store's own
+//! [`Planner`] and writes the rows; only after the commit is any caller answered. Uniqueness
+//! comes from constraints (`ON CONFLICT`), never from check-then-insert; a serialisation or
+//! deadlock failure retries the whole transaction (bounded). Identity changes that move a link
+//! take one advisory transaction lock (`IDENTITY_LOCK`); a claim that changes nothing takes
+//! none.
+//!
+//! **Reads** verify each report's canonical JSON against its hash and each blob against its
+//! key.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use deadpool_postgres::{Pool, Transaction};
+use futures::{StreamExt, TryStreamExt};
+use huren_model::{ContentHash, InstanceRecord, PatientId, Report, ReportKind, ReportStatus};
+use huren_store::index::namespace;
+use huren_store::plan::{PlanView, Planner, Prepared};
+use huren_store::{
+    Committed, Entry, IdentityLink, IdentityOp, Ingest, ReportBackend, ReportMeta, ReviewItem,
+    ReviewState, StoreError,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::GenericClient;
+
+use crate::blobs::{BlobBackend, BlobError};
+
+/// The advisory lock a transaction takes before it moves identity links.
+pub const IDENTITY_LOCK: i64 = 0x6875_7265_6e2d_6964; // "huren-id"
+
+/// How many times a transaction that lost a serialisation or deadlock race is retried.
+const RETRIES: usize = 5;
+
+/// Why a cluster store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// PostgreSQL answered an error (or the connection broke).
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be had from the pool.
+    #[error("postgres pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A blob operation failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// The ingest itself is refused (as the embedded store refuses it).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored data does not check out.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    /// The batch this ingest was in could not be committed; nothing of it is recorded.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// What the cluster back end does not do yet.
+    #[error("not supported by the cluster back end yet: {0}")]
+    Unsupported(&'static str),
+    /// The node's commit task has stopped.
+    #[error("the commit task has stopped")]
+    WriterGone,
+}
+
+/// Tuning of a cluster store.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// This node's name (written with every row it makes).
+    pub node: String,
+    /// Secret for national-ID keys (the same on every node and as the embedded store's).
+    pub national_id_secret: String,
+    /// Most ingests in one group commit.
+    pub max_batch: usize,
+    /// Blob PUTs in flight at once.
+    pub put_concurrency: usize,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            node: "node-1".into(),
+            national_id_secret: String::new(),
+            max_batch: 256,
+            put_concurrency: 32,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Committed, ClusterError>>;
+
+struct Job {
+    ingest: Prepared,
+    reply: Reply,
+}
+
+/// A node's handle on the cluster store; cheap to clone. The group-commit task stops when
+/// the last handle is dropped.
+pub struct ClusterStore<B> {
+    inner: Arc<Inner<B>>,
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl<B> Clone for ClusterStore<B> {
+    fn clone(&self) -> Self {
+        ClusterStore {
+            inner: self.inner.clone(),
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+struct Inner<B> {
+    pool: Pool,
+    blobs: B,
+    options: ClusterOptions,
+}
+
+impl<B: BlobBackend + 'static> ClusterStore<B> {
+    /// A store on `pool` (migrated: see [`crate::migrate`]) and `blobs`, with its commit task
+    /// spawned on the current tokio runtime.
+    pub fn new(pool: Pool, blobs: B, options: ClusterOptions) -> ClusterStore<B> {
+        let inner = Arc::new(Inner {
+            pool,
+            blobs,
+            options,
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (group_tx, group_rx) = mpsc::channel(2);
+        tokio::spawn(put_stage(inner.clone(), rx, group_tx));
+        tokio::spawn(commit_stage(inner.clone(), group_rx));
+        ClusterStore { inner, tx }
+    }
+
+    /// The blob back end.
+    pub fn blobs(&self) -> &B {
+        &self.inner.blobs
+    }
+
+    /// The PostgreSQL pool.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// Commits an ingest and its DICOM instance records.
+    pub async fn commit_instances(
+        &self,
+        ingest: Ingest,
+        instances: Vec<InstanceRecord>,
+    ) -> Result<Committed, ClusterError> {
+        if matches!(ingest.original, huren_store::Original::Stored(_)) {
+            return Err(ClusterError::Unsupported(
+                "an original spooled to the embedded store's files",
+            ));
+        }
+        let ingest = Prepared::new(ingest, instances)?;
+        if ingest
+            .identity
+            .iter()
+            .any(|op| matches!(op, IdentityOp::Resolve { .. }))
+        {
+            return Err(ClusterError::Unsupported(
+                "identity review decisions (IdentityOp::Resolve)",
+            ));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { ingest, reply })
+            .map_err(|_| ClusterError::WriterGone)?;
+        rx.await.map_err(|_| ClusterError::WriterGone)?
+    }
+
+    /// The person a local key belongs to (the key itself when unlinked).
+    pub async fn person_of(&self, local: &str) -> Result<String, ClusterError> {
+        let client = self.inner.pool.get().await?;
+        person_of(&**client, local).await
+    }
+
+    /// A person's current reports, newest first (the embedded index's order: clinical time,
+    /// then received time, then local key and hash).
+    pub async fn reports_of_person(
+        &self,
+        person: &str,
+        kind: Option<ReportKind>,
+    ) -> Result<Vec<ReportMeta>, ClusterError> {
+        let client = self.inner.pool.get().await?;
+        let kind = kind.map(|k| k.as_str().to_string());
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {META_COLUMNS} FROM reports
+                     WHERE superseded_by IS NULL
+                       AND patient_key IN (
+                           SELECT patient_key FROM identity_links WHERE person_key = $1
+                           UNION SELECT $1 WHERE $1 NOT LIKE 'nidk:%')
+                       AND ($2::text IS NULL OR kind = $2)
+                     ORDER BY time_ms DESC NULLS LAST, received_at COLLATE \"C\" DESC,
+                              patient_key COLLATE \"C\", hash"
+            ))
+            .await?;
+        let rows = client.query(&stmt, &[&person, &kind]).await?;
+        rows.iter().map(meta_of_row).collect()
+    }
+}
+
+/// The columns [`meta_of_row`] reads.
+const META_COLUMNS: &str = "hash, original, kind, status, chain_key, patient_key, institution, \
+                            time_ms, received_at, version, superseded_by, identity_review";
+
+fn hash_of(bytes: &[u8], what: &str) -> Result<ContentHash, ClusterError> {
+    <[u8; 32]>::try_from(bytes)
+        .map(ContentHash::from_bytes)
+        .map_err(|_| ClusterError::Corrupt(format!("{what}: a hash of {} bytes", bytes.len())))
+}
+
+fn kind_of(s: &str) -> Result<ReportKind, ClusterError> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| ClusterError::Corrupt(format!("report kind {s:?}")))
+}
+
+fn status_of(s: &str) -> Result<ReportStatus, ClusterError> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| ClusterError::Corrupt(format!("report status {s:?}")))
+}
+
+fn status_str(s: ReportStatus) -> &'static str {
+    match s {
+        ReportStatus::Preliminary => "preliminary",
+        ReportStatus::Final => "final",
+        ReportStatus::Corrected => "corrected",
+        ReportStatus::Cancelled => "cancelled",
+    }
+}
+
+fn meta_of_row(row: &tokio_postgres::Row) -> Result<ReportMeta, ClusterError> {
+    let superseded: Option<Vec<u8>> = row.try_get(10)?;
+    let version: i32 = row.try_get(9)?;
+    Ok(ReportMeta {
+        hash: hash_of(row.try_get(0)?, "report")?,
+        original: hash_of(row.try_get(1)?, "original")?,
+        kind: kind_of(row.try_get(2)?)?,
+        status: status_of(row.try_get(3)?)?,
+        chain: row.try_get(4)?,
+        local: row.try_get(5)?,
+        institution: row.try_get(6)?,
+        time_ms: row.try_get(7)?,
+        received_at: row.try_get(8)?,
+        version: u32::try_from(version)
+            .map_err(|_| ClusterError::Corrupt(format!("version {version}")))?,
+        superseded_by: superseded
+            .map(|h| hash_of(&h, "superseded_by"))
+            .transpose()?,
+        identity_review: row.try_get(11)?,
+    })
+}
+
+async fn person_of(client: &impl GenericClient, local: &str) -> Result<String, ClusterError> {
+    let row = client
+        .query_opt(
+            "SELECT person_key FROM identity_links WHERE patient_key = $1",
+            &[&local],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get(0)?,
+        None => local.to_string(),
+    })
+}
+
+/// Stage one of the group commit: takes what is waiting (up to `max_batch`), PUTs its blobs
+/// and hands the group to stage two. While stage two commits one group, this stage stores the
+/// next group's blobs.
+async fn put_stage<B: BlobBackend>(
+    inner: Arc<Inner<B>>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    next: mpsc::Sender<Group>,
+) {
+    let max = inner.options.max_batch.max(1);
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < max {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        if let Some(group) = put_group(&inner, jobs, started).await {
+            if let Err(mpsc::error::SendError(g)) = next.send(group).await {
+                fail_all(
+                    g.jobs.into_iter().map(|j| j.reply),
+                    "the commit task has stopped",
+                );
+            }
+        }
+    }
+}
+
+/// Stage two: one transaction for each group whose blobs are stored (groups that wait
+/// together are committed together, up to `max_batch` ingests), then the answers.
+async fn commit_stage<B: BlobBackend>(inner: Arc<Inner<B>>, mut rx: mpsc::Receiver<Group>) {
+    let max = inner.options.max_batch.max(1);
+    while let Some(mut group) = rx.recv().await {
+        while group.jobs.len() < max {
+            match rx.try_recv() {
+                Ok(g) => group.merge(g),
+                Err(_) => break,
+            }
+        }
+        let (n, started) = (group.jobs.len(), group.started);
+        commit_group(&inner, group).await;
+        huren_metrics::global().commit(n, started.elapsed());
+    }
+}
+
+/// Ingests whose blobs are stored, waiting for their transaction.
+struct Group {
+    jobs: Vec<Job>,
+    /// Length of each blob of the group that is not a report's JSON.
+    sizes: HashMap<ContentHash, i64>,
+    /// When the first stage took it.
+    started: std::time::Instant,
+}
+
+impl Group {
+    fn merge(&mut self, other: Group) {
+        self.jobs.extend(other.jobs);
+        self.sizes.extend(other.sizes);
+        self.started = self.started.min(other.started);
+    }
+}
+
+/// The plan of one job inside a group.
+struct Planned {
+    committed: Committed,
+    entries: Vec<Entry>,
+}
+
+/// PUTs every blob the jobs carry, create-only, before any row names it (a PUT of a blob
+/// already stored is a no-op). `None` when a PUT failed: every job is answered with the
+/// failure.
+async fn put_group<B: BlobBackend>(
+    inner: &Inner<B>,
+    jobs: Vec<Job>,
+    started: std::time::Instant,
+) -> Option<Group> {
+    let mut seen = HashSet::new();
+    let mut blobs: Vec<(ContentHash, Bytes)> = Vec::new();
+    let report_hashes: HashSet<ContentHash> = jobs
+        .iter()
+        .flat_map(|j| j.ingest.reports.iter().map(|(_, h, _)| *h))
+        .collect();
+    for j in &jobs {
+        for (h, b) in j.ingest.blobs() {
+            // A report's canonical JSON lives in its row, not in the object store.
+            if !report_hashes.contains(&h) && seen.insert(h) {
+                blobs.push((h, Bytes::from(b.as_ref().clone())));
+            }
+        }
+    }
+    let sizes: HashMap<ContentHash, i64> =
+        blobs.iter().map(|(h, b)| (*h, b.len() as i64)).collect();
+    let put = futures::stream::iter(blobs)
+        .map(|(h, b)| inner.blobs.put(h, b))
+        .buffer_unordered(inner.options.put_concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await;
+    match put {
+        Ok(_) => Some(Group {
+            jobs,
+            sizes,
+            started,
+        }),
+        Err(e) => {
+            fail_all(jobs.into_iter().map(|j| j.reply), &e.to_string());
+            None
+        }
+    }
+}
+
+/// One transaction for the group, retried (bounded) when it loses a race or its connection.
+async fn commit_group<B: BlobBackend>(inner: &Inner<B>, group: Group) {
+    let Group { jobs, sizes, .. } = group;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match transact(inner, &jobs, &sizes).await {
+            Ok(TxOutcome { results, txid }) => {
+                for (job, r) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(r.map(|mut c| {
+                        if c.seq == 1 {
+                            c.seq = txid;
+                        }
+                        c
+                    }));
+                }
+                return;
+            }
+            Err(e) if attempt < RETRIES && retryable(&e) => {
+                tracing::warn!(error = %e, attempt, "cluster commit lost a race; retrying");
+                tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+            }
+            Err(e) => {
+                return fail_all(jobs.into_iter().map(|j| j.reply), &e.to_string());
+            }
+        }
+    }
+}
+
+/// Whether a failed transaction may simply run again: it lost a race (serialisation,
+/// deadlock, a unique key another node took first), or its connection broke. Running it again
+/// is safe even when the broken connection had committed it: the retry plans under the same
+/// locks and finds the reports stored (answered as duplicates, durable either way).
+fn retryable(e: &ClusterError) -> bool {
+    use tokio_postgres::error::SqlState;
+    match e {
+        ClusterError::Postgres(e) => {
+            e.is_closed()
+                || matches!(
+                    e.code(),
+                    Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                        || *c == SqlState::T_R_DEADLOCK_DETECTED
+                        || *c == SqlState::UNIQUE_VIOLATION
+                        || *c == SqlState::ADMIN_SHUTDOWN
+                )
+        }
+        ClusterError::Pool(_) => true,
+        _ => false,
+    }
+}
+
+fn fail_all(replies: impl Iterator<Item = Reply>, why: &str) {
+    tracing::error!(error = why, "cluster group commit failed");
+    for r in replies {
+        let _ = r.send(Err(ClusterError::CommitFailed(why.to_string())));
+    }
+}
+
+struct TxOutcome {
+    /// Per job: its answer (`seq` 1 marks "wrote something", replaced by the txid).
+    results: Vec<Result<Committed, ClusterError>>,
+    txid: u64,
+}
+
+/// What the transaction read of the stored state, for the planner.
+struct View {
+    versions: HashMap<ContentHash, u32>,
+    chains: HashMap<String, u32>,
+    blobs: HashSet<ContentHash>,
+}
+
+impl PlanView for View {
+    fn report_version(&self, hash: &ContentHash) -> Result<Option<u32>, StoreError> {
+        Ok(self.versions.get(hash).copied())
+    }
+
+    fn chain_length(&self, chain: &str) -> Result<u32, StoreError> {
+        Ok(self.chains.get(chain).copied().unwrap_or(0))
+    }
+
+    fn has_blob(&self, hash: &ContentHash, _len: Option<usize>) -> Result<bool, StoreError> {
+        Ok(self.blobs.contains(hash))
+    }
+}
+
+fn bytes_list<'a>(hashes: impl Iterator<Item = &'a ContentHash>) -> Vec<Vec<u8>> {
+    hashes.map(|h| h.as_bytes().to_vec()).collect()
+}
+
+async fn transact<B>(
+    inner: &Inner<B>,
+    jobs: &[Job],
+    sizes: &HashMap<ContentHash, i64>,
+) -> Result<TxOutcome, ClusterError> {
+    let mut client = inner.pool.get().await?;
+    let tx = client.transaction().await?;
+    let txid: i64 = tx
+        .query_one("SELECT txid_current()", &[])
+        .await?
+        .try_get(0)?;
+
+    // Lock the group's chains in sorted order (creating their rows), then read.
+    let mut chains: Vec<String> = jobs
+        .iter()
+        .flat_map(|j| {
+            j.ingest
+                .reports
+                .iter()
+                .map(|(r, _, _)| r.source.chain_key(r.kind))
+        })
+        .collect();
+    chains.sort();
+    chains.dedup();
+    let mut view = View {
+        versions: HashMap::new(),
+        chains: HashMap::new(),
+        blobs: HashSet::new(),
+    };
+    if !chains.is_empty() {
+        tx.execute(
+            "INSERT INTO report_chains (chain_key)
+             SELECT k FROM unnest($1::text[]) AS k ORDER BY k
+             ON CONFLICT (chain_key) DO NOTHING",
+            &[&chains],
+        )
+        .await?;
+        for row in tx
+            .query(
+                "SELECT chain_key, head_version FROM report_chains
+                 WHERE chain_key = ANY($1) ORDER BY chain_key FOR UPDATE",
+                &[&chains],
+            )
+            .await?
+        {
+            let v: i32 = row.try_get(1)?;
+            view.chains.insert(row.try_get(0)?, v.max(0) as u32);
+        }
+    }
+    let reports: Vec<ContentHash> = jobs
+        .iter()
+        .flat_map(|j| j.ingest.reports.iter().map(|(_, h, _)| *h))
+        .collect();
+    if !reports.is_empty() {
+        for row in tx
+            .query(
+                "SELECT hash, version FROM reports WHERE hash = ANY($1)",
+                &[&bytes_list(reports.iter())],
+            )
+            .await?
+        {
+            let v: i32 = row.try_get(1)?;
+            view.versions
+                .insert(hash_of(row.try_get(0)?, "report")?, v.max(0) as u32);
+        }
+    }
+    let wanted: Vec<ContentHash> = sizes.keys().copied().collect();
+    if !wanted.is_empty() {
+        for row in tx
+            .query(
+                "SELECT hash FROM blobs WHERE hash = ANY($1)",
+                &[&bytes_list(wanted.iter())],
+            )
+            .await?
+        {
+            view.blobs.insert(hash_of(row.try_get(0)?, "blob")?);
+        }
+    }
+
+    // Plan every job against that view, in order.
+    let mut planner = Planner::new();
+    let mut planned: Vec<Result<Planned, ClusterError>> = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        planned.push(match planner.plan(&view, &j.ingest) {
+            Ok((committed, entries)) => Ok(Planned { committed, entries }),
+            Err(e) => Err(e.into()),
+        });
+    }
+
+    // Blob rows: every blob of the group that the index does not list yet.
+    let new_blobs: Vec<(&ContentHash, &i64)> = sizes
+        .iter()
+        .filter(|(h, _)| !view.blobs.contains(h))
+        .collect();
+    if !new_blobs.is_empty() {
+        let hashes = bytes_list(new_blobs.iter().map(|(h, _)| *h));
+        let lens: Vec<i64> = new_blobs.iter().map(|(_, l)| **l).collect();
+        tx.execute(
+            "INSERT INTO blobs (hash, size) SELECT * FROM unnest($1::bytea[], $2::bigint[])
+             ON CONFLICT (hash) DO NOTHING",
+            &[&hashes, &lens],
+        )
+        .await?;
+    }
+
+    let canonical: HashMap<ContentHash, &Arc<Vec<u8>>> = jobs
+        .iter()
+        .flat_map(|j| j.ingest.reports.iter().map(|(_, h, b)| (*h, b)))
+        .collect();
+    // Each chain's length as the group's reports are added (the planner's numbering).
+    let mut lengths: HashMap<String, i32> = view
+        .chains
+        .iter()
+        .map(|(c, v)| (c.clone(), *v as i32))
+        .collect();
+    let mut rows = ReportRows::default();
+    let mut identity: Vec<(String, &IdentityOp)> = Vec::new();
+    let mut results = Vec::with_capacity(jobs.len());
+    for (k, p) in planned.iter_mut().enumerate() {
+        let p = match p {
+            Ok(p) => p,
+            Err(e) => {
+                results.push(Err(std::mem::replace(e, ClusterError::WriterGone)));
+                continue;
+            }
+        };
+        for (e, entry) in p.entries.iter().enumerate() {
+            match entry {
+                Entry::Report { .. } => rows.push(entry, &canonical, &mut lengths)?,
+                Entry::Instance {
+                    record,
+                    received_at,
+                } => put_instance(&tx, record, received_at).await?,
+                Entry::Original { .. } => {}
+                Entry::Identity(op) => identity.push((format!("{txid}-{k}.{e}"), op)),
+            }
+        }
+        if !p.entries.is_empty() {
+            p.committed.seq = 1;
+        }
+        results.push(Ok(p.committed.clone()));
+    }
+    // The reports first (in one statement each: rows, supersessions, chain heads), then the
+    // identity changes in order (a claim marks reports of its own message).
+    rows.write(&tx, &inner.options.node).await?;
+    apply_identity_ops(&tx, &inner.options.node, &identity).await?;
+    tx.commit().await?;
+    Ok(TxOutcome {
+        results,
+        txid: txid as u64,
+    })
+}
+
+/// The report rows of a group, as column arrays for one `INSERT … SELECT FROM unnest`.
+#[derive(Default)]
+struct ReportRows {
+    hash: Vec<Vec<u8>>,
+    chain: Vec<String>,
+    version: Vec<i32>,
+    patient: Vec<String>,
+    institution: Vec<String>,
+    kind: Vec<&'static str>,
+    status: Vec<&'static str>,
+    time_ms: Vec<Option<i64>>,
+    received_at: Vec<String>,
+    original: Vec<Vec<u8>>,
+    canonical: Vec<Vec<u8>>,
+}
+
+impl ReportRows {
+    fn push(
+        &mut self,
+        entry: &Entry,
+        canonical: &HashMap<ContentHash, &Arc<Vec<u8>>>,
+        lengths: &mut HashMap<String, i32>,
+    ) -> Result<(), ClusterError> {
+        let Entry::Report {
+            hash,
+            original,
+            kind,
+            status,
+            chain,
+            local,
+            institution,
+            time_ms,
+            received_at,
+            ..
+        } = entry
+        else {
+            return Ok(());
+        };
+        let bytes = canonical.get(hash).ok_or_else(|| {
+            ClusterError::Corrupt(format!("report {hash} planned without its bytes"))
+        })?;
+        let length = lengths.entry(chain.clone()).or_insert(0);
+        *length += 1;
+        self.hash.push(hash.as_bytes().to_vec());
+        self.chain.push(chain.clone());
+        self.version.push(*length);
+        self.patient.push(local.clone());
+        self.institution.push(institution.clone());
+        self.kind.push(kind.as_str());
+        self.status.push(status_str(*status));
+        self.time_ms.push(*time_ms);
+        self.received_at.push(received_at.clone());
+        self.original.push(original.as_bytes().to_vec());
+        self.canonical.push(bytes.as_ref().clone());
+        Ok(())
+    }
+
+    async fn write(&self, tx: &Transaction<'_>, node: &str) -> Result<(), ClusterError> {
+        if self.hash.is_empty() {
+            return Ok(());
+        }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO reports (hash, chain_key, version, patient_key, institution, kind,
+                                      status, time_ms, received_at, original, canonical, node)
+                 SELECT u.*, $12 FROM unnest($1::bytea[], $2::text[], $3::int[], $4::text[],
+                     $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::bytea[],
+                     $11::bytea[]) AS u",
+            )
+            .await?;
+        tx.execute(
+            &insert,
+            &[
+                &self.hash,
+                &self.chain,
+                &self.version,
+                &self.patient,
+                &self.institution,
+                &self.kind,
+                &self.status,
+                &self.time_ms,
+                &self.received_at,
+                &self.original,
+                &self.canonical,
+                &node,
+            ],
+        )
+        .await?;
+        // Each new version supersedes the one before it (in the group or stored).
+        let supersede = tx
+            .prepare_cached(
+                "UPDATE reports r SET superseded_by = u.hash
+                 FROM unnest($1::text[], $2::int[], $3::bytea[]) AS u (chain, version, hash)
+                 WHERE u.version > 1 AND r.chain_key = u.chain AND r.version = u.version - 1",
+            )
+            .await?;
+        tx.execute(&supersede, &[&self.chain, &self.version, &self.hash])
+            .await?;
+        // The head of each chain: its last version in the group.
+        let mut heads: HashMap<&str, (i32, &Vec<u8>)> = HashMap::new();
+        for ((c, v), h) in self.chain.iter().zip(&self.version).zip(&self.hash) {
+            let e = heads.entry(c.as_str()).or_insert((*v, h));
+            if *v >= e.0 {
+                *e = (*v, h);
+            }
+        }
+        let (mut chains, mut versions, mut hashes) = (vec![], vec![], vec![]);
+        for (c, (v, h)) in heads {
+            chains.push(c);
+            versions.push(v);
+            hashes.push(h.as_slice());
+        }
+        let head = tx
+            .prepare_cached(
+                "UPDATE report_chains c SET head_hash = u.hash, head_version = u.version
+                 FROM unnest($1::text[], $2::int[], $3::bytea[]) AS u (chain, version, hash)
+                 WHERE c.chain_key = u.chain",
+            )
+            .await?;
+        tx.execute(&head, &[&chains, &versions, &hashes]).await?;
+        Ok(())
+    }
+}
+
+async fn put_instance(
+    tx: &Transaction<'_>,
+    record: &InstanceRecord,
+    received_at: &str,
+) -> Result<(), ClusterError> {
+    let json = serde_json::to_string(record)
+        .map_err(|e| ClusterError::Corrupt(format!("instance record: {e}")))?;
+    tx.execute(
+        "INSERT INTO instances (sop_instance_uid, study_uid, series_uid, institution,
+                                patient_key, blob, record, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, ($7::text)::jsonb, $8)
+         ON CONFLICT (sop_instance_uid) DO UPDATE
+         SET record = excluded.record, blob = excluded.blob, received_at = excluded.received_at",
+        &[
+            &record.sop_instance_uid,
+            &record.study_instance_uid,
+            &record.series_instance_uid,
+            &record.institution,
+            &format!("{}:{}", record.institution, record.patient_id),
+            &record.original.as_bytes().as_slice(),
+            &json,
+            &received_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies a group's identity ops in order. When every op is a claim its local key already
+/// satisfies (the steady state: a known patient's next result), one read decides it and
+/// nothing is locked or written; otherwise the identity lock is taken and each op applied.
+async fn apply_identity_ops(
+    tx: &Transaction<'_>,
+    node: &str,
+    ops: &[(String, &IdentityOp)],
+) -> Result<(), ClusterError> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let mut claims: Vec<(&str, &str)> = Vec::new();
+    let mut only_claims = true;
+    for (_, op) in ops {
+        match op {
+            IdentityOp::Claim { local, person, .. } | IdentityOp::Link { local, person } => {
+                claims.push((local, person))
+            }
+            _ => only_claims = false,
+        }
+    }
+    if only_claims {
+        let locals: Vec<&str> = claims.iter().map(|(l, _)| *l).collect();
+        let stmt = tx
+            .prepare_cached(
+                "SELECT patient_key, person_key FROM identity_links WHERE patient_key = ANY($1)",
+            )
+            .await?;
+        let linked: HashMap<String, String> = tx
+            .query(&stmt, &[&locals])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        if claims
+            .iter()
+            .all(|(l, p)| linked.get(*l).map(String::as_str) == Some(*p))
+        {
+            return Ok(());
+        }
+    }
+    let mut locked = false;
+    lock_identity(tx, &mut locked).await?;
+    // Under the lock: claims of local keys that are unlinked, are no one's person (no group
+    // to move) and appear once in the group are each one row: written together. Everything
+    // else (merges, contradictions, moves of a group) goes one op at a time, in order.
+    let mut rest: Vec<&(String, &IdentityOp)> = ops.iter().collect();
+    if only_claims {
+        let locals: Vec<&str> = claims.iter().map(|(l, _)| *l).collect();
+        let linked: HashSet<String> = tx
+            .query(
+                "SELECT patient_key FROM identity_links WHERE patient_key = ANY($1)
+                 UNION SELECT person_key FROM identity_links WHERE person_key = ANY($1)",
+                &[&locals],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for l in &locals {
+            *count.entry(l).or_default() += 1;
+        }
+        let (mut simple_l, mut simple_p) = (Vec::new(), Vec::new());
+        rest.retain(|(_, op)| match op {
+            IdentityOp::Claim { local, person, .. } | IdentityOp::Link { local, person }
+                if !linked.contains(local.as_str())
+                    && count.get(local.as_str()) == Some(&1)
+                    && local != person =>
+            {
+                simple_l.push(local.as_str());
+                simple_p.push(person.as_str());
+                false
+            }
+            _ => true,
+        });
+        if !simple_l.is_empty() {
+            tx.execute(
+                "INSERT INTO identity_links (patient_key, person_key, source, linked_at, node)
+                 SELECT l, p, 'claim', now(), $3 FROM unnest($1::text[], $2::text[]) AS u (l, p)",
+                &[&simple_l, &simple_p, &node],
+            )
+            .await?;
+        }
+    }
+    for (id, op) in rest {
+        apply_identity(tx, node, op, id, &mut locked).await?;
+    }
+    Ok(())
+}
+
+async fn lock_identity(tx: &Transaction<'_>, locked: &mut bool) -> Result<(), ClusterError> {
+    if !*locked {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&IDENTITY_LOCK])
+            .await?;
+        *locked = true;
+    }
+    Ok(())
+}
+
+async fn link(
+    tx: &Transaction<'_>,
+    node: &str,
+    local: &str,
+    person: &str,
+    source: &str,
+) -> Result<(), ClusterError> {
+    tx.execute(
+        "INSERT INTO identity_links (patient_key, person_key, source, linked_at, node)
+         VALUES ($1, $2, $3, now(), $4)
+         ON CONFLICT (patient_key) DO UPDATE
+         SET person_key = excluded.person_key, source = excluded.source,
+             linked_at = excluded.linked_at, node = excluded.node",
+        &[&local, &person, &source, &node],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves the local keys of `ns` that belong to `from` to `into` (the embedded index's
+/// `move_group_ns`).
+async fn move_group(
+    tx: &Transaction<'_>,
+    node: &str,
+    from: &str,
+    into: &str,
+    ns: &str,
+    source: &str,
+) -> Result<(), ClusterError> {
+    if from == into {
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE identity_links SET person_key = $2, source = $4, linked_at = now(), node = $5
+         WHERE person_key = $1 AND patient_key <> $2 AND starts_with(patient_key, $3 || ':')",
+        &[&from, &into, &ns, &source, &node],
+    )
+    .await?;
+    // `from` itself, when it is a local key of `ns` that was its own person.
+    if !from.starts_with("nidk:") && namespace(from) == Some(ns) && from != into {
+        link(tx, node, from, into, source).await?;
+    }
+    Ok(())
+}
+
+async fn apply_identity(
+    tx: &Transaction<'_>,
+    node: &str,
+    op: &IdentityOp,
+    id: &str,
+    locked: &mut bool,
+) -> Result<(), ClusterError> {
+    match op {
+        IdentityOp::Link { local, person } => {
+            claim(tx, node, local, person, None, id, locked).await
+        }
+        IdentityOp::Claim {
+            local,
+            person,
+            institution,
+            message_id,
+            original,
+            reports,
+            at,
+        } => {
+            let ctx = ClaimContext {
+                institution,
+                message_id: message_id.as_deref(),
+                original,
+                reports,
+                at,
+            };
+            claim(tx, node, local, person, Some(ctx), id, locked).await
+        }
+        IdentityOp::Merge { from, into } => {
+            let Some(ns) = namespace(from) else {
+                return Ok(());
+            };
+            if namespace(into) != Some(ns) {
+                return Ok(());
+            }
+            lock_identity(tx, locked).await?;
+            let pf = person_of(&**tx, from).await?;
+            let pi = person_of(&**tx, into).await?;
+            if pf != pi {
+                move_group(tx, node, &pf, &pi, ns, "merge").await?;
+                link(tx, node, from, &pi, "merge").await?;
+            }
+            Ok(())
+        }
+        IdentityOp::Resolve { .. } => Err(ClusterError::Unsupported(
+            "identity review decisions (IdentityOp::Resolve)",
+        )),
+    }
+}
+
+struct ClaimContext<'a> {
+    institution: &'a str,
+    message_id: Option<&'a str>,
+    original: &'a ContentHash,
+    reports: &'a [ContentHash],
+    at: &'a str,
+}
+
+/// The embedded index's `apply_claim`: link `local` (and its institution's group) to `person`
+/// unless it is linked to another national ID; then open a review item.
+async fn claim(
+    tx: &Transaction<'_>,
+    node: &str,
+    local: &str,
+    person: &str,
+    ctx: Option<ClaimContext<'_>>,
+    id: &str,
+    locked: &mut bool,
+) -> Result<(), ClusterError> {
+    // A claim that changes nothing reads without the lock: it writes nothing, so it is
+    // ordered before any concurrent link change.
+    if person_of(&**tx, local).await? == person {
+        return Ok(());
+    }
+    lock_identity(tx, locked).await?;
+    let current = person_of(&**tx, local).await?;
+    if current == person {
+        return Ok(());
+    }
+    if current.starts_with("nidk:") {
+        let original = ctx.as_ref().map(|c| c.original.as_bytes().to_vec());
+        if let Some(o) = &original {
+            let same = tx
+                .query_opt(
+                    "SELECT 1 FROM identity_reviews
+                     WHERE open AND local_key = $1 AND claimed = $2 AND original = $3",
+                    &[&local, &person, o],
+                )
+                .await?;
+            if same.is_some() {
+                return Ok(());
+            }
+        }
+        let reports = ctx.as_ref().map(|c| c.reports.to_vec()).unwrap_or_default();
+        let item = ReviewItem {
+            id: id.to_string(),
+            local: local.to_string(),
+            current: current.clone(),
+            claimed: person.to_string(),
+            institution: ctx
+                .as_ref()
+                .map(|c| c.institution.to_string())
+                .or_else(|| namespace(local).map(str::to_string))
+                .unwrap_or_default(),
+            message_id: ctx.as_ref().and_then(|c| c.message_id.map(str::to_string)),
+            original: ctx.as_ref().map(|c| *c.original),
+            reports: reports.clone(),
+            at: ctx.as_ref().map(|c| c.at.to_string()).unwrap_or_default(),
+            state: ReviewState::Open,
+        };
+        let json = serde_json::to_string(&item)
+            .map_err(|e| ClusterError::Corrupt(format!("identity review item: {e}")))?;
+        tx.execute(
+            "INSERT INTO identity_reviews (id, local_key, claimed, original, open, item)
+             VALUES ($1, $2, $3, $4, true, ($5::text)::jsonb)
+             ON CONFLICT (id) DO NOTHING",
+            &[&id, &local, &person, &original, &json],
+        )
+        .await?;
+        if !reports.is_empty() {
+            tx.execute(
+                "UPDATE reports SET identity_review = $1 WHERE hash = ANY($2)",
+                &[&id, &bytes_list(reports.iter())],
+            )
+            .await?;
+        }
+        return Ok(());
+    }
+    if let Some(ns) = namespace(local) {
+        move_group(tx, node, &current, person, ns, "claim").await?;
+    }
+    link(tx, node, local, person, "claim").await
+}
+
+impl<B: BlobBackend + 'static> ReportBackend for ClusterStore<B> {
+    type Error = ClusterError;
+
+    async fn commit(&self, ingest: Ingest) -> Result<Committed, ClusterError> {
+        self.commit_instances(ingest, vec![]).await
+    }
+
+    async fn report(&self, hash: ContentHash) -> Result<Option<Report>, ClusterError> {
+        let client = self.inner.pool.get().await?;
+        let stmt = client
+            .prepare_cached("SELECT canonical FROM reports WHERE hash = $1")
+            .await?;
+        let Some(row) = client
+            .query_opt(&stmt, &[&hash.as_bytes().as_slice()])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let bytes: &[u8] = row.try_get(0)?;
+        if ContentHash::of(bytes) != hash {
+            return Err(ClusterError::Corrupt(format!(
+                "report {hash}: its stored JSON hashes to {}",
+                ContentHash::of(bytes)
+            )));
+        }
+        serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| ClusterError::Corrupt(format!("report {hash}: {e}")))
+    }
+
+    async fn report_meta(&self, hash: ContentHash) -> Result<Option<ReportMeta>, ClusterError> {
+        let client = self.inner.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {META_COLUMNS} FROM reports WHERE hash = $1"
+            ))
+            .await?;
+        client
+            .query_opt(&stmt, &[&hash.as_bytes().as_slice()])
+            .await?
+            .as_ref()
+            .map(meta_of_row)
+            .transpose()
+    }
+
+    async fn blob(&self, hash: ContentHash) -> Result<Option<Vec<u8>>, ClusterError> {
+        {
+            let client = self.inner.pool.get().await?;
+            if let Some(row) = client
+                .query_opt(
+                    "SELECT canonical FROM reports WHERE hash = $1",
+                    &[&hash.as_bytes().as_slice()],
+                )
+                .await?
+            {
+                let bytes: Vec<u8> = row.try_get(0)?;
+                if ContentHash::of(&bytes) != hash {
+                    return Err(ClusterError::Corrupt(format!(
+                        "report {hash}: its stored JSON does not match its hash"
+                    )));
+                }
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(self.inner.blobs.get(hash).await?.map(|b| b.to_vec()))
+    }
+
+    async fn versions(&self, chain: &str) -> Result<Vec<ContentHash>, ClusterError> {
+        let client = self.inner.pool.get().await?;
+        client
+            .query(
+                "SELECT hash FROM reports WHERE chain_key = $1 ORDER BY version",
+                &[&chain],
+            )
+            .await?
+            .iter()
+            .map(|r| hash_of(r.try_get(0)?, "report"))
+            .collect()
+    }
+
+    async fn chain_head(&self, chain: &str) -> Result<Option<(u32, ContentHash)>, ClusterError> {
+        let client = self.inner.pool.get().await?;
+        let Some(row) = client
+            .query_opt(
+                "SELECT head_version, head_hash FROM report_chains
+                 WHERE chain_key = $1 AND head_hash IS NOT NULL",
+                &[&chain],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let v: i32 = row.try_get(0)?;
+        Ok(Some((
+            v.max(0) as u32,
+            hash_of(row.try_get(1)?, "chain head")?,
+        )))
+    }
+
+    async fn person_key(&self, id: &PatientId) -> Result<String, ClusterError> {
+        match id {
+            PatientId::National(nid) => Ok(huren_model::national_id_key(
+                &self.inner.options.national_id_secret,
+                nid,
+            )),
+            PatientId::Local {
+                institution,
+                local_id,
+            } => self.person_of(&format!("{institution}:{local_id}")).await,
+        }
+    }
+
+    async fn patient_reports(
+        &self,
+        id: &PatientId,
+        kind: Option<ReportKind>,
+    ) -> Result<(IdentityLink, Vec<ReportMeta>), ClusterError> {
+        let person = ReportBackend::person_key(self, id).await?;
+        let link = if person.starts_with("nidk:") {
+            IdentityLink::ExactNationalId
+        } else {
+            IdentityLink::LocalOnly
+        };
+        Ok((link, self.reports_of_person(&person, kind).await?))
+    }
+
+    async fn identity_reviews(&self, open_only: bool) -> Result<Vec<ReviewItem>, ClusterError> {
+        let client = self.inner.pool.get().await?;
+        client
+            .query(
+                "SELECT item::text FROM identity_reviews WHERE open OR NOT $1 ORDER BY opened",
+                &[&open_only],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let s: &str = r.try_get(0)?;
+                serde_json::from_str(s)
+                    .map_err(|e| ClusterError::Corrupt(format!("identity review item: {e}")))
+            })
+            .collect()
+    }
+}

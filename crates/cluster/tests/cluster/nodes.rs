@@ -1,0 +1,225 @@
+//! The cluster store with several nodes and with failing servers: the same message sent to
+//! two nodes at once is stored once, a correction on one node is seen on the other, damaged
+//! rows and objects are errors, and a dying connection or object store never gives a false
+//! success.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use huren_cluster::{blob_key, ClusterError, S3Blobs};
+use huren_model::{ContentHash, PatientId};
+use huren_store::{Outcome, ReportBackend};
+use object_store::ObjectStoreExt;
+
+use crate::conformance::{cluster, lab, node_on};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_store_a_message_once_and_see_each_others_corrections() {
+    let Some((a, pg, s3)) = cluster("node-a").await else {
+        return;
+    };
+    let b = node_on(&pg, &s3, "node-b").await;
+
+    // 40 messages, each sent to both nodes at the same moment.
+    let mut tasks = vec![];
+    for n in 0..40 {
+        let m = lab("A", &format!("P{n}"), None, &format!("K{n}"), 1, "both");
+        let (a, b, m2) = (a.clone(), b.clone(), m.clone());
+        tasks.push(tokio::spawn(async move {
+            let (x, y) = tokio::join!(a.commit(m), b.commit(m2));
+            (x.expect("node a"), y.expect("node b"))
+        }));
+    }
+    for t in tasks {
+        let (x, y) = t.await.expect("task");
+        let mut outcomes = [x.reports[0].outcome, y.reports[0].outcome];
+        outcomes.sort_by_key(|o| *o == Outcome::Duplicate);
+        assert_eq!(outcomes, [Outcome::Stored, Outcome::Duplicate]);
+        assert_eq!(x.reports[0].report, y.reports[0].report);
+        assert_eq!((x.reports[0].version, y.reports[0].version), (1, 1));
+    }
+    let client = a.pool().get().await.expect("client");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM reports", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 40, "each message stored once");
+
+    // A correction sent to A while B answers queries: B sees it as soon as A has answered.
+    let patient = PatientId::Local {
+        institution: "A".into(),
+        local_id: "P7".into(),
+    };
+    let before = b.patient_reports(&patient, None).await.expect("query").1;
+    assert_eq!(before.len(), 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (b, stop, patient) = (b.clone(), stop.clone(), patient.clone());
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let metas = b
+                    .patient_reports(&patient, None)
+                    .await
+                    .expect("query on b")
+                    .1;
+                assert_eq!(metas.len(), 1, "always exactly one current version");
+                n += 1;
+            }
+            n
+        })
+    };
+    let c = a
+        .commit(lab("A", "P7", None, "K7", 1, "corrected"))
+        .await
+        .expect("correction");
+    assert_eq!(
+        (c.reports[0].outcome, c.reports[0].version),
+        (Outcome::Superseded, 2)
+    );
+    let after = b.patient_reports(&patient, None).await.expect("query").1;
+    assert_eq!(
+        after.iter().map(|m| m.hash).collect::<Vec<_>>(),
+        vec![c.reports[0].report]
+    );
+    assert_eq!(
+        b.report_meta(before[0].hash)
+            .await
+            .expect("meta")
+            .expect("meta")
+            .superseded_by,
+        Some(c.reports[0].report)
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.await.expect("reader") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn damaged_rows_and_objects_are_errors_not_answers() {
+    let Some((s, _pg, _s3)) = cluster("n1").await else {
+        return;
+    };
+    let m = lab("A", "P1", None, "K1", 1, "to damage");
+    let original = m.original.hash();
+    let h = s.commit(m).await.expect("commit").reports[0].report;
+    let client = s.pool().get().await.expect("client");
+    client
+        .execute(
+            "UPDATE reports SET canonical = overlay(canonical placing 'X' from 3 for 1) WHERE hash = $1",
+            &[&h.as_bytes().as_slice()],
+        )
+        .await
+        .expect("damage the row");
+    let e = s.report(h).await.expect_err("a damaged report is an error");
+    assert!(matches!(e, ClusterError::Corrupt(_)), "{e}");
+    assert!(s.blob(h).await.is_err());
+
+    // The original's object overwritten behind the store's back.
+    s.blobs()
+        .object_store()
+        .put(
+            &S3Blobs::path(&original),
+            Bytes::from_static(b"not the original").into(),
+        )
+        .await
+        .expect("overwrite");
+    let e = s
+        .blob(original)
+        .await
+        .expect_err("a damaged object is an error");
+    assert!(e.to_string().contains(&blob_key(&original)), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_object_store_fails_the_commit_and_records_nothing() {
+    let Some((s, _pg, s3)) = cluster("n1").await else {
+        return;
+    };
+    s.commit(lab("A", "P1", None, "K1", 1, "before"))
+        .await
+        .expect("commit while up");
+    drop(s3); // stops SeaweedFS
+    let m = lab("A", "P2", None, "K2", 1, "while down");
+    let chain = "lab|A|K2";
+    let e = tokio::time::timeout(Duration::from_secs(120), s.commit(m))
+        .await
+        .expect("bounded")
+        .expect_err("no success without the object store");
+    assert!(matches!(e, ClusterError::CommitFailed(_)), "{e}");
+    assert_eq!(s.chain_head(chain).await.expect("head"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_connections_never_give_a_false_success() {
+    let Some((s, pg, s3)) = cluster("n1").await else {
+        return;
+    };
+    // A killer on its own connection terminates every other backend every few ms.
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let stop = stop.clone();
+        let pool = huren_cluster::pool(pg.postgres_config(), 1).expect("pool");
+        tokio::spawn(async move {
+            let client = pool.get().await.expect("killer connection");
+            let mut killed = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                let row = client
+                    .query_one(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()
+                           AND backend_type = 'client backend'",
+                        &[],
+                    )
+                    .await
+                    .expect("terminate");
+                killed += row.get::<_, i64>(0);
+                tokio::time::sleep(Duration::from_millis(7)).await;
+            }
+            killed
+        })
+    };
+    let mut acked: Vec<ContentHash> = vec![];
+    let mut failed = 0;
+    for round in 0..20 {
+        let tasks: Vec<_> = (0..10)
+            .map(|n| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.commit(lab(
+                        "A",
+                        &format!("P{round}-{n}"),
+                        None,
+                        &format!("K{round}-{n}"),
+                        1,
+                        "x",
+                    ))
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(c) => acked.push(c.reports[0].report),
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let killed = killer.await.expect("killer");
+    eprintln!(
+        "killed {killed} connections: {} acknowledged, {failed} failed",
+        acked.len()
+    );
+    assert!(killed > 0, "the killer killed connections");
+    // Every acknowledged report is there, read through a new node.
+    let fresh = node_on(&pg, &s3, "n2").await;
+    for h in &acked {
+        assert!(
+            fresh.report(*h).await.expect("read").is_some(),
+            "acknowledged report {h} is stored"
+        );
+    }
+}
