@@ -123,10 +123,23 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Re-hash every blob and check journal/index agreement.
+    /// Re-hash every blob and check journal/index agreement (or, with a cluster `--config`,
+    /// every report, blob and version chain in PostgreSQL and the object store).
     Verify {
         #[arg(long, default_value = "huren-data")]
         data: PathBuf,
+        /// A configuration with `[store] backend = "cluster"`: verify the cluster.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Copy an embedded store into the cluster back end (resumable; checked afterwards).
+    Migrate {
+        /// The embedded store's directory (no server may be writing to it).
+        #[arg(long)]
+        from: PathBuf,
+        /// The configuration with `[store] backend = "cluster"` to copy into.
+        #[arg(long)]
+        to_config: PathBuf,
     },
     /// Certificates for tests and the demo.
     Certs {
@@ -548,6 +561,125 @@ fn println_json(v: &serde_json::Value) {
     let _ = out.flush();
 }
 
+/// The cluster store a configuration names, migrated, on a fresh runtime's pool.
+async fn open_cluster(
+    path: &Path,
+    config: &Config,
+    stop_after_failure: bool,
+) -> Result<huren_cluster::ClusterStore<huren_cluster::S3Blobs>> {
+    let Some(cluster) = config
+        .store
+        .cluster()
+        .map_err(|e| anyhow::anyhow!("{}: [store]: {e}", path.display()))?
+    else {
+        anyhow::bail!(
+            "{}: [store] backend is \"embedded\", not \"cluster\"",
+            path.display()
+        );
+    };
+    let pool = huren_cluster::pool(cluster.postgres.clone(), 8).context("PostgreSQL pool")?;
+    huren_cluster::migrate(&pool)
+        .await
+        .context("PostgreSQL: connecting and migrating")?;
+    let blobs = huren_cluster::S3Blobs::connect(&cluster.s3).context("S3 client")?;
+    Ok(huren_cluster::ClusterStore::new(
+        pool,
+        blobs,
+        huren_cluster::ClusterOptions {
+            node: node_name(),
+            national_id_secret: config.national_id_secret().unwrap_or_default().to_string(),
+            stop_after_failure,
+            ..Default::default()
+        },
+    ))
+}
+
+/// This node's name for the rows it writes: `HUREN_NODE`, else the host name.
+fn node_name() -> String {
+    std::env::var("HUREN_NODE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "node".to_string())
+}
+
+/// `huren verify --config F` on a cluster: one JSON line; exit 1 on any problem.
+fn cluster_verify(path: &Path) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let store = open_cluster(path, &config, false).await?;
+        let rep = store.verify().await.context("verifying the cluster")?;
+        println_json(&serde_json::to_value(&rep)?);
+        for p in &rep.problems {
+            eprintln!("{p}");
+        }
+        Ok(if rep.problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
+/// `huren migrate --from DATA --to-config F`: the copy with a progress bar on stderr, then
+/// its report as one JSON line; exit 1 when the check after the copy found problems.
+fn migrate_store(from: &Path, path: &Path) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    if !from.join("journal.log").exists() {
+        bail!("{} is not a huren store (no journal.log)", from.display());
+    }
+    // The cluster must key national IDs as the source did: the configured secret, or a demo
+    // store's own.
+    let missing = if from.join(demo::SECRET_FILE).is_file() {
+        NoSecret::DemoStore(from)
+    } else {
+        NoSecret::Refuse
+    };
+    fix_secret(&config, missing)?;
+    let source = std::fs::canonicalize(from)
+        .with_context(|| format!("{}", from.display()))?
+        .display()
+        .to_string();
+    let store = open_store(from, &config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let cluster = open_cluster(path, &config, true).await?;
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} journal records ({per_sec}, eta {eta})",
+            )
+            .context("progress bar template")?
+            .progress_chars("=> "),
+        );
+        let rep = huren_cluster::copy_store(&store, &cluster, &source, |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await
+        .context("copying the store (run the command again to resume)")?;
+        bar.finish();
+        println_json(&serde_json::to_value(&rep)?);
+        for p in &rep.problems {
+            eprintln!("{p}");
+        }
+        Ok(if rep.problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -811,7 +943,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Verify { data } => {
+        Cmd::Migrate { from, to_config } => migrate_store(&from, &to_config),
+        Cmd::Verify {
+            config: Some(config),
+            ..
+        } => cluster_verify(&config),
+        Cmd::Verify { data, config: None } => {
             if !data.join("journal.log").exists() {
                 bail!("{} is not a huren store (no journal.log)", data.display());
             }

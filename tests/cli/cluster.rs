@@ -1,84 +1,18 @@
-//! Issue 19's first slice from the command line: `huren cluster check` against real
-//! PostgreSQL and SeaweedFS (started by tests/peers/*.sh) applies the schema once and
-//! round-trips a probe blob; `huren serve` with a cluster configuration refuses plainly
-//! (not built yet); a bad `[store]` is a configuration error naming it.
+//! Issue 19 from the command line, against real PostgreSQL and SeaweedFS (started by
+//! tests/peers/*.sh): `huren cluster check` applies the schema once and round-trips a probe
+//! blob; `huren migrate` copies an embedded store into the cluster (checked, resumable) and
+//! `huren verify --config` checks the cluster; `huren serve` with a cluster configuration
+//! refuses plainly (not built yet); a bad `[store]` is a configuration error naming it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::support::{huren, repo};
+use crate::support::huren;
 
-/// A peer server of tests/peers, stopped (and its directory removed) on drop.
-struct Peer {
-    script: PathBuf,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-    line: String,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script)
-            .arg("stop")
-            .arg(&self.dir)
-            .env("PG_STOP_MODE", "immediate")
-            .env("SEAWEED_STOP_TIMEOUT", "0")
-            .status();
-    }
-}
-
-impl Peer {
-    fn get(&self, key: &str) -> String {
-        self.line
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-            .unwrap_or_else(|| panic!("{key} not in {}", self.line))
-            .to_string()
-    }
-}
-
-/// Starts a peer on a free port block (a few tries); `None` outside CI when it cannot.
-fn start(script: &str) -> Option<Peer> {
-    let script = repo().join("tests/peers").join(script);
-    for _ in 0..5 {
-        // 20000–49999: SeaweedFS takes the port block up to +10008, below 65536.
-        let port = 20_000 + ((std::process::id() as u64 * 7_919 + fastrand_port()) % 30_000) as u16;
-        let tmp = tempfile::Builder::new()
-            .prefix("huren-peer")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let dir = tmp.path().join("d");
-        let out = Command::new(&script)
-            .arg("start")
-            .arg(&dir)
-            .arg(port.to_string())
-            .output()
-            .expect("run the peer script");
-        if out.status.success() {
-            return Some(Peer {
-                script,
-                dir,
-                _tmp: tmp,
-                line: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-            });
-        }
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} could not start and CI=true: the store peers are required (tests/peers/README.md)",
-        script.display()
-    );
-    eprintln!("skipping: {} could not start", script.display());
-    None
-}
-
-/// A number from the clock (ports differ between tries and between tests).
-fn fastrand_port() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::from(d.subsec_nanos()))
-        .unwrap_or(0)
-}
+/// The peer servers, started and stopped as the cluster crate's own tests do.
+#[path = "../../crates/cluster/tests/cluster/support.rs"]
+#[allow(dead_code)]
+mod peers;
+use peers::Peer;
 
 fn cluster_config(dir: &Path, pg: &Peer, s3: &Peer) -> PathBuf {
     let p = dir.join("huren.toml");
@@ -100,10 +34,7 @@ fn cluster_config(dir: &Path, pg: &Peer, s3: &Peer) -> PathBuf {
 
 #[test]
 fn cluster_check_migrates_once_and_round_trips_a_blob_and_serve_refuses_plainly() {
-    let Some(pg) = start("postgres.sh") else {
-        return;
-    };
-    let Some(s3) = start("seaweedfs.sh") else {
+    let (Some(pg), Some(s3)) = (peers::postgres(), peers::seaweedfs()) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -157,4 +88,73 @@ fn a_bad_store_section_is_a_configuration_error_naming_it() {
     let (code, _, err) = huren(&["cluster", "check", "--config", p.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(err.contains("backend"), "{err}");
+}
+
+#[test]
+fn migrate_copies_an_embedded_store_into_the_cluster_and_verify_checks_it() {
+    let (Some(pg), Some(s3)) = (peers::postgres(), peers::seaweedfs()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cluster_config(dir.path(), &pg, &s3);
+    let secret = dir.path().join("national-id-secret");
+    std::fs::write(&secret, "migrate-test-secret-of-enough-length").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[identity]\nnational_id_secret_file = \"{}\"\n\n{}",
+            secret.display(),
+            std::fs::read_to_string(&cfg).unwrap()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (code, _, err) = huren(&[
+        "demo-data",
+        "--config",
+        cfg,
+        "--data",
+        data,
+        "--reports",
+        "3000",
+        "--patients",
+        "400",
+    ]);
+    assert_eq!(code, 0, "{err}");
+
+    let (code, lines, err) = huren(&["migrate", "--from", data, "--to-config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    let rep = &lines[0];
+    assert_eq!(rep["problems"], serde_json::json!([]), "{rep}");
+    assert_eq!(rep["reports_copied"], 3000, "{rep}");
+    assert_eq!(rep["reports_verified"], 3000, "{rep}");
+    assert_eq!(rep["resumed_after"], 0, "{rep}");
+
+    let (code, lines, err) = huren(&["verify", "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines[0]["reports"], 3000, "{:?}", lines[0]);
+    assert_eq!(lines[0]["problems"], serde_json::json!([]));
+    assert!(lines[0]["blobs_checked"].as_u64().unwrap() >= 1);
+
+    // Again: everything is already there; nothing is copied twice.
+    let (code, lines, err) = huren(&["migrate", "--from", data, "--to-config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines[0]["reports_copied"], 0, "{:?}", lines[0]);
+    assert!(lines[0]["resumed_after"].as_u64().unwrap() > 0);
+    // The source is untouched and still whole.
+    let (code, _, err) = huren(&["verify", "--data", data]);
+    assert_eq!(code, 0, "{err}");
+
+    // Not a store: a clear error naming it.
+    let (code, _, err) = huren(&[
+        "migrate",
+        "--from",
+        dir.path().join("nothing").to_str().unwrap(),
+        "--to-config",
+        cfg,
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a huren store"), "{err}");
 }

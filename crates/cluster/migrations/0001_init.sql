@@ -181,3 +181,11 @@ CREATE TABLE stat_deltas (
     at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX stat_deltas_name ON stat_deltas (name);
+
+-- `huren migrate`: how far the copy of an embedded store has come (the last journal record
+-- whose ingests are all committed), so an interrupted copy resumes there.
+CREATE TABLE store_copies (
+    source     text PRIMARY KEY,             -- the embedded store's directory, canonical
+    seq        bigint NOT NULL CHECK (seq >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);

@@ -6,12 +6,16 @@
 
 mod blobs;
 mod config;
+mod copy;
 mod pg;
 mod s3;
 mod store;
 
 pub use blobs::{blob_key, BlobBackend, BlobError, DirBlobs};
 pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, StoreConfig};
+pub use copy::{copy_store, CopyReport};
 pub use pg::{migrate, migrate_with, pool, MigrateError, Migration, MIGRATIONS, MIGRATION_LOCK};
 pub use s3::S3Blobs;
-pub use store::{ClusterError, ClusterOptions, ClusterStore, IDENTITY_LOCK};
+pub use store::{ClusterError, ClusterOptions, ClusterStore, ClusterVerify, IDENTITY_LOCK};
+/// The PostgreSQL connection settings `[store] postgres` parses into.
+pub use tokio_postgres::Config as PgConfig;

@@ -79,6 +79,9 @@ pub struct ClusterOptions {
     pub max_batch: usize,
     /// Blob PUTs in flight at once.
     pub put_concurrency: usize,
+    /// Once a group fails, fail every later one too (for a copy, where a later version must
+    /// never be committed before an earlier one that failed).
+    pub stop_after_failure: bool,
 }
 
 impl Default for ClusterOptions {
@@ -88,6 +91,7 @@ impl Default for ClusterOptions {
             national_id_secret: String::new(),
             max_batch: 256,
             put_concurrency: 32,
+            stop_after_failure: false,
         }
     }
 }
@@ -153,6 +157,19 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
         ingest: Ingest,
         instances: Vec<InstanceRecord>,
     ) -> Result<Committed, ClusterError> {
+        self.submit(ingest, instances)?.await
+    }
+
+    /// Queues an ingest for the group commit now and returns its answer to await: ingests
+    /// submitted one after another are committed in that order.
+    pub fn submit(
+        &self,
+        ingest: Ingest,
+        instances: Vec<InstanceRecord>,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Committed, ClusterError>> + use<B>,
+        ClusterError,
+    > {
         if matches!(ingest.original, huren_store::Original::Stored(_)) {
             return Err(ClusterError::Unsupported(
                 "an original spooled to the embedded store's files",
@@ -172,7 +189,7 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
         self.tx
             .send(Job { ingest, reply })
             .map_err(|_| ClusterError::WriterGone)?;
-        rx.await.map_err(|_| ClusterError::WriterGone)?
+        Ok(async move { rx.await.map_err(|_| ClusterError::WriterGone)? })
     }
 
     /// The person a local key belongs to (the key itself when unlinked).
@@ -204,6 +221,137 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
             .await?;
         let rows = client.query(&stmt, &[&person, &kind]).await?;
         rows.iter().map(meta_of_row).collect()
+    }
+}
+
+/// The last version [`ClusterStore::verify`] saw of the chain it is walking.
+struct Walk {
+    chain: String,
+    version: i32,
+    hash: Vec<u8>,
+    superseded_by: Option<Vec<u8>>,
+}
+
+/// What [`ClusterStore::verify`] found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ClusterVerify {
+    /// Reports whose JSON was re-hashed.
+    pub reports: u64,
+    /// Version chains checked (numbering, supersession, head).
+    pub chains: u64,
+    /// Blobs read back from the object store and re-hashed.
+    pub blobs_checked: u64,
+    /// Problems found; empty means healthy.
+    pub problems: Vec<String>,
+}
+
+impl<B: BlobBackend + 'static> ClusterStore<B> {
+    /// Re-hashes every report's JSON and every blob the index lists (read back from the
+    /// object store), and checks every version chain: numbered 1..n without gaps, each
+    /// version superseded by the next, the last one current and the chain's head.
+    pub async fn verify(&self) -> Result<ClusterVerify, ClusterError> {
+        let mut out = ClusterVerify::default();
+        let client = self.inner.pool.get().await?;
+        let heads: HashMap<String, (i32, Option<Vec<u8>>)> = client
+            .query(
+                "SELECT chain_key, head_version, head_hash FROM report_chains",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        let rows = client
+            .query_raw(
+                "SELECT hash, canonical, chain_key, version, superseded_by FROM reports
+                 ORDER BY chain_key, version",
+                std::iter::empty::<i32>(),
+            )
+            .await?;
+        futures::pin_mut!(rows);
+        // The chain being walked: its last version seen.
+        let mut walk: Option<Walk> = None;
+        let close = |w: Option<Walk>, out: &mut ClusterVerify| {
+            if let Some(w) = w {
+                out.chains += 1;
+                let (chain, v) = (&w.chain, w.version);
+                if w.superseded_by.is_some() {
+                    out.problems
+                        .push(format!("chain {chain}: its last version {v} is superseded"));
+                }
+                if heads.get(chain) != Some(&(v, Some(w.hash))) {
+                    out.problems.push(format!(
+                        "chain {chain}: its head is not its last version {v}"
+                    ));
+                }
+            }
+        };
+        while let Some(row) = rows.try_next().await? {
+            out.reports += 1;
+            let hash: Vec<u8> = row.try_get(0)?;
+            let canonical: &[u8] = row.try_get(1)?;
+            let chain: String = row.try_get(2)?;
+            let version: i32 = row.try_get(3)?;
+            let superseded_by: Option<Vec<u8>> = row.try_get(4)?;
+            let h = hash_of(&hash, "report")?;
+            if ContentHash::of(canonical) != h {
+                out.problems.push(format!(
+                    "report {h}: its JSON hashes to {}",
+                    ContentHash::of(canonical)
+                ));
+            }
+            match walk.take() {
+                Some(w) if w.chain == chain => {
+                    let v = w.version;
+                    if version != v + 1 {
+                        out.problems.push(format!(
+                            "chain {chain}: version {version} follows version {v}"
+                        ));
+                    }
+                    if w.superseded_by.as_deref() != Some(hash.as_slice()) {
+                        out.problems.push(format!(
+                            "chain {chain}: version {v} is not superseded by version {version}"
+                        ));
+                    }
+                }
+                other => {
+                    close(other, &mut out);
+                    if version != 1 {
+                        out.problems
+                            .push(format!("chain {chain}: starts at version {version}"));
+                    }
+                }
+            }
+            walk = Some(Walk {
+                chain,
+                version,
+                hash,
+                superseded_by,
+            });
+        }
+        close(walk.take(), &mut out);
+        let blobs: Vec<ContentHash> = client
+            .query("SELECT hash FROM blobs", &[])
+            .await?
+            .iter()
+            .map(|r| hash_of(r.try_get(0)?, "blob"))
+            .collect::<Result<_, _>>()?;
+        let checked = futures::stream::iter(blobs)
+            .map(|h| async move { (h, self.inner.blobs.get(h).await) })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        for (h, r) in checked {
+            out.blobs_checked += 1;
+            match r {
+                Ok(Some(_)) => {}
+                Ok(None) => out
+                    .problems
+                    .push(format!("blob {h}: listed but not in the object store")),
+                Err(e) => out.problems.push(e.to_string()),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -280,6 +428,7 @@ async fn put_stage<B: BlobBackend>(
     next: mpsc::Sender<Group>,
 ) {
     let max = inner.options.max_batch.max(1);
+    let mut failed = false;
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < max {
@@ -288,14 +437,24 @@ async fn put_stage<B: BlobBackend>(
                 Err(_) => break,
             }
         }
+        if failed {
+            fail_all(
+                jobs.into_iter().map(|j| j.reply),
+                "an earlier group failed (stop_after_failure)",
+            );
+            continue;
+        }
         let started = std::time::Instant::now();
-        if let Some(group) = put_group(&inner, jobs, started).await {
-            if let Err(mpsc::error::SendError(g)) = next.send(group).await {
-                fail_all(
-                    g.jobs.into_iter().map(|j| j.reply),
-                    "the commit task has stopped",
-                );
+        match put_group(&inner, jobs, started).await {
+            Some(group) => {
+                if let Err(mpsc::error::SendError(g)) = next.send(group).await {
+                    fail_all(
+                        g.jobs.into_iter().map(|j| j.reply),
+                        "the commit task has stopped",
+                    );
+                }
             }
+            None => failed = inner.options.stop_after_failure,
         }
     }
 }
@@ -304,6 +463,7 @@ async fn put_stage<B: BlobBackend>(
 /// together are committed together, up to `max_batch` ingests), then the answers.
 async fn commit_stage<B: BlobBackend>(inner: Arc<Inner<B>>, mut rx: mpsc::Receiver<Group>) {
     let max = inner.options.max_batch.max(1);
+    let mut failed = false;
     while let Some(mut group) = rx.recv().await {
         while group.jobs.len() < max {
             match rx.try_recv() {
@@ -311,8 +471,15 @@ async fn commit_stage<B: BlobBackend>(inner: Arc<Inner<B>>, mut rx: mpsc::Receiv
                 Err(_) => break,
             }
         }
+        if failed {
+            fail_all(
+                group.jobs.into_iter().map(|j| j.reply),
+                "an earlier group failed (stop_after_failure)",
+            );
+            continue;
+        }
         let (n, started) = (group.jobs.len(), group.started);
-        commit_group(&inner, group).await;
+        failed = !commit_group(&inner, group).await && inner.options.stop_after_failure;
         huren_metrics::global().commit(n, started.elapsed());
     }
 }
@@ -383,7 +550,8 @@ async fn put_group<B: BlobBackend>(
 }
 
 /// One transaction for the group, retried (bounded) when it loses a race or its connection.
-async fn commit_group<B: BlobBackend>(inner: &Inner<B>, group: Group) {
+/// Whether it committed.
+async fn commit_group<B: BlobBackend>(inner: &Inner<B>, group: Group) -> bool {
     let Group { jobs, sizes, .. } = group;
     let mut attempt = 0;
     loop {
@@ -398,14 +566,15 @@ async fn commit_group<B: BlobBackend>(inner: &Inner<B>, group: Group) {
                         c
                     }));
                 }
-                return;
+                return true;
             }
             Err(e) if attempt < RETRIES && retryable(&e) => {
                 tracing::warn!(error = %e, attempt, "cluster commit lost a race; retrying");
                 tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
             }
             Err(e) => {
-                return fail_all(jobs.into_iter().map(|j| j.reply), &e.to_string());
+                fail_all(jobs.into_iter().map(|j| j.reply), &e.to_string());
+                return false;
             }
         }
     }

@@ -417,7 +417,6 @@ impl Journal {
     }
 
     /// Reads every valid record without modifying the file.
-    #[cfg(test)]
     pub(crate) fn read_all(path: &Path) -> Result<Vec<JournalRecord>, StoreError> {
         Ok(Self::read_decoded(path)?
             .0

@@ -796,6 +796,12 @@ impl Store {
         Ok(rep)
     }
 
+    /// Every journal record, oldest first: what `huren migrate` copies. Meant for a store no
+    /// server is writing to (a record being appended is not read).
+    pub fn journal_records(&self) -> Result<Vec<JournalRecord>, StoreError> {
+        journal::Journal::read_all(&self.inner.dir.join("journal.log"))
+    }
+
     /// Flushes the sled index (it is derived, so this is an optimisation, not a guarantee).
     pub fn flush_index(&self) -> Result<(), StoreError> {
         self.inner.index.flush()

@@ -3,6 +3,7 @@
 
 mod blobs;
 mod conformance;
+mod copy;
 mod migrate;
 mod nodes;
 mod support;

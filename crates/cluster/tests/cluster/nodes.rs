@@ -131,6 +131,24 @@ async fn damaged_rows_and_objects_are_errors_not_answers() {
         .await
         .expect_err("a damaged object is an error");
     assert!(e.to_string().contains(&blob_key(&original)), "{e}");
+
+    // `verify` finds both, and a chain whose head was moved.
+    client
+        .execute("UPDATE report_chains SET head_version = 7", &[])
+        .await
+        .expect("damage the head");
+    let v = s.verify().await.expect("verify");
+    let all = v.problems.join("\n");
+    assert_eq!(v.problems.len(), 3, "{all}");
+    assert!(
+        all.contains(&format!("report {h}: its JSON hashes to")),
+        "{all}"
+    );
+    assert!(all.contains(&blob_key(&original)), "{all}");
+    assert!(
+        all.contains("chain lab|A|K1: its head is not its last version 1"),
+        "{all}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

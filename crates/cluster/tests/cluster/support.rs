@@ -10,9 +10,14 @@ use std::process::Command;
 
 use huren_cluster::{S3Section, S3Settings, StoreConfig};
 
-/// The repository's root.
+/// The repository's root: the nearest directory above the crate with `tests/peers` (this
+/// file is also compiled into the root crate's command-line tests).
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|d| d.join("tests/peers").is_dir())
+        .unwrap_or(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .to_path_buf()
 }
 
 fn ci() -> bool {
@@ -150,7 +155,7 @@ impl Peer {
     }
 
     /// The checked PostgreSQL config for this PostgreSQL peer, through `[store]`.
-    pub fn postgres_config(&self) -> tokio_postgres::Config {
+    pub fn postgres_config(&self) -> huren_cluster::PgConfig {
         let store = StoreConfig {
             backend: huren_cluster::Backend::Cluster,
             postgres: Some(self.line.clone()),
