@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+use futures::StreamExt;
+
 use huren_model::{ContentHash, Hashed, InstanceRecord};
 use huren_store::{Entry, IdentityOp, Ingest, JournalRecord, ReportBackend, Store};
 use serde::Serialize;
@@ -238,7 +240,7 @@ fn count(report: &mut CopyReport, c: huren_store::Committed) {
 }
 
 /// Every report of the source read back from the cluster (hash-checked) with its chain and
-/// version; every original present in the object store.
+/// version; every original present in the object store. 16 reads at a time.
 async fn verify_copy<B: BlobBackend + 'static>(
     from: &Store,
     to: &ClusterStore<B>,
@@ -246,40 +248,50 @@ async fn verify_copy<B: BlobBackend + 'static>(
     report: &mut CopyReport,
 ) -> Result<(), ClusterError> {
     let mut originals = std::collections::HashSet::new();
+    let mut reports = Vec::new();
     for rec in records {
         for e in &rec.entries {
-            let Entry::Report { hash, original, .. } = e else {
-                continue;
-            };
-            originals.insert(*original);
-            report.reports_verified += 1;
-            let want = from.report_meta(hash)?;
-            let got = match to.report(*hash).await {
-                Ok(Some(_)) => to.report_meta(*hash).await?,
+            if let Entry::Report { hash, original, .. } = e {
+                originals.insert(*original);
+                reports.push((*hash, from.report_meta(hash)?));
+            }
+        }
+    }
+    report.reports_verified = reports.len() as u64;
+    report.originals_verified = originals.len() as u64;
+    let problems: Vec<Option<String>> = futures::stream::iter(reports)
+        .map(|(hash, want)| async move {
+            let got = match to.report(hash).await {
+                Ok(Some(_)) => match to.report_meta(hash).await {
+                    Ok(m) => m,
+                    Err(e) => return Some(format!("report {hash}: {e}")),
+                },
                 Ok(None) => None,
-                Err(e) => {
-                    report.problems.push(format!("report {hash}: {e}"));
-                    continue;
-                }
+                Err(e) => return Some(format!("report {hash}: {e}")),
             };
             match (want, got) {
-                (Some(w), Some(g))
-                    if (w.chain.as_str(), w.version) == (g.chain.as_str(), g.version) => {}
-                (w, g) => report.problems.push(format!(
+                (Some(w), Some(g)) if (&w.chain, w.version) == (&g.chain, g.version) => None,
+                (w, g) => Some(format!(
                     "report {hash}: source has {:?}, cluster has {:?}",
                     w.map(|m| (m.chain, m.version)),
                     g.map(|m| (m.chain, m.version))
                 )),
             }
-        }
-    }
-    for o in originals {
-        report.originals_verified += 1;
-        if !to.blobs().exists(o).await? {
-            report
-                .problems
-                .push(format!("original {o} is not in the object store"));
-        }
-    }
+        })
+        .buffer_unordered(16)
+        .chain(
+            futures::stream::iter(originals)
+                .map(|o| async move {
+                    match to.blobs().exists(o).await {
+                        Ok(true) => None,
+                        Ok(false) => Some(format!("original {o} is not in the object store")),
+                        Err(e) => Some(format!("original {o}: {e}")),
+                    }
+                })
+                .buffer_unordered(16),
+        )
+        .collect()
+        .await;
+    report.problems.extend(problems.into_iter().flatten());
     Ok(())
 }
