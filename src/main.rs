@@ -617,11 +617,16 @@ fn cluster_verify(path: &Path) -> Result<ExitCode> {
     rt.block_on(async move {
         let store = open_cluster(path, &config, false).await?;
         let rep = store.verify().await.context("verifying the cluster")?;
-        println_json(&serde_json::to_value(&rep)?);
-        for p in &rep.problems {
+        let audit = huren_cluster::verify_audit(store.pool())
+            .await
+            .context("verifying the cluster's audit chains")?;
+        let mut out = serde_json::to_value(&rep)?;
+        out["audit"] = serde_json::to_value(&audit)?;
+        println_json(&out);
+        for p in rep.problems.iter().chain(&audit.problems) {
             eprintln!("{p}");
         }
-        Ok(if rep.problems.is_empty() {
+        Ok(if rep.problems.is_empty() && audit.problems.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

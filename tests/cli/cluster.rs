@@ -137,6 +137,7 @@ fn migrate_copies_an_embedded_store_into_the_cluster_and_verify_checks_it() {
     assert_eq!(lines[0]["reports"], 3000, "{:?}", lines[0]);
     assert_eq!(lines[0]["problems"], serde_json::json!([]));
     assert!(lines[0]["blobs_checked"].as_u64().unwrap() >= 1);
+    assert_eq!(lines[0]["audit"]["problems"], serde_json::json!([]));
 
     // Again: everything is already there; nothing is copied twice.
     let (code, lines, err) = huren(&["migrate", "--from", data, "--to-config", cfg]);

@@ -191,7 +191,8 @@ impl AuditRecord {
     }
 }
 
-const GENESIS: &str = "blake3:0000000000000000000000000000000000000000000000000000000000000000";
+/// The `prev` of a chain's first entry.
+pub const GENESIS: &str = "blake3:0000000000000000000000000000000000000000000000000000000000000000";
 
 type Reply = oneshot::Sender<Result<AuditEntry, StoreError>>;
 
@@ -595,7 +596,10 @@ fn hash_of(entry_without_hash: &serde_json::Value) -> Result<String, StoreError>
     Ok(ContentHash::of(&bytes).to_string())
 }
 
-fn entry_line(
+/// Seals a record as entry `seq` after `prev`: the entry with its hash and its line (canonical
+/// JSON and a newline). The one format every audit chain uses (the log file and the cluster's
+/// per-node chains).
+pub fn entry_line(
     seq: u64,
     at: String,
     prev: String,
@@ -795,8 +799,9 @@ fn entry_at(line: &[u8], r: &Rec) -> Result<AuditEntry, StoreError> {
     }
 }
 
-/// Checks one line against the chain; returns its entry.
-fn check_line(line: &str, seq: u64, prev: &str) -> Result<AuditEntry, String> {
+/// Checks one line against the chain (entry `seq` after `prev`, its hash over its content);
+/// returns its entry.
+pub fn check_line(line: &str, seq: u64, prev: &str) -> Result<AuditEntry, String> {
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let entry: AuditEntry =
         serde_json::from_value(v.clone()).map_err(|e| format!("not an audit entry: {e}"))?;

@@ -4,6 +4,7 @@
 //! `[store]` / `[store.s3]` configuration ([`StoreConfig`]). Not wired into `huren serve` yet;
 //! see `docs/cluster.md`.
 
+mod audit;
 mod blobs;
 mod config;
 mod copy;
@@ -11,6 +12,10 @@ mod pg;
 mod s3;
 mod store;
 
+pub use audit::{
+    audit_of_patient, checkpoint, spawn_checkpoints, verify_audit, AuditCheck, Checkpoint,
+    ClusterAudit, CHECKPOINT_LOCK,
+};
 pub use blobs::{blob_key, BlobBackend, BlobError, DirBlobs};
 pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, StoreConfig};
 pub use copy::{copy_store, CopyReport};
