@@ -21,6 +21,8 @@ pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, Sto
 pub use copy::{copy_store, CopyReport};
 pub use pg::{migrate, migrate_with, pool, MigrateError, Migration, MIGRATIONS, MIGRATION_LOCK};
 pub use s3::S3Blobs;
-pub use store::{ClusterError, ClusterOptions, ClusterStore, ClusterVerify, IDENTITY_LOCK};
+pub use store::{
+    ClusterError, ClusterOptions, ClusterStore, ClusterVerify, CHANGES_CHANNEL, IDENTITY_LOCK,
+};
 /// The PostgreSQL connection settings `[store] postgres` parses into.
 pub use tokio_postgres::Config as PgConfig;

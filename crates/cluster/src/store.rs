@@ -22,6 +22,7 @@ use bytes::Bytes;
 use deadpool_postgres::{Pool, Transaction};
 use futures::{StreamExt, TryStreamExt};
 use huren_model::{ContentHash, InstanceRecord, PatientId, Report, ReportKind, ReportStatus};
+use huren_store::generations::Generations;
 use huren_store::index::namespace;
 use huren_store::plan::{PlanView, Planner, Prepared};
 use huren_store::{
@@ -123,6 +124,9 @@ struct Inner<B> {
     pool: Pool,
     blobs: B,
     options: ClusterOptions,
+    /// Per-person change counters: bumped by this node's commits before they are answered,
+    /// and by the other nodes' commits as their notifications arrive.
+    generations: Arc<Generations>,
 }
 
 impl<B: BlobBackend + 'static> ClusterStore<B> {
@@ -133,12 +137,50 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
             pool,
             blobs,
             options,
+            generations: Arc::new(Generations::new()),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let (group_tx, group_rx) = mpsc::channel(2);
         tokio::spawn(put_stage(inner.clone(), rx, group_tx));
         tokio::spawn(commit_stage(inner.clone(), group_rx));
         ClusterStore { inner, tx }
+    }
+
+    /// A counter that moves whenever a commit on any node may change the reports of `person`
+    /// (the embedded store's `person_generation`): read it before a query; an answer derived
+    /// from that query is current while it has not moved. Other nodes' commits arrive through
+    /// [`ClusterStore::follow_changes`].
+    pub fn person_generation(&self, person: &str) -> u64 {
+        self.inner.generations.get(person)
+    }
+
+    /// Follows the other nodes' commits: a task on its own connection `LISTEN`s on
+    /// [`CHANGES_CHANNEL`] and bumps the generation stripes each notification names. After
+    /// every (re)connection it marks everything stale first (notifications sent while it was
+    /// away are lost), then retries a lost connection every second. It ends when the last
+    /// handle on the store is dropped.
+    pub fn follow_changes(&self, config: crate::PgConfig) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let Some((generations, node)) = weak
+                .upgrade()
+                .map(|i| (i.generations.clone(), i.options.node.clone()))
+            else {
+                return;
+            };
+            loop {
+                match listen(&config, &generations, &node, &weak).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change feed lost; reconnecting in 1 s");
+                    }
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
     }
 
     /// The blob back end.
@@ -352,6 +394,78 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
             }
         }
         Ok(out)
+    }
+}
+
+/// One session of the change feed: connect, `LISTEN`, mark everything stale, then apply
+/// notifications until the connection ends (an error) or the store is dropped (`Ok`).
+async fn listen<B>(
+    config: &crate::PgConfig,
+    generations: &Generations,
+    node: &str,
+    store: &std::sync::Weak<Inner<B>>,
+) -> Result<(), ClusterError> {
+    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(Ok(n.payload().to_string())).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let _stop = AbortOnDrop(driver);
+    client
+        .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+        .await?;
+    generations.bump_all();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        if store.strong_count() == 0 {
+            return Ok(());
+        }
+        match next {
+            Err(_) => continue,
+            Ok(None) => return Err(ClusterError::WriterGone),
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(Some(Ok(payload))) => {
+                let mut parts = payload.splitn(3, ' ');
+                let (Some("v1"), Some(from), Some(list)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    generations.bump_all();
+                    continue;
+                };
+                if from == node {
+                    continue; // bumped before the commit was answered
+                }
+                for s in list.split(',') {
+                    match s.parse::<u16>() {
+                        Ok(s) => generations.bump_stripe(s),
+                        Err(_) => generations.bump_all(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -784,13 +898,88 @@ async fn transact<B>(
     }
     // The reports first (in one statement each: rows, supersessions, chain heads), then the
     // identity changes in order (a claim marks reports of its own message).
+    // The keys whose answers this group changes: its reports' local keys and the keys its
+    // identity changes name, with the persons they belong to before and after.
+    let mut keys: Vec<String> = rows.patient.clone();
+    for (_, op) in &identity {
+        match op {
+            IdentityOp::Claim { local, person, .. } | IdentityOp::Link { local, person } => {
+                keys.push(local.clone());
+                keys.push(person.clone());
+            }
+            IdentityOp::Merge { from, into } => {
+                keys.push(from.clone());
+                keys.push(into.clone());
+            }
+            IdentityOp::Resolve { .. } => {}
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    let mut touched = keys.clone();
+    if !identity.is_empty() {
+        touched.extend(persons_of(&tx, &keys).await?);
+    }
     rows.write(&tx, &inner.options.node).await?;
     apply_identity_ops(&tx, &inner.options.node, &identity).await?;
+    touched.extend(persons_of(&tx, &keys).await?);
+    let stripes = notify(&tx, &inner.options.node, &touched).await?;
     tx.commit().await?;
+    // Durable: this node's caches see the change before any caller is answered.
+    for s in stripes {
+        inner.generations.bump_stripe(s);
+    }
     Ok(TxOutcome {
         results,
         txid: txid as u64,
     })
+}
+
+/// The channel commits announce their changes on (`LISTEN`ed by every node).
+pub const CHANGES_CHANNEL: &str = "huren_changes";
+
+/// The persons `keys` (local keys) belong to now.
+async fn persons_of(tx: &Transaction<'_>, keys: &[String]) -> Result<Vec<String>, ClusterError> {
+    if keys.is_empty() {
+        return Ok(vec![]);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "SELECT DISTINCT person_key FROM identity_links WHERE patient_key = ANY($1)",
+        )
+        .await?;
+    tx.query(&stmt, &[&keys])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0).map_err(ClusterError::from))
+        .collect()
+}
+
+/// Announces the generation stripes of `touched` to every node, inside the transaction (so
+/// only a commit is announced): `v1 NODE s,s,…`, in notifications of at most ~1,300 stripes.
+async fn notify(
+    tx: &Transaction<'_>,
+    node: &str,
+    touched: &[String],
+) -> Result<Vec<u16>, ClusterError> {
+    let mut stripes: Vec<u16> = touched.iter().map(|k| Generations::stripe_of(k)).collect();
+    stripes.sort_unstable();
+    stripes.dedup();
+    if stripes.is_empty() {
+        return Ok(stripes);
+    }
+    let payloads: Vec<String> = stripes
+        .chunks(1300)
+        .map(|c| {
+            let list: Vec<String> = c.iter().map(u16::to_string).collect();
+            format!("v1 {node} {}", list.join(","))
+        })
+        .collect();
+    let stmt = tx
+        .prepare_cached("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+        .await?;
+    tx.query(&stmt, &[&CHANGES_CHANNEL, &payloads]).await?;
+    Ok(stripes)
 }
 
 /// The report rows of a group, as column arrays for one `INSERT … SELECT FROM unnest`.

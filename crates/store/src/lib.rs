@@ -16,7 +16,7 @@ mod cases;
 mod consents;
 mod error;
 pub mod feed;
-mod generations;
+pub mod generations;
 pub mod index;
 mod journal;
 mod jsonl;

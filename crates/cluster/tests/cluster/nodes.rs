@@ -13,7 +13,8 @@ use huren_model::{ContentHash, PatientId};
 use huren_store::{Outcome, ReportBackend};
 use object_store::ObjectStoreExt;
 
-use crate::conformance::{cluster, lab, node_on};
+use crate::conformance::{cluster, lab, node_on, SECRET};
+use huren_model::national_id_key;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_store_a_message_once_and_see_each_others_corrections() {
@@ -240,4 +241,74 @@ async fn killed_connections_never_give_a_false_success() {
             "acknowledged report {h} is stored"
         );
     }
+}
+
+/// Polls `f` every 20 ms for at most 10 s.
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_on_one_node_moves_the_other_nodes_generations() {
+    let Some((a, pg, s3)) = cluster("node-a").await else {
+        return;
+    };
+    let b = node_on(&pg, &s3, "node-b").await;
+    let unrelated = "Z:nobody";
+    let g0 = b.person_generation(unrelated);
+    let _feed = b.follow_changes(pg.postgres_config());
+    // Listening: the feed marks everything stale once it is connected.
+    assert!(eventually(|| b.person_generation(unrelated) != g0).await);
+
+    // A result on A for a local key and for a national ID: B's counters move.
+    let person = national_id_key(SECRET, "110101199001011234");
+    let (gl, gp, gu) = (
+        b.person_generation("A:P1"),
+        b.person_generation(&person),
+        b.person_generation(unrelated),
+    );
+    let before_a = a.person_generation(&person);
+    a.commit(lab("A", "P1", Some("110101199001011234"), "K1", 1, "x"))
+        .await
+        .expect("commit");
+    assert_ne!(
+        a.person_generation(&person),
+        before_a,
+        "A's own counters move before it answers"
+    );
+    assert!(eventually(|| b.person_generation("A:P1") != gl).await);
+    assert!(eventually(|| b.person_generation(&person) != gp).await);
+    assert_eq!(
+        b.person_generation(unrelated),
+        gu,
+        "an unrelated person's counter stays"
+    );
+
+    // The feed's connection dies: B reconnects, marks everything stale, and follows again.
+    let client = a.pool().get().await.expect("client");
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("kill the listener")
+        .get(0);
+    assert_eq!(killed, 1);
+    assert!(
+        eventually(|| b.person_generation(unrelated) != gu).await,
+        "resync after reconnecting"
+    );
+    let g = b.person_generation("A:P2");
+    a.commit(lab("A", "P2", None, "K2", 1, "after the reconnect"))
+        .await
+        .expect("commit");
+    assert!(eventually(|| b.person_generation("A:P2") != g).await);
 }
