@@ -5,6 +5,12 @@
 //! taking alternate messages. Prints throughput and latencies.
 //!
 //! `cargo bench -p huren-cluster --bench cluster -- [N] [C] [R]` (defaults 5000, 32, 2000)
+//!
+//! `… -- query DATA CONFIG PATIENTS R` instead queries an existing pair: the embedded store in
+//! DATA (made by `huren demo-data`) and the cluster of CONFIG (the same store copied there by
+//! `huren migrate`): R prior-results queries on each, 8 at a time, by the local ID `FX-ZX:L{p}`
+//! (linked by national ID to the patient's results at every institution). tests/bench/migrate.sh
+//! runs it.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -182,7 +188,88 @@ async fn node(pg: &support::Peer, s3: &support::Peer, name: &str) -> ClusterStor
     )
 }
 
+/// R queries by `FX-ZX:L{p}` over `patients` patients, 8 at a time; the answers must not be
+/// empty.
+async fn local_queries<S: ReportBackend + 'static>(label: &str, s: Arc<S>, patients: usize, r: usize) {
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    let mut results = 0usize;
+    for t in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut l, mut n) = (Vec::new(), 0usize);
+            let mut i = t;
+            while i < r {
+                let id = PatientId::Local {
+                    institution: "FX-ZX".into(),
+                    local_id: format!("L{}", (i * 7919) % patients),
+                };
+                let t0 = Instant::now();
+                let (_, metas) = s.patient_reports(&id, None).await.expect("query");
+                l.push(t0.elapsed());
+                assert!(!metas.is_empty());
+                n += metas.len();
+                i += 8;
+            }
+            (l, n)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        let (l, n) = t.await.expect("task");
+        lat.extend(l);
+        results += n;
+    }
+    println!(
+        "{label}: {r} prior-results queries ({:.0} results each), 8 at a time: {:.0} queries/s, p50 {:.2} ms p99 {:.2} ms",
+        results as f64 / r as f64,
+        r as f64 / start.elapsed().as_secs_f64(),
+        pct(&mut lat, 0.50),
+        pct(&mut lat, 0.99),
+    );
+}
+
+/// The `query` mode (see the top of the file).
+fn query_mode(args: &[String]) {
+    let [data, config, patients, r] = args else {
+        panic!("usage: query DATA CONFIG PATIENTS R");
+    };
+    let patients: usize = patients.parse().expect("PATIENTS");
+    let r: usize = r.parse().expect("R");
+    #[derive(serde::Deserialize)]
+    struct File {
+        store: huren_cluster::StoreConfig,
+    }
+    let text = std::fs::read_to_string(config).expect("read CONFIG");
+    let file: File = toml::from_str(&text).expect("CONFIG: [store]");
+    let cluster = file.store.cluster().expect("[store]").expect("a cluster [store]");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let embedded = Arc::new(Store::open(data, StoreOptions::default()).expect("open DATA"));
+        for _ in 0..2 {
+            local_queries("embedded", embedded.clone(), patients, r).await;
+        }
+        let pool = pool(cluster.postgres.clone(), 16).expect("pool");
+        let store = Arc::new(ClusterStore::new(
+            pool,
+            S3Blobs::connect(&cluster.s3).expect("s3"),
+            ClusterOptions::default(),
+        ));
+        for _ in 0..2 {
+            local_queries("cluster", store.clone(), patients, r).await;
+        }
+    });
+}
+
 fn main() {
+    let all: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if all.first().map(String::as_str) == Some("query") {
+        return query_mode(&all[1..]);
+    }
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
