@@ -319,7 +319,7 @@ fn export_cda(
             );
             failed = true;
             continue;
-        } else if huren_ecg::detect(&bytes).is_some() {
+        } else if huren_ecg::detect(&bytes).is_some() || huren_ecg::is_xml(&bytes) {
             let inst = institution.unwrap_or("EXPORT");
             match huren_server::ecg::prepare_ecg(&config, &bytes, inst) {
                 Ok((ingest, _)) => ingest.reports,
@@ -747,7 +747,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     print_dicom(f, &out);
                     continue;
                 }
-                if huren_ecg::detect(&bytes).is_some() {
+                if huren_ecg::detect(&bytes).is_some() || huren_ecg::is_xml(&bytes) {
                     let Some(inst) = institution.as_deref() else {
                         bail!("{}: an ECG file needs --institution CODE", f.display());
                     };
@@ -813,7 +813,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     print_dicom(f, &out);
                     continue;
                 }
-                if huren_ecg::detect(&bytes).is_some() {
+                if huren_ecg::detect(&bytes).is_some() || huren_ecg::is_xml(&bytes) {
                     let inst = institution.as_deref().unwrap_or("CHECK");
                     let out = match huren_server::ecg::prepare_ecg(&config, &bytes, inst) {
                         Ok((_, out)) => out,

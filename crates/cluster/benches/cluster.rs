@@ -190,7 +190,12 @@ async fn node(pg: &support::Peer, s3: &support::Peer, name: &str) -> ClusterStor
 
 /// R queries by `FX-ZX:L{p}` over `patients` patients, 8 at a time; the answers must not be
 /// empty.
-async fn local_queries<S: ReportBackend + 'static>(label: &str, s: Arc<S>, patients: usize, r: usize) {
+async fn local_queries<S: ReportBackend + 'static>(
+    label: &str,
+    s: Arc<S>,
+    patients: usize,
+    r: usize,
+) {
     let mut tasks = Vec::new();
     let start = Instant::now();
     let mut results = 0usize;
@@ -242,7 +247,11 @@ fn query_mode(args: &[String]) {
     }
     let text = std::fs::read_to_string(config).expect("read CONFIG");
     let file: File = toml::from_str(&text).expect("CONFIG: [store]");
-    let cluster = file.store.cluster().expect("[store]").expect("a cluster [store]");
+    let cluster = file
+        .store
+        .cluster()
+        .expect("[store]")
+        .expect("a cluster [store]");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -266,7 +275,10 @@ fn query_mode(args: &[String]) {
 }
 
 fn main() {
-    let all: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let all: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     if all.first().map(String::as_str) == Some("query") {
         return query_mode(&all[1..]);
     }

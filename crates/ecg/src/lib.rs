@@ -135,6 +135,15 @@ pub fn detect(bytes: &[u8]) -> Option<EcgFormat> {
     }
 }
 
+/// Whether the bytes are an XML document (a root element can be read). An XML file that
+/// [`detect`] does not recognise is still an ECG file to [`parse`], which names what it is
+/// (e.g. GE CardioSoft, not supported) instead of letting a caller try it as HL7 v2.
+pub fn is_xml(bytes: &[u8]) -> bool {
+    xml::decode_prefix(bytes, 4096)
+        .and_then(|t| xml::root_name(&t))
+        .is_some()
+}
+
 /// Parses one ECG file of any supported format.
 pub fn parse(bytes: &[u8], opts: &ParseOptions) -> Result<ParsedEcg, EcgError> {
     if bytes.len() > opts.max_bytes {
