@@ -103,8 +103,11 @@ fn reports_as_cda_documents_through_the_gate() {
             "custodian organisation code: {doc}"
         );
         assert!(doc.contains("<name>张伟</name>"));
-        // No national ID: the report holds only its keyed hash.
-        assert!(!doc.contains("2.16.156.10011.1.3\""));
+        // The national ID: for the sending institution's own clinician, from the lab message
+        // that carried it (the store keeps only its keyed hash); an ECG file carries none.
+        let nid = "<id root=\"2.16.156.10011.1.3\" extension=\"310120199001011234\"/>";
+        assert_eq!(doc.contains(nid), code == "C0007", "{doc}");
+        assert_eq!(doc.contains("2.16.156.10011.1.3\""), code == "C0007");
         let audit = audit_lines(&data);
         assert_eq!(audit.len(), before + 1, "one audit record");
         let rec = audit.last().unwrap();
@@ -163,6 +166,19 @@ fn reports_as_cda_documents_through_the_gate() {
         rec["returned"].as_array().is_none_or(|a| a.is_empty()),
         "{rec}"
     );
+    // The same clinician with the patient's authorisation reads the document, without the
+    // national ID: only the sending institution sees it.
+    let consent = srv.authorization("nid:310120199001011234");
+    let r = ureq::get(&format!("http://{}/api/v1/reports/{lab}/cda", srv.http))
+        .set("Authorization", "Bearer test-sq01-token")
+        .set("X-Patient-Authorization", &consent)
+        .timeout(Duration::from_secs(20))
+        .call()
+        .expect("authorised read");
+    let doc = r.into_string().unwrap();
+    assert!(doc.contains("<name>张伟</name>"), "{doc}");
+    assert!(!doc.contains("310120199001011234"), "{doc}");
+    assert!(!doc.contains("2.16.156.10011.1.3\""));
     // No token: 401.
     let (st, _, _) = get_cda(&srv, &lab, "wrong");
     assert_eq!(st, 401);

@@ -392,7 +392,7 @@ async fn original(
 /// for a lab report, 检查报告 C0006 for an ECG or imaging report), through the gate like the
 /// report itself (one audit record, `read_report_cda`). Deterministic: the document's time is
 /// when huren received the report, so the same version gives the same bytes. The national ID
-/// is not written (the report holds only its keyed hash; see docs/cda.md).
+/// is written only for the sending institution's own readers ([`national_id_for`]).
 async fn report_cda(
     State(st): State<ApiState>,
     Authed(who): Authed,
@@ -421,6 +421,8 @@ async fn report_cda(
     ctx.replaces = read
         .replaced()?
         .map(|(hash, version)| huren_cda::Replaced { hash, version });
+    ctx.national_id = national_id_for(&st, &who, &read, &report)?;
+    ctx.include_national_id = ctx.national_id.is_some();
     let doc = huren_cda::document(&report, &ctx).map_err(|e| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -433,6 +435,34 @@ async fn report_cda(
         resp.headers_mut().insert(header::ETAG, v);
     }
     Ok(resp)
+}
+
+/// The patient's national ID, in the clear, for a WS/T 500 header, or `None`. Only for the
+/// institution that sent the report (it holds the ID already; every other reader, however
+/// authorised, gets the document without it), only for a lab report whose original message
+/// carried it in PID-3, and only an ID whose keyed hash is the report's: the store keeps no
+/// national ID, so it is read back from the original for this answer.
+fn national_id_for(
+    st: &ApiState,
+    who: &crate::auth::Principal,
+    read: &huren_gate::ReportRead,
+    report: &huren_model::Report,
+) -> Result<Option<String>, Problem> {
+    let Some(key) = report.patient.national_id_key.as_deref() else {
+        return Ok(None);
+    };
+    if who.institution != read.meta.institution || report.kind != ReportKind::Lab {
+        return Ok(None);
+    }
+    let original = read.original()?;
+    let Ok(msg) = huren_hl7::Message::parse(&original, None) else {
+        return Ok(None);
+    };
+    Ok(huren_hl7::national_ids(&msg).into_iter().find(|id| {
+        st.gate
+            .person_key(&huren_model::PatientId::National(id.clone()))
+            .is_ok_and(|k| k == key)
+    }))
 }
 
 /// The media type of a CDA document: `application/xml` (RFC 7303) with its charset; HL7's

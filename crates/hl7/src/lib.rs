@@ -31,7 +31,7 @@ pub use batch::split_batch;
 pub use charset::Charset;
 pub use diag::{Diagnostic, RejectKind, Rejection, Severity};
 pub use escape::unescape;
-pub use map::{interpret, Content, Interpreted, SenderConfig, Visit, VisitEvent};
+pub use map::{interpret, national_ids, Content, Interpreted, SenderConfig, Visit, VisitEvent};
 pub use oru::{build_ecg_oru, build_imaging_oru, build_oru, escape, OruContext};
 pub use parse::{peek_sender, Delimiters, Message, MessageHeader, Segment};
 pub use ts::{parse_timestamp, TimestampError};

@@ -198,11 +198,12 @@ fn is_cjk(s: &str) -> bool {
 /// once; the raw value is never kept.
 type Identifiers = (Option<(String, Option<String>)>, Option<String>);
 
-fn identifiers(ctx: &Ctx<'_>, seg: &Segment<'_>, field: usize) -> Identifiers {
+/// The repetitions of a CX field, each as (ID, assigning authority, whether it is a national
+/// ID by its type or authority).
+fn cx_ids(seg: &Segment<'_>, field: usize) -> Vec<(String, String, bool)> {
     let d = *seg.delimiters_ref();
     let cs = seg.charset_of();
-    let mut local: Option<(String, Option<String>)> = None;
-    let mut national: Option<String> = None;
+    let mut out = Vec::new();
     for rep in seg.repetitions(field).take(32) {
         let id = component_of(rep, 1, &d, cs).trim().to_string();
         if id.is_empty() {
@@ -219,6 +220,30 @@ fn identifiers(ctx: &Ctx<'_>, seg: &Segment<'_>, field: usize) -> Identifiers {
         let is_national = NATIONAL_TYPES.contains(&typ.as_str())
             || NATIONAL_AUTHORITIES.contains(&auth_uc.as_str())
             || (typ.starts_with("NN") && auth_uc.ends_with("CHN"));
+        out.push((id, authority, is_national));
+    }
+    out
+}
+
+/// The national IDs, in the clear, that a message's PID segments carry (PID-3), for the one
+/// reader that may show them (a WS/T 500 header for an authorised caller). The caller checks
+/// each against the report's keyed hash; the store never keeps them.
+pub fn national_ids(msg: &Message) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for seg in msg.segments().filter(|s| s.id() == "PID") {
+        for (id, _, national) in cx_ids(&seg, 3) {
+            if national && !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+fn identifiers(ctx: &Ctx<'_>, seg: &Segment<'_>, field: usize) -> Identifiers {
+    let mut local: Option<(String, Option<String>)> = None;
+    let mut national: Option<String> = None;
+    for (id, authority, is_national) in cx_ids(seg, field) {
         if is_national {
             national.get_or_insert_with(|| {
                 huren_model::national_id_key(&ctx.cfg.national_id_secret, &id)

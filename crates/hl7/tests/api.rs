@@ -258,3 +258,18 @@ fn adt_merge() {
     let ids: Vec<&str> = merged.iter().map(|p| p.local_id.as_str()).collect();
     assert_eq!(ids, ["OLD1", "OLD2"]);
 }
+
+/// `national_ids` gives the national IDs of PID-3 in the clear (by type NI/NNCHN or authority),
+/// each once, and no local ID; a message without one gives none.
+#[test]
+fn national_ids_are_read_from_pid3_only() {
+    let with = b"MSH|^~\\&|LIS|FX-ZX|HUREN|FX-YLT|20250624101500||ORU^R01|C1|P|2.5.1\rPID|1||0012345^^^FX-ZX^MR~310120199001011234^^^NNCHN^NI~310120199001011234^^^CHN^NNCHN||Zhang^Wei\rOBR|1||F1|K^K^L\r";
+    let msg = huren_hl7::Message::parse(with, None).expect("parse");
+    assert_eq!(
+        huren_hl7::national_ids(&msg),
+        vec!["310120199001011234".to_string()]
+    );
+    let without = b"MSH|^~\\&|LIS|FX-ZX|HUREN|FX-YLT|20250624101500||ORU^R01|C2|P|2.5.1\rPID|1||0012345^^^FX-ZX^MR||Zhang^Wei\r";
+    let msg = huren_hl7::Message::parse(without, None).expect("parse");
+    assert!(huren_hl7::national_ids(&msg).is_empty());
+}
