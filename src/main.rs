@@ -389,16 +389,7 @@ fn export_cda(
 /// put, read back and verified), as one JSON line.
 fn cluster_check(path: &Path) -> Result<ExitCode> {
     let config = Config::load(path)?;
-    let Some(cluster) = config
-        .store
-        .cluster()
-        .map_err(|e| anyhow::anyhow!("{}: [store]: {e}", path.display()))?
-    else {
-        anyhow::bail!(
-            "{}: [store] backend is \"embedded\": nothing to check",
-            path.display()
-        );
-    };
+    let cluster = cluster_settings(path, &config)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -561,22 +552,28 @@ fn println_json(v: &serde_json::Value) {
     let _ = out.flush();
 }
 
+/// The checked `[store]` of a cluster configuration; an error naming the file otherwise.
+fn cluster_settings(path: &Path, config: &Config) -> Result<huren_cluster::ClusterConfig> {
+    match config
+        .store
+        .cluster()
+        .map_err(|e| anyhow::anyhow!("{}: [store]: {e}", path.display()))?
+    {
+        Some(c) => Ok(c),
+        None => bail!(
+            "{}: [store] backend is \"embedded\", not \"cluster\"",
+            path.display()
+        ),
+    }
+}
+
 /// The cluster store a configuration names, migrated, on a fresh runtime's pool.
 async fn open_cluster(
     path: &Path,
     config: &Config,
     stop_after_failure: bool,
 ) -> Result<huren_cluster::ClusterStore<huren_cluster::S3Blobs>> {
-    let Some(cluster) = config
-        .store
-        .cluster()
-        .map_err(|e| anyhow::anyhow!("{}: [store]: {e}", path.display()))?
-    else {
-        anyhow::bail!(
-            "{}: [store] backend is \"embedded\", not \"cluster\"",
-            path.display()
-        );
-    };
+    let cluster = cluster_settings(path, config)?;
     let pool = huren_cluster::pool(cluster.postgres.clone(), 8).context("PostgreSQL pool")?;
     huren_cluster::migrate(&pool)
         .await

@@ -23,11 +23,11 @@ use deadpool_postgres::{Pool, Transaction};
 use futures::{StreamExt, TryStreamExt};
 use huren_model::{ContentHash, InstanceRecord, PatientId, Report, ReportKind, ReportStatus};
 use huren_store::generations::Generations;
-use huren_store::index::namespace;
+use huren_store::index::{claim_of, namespace, ClaimContext};
 use huren_store::plan::{PlanView, Planner, Prepared};
 use huren_store::{
     Committed, Entry, IdentityLink, IdentityOp, Ingest, ReportBackend, ReportMeta, ReviewItem,
-    ReviewState, StoreError,
+    StoreError,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::GenericClient;
@@ -1298,27 +1298,10 @@ async fn apply_identity(
     locked: &mut bool,
 ) -> Result<(), ClusterError> {
     match op {
-        IdentityOp::Link { local, person } => {
-            claim(tx, node, local, person, None, id, locked).await
-        }
-        IdentityOp::Claim {
-            local,
-            person,
-            institution,
-            message_id,
-            original,
-            reports,
-            at,
-        } => {
-            let ctx = ClaimContext {
-                institution,
-                message_id: message_id.as_deref(),
-                original,
-                reports,
-                at,
-            };
-            claim(tx, node, local, person, Some(ctx), id, locked).await
-        }
+        IdentityOp::Link { .. } | IdentityOp::Claim { .. } => match claim_of(op) {
+            Some((local, person, ctx)) => claim(tx, node, local, person, ctx, id, locked).await,
+            None => Ok(()),
+        },
         IdentityOp::Merge { from, into } => {
             let Some(ns) = namespace(from) else {
                 return Ok(());
@@ -1339,14 +1322,6 @@ async fn apply_identity(
             "identity review decisions (IdentityOp::Resolve)",
         )),
     }
-}
-
-struct ClaimContext<'a> {
-    institution: &'a str,
-    message_id: Option<&'a str>,
-    original: &'a ContentHash,
-    reports: &'a [ContentHash],
-    at: &'a str,
 }
 
 /// The embedded index's `apply_claim`: link `local` (and its institution's group) to `person`
@@ -1384,23 +1359,8 @@ async fn claim(
                 return Ok(());
             }
         }
-        let reports = ctx.as_ref().map(|c| c.reports.to_vec()).unwrap_or_default();
-        let item = ReviewItem {
-            id: id.to_string(),
-            local: local.to_string(),
-            current: current.clone(),
-            claimed: person.to_string(),
-            institution: ctx
-                .as_ref()
-                .map(|c| c.institution.to_string())
-                .or_else(|| namespace(local).map(str::to_string))
-                .unwrap_or_default(),
-            message_id: ctx.as_ref().and_then(|c| c.message_id.map(str::to_string)),
-            original: ctx.as_ref().map(|c| *c.original),
-            reports: reports.clone(),
-            at: ctx.as_ref().map(|c| c.at.to_string()).unwrap_or_default(),
-            state: ReviewState::Open,
-        };
+        let item = ReviewItem::opened(id, local, &current, person, ctx.as_ref());
+        let reports = &item.reports;
         let json = serde_json::to_string(&item)
             .map_err(|e| ClusterError::Corrupt(format!("identity review item: {e}")))?;
         tx.execute(

@@ -567,26 +567,10 @@ impl SledIndex {
         touched: &mut Vec<String>,
     ) -> Result<(), StoreError> {
         match op {
-            IdentityOp::Link { local, person } => {
-                self.apply_claim(local, person, None, id, touched)?;
-            }
-            IdentityOp::Claim {
-                local,
-                person,
-                institution,
-                message_id,
-                original,
-                reports,
-                at,
-            } => {
-                let ctx = ClaimContext {
-                    institution,
-                    message_id: message_id.as_deref(),
-                    original,
-                    reports,
-                    at,
-                };
-                self.apply_claim(local, person, Some(ctx), id, touched)?;
+            IdentityOp::Link { .. } | IdentityOp::Claim { .. } => {
+                if let Some((local, person, ctx)) = claim_of(op) {
+                    self.apply_claim(local, person, ctx, id, touched)?;
+                }
             }
             IdentityOp::Merge { from, into } => {
                 let Some(ns) = namespace(from) else {
@@ -699,22 +683,7 @@ impl SledIndex {
             for h in &reports {
                 self.mark_report(h, Some(id), id)?;
             }
-            let item = ReviewItem {
-                id: id.to_string(),
-                local: local.to_string(),
-                current: current.clone(),
-                claimed: person.to_string(),
-                institution: ctx
-                    .as_ref()
-                    .map(|c| c.institution.to_string())
-                    .or_else(|| namespace(local).map(str::to_string))
-                    .unwrap_or_default(),
-                message_id: ctx.as_ref().and_then(|c| c.message_id.map(str::to_string)),
-                original: ctx.as_ref().map(|c| *c.original),
-                reports,
-                at: ctx.as_ref().map(|c| c.at.to_string()).unwrap_or_default(),
-                state: ReviewState::Open,
-            };
+            let item = ReviewItem::opened(id, local, &current, person, ctx.as_ref());
             Self::put_json(&self.reviews, id.as_bytes(), &item)?;
             touched.push(current);
             touched.push(local.to_string());
@@ -918,12 +887,72 @@ impl SledIndex {
 }
 
 /// What a claim's message says besides the claim.
-struct ClaimContext<'a> {
-    institution: &'a str,
-    message_id: Option<&'a str>,
-    original: &'a ContentHash,
-    reports: &'a [ContentHash],
-    at: &'a str,
+pub struct ClaimContext<'a> {
+    /// The institution whose message made the claim.
+    pub institution: &'a str,
+    /// The message's control ID.
+    pub message_id: Option<&'a str>,
+    /// The message's original.
+    pub original: &'a ContentHash,
+    /// The message's reports filed under the local key.
+    pub reports: &'a [ContentHash],
+    /// When received.
+    pub at: &'a str,
+}
+
+/// A claim op's parts: `(local, claimed person, context)`; `None` for other ops. A
+/// [`IdentityOp::Link`] is a claim without context.
+pub fn claim_of(op: &IdentityOp) -> Option<(&str, &str, Option<ClaimContext<'_>>)> {
+    match op {
+        IdentityOp::Link { local, person } => Some((local, person, None)),
+        IdentityOp::Claim {
+            local,
+            person,
+            institution,
+            message_id,
+            original,
+            reports,
+            at,
+        } => Some((
+            local,
+            person,
+            Some(ClaimContext {
+                institution,
+                message_id: message_id.as_deref(),
+                original,
+                reports,
+                at,
+            }),
+        )),
+        _ => None,
+    }
+}
+
+impl ReviewItem {
+    /// The open item `id` for a claim of `claimed` on `local`, which is linked to `current`.
+    pub fn opened(
+        id: &str,
+        local: &str,
+        current: &str,
+        claimed: &str,
+        ctx: Option<&ClaimContext<'_>>,
+    ) -> ReviewItem {
+        ReviewItem {
+            id: id.to_string(),
+            local: local.to_string(),
+            current: current.to_string(),
+            claimed: claimed.to_string(),
+            institution: ctx
+                .map(|c| c.institution.to_string())
+                .or_else(|| namespace(local).map(str::to_string))
+                .unwrap_or_default(),
+            message_id: ctx.and_then(|c| c.message_id.map(str::to_string)),
+            original: ctx.map(|c| *c.original),
+            reports: ctx.map(|c| c.reports.to_vec()).unwrap_or_default(),
+            at: ctx.map(|c| c.at.to_string()).unwrap_or_default(),
+            state: ReviewState::Open,
+        }
+    }
 }
 
 /// The institution of a local key `INSTITUTION:LOCAL_ID`.
