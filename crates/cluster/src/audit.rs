@@ -350,14 +350,50 @@ pub struct AuditCheck {
 pub async fn verify_audit(pool: &Pool) -> Result<AuditCheck, ClusterError> {
     let mut out = AuditCheck::default();
     let client = pool.get().await?;
+    // The checkpoints first (few): their chain, and the (node, seq) positions they name, so
+    // the walk over the records keeps only the hashes found there.
+    let mut prev = GENESIS.to_string();
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    let rows = client
+        .query(
+            "SELECT heads::text FROM audit_checkpoints ORDER BY seq",
+            &[],
+        )
+        .await?;
+    for (expect, r) in (1u64..).zip(rows) {
+        out.checkpoints += 1;
+        let text: String = r.try_get(0)?;
+        let c: Checkpoint = match serde_json::from_str(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                out.problems.push(format!("audit checkpoint {expect}: {e}"));
+                break;
+            }
+        };
+        if c.seq != expect || c.prev != prev || checkpoint_hash(&c)? != c.hash {
+            out.problems.push(format!(
+                "audit checkpoint {}: not chained to checkpoint {} or edited",
+                c.seq,
+                expect.saturating_sub(1)
+            ));
+            break;
+        }
+        prev = c.hash.clone();
+        checkpoints.push(c);
+    }
+    let mut named: HashMap<(String, u64), Option<String>> = HashMap::new();
+    for c in &checkpoints {
+        for (node, (seq, _)) in &c.heads {
+            named.insert((node.clone(), *seq), None);
+        }
+    }
     let rows = client
         .query_raw(
-            "SELECT node, seq, record, hash, prev_hash FROM audit_records ORDER BY node, seq",
+            "SELECT node, seq, record, hash FROM audit_records ORDER BY node, seq",
             std::iter::empty::<i32>(),
         )
         .await?;
     futures::pin_mut!(rows);
-    let mut heads: HashMap<String, HashMap<u64, String>> = HashMap::new();
     // The chain being walked: node, expected next seq, expected prev; once broken, skipped.
     let mut walk: Option<(String, u64, String, bool)> = None;
     while let Some(row) = rows.try_next().await? {
@@ -386,10 +422,9 @@ pub async fn verify_audit(pool: &Pool) -> Result<AuditCheck, ClusterError> {
                     w.3 = true;
                     continue;
                 }
-                heads
-                    .entry(node.clone())
-                    .or_default()
-                    .insert(entry.seq, entry.hash.clone());
+                if let Some(found) = named.get_mut(&(node.clone(), entry.seq)) {
+                    *found = Some(entry.hash.clone());
+                }
                 w.1 += 1;
                 w.2 = entry.hash;
             }
@@ -400,40 +435,16 @@ pub async fn verify_audit(pool: &Pool) -> Result<AuditCheck, ClusterError> {
             }
         }
     }
-    let mut prev = GENESIS.to_string();
-    let rows = client
-        .query(
-            "SELECT heads::text FROM audit_checkpoints ORDER BY seq",
-            &[],
-        )
-        .await?;
-    for (expect, r) in (1u64..).zip(rows) {
-        out.checkpoints += 1;
-        let text: String = r.try_get(0)?;
-        let c: Checkpoint = match serde_json::from_str(&text) {
-            Ok(c) => c,
-            Err(e) => {
-                out.problems.push(format!("audit checkpoint {expect}: {e}"));
-                break;
-            }
-        };
-        if c.seq != expect || c.prev != prev || checkpoint_hash(&c)? != c.hash {
-            out.problems.push(format!(
-                "audit checkpoint {}: not chained to checkpoint {} or edited",
-                c.seq,
-                expect.saturating_sub(1)
-            ));
-            break;
-        }
+    for c in &checkpoints {
         for (node, (seq, hash)) in &c.heads {
-            if heads.get(node).and_then(|h| h.get(seq)) != Some(hash) {
+            let found = named.get(&(node.clone(), *seq)).and_then(Option::as_ref);
+            if found != Some(hash) {
                 out.problems.push(format!(
                     "audit chain of node {node}: entry {seq}, named by checkpoint {}, is missing or changed",
                     c.seq
                 ));
             }
         }
-        prev = c.hash.clone();
     }
     Ok(out)
 }
