@@ -135,13 +135,18 @@ pub fn detect(bytes: &[u8]) -> Option<EcgFormat> {
     }
 }
 
-/// Whether the bytes are an XML document (a root element can be read). An XML file that
+/// Whether the bytes are an XML document (they start with markup and a root element can be
+/// read). An XML file that
 /// [`detect`] does not recognise is still an ECG file to [`parse`], which names what it is
 /// (e.g. GE CardioSoft, not supported) instead of letting a caller try it as HL7 v2.
 pub fn is_xml(bytes: &[u8]) -> bool {
-    xml::decode_prefix(bytes, 4096)
-        .and_then(|t| xml::root_name(&t))
-        .is_some()
+    // The document must start with markup: a message that merely contains a `<` (an HL7
+    // reference range `<5.0`) is not XML.
+    xml::decode_prefix(bytes, 4096).is_some_and(|t| {
+        t.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n'])
+            .starts_with('<')
+            && xml::root_name(&t).is_some()
+    })
 }
 
 /// Parses one ECG file of any supported format.
@@ -405,6 +410,17 @@ pub fn to_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_xml_needs_markup_first() {
+        assert!(is_xml(b"<?xml version=\"1.0\"?>\r\n<CardiologyXML/>"));
+        assert!(is_xml("\u{feff}  <RestingECG></RestingECG>".as_bytes()));
+        // An HL7 message with a `<` in a reference range is not XML.
+        assert!(!is_xml(
+            b"MSH|^~\\&|LIS|FX-ZX|||20250624||ORU^R01|1|P|2.5.1\rOBX|1|NM|K^K^L||4.1|mmol/L|<5.3|N\r"
+        ));
+        assert!(!is_xml(b""));
+    }
 
     #[test]
     fn decimal_forms() {
