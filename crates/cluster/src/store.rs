@@ -625,6 +625,15 @@ impl Group {
     }
 }
 
+/// An ingest's blob bytes as the owner of a [`Bytes`] (no copy for the PUT).
+struct SharedBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// The plan of one job inside a group.
 struct Planned {
     committed: Committed,
@@ -649,7 +658,8 @@ async fn put_group<B: BlobBackend>(
         for (h, b) in j.ingest.blobs() {
             // A report's canonical JSON lives in its row, not in the object store.
             if !report_hashes.contains(&h) && seen.insert(h) {
-                blobs.push((h, Bytes::from(b.as_ref().clone())));
+                // Shared with the ingest, not copied.
+                blobs.push((h, Bytes::from_owner(SharedBytes(b))));
             }
         }
     }
@@ -906,10 +916,9 @@ async fn transact<B>(
         }
         results.push(Ok(p.committed.clone()));
     }
-    // The reports first (in one statement each: rows, supersessions, chain heads), then the
-    // identity changes in order (a claim marks reports of its own message).
     // The keys whose answers this group changes: its reports' local keys and the keys its
-    // identity changes name, with the persons they belong to before and after.
+    // identity changes name, with the persons they belong to before (only when links move)
+    // and after.
     let mut keys: Vec<String> = rows.patient.clone();
     for (_, op) in &identity {
         match op {
@@ -927,11 +936,10 @@ async fn transact<B>(
     keys.sort();
     keys.dedup();
     let mut touched = keys.clone();
-    if !identity.is_empty() {
-        touched.extend(persons_of(&tx, &keys).await?);
-    }
+    // The reports first (one statement each: rows, supersessions, chain heads), then the
+    // identity changes in order (a claim marks reports of its own message).
     rows.write(&tx, &inner.options.node).await?;
-    apply_identity_ops(&tx, &inner.options.node, &identity).await?;
+    apply_identity_ops(&tx, &inner.options.node, &identity, &keys, &mut touched).await?;
     touched.extend(persons_of(&tx, &keys).await?);
     let stripes = notify(&tx, &inner.options.node, &touched).await?;
     tx.commit().await?;
@@ -1006,7 +1014,8 @@ struct ReportRows {
     time_ms: Vec<Option<i64>>,
     received_at: Vec<String>,
     original: Vec<Vec<u8>>,
-    canonical: Vec<Vec<u8>>,
+    /// The canonical JSON, shared with the ingest.
+    canonical: Vec<Arc<Vec<u8>>>,
 }
 
 impl ReportRows {
@@ -1046,7 +1055,7 @@ impl ReportRows {
         self.time_ms.push(*time_ms);
         self.received_at.push(received_at.clone());
         self.original.push(original.as_bytes().to_vec());
-        self.canonical.push(bytes.as_ref().clone());
+        self.canonical.push(Arc::clone(bytes));
         Ok(())
     }
 
@@ -1063,6 +1072,7 @@ impl ReportRows {
                      $11::bytea[]) AS u",
             )
             .await?;
+        let canonical: Vec<&[u8]> = self.canonical.iter().map(|b| b.as_slice()).collect();
         tx.execute(
             &insert,
             &[
@@ -1076,7 +1086,7 @@ impl ReportRows {
                 &self.time_ms,
                 &self.received_at,
                 &self.original,
-                &self.canonical,
+                &canonical,
                 &node,
             ],
         )
@@ -1152,6 +1162,8 @@ async fn apply_identity_ops(
     tx: &Transaction<'_>,
     node: &str,
     ops: &[(String, &IdentityOp)],
+    keys: &[String],
+    touched: &mut Vec<String>,
 ) -> Result<(), ClusterError> {
     if ops.is_empty() {
         return Ok(());
@@ -1188,6 +1200,8 @@ async fn apply_identity_ops(
     }
     let mut locked = false;
     lock_identity(tx, &mut locked).await?;
+    // Links may move: the persons `keys` belong to before, whose answers change too.
+    touched.extend(persons_of(tx, keys).await?);
     // Under the lock: claims of local keys that are unlinked, are no one's person (no group
     // to move) and appear once in the group are each one row: written together. Everything
     // else (merges, contradictions, moves of a group) goes one op at a time, in order.
