@@ -1025,36 +1025,27 @@ impl ReportRows {
         canonical: &HashMap<ContentHash, &Arc<Vec<u8>>>,
         lengths: &mut HashMap<String, i32>,
     ) -> Result<(), ClusterError> {
-        let Entry::Report {
-            hash,
-            original,
-            kind,
-            status,
-            chain,
-            local,
-            institution,
-            time_ms,
-            received_at,
-            ..
-        } = entry
-        else {
+        let Entry::Report { chain, .. } = entry else {
             return Ok(());
         };
-        let bytes = canonical.get(hash).ok_or_else(|| {
-            ClusterError::Corrupt(format!("report {hash} planned without its bytes"))
-        })?;
         let length = lengths.entry(chain.clone()).or_insert(0);
+        let Some(m) = ReportMeta::of_entry(entry, (*length + 1) as u32) else {
+            return Ok(());
+        };
+        let bytes = canonical.get(&m.hash).ok_or_else(|| {
+            ClusterError::Corrupt(format!("report {} planned without its bytes", m.hash))
+        })?;
         *length += 1;
-        self.hash.push(hash.as_bytes().to_vec());
-        self.chain.push(chain.clone());
+        self.hash.push(m.hash.as_bytes().to_vec());
+        self.chain.push(m.chain);
         self.version.push(*length);
-        self.patient.push(local.clone());
-        self.institution.push(institution.clone());
-        self.kind.push(kind.as_str());
-        self.status.push(status_str(*status));
-        self.time_ms.push(*time_ms);
-        self.received_at.push(received_at.clone());
-        self.original.push(original.as_bytes().to_vec());
+        self.patient.push(m.local);
+        self.institution.push(m.institution);
+        self.kind.push(m.kind.as_str());
+        self.status.push(status_str(m.status));
+        self.time_ms.push(m.time_ms);
+        self.received_at.push(m.received_at);
+        self.original.push(m.original.as_bytes().to_vec());
         self.canonical.push(Arc::clone(bytes));
         Ok(())
     }

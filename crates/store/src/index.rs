@@ -57,6 +57,42 @@ pub struct ReportMeta {
     pub identity_review: Option<String>,
 }
 
+impl ReportMeta {
+    /// The metadata a report entry records, as version `version` of its chain, not
+    /// superseded and not waiting on an identity review; `None` for other entries.
+    pub fn of_entry(e: &Entry, version: u32) -> Option<ReportMeta> {
+        let Entry::Report {
+            hash,
+            original,
+            kind,
+            status,
+            chain,
+            local,
+            institution,
+            time_ms,
+            received_at,
+            ..
+        } = e
+        else {
+            return None;
+        };
+        Some(ReportMeta {
+            hash: *hash,
+            original: *original,
+            kind: *kind,
+            status: *status,
+            chain: chain.clone(),
+            local: local.clone(),
+            institution: institution.clone(),
+            time_ms: *time_ms,
+            received_at: received_at.clone(),
+            version,
+            superseded_by: None,
+            identity_review: None,
+        })
+    }
+}
+
 /// Where an identity review item stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -704,16 +740,7 @@ impl SledIndex {
     /// for a new version, the superseded version's).
     fn apply_report(&self, e: &Entry, touched: &mut Vec<String>) -> Result<(), StoreError> {
         let Entry::Report {
-            hash,
-            original,
-            kind,
-            status,
-            chain,
-            local,
-            institution,
-            time_ms,
-            received_at,
-            ..
+            hash, chain, local, ..
         } = e
         else {
             return Ok(());
@@ -727,22 +754,9 @@ impl SledIndex {
             None => {
                 // The head is the newest version, so a new entry is not superseded yet.
                 let version = head.map_or(0, |(v, _)| v) + 1;
-                let superseded_by = None;
-                let meta = ReportMeta {
-                    hash: *hash,
-                    original: *original,
-                    kind: *kind,
-                    status: *status,
-                    chain: chain.clone(),
-                    local: local.clone(),
-                    institution: institution.clone(),
-                    time_ms: *time_ms,
-                    received_at: received_at.clone(),
-                    version,
-                    superseded_by,
-                    identity_review: None,
-                };
-                Self::put_json(&self.reports, hash.as_bytes(), &meta)?;
+                if let Some(meta) = ReportMeta::of_entry(e, version) {
+                    Self::put_json(&self.reports, hash.as_bytes(), &meta)?;
+                }
                 version
             }
         };
