@@ -141,33 +141,41 @@ async fn ingest_load<S: ReportBackend + 'static>(
     );
 }
 
-/// R prior-results queries by national ID, 8 at a time.
-async fn query_load<S: ReportBackend + 'static>(label: &str, s: Arc<S>, r: usize, n: usize) {
-    let patients = PATIENTS.min(n).max(1);
+/// R prior-results queries, 8 at a time, the i-th for patient `id(i)`; every answer must
+/// hold results. Prints throughput, results per answer and latencies.
+async fn queries<S: ReportBackend + 'static>(
+    label: &str,
+    s: Arc<S>,
+    r: usize,
+    id: impl Fn(usize) -> PatientId + Copy + Send + 'static,
+) {
     let mut tasks = Vec::new();
     let start = Instant::now();
     for t in 0..8 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            let mut l = Vec::new();
+            let (mut l, mut n) = (Vec::new(), 0usize);
             let mut i = t;
             while i < r {
-                let id = PatientId::National(nid((i * 7919) % patients));
                 let t0 = Instant::now();
-                let (_, metas) = s.patient_reports(&id, None).await.expect("query");
-                assert!(!metas.is_empty());
+                let (_, metas) = s.patient_reports(&id(i), None).await.expect("query");
                 l.push(t0.elapsed());
+                assert!(!metas.is_empty());
+                n += metas.len();
                 i += 8;
             }
-            l
+            (l, n)
         }));
     }
-    let mut lat = Vec::new();
+    let (mut lat, mut results) = (Vec::new(), 0usize);
     for t in tasks {
-        lat.extend(t.await.expect("task"));
+        let (l, n) = t.await.expect("task");
+        lat.extend(l);
+        results += n;
     }
     println!(
-        "{label}: {r} prior-results queries, 8 at a time: {:.0} queries/s, p50 {:.2} ms p99 {:.2} ms",
+        "{label}: {r} prior-results queries ({:.0} results each), 8 at a time: {:.0} queries/s, p50 {:.2} ms p99 {:.2} ms",
+        results as f64 / r as f64,
         r as f64 / start.elapsed().as_secs_f64(),
         pct(&mut lat, 0.50),
         pct(&mut lat, 0.99),
@@ -188,58 +196,17 @@ async fn node(pg: &support::Peer, s3: &support::Peer, name: &str) -> ClusterStor
     )
 }
 
-/// R queries by `FX-ZX:L{p}` over `patients` patients, 8 at a time; the answers must not be
-/// empty.
-async fn local_queries<S: ReportBackend + 'static>(
-    label: &str,
-    s: Arc<S>,
-    patients: usize,
-    r: usize,
-) {
-    let mut tasks = Vec::new();
-    let start = Instant::now();
-    let mut results = 0usize;
-    for t in 0..8 {
-        let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut l, mut n) = (Vec::new(), 0usize);
-            let mut i = t;
-            while i < r {
-                let id = PatientId::Local {
-                    institution: "FX-ZX".into(),
-                    local_id: format!("L{}", (i * 7919) % patients),
-                };
-                let t0 = Instant::now();
-                let (_, metas) = s.patient_reports(&id, None).await.expect("query");
-                l.push(t0.elapsed());
-                assert!(!metas.is_empty());
-                n += metas.len();
-                i += 8;
-            }
-            (l, n)
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        let (l, n) = t.await.expect("task");
-        lat.extend(l);
-        results += n;
-    }
-    println!(
-        "{label}: {r} prior-results queries ({:.0} results each), 8 at a time: {:.0} queries/s, p50 {:.2} ms p99 {:.2} ms",
-        results as f64 / r as f64,
-        r as f64 / start.elapsed().as_secs_f64(),
-        pct(&mut lat, 0.50),
-        pct(&mut lat, 0.99),
-    );
-}
-
 /// The `query` mode (see the top of the file).
 fn query_mode(args: &[String]) {
     let [data, config, patients, r] = args else {
         panic!("usage: query DATA CONFIG PATIENTS R");
     };
     let patients: usize = patients.parse().expect("PATIENTS");
+    // By the local ID `FX-ZX:L{p}`, linked by national ID to the patient's results everywhere.
+    let local = move |i: usize| PatientId::Local {
+        institution: "FX-ZX".into(),
+        local_id: format!("L{}", (i * 7919) % patients.max(1)),
+    };
     let r: usize = r.parse().expect("R");
     #[derive(serde::Deserialize)]
     struct File {
@@ -260,7 +227,7 @@ fn query_mode(args: &[String]) {
     rt.block_on(async {
         let embedded = Arc::new(Store::open(data, StoreOptions::default()).expect("open DATA"));
         for _ in 0..2 {
-            local_queries("embedded", embedded.clone(), patients, r).await;
+            queries("embedded", embedded.clone(), r, local).await;
         }
         let pool = pool(cluster.postgres.clone(), 16).expect("pool");
         let store = Arc::new(ClusterStore::new(
@@ -269,7 +236,7 @@ fn query_mode(args: &[String]) {
             ClusterOptions::default(),
         ));
         for _ in 0..2 {
-            local_queries("cluster", store.clone(), patients, r).await;
+            queries("cluster", store.clone(), r, local).await;
         }
     });
 }
@@ -307,7 +274,9 @@ fn main() {
             .expect("open"),
         );
         ingest_load("embedded", std::slice::from_ref(&embedded), n, c).await;
-        query_load("embedded", embedded, r, n).await;
+        let patients = PATIENTS.min(n).max(1);
+        let national = move |i: usize| PatientId::National(nid((i * 7919) % patients));
+        queries("embedded", embedded, r, national).await;
 
         for nodes in [1, 2] {
             let (Some(pg), Some(s3)) = (support::postgres(), support::seaweedfs()) else {
@@ -320,7 +289,7 @@ fn main() {
             }
             let label = format!("cluster, {nodes} node(s)");
             ingest_load(&label, &stores, n, c).await;
-            query_load(&label, stores[0].clone(), r, n).await;
+            queries(&label, stores[0].clone(), r, national).await;
         }
     });
 }

@@ -1508,11 +1508,7 @@ impl<B: BlobBackend + 'static> ReportBackend for ClusterStore<B> {
         kind: Option<ReportKind>,
     ) -> Result<(IdentityLink, Vec<ReportMeta>), ClusterError> {
         let person = ReportBackend::person_key(self, id).await?;
-        let link = if person.starts_with("nidk:") {
-            IdentityLink::ExactNationalId
-        } else {
-            IdentityLink::LocalOnly
-        };
+        let link = IdentityLink::of_person(&person);
         Ok((link, self.reports_of_person(&person, kind).await?))
     }
 

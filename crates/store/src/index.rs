@@ -23,6 +23,18 @@ pub enum IdentityLink {
     LocalOnly,
 }
 
+impl IdentityLink {
+    /// How a person key ties the reports filed under it to the person asked about: a keyed
+    /// national ID, or only a local key (and explicit merges).
+    pub fn of_person(person: &str) -> IdentityLink {
+        if person.starts_with("nidk:") {
+            IdentityLink::ExactNationalId
+        } else {
+            IdentityLink::LocalOnly
+        }
+    }
+}
+
 /// What the index knows about one report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportMeta {

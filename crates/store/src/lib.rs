@@ -593,11 +593,7 @@ impl Store {
         kind: Option<ReportKind>,
     ) -> Result<(IdentityLink, Vec<ReportMeta>), StoreError> {
         let person = self.person_key(id)?;
-        let link = if person.starts_with("nidk:") {
-            IdentityLink::ExactNationalId
-        } else {
-            IdentityLink::LocalOnly
-        };
+        let link = IdentityLink::of_person(&person);
         let metas = self.inner.index.reports_of_person(&person, kind)?;
         Ok((link, metas))
     }
