@@ -319,7 +319,7 @@ fn export_cda(
             );
             failed = true;
             continue;
-        } else if huren_ecg::detect(&bytes).is_some() || huren_ecg::is_xml(&bytes) {
+        } else if is_ecg_file(&bytes) {
             let inst = institution.unwrap_or("EXPORT");
             match huren_server::ecg::prepare_ecg(&config, &bytes, inst) {
                 Ok((ingest, _)) => ingest.reports,
@@ -682,6 +682,13 @@ fn migrate_store(from: &Path, path: &Path) -> Result<ExitCode> {
     })
 }
 
+/// Whether a file given on the command line goes to the ECG reader: a format it recognises,
+/// or any XML document (the reader then names what it is, e.g. GE CardioSoft, not supported,
+/// instead of the file being tried as HL7 v2). DICOM imaging is told apart before this.
+fn is_ecg_file(bytes: &[u8]) -> bool {
+    huren_ecg::detect(bytes).is_some() || huren_ecg::is_xml(bytes)
+}
+
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -744,7 +751,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     print_dicom(f, &out);
                     continue;
                 }
-                if huren_ecg::detect(&bytes).is_some() || huren_ecg::is_xml(&bytes) {
+                if is_ecg_file(&bytes) {
                     let Some(inst) = institution.as_deref() else {
                         bail!("{}: an ECG file needs --institution CODE", f.display());
                     };
@@ -810,7 +817,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     print_dicom(f, &out);
                     continue;
                 }
-                if huren_ecg::detect(&bytes).is_some() || huren_ecg::is_xml(&bytes) {
+                if is_ecg_file(&bytes) {
                     let inst = institution.as_deref().unwrap_or("CHECK");
                     let out = match huren_server::ecg::prepare_ecg(&config, &bytes, inst) {
                         Ok((_, out)) => out,
