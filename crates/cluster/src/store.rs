@@ -30,6 +30,7 @@ use huren_store::{
     StoreError,
 };
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 
 use crate::blobs::{BlobBackend, BlobError};
@@ -781,12 +782,11 @@ async fn transact<B>(
 ) -> Result<TxOutcome, ClusterError> {
     let mut client = inner.pool.get().await?;
     let tx = client.transaction().await?;
-    let txid: i64 = tx
-        .query_one("SELECT txid_current()", &[])
-        .await?
-        .try_get(0)?;
 
-    // Lock the group's chains in sorted order (creating their rows), then read.
+    // Lock the group's chains in sorted order (creating their rows), then read what is stored
+    // of the group. The statements are pipelined: sent together, run by the server in order
+    // (each read after the locks, with its own READ COMMITTED snapshot), answered in one
+    // round trip.
     let mut chains: Vec<String> = jobs
         .iter()
         .flat_map(|j| {
@@ -798,59 +798,53 @@ async fn transact<B>(
         .collect();
     chains.sort();
     chains.dedup();
+    let reports = bytes_list(
+        jobs.iter()
+            .flat_map(|j| j.ingest.reports.iter().map(|(_, h, _)| h)),
+    );
+    let wanted = bytes_list(sizes.keys());
+    let (txid, insert, lock, known, blobs) = futures::try_join!(
+        tx.prepare_cached("SELECT txid_current()"),
+        tx.prepare_cached(
+            "INSERT INTO report_chains (chain_key)
+             SELECT k FROM unnest($1::text[]) AS k ORDER BY k
+             ON CONFLICT (chain_key) DO NOTHING",
+        ),
+        tx.prepare_cached(
+            "SELECT chain_key, head_version FROM report_chains
+             WHERE chain_key = ANY($1) ORDER BY chain_key FOR UPDATE",
+        ),
+        tx.prepare_cached("SELECT hash, version FROM reports WHERE hash = ANY($1)"),
+        tx.prepare_cached("SELECT hash FROM blobs WHERE hash = ANY($1)"),
+    )?;
+    // The parameter lists outlive the joined futures that borrow them.
+    let p_chains: [&(dyn ToSql + Sync); 1] = [&chains];
+    let p_reports: [&(dyn ToSql + Sync); 1] = [&reports];
+    let p_wanted: [&(dyn ToSql + Sync); 1] = [&wanted];
+    let (txid, _, locked, known, listed) = futures::try_join!(
+        tx.query_one(&txid, &[]),
+        tx.execute(&insert, &p_chains),
+        tx.query(&lock, &p_chains),
+        tx.query(&known, &p_reports),
+        tx.query(&blobs, &p_wanted),
+    )?;
+    let txid: i64 = txid.try_get(0)?;
     let mut view = View {
         versions: HashMap::new(),
         chains: HashMap::new(),
         blobs: HashSet::new(),
     };
-    if !chains.is_empty() {
-        tx.execute(
-            "INSERT INTO report_chains (chain_key)
-             SELECT k FROM unnest($1::text[]) AS k ORDER BY k
-             ON CONFLICT (chain_key) DO NOTHING",
-            &[&chains],
-        )
-        .await?;
-        for row in tx
-            .query(
-                "SELECT chain_key, head_version FROM report_chains
-                 WHERE chain_key = ANY($1) ORDER BY chain_key FOR UPDATE",
-                &[&chains],
-            )
-            .await?
-        {
-            let v: i32 = row.try_get(1)?;
-            view.chains.insert(row.try_get(0)?, v.max(0) as u32);
-        }
+    for row in locked {
+        let v: i32 = row.try_get(1)?;
+        view.chains.insert(row.try_get(0)?, v.max(0) as u32);
     }
-    let reports: Vec<ContentHash> = jobs
-        .iter()
-        .flat_map(|j| j.ingest.reports.iter().map(|(_, h, _)| *h))
-        .collect();
-    if !reports.is_empty() {
-        for row in tx
-            .query(
-                "SELECT hash, version FROM reports WHERE hash = ANY($1)",
-                &[&bytes_list(reports.iter())],
-            )
-            .await?
-        {
-            let v: i32 = row.try_get(1)?;
-            view.versions
-                .insert(hash_of(row.try_get(0)?, "report")?, v.max(0) as u32);
-        }
+    for row in known {
+        let v: i32 = row.try_get(1)?;
+        view.versions
+            .insert(hash_of(row.try_get(0)?, "report")?, v.max(0) as u32);
     }
-    let wanted: Vec<ContentHash> = sizes.keys().copied().collect();
-    if !wanted.is_empty() {
-        for row in tx
-            .query(
-                "SELECT hash FROM blobs WHERE hash = ANY($1)",
-                &[&bytes_list(wanted.iter())],
-            )
-            .await?
-        {
-            view.blobs.insert(hash_of(row.try_get(0)?, "blob")?);
-        }
+    for row in listed {
+        view.blobs.insert(hash_of(row.try_get(0)?, "blob")?);
     }
 
     // Plan every job against that view, in order.
