@@ -438,6 +438,41 @@ impl Journal {
         }
     }
 
+    /// Reads the valid records from file offset `from`, about `max_bytes` of them (always at
+    /// least one whole record when one starts there), without modifying the file; also
+    /// returns where the bytes read stop decoding. A record being appended is not read.
+    pub(crate) fn read_from(
+        path: &Path,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<(Vec<Decoded>, u64), StoreError> {
+        use std::os::unix::fs::FileExt;
+        let io = |e| StoreError::io(path, e);
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), from)),
+            Err(e) => return Err(io(e)),
+        };
+        let file_len = file.metadata().map_err(io)?.len();
+        if from >= file_len {
+            return Ok((Vec::new(), from));
+        }
+        let avail = (file_len - from) as usize;
+        // Enough for the first record whole, however large.
+        let mut want = max_bytes.max(HEADER).min(avail);
+        let mut h = [0u8; HEADER];
+        if avail >= HEADER && file.read_exact_at(&mut h, from).is_ok() && &h[0..4] == MAGIC {
+            let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+            if len <= MAX_RECORD {
+                want = want.max((HEADER + len).min(avail));
+            }
+        }
+        let mut buf = vec![0u8; want];
+        file.read_exact_at(&mut buf, from).map_err(io)?;
+        let (decoded, valid) = decode_all(&buf, from as usize);
+        Ok((decoded, from + valid as u64))
+    }
+
     /// Appends a record and `fdatasync`s it; returns where its inline blobs now sit. On
     /// failure the file is cut back to its previous length so no half record remains; if even
     /// that fails the error says so.

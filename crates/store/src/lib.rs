@@ -42,7 +42,7 @@ pub use error::StoreError;
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};
 pub use index::{ReviewItem, ReviewState};
 pub use journal::{Entry, IdentityOp, JournalRecord, ReviewDecision};
-pub use outbox::{Outbox, OutboxEntry, OutboxError, OutboxEvent, OutboxState};
+pub use outbox::{Enqueue, Outbox, OutboxEntry, OutboxError, OutboxEvent, OutboxState};
 pub use roster::{RosterEdit, RosterLog};
 pub use spool::{Spool, StoredFile};
 pub use tasks::{TaskError, TaskStore};
@@ -154,6 +154,16 @@ pub struct Committed {
     pub reports: Vec<ReportOutcome>,
     /// Journal sequence number of the group commit that holds it (0 when nothing new).
     pub seq: u64,
+}
+
+/// A position in the journal for a follower ([`Store::records_after`]): the last record it
+/// has seen and a file offset at or before the next one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalCursor {
+    /// Sequence number of the last record seen (0: none).
+    pub seq: u64,
+    /// Where to read on.
+    pub offset: u64,
 }
 
 /// Tuning for the store.
@@ -798,6 +808,71 @@ impl Store {
         journal::Journal::read_all(&self.inner.dir.join("journal.log"))
     }
 
+    /// Where the journal's committed records end now: the last record the index applied
+    /// (durable, answered or about to be) and its offset. A follower that starts here sees
+    /// only what is committed later.
+    pub fn journal_end(&self) -> Result<JournalCursor, StoreError> {
+        let (seq, at) = self.inner.index.applied()?;
+        Ok(JournalCursor {
+            seq,
+            offset: at.unwrap_or(0),
+        })
+    }
+
+    /// The committed journal records after `cursor` (those with a greater sequence number),
+    /// oldest first, reading about `max_bytes` of the journal, and the cursor after them; no
+    /// records when nothing new is committed. Only records the index has applied are
+    /// returned: nothing a crash could still take back. Runs beside the writer.
+    pub fn records_after(
+        &self,
+        cursor: JournalCursor,
+        max_bytes: usize,
+    ) -> Result<(Vec<JournalRecord>, JournalCursor), StoreError> {
+        let (applied, _) = self.inner.index.applied()?;
+        if applied <= cursor.seq {
+            return Ok((Vec::new(), cursor));
+        }
+        let path = self.inner.dir.join("journal.log");
+        let mut at = cursor.offset;
+        loop {
+            let (decoded, end) = journal::Journal::read_from(&path, at, max_bytes)?;
+            if decoded.is_empty() {
+                if at == 0 {
+                    return Err(StoreError::Corrupt(format!(
+                        "journal: record {} is applied but not readable",
+                        cursor.seq + 1
+                    )));
+                }
+                // Not a record boundary (a cursor from another journal): read from the start,
+                // skipping what the cursor says is done.
+                at = 0;
+                continue;
+            }
+            let mut out = Vec::new();
+            let mut next = JournalCursor {
+                seq: cursor.seq,
+                offset: at,
+            };
+            let ends: Vec<u64> = decoded
+                .iter()
+                .skip(1)
+                .map(|d| d.start)
+                .chain(std::iter::once(end))
+                .collect();
+            for (d, end) in decoded.into_iter().zip(ends) {
+                if d.record.seq > applied {
+                    break;
+                }
+                next.offset = end;
+                if d.record.seq > cursor.seq {
+                    next.seq = d.record.seq;
+                    out.push(d.record);
+                }
+            }
+            return Ok((out, next));
+        }
+    }
+
     /// Flushes the sled index (it is derived, so this is an optimisation, not a guarantee).
     pub fn flush_index(&self) -> Result<(), StoreError> {
         self.inner.index.flush()
@@ -859,6 +934,51 @@ mod tests {
             attachments: vec![],
             message_id: None,
         }
+    }
+
+    /// A follower reads each committed record once, in order, however small its reads and
+    /// wherever it starts; a cursor that is not on a record boundary reads from the start.
+    #[test]
+    fn a_follower_reads_each_committed_record_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (none, c0) = store
+            .records_after(JournalCursor::default(), 1 << 20)
+            .unwrap();
+        assert!(none.is_empty());
+        assert_eq!(c0, JournalCursor::default());
+        for n in 0..3 {
+            store
+                .commit_blocking(lab(format!("m{n}").as_bytes(), n))
+                .unwrap();
+        }
+        let end = store.journal_end().unwrap();
+        assert_eq!(end.seq, 3);
+        let (recs, c1) = store.records_after(c0, 1 << 20).unwrap();
+        assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(c1.seq, 3);
+        // Nothing new: the same cursor back.
+        assert_eq!(store.records_after(c1, 1 << 20).unwrap(), (vec![], c1));
+        // From the end as it was: only what is committed later.
+        store.commit_blocking(lab(b"m3", 3)).unwrap();
+        let (later, c2) = store.records_after(end, 1 << 20).unwrap();
+        assert_eq!(later.iter().map(|r| r.seq).collect::<Vec<_>>(), [4]);
+        assert_eq!(store.records_after(c1, 1 << 20).unwrap().0, later);
+        // One byte at a time still moves one record at a time.
+        let mut c = JournalCursor::default();
+        let mut seen = vec![];
+        for _ in 0..10 {
+            let (r, next) = store.records_after(c, 1).unwrap();
+            seen.extend(r.iter().map(|r| r.seq));
+            c = next;
+        }
+        assert_eq!(seen, [1, 2, 3, 4]);
+        assert_eq!(c, c2);
+        // An offset inside a record: read from the start, skipping what is done.
+        let odd = JournalCursor { seq: 2, offset: 5 };
+        let (r, next) = store.records_after(odd, 1 << 20).unwrap();
+        assert_eq!(r.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(next, c2);
     }
 
     #[test]

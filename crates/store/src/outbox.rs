@@ -9,7 +9,7 @@
 //! events, so nothing is recorded as delivered twice. A torn last line (a crash mid-append) is
 //! cut at open; a damaged line elsewhere is refused.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::RwLock;
 
@@ -235,7 +235,29 @@ pub enum OutboxError {
 pub struct Outbox {
     /// The file, and the lock every event is checked and appended under.
     log: JsonLines,
-    entries: RwLock<HashMap<String, OutboxEntry>>,
+    entries: RwLock<Entries>,
+}
+
+/// The entries, and the pending ones in delivery order per destination (so finding each
+/// destination's next message does not scan what is delivered).
+#[derive(Default)]
+struct Entries {
+    all: HashMap<String, OutboxEntry>,
+    /// `(destination, created_at, id)` of every pending entry.
+    pending: BTreeSet<(String, DateTime<Utc>, String)>,
+}
+
+impl Entries {
+    fn put(&mut self, e: OutboxEntry) {
+        let key = |e: &OutboxEntry| (e.destination.clone(), e.created_at, e.id.clone());
+        if let Some(old) = self.all.get(&e.id) {
+            self.pending.remove(&key(old));
+        }
+        if e.state == OutboxState::Pending {
+            self.pending.insert(key(&e));
+        }
+        self.all.insert(e.id.clone(), e);
+    }
 }
 
 impl Outbox {
@@ -246,14 +268,14 @@ impl Outbox {
 
     /// Opens (or creates) the outbox `dir/name` and replays it.
     pub fn open_file(dir: impl AsRef<Path>, name: &str) -> Result<Outbox, StoreError> {
-        let mut entries: HashMap<String, OutboxEntry> = HashMap::new();
+        let mut entries = Entries::default();
         let (log, _) = JsonLines::open(dir, name, |ev: OutboxEvent| {
-            let next = match (OutboxEntry::new(&ev), entries.get(ev.id())) {
+            let next = match (OutboxEntry::new(&ev), entries.all.get(ev.id())) {
                 (Some(e), None) => e,
                 (_, Some(cur)) => cur.apply(&ev)?,
                 (None, None) => return Err(format!("event for unknown entry {}", ev.id())),
             };
-            entries.insert(next.id.clone(), next);
+            entries.put(next);
             Ok(())
         })?;
         Ok(Outbox {
@@ -272,23 +294,47 @@ impl Outbox {
         message: String,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let n = self.enqueue_all(
+            vec![Enqueue {
+                id: id.to_string(),
+                destination: destination.to_string(),
+                msh10: msh10.to_string(),
+                message,
+            }],
+            now,
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Enqueues messages whose id has no entry yet (in any state), in order, made durable
+    /// together (one `fdatasync`); returns how many were new.
+    pub fn enqueue_all(
+        &self,
+        items: Vec<Enqueue>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
         let mut f = self.log.lock()?;
-        if self.get(id).is_some() {
-            return Ok(false);
-        }
-        let ev = OutboxEvent::Enqueued {
-            id: id.to_string(),
-            destination: destination.to_string(),
-            msh10: msh10.to_string(),
-            message,
-            created_at: now,
-        };
-        self.log.append(&mut f, &ev)?;
-        let entry = OutboxEntry::new(&ev).expect("an Enqueued event");
+        let mut seen = HashSet::new();
+        let events: Vec<OutboxEvent> = items
+            .into_iter()
+            .filter(|i| !self.contains(&i.id) && seen.insert(i.id.clone()))
+            .map(|i| OutboxEvent::Enqueued {
+                id: i.id,
+                destination: i.destination,
+                msh10: i.msh10,
+                message: i.message,
+                created_at: now,
+            })
+            .collect();
+        self.log.append_all(&mut f, &events)?;
         if let Ok(mut m) = self.entries.write() {
-            m.insert(entry.id.clone(), entry);
+            for ev in &events {
+                if let Some(e) = OutboxEntry::new(ev) {
+                    m.put(e);
+                }
+            }
         }
-        Ok(true)
+        Ok(events.len())
     }
 
     /// Records an event for an existing pending entry: checked, made durable, then applied.
@@ -301,14 +347,14 @@ impl Outbox {
         let next = cur.apply(&ev).map_err(OutboxError::Refused)?;
         self.log.append(&mut f, &ev)?;
         if let Ok(mut m) = self.entries.write() {
-            m.insert(next.id.clone(), next.clone());
+            m.put(next.clone());
         }
         Ok(next)
     }
 
     /// One entry.
     pub fn get(&self, id: &str) -> Option<OutboxEntry> {
-        self.entries.read().ok()?.get(id).cloned()
+        self.entries.read().ok()?.all.get(id).cloned()
     }
 
     /// The entries in `state` (all when `None`), oldest first.
@@ -317,7 +363,8 @@ impl Outbox {
             .entries
             .read()
             .map(|m| {
-                m.values()
+                m.all
+                    .values()
                     .filter(|e| state.is_none_or(|s| e.state == s))
                     .cloned()
                     .collect()
@@ -329,30 +376,59 @@ impl Outbox {
 
     /// Whether an entry with this id exists, in any state (nothing cloned).
     pub fn contains(&self, id: &str) -> bool {
-        self.entries.read().is_ok_and(|m| m.contains_key(id))
+        self.entries.read().is_ok_and(|m| m.all.contains_key(id))
     }
 
     /// How many entries are in `state` (nothing cloned: a message may be large).
     pub fn count(&self, state: OutboxState) -> usize {
         self.entries
             .read()
-            .map(|m| m.values().filter(|e| e.state == state).count())
+            .map(|m| match state {
+                OutboxState::Pending => m.pending.len(),
+                s => m.all.values().filter(|e| e.state == s).count(),
+            })
             .unwrap_or_default()
     }
 
     /// The entries to attempt at `now`: for each destination its oldest pending entry, when
     /// that one is due — a destination's messages go out in the order they were enqueued, a
-    /// later one never overtakes an earlier one waiting for its retry.
+    /// later one never overtakes an earlier one waiting for its retry. Costs one step per
+    /// destination, however many messages wait.
     pub fn due(&self, now: DateTime<Utc>) -> Vec<OutboxEntry> {
-        let mut heads: Vec<OutboxEntry> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for e in self.list(Some(OutboxState::Pending)) {
-            if seen.insert(e.destination.clone()) && e.next_at <= now {
-                heads.push(e);
+        let Ok(m) = self.entries.read() else {
+            return Vec::new();
+        };
+        let mut heads = Vec::new();
+        let mut next = m.pending.iter().next();
+        while let Some((destination, _, id)) = next {
+            if let Some(e) = m.all.get(id).filter(|e| e.next_at <= now) {
+                heads.push(e.clone());
             }
+            // The first entry of the next destination: `destination + "\0"` is the least
+            // string after `destination`.
+            let after = (
+                format!("{destination}\0"),
+                DateTime::<Utc>::MIN_UTC,
+                String::new(),
+            );
+            next = m.pending.range(after..).next();
         }
+        heads.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         heads
     }
+}
+
+/// One message for [`Outbox::enqueue_all`].
+#[derive(Clone, Debug)]
+pub struct Enqueue {
+    /// Its id (unique in the outbox; a second enqueue of the same id does nothing).
+    pub id: String,
+    /// Where it goes.
+    pub destination: String,
+    /// The control id the receiver answers with (HL7 MSH-10, `webhook-id`, document id).
+    pub msh10: String,
+    /// The message.
+    pub message: String,
 }
 
 #[cfg(test)]
@@ -365,6 +441,56 @@ mod tests {
     }
 
     const MSG: &str = "MSH|^~\\&|HUREN|fx-ecg||FX-SQ01|20261206160000+0800||ORU^R01^ORU_R01|abc|P|2.5.1\rPID|1||P1^^^FX-SQ01^PI||张三\r";
+
+    /// A batch is enqueued once per id, durable across a reopen; each destination's head is
+    /// its oldest pending entry, also for a destination whose name starts another's.
+    #[test]
+    fn batches_enqueue_once_and_heads_follow_each_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let item = |id: &str, d: &str| Enqueue {
+            id: id.into(),
+            destination: d.into(),
+            msh10: id.into(),
+            message: String::new(),
+        };
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            let batch = vec![item("a1", "FX"), item("b1", "FX-SQ"), item("a1", "FX")];
+            assert_eq!(o.enqueue_all(batch, t0()).unwrap(), 2);
+            let later = t0() + Duration::seconds(1);
+            let batch = vec![item("a1", "FX"), item("a2", "FX"), item("b2", "FX-SQ")];
+            assert_eq!(o.enqueue_all(batch, later).unwrap(), 2);
+            assert_eq!(o.enqueue_all(vec![], later).unwrap(), 0);
+        }
+        let o = Outbox::open(dir.path()).unwrap();
+        assert_eq!(o.count(OutboxState::Pending), 4);
+        let heads = |o: &Outbox| -> Vec<String> {
+            o.due(t0() + Duration::seconds(5))
+                .into_iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        assert_eq!(heads(&o), ["a1", "b1"]);
+        o.record(OutboxEvent::Delivered {
+            id: "a1".into(),
+            at: t0(),
+            ack_code: "200".into(),
+            ack_control_id: "a1".into(),
+        })
+        .unwrap();
+        assert_eq!(heads(&o), ["b1", "a2"]);
+        assert_eq!(o.count(OutboxState::Pending), 3);
+        assert_eq!(o.count(OutboxState::Delivered), 1);
+        // A head waiting for its retry holds its destination back, not the other.
+        o.record(OutboxEvent::Attempted {
+            id: "b1".into(),
+            at: t0(),
+            result: "HTTP 503".into(),
+            next_at: t0() + Duration::hours(1),
+        })
+        .unwrap();
+        assert_eq!(heads(&o), ["a2"]);
+    }
 
     #[test]
     fn entries_survive_reopen_enqueue_is_idempotent_and_finished_entries_take_nothing() {
