@@ -1253,6 +1253,17 @@ fn serve(
         rules.clone(),
         &config,
     )?);
+    // The regional platform's courier: each attempt is audited through the gate's log first.
+    let audit_gate = gate.clone();
+    let regional = huren_server::regional::Regional::from_config(
+        &config,
+        Arc::new(move |rec| {
+            let g = audit_gate.clone();
+            Box::pin(async move { g.audit(rec).await.map_err(|p| p.detail().to_string()) })
+        }),
+    )
+    .map_err(anyhow::Error::msg)
+    .context("[regional]")?;
     let gw = Gateway::new(store.clone(), Arc::new(config), demo);
     // A signed report stored just before a crash completes its task now.
     let completed = gw
@@ -1390,6 +1401,14 @@ fn serve(
         // Each alert change: its chest-pain case and stamps, its webhook notices.
         let mut webhook_tasks = vec![tokio::spawn(huren_server::alerts::follow(gw.clone()))];
         if let Some(courier) = webhooks {
+            webhook_tasks.push(tokio::spawn(huren_server::outbox::deliver(
+                gw.clone(),
+                courier,
+            )));
+        }
+        // Final and corrected reports go to the regional platform as WS/T 500 documents.
+        if let Some(courier) = regional {
+            webhook_tasks.push(tokio::spawn(huren_server::regional::follow(gw.clone())));
             webhook_tasks.push(tokio::spawn(huren_server::outbox::deliver(
                 gw.clone(),
                 courier,

@@ -27,7 +27,7 @@ fn ingest(cfg: &str, data: &Path, extra: &[&str], file: &Path) -> String {
 
 /// The CDA schema (`HUREN_CDA_SCHEMA`, else `$HUREN_THIRD_PARTY/../standards/cda-r2`) and
 /// xmllint; a failure under `CI=true` when either is missing, else `None` (skipped).
-fn schema() -> Option<PathBuf> {
+pub(crate) fn schema() -> Option<PathBuf> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let xsd = std::env::var_os("HUREN_CDA_SCHEMA")
         .map(PathBuf::from)

@@ -29,6 +29,7 @@ mod outbox;
 mod reading_web;
 mod recognition;
 mod referrals;
+mod regional;
 mod rules;
 mod secrets;
 mod tls;

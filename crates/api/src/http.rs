@@ -448,21 +448,18 @@ fn national_id_for(
     read: &huren_gate::ReportRead,
     report: &huren_model::Report,
 ) -> Result<Option<String>, Problem> {
-    let Some(key) = report.patient.national_id_key.as_deref() else {
+    if report.patient.national_id_key.is_none() {
         return Ok(None);
-    };
+    }
     if who.institution != read.meta.institution || report.kind != ReportKind::Lab {
         return Ok(None);
     }
     let original = read.original()?;
-    let Ok(msg) = huren_hl7::Message::parse(&original, None) else {
-        return Ok(None);
-    };
-    Ok(huren_hl7::national_ids(&msg).into_iter().find(|id| {
-        st.gate
-            .person_key(&huren_model::PatientId::National(id.clone()))
-            .is_ok_and(|k| k == key)
-    }))
+    Ok(huren_ingest::regional::national_id_in_original(
+        |id| st.gate.person_key(id).ok(),
+        report,
+        &original,
+    ))
 }
 
 /// The media type of a CDA document: `application/xml` (RFC 7303) with its charset; HL7's

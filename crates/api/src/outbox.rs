@@ -3,7 +3,9 @@
 //! hash), destination (institution code), MSH-10, state, attempts, last result, times — never
 //! the message content (patient data). Privacy officer or operator; one audit record per
 //! request (a refusal is audited by the gate). `?channel=webhook` lists the alert notices for
-//! the groups' webhooks instead (`msh10` is then the `webhook-id`, `ack_code` the HTTP status).
+//! the groups' webhooks instead (`msh10` is then the `webhook-id`, `ack_code` the HTTP status),
+//! `?channel=regional` the shared documents for the regional platform (`msh10` is the
+//! document id, the report's hash in hex).
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -22,7 +24,8 @@ const ACTION: &str = "outbox_view";
 pub struct OutboxQuery {
     /// `pending`, `delivered` or `parked`; absent: all.
     state: Option<String>,
-    /// `hl7` (default: signed results to the institutions) or `webhook` (alert notices).
+    /// `hl7` (default: signed results to the institutions), `webhook` (alert notices) or
+    /// `regional` (shared documents for the regional platform).
     channel: Option<String>,
 }
 
@@ -45,23 +48,23 @@ pub async fn outbox(
             }
         },
     };
-    let webhooks = match q.channel.as_deref() {
-        None | Some("") | Some("hl7") => false,
-        Some("webhook") => true,
+    let channel = match q.channel.as_deref() {
+        None | Some("") => "hl7",
+        Some(c) if huren_store::OUTBOX_CHANNELS.contains(&c) => c,
         Some(_) => {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "bad channel",
-                "channel must be hl7 or webhook",
+                "channel must be hl7, webhook or regional",
             ))
         }
     };
-    let entries = st.gate.outbox(&p, state, webhooks).await?;
+    let entries = st.gate.outbox(&p, state, channel).await?;
     let mut rec = record(&p, ACTION);
     rec.purpose = Some("operations".into());
     rec.detail = json!({
         "state": state.map(OutboxState::as_str),
-        "channel": if webhooks { "webhook" } else { "hl7" },
+        "channel": channel,
         "count": entries.len(),
     });
     st.audit(rec).await?;

@@ -559,10 +559,10 @@ impl Gate {
         use huren_metrics::{KindLabels, OutboxLabels};
         let g = &huren_metrics::global().gauges;
         g.commit_queue.set(self.store.commit_queue() as i64);
-        for (channel, outbox) in [
-            ("hl7", self.store.outbox()),
-            ("webhook", self.store.webhooks()),
-        ] {
+        for channel in huren_store::OUTBOX_CHANNELS {
+            let Some(outbox) = self.store.outbox_channel(channel) else {
+                continue;
+            };
             for state in [
                 huren_store::OutboxState::Pending,
                 huren_store::OutboxState::Parked,
@@ -769,23 +769,23 @@ impl Gate {
         Ok(tokio::task::spawn_blocking(move || store.identity_reviews(true)).await??)
     }
 
-    /// The outbox (outbound results to the institutions), for the operator view: the
-    /// entries in `state` (all when `None`), without their message content. Privacy officer
-    /// or operator only — the role is checked here (a refusal is audited); the caller audits
-    /// the answer.
+    /// An outbox (`channel`, one of [`huren_store::OUTBOX_CHANNELS`]), for the operator
+    /// view: the entries in `state` (all when `None`), without their message content; an
+    /// unknown channel has none. Privacy officer or operator only — the role is checked here
+    /// (a refusal is audited); the caller audits the answer.
     pub async fn outbox(
         &self,
         p: &Principal,
         state: Option<huren_store::OutboxState>,
-        webhooks: bool,
+        channel: &str,
     ) -> Result<Vec<huren_store::OutboxEntry>, Problem> {
         self.require_role(p, &[Role::PrivacyOfficer, Role::Operator], "outbox_view")
             .await?;
-        Ok(if webhooks {
-            self.store.webhooks().list(state)
-        } else {
-            self.store.outbox().list(state)
-        })
+        Ok(self
+            .store
+            .outbox_channel(channel)
+            .map(|o| o.list(state))
+            .unwrap_or_default())
     }
 
     /// Decides an identity review item (the privacy officer only; the role is checked here,

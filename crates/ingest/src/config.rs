@@ -108,6 +108,10 @@ pub struct Config {
     /// docs/alerts.md.
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
+    /// The regional health information platform that receives every final and corrected
+    /// report as a WS/T 500 shared document (`[regional]`), see docs/cda.md.
+    #[serde(default)]
+    pub regional: Option<RegionalConfig>,
     /// The resolved national-ID secret (looked up once; see [`Config::national_id_secret`]).
     #[serde(skip)]
     secret: std::sync::OnceLock<String>,
@@ -175,6 +179,52 @@ pub struct WebhookConfig {
     /// `https://huren.fx.example`); absent: the link is the path alone.
     #[serde(default)]
     pub link_base: Option<String>,
+}
+
+/// `[regional]`: the district's regional health information platform (区域全民健康信息平台).
+/// Every final and corrected report committed to the store (lab as 检验报告 C0007, imaging and
+/// ECG as 检查报告 C0006) is posted to `url` as a WS/T 500 document from the durable outbox
+/// `regional.log`: retried with backoff, parked after `[outbox] max_attempts`, each delivered
+/// once (`Idempotency-Key` is the document id), in commit order.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionalConfig {
+    /// Where each document is posted (`https://…`; `http://` only to a loopback address).
+    pub url: String,
+    /// The institutions whose reports go; empty (the default): every institution's.
+    #[serde(default)]
+    pub institutions: Vec<String>,
+    /// Whether the header carries the patient's national ID (身份证号, OID
+    /// 2.16.156.10011.1.3) where the original message carried it: the platform's master
+    /// patient index keys on it. Default false: the operator decides the platform may see it.
+    #[serde(default)]
+    pub national_id: bool,
+    /// A file holding the bearer token the platform requires (mode 600 or 640; relative to
+    /// the configuration file), if it requires one.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Or an environment variable holding it.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// TLS: the CA the platform's certificate chains to and huren's client certificate (PEM),
+    /// as in `[outbox.tls]`; absent: the system's trusted roots and no client certificate.
+    #[serde(default)]
+    pub tls: Option<OutboxTls>,
+    /// Which reports: `"now"` (default) the ones committed after the first start with this
+    /// section; `"start"` every report in the store, oldest first.
+    #[serde(default)]
+    pub from: RegionalFrom,
+}
+
+/// Where the regional push starts the first time (`[regional] from`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionalFrom {
+    /// The reports committed after the first start with `[regional]`.
+    #[default]
+    Now,
+    /// Every report in the store.
+    Start,
 }
 
 /// `[access]`: the gate's settings.
@@ -696,6 +746,18 @@ impl Config {
                 }
             }
         }
+        if let (Some(r), Some(dir)) = (&mut cfg.regional, path.parent()) {
+            let tls = r.tls.as_mut();
+            let files = [r.token_file.as_mut()].into_iter().chain(
+                tls.into_iter()
+                    .flat_map(|t| [Some(&mut t.ca), t.cert.as_mut(), t.key.as_mut()]),
+            );
+            for f in files.flatten() {
+                if f.is_relative() {
+                    *f = dir.join(&*f);
+                }
+            }
+        }
         if let (Some(f), Some(dir)) = (&cfg.identity.national_id_secret_file, path.parent()) {
             if f.is_relative() {
                 cfg.identity.national_id_secret_file = Some(dir.join(f));
@@ -827,6 +889,27 @@ impl Config {
             if w.secret_file.is_some() == w.secret_env.is_some() {
                 return Err(invalid(format!(
                     "{name}: name its secret with exactly one of secret_file and secret_env"
+                )));
+            }
+        }
+        if let Some(r) = &cfg.regional {
+            crate::webhook::check_url(&r.url)
+                .map_err(|e| invalid(format!("[regional] url {e}")))?;
+            if r.token_file.is_some() && r.token_env.is_some() {
+                return Err(invalid(
+                    "[regional] name the token with at most one of token_file and token_env".into(),
+                ));
+            }
+            if let Some(t) = &r.tls {
+                if t.cert.is_some() != t.key.is_some() {
+                    return Err(invalid(
+                        "[regional.tls] cert and key go together (both or neither)".into(),
+                    ));
+                }
+            }
+            if let Some(i) = r.institutions.iter().find(|i| cfg.institution(i).is_none()) {
+                return Err(invalid(format!(
+                    "[regional] institutions: {i:?} is not an [[institution]]"
                 )));
             }
         }

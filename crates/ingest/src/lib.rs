@@ -14,6 +14,7 @@ pub mod mllp;
 pub mod outbox;
 pub mod pipeline;
 pub mod reading;
+pub mod regional;
 pub mod tls;
 pub mod webhook;
 

@@ -194,7 +194,7 @@ impl Courier for Webhooks {
 }
 
 /// A secret file's text: refused when others may read it or group or others may write it.
-fn read_private(path: &std::path::Path) -> Result<String, String> {
+pub(crate) fn read_private(path: &std::path::Path) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     #[cfg(unix)]
     {
@@ -212,7 +212,7 @@ fn read_private(path: &std::path::Path) -> Result<String, String> {
 }
 
 /// The innermost error's words (reqwest wraps the I/O error).
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;

@@ -9,7 +9,8 @@
 pub use huren_api::{answers, api, auth, fhir, https};
 pub use huren_gate as gate;
 pub use huren_ingest::{
-    alerts, config, ecg, mllp, outbox, pipeline, tls, webhook, Config, Gateway, Hl7Outcome,
+    alerts, config, ecg, mllp, outbox, pipeline, regional, tls, webhook, Config, Gateway,
+    Hl7Outcome,
 };
 pub use huren_web as web;
 

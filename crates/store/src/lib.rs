@@ -156,6 +156,9 @@ pub struct Committed {
     pub seq: u64,
 }
 
+/// The outboxes' channel names (see [`Store::outbox_channel`]).
+pub const OUTBOX_CHANNELS: [&str; 3] = ["hl7", "webhook", "regional"];
+
 /// A position in the journal for a follower ([`Store::records_after`]): the last record it
 /// has seen and a file offset at or before the next one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +210,7 @@ struct Inner {
     alerts: AlertStore,
     outbox: Outbox,
     webhooks: Outbox,
+    regional: Outbox,
     cases: CaseStore,
 }
 
@@ -320,6 +324,7 @@ impl Store {
         let alerts = AlertStore::open(&dir)?;
         let outbox = Outbox::open(&dir)?;
         let webhooks = Outbox::open_file(&dir, "webhooks.log")?;
+        let regional = Outbox::open_file(&dir, "regional.log")?;
         let cases = CaseStore::open(&dir)?;
         let writer = writer::spawn(
             journal,
@@ -344,6 +349,7 @@ impl Store {
                 alerts,
                 outbox,
                 webhooks,
+                regional,
                 cases,
             }),
         })
@@ -490,6 +496,22 @@ impl Store {
     /// The alert notifications for webhooks (`webhooks.log`).
     pub fn webhooks(&self) -> &Outbox {
         &self.inner.webhooks
+    }
+
+    /// The shared documents for the regional platform (`regional.log`).
+    pub fn regional(&self) -> &Outbox {
+        &self.inner.regional
+    }
+
+    /// An outbox by its channel name ([`OUTBOX_CHANNELS`]): `hl7` (signed results to the
+    /// institutions), `webhook` (alert notices), `regional` (shared documents).
+    pub fn outbox_channel(&self, channel: &str) -> Option<&Outbox> {
+        match channel {
+            "hl7" => Some(self.outbox()),
+            "webhook" => Some(self.webhooks()),
+            "regional" => Some(self.regional()),
+            _ => None,
+        }
     }
 
     /// A temporary file of the store to receive a large original into (see [`Spool`]).

@@ -306,8 +306,9 @@ impl Outbox {
         Ok(n == 1)
     }
 
-    /// Enqueues messages whose id has no entry yet (in any state), in order, made durable
-    /// together (one `fdatasync`); returns how many were new.
+    /// Enqueues messages whose id has no entry yet (in any state), made durable together
+    /// (one `fdatasync`); they leave in the order given (their times are a nanosecond
+    /// apart). Returns how many were new.
     pub fn enqueue_all(
         &self,
         items: Vec<Enqueue>,
@@ -318,12 +319,14 @@ impl Outbox {
         let events: Vec<OutboxEvent> = items
             .into_iter()
             .filter(|i| !self.contains(&i.id) && seen.insert(i.id.clone()))
-            .map(|i| OutboxEvent::Enqueued {
+            .enumerate()
+            .map(|(n, i)| OutboxEvent::Enqueued {
                 id: i.id,
                 destination: i.destination,
                 msh10: i.msh10,
                 message: i.message,
-                created_at: now,
+                // A nanosecond apart, so the batch leaves in its order.
+                created_at: now + chrono::Duration::nanoseconds(n as i64),
             })
             .collect();
         self.log.append_all(&mut f, &events)?;
