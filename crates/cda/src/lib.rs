@@ -222,6 +222,25 @@ pub fn exam_document(report: &Report, ctx: &CdaContext) -> Result<String, CdaErr
     }
 }
 
+/// Whether a document can be made of the report (the body its kind needs is there), without
+/// making it: `Err` names what is missing.
+pub fn documentable(report: &Report) -> Result<(), CdaError> {
+    let present = match report.kind {
+        ReportKind::Lab => report.lab.is_some(),
+        ReportKind::Ecg => report.ecg.is_some(),
+        ReportKind::Imaging => report.imaging.is_some(),
+    };
+    if present {
+        Ok(())
+    } else {
+        Err(CdaError::NoBody(match report.kind {
+            ReportKind::Lab => "lab",
+            ReportKind::Ecg => "ECG",
+            ReportKind::Imaging => "imaging",
+        }))
+    }
+}
+
 /// The document of any report: [`lab_document`] or [`exam_document`] by its kind.
 pub fn document(report: &Report, ctx: &CdaContext) -> Result<String, CdaError> {
     match DocumentType::of(report.kind) {

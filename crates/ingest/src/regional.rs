@@ -67,13 +67,23 @@ pub fn national_id_in_original(
         .find(|id| person_key(&PatientId::National(id.clone())).is_some_and(|k| k == key))
 }
 
+/// A report's document as the platform gets it, with what the audit record names.
+pub struct SharedDocument {
+    /// The WS/T 500 document.
+    pub xml: String,
+    /// The patient's person key.
+    pub person: Option<String>,
+    /// The sending institution.
+    pub institution: String,
+}
+
 impl Gateway {
-    /// The WS/T 500 document of a stored report as the regional platform gets it, with the
-    /// patient's person key (for the audit record); `Ok(Err(why))` when none can be made.
+    /// The WS/T 500 document of a stored report as the regional platform gets it; `Ok(Err(why))`
+    /// when none can be made.
     pub fn regional_document(
         &self,
         hash: &ContentHash,
-    ) -> Result<Result<(String, Option<String>), String>, StoreError> {
+    ) -> Result<Result<SharedDocument, String>, StoreError> {
         let store = self.ingest_store();
         let (Some(meta), Some(report)) = (store.report_meta(hash)?, store.report_shared(hash)?)
         else {
@@ -111,14 +121,18 @@ impl Gateway {
             })
             .ok();
         Ok(huren_cda::document(&report, &ctx)
-            .map(|d| (d, person))
+            .map(|xml| SharedDocument {
+                xml,
+                person,
+                institution: meta.institution,
+            })
             .map_err(|e| e.to_string()))
     }
 
     /// One step of the follower: reads the journal after `cursor`, enqueues the reports that
     /// go (one `fdatasync` for the batch), and returns the cursor after them with how many
     /// it enqueued; the caller saves the cursor. A report of which no document can be made
-    /// is logged and skipped.
+    /// (it lacks its kind's body) is logged and skipped.
     pub fn regional_step(
         &self,
         cursor: JournalCursor,
@@ -147,8 +161,13 @@ impl Gateway {
                 {
                     continue;
                 }
-                match self.regional_document(hash)? {
-                    Ok(_) => items.push(Enqueue {
+                // Only what a document can be made of: one that never can would hold every
+                // later document back until it is parked.
+                let Some(report) = store.report_shared(hash)? else {
+                    return Err(StoreError::Corrupt(format!("report {hash} is not stored")));
+                };
+                match huren_cda::documentable(&report) {
+                    Ok(()) => items.push(Enqueue {
                         id: hash.to_string(),
                         destination: DESTINATION.into(),
                         msh10: hash.hex(),
@@ -325,24 +344,17 @@ impl Courier for Regional {
         let made = tokio::task::spawn_blocking(move || g.regional_document(&hash))
             .await
             .map_err(|_| "document: the task failed".to_string())?;
-        let (doc, person) = match made {
+        let doc = match made {
             Ok(Ok(d)) => d,
             Ok(Err(why)) => return Err(format!("document: {why}")),
             Err(err) => return Err(format!("document: {err}")),
         };
-        let meta_institution = gw
-            .ingest_store()
-            .report_meta(&hash)
-            .ok()
-            .flatten()
-            .map(|m| m.institution)
-            .unwrap_or_default();
         (self.audit)(AuditRecord {
             actor: "system:regional".into(),
-            institution: meta_institution,
+            institution: doc.institution,
             role: "system".into(),
             action: "regional_push".into(),
-            patient: person,
+            patient: doc.person,
             purpose: Some("regional_sharing".into()),
             outcome: "ok".into(),
             returned: vec![e.id.clone()],
@@ -360,7 +372,7 @@ impl Courier for Regional {
             .post(self.url.clone())
             .header("content-type", CONTENT_TYPE)
             .header("idempotency-key", &e.msh10)
-            .body(doc);
+            .body(doc.xml);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t.as_str());
         }
