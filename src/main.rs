@@ -427,6 +427,38 @@ fn cluster_check(path: &Path) -> Result<ExitCode> {
     })
 }
 
+fn cluster_sweep(path: &Path, grace_secs: u64) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let cluster = cluster_settings(path, &config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let started = std::time::Instant::now();
+        let pool = huren_cluster::pool(cluster.postgres.clone(), 2).context("PostgreSQL pool")?;
+        huren_cluster::migrate(&pool)
+            .await
+            .context("PostgreSQL: connecting and migrating")?;
+        let blobs = huren_cluster::S3Blobs::connect(&cluster.s3).context("S3 client")?;
+        let r = huren_cluster::sweep(
+            &pool,
+            &blobs,
+            std::time::Duration::from_secs(grace_secs),
+            false,
+        )
+        .await
+        .context("sweeping orphan blobs")?;
+        println_json(&json!({
+            "swept": r.swept,
+            "old_blobs": r.listed,
+            "removed": r.removed,
+            "grace_secs": grace_secs,
+            "ms": started.elapsed().as_millis(),
+        }));
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 fn load_config(path: Option<&Path>) -> Result<Config> {
     match path {
         Some(p) => Ok(Config::load(p)?),
@@ -702,6 +734,16 @@ enum ClusterCmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Remove the blobs no row names (a node died between its PUTs and its commit) that are
+    /// older than the grace period; safe beside running nodes (docs/cluster.md).
+    Sweep {
+        /// Configuration file (TOML) with `[store]` and `[store.s3]`.
+        #[arg(long)]
+        config: PathBuf,
+        /// Grace period in seconds (at least 300; default 3600).
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: u64,
+    },
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -709,6 +751,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Cluster {
             cmd: ClusterCmd::Check { config },
         } => cluster_check(&config),
+        Cmd::Cluster {
+            cmd: ClusterCmd::Sweep { config, grace_secs },
+        } => cluster_sweep(&config, grace_secs),
         Cmd::Serve {
             config,
             data,

@@ -70,6 +70,16 @@ fn cluster_check_migrates_once_and_round_trips_a_blob_and_serve_refuses_plainly(
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("not built yet"), "{err}");
+
+    // The probe blob is named by no row: an orphan, kept through its grace period; a grace
+    // period under five minutes is refused.
+    let (code, lines, err) = huren(&["cluster", "sweep", "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines[0]["swept"], true, "{lines:?}");
+    assert_eq!(lines[0]["removed"], 0, "{lines:?}");
+    let (code, _, err) = huren(&["cluster", "sweep", "--config", cfg, "--grace-secs", "10"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("at least 300 s"), "{err}");
 }
 
 #[test]

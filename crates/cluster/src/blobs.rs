@@ -77,12 +77,13 @@ pub enum BlobError {
 /// the bytes against the hash and answers [`BlobError::Corrupt`] when they differ, so a
 /// damaged object is an error, never a wrong answer.
 pub trait BlobBackend: Send + Sync {
-    /// Stores `bytes` under `hash` (which must be their hash: checked) unless it is stored.
+    /// Stores `bytes` under `hash` (which must be their hash: checked) unless it is stored;
+    /// says which.
     fn put(
         &self,
         hash: ContentHash,
         bytes: Bytes,
-    ) -> impl Future<Output = Result<(), BlobError>> + Send;
+    ) -> impl Future<Output = Result<Put, BlobError>> + Send;
     /// The blob's bytes, checked against `hash`; `None` when nothing is stored under it.
     fn get(
         &self,
@@ -92,6 +93,23 @@ pub trait BlobBackend: Send + Sync {
     fn exists(&self, hash: ContentHash) -> impl Future<Output = Result<bool, BlobError>> + Send;
     /// Removes the blob; removing a missing blob is not an error (the orphan sweeper's tool).
     fn delete(&self, hash: ContentHash) -> impl Future<Output = Result<(), BlobError>> + Send;
+    /// Every blob last written before `cutoff` (the orphan sweeper's candidates); objects
+    /// whose names are not blob keys are left out.
+    fn list_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<Vec<ContentHash>, BlobError>> + Send;
+}
+
+/// What a `put` did. A blob that [`Put::Existed`] and that no committed row names may be an
+/// orphan the sweeper is about to remove: the commit checks it again under the sweep lock
+/// (see [`crate::sweep`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Put {
+    /// Written now.
+    Created,
+    /// Something with the same key and length was there already.
+    Existed,
 }
 
 /// The object key of a blob: `blobs/ab/cd/<64 hex digits>`.
@@ -164,12 +182,16 @@ impl DirBlobs {
         self.dir.path(hash)
     }
 
-    fn put_sync(&self, hash: &ContentHash, bytes: &[u8]) -> Result<(), BlobError> {
+    fn put_sync(&self, hash: &ContentHash, bytes: &[u8]) -> Result<Put, BlobError> {
         let key = hash.to_string();
         check_put(&key, hash, bytes)?;
+        if self.path(hash).is_file() {
+            return Ok(Put::Existed);
+        }
         self.dir
             .write_synced(hash, bytes)
-            .map_err(|e| store_err(&key, &self.path(hash), e))
+            .map_err(|e| store_err(&key, &self.path(hash), e))?;
+        Ok(Put::Created)
     }
 
     fn get_sync(&self, hash: &ContentHash) -> Result<Option<Bytes>, BlobError> {
@@ -209,7 +231,7 @@ impl DirBlobs {
 }
 
 impl BlobBackend for DirBlobs {
-    async fn put(&self, hash: ContentHash, bytes: Bytes) -> Result<(), BlobError> {
+    async fn put(&self, hash: ContentHash, bytes: Bytes) -> Result<Put, BlobError> {
         self.blocking(hash, move |d, h| d.put_sync(h, &bytes)).await
     }
 
@@ -223,6 +245,48 @@ impl BlobBackend for DirBlobs {
 
     async fn delete(&self, hash: ContentHash) -> Result<(), BlobError> {
         self.blocking(hash, |d, h| d.delete_sync(h)).await
+    }
+
+    async fn list_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<ContentHash>, BlobError> {
+        let root = self.dir.path(&ContentHash::of(b""));
+        let root = root
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let cutoff: std::time::SystemTime = cutoff.into();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let Ok(top) = fs::read_dir(&root) else {
+                return Ok(out);
+            };
+            // `<root>/<2 hex>/<62 hex>`; `tmp/` and anything else is not a blob.
+            for d in top.flatten().filter(|d| d.file_name().len() == 2) {
+                let prefix = d.file_name().to_string_lossy().to_string();
+                let Ok(files) = fs::read_dir(d.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    let name = format!("{prefix}{}", f.file_name().to_string_lossy());
+                    let old = f
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t < cutoff);
+                    if let (true, Ok(h)) = (old, format!("blake3:{name}").parse::<ContentHash>()) {
+                        out.push(h);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|source| BlobError::Task {
+            key: "(listing)".into(),
+            source,
+        })?
     }
 }
 

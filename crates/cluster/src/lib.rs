@@ -11,18 +11,22 @@ mod copy;
 mod pg;
 mod s3;
 mod store;
+mod sweep;
 
 pub use audit::{
     audit_of_patient, checkpoint, spawn_checkpoints, verify_audit, AuditCheck, Checkpoint,
     ClusterAudit, CHECKPOINT_LOCK,
 };
-pub use blobs::{blob_key, BlobBackend, BlobError, DirBlobs};
+pub use blobs::{blob_key, BlobBackend, BlobError, DirBlobs, Put};
 pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, StoreConfig};
 pub use copy::{copy_store, CopyReport};
 pub use pg::{migrate, migrate_with, pool, MigrateError, Migration, MIGRATIONS, MIGRATION_LOCK};
 pub use s3::S3Blobs;
 pub use store::{
     ClusterError, ClusterOptions, ClusterStore, ClusterVerify, CHANGES_CHANNEL, IDENTITY_LOCK,
+};
+pub use sweep::{
+    spawn_sweeper, sweep, SweepReport, DEFAULT_GRACE, MIN_GRACE, SWEEPER_LOCK, SWEEP_LOCK,
 };
 /// The PostgreSQL connection settings `[store] postgres` parses into.
 pub use tokio_postgres::Config as PgConfig;

@@ -9,7 +9,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig};
 
-use crate::blobs::{blob_key, check, check_put, BlobBackend, BlobError};
+use crate::blobs::{blob_key, check, check_put, BlobBackend, BlobError, Put};
 use crate::config::S3Settings;
 
 /// How often `put` tries again when the store said "already exists" but the object cannot be
@@ -99,7 +99,7 @@ impl S3Blobs {
 }
 
 impl BlobBackend for S3Blobs {
-    async fn put(&self, hash: ContentHash, bytes: Bytes) -> Result<(), BlobError> {
+    async fn put(&self, hash: ContentHash, bytes: Bytes) -> Result<Put, BlobError> {
         let key = blob_key(&hash);
         check_put(&key, &hash, &bytes)?;
         let path = Path::from(key.as_str());
@@ -112,10 +112,10 @@ impl BlobBackend for S3Blobs {
                 .put_opts(&path, payload, PutMode::Create.into())
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(Put::Created),
                 Err(object_store::Error::AlreadyExists { .. }) => {
                     match self.head_size(&key, &path).await? {
-                        Some(found) if found == expected => return Ok(()),
+                        Some(found) if found == expected => return Ok(Put::Existed),
                         Some(found) => {
                             return Err(BlobError::Conflict {
                                 key,
@@ -175,5 +175,37 @@ impl BlobBackend for S3Blobs {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(BlobError::Store { key, source }),
         }
+    }
+
+    async fn list_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<ContentHash>, BlobError> {
+        use futures::TryStreamExt;
+        let prefix = Path::from("blobs");
+        let mut listing = self.store.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(meta) = listing
+            .try_next()
+            .await
+            .map_err(|source| BlobError::Store {
+                key: "blobs/ (listing)".into(),
+                source,
+            })?
+        {
+            if meta.last_modified >= cutoff {
+                continue;
+            }
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            // Only a key that is the blob key of its own name.
+            if let Ok(h) = format!("blake3:{name}").parse::<ContentHash>() {
+                if blob_key(&h) == meta.location.as_ref() {
+                    out.push(h);
+                }
+            }
+        }
+        Ok(out)
     }
 }

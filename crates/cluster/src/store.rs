@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 
+use crate::blobs::Put;
 use crate::blobs::{BlobBackend, BlobError};
 
 /// The advisory lock a transaction takes before it moves identity links.
@@ -68,6 +69,9 @@ pub enum ClusterError {
     /// The node's commit task has stopped.
     #[error("the commit task has stopped")]
     WriterGone,
+    /// A request the cluster refuses as asked (e.g. a grace period below the minimum).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Tuning of a cluster store.
@@ -614,6 +618,8 @@ struct Group {
     jobs: Vec<Job>,
     /// Length of each blob of the group that is not a report's JSON.
     sizes: HashMap<ContentHash, i64>,
+    /// The blobs the object store had already (checked again under the sweep lock).
+    existed: HashSet<ContentHash>,
     /// When the first stage took it.
     started: std::time::Instant,
 }
@@ -622,6 +628,7 @@ impl Group {
     fn merge(&mut self, other: Group) {
         self.jobs.extend(other.jobs);
         self.sizes.extend(other.sizes);
+        self.existed.extend(other.existed);
         self.started = self.started.min(other.started);
     }
 }
@@ -667,14 +674,19 @@ async fn put_group<B: BlobBackend>(
     let sizes: HashMap<ContentHash, i64> =
         blobs.iter().map(|(h, b)| (*h, b.len() as i64)).collect();
     let put = futures::stream::iter(blobs)
-        .map(|(h, b)| inner.blobs.put(h, b))
+        .map(|(h, b)| async move { inner.blobs.put(h, b).await.map(|p| (h, p)) })
         .buffer_unordered(inner.options.put_concurrency.max(1))
-        .try_collect::<Vec<()>>()
+        .try_collect::<Vec<(ContentHash, Put)>>()
         .await;
     match put {
-        Ok(_) => Some(Group {
+        Ok(done) => Some(Group {
             jobs,
             sizes,
+            existed: done
+                .into_iter()
+                .filter(|(_, p)| *p == Put::Existed)
+                .map(|(h, _)| h)
+                .collect(),
             started,
         }),
         Err(e) => {
@@ -687,11 +699,16 @@ async fn put_group<B: BlobBackend>(
 /// One transaction for the group, retried (bounded) when it loses a race or its connection.
 /// Whether it committed.
 async fn commit_group<B: BlobBackend>(inner: &Inner<B>, group: Group) -> bool {
-    let Group { jobs, sizes, .. } = group;
+    let Group {
+        jobs,
+        sizes,
+        existed,
+        ..
+    } = group;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match transact(inner, &jobs, &sizes).await {
+        match transact(inner, &jobs, &sizes, &existed).await {
             Ok(TxOutcome { results, txid }) => {
                 for (job, r) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(r.map(|mut c| {
@@ -775,10 +792,11 @@ fn bytes_list<'a>(hashes: impl Iterator<Item = &'a ContentHash>) -> Vec<Vec<u8>>
     hashes.map(|h| h.as_bytes().to_vec()).collect()
 }
 
-async fn transact<B>(
+async fn transact<B: BlobBackend>(
     inner: &Inner<B>,
     jobs: &[Job],
     sizes: &HashMap<ContentHash, i64>,
+    existed: &HashSet<ContentHash>,
 ) -> Result<TxOutcome, ClusterError> {
     let mut client = inner.pool.get().await?;
     let tx = client.transaction().await?;
@@ -803,7 +821,8 @@ async fn transact<B>(
             .flat_map(|j| j.ingest.reports.iter().map(|(_, h, _)| h)),
     );
     let wanted = bytes_list(sizes.keys());
-    let (txid, insert, lock, known, blobs) = futures::try_join!(
+    let (sweep, txid, insert, lock, known, blobs) = futures::try_join!(
+        tx.prepare_cached("SELECT pg_advisory_xact_lock_shared($1)"),
         tx.prepare_cached("SELECT txid_current()"),
         tx.prepare_cached(
             "INSERT INTO report_chains (chain_key)
@@ -821,7 +840,9 @@ async fn transact<B>(
     let p_chains: [&(dyn ToSql + Sync); 1] = [&chains];
     let p_reports: [&(dyn ToSql + Sync); 1] = [&reports];
     let p_wanted: [&(dyn ToSql + Sync); 1] = [&wanted];
-    let (txid, _, locked, known, listed) = futures::try_join!(
+    // The sweep lock, shared: no orphan sweep runs until this transaction ends.
+    let (_, txid, _, locked, known, listed) = futures::try_join!(
+        tx.execute(&sweep, &[&crate::sweep::SWEEP_LOCK]),
         tx.query_one(&txid, &[]),
         tx.execute(&insert, &p_chains),
         tx.query(&lock, &p_chains),
@@ -855,6 +876,25 @@ async fn transact<B>(
             Ok((committed, entries)) => Ok(Planned { committed, entries }),
             Err(e) => Err(e.into()),
         });
+    }
+
+    // A blob the object store had but no row names was an orphan when it was PUT: a sweep
+    // may have removed it since. No sweep runs now (the lock above), so look again and put
+    // back what is gone; once this transaction commits, its row keeps it.
+    for h in existed.iter().filter(|h| !view.blobs.contains(h)) {
+        if !inner.blobs.exists(*h).await? {
+            let Some(bytes) = jobs
+                .iter()
+                .find_map(|j| j.ingest.blobs().into_iter().find(|(b, _)| b == h))
+            else {
+                continue;
+            };
+            tracing::warn!(blob = %h, "a reused orphan blob was swept before its commit; stored again");
+            inner
+                .blobs
+                .put(*h, Bytes::from_owner(SharedBytes(bytes.1)))
+                .await?;
+        }
     }
 
     // Blob rows: every blob of the group that the index does not list yet.

@@ -8,3 +8,4 @@ mod copy;
 mod migrate;
 mod nodes;
 mod support;
+mod sweep;
