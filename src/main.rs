@@ -395,7 +395,7 @@ fn cluster_check(path: &Path) -> Result<ExitCode> {
         .build()?;
     rt.block_on(async move {
         let started = std::time::Instant::now();
-        let pool = huren_cluster::pool(cluster.postgres.clone(), 2).context("PostgreSQL pool")?;
+        let pool = cluster.pool(2).context("PostgreSQL pool")?;
         let applied = huren_cluster::migrate(&pool)
             .await
             .context("PostgreSQL: connecting and migrating")?;
@@ -435,7 +435,7 @@ fn cluster_sweep(path: &Path, grace_secs: u64) -> Result<ExitCode> {
         .build()?;
     rt.block_on(async move {
         let started = std::time::Instant::now();
-        let pool = huren_cluster::pool(cluster.postgres.clone(), 2).context("PostgreSQL pool")?;
+        let pool = cluster.pool(2).context("PostgreSQL pool")?;
         huren_cluster::migrate(&pool)
             .await
             .context("PostgreSQL: connecting and migrating")?;
@@ -606,7 +606,7 @@ async fn open_cluster(
     stop_after_failure: bool,
 ) -> Result<huren_cluster::ClusterStore<huren_cluster::S3Blobs>> {
     let cluster = cluster_settings(path, config)?;
-    let pool = huren_cluster::pool(cluster.postgres.clone(), 8).context("PostgreSQL pool")?;
+    let pool = cluster.pool(8).context("PostgreSQL pool")?;
     huren_cluster::migrate(&pool)
         .await
         .context("PostgreSQL: connecting and migrating")?;

@@ -15,6 +15,12 @@
 # role gets that password and 127.0.0.1 uses scram-sha-256 instead, and the DSN ends in
 # `password=...`. The superuser `postgres` can connect only through the unix socket in DIR.
 #
+# TLS: with PG_SSL_DIR (a directory with server.pem, server.key and ca.pem) the server takes
+# only TLS connections over TCP (`hostssl`; every `hostnossl` is rejected) and the DSN ends in
+# `sslmode=require`. With PG_SSL_CLIENT as well (the path prefix of a client certificate,
+# PREFIX.pem and PREFIX.key, with CN huren), it also requires a client certificate that chains
+# to ca.pem and names the role (`clientcert=verify-full`).
+#
 # initdb refuses to run as root: as root, everything runs as the `postgres` system user (made
 # by the Debian package) and DIR is chowned to it, so every parent of DIR must be searchable
 # by that user (/tmp is; a 0700 home is not). As any other user, it runs as that user.
@@ -94,14 +100,27 @@ start() {
 
   local method=trust
   [ -n "${PG_PASSWORD:-}" ] && method=scram-sha-256
+  local host=host options=""
+  if [ -n "${PG_SSL_DIR:-}" ]; then
+    host=hostssl
+    [ -n "${PG_SSL_CLIENT:-}" ] && options="clientcert=verify-full"
+    cp "$PG_SSL_DIR/server.pem" "$dir/data/server.crt"
+    cp "$PG_SSL_DIR/server.key" "$dir/data/server.key"
+    cp "$PG_SSL_DIR/ca.pem" "$dir/data/root.crt"
+    chmod 600 "$dir/data/server.key"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir/data/server.crt" "$dir/data/server.key" "$dir/data/root.crt"; fi
+  fi
   cat > "$dir/data/pg_hba.conf" <<EOF
-# TYPE  DATABASE  USER      ADDRESS          METHOD
-local   all       postgres                   trust
-local   all       huren                      trust
-host    all       huren     127.0.0.1/32     $method
-host    all       all       0.0.0.0/0        reject
-host    all       all       ::/0             reject
+# TYPE     DATABASE  USER      ADDRESS          METHOD
+local      all       postgres                   trust
+local      all       huren                      trust
+hostnossl  all       all       0.0.0.0/0        reject
+$host      all       huren     127.0.0.1/32     $method $options
+host       all       all       0.0.0.0/0        reject
+host       all       all       ::/0             reject
 EOF
+  # Without TLS, plain connections of huren from 127.0.0.1 are the point: no hostnossl line.
+  if [ "$host" = host ]; then sed -i '/^hostnossl/d' "$dir/data/pg_hba.conf"; fi
   cat >> "$dir/data/postgresql.conf" <<EOF
 
 # tests/peers/postgres.sh
@@ -118,6 +137,14 @@ shared_buffers = 32MB
 logging_collector = off
 log_min_messages = warning
 EOF
+  if [ -n "${PG_SSL_DIR:-}" ]; then
+    cat >> "$dir/data/postgresql.conf" <<EOF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_ca_file = 'root.crt'
+EOF
+  fi
 
   (cd "$dir" && as_owner "$bin/pg_ctl" start -D "$dir/data" -l "$dir/postgres.log" -w -t "$START_TIMEOUT") \
      >/dev/null 2>&1 || die "pg_ctl start failed"
@@ -138,6 +165,15 @@ EOF
 
   local dsn="host=127.0.0.1 port=$port user=huren dbname=huren"
   [ -n "${PG_PASSWORD:-}" ] && dsn="$dsn password=$PG_PASSWORD"
+  if [ -n "${PG_SSL_DIR:-}" ]; then
+    dsn="$dsn sslmode=require"
+    if [ -n "${PG_SSL_CLIENT:-}" ]; then
+      # libpq wants the client key private to the user running psql.
+      cp "$PG_SSL_CLIENT.key" "$dir/psql-client.key"
+      chmod 600 "$dir/psql-client.key"
+      export PGSSLCERT="$PG_SSL_CLIENT.pem" PGSSLKEY="$dir/psql-client.key"
+    fi
+  fi
   # The DSN itself works: a query as huren over TCP.
   [ "$(PGCONNECT_TIMEOUT=5 "$bin/psql" -X -At "$dsn" -c 'SELECT current_user' 2>>"$dir/postgres.log")" = huren ] \
     || die "cannot connect with: $dsn"

@@ -229,7 +229,7 @@ fn query_mode(args: &[String]) {
         for _ in 0..2 {
             queries("embedded", embedded.clone(), r, local).await;
         }
-        let pool = pool(cluster.postgres.clone(), 16).expect("pool");
+        let pool = cluster.pool(16).expect("pool");
         let store = Arc::new(ClusterStore::new(
             pool,
             S3Blobs::connect(&cluster.s3).expect("s3"),

@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -26,6 +28,22 @@ pub struct StoreConfig {
     pub backend: Backend,
     /// libpq key/value DSN (`host=… port=… user=… dbname=…`) or a `postgresql://` URL.
     pub postgres: Option<String>,
+    /// The CA certificates (PEM) the PostgreSQL server's certificate must chain to. With it
+    /// every connection is TLS (`sslmode=require`, the certificate and the host name
+    /// verified); relative to the configuration file.
+    #[serde(default)]
+    pub postgres_ca: Option<PathBuf>,
+    /// huren's client certificate chain (PEM), for a server that requires one, with
+    /// `postgres_key`.
+    #[serde(default)]
+    pub postgres_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub postgres_key: Option<PathBuf>,
+    /// Allows a connection without TLS to a host that is neither a loopback address nor a
+    /// unix socket. Default false: the index holds patient data.
+    #[serde(default)]
+    pub postgres_allow_plain: bool,
     /// `[store.s3]`.
     pub s3: Option<S3Section>,
 }
@@ -71,6 +89,8 @@ impl fmt::Debug for S3Section {
 pub struct ClusterConfig {
     /// The parsed DSN.
     pub postgres: tokio_postgres::Config,
+    /// TLS to PostgreSQL (`[store] postgres_ca`), or none.
+    pub postgres_tls: Option<Arc<rustls::ClientConfig>>,
     /// The object store.
     pub s3: S3Settings,
 }
@@ -119,6 +139,14 @@ pub enum ConfigError {
     /// `[store] postgres` does not parse.
     #[error("[store] postgres: {0}")]
     Postgres(String),
+    /// The TLS files of `[store]` are not usable.
+    #[error("[store] {key}: {reason}")]
+    PostgresTls {
+        /// The key naming the file.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// `[store.s3] endpoint` is not acceptable.
     #[error("[store.s3] endpoint: {0}")]
     Endpoint(String),
@@ -151,10 +179,41 @@ impl StoreConfig {
             section: "store",
             key: "postgres",
         })?;
-        let postgres = tokio_postgres::Config::from_str(dsn)
+        let mut postgres = tokio_postgres::Config::from_str(dsn)
             .map_err(|e| ConfigError::Postgres(e.to_string()))?;
         if postgres.get_hosts().is_empty() {
             return Err(ConfigError::Postgres("no host".into()));
+        }
+        let postgres_tls = self.postgres_tls()?;
+        match (&postgres_tls, postgres.get_ssl_mode()) {
+            (Some(_), _) => {
+                postgres.ssl_mode(tokio_postgres::config::SslMode::Require);
+            }
+            (None, tokio_postgres::config::SslMode::Require) => {
+                return Err(ConfigError::Postgres(
+                    "sslmode=require needs postgres_ca (the CA of the server's certificate, PEM)"
+                        .into(),
+                ))
+            }
+            (None, _) => {
+                let remote = postgres.get_hosts().iter().any(|h| match h {
+                    tokio_postgres::config::Host::Tcp(name) => {
+                        name != "localhost"
+                            && !name.parse::<IpAddr>().is_ok_and(|a| a.is_loopback())
+                    }
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(_) => false,
+                });
+                if remote && !self.postgres_allow_plain {
+                    return Err(ConfigError::Postgres(
+                        "a host that is not on this machine needs TLS: set postgres_ca \
+                         (or postgres_allow_plain = true for a trusted network)"
+                            .into(),
+                    ));
+                }
+                // Without a CA nothing is verified: never try TLS half-way.
+                postgres.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            }
         }
         let s3 = self.s3.as_ref().ok_or(ConfigError::Missing {
             section: "store.s3",
@@ -162,8 +221,94 @@ impl StoreConfig {
         })?;
         Ok(Some(ClusterConfig {
             postgres,
+            postgres_tls,
             s3: s3.settings_with_env(env)?,
         }))
+    }
+}
+
+impl StoreConfig {
+    /// The rustls client of `postgres_ca` (and `postgres_cert` / `postgres_key`), if any.
+    fn postgres_tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, ConfigError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let Some(ca) = &self.postgres_ca else {
+            if self.postgres_cert.is_some() || self.postgres_key.is_some() {
+                return Err(ConfigError::PostgresTls {
+                    key: "postgres_cert",
+                    reason: "a client certificate needs postgres_ca too".into(),
+                });
+            }
+            return Ok(None);
+        };
+        let err = |key: &'static str, path: &std::path::Path, e: String| ConfigError::PostgresTls {
+            key,
+            reason: format!("{}: {e}", path.display()),
+        };
+        let certs = |key: &'static str, path: &std::path::Path| {
+            let list = CertificateDer::pem_file_iter(path)
+                .map_err(|e| err(key, path, e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(key, path, e.to_string()))?;
+            if list.is_empty() {
+                return Err(err(key, path, "no certificate in it".into()));
+            }
+            Ok(list)
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certs("postgres_ca", ca)? {
+            roots
+                .add(c)
+                .map_err(|e| err("postgres_ca", ca, e.to_string()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let b = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err("postgres_ca", ca, e.to_string()))?
+            .with_root_certificates(roots);
+        let cfg = match (&self.postgres_cert, &self.postgres_key) {
+            (Some(cert), Some(key)) => {
+                let chain = certs("postgres_cert", cert)?;
+                let k = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| err("postgres_key", key, e.to_string()))?;
+                b.with_client_auth_cert(chain, k)
+                    .map_err(|e| err("postgres_key", key, e.to_string()))?
+            }
+            (None, None) => b.with_no_client_auth(),
+            _ => {
+                return Err(ConfigError::PostgresTls {
+                    key: "postgres_cert",
+                    reason: "postgres_cert and postgres_key go together".into(),
+                })
+            }
+        };
+        Ok(Some(Arc::new(cfg)))
+    }
+
+    /// Makes the TLS file names relative to `dir` (the configuration file's directory).
+    pub fn resolve_paths(&mut self, dir: &std::path::Path) {
+        for f in [
+            self.postgres_ca.as_mut(),
+            self.postgres_cert.as_mut(),
+            self.postgres_key.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if f.is_relative() {
+                *f = dir.join(&*f);
+            }
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// A pool of `max_size` connections with the configured TLS (see [`crate::pool_with`]).
+    pub fn pool(
+        &self,
+        max_size: usize,
+    ) -> Result<deadpool_postgres::Pool, deadpool_postgres::BuildError> {
+        crate::pool_with(self.postgres.clone(), self.postgres_tls.clone(), max_size)
     }
 }
 
@@ -404,5 +549,55 @@ secret_access_key = "SK"
             .is_err());
         let no_s3 = GOOD.split("[store.s3]").next().unwrap().to_string();
         assert!(parse(&no_s3).unwrap().cluster_with_env(no_env).is_err());
+    }
+
+    #[test]
+    fn postgres_tls_is_required_off_this_machine_and_never_half_way() {
+        let cfg = |dsn: &str, extra: &str| {
+            let text = GOOD.replace(
+                "postgres = \"host=127.0.0.1 port=5432 user=huren dbname=huren\"",
+                &format!("postgres = \"{dsn}\"\n{extra}"),
+            );
+            parse(&text).unwrap().cluster_with_env(no_env)
+        };
+        // Local without a CA: plain, and never TLS without verification.
+        let c = cfg("host=127.0.0.1 user=huren", "").unwrap().unwrap();
+        assert!(c.postgres_tls.is_none());
+        assert_eq!(
+            c.postgres.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Disable
+        );
+        assert!(cfg("host=localhost user=huren", "").unwrap().is_some());
+        // Another host: TLS, or an explicit choice of plain.
+        let e = cfg("host=db.fx.example user=huren", "").unwrap_err();
+        assert!(e.to_string().contains("needs TLS"), "{e}");
+        assert!(cfg(
+            "host=db.fx.example user=huren",
+            "postgres_allow_plain = true"
+        )
+        .unwrap()
+        .is_some());
+        // sslmode=require without a CA to verify against.
+        let e = cfg("host=127.0.0.1 user=huren sslmode=require", "").unwrap_err();
+        assert!(e.to_string().contains("postgres_ca"), "{e}");
+        // The files are read: a missing one is named with its key.
+        let e = cfg(
+            "host=db.fx.example user=huren",
+            "postgres_ca = \"/nonexistent/ca.pem\"",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::PostgresTls {
+                    key: "postgres_ca",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        let e = cfg("host=127.0.0.1 user=huren", "postgres_cert = \"c.pem\"").unwrap_err();
+        assert!(e.to_string().contains("postgres_ca"), "{e}");
     }
 }

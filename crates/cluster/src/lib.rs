@@ -20,7 +20,9 @@ pub use audit::{
 pub use blobs::{blob_key, BlobBackend, BlobError, DirBlobs, Put};
 pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, StoreConfig};
 pub use copy::{copy_store, CopyReport};
-pub use pg::{migrate, migrate_with, pool, MigrateError, Migration, MIGRATIONS, MIGRATION_LOCK};
+pub use pg::{
+    migrate, migrate_with, pool, pool_with, MigrateError, Migration, MIGRATIONS, MIGRATION_LOCK,
+};
 pub use s3::S3Blobs;
 pub use store::{
     ClusterError, ClusterOptions, ClusterStore, ClusterVerify, CHANGES_CHANNEL, IDENTITY_LOCK,

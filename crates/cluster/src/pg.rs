@@ -1,5 +1,6 @@
 //! The PostgreSQL side: a connection pool and the schema's migrations.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -64,21 +65,34 @@ pub enum MigrateError {
     Newer(i32),
 }
 
-/// A pool of `max_size` connections to `config` (no TLS yet), waiting at most 10 s for a new
-/// connection and 30 s for a free one.
+/// A pool of `max_size` connections to `config` without TLS (see [`pool_with`]).
 pub fn pool(
     config: tokio_postgres::Config,
     max_size: usize,
 ) -> Result<Pool, deadpool_postgres::BuildError> {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            // Fast: a connection is reused unless tokio-postgres saw it closed; a dead one is
-            // noticed by the next query's error (the write path retries the batch then).
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    pool_with(config, None, max_size)
+}
+
+/// A pool of `max_size` connections to `config`, over TLS with `tls` when given, waiting at
+/// most 10 s for a new connection and 30 s for a free one.
+pub fn pool_with(
+    config: tokio_postgres::Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    max_size: usize,
+) -> Result<Pool, deadpool_postgres::BuildError> {
+    let manager_config = ManagerConfig {
+        // Fast: a connection is reused unless tokio-postgres saw it closed; a dead one is
+        // noticed by the next query's error (the write path retries the batch then).
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(t) => Manager::from_config(
+            config,
+            tokio_postgres_rustls::MakeRustlsConnect::new((*t).clone()),
+            manager_config,
+        ),
+        None => Manager::from_config(config, NoTls, manager_config),
+    };
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(Runtime::Tokio1)

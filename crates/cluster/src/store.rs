@@ -163,8 +163,12 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
     /// [`CHANGES_CHANNEL`] and bumps the generation stripes each notification names. After
     /// every (re)connection it marks everything stale first (notifications sent while it was
     /// away are lost), then retries a lost connection every second. It ends when the last
-    /// handle on the store is dropped.
-    pub fn follow_changes(&self, config: crate::PgConfig) -> tokio::task::JoinHandle<()> {
+    /// handle on the store is dropped. `tls` as for the pool ([`crate::ClusterConfig`]).
+    pub fn follow_changes(
+        &self,
+        config: crate::PgConfig,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let Some((generations, node)) = weak
@@ -174,7 +178,7 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
                 return;
             };
             loop {
-                match listen(&config, &generations, &node, &weak).await {
+                match listen(&config, &tls, &generations, &node, &weak).await {
                     Ok(()) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "change feed lost; reconnecting in 1 s");
@@ -402,19 +406,16 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
     }
 }
 
-/// One session of the change feed: connect, `LISTEN`, mark everything stale, then apply
-/// notifications until the connection ends (an error) or the store is dropped (`Ok`).
-async fn listen<B>(
-    config: &crate::PgConfig,
-    generations: &Generations,
-    node: &str,
-    store: &std::sync::Weak<Inner<B>>,
-) -> Result<(), ClusterError> {
-    let mut config = config.clone();
-    config.connect_timeout(Duration::from_secs(10));
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
+/// Drives a connection, sending its notifications' payloads (and then its error) to `tx`.
+fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    tx: mpsc::UnboundedSender<Result<String, tokio_postgres::Error>>,
+) -> tokio::task::JoinHandle<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(m) = messages.next().await {
             match m {
@@ -430,7 +431,32 @@ async fn listen<B>(
                 }
             }
         }
-    });
+    })
+}
+
+/// One session of the change feed: connect, `LISTEN`, mark everything stale, then apply
+/// notifications until the connection ends (an error) or the store is dropped (`Ok`).
+async fn listen<B>(
+    config: &crate::PgConfig,
+    tls: &Option<Arc<rustls::ClientConfig>>,
+    generations: &Generations,
+    node: &str,
+    store: &std::sync::Weak<Inner<B>>,
+) -> Result<(), ClusterError> {
+    let mut config = config.clone();
+    config.connect_timeout(Duration::from_secs(10));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (client, driver) = match tls {
+        Some(t) => {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new((**t).clone());
+            let (client, connection) = config.connect(tls).await?;
+            (client, drive(connection, tx))
+        }
+        None => {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            (client, drive(connection, tx))
+        }
+    };
     let _stop = AbortOnDrop(driver);
     client
         .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))

@@ -746,6 +746,9 @@ impl Config {
                 }
             }
         }
+        if let Some(dir) = path.parent() {
+            cfg.store.resolve_paths(dir);
+        }
         if let (Some(r), Some(dir)) = (&mut cfg.regional, path.parent()) {
             let tls = r.tls.as_mut();
             let files = [r.token_file.as_mut()].into_iter().chain(

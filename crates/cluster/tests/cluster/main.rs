@@ -9,3 +9,4 @@ mod migrate;
 mod nodes;
 mod support;
 mod sweep;
+mod tls;

@@ -262,7 +262,7 @@ async fn a_commit_on_one_node_moves_the_other_nodes_generations() {
     let b = node_on(&pg, &s3, "node-b").await;
     let unrelated = "Z:nobody";
     let g0 = b.person_generation(unrelated);
-    let _feed = b.follow_changes(pg.postgres_config());
+    let _feed = b.follow_changes(pg.postgres_config(), None);
     // Listening: the feed marks everything stale once it is connected.
     assert!(eventually(|| b.person_generation(unrelated) != g0).await);
 

@@ -61,6 +61,10 @@ impl Drop for Peer {
 }
 
 fn start(script: &str, name: &str, lo: u16, hi: u16) -> Peer {
+    start_env(script, name, lo, hi, &[])
+}
+
+fn start_env(script: &str, name: &str, lo: u16, hi: u16, env: &[(&str, &Path)]) -> Peer {
     let script = repo().join("tests/peers").join(script);
     let mut last = String::new();
     for _ in 0..5 {
@@ -80,6 +84,7 @@ fn start(script: &str, name: &str, lo: u16, hi: u16) -> Peer {
             .arg(port.to_string())
             .env("PG_START_TIMEOUT", "30")
             .env("SEAWEED_START_TIMEOUT", "40")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
             .output()
             .expect("run the peer script");
         if out.status.success() {
@@ -97,19 +102,37 @@ fn start(script: &str, name: &str, lo: u16, hi: u16) -> Peer {
     panic!("{name} did not start after 5 tries:\n{last}");
 }
 
-/// A fresh PostgreSQL database, or `None` (outside CI) when PostgreSQL is not installed.
-pub fn postgres() -> Option<Peer> {
-    let installed = std::env::var_os("PG_BIN")
+/// Whether PostgreSQL's `initdb` is installed (`PG_BIN`, else Debian's layout).
+fn pg_installed() -> bool {
+    std::env::var_os("PG_BIN")
         .map(|b| Path::new(&b).join("initdb").is_file())
         .unwrap_or_else(|| {
             std::fs::read_dir("/usr/lib/postgresql")
                 .map(|rd| rd.flatten().any(|d| d.path().join("bin/initdb").is_file()))
                 .unwrap_or(false)
-        });
-    if !installed {
+        })
+}
+
+/// A fresh PostgreSQL database, or `None` (outside CI) when PostgreSQL is not installed.
+pub fn postgres() -> Option<Peer> {
+    if !pg_installed() {
         return missing("no PostgreSQL (initdb)");
     }
     Some(start("postgres.sh", "pg", 20000, 45000))
+}
+
+/// A fresh PostgreSQL that takes TLS connections only, with `ssl_dir`'s `server.pem`,
+/// `server.key` and `ca.pem`; with `client` (a path prefix of `.pem` and `.key`), it also
+/// requires a client certificate naming the role (tests/peers/postgres.sh).
+pub fn postgres_tls(ssl_dir: &Path, client: Option<&Path>) -> Option<Peer> {
+    if !pg_installed() {
+        return missing("no PostgreSQL (initdb)");
+    }
+    let mut env = vec![("PG_SSL_DIR", ssl_dir)];
+    if let Some(c) = client {
+        env.push(("PG_SSL_CLIENT", c));
+    }
+    Some(start_env("postgres.sh", "pg", 20000, 45000, &env))
 }
 
 /// A fresh SeaweedFS S3 server with the bucket `huren`, or `None` (outside CI) when `weed` is
@@ -166,6 +189,7 @@ impl Peer {
                 secret_access_key: Some("unused".into()),
                 ..S3Section::default()
             }),
+            ..StoreConfig::default()
         };
         store
             .cluster()
