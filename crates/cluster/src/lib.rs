@@ -8,6 +8,7 @@ mod audit;
 mod blobs;
 mod config;
 mod copy;
+mod events;
 mod pg;
 mod s3;
 mod store;
@@ -20,6 +21,7 @@ pub use audit::{
 pub use blobs::{blob_key, BlobBackend, BlobError, DirBlobs, Put};
 pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, StoreConfig};
 pub use copy::{copy_store, CopyReport};
+pub use events::{follow_events, Appended, EventTable, Notice, StoredEvent, Table, EVENTS_CHANNEL};
 pub use pg::{
     migrate, migrate_with, pool, pool_with, MigrateError, Migration, MIGRATIONS, MIGRATION_LOCK,
 };

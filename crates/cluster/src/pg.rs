@@ -26,11 +26,18 @@ impl Migration {
 }
 
 /// Every migration this build knows, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "regional_events",
+        sql: include_str!("../migrations/0002_regional_events.sql"),
+    },
+];
 
 /// The advisory-lock key migrations run under (`"huren-mg"` in ASCII).
 pub const MIGRATION_LOCK: i64 = 0x6875_7265_6e2d_6d67;

@@ -407,7 +407,7 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
 }
 
 /// Drives a connection, sending its notifications' payloads (and then its error) to `tx`.
-fn drive<S, T>(
+pub(crate) fn drive<S, T>(
     mut connection: tokio_postgres::Connection<S, T>,
     tx: mpsc::UnboundedSender<Result<String, tokio_postgres::Error>>,
 ) -> tokio::task::JoinHandle<()>
@@ -502,7 +502,7 @@ fn node_tag(node: &str) -> String {
 }
 
 /// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

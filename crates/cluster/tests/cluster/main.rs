@@ -5,6 +5,7 @@ mod audit;
 mod blobs;
 mod conformance;
 mod copy;
+mod events;
 mod migrate;
 mod nodes;
 mod support;
