@@ -191,6 +191,69 @@ impl EventTable {
     }
 }
 
+/// An [`EventTable`] as the blocking [`huren_store::EventSink`] the stores write through.
+/// Each call runs on the runtime of `handle`; call it from a blocking thread
+/// (`spawn_blocking`, as the stores' writers are) or a multi-threaded runtime's worker,
+/// never from a current-thread runtime.
+pub struct BlockingEvents {
+    table: EventTable,
+    handle: tokio::runtime::Handle,
+}
+
+impl BlockingEvents {
+    /// The sink of `table`, running on `handle`.
+    pub fn new(table: EventTable, handle: tokio::runtime::Handle) -> BlockingEvents {
+        BlockingEvents { table, handle }
+    }
+
+    fn run<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, huren_store::StoreError> {
+        let r = if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::task::block_in_place(|| self.handle.block_on(fut))
+        } else {
+            self.handle.block_on(fut)
+        };
+        r.map_err(|e| huren_store::StoreError::Shared(e.to_string()))
+    }
+}
+
+impl huren_store::EventSink for BlockingEvents {
+    fn append(
+        &self,
+        stream: &str,
+        seq: u32,
+        events: &[serde_json::Value],
+    ) -> Result<bool, huren_store::StoreError> {
+        let seq = i32::try_from(seq)
+            .map_err(|_| huren_store::StoreError::Shared(format!("event number {seq}")))?;
+        self.run(self.table.append(stream, seq, events))
+            .map(|a| a == Appended::Recorded)
+    }
+
+    fn stream(
+        &self,
+        stream: &str,
+        after: u32,
+    ) -> Result<Vec<serde_json::Value>, huren_store::StoreError> {
+        let after = i32::try_from(after).unwrap_or(i32::MAX);
+        Ok(self
+            .run(self.table.stream(stream, after))?
+            .into_iter()
+            .map(|e| e.event)
+            .collect())
+    }
+
+    fn all(&self) -> Result<Vec<(String, serde_json::Value)>, huren_store::StoreError> {
+        Ok(self
+            .run(self.table.all())?
+            .into_iter()
+            .map(|e| (e.stream, e.event))
+            .collect())
+    }
+}
+
 fn rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<StoredEvent>, ClusterError> {
     rows.into_iter()
         .map(|r| {

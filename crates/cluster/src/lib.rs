@@ -21,7 +21,9 @@ pub use audit::{
 pub use blobs::{blob_key, BlobBackend, BlobError, DirBlobs, Put};
 pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, StoreConfig};
 pub use copy::{copy_store, CopyReport};
-pub use events::{follow_events, Appended, EventTable, Notice, StoredEvent, Table, EVENTS_CHANNEL};
+pub use events::{
+    follow_events, Appended, BlockingEvents, EventTable, Notice, StoredEvent, Table, EVENTS_CHANNEL,
+};
 pub use pg::{
     migrate, migrate_with, pool, pool_with, MigrateError, Migration, MIGRATIONS, MIGRATION_LOCK,
 };

@@ -51,6 +51,9 @@ pub enum StoreError {
     /// A previous journal write failed and could not be rolled back.
     #[error("store is read-only after a journal failure: {0}")]
     Poisoned(String),
+    /// The cluster's shared tables failed (PostgreSQL); nothing was recorded.
+    #[error("shared store: {0}")]
+    Shared(String),
 }
 
 impl StoreError {
