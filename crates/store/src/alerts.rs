@@ -4,40 +4,16 @@
 //! by `huren-alerting` against the alert as it is, under the same lock as its append, so of
 //! two acknowledgements at once exactly one is recorded. The changes feed the event streams.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use huren_alerting::{Alert, AlertError, AlertId, Event, Raised};
 use serde::{Deserialize, Serialize};
 
 use crate::events::EventSink;
 use crate::feed::Feed;
-use crate::jsonl::JsonLines;
+use crate::streams::{Streams, Write};
 use crate::StoreError;
-
-/// Folds one event into `alerts`: a raise creates the alert, anything else applies to it.
-fn fold(
-    alerts: &mut HashMap<AlertId, (Alert, u32)>,
-    id: &AlertId,
-    event: &Event,
-) -> Result<(), String> {
-    let next = match (event, alerts.get(id)) {
-        (Event::Raised(r), None) => (Alert::new(r), 1),
-        (_, Some((a, n))) => (a.apply(event).map_err(|e| e.to_string())?, n + 1),
-        (_, None) => return Err(format!("event for unknown alert {}", id.0)),
-    };
-    alerts.insert(id.clone(), next);
-    Ok(())
-}
-
-fn value_of(e: &Event) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(e).map_err(|e| StoreError::Corrupt(format!("alert event: {e}")))
-}
-
-fn event_of(v: serde_json::Value) -> Result<Event, StoreError> {
-    serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("alert event: {e}")))
-}
 
 #[derive(Serialize, Deserialize)]
 struct Line {
@@ -60,20 +36,30 @@ pub enum AlertStoreError {
     Store(#[from] StoreError),
 }
 
-/// The alerts of one store directory, or of a cluster's event table.
+/// The alerts of one store directory (`alerts.log`), or of a cluster's event table.
 pub struct AlertStore {
-    backing: Backing,
-    /// Each alert with the number of its events (its stream's length).
-    alerts: RwLock<HashMap<AlertId, (Alert, u32)>>,
+    streams: Streams<Alert, Event, Line>,
     feed: Feed<AlertId>,
 }
 
-/// Where the events are written.
-enum Backing {
-    /// `alerts.log`, checked and appended under its lock.
-    File(JsonLines),
-    /// A cluster's event table: optimistic appends per alert (see [`EventSink`]).
-    Shared(Arc<dyn EventSink>),
+/// A raise creates the alert; anything else applies to it.
+fn fold(a: Option<&Alert>, e: &Event) -> Result<Alert, String> {
+    match (e, a) {
+        (Event::Raised(r), None) => Ok(Alert::new(r)),
+        (_, Some(a)) => a.apply(e).map_err(|e| e.to_string()),
+        (_, None) => Err("event for an alert that was not raised".into()),
+    }
+}
+
+fn line(id: &str, event: Event) -> Line {
+    Line {
+        alert: AlertId(id.to_string()),
+        event,
+    }
+}
+
+fn split(l: Line) -> (String, Event) {
+    (l.alert.0, l.event)
 }
 
 impl AlertStore {
@@ -86,208 +72,88 @@ impl AlertStore {
 
     /// Opens (or creates) `dir/alerts.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<AlertStore, StoreError> {
-        let mut alerts: HashMap<AlertId, (Alert, u32)> = HashMap::new();
-        let mut keys = Vec::new();
-        let (log, _) = JsonLines::open(dir, "alerts.log", |l: Line| {
-            fold(&mut alerts, &l.alert, &l.event)?;
-            keys.push(l.alert);
-            Ok(())
-        })?;
+        let (streams, keys) = Streams::open_file(dir, "alerts.log", fold, line, split)?;
         Ok(AlertStore {
-            backing: Backing::File(log),
-            alerts: RwLock::new(alerts),
-            feed: Feed::replayed(keys),
+            streams,
+            feed: Feed::replayed(keys.into_iter().map(AlertId).collect()),
         })
     }
 
     /// The alerts of a cluster's event table (every stream loaded and folded); writes go
     /// there, and [`AlertStore::refresh`] brings in what other nodes wrote.
     pub fn shared(sink: Arc<dyn EventSink>) -> Result<AlertStore, StoreError> {
-        let mut alerts: HashMap<AlertId, (Alert, u32)> = HashMap::new();
-        let mut keys = Vec::new();
-        for (stream, v) in sink.all()? {
-            let id = AlertId(stream);
-            fold(&mut alerts, &id, &event_of(v)?).map_err(StoreError::Corrupt)?;
-            keys.push(id);
-        }
+        let (streams, keys) = Streams::open_shared(sink, fold, line)?;
         Ok(AlertStore {
-            backing: Backing::Shared(sink),
-            alerts: RwLock::new(alerts),
-            feed: Feed::replayed(keys),
+            streams,
+            feed: Feed::replayed(keys.into_iter().map(AlertId).collect()),
         })
     }
 
     /// Reads the events of `id` this node has not seen (another node wrote them), folds them
     /// and announces the change; whether there were any. A no-op on the file back end.
     pub fn refresh(&self, id: &AlertId) -> Result<bool, StoreError> {
-        let Backing::Shared(sink) = &self.backing else {
-            return Ok(false);
-        };
-        let (current, n) = match self.alerts.read() {
-            Ok(m) => m
-                .get(id)
-                .map(|(a, n)| (Some(a.clone()), *n))
-                .unwrap_or((None, 0)),
-            Err(_) => return Err(StoreError::Corrupt("alerts: poisoned lock".into())),
-        };
-        let missed = sink.stream(&id.0, n)?;
-        if missed.is_empty() {
-            return Ok(false);
+        let new = self.streams.refresh(&id.0)?;
+        if new {
+            self.feed.changed(id);
         }
-        let mut local: HashMap<AlertId, (Alert, u32)> = HashMap::new();
-        if let Some(a) = current {
-            local.insert(id.clone(), (a, n));
-        }
-        for v in missed {
-            fold(&mut local, id, &event_of(v)?).map_err(StoreError::Corrupt)?;
-        }
-        if let Some((a, n)) = local.remove(id) {
-            self.put_newer(id, a, n);
-        }
-        self.feed.changed(id);
-        Ok(true)
-    }
-
-    /// Records `a` with `n` events unless a later state is held already (two writers on
-    /// this node never move an alert back).
-    fn put_newer(&self, id: &AlertId, a: Alert, n: u32) {
-        if let Ok(mut m) = self.alerts.write() {
-            if m.get(id).is_none_or(|(_, held)| *held < n) {
-                m.insert(id.clone(), (a, n));
-            }
-        }
-    }
-
-    fn held(&self, id: &AlertId) -> Option<(Alert, u32)> {
-        self.alerts.read().ok()?.get(id).cloned()
+        Ok(new)
     }
 
     /// Raises an alert unless one with its id exists; the alert and whether it is new.
     /// Returns once it is durable.
     pub fn raise(&self, r: Raised) -> Result<(Alert, bool), StoreError> {
-        let log = match &self.backing {
-            Backing::File(log) => log,
-            Backing::Shared(sink) => return self.raise_shared(sink.as_ref(), r),
-        };
-        let mut f = log.lock()?;
-        if let Some(a) = self.get(&r.id) {
-            return Ok((a, false));
+        let id = r.id.clone();
+        let (alert, new) = self.streams.write(&id.0, |held| {
+            Ok::<_, StoreError>(match held {
+                Some(a) => Write::Keep(a.clone()),
+                None => Write::Append(vec![Event::Raised(r.clone())], Alert::new(&r)),
+            })
+        })?;
+        if new {
+            self.feed.changed(&id);
         }
-        let alert = Alert::new(&r);
-        let line = Line {
-            alert: r.id.clone(),
-            event: Event::Raised(r),
-        };
-        log.append(&mut f, &line)?;
-        self.put_newer(&line.alert, alert.clone(), 1);
-        self.feed.changed(&line.alert);
-        Ok((alert, true))
-    }
-
-    fn raise_shared(&self, sink: &dyn EventSink, r: Raised) -> Result<(Alert, bool), StoreError> {
-        loop {
-            if let Some(a) = self.get(&r.id) {
-                return Ok((a, false));
-            }
-            let alert = Alert::new(&r);
-            let id = r.id.clone();
-            let event = Event::Raised(r.clone());
-            if sink.append(&id.0, 1, &[value_of(&event)?])? {
-                self.put_newer(&id, alert.clone(), 1);
-                self.feed.changed(&id);
-                return Ok((alert, true));
-            }
-            // Raised on another node first: take it in, and answer with it.
-            self.refresh(&id)?;
-        }
+        Ok((alert, new))
     }
 
     /// Applies an event: checked against the alert as it is, made durable, then answered.
     /// Nothing is written when it does not apply. A delivery or read already recorded for
     /// that principal is answered without writing again.
     pub fn apply(&self, id: &AlertId, event: Event) -> Result<Alert, AlertStoreError> {
-        let log = match &self.backing {
-            Backing::File(log) => log,
-            Backing::Shared(sink) => return self.apply_shared(sink.as_ref(), id, event),
-        };
-        let mut f = log.lock()?;
-        let (current, n) = self
-            .held(id)
-            .ok_or_else(|| AlertStoreError::Unknown(id.0.clone()))?;
-        let next = current.apply(&event)?;
-        if next == current {
-            return Ok(next);
-        }
-        log.append(
-            &mut f,
-            &Line {
-                alert: id.clone(),
-                event,
-            },
-        )?;
-        self.put_newer(id, next.clone(), n + 1);
-        self.feed.changed(id);
-        Ok(next)
-    }
-
-    /// [`AlertStore::apply`] on an event table: checked against the alert as this node
-    /// knows it and appended as its next event; when another node appended first, its
-    /// events are taken in and the event is checked again.
-    fn apply_shared(
-        &self,
-        sink: &dyn EventSink,
-        id: &AlertId,
-        event: Event,
-    ) -> Result<Alert, AlertStoreError> {
-        loop {
-            let (current, n) = match self.held(id) {
-                Some(h) => h,
-                None => {
-                    // Raised on another node, maybe: look once before refusing.
-                    if !self.refresh(id)? {
-                        return Err(AlertStoreError::Unknown(id.0.clone()));
-                    }
-                    continue;
-                }
-            };
+        let attempt = |held: Option<&Alert>| -> Result<Write<Alert, Event>, AlertStoreError> {
+            let current = held.ok_or_else(|| AlertStoreError::Unknown(id.0.clone()))?;
             let next = current.apply(&event)?;
-            if next == current {
-                return Ok(next);
+            Ok(if next == *current {
+                Write::Keep(next)
+            } else {
+                Write::Append(vec![event.clone()], next)
+            })
+        };
+        let (alert, written) = match self.streams.write(&id.0, attempt) {
+            // Raised on another node, maybe: look once before refusing.
+            Err(AlertStoreError::Unknown(_)) if self.streams.is_shared() && self.refresh(id)? => {
+                self.streams.write(&id.0, attempt)
             }
-            if sink.append(&id.0, n + 1, &[value_of(&event)?])? {
-                self.put_newer(id, next.clone(), n + 1);
-                self.feed.changed(id);
-                return Ok(next);
-            }
-            self.refresh(id)?;
+            other => other,
+        }?;
+        if written {
+            self.feed.changed(id);
         }
+        Ok(alert)
     }
 
     /// One alert.
     pub fn get(&self, id: &AlertId) -> Option<Alert> {
-        self.alerts.read().ok()?.get(id).map(|(a, _)| a.clone())
+        self.streams.get(&id.0)
     }
 
     /// The alerts `keep` selects, cloned.
     pub fn select(&self, keep: impl Fn(&Alert) -> bool) -> Vec<Alert> {
-        self.alerts
-            .read()
-            .map(|m| {
-                m.values()
-                    .map(|(a, _)| a)
-                    .filter(|a| keep(a))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.streams.select(keep)
     }
 
     /// How many alerts `keep` selects (nothing cloned).
     pub fn count(&self, keep: impl Fn(&Alert) -> bool) -> usize {
-        self.alerts
-            .read()
-            .map(|m| m.values().filter(|(a, _)| keep(a)).count())
-            .unwrap_or_default()
+        self.streams.count(keep)
     }
 
     /// The alert changes (for event streams).

@@ -25,6 +25,7 @@ mod outbox;
 pub mod plan;
 mod roster;
 mod spool;
+mod streams;
 mod tasks;
 mod writer;
 

@@ -5,15 +5,15 @@
 //! claiming one task at once exactly one wins. A torn last line (a crash mid-append, never
 //! acknowledged) is cut at open; a damaged line elsewhere is refused.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::Arc;
 
 use huren_workflow::{Created, Event, Task, TaskId, TransitionError};
 use serde::{Deserialize, Serialize};
 
+use crate::events::EventSink;
 use crate::feed::Feed;
-use crate::jsonl::JsonLines;
+use crate::streams::{Streams, Write};
 use crate::StoreError;
 
 #[derive(Serialize, Deserialize)]
@@ -37,35 +37,62 @@ pub enum TaskError {
     Store(#[from] StoreError),
 }
 
-/// The reading tasks of one store directory.
+/// The reading tasks of one store directory (`tasks.log`), or of a cluster's event table.
 pub struct TaskStore {
-    /// The file, and the lock every transition is checked and appended under.
-    log: JsonLines,
-    tasks: RwLock<HashMap<TaskId, Task>>,
+    /// The tasks, and where their events are written.
+    streams: Streams<Task, Event, Line>,
     /// The changes, numbered by their line in `tasks.log` (so the numbers survive a restart).
     feed: Feed<TaskId>,
+}
+
+/// A creation makes the task; anything else is a transition of it.
+fn fold(t: Option<&Task>, e: &Event) -> Result<Task, String> {
+    match (e, t) {
+        (Event::Created(c), None) => Ok(Task::new(c)),
+        (_, Some(t)) => t.apply(e).map_err(|e| e.to_string()),
+        (_, None) => Err("event for a task that was not created".into()),
+    }
+}
+
+fn line(id: &str, event: Event) -> Line {
+    Line {
+        task: TaskId(id.to_string()),
+        event,
+    }
+}
+
+fn split(l: Line) -> (String, Event) {
+    (l.task.0, l.event)
 }
 
 impl TaskStore {
     /// Opens (or creates) `dir/tasks.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<TaskStore, StoreError> {
-        let mut tasks: HashMap<TaskId, Task> = HashMap::new();
-        let mut keys = Vec::new();
-        let (log, _) = JsonLines::open(dir, "tasks.log", |l: Line| {
-            let next = match (&l.event, tasks.get(&l.task)) {
-                (Event::Created(c), None) => Task::new(c),
-                (_, Some(t)) => t.apply(&l.event).map_err(|e| e.to_string())?,
-                (_, None) => return Err(format!("event for unknown task {}", l.task.0)),
-            };
-            keys.push(l.task.clone());
-            tasks.insert(l.task, next);
-            Ok(())
-        })?;
+        let (streams, keys) = Streams::open_file(dir, "tasks.log", fold, line, split)?;
         Ok(TaskStore {
-            log,
-            tasks: RwLock::new(tasks),
-            feed: Feed::replayed(keys),
+            streams,
+            feed: Feed::replayed(keys.into_iter().map(TaskId).collect()),
         })
+    }
+
+    /// The tasks of a cluster's event table (every stream loaded and folded); writes go
+    /// there, and [`TaskStore::refresh`] brings in what other nodes wrote.
+    pub fn shared(sink: Arc<dyn EventSink>) -> Result<TaskStore, StoreError> {
+        let (streams, keys) = Streams::open_shared(sink, fold, line)?;
+        Ok(TaskStore {
+            streams,
+            feed: Feed::replayed(keys.into_iter().map(TaskId).collect()),
+        })
+    }
+
+    /// Reads the events of `id` this node has not seen (another node wrote them), folds them
+    /// and announces the change; whether there were any. A no-op on the file back end.
+    pub fn refresh(&self, id: &TaskId) -> Result<bool, StoreError> {
+        let new = self.streams.refresh(&id.0)?;
+        if new {
+            self.feed.changed(id);
+        }
+        Ok(new)
     }
 
     /// The task changes (for event streams).
@@ -91,64 +118,50 @@ impl TaskStore {
     /// Creates a task unless one with its id exists; returns the task and whether it is new.
     /// Returns once it is durable.
     pub fn create(&self, c: Created) -> Result<(Task, bool), TaskError> {
-        let mut f = self.log.lock()?;
-        if let Some(t) = self.get(&c.id) {
-            return Ok((t, false));
+        let id = c.id.clone();
+        let (task, new) = self.streams.write(&id.0, |held| {
+            Ok::<_, TaskError>(match held {
+                Some(t) => Write::Keep(t.clone()),
+                None => Write::Append(vec![Event::Created(c.clone())], Task::new(&c)),
+            })
+        })?;
+        if new {
+            self.feed.changed(&id);
         }
-        let task = Task::new(&c);
-        let line = Line {
-            task: c.id.clone(),
-            event: Event::Created(c),
-        };
-        self.log.append(&mut f, &line)?;
-        if let Ok(mut m) = self.tasks.write() {
-            m.insert(line.task.clone(), task.clone());
-        }
-        self.feed.changed(&line.task);
-        Ok((task, true))
+        Ok((task, new))
     }
 
     /// Applies an event to a task: checked against the task as it is, then made durable, then
     /// answered. Nothing is written when it does not apply.
     pub fn apply(&self, id: &TaskId, event: Event) -> Result<Task, TaskError> {
-        let mut f = self.log.lock()?;
-        let current = self
-            .get(id)
-            .ok_or_else(|| TaskError::Unknown(id.0.clone()))?;
-        let next = current.apply(&event)?;
-        self.log.append(
-            &mut f,
-            &Line {
-                task: id.clone(),
-                event,
-            },
-        )?;
-        if let Ok(mut m) = self.tasks.write() {
-            m.insert(id.clone(), next.clone());
-        }
+        let attempt = |held: Option<&Task>| -> Result<Write<Task, Event>, TaskError> {
+            let current = held.ok_or_else(|| TaskError::Unknown(id.0.clone()))?;
+            Ok(Write::Append(vec![event.clone()], current.apply(&event)?))
+        };
+        let (task, _) = match self.streams.write(&id.0, attempt) {
+            // Created on another node, maybe: look once before refusing.
+            Err(TaskError::Unknown(_)) if self.streams.is_shared() && self.refresh(id)? => {
+                self.streams.write(&id.0, attempt)
+            }
+            other => other,
+        }?;
         self.feed.changed(id);
-        Ok(next)
+        Ok(task)
     }
 
     /// One task.
     pub fn get(&self, id: &TaskId) -> Option<Task> {
-        self.tasks.read().ok()?.get(id).cloned()
+        self.streams.get(&id.0)
     }
 
     /// The tasks `keep` selects, cloned.
     pub fn select(&self, keep: impl Fn(&Task) -> bool) -> Vec<Task> {
-        self.tasks
-            .read()
-            .map(|m| m.values().filter(|t| keep(t)).cloned().collect())
-            .unwrap_or_default()
+        self.streams.select(keep)
     }
 
     /// How many tasks `keep` selects (nothing cloned).
     pub fn count(&self, keep: impl Fn(&Task) -> bool) -> usize {
-        self.tasks
-            .read()
-            .map(|m| m.values().filter(|t| keep(t)).count())
-            .unwrap_or_default()
+        self.streams.count(keep)
     }
 }
 

@@ -1,7 +1,6 @@
 //! The cluster back end against real servers (tests/peers/*.sh): PostgreSQL 15 and SeaweedFS's
 //! S3 server. Outside CI a missing server skips a test with a message; under `CI=true` it fails.
 
-mod alerts;
 mod audit;
 mod blobs;
 mod conformance;
@@ -12,3 +11,4 @@ mod nodes;
 mod support;
 mod sweep;
 mod tls;
+mod workflow;

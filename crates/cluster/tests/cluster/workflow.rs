@@ -1,6 +1,7 @@
-//! The alert store on a cluster's event table: an alert raised on node A reaches node B's
-//! store and change feed through the notifications; both nodes acknowledging every alert at
-//! once record one acknowledgement each; a node opened later loads the same alerts.
+//! The workflow stores on a cluster's event tables. An alert raised on node A reaches node
+//! B's store and change feed through the notifications. Both nodes acknowledging every alert
+//! at once record one acknowledgement each, and a node opened later loads the same alerts.
+//! Two readers on two nodes claiming one reading task: one claim wins.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use huren_alerting::{AlertId, AlertKind, Decision, Event, Raised, State};
 use huren_cluster::{follow_events, BlockingEvents, EventTable, Notice, Table};
-use huren_store::{AlertStore, AlertStoreError};
+use huren_store::{AlertStore, AlertStoreError, TaskError, TaskStore};
 use tokio::sync::mpsc;
 
 use crate::conformance::cluster;
@@ -145,4 +146,67 @@ async fn alerts_raised_on_one_node_reach_the_other_and_are_acknowledged_once() {
         assert_eq!(&by, who);
     }
     follower.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_readers_on_two_nodes_claim_each_task_once() {
+    let Some((store, _pg, _s3)) = cluster("node-a").await else {
+        return;
+    };
+    let pool = store.pool().clone();
+    let tasks = |name: &str| {
+        let sink = BlockingEvents::new(
+            EventTable::new(pool.clone(), Table::Tasks, name),
+            tokio::runtime::Handle::current(),
+        );
+        Arc::new(TaskStore::shared(Arc::new(sink)).expect("open"))
+    };
+    let (a, b) = (tasks("node-a"), tasks("node-b"));
+    let at = Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 0).unwrap();
+    for n in 0..20 {
+        let a = a.clone();
+        let c = huren_workflow::Created {
+            id: huren_workflow::TaskId(format!("t-{n}")),
+            kind: huren_workflow::Kind::Ecg,
+            priority: huren_workflow::Priority::Routine,
+            centre: huren_workflow::CentreId("fx-ecg".into()),
+            institution: "FX-SQ01".into(),
+            report: format!("blake3:{}", "b".repeat(64)),
+            at,
+            due_at: at + chrono::Duration::minutes(30),
+            claim_timeout_secs: 900,
+        };
+        assert!(blocking(move || a.create(c)).await.expect("create").1);
+    }
+    let mut wins = 0;
+    for n in 0..20 {
+        let id = huren_workflow::TaskId(format!("t-{n}"));
+        let claim = |by: &str| huren_workflow::Event::Claimed { by: by.into(), at };
+        let (a, b, ia, ib, ca, cb) = (
+            a.clone(),
+            b.clone(),
+            id.clone(),
+            id.clone(),
+            claim("reader-a"),
+            claim("reader-b"),
+        );
+        // B has not seen the task: it finds it on its first write.
+        let (x, y) = tokio::join!(
+            blocking(move || a.apply(&ia, ca)),
+            blocking(move || b.apply(&ib, cb))
+        );
+        assert!(x.is_ok() ^ y.is_ok(), "{id:?}: one claim ({x:?}, {y:?})");
+        let loser = if x.is_ok() { y } else { x };
+        assert!(matches!(loser, Err(TaskError::Transition(_))), "{loser:?}");
+        wins += 1;
+    }
+    assert_eq!(wins, 20);
+    // B, refreshed, holds the same claims as A.
+    for n in 0..20 {
+        let id = huren_workflow::TaskId(format!("t-{n}"));
+        let b2 = b.clone();
+        let i2 = id.clone();
+        blocking(move || b2.refresh(&i2)).await.expect("refresh");
+        assert_eq!(a.get(&id), b.get(&id), "{id:?}");
+    }
 }
