@@ -5,15 +5,15 @@
 //! checked by `huren-chestpain` against the case as it is, under the append lock, so a
 //! milestone is stamped once however many clicks race; an identical re-stamp writes nothing.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use huren_chestpain::{Case, CaseError, CaseEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::jsonl::JsonLines;
+use crate::events::EventSink;
+use crate::streams::{Streams, Write};
 use crate::StoreError;
 
 #[derive(Serialize, Deserialize)]
@@ -37,86 +37,90 @@ pub enum CaseStoreError {
     Store(#[from] StoreError),
 }
 
-/// The chest-pain cases of one store directory.
+/// The chest-pain cases of one store directory (`cases.log`), or of a cluster's event table.
 pub struct CaseStore {
-    log: JsonLines,
-    cases: RwLock<HashMap<String, Case>>,
+    streams: Streams<Case, CaseEvent, Line>,
+}
+
+/// The opening event makes the case; the others are replayed onto it as recorded.
+fn fold(c: Option<&Case>, e: &CaseEvent) -> Result<Case, String> {
+    match c {
+        None => Case::open(e).map_err(|e| e.to_string()),
+        Some(c) => c.replay_next(e).map_err(|e| e.to_string()),
+    }
+}
+
+fn line(id: &str, event: CaseEvent) -> Line {
+    Line {
+        case: id.to_string(),
+        event,
+    }
+}
+
+fn split(l: Line) -> (String, CaseEvent) {
+    (l.case, l.event)
 }
 
 impl CaseStore {
-    /// The case id of an alert: one case per STEMI alert.
+    /// The case id of a STEMI alert (one case per alert).
     pub fn id_of_alert(alert: &str) -> String {
         format!("c-{}", alert.strip_prefix("a-").unwrap_or(alert))
     }
 
     /// Opens (or creates) `dir/cases.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<CaseStore, StoreError> {
-        let mut cases: HashMap<String, Case> = HashMap::new();
-        let (log, _) = JsonLines::open(dir, "cases.log", |l: Line| {
-            let next = match cases.get(&l.case) {
-                None => Case::open(&l.event).map_err(|e| e.to_string())?,
-                Some(c) => c.replay_next(&l.event).map_err(|e| e.to_string())?,
-            };
-            cases.insert(l.case, next);
-            Ok(())
-        })?;
-        Ok(CaseStore {
-            log,
-            cases: RwLock::new(cases),
+        let (streams, _) = Streams::open_file(dir, "cases.log", fold, line, split)?;
+        Ok(CaseStore { streams })
+    }
+
+    /// The cases of a cluster's event table; writes go there, and [`CaseStore::refresh`]
+    /// brings in what other nodes wrote.
+    pub fn shared(sink: Arc<dyn EventSink>) -> Result<CaseStore, StoreError> {
+        let (streams, _) = Streams::open_shared(sink, fold, line)?;
+        Ok(CaseStore { streams })
+    }
+
+    /// Reads the events of case `id` this node has not seen; whether there were any. A no-op
+    /// on the file back end.
+    pub fn refresh(&self, id: &str) -> Result<bool, StoreError> {
+        self.streams.refresh(id)
+    }
+
+    /// Opens a case from its opening event unless it exists; the case and whether it is new.
+    /// Durable when it returns.
+    pub fn open_case(&self, opened: CaseEvent) -> Result<(Case, bool), CaseStoreError> {
+        let case = Case::open(&opened)?;
+        let id = case.id.clone();
+        self.streams.write(&id, |held| {
+            Ok::<_, CaseStoreError>(match held {
+                Some(c) => Write::Keep(c.clone()),
+                None => Write::Append(vec![opened.clone()], case.clone()),
+            })
         })
     }
 
-    /// Opens a case unless one with its id exists; the case and whether it is new. Durable
-    /// when it returns.
-    pub fn open_case(&self, opened: CaseEvent) -> Result<(Case, bool), CaseStoreError> {
-        let case = Case::open(&opened)?;
-        let mut f = self.log.lock()?;
-        if let Some(c) = self.get(&case.id) {
-            return Ok((c, false));
-        }
-        self.log.append(
-            &mut f,
-            &Line {
-                case: case.id.clone(),
-                event: opened,
-            },
-        )?;
-        if let Ok(mut m) = self.cases.write() {
-            m.insert(case.id.clone(), case.clone());
-        }
-        Ok((case, true))
-    }
-
-    /// Applies an event at `now`: checked against the case as it is, made durable, then
-    /// answered. Nothing is written when it is refused or changes nothing.
+    /// Applies an event, checked by `huren-chestpain` against the case as it is; an
+    /// identical repeat (or one that changes nothing) writes nothing. Durable when it
+    /// returns.
     pub fn apply(
         &self,
         id: &str,
         event: CaseEvent,
         now: DateTime<Utc>,
     ) -> Result<Case, CaseStoreError> {
-        let mut f = self.log.lock()?;
-        let current = self
-            .get(id)
-            .ok_or_else(|| CaseStoreError::Unknown(id.to_string()))?;
-        let next = current.apply(&event, now)?;
-        if current.is_duplicate(&event) || next == current {
-            return Ok(next);
-        }
-        self.log.append(
-            &mut f,
-            &Line {
-                case: id.to_string(),
-                event,
-            },
-        )?;
-        if let Ok(mut m) = self.cases.write() {
-            m.insert(id.to_string(), next.clone());
-        }
-        Ok(next)
+        let attempt = |held: Option<&Case>| -> Result<Write<Case, CaseEvent>, CaseStoreError> {
+            let current = held.ok_or_else(|| CaseStoreError::Unknown(id.to_string()))?;
+            let next = current.apply(&event, now)?;
+            Ok(if current.is_duplicate(&event) || next == *current {
+                Write::Keep(next)
+            } else {
+                Write::Append(vec![event.clone()], next)
+            })
+        };
+        Ok(self.with_refresh(id, attempt)?.0)
     }
 
-    /// Stamps several milestones of one case at `now`, made durable together (one fsync):
+    /// Several stamps at once (an ADT message's): one durable append for the ones that apply,
     /// each checked against the case as the earlier ones left it; a refused one is skipped
     /// and returned with its reason, an identical re-stamp writes nothing. The case after.
     pub fn stamp_all(
@@ -125,46 +129,60 @@ impl CaseStore {
         stamps: Vec<(huren_chestpain::Milestone, huren_chestpain::Stamp)>,
         now: DateTime<Utc>,
     ) -> Result<(Case, Vec<(huren_chestpain::Milestone, CaseError)>), CaseStoreError> {
-        let mut f = self.log.lock()?;
-        let mut case = self
-            .get(id)
-            .ok_or_else(|| CaseStoreError::Unknown(id.to_string()))?;
-        let mut lines = Vec::new();
-        let mut refused = Vec::new();
-        for (milestone, stamp) in stamps {
-            let event = CaseEvent::Stamped { milestone, stamp };
-            match case.apply(&event, now) {
-                Ok(next) if case.is_duplicate(&event) || next == case => {}
-                Ok(next) => {
-                    case = next;
-                    lines.push(Line {
-                        case: id.to_string(),
-                        event,
-                    });
+        let refused = std::cell::RefCell::new(Vec::new());
+        let attempt = |held: Option<&Case>| -> Result<Write<Case, CaseEvent>, CaseStoreError> {
+            let mut case = held
+                .ok_or_else(|| CaseStoreError::Unknown(id.to_string()))?
+                .clone();
+            let mut out = refused.borrow_mut();
+            out.clear();
+            let mut events = Vec::new();
+            for (milestone, stamp) in &stamps {
+                let event = CaseEvent::Stamped {
+                    milestone: *milestone,
+                    stamp: stamp.clone(),
+                };
+                match case.apply(&event, now) {
+                    Ok(next) if case.is_duplicate(&event) || next == case => {}
+                    Ok(next) => {
+                        case = next;
+                        events.push(event);
+                    }
+                    Err(e) => out.push((*milestone, e)),
                 }
-                Err(e) => refused.push((milestone, e)),
             }
-        }
-        self.log.append_all(&mut f, &lines)?;
-        if !lines.is_empty() {
-            if let Ok(mut m) = self.cases.write() {
-                m.insert(id.to_string(), case.clone());
+            Ok(if events.is_empty() {
+                Write::Keep(case)
+            } else {
+                Write::Append(events, case)
+            })
+        };
+        let (case, _) = self.with_refresh(id, attempt)?;
+        Ok((case, refused.into_inner()))
+    }
+
+    /// A write; on a shared table, a case this node has not seen is looked up once first.
+    fn with_refresh(
+        &self,
+        id: &str,
+        attempt: impl FnMut(Option<&Case>) -> Result<Write<Case, CaseEvent>, CaseStoreError> + Copy,
+    ) -> Result<(Case, bool), CaseStoreError> {
+        match self.streams.write(id, attempt) {
+            Err(CaseStoreError::Unknown(_)) if self.streams.is_shared() && self.refresh(id)? => {
+                self.streams.write(id, attempt)
             }
+            other => other,
         }
-        Ok((case, refused))
     }
 
     /// One case.
     pub fn get(&self, id: &str) -> Option<Case> {
-        self.cases.read().ok()?.get(id).cloned()
+        self.streams.get(id)
     }
 
     /// The cases `keep` selects, cloned.
     pub fn select(&self, keep: impl Fn(&Case) -> bool) -> Vec<Case> {
-        self.cases
-            .read()
-            .map(|m| m.values().filter(|c| keep(c)).cloned().collect())
-            .unwrap_or_default()
+        self.streams.select(keep)
     }
 }
 

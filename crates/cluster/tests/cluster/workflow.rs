@@ -1,7 +1,8 @@
 //! The workflow stores on a cluster's event tables. An alert raised on node A reaches node
 //! B's store and change feed through the notifications. Both nodes acknowledging every alert
 //! at once record one acknowledgement each, and a node opened later loads the same alerts.
-//! Two readers on two nodes claiming one reading task: one claim wins.
+//! Two readers on two nodes claiming one reading task: one claim wins. Two nodes stamping one
+//! chest-pain milestone with different times: one time is kept.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use huren_alerting::{AlertId, AlertKind, Decision, Event, Raised, State};
 use huren_cluster::{follow_events, BlockingEvents, EventTable, Notice, Table};
-use huren_store::{AlertStore, AlertStoreError, TaskError, TaskStore};
+use huren_store::{AlertStore, AlertStoreError, CaseStore, CaseStoreError, TaskError, TaskStore};
 use tokio::sync::mpsc;
 
 use crate::conformance::cluster;
@@ -208,5 +209,68 @@ async fn two_readers_on_two_nodes_claim_each_task_once() {
         let i2 = id.clone();
         blocking(move || b2.refresh(&i2)).await.expect("refresh");
         assert_eq!(a.get(&id), b.get(&id), "{id:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_stamp_a_milestone_once() {
+    use huren_chestpain::{CaseEvent, Milestone, Source, Stamp};
+    let Some((store, _pg, _s3)) = cluster("node-a").await else {
+        return;
+    };
+    let pool = store.pool().clone();
+    let cases = |name: &str| {
+        let sink = BlockingEvents::new(
+            EventTable::new(pool.clone(), Table::Cases, name),
+            tokio::runtime::Handle::current(),
+        );
+        Arc::new(CaseStore::shared(Arc::new(sink)).expect("open"))
+    };
+    let (a, b) = (cases("node-a"), cases("node-b"));
+    let t = |s: i64| Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap();
+    for n in 0..10 {
+        let a = a.clone();
+        let opened = CaseEvent::Opened {
+            id: format!("c-{n}"),
+            alert: format!("a-{n}"),
+            institution: "FX-SQ01".into(),
+            pci_institution: "FX-ZX".into(),
+            group: "fx-pci".into(),
+            patient: "FX-SQ01:P1".into(),
+            ecg_report: "blake3:00".into(),
+            at: t(0),
+        };
+        assert!(blocking(move || a.open_case(opened)).await.expect("open").1);
+    }
+    let stamp = |at: i64, by: &str| CaseEvent::Stamped {
+        milestone: Milestone::DoorIn,
+        stamp: Stamp {
+            at: t(at),
+            by: Some(by.into()),
+            source: Source::Entered,
+            recorded_at: t(at),
+        },
+    };
+    for n in 0..10 {
+        let id = format!("c-{n}");
+        let (a2, b2, ia, ib) = (a.clone(), b.clone(), id.clone(), id.clone());
+        let (sa, sb) = (stamp(10, "nurse-a"), stamp(15, "nurse-b"));
+        let (x, y) = tokio::join!(
+            blocking(move || a2.apply(&ia, sa, t(20))),
+            blocking(move || b2.apply(&ib, sb, t(20)))
+        );
+        assert!(
+            x.is_ok() ^ y.is_ok(),
+            "{id}: one door-in time ({x:?}, {y:?})"
+        );
+        let loser = if x.is_ok() { y } else { x };
+        assert!(
+            matches!(loser, Err(CaseStoreError::Refused(_))),
+            "{loser:?}"
+        );
+        let b2 = b.clone();
+        let i2 = id.clone();
+        blocking(move || b2.refresh(&i2)).await.expect("refresh");
+        assert_eq!(a.get(&id), b.get(&id), "{id}");
     }
 }
