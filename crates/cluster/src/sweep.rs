@@ -16,7 +16,8 @@
 //!   A commit's retries take seconds; the grace period is at least [`MIN_GRACE`].
 //!
 //! One sweep at a time in the cluster: a sweep first takes [`SWEEPER_LOCK`] for its session
-//! with `pg_try_advisory_lock`; a node that does not get it skips its turn.
+//! with `pg_try_advisory_lock`; a node that does not get it skips its turn. The session is a
+//! connection taken out of the pool, so the lock ends with it, even when a sweep is cancelled.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -64,7 +65,9 @@ pub async fn sweep<B: BlobBackend>(
             MIN_GRACE.as_secs()
         )));
     }
-    let mut client = pool.get().await?;
+    // Out of the pool: the session lock below must end with this connection, never stay
+    // with a pooled one if the sweep is cancelled midway.
+    let mut client = deadpool_postgres::Object::take(pool.get().await?);
     let got: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&SWEEPER_LOCK])
         .await?
@@ -72,16 +75,12 @@ pub async fn sweep<B: BlobBackend>(
     if !got {
         return Ok(SweepReport::default());
     }
-    let result = sweep_locked(&mut client, blobs, grace).await;
-    // Released on every path; a broken connection releases it too.
-    let _ = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&SWEEPER_LOCK])
-        .await;
-    result
+    // The lock ends with the connection, dropped here or on cancellation.
+    sweep_locked(&mut client, blobs, grace).await
 }
 
 async fn sweep_locked<B: BlobBackend>(
-    client: &mut deadpool_postgres::Object,
+    client: &mut deadpool_postgres::ClientWrapper,
     blobs: &B,
     grace: Duration,
 ) -> Result<SweepReport, ClusterError> {
