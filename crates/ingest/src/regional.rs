@@ -36,8 +36,6 @@ pub const CURSOR_FILE: &str = "regional.cursor";
 const POLL: Duration = Duration::from_millis(500);
 /// About how much of the journal one step reads.
 const READ_BYTES: usize = 8 << 20;
-/// Most characters of a platform's answer kept as an attempt's result.
-const MAX_REASON: usize = 200;
 /// The media type of a document (as `GET /api/v1/reports/{hash}/cda` answers).
 pub const CONTENT_TYPE: &str = "application/xml; charset=utf-8";
 
@@ -376,32 +374,7 @@ impl Courier for Regional {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t.as_str());
         }
-        match req.send().await {
-            Err(err) if err.is_timeout() => Err("timeout".into()),
-            Err(err) if err.is_connect() => {
-                Err(format!("connect: {}", crate::webhook::root_cause(&err)))
-            }
-            Err(err) => Err(format!("send: {}", crate::webhook::root_cause(&err))),
-            Ok(resp) if resp.status().is_success() => {
-                Ok((resp.status().as_u16().to_string(), e.msh10.clone()))
-            }
-            Ok(resp) => {
-                let status = resp.status();
-                let text: String = resp
-                    .text()
-                    .await
-                    .unwrap_or_default()
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(MAX_REASON)
-                    .collect();
-                Err(if text.trim().is_empty() {
-                    format!("HTTP {}", status.as_u16())
-                } else {
-                    format!("HTTP {}: {}", status.as_u16(), text.trim())
-                })
-            }
-        }
+        crate::webhook::answer(req.send().await, &e.msh10).await
     }
 }
 

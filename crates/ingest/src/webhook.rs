@@ -166,29 +166,39 @@ impl Courier for Webhooks {
             .body(body)
             .send()
             .await;
-        match r {
-            Err(err) if err.is_timeout() => Err("timeout".into()),
-            Err(err) if err.is_connect() => Err(format!("connect: {}", root_cause(&err))),
-            Err(err) => Err(format!("send: {}", root_cause(&err))),
-            Ok(resp) if resp.status().is_success() => {
-                Ok((resp.status().as_u16().to_string(), e.msh10.clone()))
-            }
-            Ok(resp) => {
-                let status = resp.status();
-                let text: String = resp
-                    .text()
-                    .await
-                    .unwrap_or_default()
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(MAX_REASON)
-                    .collect();
-                Err(if text.trim().is_empty() {
-                    format!("HTTP {}", status.as_u16())
-                } else {
-                    format!("HTTP {}: {}", status.as_u16(), text.trim())
-                })
-            }
+        answer(r, &e.msh10).await
+    }
+}
+
+/// An HTTP courier's attempt as the outbox records it: a 2xx is `(status, control id)`;
+/// anything else is why not (`timeout`, `connect: …`, `send: …`, `HTTP 503: …` with the
+/// first characters of the receiver's words).
+pub(crate) async fn answer(
+    r: Result<reqwest::Response, reqwest::Error>,
+    control: &str,
+) -> Result<(String, String), Failure> {
+    match r {
+        Err(err) if err.is_timeout() => Err("timeout".into()),
+        Err(err) if err.is_connect() => Err(format!("connect: {}", root_cause(&err))),
+        Err(err) => Err(format!("send: {}", root_cause(&err))),
+        Ok(resp) if resp.status().is_success() => {
+            Ok((resp.status().as_u16().to_string(), control.to_string()))
+        }
+        Ok(resp) => {
+            let status = resp.status();
+            let text: String = resp
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_REASON)
+                .collect();
+            Err(if text.trim().is_empty() {
+                format!("HTTP {}", status.as_u16())
+            } else {
+                format!("HTTP {}: {}", status.as_u16(), text.trim())
+            })
         }
     }
 }
