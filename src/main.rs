@@ -385,21 +385,41 @@ fn export_cda(
     })
 }
 
-/// `huren cluster check`: the configured PostgreSQL (migrated) and S3 bucket (a probe blob
-/// put, read back and verified), as one JSON line.
-fn cluster_check(path: &Path) -> Result<ExitCode> {
+/// The servers of a cluster configuration, connected: a migrated pool of two and the bucket,
+/// with the migrations this call applied. For the `huren cluster` commands.
+async fn cluster_servers(
+    cluster: &huren_cluster::ClusterConfig,
+) -> Result<(huren_cluster::PgPool, Vec<i32>, huren_cluster::S3Blobs)> {
+    let pool = cluster.pool(2).context("PostgreSQL pool")?;
+    let applied = huren_cluster::migrate(&pool)
+        .await
+        .context("PostgreSQL: connecting and migrating")?;
+    let blobs = huren_cluster::S3Blobs::connect(&cluster.s3).context("S3 client")?;
+    Ok((pool, applied, blobs))
+}
+
+/// Runs a `huren cluster` command on a fresh runtime with the servers `path` names.
+fn with_cluster<F>(
+    path: &Path,
+    run: impl FnOnce(huren_cluster::ClusterConfig) -> F,
+) -> Result<ExitCode>
+where
+    F: std::future::Future<Output = Result<ExitCode>>,
+{
     let config = Config::load(path)?;
     let cluster = cluster_settings(path, &config)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    rt.block_on(run(cluster))
+}
+
+/// `huren cluster check`: the configured PostgreSQL (migrated) and S3 bucket (a probe blob
+/// put, read back and verified), as one JSON line.
+fn cluster_check(path: &Path) -> Result<ExitCode> {
+    with_cluster(path, |cluster| async move {
         let started = std::time::Instant::now();
-        let pool = cluster.pool(2).context("PostgreSQL pool")?;
-        let applied = huren_cluster::migrate(&pool)
-            .await
-            .context("PostgreSQL: connecting and migrating")?;
-        let blobs = huren_cluster::S3Blobs::connect(&cluster.s3).context("S3 client")?;
+        let (_pool, applied, blobs) = cluster_servers(&cluster).await?;
         let probe = b"huren cluster check".to_vec();
         let hash = huren_model::ContentHash::of(&probe);
         use huren_cluster::BlobBackend as _;
@@ -427,19 +447,12 @@ fn cluster_check(path: &Path) -> Result<ExitCode> {
     })
 }
 
+/// `huren cluster sweep`: the orphan blobs older than the grace period removed, as one JSON
+/// line.
 fn cluster_sweep(path: &Path, grace_secs: u64) -> Result<ExitCode> {
-    let config = Config::load(path)?;
-    let cluster = cluster_settings(path, &config)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
+    with_cluster(path, |cluster| async move {
         let started = std::time::Instant::now();
-        let pool = cluster.pool(2).context("PostgreSQL pool")?;
-        huren_cluster::migrate(&pool)
-            .await
-            .context("PostgreSQL: connecting and migrating")?;
-        let blobs = huren_cluster::S3Blobs::connect(&cluster.s3).context("S3 client")?;
+        let (pool, _, blobs) = cluster_servers(&cluster).await?;
         let r = huren_cluster::sweep(
             &pool,
             &blobs,

@@ -21,6 +21,8 @@ pub use audit::{
 pub use blobs::{blob_key, BlobBackend, BlobError, DirBlobs, Put};
 pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, StoreConfig};
 pub use copy::{copy_store, CopyReport};
+/// A pool of PostgreSQL connections (deadpool-postgres).
+pub use deadpool_postgres::Pool as PgPool;
 pub use events::{
     follow_events, Appended, BlockingEvents, EventTable, Notice, StoredEvent, Table, EVENTS_CHANNEL,
 };

@@ -49,6 +49,17 @@ fn certs(dir: &Path) {
     std::fs::write(dir.join("client.key"), k.serialize_pem()).unwrap();
 }
 
+/// Whether `f` holds within 5 s.
+async fn moves(f: impl Fn() -> bool) -> bool {
+    for _ in 0..250 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 fn settings(dsn: &str, ca: &Path, client: Option<&Path>) -> ClusterConfig {
     StoreConfig {
         backend: huren_cluster::Backend::Cluster,
@@ -112,15 +123,10 @@ async fn the_store_and_its_change_feed_speak_tls_with_a_client_certificate() {
     let (a, b) = (node("node-a"), node("node-b"));
     let g0 = b.person_generation("A:P1");
     let _feed = b.follow_changes(cluster.postgres.clone(), cluster.postgres_tls.clone());
-    let mut moved = false;
-    for _ in 0..250 {
-        if b.person_generation("A:P1") != g0 {
-            moved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(moved, "the feed connected over TLS");
+    assert!(
+        moves(|| b.person_generation("A:P1") != g0).await,
+        "the feed connected over TLS"
+    );
     let g1 = b.person_generation("A:P1");
     let c = a
         .commit(lab("A", "P1", None, "K1", 1, "over TLS"))
@@ -129,15 +135,10 @@ async fn the_store_and_its_change_feed_speak_tls_with_a_client_certificate() {
     let hash = c.reports[0].report;
     let back = b.report(hash).await.expect("read").expect("stored");
     assert_eq!(back.patient.local_id, "P1");
-    let mut moved = false;
-    for _ in 0..250 {
-        if b.person_generation("A:P1") != g1 {
-            moved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(moved, "A's commit reached B's feed");
+    assert!(
+        moves(|| b.person_generation("A:P1") != g1).await,
+        "A's commit reached B's feed"
+    );
 
     // Without the client certificate: refused by the server.
     let no_cert = settings(&pg.line, &dir.join("ca.pem"), None);
