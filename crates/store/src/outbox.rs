@@ -11,11 +11,12 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::events::EventSink;
 use crate::jsonl::JsonLines;
 use crate::StoreError;
 
@@ -231,11 +232,18 @@ pub enum OutboxError {
     Store(#[from] StoreError),
 }
 
-/// The outbox of one store directory.
+/// The outbox of one store directory, or of a cluster's event table.
 pub struct Outbox {
-    /// The file, and the lock every event is checked and appended under.
-    log: JsonLines,
+    backing: Backing,
     entries: RwLock<Entries>,
+}
+
+/// Where the events are written.
+enum Backing {
+    /// The file, and the lock every event is checked and appended under.
+    File(JsonLines),
+    /// A cluster's event table: each entry a stream, appended optimistically.
+    Shared(Arc<dyn EventSink>),
 }
 
 /// The entries, and the pending ones in delivery order per destination (so finding each
@@ -243,12 +251,18 @@ pub struct Outbox {
 #[derive(Default)]
 struct Entries {
     all: HashMap<String, OutboxEntry>,
+    /// Each entry's number of events (its stream's length).
+    lens: HashMap<String, u32>,
     /// `(destination, created_at, id)` of every pending entry.
     pending: BTreeSet<(String, DateTime<Utc>, String)>,
 }
 
 impl Entries {
-    fn put(&mut self, e: OutboxEntry) {
+    /// Records `e` as the entry after `n` events, unless a later state is held.
+    fn put(&mut self, e: OutboxEntry, n: u32) {
+        if self.lens.get(&e.id).is_some_and(|held| *held >= n) {
+            return;
+        }
         let key = |e: &OutboxEntry| (e.destination.clone(), e.created_at, e.id.clone());
         if let Some(old) = self.all.get(&e.id) {
             self.pending.remove(&key(old));
@@ -256,7 +270,20 @@ impl Entries {
         if e.state == OutboxState::Pending {
             self.pending.insert(key(&e));
         }
+        self.lens.insert(e.id.clone(), n);
         self.all.insert(e.id.clone(), e);
+    }
+
+    /// Folds one event in (replay, or another node's event).
+    fn fold(&mut self, ev: &OutboxEvent) -> Result<(), String> {
+        let n = self.lens.get(ev.id()).copied().unwrap_or(0);
+        let next = match (OutboxEntry::new(ev), self.all.get(ev.id())) {
+            (Some(e), None) => e,
+            (_, Some(cur)) => cur.apply(ev)?,
+            (None, None) => return Err(format!("event for unknown entry {}", ev.id())),
+        };
+        self.put(next, n + 1);
+        Ok(())
     }
 }
 
@@ -269,19 +296,54 @@ impl Outbox {
     /// Opens (or creates) the outbox `dir/name` and replays it.
     pub fn open_file(dir: impl AsRef<Path>, name: &str) -> Result<Outbox, StoreError> {
         let mut entries = Entries::default();
-        let (log, _) = JsonLines::open(dir, name, |ev: OutboxEvent| {
-            let next = match (OutboxEntry::new(&ev), entries.all.get(ev.id())) {
-                (Some(e), None) => e,
-                (_, Some(cur)) => cur.apply(&ev)?,
-                (None, None) => return Err(format!("event for unknown entry {}", ev.id())),
-            };
-            entries.put(next);
-            Ok(())
-        })?;
+        let (log, _) = JsonLines::open(dir, name, |ev: OutboxEvent| entries.fold(&ev))?;
         Ok(Outbox {
-            log,
+            backing: Backing::File(log),
             entries: RwLock::new(entries),
         })
+    }
+
+    /// The outbox of a cluster's event table (every entry loaded and folded); writes go
+    /// there, and [`Outbox::refresh`] brings in what other nodes wrote.
+    pub fn shared(sink: Arc<dyn EventSink>) -> Result<Outbox, StoreError> {
+        let mut entries = Entries::default();
+        for (_, v) in sink.all()? {
+            entries.fold(&event_of(v)?).map_err(StoreError::Corrupt)?;
+        }
+        Ok(Outbox {
+            backing: Backing::Shared(sink),
+            entries: RwLock::new(entries),
+        })
+    }
+
+    /// Reads the events of entry `id` this node has not seen (another node wrote them) and
+    /// folds them; whether there were any. A no-op on the file back end.
+    pub fn refresh(&self, id: &str) -> Result<bool, StoreError> {
+        let Backing::Shared(sink) = &self.backing else {
+            return Ok(false);
+        };
+        let n = self.len_of(id);
+        let missed = sink.stream(id, n)?;
+        if missed.is_empty() {
+            return Ok(false);
+        }
+        let mut m = self
+            .entries
+            .write()
+            .map_err(|_| StoreError::Corrupt("outbox: poisoned lock".into()))?;
+        // Another refresh may have folded some of them meanwhile.
+        let from = m.lens.get(id).copied().unwrap_or(0).saturating_sub(n) as usize;
+        for v in missed.into_iter().skip(from) {
+            m.fold(&event_of(v)?).map_err(StoreError::Corrupt)?;
+        }
+        Ok(true)
+    }
+
+    fn len_of(&self, id: &str) -> u32 {
+        self.entries
+            .read()
+            .map(|m| m.lens.get(id).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Enqueues a message unless an entry with its id exists (in any state); returns whether
@@ -314,9 +376,27 @@ impl Outbox {
         items: Vec<Enqueue>,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let mut f = self.log.lock()?;
+        let log = match &self.backing {
+            Backing::File(log) => log,
+            Backing::Shared(sink) => return self.enqueue_shared(sink.as_ref(), items, now),
+        };
+        let mut f = log.lock()?;
+        let events = self.new_events(items, now);
+        log.append_all(&mut f, &events)?;
+        if let Ok(mut m) = self.entries.write() {
+            for ev in &events {
+                if let Some(e) = OutboxEntry::new(ev) {
+                    m.put(e, 1);
+                }
+            }
+        }
+        Ok(events.len())
+    }
+
+    /// The `Enqueued` events of the items whose id has no entry, a nanosecond apart.
+    fn new_events(&self, items: Vec<Enqueue>, now: DateTime<Utc>) -> Vec<OutboxEvent> {
         let mut seen = HashSet::new();
-        let events: Vec<OutboxEvent> = items
+        items
             .into_iter()
             .filter(|i| !self.contains(&i.id) && seen.insert(i.id.clone()))
             .enumerate()
@@ -328,31 +408,82 @@ impl Outbox {
                 // A nanosecond apart, so the batch leaves in its order.
                 created_at: now + chrono::Duration::nanoseconds(n as i64),
             })
-            .collect();
-        self.log.append_all(&mut f, &events)?;
-        if let Ok(mut m) = self.entries.write() {
-            for ev in &events {
-                if let Some(e) = OutboxEntry::new(ev) {
-                    m.put(e);
+            .collect()
+    }
+
+    /// [`Outbox::enqueue_all`] on an event table: each message is the first event of its
+    /// stream; one another node enqueued first is taken in and not counted.
+    fn enqueue_shared(
+        &self,
+        sink: &dyn EventSink,
+        items: Vec<Enqueue>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for ev in self.new_events(items, now) {
+            let Some(e) = OutboxEntry::new(&ev) else {
+                continue;
+            };
+            if sink.append(&e.id, 1, &[value_of(&ev)?])? {
+                if let Ok(mut m) = self.entries.write() {
+                    m.put(e, 1);
                 }
+                n += 1;
+            } else {
+                self.refresh(&e.id)?;
             }
         }
-        Ok(events.len())
+        Ok(n)
     }
 
     /// Records an event for an existing pending entry: checked, made durable, then applied.
     /// Nothing is written when it does not apply (the entry is delivered or parked).
     pub fn record(&self, ev: OutboxEvent) -> Result<OutboxEntry, OutboxError> {
-        let mut f = self.log.lock()?;
+        let log = match &self.backing {
+            Backing::File(log) => log,
+            Backing::Shared(sink) => return self.record_shared(sink.as_ref(), ev),
+        };
+        let mut f = log.lock()?;
         let cur = self
             .get(ev.id())
             .ok_or_else(|| OutboxError::Unknown(ev.id().to_string()))?;
+        let n = self.len_of(ev.id());
         let next = cur.apply(&ev).map_err(OutboxError::Refused)?;
-        self.log.append(&mut f, &ev)?;
+        log.append(&mut f, &ev)?;
         if let Ok(mut m) = self.entries.write() {
-            m.put(next.clone());
+            m.put(next.clone(), n + 1);
         }
         Ok(next)
+    }
+
+    /// [`Outbox::record`] on an event table: checked against the entry as this node knows
+    /// it and appended as its next event; when another node appended first (it delivered the
+    /// message, say), its events are taken in and the event is checked again.
+    fn record_shared(
+        &self,
+        sink: &dyn EventSink,
+        ev: OutboxEvent,
+    ) -> Result<OutboxEntry, OutboxError> {
+        let id = ev.id().to_string();
+        let mut looked = false;
+        loop {
+            let Some(cur) = self.get(&id) else {
+                if !looked && self.refresh(&id)? {
+                    looked = true;
+                    continue;
+                }
+                return Err(OutboxError::Unknown(id));
+            };
+            let n = self.len_of(&id);
+            let next = cur.apply(&ev).map_err(OutboxError::Refused)?;
+            if sink.append(&id, n + 1, &[value_of(&ev)?])? {
+                if let Ok(mut m) = self.entries.write() {
+                    m.put(next.clone(), n + 1);
+                }
+                return Ok(next);
+            }
+            self.refresh(&id)?;
+        }
     }
 
     /// One entry.
@@ -419,6 +550,14 @@ impl Outbox {
         heads.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         heads
     }
+}
+
+fn value_of(e: &OutboxEvent) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(e).map_err(|e| StoreError::Corrupt(format!("outbox event: {e}")))
+}
+
+fn event_of(v: serde_json::Value) -> Result<OutboxEvent, StoreError> {
+    serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("outbox event: {e}")))
 }
 
 /// One message for [`Outbox::enqueue_all`].

@@ -274,3 +274,61 @@ async fn two_nodes_stamp_a_milestone_once() {
         assert_eq!(a.get(&id), b.get(&id), "{id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outbound_message_is_enqueued_once_and_recorded_delivered_once() {
+    use huren_store::{Enqueue, Outbox, OutboxError, OutboxEvent, OutboxState};
+    let Some((store, _pg, _s3)) = cluster("node-a").await else {
+        return;
+    };
+    let pool = store.pool().clone();
+    let outbox = |name: &str| {
+        let sink = BlockingEvents::new(
+            EventTable::new(pool.clone(), Table::Outbox, name),
+            tokio::runtime::Handle::current(),
+        );
+        Arc::new(Outbox::shared(Arc::new(sink)).expect("open"))
+    };
+    let (a, b) = (outbox("node-a"), outbox("node-b"));
+    let now = Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 0).unwrap();
+    let item = |n: usize| Enqueue {
+        id: format!("blake3:{n:064}"),
+        destination: "FX-SQ01".into(),
+        msh10: format!("{n:020}"),
+        message: "MSH|^~\\&|HUREN\r".into(),
+    };
+    // The same 20 messages enqueued on both nodes at once: each stored once.
+    let (a2, b2) = (a.clone(), b.clone());
+    let (x, y) = tokio::join!(
+        blocking(move || a2.enqueue_all((0..20).map(item).collect(), now)),
+        blocking(move || b2.enqueue_all((0..20).map(item).collect(), now))
+    );
+    assert_eq!(x.expect("a") + y.expect("b"), 20, "each message once");
+    assert_eq!(
+        a.count(OutboxState::Pending) + b.count(OutboxState::Pending),
+        40
+    );
+    // Both nodes record a delivery of every message at once: one is recorded.
+    for n in 0..20 {
+        let id = item(n).id;
+        let delivered = |by: &str| OutboxEvent::Delivered {
+            id: id.clone(),
+            at: now,
+            ack_code: "AA".into(),
+            ack_control_id: by.into(),
+        };
+        let (a2, b2, da, db) = (a.clone(), b.clone(), delivered("a"), delivered("b"));
+        let (x, y) = tokio::join!(
+            blocking(move || a2.record(da)),
+            blocking(move || b2.record(db))
+        );
+        assert!(x.is_ok() ^ y.is_ok(), "{id}: one delivery ({x:?}, {y:?})");
+        let loser = if x.is_ok() { y } else { x };
+        assert!(matches!(loser, Err(OutboxError::Refused(_))), "{loser:?}");
+    }
+    // A third node loads 20 delivered messages, and nothing is due.
+    let c = outbox("node-c");
+    assert_eq!(c.count(OutboxState::Delivered), 20);
+    assert_eq!(c.count(OutboxState::Pending), 0);
+    assert!(c.due(now + chrono::Duration::hours(1)).is_empty());
+}
