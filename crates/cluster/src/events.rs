@@ -180,6 +180,23 @@ impl EventTable {
         rows(client.query(q.as_str(), &[&stream, &after]).await?)
     }
 
+    /// A claim on `key` within this table, held by one node at a time until the returned
+    /// connection is dropped (a session advisory lock on a connection taken out of the
+    /// pool: it ends with the connection, also when this node dies); `None` when another
+    /// node holds it.
+    pub async fn try_lease(
+        &self,
+        key: &str,
+    ) -> Result<Option<deadpool_postgres::ClientWrapper>, ClusterError> {
+        let lock = lock_key(&format!("{}:{key}", self.table.name()));
+        let client = deadpool_postgres::Object::take(self.pool.get().await?);
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&lock])
+            .await?
+            .try_get(0)?;
+        Ok(got.then_some(client))
+    }
+
     /// Every event of every stream, each stream in order (the start-up load).
     pub async fn all(&self) -> Result<Vec<StoredEvent>, ClusterError> {
         let client = self.pool.get().await?;
@@ -252,6 +269,20 @@ impl huren_store::EventSink for BlockingEvents {
             .map(|e| (e.stream, e.event))
             .collect())
     }
+
+    fn try_lease(&self, key: &str) -> Result<Option<huren_store::Lease>, huren_store::StoreError> {
+        Ok(self
+            .run(self.table.try_lease(key))?
+            .map(huren_store::Lease::new))
+    }
+}
+
+/// The advisory-lock key of a lease: the first eight bytes of the BLAKE3 hash of its name.
+fn lock_key(name: &str) -> i64 {
+    let h = huren_model::ContentHash::of(name.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    i64::from_be_bytes(b)
 }
 
 fn rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<StoredEvent>, ClusterError> {

@@ -303,8 +303,23 @@ fn record<C: Courier>(
     }
 }
 
-/// Delivers the due messages of one destination, oldest first, one at a time.
+/// Delivers the due messages of one destination, oldest first, one at a time. On a cluster
+/// only the node holding the destination's lease delivers there; it reads each message's
+/// newest events before sending it, so a message another node delivered is not sent again.
 async fn drain<C: Courier>(gw: Gateway, destination: String, courier: C) {
+    let g = gw.clone();
+    let d = destination.clone();
+    let lease = tokio::task::spawn_blocking(move || C::outbox(&g).lease(&d)).await;
+    let _lease = match lease {
+        Ok(Ok(Some(l))) => l,
+        // Another node delivers there now.
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!(destination = %destination, error = %e, "no delivery lease");
+            return;
+        }
+        Err(_) => return,
+    };
     loop {
         let now = Utc::now();
         let Some(e) = C::outbox(&gw)
@@ -313,6 +328,25 @@ async fn drain<C: Courier>(gw: Gateway, destination: String, courier: C) {
             .find(|e| e.destination == destination)
         else {
             return;
+        };
+        let g = gw.clone();
+        let id = e.id.clone();
+        let fresh = tokio::task::spawn_blocking(move || {
+            let outbox = C::outbox(&g);
+            outbox.refresh(&id).map(|_| outbox.get(&id))
+        })
+        .await;
+        let e = match fresh {
+            Ok(Ok(Some(e))) if e.state == huren_store::OutboxState::Pending => {
+                if e.next_at > now {
+                    // Tried elsewhere meanwhile: it waits for its retry, and so do the rest.
+                    return;
+                }
+                e
+            }
+            // Delivered or parked elsewhere meanwhile: look at the next one.
+            Ok(Ok(_)) => continue,
+            _ => return,
         };
         let out = courier.attempt(&gw, &e).await;
         let g = gw.clone();

@@ -22,4 +22,17 @@ pub trait EventSink: Send + Sync {
     fn stream(&self, stream: &str, after: u32) -> Result<Vec<serde_json::Value>, StoreError>;
     /// Every event of every stream, each stream in order: `(stream, event)`.
     fn all(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+    /// Holds `key` for this node until the returned guard is dropped, or `None` when another
+    /// node holds it (a delivery loop's claim on a destination). Never waits.
+    fn try_lease(&self, key: &str) -> Result<Option<Lease>, StoreError>;
+}
+
+/// A claim held until dropped ([`EventSink::try_lease`]).
+pub struct Lease(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl Lease {
+    /// A lease that holds `guard` (released when the guard is dropped).
+    pub fn new(guard: impl Send + Sync + 'static) -> Lease {
+        Lease(Box::new(guard))
+    }
 }

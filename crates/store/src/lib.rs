@@ -41,7 +41,7 @@ pub use blobs::BlobDir;
 pub use cases::{CaseStore, CaseStoreError};
 pub use consents::ConsentStore;
 pub use error::StoreError;
-pub use events::EventSink;
+pub use events::{EventSink, Lease};
 pub use index::{IdentityLink, Index, ReportMeta, SeriesRow, SledIndex, StudyRow};
 pub use index::{ReviewItem, ReviewState};
 pub use journal::{Entry, IdentityOp, JournalRecord, ReviewDecision};

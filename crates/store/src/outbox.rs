@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::events::EventSink;
+use crate::events::{EventSink, Lease};
 use crate::jsonl::JsonLines;
 use crate::StoreError;
 
@@ -337,6 +337,15 @@ impl Outbox {
             m.fold(&event_of(v)?).map_err(StoreError::Corrupt)?;
         }
         Ok(true)
+    }
+
+    /// The claim on `destination`'s deliveries: on a cluster, held by one node at a time
+    /// (`None`: another node delivers there now); on the file, always this process's.
+    pub fn lease(&self, destination: &str) -> Result<Option<Lease>, StoreError> {
+        match &self.backing {
+            Backing::File(_) => Ok(Some(Lease::new(()))),
+            Backing::Shared(sink) => sink.try_lease(&format!("deliver:{destination}")),
+        }
     }
 
     fn len_of(&self, id: &str) -> u32 {

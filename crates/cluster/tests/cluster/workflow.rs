@@ -332,3 +332,55 @@ async fn an_outbound_message_is_enqueued_once_and_recorded_delivered_once() {
     assert_eq!(c.count(OutboxState::Pending), 0);
     assert!(c.due(now + chrono::Duration::hours(1)).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_node_at_a_time_holds_a_destinations_delivery_lease() {
+    use huren_store::Outbox;
+    let Some((store, _pg, _s3)) = cluster("node-a").await else {
+        return;
+    };
+    let pool = store.pool().clone();
+    let outbox = |name: &str| {
+        let sink = BlockingEvents::new(
+            EventTable::new(pool.clone(), Table::Outbox, name),
+            tokio::runtime::Handle::current(),
+        );
+        Arc::new(Outbox::shared(Arc::new(sink)).expect("open"))
+    };
+    let (a, b) = (outbox("node-a"), outbox("node-b"));
+    let a2 = a.clone();
+    let held = blocking(move || a2.lease("FX-SQ01")).await.expect("lease");
+    assert!(held.is_some(), "A holds FX-SQ01");
+    let b2 = b.clone();
+    assert!(
+        blocking(move || b2.lease("FX-SQ01"))
+            .await
+            .expect("lease")
+            .is_none(),
+        "B does not while A does"
+    );
+    let b2 = b.clone();
+    assert!(
+        blocking(move || b2.lease("FX-SQ02"))
+            .await
+            .expect("lease")
+            .is_some(),
+        "another destination is free"
+    );
+    drop(held);
+    // The lock ends with A's connection.
+    let mut got = false;
+    for _ in 0..100 {
+        let b2 = b.clone();
+        if blocking(move || b2.lease("FX-SQ01"))
+            .await
+            .expect("lease")
+            .is_some()
+        {
+            got = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(got, "B holds FX-SQ01 once A let go");
+}
