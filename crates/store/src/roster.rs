@@ -4,15 +4,15 @@
 //! torn last line (a crash mid-append, never acknowledged) is cut at open; a damaged line
 //! elsewhere is refused.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use huren_workflow::RosterEntry;
 use serde::{Deserialize, Serialize};
 
-use crate::jsonl::JsonLines;
+use crate::events::EventSink;
+use crate::streams::{Streams, Write};
 use crate::StoreError;
 
 /// One edit: the whole roster of one centre after it.
@@ -28,65 +28,86 @@ pub struct RosterEdit {
     pub at: DateTime<Utc>,
 }
 
-/// The roster edits of one store directory.
+/// The roster edits of one store directory (`roster.log`), or of a cluster's event table:
+/// each centre a stream whose state is its latest edit.
 pub struct RosterLog {
-    log: JsonLines,
-    latest: Mutex<HashMap<String, RosterEdit>>,
+    streams: Streams<RosterEdit, RosterEdit, RosterEdit>,
+}
+
+/// Why an edit was not recorded: its check refused it, or the store failed.
+enum Refusal<E> {
+    Check(E),
+    Store(StoreError),
+}
+
+impl<E> From<StoreError> for Refusal<E> {
+    fn from(e: StoreError) -> Self {
+        Refusal::Store(e)
+    }
+}
+
+/// An edit replaces the centre's roster.
+fn fold(_: Option<&RosterEdit>, e: &RosterEdit) -> Result<RosterEdit, String> {
+    Ok(e.clone())
+}
+
+fn line(_: &str, e: RosterEdit) -> RosterEdit {
+    e
+}
+
+fn split(e: RosterEdit) -> (String, RosterEdit) {
+    (e.centre.clone(), e)
 }
 
 impl RosterLog {
     /// Opens (or creates) `dir/roster.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<RosterLog, StoreError> {
-        let mut latest = HashMap::new();
-        let (log, _) = JsonLines::open(dir, "roster.log", |e: RosterEdit| {
-            latest.insert(e.centre.clone(), e);
-            Ok(())
-        })?;
-        Ok(RosterLog {
-            log,
-            latest: Mutex::new(latest),
-        })
+        let (streams, _) = Streams::open_file(dir, "roster.log", fold, line, split)?;
+        Ok(RosterLog { streams })
     }
 
-    /// Records an edit; returns once it is durable. `check` runs under the append lock first
-    /// (the caller's validation and swap); nothing is written when it fails.
+    /// The roster edits of a cluster's event table; writes go there, and
+    /// [`RosterLog::refresh`] brings in what other nodes wrote.
+    pub fn shared(sink: Arc<dyn EventSink>) -> Result<RosterLog, StoreError> {
+        let (streams, _) = Streams::open_shared(sink, fold, line)?;
+        Ok(RosterLog { streams })
+    }
+
+    /// Reads the edits of `centre` this node has not seen; whether there were any.
+    pub fn refresh(&self, centre: &str) -> Result<bool, StoreError> {
+        self.streams.refresh(centre)
+    }
+
+    /// Records an edit if `check` accepts it (run on the centre's roster as it is, under the
+    /// append lock, or again after another node's edit on a cluster); `Ok(Err(_))` is the
+    /// check's refusal, with nothing written. Durable when it returns.
     pub fn record<E>(
         &self,
         edit: RosterEdit,
-        check: impl FnOnce(&RosterEdit) -> Result<(), E>,
+        mut check: impl FnMut(&RosterEdit) -> Result<(), E>,
     ) -> Result<Result<(), E>, StoreError> {
-        let mut f = self.log.lock()?;
-        if let Err(e) = check(&edit) {
-            return Ok(Err(e));
+        let centre = edit.centre.clone();
+        let out = self.streams.write(&centre, |_| match check(&edit) {
+            Ok(()) => Ok(Write::Append(vec![edit.clone()], edit.clone())),
+            Err(e) => Err(Refusal::Check(e)),
+        });
+        match out {
+            Ok(_) => Ok(Ok(())),
+            Err(Refusal::Check(e)) => Ok(Err(e)),
+            Err(Refusal::Store(e)) => Err(e),
         }
-        self.log.append(&mut f, &edit)?;
-        self.latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(edit.centre.clone(), edit);
-        Ok(Ok(()))
     }
 
-    /// The latest edit of every centre edited so far.
+    /// The latest edit of every centre that has one, by centre.
     pub fn latest(&self) -> Vec<RosterEdit> {
-        let mut v: Vec<RosterEdit> = self
-            .latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let mut v = self.streams.select(|_| true);
         v.sort_by(|a, b| a.centre.cmp(&b.centre));
         v
     }
 
     /// The latest edit of one centre.
     pub fn of(&self, centre: &str) -> Option<RosterEdit> {
-        self.latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(centre)
-            .cloned()
+        self.streams.get(centre)
     }
 }
 

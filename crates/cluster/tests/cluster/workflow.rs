@@ -384,3 +384,64 @@ async fn one_node_at_a_time_holds_a_destinations_delivery_lease() {
     }
     assert!(got, "B holds FX-SQ01 once A let go");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_roster_edit_on_one_node_is_the_roster_on_the_other() {
+    use huren_store::{RosterEdit, RosterLog};
+    let Some((store, _pg, _s3)) = cluster("node-a").await else {
+        return;
+    };
+    let pool = store.pool().clone();
+    let roster = |name: &str| {
+        let sink = BlockingEvents::new(
+            EventTable::new(pool.clone(), Table::Roster, name),
+            tokio::runtime::Handle::current(),
+        );
+        Arc::new(RosterLog::shared(Arc::new(sink)).expect("open"))
+    };
+    let (a, b) = (roster("node-a"), roster("node-b"));
+    let edit = |reader: &str| RosterEdit {
+        centre: "fx-ecg".into(),
+        entries: vec![huren_workflow::RosterEntry {
+            reader: reader.into(),
+            centre: "fx-ecg".into(),
+            days: vec![],
+            from: None,
+            to: None,
+        }],
+        by: "dr.chief".into(),
+        at: Utc::now(),
+    };
+    let a2 = a.clone();
+    let e1 = edit("dr.x");
+    blocking(move || a2.record::<()>(e1, |_| Ok(())))
+        .await
+        .expect("store")
+        .expect("check");
+    // B, which has not seen A's edit, records its own: it becomes the next edit.
+    let b2 = b.clone();
+    let e2 = edit("dr.y");
+    blocking(move || b2.record::<()>(e2, |_| Ok(())))
+        .await
+        .expect("store")
+        .expect("check");
+    let a2 = a.clone();
+    blocking(move || a2.refresh("fx-ecg"))
+        .await
+        .expect("refresh");
+    assert_eq!(a.of("fx-ecg").expect("A").entries[0].reader, "dr.y");
+    assert_eq!(b.of("fx-ecg").expect("B").entries[0].reader, "dr.y");
+    // A refused edit writes nothing anywhere.
+    let b2 = b.clone();
+    let e3 = edit("dr.z");
+    assert_eq!(
+        blocking(move || b2.record(e3, |_| Err("no")))
+            .await
+            .expect("store"),
+        Err("no")
+    );
+    assert_eq!(
+        roster("node-c").of("fx-ecg").expect("C").entries[0].reader,
+        "dr.y"
+    );
+}
