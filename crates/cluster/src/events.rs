@@ -44,11 +44,13 @@ pub enum Table {
     Webhooks,
     /// Shared documents to the regional platform.
     Regional,
+    /// Patient authorisations (consents), one stream per person.
+    Consents,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Tasks,
         Table::Alerts,
         Table::Cases,
@@ -56,6 +58,7 @@ impl Table {
         Table::Outbox,
         Table::Webhooks,
         Table::Regional,
+        Table::Consents,
     ];
 
     /// The SQL table name.
@@ -68,6 +71,7 @@ impl Table {
             Table::Outbox => "outbox_events",
             Table::Webhooks => "webhook_events",
             Table::Regional => "regional_events",
+            Table::Consents => "consent_events",
         }
     }
 

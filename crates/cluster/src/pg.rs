@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "regional_events",
         sql: include_str!("../migrations/0002_regional_events.sql"),
     },
+    Migration {
+        version: 3,
+        name: "consent_events",
+        sql: include_str!("../migrations/0003_consent_events.sql"),
+    },
 ];
 
 /// The advisory-lock key migrations run under (`"huren-mg"` in ASCII).

@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use huren_access::Consent;
 use serde::{Deserialize, Serialize};
 
+use crate::events::EventSink;
 use crate::jsonl::JsonLines;
 use crate::StoreError;
 
@@ -27,11 +28,64 @@ enum Line {
     },
 }
 
-/// The consents of one store directory.
+/// The consents of one store directory (`consents.log`), or of a cluster's event table
+/// (each person's consents one stream).
 pub struct ConsentStore {
-    log: JsonLines,
+    backing: Backing,
     by_person: RwLock<HashMap<String, Vec<Consent>>>,
     person_of: RwLock<HashMap<String, String>>,
+}
+
+/// Where the acts are written.
+enum Backing {
+    File(JsonLines),
+    /// A cluster's event table, with each person's stream length as this node knows it; the
+    /// mutex keeps this node's appends and refreshes one at a time (consents are few), so an
+    /// act is never folded in twice.
+    Shared {
+        sink: Arc<dyn EventSink>,
+        lens: Mutex<HashMap<String, u32>>,
+    },
+}
+
+/// Folds one act into the maps.
+fn fold(
+    by_person: &mut HashMap<String, Vec<Consent>>,
+    person_of: &mut HashMap<String, String>,
+    l: Line,
+) {
+    match l {
+        Line::Record { consent } => {
+            person_of.insert(consent.id.clone(), consent.person.clone());
+            by_person
+                .entry(consent.person.clone())
+                .or_default()
+                .push(consent);
+        }
+        Line::Revoke { id, at, .. } => {
+            if let Some(p) = person_of.get(&id) {
+                for c in by_person.get_mut(p).into_iter().flatten() {
+                    if c.id == id {
+                        c.revoked_at = Some(at);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Drops the consents that expired more than a day ago: they can never verify again. They
+/// stay in the file or the table (the record of what was authorised), not in memory.
+fn forget_expired(
+    by_person: &mut HashMap<String, Vec<Consent>>,
+    person_of: &mut HashMap<String, String>,
+) {
+    let horizon = chrono::Utc::now() - chrono::Duration::days(1);
+    for list in by_person.values_mut() {
+        list.retain(|c| c.expires_at > horizon);
+    }
+    by_person.retain(|_, list| !list.is_empty());
+    person_of.retain(|_, person| by_person.contains_key(person));
 }
 
 impl ConsentStore {
@@ -40,60 +94,106 @@ impl ConsentStore {
         let mut by_person: HashMap<String, Vec<Consent>> = HashMap::new();
         let mut person_of = HashMap::new();
         let (log, _) = JsonLines::open(dir, "consents.log", |l: Line| {
-            match l {
-                Line::Record { consent } => {
-                    person_of.insert(consent.id.clone(), consent.person.clone());
-                    by_person
-                        .entry(consent.person.clone())
-                        .or_default()
-                        .push(consent);
-                }
-                Line::Revoke { id, at, .. } => {
-                    if let Some(p) = person_of.get(&id) {
-                        for c in by_person.get_mut(p).into_iter().flatten() {
-                            if c.id == id {
-                                c.revoked_at = Some(at);
-                            }
-                        }
-                    }
-                }
-            }
+            fold(&mut by_person, &mut person_of, l);
             Ok(())
         })?;
-        // A consent that expired more than a day ago can never verify again: it stays in the
-        // file (the record of what was authorised), not in memory.
-        let horizon = chrono::Utc::now() - chrono::Duration::days(1);
-        for list in by_person.values_mut() {
-            list.retain(|c| c.expires_at > horizon);
-        }
-        by_person.retain(|_, list| !list.is_empty());
-        person_of.retain(|_, person| by_person.contains_key(person));
+        forget_expired(&mut by_person, &mut person_of);
         Ok(ConsentStore {
-            log,
+            backing: Backing::File(log),
             by_person: RwLock::new(by_person),
             person_of: RwLock::new(person_of),
         })
     }
 
-    fn append(&self, line: &Line) -> Result<(), StoreError> {
-        let mut f = self.log.lock()?;
-        self.log.append(&mut f, line)
+    /// The consents of a cluster's event table (each person's stream loaded and folded);
+    /// acts go there, and [`ConsentStore::refresh`] brings in a person's acts recorded on
+    /// other nodes.
+    pub fn shared(sink: Arc<dyn EventSink>) -> Result<ConsentStore, StoreError> {
+        let mut by_person: HashMap<String, Vec<Consent>> = HashMap::new();
+        let mut person_of = HashMap::new();
+        let mut lens: HashMap<String, u32> = HashMap::new();
+        for (person, v) in sink.all()? {
+            fold(&mut by_person, &mut person_of, line_of(v)?);
+            *lens.entry(person).or_default() += 1;
+        }
+        forget_expired(&mut by_person, &mut person_of);
+        Ok(ConsentStore {
+            backing: Backing::Shared {
+                sink,
+                lens: Mutex::new(lens),
+            },
+            by_person: RwLock::new(by_person),
+            person_of: RwLock::new(person_of),
+        })
+    }
+
+    /// Reads the acts about `person` this node has not seen; whether there were any. A
+    /// no-op on the file back end.
+    pub fn refresh(&self, person: &str) -> Result<bool, StoreError> {
+        let Backing::Shared { sink, lens } = &self.backing else {
+            return Ok(false);
+        };
+        let mut lens = lens.lock().unwrap_or_else(|e| e.into_inner());
+        self.catch_up(sink.as_ref(), &mut lens, person)
+    }
+
+    /// Folds what `person`'s stream has after this node's length of it (the caller holds
+    /// the lengths' lock).
+    fn catch_up(
+        &self,
+        sink: &dyn EventSink,
+        lens: &mut HashMap<String, u32>,
+        person: &str,
+    ) -> Result<bool, StoreError> {
+        let n = lens.get(person).copied().unwrap_or(0);
+        let missed = sink.stream(person, n)?;
+        if missed.is_empty() {
+            return Ok(false);
+        }
+        let k = missed.len() as u32;
+        for v in missed {
+            self.fold_in(line_of(v)?);
+        }
+        lens.insert(person.to_string(), n + k);
+        Ok(true)
+    }
+
+    fn fold_in(&self, l: Line) {
+        if let (Ok(mut b), Ok(mut p)) = (self.by_person.write(), self.person_of.write()) {
+            fold(&mut b, &mut p, l);
+        }
+    }
+
+    /// Makes an act about `person` durable, then folds it in.
+    fn append(&self, person: &str, line: Line) -> Result<(), StoreError> {
+        match &self.backing {
+            Backing::File(log) => {
+                let mut f = log.lock()?;
+                log.append(&mut f, &line)?;
+            }
+            Backing::Shared { sink, lens } => {
+                let value = serde_json::to_value(&line)
+                    .map_err(|e| StoreError::Corrupt(format!("consent: {e}")))?;
+                let mut lens = lens.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    let n = lens.get(person).copied().unwrap_or(0);
+                    if sink.append(person, n + 1, std::slice::from_ref(&value))? {
+                        lens.insert(person.to_string(), n + 1);
+                        break;
+                    }
+                    // Another node recorded an act about this person first: take it in.
+                    self.catch_up(sink.as_ref(), &mut lens, person)?;
+                }
+            }
+        }
+        self.fold_in(line);
+        Ok(())
     }
 
     /// Records a consent; returns once it is durable.
     pub fn record(&self, consent: Consent) -> Result<(), StoreError> {
-        let line = Line::Record { consent };
-        self.append(&line)?;
-        let Line::Record { consent } = line else {
-            return Ok(());
-        };
-        if let Ok(mut m) = self.person_of.write() {
-            m.insert(consent.id.clone(), consent.person.clone());
-        }
-        if let Ok(mut m) = self.by_person.write() {
-            m.entry(consent.person.clone()).or_default().push(consent);
-        }
-        Ok(())
+        let person = consent.person.clone();
+        self.append(&person, Line::Record { consent })
     }
 
     /// Revokes a consent by id; `Ok(None)` when there is no such consent, else its person.
@@ -106,21 +206,15 @@ impl ConsentStore {
         let Some(person) = self.person_of.read().ok().and_then(|m| m.get(id).cloned()) else {
             return Ok(None);
         };
-        self.append(&Line::Revoke {
-            id: id.to_string(),
-            at,
-            by: by.to_string(),
-        })?;
-        let mut out = None;
-        if let Ok(mut m) = self.by_person.write() {
-            for c in m.get_mut(&person).into_iter().flatten() {
-                if c.id == id {
-                    c.revoked_at = Some(at);
-                    out = Some(c.clone());
-                }
-            }
-        }
-        Ok(out)
+        self.append(
+            &person,
+            Line::Revoke {
+                id: id.to_string(),
+                at,
+                by: by.to_string(),
+            },
+        )?;
+        Ok(self.of_person(&person).into_iter().find(|c| c.id == id))
     }
 
     /// Every consent recorded for a person (any state).
@@ -137,6 +231,10 @@ impl ConsentStore {
         let person = self.person_of.read().ok()?.get(id).cloned()?;
         self.of_person(&person).into_iter().find(|c| c.id == id)
     }
+}
+
+fn line_of(v: serde_json::Value) -> Result<Line, StoreError> {
+    serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("consent: {e}")))
 }
 
 #[cfg(test)]

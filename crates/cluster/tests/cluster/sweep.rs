@@ -92,11 +92,12 @@ async fn a_commit_that_reuses_an_orphan_keeps_it_while_sweeps_run() {
     let removed = Arc::new(AtomicUsize::new(0));
     let mut sweeps = 0;
     for (r, batch) in messages.chunks(25).enumerate() {
-        for n in r * 25..r * 25 + batch.len() {
+        for (k, m) in batch.iter().enumerate() {
             // The bytes `lab` makes its original of.
+            let n = r * 25 + k;
             let bytes = Bytes::from(format!("A|P{n}|None|K{n}|1|reused"));
             let h = ContentHash::of(&bytes);
-            assert_eq!(h, messages[n].original.hash());
+            assert_eq!(h, m.original.hash());
             store.blobs().put(h, bytes).await.expect("orphan");
         }
         tokio::time::sleep(Duration::from_millis(3100)).await;

@@ -445,3 +445,79 @@ async fn a_roster_edit_on_one_node_is_the_roster_on_the_other() {
         "dr.y"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consent_recorded_on_one_node_verifies_on_the_other_after_a_refresh() {
+    use huren_access::{Consent, ConsentScope, CredentialKind};
+    use huren_store::ConsentStore;
+    let Some((store, _pg, _s3)) = cluster("node-a").await else {
+        return;
+    };
+    let pool = store.pool().clone();
+    let consents = |name: &str| {
+        let sink = BlockingEvents::new(
+            EventTable::new(pool.clone(), Table::Consents, name),
+            tokio::runtime::Handle::current(),
+        );
+        Arc::new(ConsentStore::shared(Arc::new(sink)).expect("open"))
+    };
+    let (a, b) = (consents("node-a"), consents("node-b"));
+    let consent = |id: &str| {
+        let t = Utc::now();
+        Consent {
+            id: id.into(),
+            person: "nidk:1".into(),
+            kind: CredentialKind::HealthCard,
+            scope: ConsentScope::All,
+            code_digest: "00".repeat(32),
+            credential_digest: String::new(),
+            issued_at: t,
+            expires_at: t + chrono::Duration::hours(24),
+            issued_by: "clerk".into(),
+            institution: "FX-ZX".into(),
+            revoked_at: None,
+        }
+    };
+    // Both nodes record a consent for the same person at once: both are kept, once each.
+    let (a2, b2, ca, cb) = (a.clone(), b.clone(), consent("c-a"), consent("c-b"));
+    let (x, y) = tokio::join!(
+        blocking(move || a2.record(ca)),
+        blocking(move || b2.record(cb))
+    );
+    x.expect("a");
+    y.expect("b");
+    // B does not know A's consent until it reads the person's stream (what the gate does
+    // before it refuses a code it cannot verify).
+    let b2 = b.clone();
+    blocking(move || b2.refresh("nidk:1"))
+        .await
+        .expect("refresh");
+    let a2 = a.clone();
+    blocking(move || a2.refresh("nidk:1"))
+        .await
+        .expect("refresh");
+    let ids = |s: &ConsentStore| {
+        let mut v: Vec<String> = s.of_person("nidk:1").into_iter().map(|c| c.id).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&a), ["c-a", "c-b"]);
+    assert_eq!(ids(&b), ["c-a", "c-b"]);
+    // A revocation on B reaches A.
+    let b2 = b.clone();
+    let revoked = blocking(move || b2.revoke("c-a", Utc::now(), "po"))
+        .await
+        .expect("revoke")
+        .expect("known");
+    assert!(revoked.revoked_at.is_some());
+    let a2 = a.clone();
+    blocking(move || a2.refresh("nidk:1"))
+        .await
+        .expect("refresh");
+    assert!(a.get("c-a").expect("on A").revoked_at.is_some());
+    assert!(a.get("c-b").expect("on A").revoked_at.is_none());
+    // A node opened now loads the same.
+    let c = consents("node-c");
+    assert_eq!(ids(&c), ["c-a", "c-b"]);
+    assert!(c.get("c-a").expect("on C").revoked_at.is_some());
+}
