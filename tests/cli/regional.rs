@@ -5,45 +5,27 @@
 //! right after an acknowledgement; each attempt is audited; failures are visible.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::alerts::until;
 use crate::outbox::free_port;
-use crate::support::{huren, msa, oru, repo, Mllp, Server};
+use crate::support::{huren, msa, oru, repo, Mllp, ReadyChild, Server};
 use crate::worklist::call;
 
 const TOKEN: &str = "platform-token-0123456789";
 
 /// The python receiver (`tests/cli/regional_receiver.py`, the standard library only).
-struct Receiver(Child);
-
-impl Receiver {
-    fn start(port: u16, certs: &Path, dir: &Path, fail_first: u32) -> Receiver {
-        let mut child = Command::new("python3")
-            .arg(repo().join("tests/cli/regional_receiver.py"))
-            .arg(port.to_string())
-            .arg(certs)
-            .arg(TOKEN)
-            .arg(dir)
-            .arg(fail_first.to_string())
-            .arg("120")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the regional receiver (python3)");
-        let mut out = child.stdout.take().unwrap();
-        let mut b = [0u8; 6];
-        std::io::Read::read_exact(&mut out, &mut b).expect("receiver ready");
-        assert_eq!(&b, b"ready\n");
-        Receiver(child)
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn receiver(port: u16, certs: &Path, dir: &Path, fail_first: u32) -> ReadyChild {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/cli/regional_receiver.py"))
+        .arg(port.to_string())
+        .arg(certs)
+        .arg(TOKEN)
+        .arg(dir)
+        .arg(fail_first.to_string())
+        .arg("120");
+    ReadyChild::spawn(cmd, "the regional receiver (python3)")
 }
 
 fn got(dir: &Path) -> Vec<serde_json::Value> {
@@ -164,7 +146,7 @@ fn documents_reach_a_platform_that_was_down_each_once_valid_and_in_order() {
     );
 
     // Up, but busy once (503): then all arrive, in order, each once.
-    let rx = Receiver::start(port, &certs, &got_dir, 1);
+    let rx = receiver(port, &certs, &got_dir, 1);
     until("delivered", Duration::from_secs(30), || {
         regional_outbox(&srv)
             .iter()

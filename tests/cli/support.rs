@@ -416,3 +416,30 @@ fn json_body(r: ureq::Response) -> serde_json::Value {
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(serde_json::Value::Null)
 }
+
+/// A test peer script (a python receiver) that prints `ready` once it listens; killed when
+/// dropped.
+pub struct ReadyChild(Child);
+
+impl ReadyChild {
+    /// Spawns `cmd` with its stdout piped and waits for its `ready` line.
+    pub fn spawn(mut cmd: Command, what: &str) -> ReadyChild {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let mut out = child.stdout.take().expect("stdout");
+        let mut b = [0u8; 6];
+        out.read_exact(&mut b)
+            .unwrap_or_else(|e| panic!("{what} ready: {e}"));
+        assert_eq!(&b, b"ready\n", "{what}");
+        ReadyChild(child)
+    }
+}
+
+impl Drop for ReadyChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -3,12 +3,12 @@
 //! checked by the specification's own Python library; a receiver that is down gets every
 //! notice once it is up, each exactly once and in order; a bad configuration stops `serve`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::alerts::{alerts, config, until, upload_stemi, CARDIO};
 use crate::outbox::free_port;
-use crate::support::Server;
+use crate::support::{ReadyChild, Server};
 use crate::worklist::call;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -29,33 +29,14 @@ fn python() -> Option<String> {
 }
 
 /// The receiver on `port`, logging to `log`; killed when dropped.
-struct Receiver(Child);
-
-impl Receiver {
-    fn start(python: &str, port: u16, secret: &str, log: &std::path::Path) -> Receiver {
-        let script = crate::support::repo().join("tests/cli/webhook_receiver.py");
-        let mut child = Command::new(python)
-            .arg(script)
-            .arg(port.to_string())
-            .arg(secret)
-            .arg(log)
-            .arg("120")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the webhook receiver");
-        let mut out = child.stdout.take().unwrap();
-        let mut b = [0u8; 6];
-        std::io::Read::read_exact(&mut out, &mut b).expect("receiver ready");
-        assert_eq!(&b, b"ready\n");
-        Receiver(child)
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn receiver(python: &str, port: u16, secret: &str, log: &std::path::Path) -> ReadyChild {
+    let mut cmd = Command::new(python);
+    cmd.arg(crate::support::repo().join("tests/cli/webhook_receiver.py"))
+        .arg(port.to_string())
+        .arg(secret)
+        .arg(log)
+        .arg("120");
+    ReadyChild::spawn(cmd, "the webhook receiver")
 }
 
 fn got(log: &std::path::Path) -> Vec<serde_json::Value> {
@@ -144,7 +125,7 @@ fn notices_reach_a_receiver_that_was_down_each_once_signed_and_in_order() {
     );
 
     // Up: both arrive, in order, verified; then the answer arrives too.
-    let _rx = Receiver::start(&py, port, SECRET, &log);
+    let _rx = receiver(&py, port, SECRET, &log);
     until("two notices", Duration::from_secs(10), || {
         got(&log).len() >= 2
     });
@@ -212,7 +193,7 @@ fn a_wrong_signature_is_refused_by_the_receiver_and_retried() {
     );
     let data = dir.path().join("data");
     let log = dir.path().join("got.jsonl");
-    let _rx = Receiver::start(&py, port, SECRET, &log);
+    let _rx = receiver(&py, port, SECRET, &log);
     let srv = Server::start(&data, &["--config", &cfg]);
     upload_stemi(&srv);
     until("refused attempts", Duration::from_secs(10), || {

@@ -13,8 +13,6 @@
 //! version always gives the same bytes), so the outbox keeps no patient data; each attempt
 //! is audited before it is sent (`regional_push`, the patient's person key and the report).
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +28,8 @@ use crate::Gateway;
 
 /// The outbox destination of every document.
 pub const DESTINATION: &str = "regional";
-/// The follower's cursor file in the store directory.
-pub const CURSOR_FILE: &str = "regional.cursor";
+/// The follower's cursor in the store (`regional.cursor`).
+pub const CURSOR: &str = "regional";
 /// How often the follower looks for new commits.
 const POLL: Duration = Duration::from_millis(500);
 /// About how much of the journal one step reads.
@@ -191,36 +189,15 @@ impl Gateway {
 /// The saved cursor, or where a first start begins (`[regional] from`), saved at once so a
 /// later start begins at the same place.
 pub fn load_cursor(store: &Store, from: RegionalFrom) -> Result<JournalCursor, StoreError> {
-    let path = store.dir().join(CURSOR_FILE);
-    match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let c = match from {
-                RegionalFrom::Now => store.journal_end()?,
-                RegionalFrom::Start => JournalCursor::default(),
-            };
-            save_cursor(store.dir(), c)?;
-            Ok(c)
-        }
-        Err(e) => Err(StoreError::io(&path, e)),
+    if let Some(c) = store.follower_cursor(CURSOR)? {
+        return Ok(c);
     }
-}
-
-/// Saves the cursor atomically (a new file synced, renamed over the old, directory synced).
-pub fn save_cursor(dir: &Path, c: JournalCursor) -> Result<(), StoreError> {
-    let path = dir.join(CURSOR_FILE);
-    let tmp: PathBuf = dir.join(format!("{CURSOR_FILE}.tmp"));
-    let io = |p: &Path, e| StoreError::io(p, e);
-    let bytes = serde_json::to_vec(&c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-    f.write_all(&bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))
+    let c = match from {
+        RegionalFrom::Now => store.journal_end()?,
+        RegionalFrom::Start => JournalCursor::default(),
+    };
+    store.save_follower_cursor(CURSOR, c)?;
+    Ok(c)
 }
 
 /// The follower (spawned by `huren serve` with `[regional]`): from the saved cursor —
@@ -246,7 +223,7 @@ pub async fn follow(gw: Gateway) {
                     if next == c {
                         return Ok((c, total));
                     }
-                    save_cursor(store.dir(), next)?;
+                    store.save_follower_cursor(CURSOR, next)?;
                     c = next;
                     total += n;
                 }

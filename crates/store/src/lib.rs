@@ -844,6 +844,35 @@ impl Store {
         })
     }
 
+    /// A journal follower's saved cursor (`<name>.cursor` in the store directory), `None`
+    /// before its first save.
+    pub fn follower_cursor(&self, name: &str) -> Result<Option<JournalCursor>, StoreError> {
+        let path = self.inner.dir.join(format!("{name}.cursor"));
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    /// Saves a journal follower's cursor whole: a new file synced, renamed over the old one,
+    /// the directory synced. A crash leaves the old cursor or the new one.
+    pub fn save_follower_cursor(&self, name: &str, c: JournalCursor) -> Result<(), StoreError> {
+        use std::io::Write as _;
+        let dir = &self.inner.dir;
+        let path = dir.join(format!("{name}.cursor"));
+        let tmp = dir.join(format!("{name}.cursor.tmp"));
+        let bytes = serde_json::to_vec(&c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| StoreError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+        journal::sync_dir(dir)
+    }
+
     /// The committed journal records after `cursor` (those with a greater sequence number),
     /// oldest first, reading about `max_bytes` of the journal, and the cursor after them; no
     /// records when nothing new is committed. Only records the index has applied are
@@ -1004,6 +1033,13 @@ mod tests {
         let (r, next) = store.records_after(odd, 1 << 20).unwrap();
         assert_eq!(r.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4]);
         assert_eq!(next, c2);
+        // A saved cursor comes back, also after a reopen.
+        assert_eq!(store.follower_cursor("f").unwrap(), None);
+        store.save_follower_cursor("f", c1).unwrap();
+        store.save_follower_cursor("f", c2).unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.follower_cursor("f").unwrap(), Some(c2));
     }
 
     #[test]

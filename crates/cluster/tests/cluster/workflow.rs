@@ -36,12 +36,16 @@ fn ack(by: &str) -> Event {
     }
 }
 
-fn node(pool: &deadpool_postgres::Pool, name: &str) -> Arc<AlertStore> {
-    let sink = BlockingEvents::new(
-        EventTable::new(pool.clone(), Table::Alerts, name),
+/// `table` as node `name`'s blocking sink.
+fn sink(pool: &deadpool_postgres::Pool, table: Table, name: &str) -> Arc<BlockingEvents> {
+    Arc::new(BlockingEvents::new(
+        EventTable::new(pool.clone(), table, name),
         tokio::runtime::Handle::current(),
-    );
-    Arc::new(AlertStore::shared(Arc::new(sink)).expect("open"))
+    ))
+}
+
+fn node(pool: &deadpool_postgres::Pool, name: &str) -> Arc<AlertStore> {
+    Arc::new(AlertStore::shared(sink(pool, Table::Alerts, name)).expect("open"))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -155,13 +159,8 @@ async fn two_readers_on_two_nodes_claim_each_task_once() {
         return;
     };
     let pool = store.pool().clone();
-    let tasks = |name: &str| {
-        let sink = BlockingEvents::new(
-            EventTable::new(pool.clone(), Table::Tasks, name),
-            tokio::runtime::Handle::current(),
-        );
-        Arc::new(TaskStore::shared(Arc::new(sink)).expect("open"))
-    };
+    let tasks =
+        |name: &str| Arc::new(TaskStore::shared(sink(&pool, Table::Tasks, name)).expect("open"));
     let (a, b) = (tasks("node-a"), tasks("node-b"));
     let at = Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 0).unwrap();
     for n in 0..20 {
@@ -219,13 +218,8 @@ async fn two_nodes_stamp_a_milestone_once() {
         return;
     };
     let pool = store.pool().clone();
-    let cases = |name: &str| {
-        let sink = BlockingEvents::new(
-            EventTable::new(pool.clone(), Table::Cases, name),
-            tokio::runtime::Handle::current(),
-        );
-        Arc::new(CaseStore::shared(Arc::new(sink)).expect("open"))
-    };
+    let cases =
+        |name: &str| Arc::new(CaseStore::shared(sink(&pool, Table::Cases, name)).expect("open"));
     let (a, b) = (cases("node-a"), cases("node-b"));
     let t = |s: i64| Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap();
     for n in 0..10 {
@@ -282,13 +276,8 @@ async fn an_outbound_message_is_enqueued_once_and_recorded_delivered_once() {
         return;
     };
     let pool = store.pool().clone();
-    let outbox = |name: &str| {
-        let sink = BlockingEvents::new(
-            EventTable::new(pool.clone(), Table::Outbox, name),
-            tokio::runtime::Handle::current(),
-        );
-        Arc::new(Outbox::shared(Arc::new(sink)).expect("open"))
-    };
+    let outbox =
+        |name: &str| Arc::new(Outbox::shared(sink(&pool, Table::Outbox, name)).expect("open"));
     let (a, b) = (outbox("node-a"), outbox("node-b"));
     let now = Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 0).unwrap();
     let item = |n: usize| Enqueue {
@@ -340,13 +329,8 @@ async fn one_node_at_a_time_holds_a_destinations_delivery_lease() {
         return;
     };
     let pool = store.pool().clone();
-    let outbox = |name: &str| {
-        let sink = BlockingEvents::new(
-            EventTable::new(pool.clone(), Table::Outbox, name),
-            tokio::runtime::Handle::current(),
-        );
-        Arc::new(Outbox::shared(Arc::new(sink)).expect("open"))
-    };
+    let outbox =
+        |name: &str| Arc::new(Outbox::shared(sink(&pool, Table::Outbox, name)).expect("open"));
     let (a, b) = (outbox("node-a"), outbox("node-b"));
     let a2 = a.clone();
     let held = blocking(move || a2.lease("FX-SQ01")).await.expect("lease");
@@ -392,13 +376,8 @@ async fn a_roster_edit_on_one_node_is_the_roster_on_the_other() {
         return;
     };
     let pool = store.pool().clone();
-    let roster = |name: &str| {
-        let sink = BlockingEvents::new(
-            EventTable::new(pool.clone(), Table::Roster, name),
-            tokio::runtime::Handle::current(),
-        );
-        Arc::new(RosterLog::shared(Arc::new(sink)).expect("open"))
-    };
+    let roster =
+        |name: &str| Arc::new(RosterLog::shared(sink(&pool, Table::Roster, name)).expect("open"));
     let (a, b) = (roster("node-a"), roster("node-b"));
     let edit = |reader: &str| RosterEdit {
         centre: "fx-ecg".into(),
@@ -455,11 +434,7 @@ async fn a_consent_recorded_on_one_node_verifies_on_the_other_after_a_refresh() 
     };
     let pool = store.pool().clone();
     let consents = |name: &str| {
-        let sink = BlockingEvents::new(
-            EventTable::new(pool.clone(), Table::Consents, name),
-            tokio::runtime::Handle::current(),
-        );
-        Arc::new(ConsentStore::shared(Arc::new(sink)).expect("open"))
+        Arc::new(ConsentStore::shared(sink(&pool, Table::Consents, name)).expect("open"))
     };
     let (a, b) = (consents("node-a"), consents("node-b"));
     let consent = |id: &str| {
