@@ -548,16 +548,18 @@ fn open_store(data: &Path, config: &Config) -> Result<Store> {
     .with_context(|| format!("opening store {}", data.display()))
 }
 
-/// The gate over a store directory: its audit log and consents.
-/// Consent codes are keyed from the national-ID secret (fixed before this is called; the
-/// command line's operator checks no code, so a run without one keys from an empty secret).
-fn open_gate(
-    data: &Path,
-    store: &Store,
-    tokens: Arc<huren_server::auth::Tokens>,
-    rules: Arc<huren_recognition::Rules>,
-    config: &Config,
-) -> Result<huren_server::gate::Gate> {
+/// What a node serves from: its store, the gate's audit trail and consents, and (on a
+/// cluster) the tasks that keep it current with the other nodes.
+struct Served {
+    store: Store,
+    audit: Arc<dyn huren_audit::AuditTrail>,
+    consents: Arc<huren_store::ConsentStore>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The embedded store in `data`, with its audit log and consents.
+fn open_embedded(data: &Path, config: &Config) -> Result<Served> {
+    let store = open_store(data, config)?;
     let audit = Arc::new(
         huren_audit::AuditLog::open(data)
             .with_context(|| format!("opening audit log in {}", data.display()))?,
@@ -566,10 +568,127 @@ fn open_gate(
         huren_store::ConsentStore::open(data)
             .with_context(|| format!("opening consents in {}", data.display()))?,
     );
-    Ok(huren_server::gate::Gate::new(
-        store.clone(),
+    Ok(Served {
+        store,
         audit,
         consents,
+        tasks: vec![],
+    })
+}
+
+/// A cluster node (`[store] backend = "cluster"`): the schema migrated (by the first node),
+/// reports on PostgreSQL and S3, the workflow logs and consents on the event tables, the
+/// audit trail on this node's chain, and the tasks that follow the other nodes' commits and
+/// events, write audit checkpoints and sweep orphan blobs. `data` keeps what is the node's
+/// own (spooled originals, rendered previews). `node` names this process's rows and audit
+/// chain: each process of a cluster needs its own. Without `follow` (a command that runs
+/// once) no task is started.
+fn open_cluster_node(
+    path: &Path,
+    config: &Config,
+    data: &Path,
+    rt: &tokio::runtime::Runtime,
+    node: String,
+    follow: bool,
+) -> Result<Served> {
+    use huren_cluster::{BlockingEvents, EventTable, Table};
+    let cluster = cluster_settings(path, config)?;
+    let secret = config.national_id_secret().unwrap_or_default().to_string();
+    let (reports, audit, pool, blobs) = rt.block_on(async {
+        let pool = cluster.pool(16).context("PostgreSQL pool")?;
+        huren_cluster::migrate(&pool)
+            .await
+            .context("PostgreSQL: connecting and migrating")?;
+        let blobs = huren_cluster::S3Blobs::connect(&cluster.s3).context("S3 client")?;
+        let reports = huren_cluster::ClusterStore::new(
+            pool.clone(),
+            blobs.clone(),
+            huren_cluster::ClusterOptions {
+                node: node.clone(),
+                national_id_secret: secret.clone(),
+                ..Default::default()
+            },
+        );
+        let audit = huren_cluster::ClusterAudit::open(pool.clone(), &node)
+            .await
+            .context("opening this node's audit chain")?;
+        Ok::<_, anyhow::Error>((reports, audit, pool, blobs))
+    })?;
+    let handle = rt.handle().clone();
+    let sink = |t: Table| -> Arc<dyn huren_store::EventSink> {
+        Arc::new(BlockingEvents::new(
+            EventTable::new(pool.clone(), t, &node),
+            handle.clone(),
+        ))
+    };
+    let store = Store::open_shared(
+        data,
+        StoreOptions {
+            national_id_secret: secret,
+            ..Default::default()
+        },
+        Arc::new(huren_cluster::NodeReports::new(
+            reports.clone(),
+            handle.clone(),
+        )),
+        huren_store::SharedSinks {
+            tasks: sink(Table::Tasks),
+            roster: sink(Table::Roster),
+            alerts: sink(Table::Alerts),
+            cases: sink(Table::Cases),
+            outbox: sink(Table::Outbox),
+            webhooks: sink(Table::Webhooks),
+            regional: sink(Table::Regional),
+        },
+    )
+    .context("loading the cluster's workflow streams")?;
+    let consents = Arc::new(
+        huren_store::ConsentStore::shared(sink(Table::Consents))
+            .context("loading the cluster's consents")?,
+    );
+    let tasks = if !follow {
+        vec![]
+    } else {
+        let _in = rt.enter();
+        vec![
+            reports.follow_changes(cluster.postgres.clone(), cluster.postgres_tls.clone()),
+            huren_cluster::follow_into_store(
+                store.clone(),
+                consents.clone(),
+                cluster.postgres.clone(),
+                cluster.postgres_tls.clone(),
+            ),
+            huren_cluster::spawn_checkpoints(pool.clone(), std::time::Duration::from_secs(60)),
+            huren_cluster::spawn_sweeper(
+                pool,
+                blobs,
+                std::time::Duration::from_secs(3600),
+                huren_cluster::DEFAULT_GRACE,
+            ),
+        ]
+    };
+    tracing::info!(%node, "serving from the cluster");
+    Ok(Served {
+        store,
+        audit: Arc::new(huren_cluster::NodeAudit::new(audit, handle)),
+        consents,
+        tasks,
+    })
+}
+
+/// The gate over a store, its audit trail and consents.
+/// Consent codes are keyed from the national-ID secret (fixed before this is called; the
+/// command line's operator checks no code, so a run without one keys from an empty secret).
+fn open_gate(
+    served: &Served,
+    tokens: Arc<huren_server::auth::Tokens>,
+    rules: Arc<huren_recognition::Rules>,
+    config: &Config,
+) -> Result<huren_server::gate::Gate> {
+    Ok(huren_server::gate::Gate::new(
+        served.store.clone(),
+        served.audit.clone(),
+        served.consents.clone(),
         tokens,
         rules,
         config.national_id_secret().unwrap_or_default().as_bytes(),
@@ -920,7 +1039,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kind,
             json: as_json,
         } => {
-            let config = load_config(config.as_deref())?;
+            let config_path = config;
+            let config = load_config(config_path.as_deref())?;
             let pid: PatientId = patient.parse().context("--patient")?;
             let kind = match kind.as_deref() {
                 None => None,
@@ -934,18 +1054,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 fix_secret(&config, NoSecret::Refuse)?;
             }
             let rules = Arc::new(load_rules(&config, false)?);
-            let store = open_store(&data, &config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let served = match (&config_path, config.store.backend) {
+                (Some(path), huren_cluster::Backend::Cluster) => {
+                    // Its own audit chain: never a serving node's.
+                    let node = format!("{}.cli.{}", node_name(), std::process::id());
+                    open_cluster_node(path, &config, &data, &rt, node, false)?
+                }
+                _ => open_embedded(&data, &config)?,
+            };
             // The local operator reads through the gate like everyone else: one audit record
             // naming the OS user.
-            let gate = open_gate(&data, &store, Default::default(), rules, &config)?;
+            let gate = open_gate(&served, Default::default(), rules, &config)?;
             let user = std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
                 .unwrap_or_else(|_| "unknown".to_string());
             let operator = huren_server::auth::Principal::operator(&user);
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
             let (link, loaded) = rt.block_on(async {
                 let asked = gate
                     .patient(
@@ -1257,12 +1385,19 @@ fn serve(
     demo: bool,
     (dicom, dicom_aet, dicom_tls): (Option<String>, Option<String>, Option<String>),
 ) -> Result<ExitCode> {
-    let mut config = load_config(config.as_deref())?;
-    if config.store.backend == huren_cluster::Backend::Cluster {
-        anyhow::bail!(
-            "[store] backend = \"cluster\": serving from PostgreSQL and S3 is not built yet \
-             (issue 19; docs/cluster.md). `huren cluster check --config F` checks the servers \
-             and applies the schema; `huren serve` runs on the embedded store only."
+    let config_path = config;
+    let mut config = load_config(config_path.as_deref())?;
+    let cluster = config.store.backend == huren_cluster::Backend::Cluster;
+    if cluster && demo {
+        bail!(
+            "[store] backend = \"cluster\": `serve --demo` on a cluster is not built yet \
+             (issue 19; docs/cluster.md); load data with `huren migrate` or send it"
+        );
+    }
+    if cluster && config.regional.is_some() {
+        bail!(
+            "[store] backend = \"cluster\": [regional] follows the embedded store's journal \
+             and is not built on a cluster yet (issue 19; docs/cluster.md)"
         );
     }
     if demo {
@@ -1292,7 +1427,15 @@ fn serve(
                 .context("[[webhook]]")?,
         )
     };
-    let store = open_store(&data, &config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let served = match &config_path {
+        Some(path) if cluster => open_cluster_node(path, &config, &data, &rt, node_name(), true)?,
+        _ => open_embedded(&data, &config)?,
+    };
+    let store = served.store.clone();
     let rules = load_rules(&config, demo)?;
     let mut tokens = huren_server::auth::Tokens::new(&config.clinicians);
     let demo_tokens = if demo {
@@ -1305,8 +1448,7 @@ fn serve(
     ));
     let rules = Arc::new(rules);
     let gate = Arc::new(open_gate(
-        &data,
-        &store,
+        &served,
         Arc::new(tokens),
         rules.clone(),
         &config,
@@ -1356,10 +1498,6 @@ fn serve(
         gate: gate.clone(),
         answers,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     rt.block_on(async move {
         let http_l = tokio::net::TcpListener::bind(&http)
             .await
@@ -1504,6 +1642,9 @@ fn serve(
             t.abort();
         }
         for t in drop_tasks {
+            t.abort();
+        }
+        for t in served.tasks {
             t.abort();
         }
         store.flush_index()?;

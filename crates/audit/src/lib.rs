@@ -93,6 +93,74 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+/// An answer to [`AuditTrail::submit`], to await.
+pub type AuditAnswer =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AuditEntry, StoreError>> + Send>>;
+
+/// Where the gate writes its audit records and the privacy officer's views read them: the
+/// file log of one machine ([`AuditLog`]) or a cluster's per-node chains (`huren-cluster`).
+pub trait AuditTrail: Send + Sync {
+    /// Queues a record; the answer comes once it is durable.
+    fn submit(&self, record: AuditRecord) -> Result<AuditAnswer, StoreError>;
+    /// Appends a record from a thread outside the runtime; returns once it is durable.
+    fn append_blocking(&self, record: AuditRecord) -> Result<AuditEntry, StoreError>;
+    /// Streams the entries `filter` selects to `visit` (false stops), in the trail's order;
+    /// how many were visited. Blocking.
+    fn visit(
+        &self,
+        filter: &AuditFilter,
+        visit: &mut dyn FnMut(AuditEntry) -> bool,
+    ) -> Result<usize, StoreError>;
+}
+
+impl dyn AuditTrail {
+    /// Appends a record; returns once it is durable.
+    pub async fn append(&self, record: AuditRecord) -> Result<AuditEntry, StoreError> {
+        self.submit(record)?.await
+    }
+
+    /// Streams the entries `filter` selects (see [`AuditLog::for_each`]).
+    pub fn for_each(
+        &self,
+        filter: &AuditFilter,
+        mut visit: impl FnMut(AuditEntry) -> bool,
+    ) -> Result<usize, StoreError> {
+        self.visit(filter, &mut visit)
+    }
+
+    /// The entries `filter` selects, by `seq` (see [`AuditLog::query`]).
+    pub fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = Vec::new();
+        self.visit(filter, &mut |e| {
+            out.push(e);
+            true
+        })?;
+        out.sort_by_key(|e| e.seq);
+        Ok(out)
+    }
+}
+
+impl AuditTrail for AuditLog {
+    fn submit(&self, record: AuditRecord) -> Result<AuditAnswer, StoreError> {
+        let rx = self.queue(record)?;
+        Ok(Box::pin(async move {
+            rx.await.map_err(|_| StoreError::WriterGone)?
+        }))
+    }
+
+    fn append_blocking(&self, record: AuditRecord) -> Result<AuditEntry, StoreError> {
+        AuditLog::append_blocking(self, record)
+    }
+
+    fn visit(
+        &self,
+        filter: &AuditFilter,
+        visit: &mut dyn FnMut(AuditEntry) -> bool,
+    ) -> Result<usize, StoreError> {
+        AuditLog::for_each(self, filter, visit)
+    }
+}
+
 /// Where the chain breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditBreak {
@@ -370,8 +438,8 @@ impl AuditFilter {
             && self.end_ms().is_none_or(|t| at_ms < t)
     }
 
-    /// All checks.
-    fn matches(&self, e: &AuditEntry) -> bool {
+    /// Whether an entry is selected (every check; `after_seq` against the entry's `seq`).
+    pub fn matches(&self, e: &AuditEntry) -> bool {
         self.patient.as_ref().is_none_or(|p| {
             e.record.patient.as_ref() == Some(p) || persons(&e.record.detail).any(|x| x == p)
         }) && self.actor.as_ref().is_none_or(|a| &e.record.actor == a)
@@ -1097,7 +1165,7 @@ impl AuditLog {
         Ok(q.n)
     }
 
-    fn submit(
+    fn queue(
         &self,
         record: AuditRecord,
     ) -> Result<oneshot::Receiver<Result<AuditEntry, StoreError>>, StoreError> {
@@ -1112,14 +1180,14 @@ impl AuditLog {
 
     /// Appends a record; returns once it is durable.
     pub async fn append(&self, record: AuditRecord) -> Result<AuditEntry, StoreError> {
-        self.submit(record)?
+        self.queue(record)?
             .await
             .map_err(|_| StoreError::WriterGone)?
     }
 
     /// Blocking form of [`AuditLog::append`].
     pub fn append_blocking(&self, record: AuditRecord) -> Result<AuditEntry, StoreError> {
-        self.submit(record)?
+        self.queue(record)?
             .blocking_recv()
             .map_err(|_| StoreError::WriterGone)?
     }

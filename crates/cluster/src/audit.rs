@@ -35,6 +35,7 @@ type Reply = oneshot::Sender<Result<AuditEntry, ClusterError>>;
 pub struct ClusterAudit {
     tx: mpsc::UnboundedSender<(AuditRecord, Reply)>,
     node: Arc<str>,
+    pool: Pool,
 }
 
 /// The last entry of a chain: its number and hash.
@@ -83,8 +84,13 @@ impl ClusterAudit {
         let head = load_head(&pool, node).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let node: Arc<str> = Arc::from(node);
-        tokio::spawn(writer(pool, node.clone(), head, rx));
-        Ok(ClusterAudit { tx, node })
+        tokio::spawn(writer(pool.clone(), node.clone(), head, rx));
+        Ok(ClusterAudit { tx, node, pool })
+    }
+
+    /// The pool it writes to.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// This chain's node.
@@ -162,6 +168,7 @@ async fn write_group(
     let mut h = head.clone();
     let (mut seqs, mut prevs, mut hashes, mut ats, mut actions, mut actors, mut patients) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut persons: Vec<String> = vec![];
     let mut lines: Vec<Vec<u8>> = vec![];
     let mut sent: Sent = vec![];
     let mut failed: Option<ClusterError> = None;
@@ -196,6 +203,14 @@ async fn write_group(
                 actions.push(entry.record.action.clone());
                 actors.push(entry.record.actor.clone());
                 patients.push(entry.record.patient.clone());
+                persons.push(
+                    entry
+                        .record
+                        .detail
+                        .get("persons")
+                        .filter(|p| p.is_array())
+                        .map_or_else(|| "[]".to_string(), |p| p.to_string()),
+                );
                 lines.push(line);
                 h = Head {
                     seq: entry.seq,
@@ -220,12 +235,16 @@ async fn write_group(
         let client = pool.get().await?;
         client
             .execute(
-                "INSERT INTO audit_records (node, seq, prev_hash, hash, at, action, actor, patient, record)
-                 SELECT $1, s, p, h, a::timestamptz, ac, ar, pa, r
+                "INSERT INTO audit_records (node, seq, prev_hash, hash, at, action, actor, patient,
+                                            record, persons)
+                 SELECT $1, s, p, h, a::timestamptz, ac, ar, pa, r, pe::jsonb
                  FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::text[], $6::text[],
-                             $7::text[], $8::text[], $9::bytea[]) AS u (s, p, h, a, ac, ar, pa, r)",
+                             $7::text[], $8::text[], $9::bytea[], $10::text[])
+                      WITH ORDINALITY AS u (s, p, h, a, ac, ar, pa, r, pe, o)
+                 ORDER BY o",
                 &[
                     &node, &seqs, &prevs, &hashes, &ats, &actions, &actors, &patients, &lines,
+                    &persons,
                 ],
             )
             .await?;

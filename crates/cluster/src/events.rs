@@ -201,6 +201,22 @@ impl EventTable {
         Ok(got.then_some(client))
     }
 
+    /// Each stream's number of events (what a node compares with its own after it may have
+    /// missed notifications).
+    pub async fn lengths(&self) -> Result<Vec<(String, i32)>, ClusterError> {
+        let client = self.pool.get().await?;
+        let q = format!(
+            "SELECT stream_id, max(seq) FROM {} GROUP BY stream_id",
+            self.table.name()
+        );
+        client
+            .query(q.as_str(), &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// Every event of every stream, each stream in order (the start-up load).
     pub async fn all(&self) -> Result<Vec<StoredEvent>, ClusterError> {
         let client = self.pool.get().await?;
@@ -231,12 +247,7 @@ impl BlockingEvents {
         &self,
         fut: impl std::future::Future<Output = Result<T, ClusterError>>,
     ) -> Result<T, huren_store::StoreError> {
-        let r = if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::task::block_in_place(|| self.handle.block_on(fut))
-        } else {
-            self.handle.block_on(fut)
-        };
-        r.map_err(|e| huren_store::StoreError::Shared(e.to_string()))
+        crate::node::block_on(&self.handle, fut)
     }
 }
 
@@ -271,6 +282,14 @@ impl huren_store::EventSink for BlockingEvents {
             .run(self.table.all())?
             .into_iter()
             .map(|e| (e.stream, e.event))
+            .collect())
+    }
+
+    fn lengths(&self) -> Result<Vec<(String, u32)>, huren_store::StoreError> {
+        Ok(self
+            .run(self.table.lengths())?
+            .into_iter()
+            .map(|(s, n)| (s, n.max(0) as u32))
             .collect())
     }
 

@@ -9,6 +9,7 @@ mod blobs;
 mod config;
 mod copy;
 mod events;
+mod node;
 mod pg;
 mod s3;
 mod store;
@@ -26,6 +27,7 @@ pub use deadpool_postgres::Pool as PgPool;
 pub use events::{
     follow_events, Appended, BlockingEvents, EventTable, Notice, StoredEvent, Table, EVENTS_CHANNEL,
 };
+pub use node::{follow_into_store, store_error, NodeAudit, NodeReports};
 pub use pg::{
     migrate, migrate_with, pool, pool_with, MigrateError, Migration, MIGRATIONS, MIGRATION_LOCK,
 };

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "consent_events",
         sql: include_str!("../migrations/0003_consent_events.sql"),
     },
+    Migration {
+        version: 4,
+        name: "node_queries",
+        sql: include_str!("../migrations/0004_node_queries.sql"),
+    },
 ];
 
 /// The advisory-lock key migrations run under (`"huren-mg"` in ASCII).

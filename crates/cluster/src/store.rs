@@ -192,6 +192,11 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
         })
     }
 
+    /// The per-person change counters ([`ClusterStore::person_generation`]).
+    pub fn generations(&self) -> Arc<Generations> {
+        self.inner.generations.clone()
+    }
+
     /// The blob back end.
     pub fn blobs(&self) -> &B {
         &self.inner.blobs

@@ -16,7 +16,7 @@ use huren_access::{
     decide, Basis, Consent, ConsentScope, CredentialKind, Decision, Lockout, Policy, Presented,
     Principal, Request, Role, Subject, Tokens,
 };
-use huren_audit::{AuditLog, AuditRecord};
+use huren_audit::{AuditRecord, AuditTrail};
 use huren_model::{ContentHash, InstanceRecord, PatientId, Report, ReportKind};
 pub use huren_recognition::EncounterKind;
 use huren_recognition::{
@@ -85,7 +85,7 @@ impl Default for GateOptions {
 /// The gate of one server (or one command-line run).
 pub struct Gate {
     store: Store,
-    audit: Arc<AuditLog>,
+    audit: Arc<dyn AuditTrail>,
     consents: Arc<ConsentStore>,
     tokens: Arc<Tokens>,
     lockout: Mutex<Lockout>,
@@ -378,7 +378,7 @@ impl OriginalReader {
 /// person in the answer).
 pub struct SearchScope {
     store: Store,
-    audit: Arc<AuditLog>,
+    audit: Arc<dyn AuditTrail>,
     record: AuditRecord,
     /// Most matches answered.
     pub cap: usize,
@@ -509,7 +509,7 @@ impl Gate {
     /// A gate over a store, its audit log and consents.
     pub fn new(
         store: Store,
-        audit: Arc<AuditLog>,
+        audit: Arc<dyn AuditTrail>,
         consents: Arc<ConsentStore>,
         tokens: Arc<Tokens>,
         rules: Arc<Rules>,
@@ -752,7 +752,7 @@ impl Gate {
     }
 
     /// The audit log (the privacy officer's view and statistics read it).
-    pub fn audit_log(&self) -> &Arc<AuditLog> {
+    pub fn audit_log(&self) -> &Arc<dyn AuditTrail> {
         &self.audit
     }
 
@@ -847,6 +847,51 @@ impl Gate {
             Subject::Person { person, .. } | Subject::Data { person, .. } => Some(*person),
             _ => None,
         };
+        let mut d = self.decide_on(p, roles, subject.clone(), presented, enc, person, now);
+        // On a cluster another node may have recorded or revoked a consent this node has not
+        // seen yet: a decision that rests on the person's consents is taken again on their
+        // stream as it is now (a no-op on one machine).
+        let on_consents = matches!(&d, Decision::Deny(x) if x.wrong_code)
+            || matches!(&d, Decision::Allow(Basis::Consent { .. }));
+        if let Some(who) = person.filter(|_| on_consents) {
+            match self.consents.refresh(who) {
+                Ok(true) => d = self.decide_on(p, roles, subject, presented, enc, person, now),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the cluster's consents failed");
+                    d = Decision::Deny(huren_access::Denial {
+                        status: 503,
+                        code: "CONSENTS_UNAVAILABLE",
+                        reason: "the patient's authorisations cannot be read now; try again".into(),
+                        wrong_code: false,
+                    });
+                }
+            }
+        }
+        if let (Some(who), Ok(mut l)) = (person, self.lockout.lock()) {
+            match &d {
+                Decision::Deny(x) if x.wrong_code => {
+                    l.fail(who, now);
+                }
+                Decision::Allow(Basis::Consent { .. }) => l.succeed(who),
+                _ => {}
+            }
+        }
+        d
+    }
+
+    /// One decision on the consents this node holds.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_on(
+        &self,
+        p: &Principal,
+        roles: &[Role],
+        subject: Subject<'_>,
+        presented: Option<&Presented>,
+        enc: EncounterKind,
+        person: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Decision {
         let consents = person
             .map(|p| self.consents.of_person(p))
             .unwrap_or_default();
@@ -864,7 +909,7 @@ impl Gate {
             Some(v) => v.as_ref(),
             None => &built_in,
         };
-        let d = decide(&Request {
+        decide(&Request {
             principal: p,
             roles,
             subject,
@@ -873,17 +918,7 @@ impl Gate {
             locked_until,
             policy: self.policy(enc),
             now,
-        });
-        if let (Some(who), Ok(mut l)) = (person, self.lockout.lock()) {
-            match &d {
-                Decision::Deny(x) if x.wrong_code => {
-                    l.fail(who, now);
-                }
-                Decision::Allow(Basis::Consent { .. }) => l.succeed(who),
-                _ => {}
-            }
-        }
-        d
+        })
     }
 
     /// Audits a refusal and turns it into the problem answer.

@@ -99,6 +99,16 @@ impl AlertStore {
         Ok(new)
     }
 
+    /// Refreshes every stream with events this node has not seen (after notifications
+    /// may have been missed) and announces each; how many changed.
+    pub fn refresh_all(&self) -> Result<usize, StoreError> {
+        let changed = self.streams.refresh_all()?;
+        for id in &changed {
+            self.feed.changed(&AlertId(id.clone()));
+        }
+        Ok(changed.len())
+    }
+
     /// Raises an alert unless one with its id exists; the alert and whether it is new.
     /// Returns once it is durable.
     pub fn raise(&self, r: Raised) -> Result<(Alert, bool), StoreError> {

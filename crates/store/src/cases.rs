@@ -86,6 +86,12 @@ impl CaseStore {
         self.streams.refresh(id)
     }
 
+    /// Refreshes every stream with events this node has not seen (after notifications
+    /// may have been missed); how many changed.
+    pub fn refresh_all(&self) -> Result<usize, StoreError> {
+        Ok(self.streams.refresh_all()?.len())
+    }
+
     /// Opens a case from its opening event unless it exists; the case and whether it is new.
     /// Durable when it returns.
     pub fn open_case(&self, opened: CaseEvent) -> Result<(Case, bool), CaseStoreError> {

@@ -137,6 +137,23 @@ impl ConsentStore {
         self.catch_up(sink.as_ref(), &mut lens, person)
     }
 
+    /// Refreshes every person whose stream has more acts than this node holds; how many.
+    pub fn refresh_all(&self) -> Result<usize, StoreError> {
+        let Backing::Shared { sink, lens } = &self.backing else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for (person, len) in sink.lengths()? {
+            let mut lens = lens.lock().unwrap_or_else(|e| e.into_inner());
+            if len > lens.get(&person).copied().unwrap_or(0)
+                && self.catch_up(sink.as_ref(), &mut lens, &person)?
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Folds what `person`'s stream has after this node's length of it (the caller holds
     /// the lengths' lock).
     fn catch_up(

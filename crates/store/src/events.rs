@@ -22,6 +22,8 @@ pub trait EventSink: Send + Sync {
     fn stream(&self, stream: &str, after: u32) -> Result<Vec<serde_json::Value>, StoreError>;
     /// Every event of every stream, each stream in order: `(stream, event)`.
     fn all(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+    /// Each stream with its number of events.
+    fn lengths(&self) -> Result<Vec<(String, u32)>, StoreError>;
     /// Holds `key` for this node until the returned guard is dropped, or `None` when another
     /// node holds it (a delivery loop's claim on a destination). Never waits.
     fn try_lease(&self, key: &str) -> Result<Option<Lease>, StoreError>;

@@ -24,6 +24,7 @@ mod jsonl;
 mod outbox;
 pub mod plan;
 mod roster;
+pub mod shared;
 mod spool;
 mod streams;
 mod tasks;
@@ -47,6 +48,7 @@ pub use index::{ReviewItem, ReviewState};
 pub use journal::{Entry, IdentityOp, JournalRecord, ReviewDecision};
 pub use outbox::{Enqueue, Outbox, OutboxEntry, OutboxError, OutboxEvent, OutboxState};
 pub use roster::{RosterEdit, RosterLog};
+pub use shared::{CommitFuture, SharedReports};
 pub use spool::{Spool, StoredFile};
 pub use tasks::{TaskError, TaskStore};
 
@@ -202,9 +204,7 @@ pub struct Store {
 
 struct Inner {
     dir: PathBuf,
-    blobs: blobs::Blobs,
-    index: Arc<SledIndex>,
-    writer: writer::WriterHandle,
+    back: Back,
     options: StoreOptions,
     cache: Option<Arc<ReportCache>>,
     generations: Arc<generations::Generations>,
@@ -215,6 +215,41 @@ struct Inner {
     webhooks: Outbox,
     regional: Outbox,
     cases: CaseStore,
+}
+
+/// Where the reports live.
+enum Back {
+    /// The journal, the blob files and the sled index of this machine.
+    Embedded {
+        blobs: blobs::Blobs,
+        index: Arc<SledIndex>,
+        writer: writer::WriterHandle,
+    },
+    /// A cluster's shared store (issue 19). The node's own directory keeps only what is
+    /// local to it: spooled originals on their way to the commit, and rendered previews.
+    Shared {
+        reports: Arc<dyn SharedReports>,
+        local: blobs::BlobDir,
+        previews: quick_cache::sync::Cache<String, ContentHash>,
+    },
+}
+
+/// The event tables a cluster node's workflow logs write to ([`Store::open_shared`]).
+pub struct SharedSinks {
+    /// Reading tasks.
+    pub tasks: Arc<dyn EventSink>,
+    /// Roster edits.
+    pub roster: Arc<dyn EventSink>,
+    /// Alerts.
+    pub alerts: Arc<dyn EventSink>,
+    /// Chest-pain cases.
+    pub cases: Arc<dyn EventSink>,
+    /// Signed results to the institutions.
+    pub outbox: Arc<dyn EventSink>,
+    /// Alert notices to webhooks.
+    pub webhooks: Arc<dyn EventSink>,
+    /// Shared documents to the regional platform.
+    pub regional: Arc<dyn EventSink>,
 }
 
 /// Parsed reports by hash (immutable, so never stale).
@@ -341,9 +376,11 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 dir,
-                blobs,
-                index,
-                writer,
+                back: Back::Embedded {
+                    blobs,
+                    index,
+                    writer,
+                },
                 cache,
                 options,
                 generations,
@@ -358,6 +395,139 @@ impl Store {
         })
     }
 
+    /// A cluster node's store (issue 19): reports on `reports`, the workflow logs on the
+    /// event tables `sinks` (each loaded and folded now). `dir` is the node's own directory,
+    /// for what stays local to it (spooled originals, rendered previews).
+    pub fn open_shared(
+        dir: impl AsRef<Path>,
+        options: StoreOptions,
+        reports: Arc<dyn SharedReports>,
+        sinks: SharedSinks,
+    ) -> Result<Store, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let local = blobs::BlobDir::open(dir.join("objects"))?;
+        let cache =
+            (options.report_cache > 0).then(|| Arc::new(ReportCache::new(options.report_cache)));
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir,
+                generations: reports.generations(),
+                back: Back::Shared {
+                    reports,
+                    local,
+                    previews: quick_cache::sync::Cache::new(4096),
+                },
+                cache,
+                options,
+                tasks: TaskStore::shared(sinks.tasks)?,
+                roster: RosterLog::shared(sinks.roster)?,
+                alerts: AlertStore::shared(sinks.alerts)?,
+                outbox: Outbox::shared(sinks.outbox)?,
+                webhooks: Outbox::shared(sinks.webhooks)?,
+                regional: Outbox::shared(sinks.regional)?,
+                cases: CaseStore::shared(sinks.cases)?,
+            }),
+        })
+    }
+
+    /// Whether this is a cluster node's store ([`Store::open_shared`]).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.back, Back::Shared { .. })
+    }
+
+    /// The embedded parts, or the error for an operation only the embedded store has.
+    fn embedded(
+        &self,
+        what: &str,
+    ) -> Result<(&blobs::Blobs, &Arc<SledIndex>, &writer::WriterHandle), StoreError> {
+        match &self.inner.back {
+            Back::Embedded {
+                blobs,
+                index,
+                writer,
+            } => Ok((blobs, index, writer)),
+            Back::Shared { .. } => Err(StoreError::Shared(format!(
+                "{what} is the embedded store's; a cluster node has no journal"
+            ))),
+        }
+    }
+
+    /// An ingest for the shared store: a spooled original read back from the node's own
+    /// file (the cluster PUTs bytes), and the file to remove once committed.
+    fn unspool(&self, mut ingest: Ingest) -> Result<(Ingest, Option<PathBuf>), StoreError> {
+        let Back::Shared { local, .. } = &self.inner.back else {
+            return Ok((ingest, None));
+        };
+        let Original::Stored(f) = &ingest.original else {
+            return Ok((ingest, None));
+        };
+        let h = f.hash();
+        let bytes = local
+            .read_file(&h)?
+            .ok_or_else(|| StoreError::Corrupt(format!("spooled original {h} is gone")))?;
+        let hashed = Hashed::new(bytes);
+        if hashed.hash() != h {
+            return Err(StoreError::Corrupt(format!(
+                "spooled original {h} does not hold its bytes"
+            )));
+        }
+        ingest.original = Original::Bytes(hashed);
+        Ok((ingest, Some(local.path(&h))))
+    }
+
+    /// Submits to whichever back end: the answer to await.
+    fn submit(
+        &self,
+        ingest: Ingest,
+        instances: Vec<InstanceRecord>,
+    ) -> Result<CommitFuture, StoreError> {
+        match &self.inner.back {
+            Back::Embedded { writer, .. } => {
+                let rx = writer.submit(ingest, instances)?;
+                Ok(Box::pin(async move {
+                    rx.await.map_err(|_| StoreError::WriterGone)?
+                }))
+            }
+            Back::Shared { reports, .. } => {
+                let (ingest, spooled) = self.unspool(ingest)?;
+                let fut = reports.submit(ingest, instances)?;
+                Ok(Box::pin(async move {
+                    let c = fut.await?;
+                    if let Some(p) = spooled {
+                        // Stored in the shared store now; the node's copy is not needed.
+                        let _ = std::fs::remove_file(p);
+                    }
+                    Ok(c)
+                }))
+            }
+        }
+    }
+
+    /// Blocking form of [`Store::submit`]'s answer.
+    fn submit_blocking(
+        &self,
+        ingest: Ingest,
+        instances: Vec<InstanceRecord>,
+    ) -> Result<Committed, StoreError> {
+        match &self.inner.back {
+            Back::Embedded { writer, .. } => writer
+                .submit(ingest, instances)?
+                .blocking_recv()
+                .map_err(|_| StoreError::WriterGone)?,
+            Back::Shared { .. } => {
+                let fut = self.submit(ingest, instances)?;
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) => tokio::task::block_in_place(|| h.block_on(fut)),
+                    Err(_) => tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .map_err(|e| StoreError::Shared(format!("runtime: {e}")))?
+                        .block_on(fut),
+                }
+            }
+        }
+    }
+
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -366,20 +536,12 @@ impl Store {
     /// Commits one ingest durably (group commit). Returns only after the journal record that
     /// holds it has been synced, so an acknowledgement may follow.
     pub async fn commit(&self, ingest: Ingest) -> Result<Committed, StoreError> {
-        self.inner
-            .writer
-            .submit(ingest, vec![])?
-            .await
-            .map_err(|_| StoreError::WriterGone)?
+        self.submit(ingest, vec![])?.await
     }
 
     /// Blocking form of [`Store::commit`], for the CLI and tests outside a runtime.
     pub fn commit_blocking(&self, ingest: Ingest) -> Result<Committed, StoreError> {
-        self.inner
-            .writer
-            .submit(ingest, vec![])?
-            .blocking_recv()
-            .map_err(|_| StoreError::WriterGone)?
+        self.submit_blocking(ingest, vec![])
     }
 
     /// Commits a DICOM ingest: the instance's original, the new version of its study
@@ -389,11 +551,7 @@ impl Store {
         ingest: Ingest,
         instances: Vec<InstanceRecord>,
     ) -> Result<Committed, StoreError> {
-        self.inner
-            .writer
-            .submit(ingest, instances)?
-            .await
-            .map_err(|_| StoreError::WriterGone)?
+        self.submit(ingest, instances)?.await
     }
 
     /// Blocking form of [`Store::commit_instances`].
@@ -402,36 +560,80 @@ impl Store {
         ingest: Ingest,
         instances: Vec<InstanceRecord>,
     ) -> Result<Committed, StoreError> {
-        self.inner
-            .writer
-            .submit(ingest, instances)?
-            .blocking_recv()
-            .map_err(|_| StoreError::WriterGone)?
+        self.submit_blocking(ingest, instances)
     }
 
     /// The latest record of a SOP instance.
     pub fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        self.inner.index.instance(sop_instance_uid)
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.instance(sop_instance_uid),
+            Back::Shared { reports, .. } => reports.instance(sop_instance_uid),
+        }
+    }
+
+    /// A study's rows on the shared store: folded from its instances as received.
+    fn shared_study(
+        reports: &dyn SharedReports,
+        study_uid: &str,
+    ) -> Result<Option<(StudyRow, Vec<SeriesRow>)>, StoreError> {
+        Ok(index::study_rows(&reports.instances_of_study(study_uid)?))
     }
 
     /// A study's query row.
     pub fn study(&self, study_uid: &str) -> Result<Option<StudyRow>, StoreError> {
-        self.inner.index.study(study_uid)
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.study(study_uid),
+            Back::Shared { reports, .. } => {
+                Ok(Self::shared_study(&**reports, study_uid)?.map(|(s, _)| s))
+            }
+        }
     }
 
     /// Studies of a DICOM Patient ID, or every study when `patient_id` is `None`.
     pub fn studies(&self, patient_id: Option<&str>) -> Result<Vec<StudyRow>, StoreError> {
-        self.inner.index.studies(patient_id)
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.studies(patient_id),
+            Back::Shared { reports, .. } => {
+                let mut out = Vec::new();
+                for uid in reports.study_uids(patient_id)? {
+                    if let Some((st, _)) = Self::shared_study(&**reports, &uid)? {
+                        // The row's Patient ID is its first instance's, as in the index.
+                        if patient_id.is_none_or(|p| st.patient_id == p) {
+                            out.push(st);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// The series of a study.
     pub fn series_of_study(&self, study_uid: &str) -> Result<Vec<SeriesRow>, StoreError> {
-        self.inner.index.series_of_study(study_uid)
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.series_of_study(study_uid),
+            Back::Shared { reports, .. } => Ok(Self::shared_study(&**reports, study_uid)?
+                .map(|(_, s)| s)
+                .unwrap_or_default()),
+        }
     }
 
     /// The latest records of a study's instances.
     pub fn instances_of_study(&self, study_uid: &str) -> Result<Vec<InstanceRecord>, StoreError> {
-        self.inner.index.instances_of_study(study_uid)
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.instances_of_study(study_uid),
+            Back::Shared { reports, .. } => {
+                let mut out = reports.instances_of_study(study_uid)?;
+                out.sort_by(|a, b| {
+                    (a.series_number, &a.series_instance_uid, a.instance_number).cmp(&(
+                        b.series_number,
+                        &b.series_instance_uid,
+                        b.instance_number,
+                    ))
+                });
+                Ok(out)
+            }
+        }
     }
 
     /// The reading tasks (`tasks.log`).
@@ -467,8 +669,13 @@ impl Store {
     /// write refuses every later commit) and its file system has at least
     /// [`Store::READY_MIN_FREE`] bytes free. `Err` says why not.
     pub fn ready(&self) -> Result<(), String> {
-        if let Some(p) = self.inner.writer.poisoned() {
-            return Err(format!("the store refuses writes: {p}"));
+        match &self.inner.back {
+            Back::Embedded { writer, .. } => {
+                if let Some(p) = writer.poisoned() {
+                    return Err(format!("the store refuses writes: {p}"));
+                }
+            }
+            Back::Shared { reports, .. } => reports.ready()?,
         }
         match rustix::fs::statvfs(&self.inner.dir) {
             Ok(s) => {
@@ -488,7 +695,10 @@ impl Store {
 
     /// Ingest jobs waiting for the writer (a gauge for `/metrics`).
     pub fn commit_queue(&self) -> usize {
-        self.inner.writer.queued()
+        match &self.inner.back {
+            Back::Embedded { writer, .. } => writer.queued(),
+            Back::Shared { reports, .. } => reports.queued(),
+        }
     }
 
     /// The chest-pain cases (`cases.log`).
@@ -519,26 +729,42 @@ impl Store {
 
     /// A temporary file of the store to receive a large original into (see [`Spool`]).
     pub fn spool(&self) -> Result<Spool, StoreError> {
-        Spool::create(self.inner.blobs.dir.clone())
+        match &self.inner.back {
+            Back::Embedded { blobs, .. } => Spool::create(blobs.dir.clone()),
+            Back::Shared { local, .. } => Spool::create(local.clone()),
+        }
     }
 
     /// Reads a blob by hash.
     pub fn blob(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.blobs.read(hash)
+        match &self.inner.back {
+            Back::Embedded { blobs, .. } => blobs.read(hash),
+            Back::Shared { reports, .. } => reports.blob(hash),
+        }
     }
 
     /// A derived blob (e.g. a rendered preview) cached under `key` by
     /// [`Store::put_cached_blob`]; `None` when absent or when the file no longer holds the
     /// bytes its hash names (the caller makes it again).
+    /// On a cluster node the cache is the node's own (its directory, keys in memory).
     pub fn cached_blob(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(h) = self.inner.index.cache_get(key)? else {
-            return Ok(None);
+        let (h, bytes) = match &self.inner.back {
+            Back::Embedded { blobs, index, .. } => {
+                let Some(h) = index.cache_get(key)? else {
+                    return Ok(None);
+                };
+                (h, blobs.read(&h)?)
+            }
+            Back::Shared {
+                local, previews, ..
+            } => {
+                let Some(h) = previews.get(key) else {
+                    return Ok(None);
+                };
+                (h, local.read_file(&h)?)
+            }
         };
-        Ok(self
-            .inner
-            .blobs
-            .read(&h)?
-            .filter(|b| ContentHash::of(b) == h))
+        Ok(bytes.filter(|b| ContentHash::of(b) == h))
     }
 
     /// Keeps a derived blob under a cache key: the blob is written like any other
@@ -547,8 +773,18 @@ impl Store {
     /// `huren reindex` forgets it).
     pub fn put_cached_blob(&self, key: &str, bytes: &[u8]) -> Result<ContentHash, StoreError> {
         let h = ContentHash::of(bytes);
-        self.inner.blobs.dir.write_synced(&h, bytes)?;
-        self.inner.index.cache_put(key, &h)?;
+        match &self.inner.back {
+            Back::Embedded { blobs, index, .. } => {
+                blobs.dir.write_synced(&h, bytes)?;
+                index.cache_put(key, &h)?;
+            }
+            Back::Shared {
+                local, previews, ..
+            } => {
+                local.write_synced(&h, bytes)?;
+                previews.insert(key.to_string(), h);
+            }
+        }
         Ok(h)
     }
 
@@ -562,7 +798,17 @@ impl Store {
         if let Some(r) = self.inner.cache.as_ref().and_then(|c| c.get(hash)) {
             return Ok(Some(r));
         }
-        match self.inner.index.report_meta(hash)? {
+        let index = match &self.inner.back {
+            Back::Embedded { index, .. } => index,
+            Back::Shared { reports, .. } => {
+                let r = reports.report(hash)?.map(Arc::new);
+                if let (Some(c), Some(r)) = (&self.inner.cache, &r) {
+                    c.insert(*hash, r.clone());
+                }
+                return Ok(r);
+            }
+        };
+        match index.report_meta(hash)? {
             None => Ok(None),
             Some(_) => match self.blob(hash)? {
                 None => Err(StoreError::MissingBlob(*hash)),
@@ -582,18 +828,27 @@ impl Store {
 
     /// Index metadata of a report (status, chain, version, superseded-by).
     pub fn report_meta(&self, hash: &ContentHash) -> Result<Option<ReportMeta>, StoreError> {
-        self.inner.index.report_meta(hash)
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.report_meta(hash),
+            Back::Shared { reports, .. } => reports.report_meta(hash),
+        }
     }
 
     /// All versions of a logical report, oldest first.
     pub fn versions(&self, chain_key: &str) -> Result<Vec<ContentHash>, StoreError> {
-        self.inner.index.chain(chain_key)
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.chain(chain_key),
+            Back::Shared { reports, .. } => reports.versions(chain_key),
+        }
     }
 
     /// The newest version of a logical report and its version number; reads one index entry
     /// however long the chain is.
     pub fn chain_head(&self, chain_key: &str) -> Result<Option<(u32, ContentHash)>, StoreError> {
-        self.inner.index.chain_head(chain_key)
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.chain_head(chain_key),
+            Back::Shared { reports, .. } => reports.chain_head(chain_key),
+        }
     }
 
     /// Resolves a user-written patient identifier to the person key the index uses.
@@ -606,10 +861,13 @@ impl Store {
             PatientId::Local {
                 institution,
                 local_id,
-            } => self
-                .inner
-                .index
-                .person_of(&format!("{institution}:{local_id}")),
+            } => {
+                let local = format!("{institution}:{local_id}");
+                match &self.inner.back {
+                    Back::Embedded { index, .. } => index.person_of(&local),
+                    Back::Shared { reports, .. } => reports.person_of(&local),
+                }
+            }
         }
     }
 
@@ -629,24 +887,44 @@ impl Store {
     ) -> Result<(IdentityLink, Vec<ReportMeta>), StoreError> {
         let person = self.person_key(id)?;
         let link = IdentityLink::of_person(&person);
-        let metas = self.inner.index.reports_of_person(&person, kind)?;
+        let metas = self.reports_of_person(&person, kind)?;
         Ok((link, metas))
+    }
+
+    fn reports_of_person(
+        &self,
+        person: &str,
+        kind: Option<ReportKind>,
+    ) -> Result<Vec<ReportMeta>, StoreError> {
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.reports_of_person(person, kind),
+            Back::Shared { reports, .. } => reports.reports_of_person(person, kind),
+        }
     }
 
     /// A person's current reports (latest version of each chain), newest first, by person
     /// key (as [`Store::person_key`] gives it).
     pub fn person_reports(&self, person: &str) -> Result<Vec<ReportMeta>, StoreError> {
-        self.inner.index.reports_of_person(person, None)
+        self.reports_of_person(person, None)
     }
 
     /// Identity review items (the open ones only when `open_only`), oldest first.
     pub fn identity_reviews(&self, open_only: bool) -> Result<Vec<ReviewItem>, StoreError> {
-        self.inner.index.reviews(open_only)
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.reviews(open_only),
+            Back::Shared { reports, .. } => reports.identity_reviews(open_only),
+        }
     }
 
     /// One identity review item.
     pub fn identity_review(&self, id: &str) -> Result<Option<ReviewItem>, StoreError> {
-        self.inner.index.review(id)
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.review(id),
+            Back::Shared { reports, .. } => Ok(reports
+                .identity_reviews(false)?
+                .into_iter()
+                .find(|r| r.id == id)),
+        }
     }
 
     /// Decides an open identity review item: a journal record (the decision, with who and
@@ -733,8 +1011,8 @@ impl Store {
         }
         let moved = *decision == ReviewDecision::AcceptClaim && *from != item.claimed;
         let moved_reports = if moved {
-            self.inner
-                .index
+            self.embedded("an identity review decision")?
+                .1
                 .reports_of_local(&item.local)?
                 .into_iter()
                 .map(|m| m.hash)
@@ -758,8 +1036,9 @@ impl Store {
     /// Re-hashes every blob (files and journal-resident) and checks that journal, blobs and
     /// index agree.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let (blobs, index, _) = self.embedded("`verify` of a data directory")?;
         let mut rep = VerifyReport::default();
-        let (bad, n) = self.inner.blobs.dir.verify_all()?;
+        let (bad, n) = blobs.dir.verify_all()?;
         rep.blobs_checked = n;
         rep.problems.extend(bad);
         let (decoded, bytes, valid) =
@@ -786,13 +1065,13 @@ impl Store {
                         rec.seq, b.hash
                     ));
                 }
-                match self.inner.index.blob_location(&b.hash)? {
+                match index.blob_location(&b.hash)? {
                     None => rep.problems.push(format!(
                         "blob {} (journal seq {}) has no location in the index",
                         b.hash, rec.seq
                     )),
                     Some(loc) if loc != (b.start as u64, b.len) => {
-                        if let Err(e) = self.inner.blobs.read(&b.hash) {
+                        if let Err(e) = blobs.read(&b.hash) {
                             rep.problems.push(format!("blob {}: {e}", b.hash));
                         }
                     }
@@ -801,14 +1080,14 @@ impl Store {
             }
             for e in &rec.entries {
                 for h in e.blobs() {
-                    if !self.inner.blobs.exists(&h)? {
+                    if !blobs.exists(&h)? {
                         rep.problems
                             .push(format!("journal seq {} names missing blob {h}", rec.seq));
                     }
                 }
                 if let Entry::Report { hash, .. } = e {
                     rep.reports += 1;
-                    if self.inner.index.report_meta(hash)?.is_none() {
+                    if index.report_meta(hash)?.is_none() {
                         rep.problems.push(format!(
                             "report {hash} (journal seq {}) not in index",
                             rec.seq
@@ -817,7 +1096,7 @@ impl Store {
                 }
             }
         }
-        let applied = self.inner.index.applied_seq()?;
+        let applied = index.applied_seq()?;
         let last = decoded.last().map(|d| d.record.seq).unwrap_or(0);
         if applied != last {
             rep.problems.push(format!(
@@ -830,6 +1109,7 @@ impl Store {
     /// Every journal record, oldest first: what `huren migrate` copies. Meant for a store no
     /// server is writing to (a record being appended is not read).
     pub fn journal_records(&self) -> Result<Vec<JournalRecord>, StoreError> {
+        self.embedded("the journal")?;
         journal::Journal::read_all(&self.inner.dir.join("journal.log"))
     }
 
@@ -837,7 +1117,7 @@ impl Store {
     /// (durable, answered or about to be) and its offset. A follower that starts here sees
     /// only what is committed later.
     pub fn journal_end(&self) -> Result<JournalCursor, StoreError> {
-        let (seq, at) = self.inner.index.applied()?;
+        let (seq, at) = self.embedded("the journal")?.1.applied()?;
         Ok(JournalCursor {
             seq,
             offset: at.unwrap_or(0),
@@ -882,7 +1162,7 @@ impl Store {
         cursor: JournalCursor,
         max_bytes: usize,
     ) -> Result<(Vec<JournalRecord>, JournalCursor), StoreError> {
-        let (applied, _) = self.inner.index.applied()?;
+        let (applied, _) = self.embedded("the journal")?.1.applied()?;
         if applied <= cursor.seq {
             return Ok((Vec::new(), cursor));
         }
@@ -929,7 +1209,10 @@ impl Store {
 
     /// Flushes the sled index (it is derived, so this is an optimisation, not a guarantee).
     pub fn flush_index(&self) -> Result<(), StoreError> {
-        self.inner.index.flush()
+        match &self.inner.back {
+            Back::Embedded { index, .. } => index.flush(),
+            Back::Shared { .. } => Ok(()),
+        }
     }
 
     /// Rebuilds the index of the store in `dir` from its journal. The store must not be open.

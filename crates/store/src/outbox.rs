@@ -339,6 +339,20 @@ impl Outbox {
         Ok(true)
     }
 
+    /// Refreshes every entry that has more events than this node holds; how many changed.
+    pub fn refresh_all(&self) -> Result<usize, StoreError> {
+        let Backing::Shared(sink) = &self.backing else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for (id, len) in sink.lengths()? {
+            if len > self.len_of(&id) && self.refresh(&id)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The claim on `destination`'s deliveries: on a cluster, held by one node at a time
     /// (`None`: another node delivers there now); on the file, always this process's.
     pub fn lease(&self, destination: &str) -> Result<Option<Lease>, StoreError> {

@@ -78,6 +78,12 @@ impl RosterLog {
         self.streams.refresh(centre)
     }
 
+    /// Refreshes every stream with events this node has not seen (after notifications
+    /// may have been missed); how many changed.
+    pub fn refresh_all(&self) -> Result<usize, StoreError> {
+        Ok(self.streams.refresh_all()?.len())
+    }
+
     /// Records an edit if `check` accepts it (run on the centre's roster as it is, under the
     /// append lock, or again after another node's edit on a cluster); `Ok(Err(_))` is the
     /// check's refusal, with nothing written. Durable when it returns.

@@ -178,6 +178,22 @@ where
         Ok(true)
     }
 
+    /// Refreshes every stream that has more events than this node holds (after
+    /// notifications may have been missed); the streams that changed.
+    pub(crate) fn refresh_all(&self) -> Result<Vec<String>, StoreError> {
+        let Backing::Shared(sink) = &self.backing else {
+            return Ok(vec![]);
+        };
+        let mut changed = Vec::new();
+        for (id, len) in sink.lengths()? {
+            let held = self.held(&id).map_or(0, |(_, n)| n);
+            if len > held && self.refresh(&id)? {
+                changed.push(id);
+            }
+        }
+        Ok(changed)
+    }
+
     /// Whether the streams are a shared table's.
     pub(crate) fn is_shared(&self) -> bool {
         matches!(self.backing, Backing::Shared(_))

@@ -95,6 +95,16 @@ impl TaskStore {
         Ok(new)
     }
 
+    /// Refreshes every stream with events this node has not seen (after notifications
+    /// may have been missed) and announces each; how many changed.
+    pub fn refresh_all(&self) -> Result<usize, StoreError> {
+        let changed = self.streams.refresh_all()?;
+        for id in &changed {
+            self.feed.changed(&TaskId(id.clone()));
+        }
+        Ok(changed.len())
+    }
+
     /// The task changes (for event streams).
     pub fn feed(&self) -> &Feed<TaskId> {
         &self.feed
