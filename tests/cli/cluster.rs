@@ -332,3 +332,206 @@ fn two_serve_nodes_share_reports_alerts_consents_and_the_audit_trail() {
     let chains = lines[0]["audit"]["nodes"].as_u64().unwrap_or(0);
     assert!(chains >= 3, "node-a, node-b and the query's: {lines:?}");
 }
+
+/// Counts the "Success" store responses in storescu `-v` logs.
+fn successes(logs: &[PathBuf]) -> usize {
+    logs.iter()
+        .map(|l| {
+            std::fs::read_to_string(l)
+                .unwrap_or_default()
+                .matches("Received Store Response (Success)")
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn kill_9_of_one_node_mid_load_over_mllp_and_dicom_loses_nothing_acknowledged() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    let (Some(pg), Some(s3)) = (peers::postgres(), peers::seaweedfs()) else {
+        return;
+    };
+    if !crate::dicom::dcmtk() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::dicom::config(dir.path(), "");
+    add_cluster(&cfg, &pg, &s3);
+    let start = |name: &str| {
+        crate::dicom::start_listener_env(
+            &dir.path().join(name),
+            &cfg,
+            "dicom",
+            &[("HUREN_NODE", name)],
+        )
+    };
+    let (mut a, a_port) = start("node-a");
+    let (b, b_port) = start("node-b");
+
+    // The same message sent to both nodes at the same moment: both acknowledge, one is kept.
+    let same = oru("FX-ZX", "SAME-1", "PSAME", "FSAME", "99", "F");
+    let senders: Vec<_> = [a.mllp.clone(), b.mllp.clone()]
+        .into_iter()
+        .map(|addr| {
+            let m = same.clone();
+            std::thread::spawn(move || Mllp::connect(&addr).send(&m))
+        })
+        .collect();
+    for s in senders {
+        let ack = s.join().unwrap().expect("ACK");
+        assert_eq!(msa(&ack).0, "AA", "{ack}");
+    }
+    let (_, body) = b.get("/api/v1/patients/FX-ZX:PSAME/reports");
+    assert_eq!(body["count"], 1, "{body}");
+    assert_eq!(body["reports"][0]["meta"]["version"], 1, "{body}");
+
+    // Load on both nodes: MLLP from two threads each, one storescu association each.
+    let studies: Vec<String> = (0..2)
+        .map(|s| format!("{}.91{s}", huren_dicom::fixtures::UID_ROOT))
+        .collect();
+    let per_study = 150u32;
+    let mut files: Vec<Vec<PathBuf>> = vec![vec![]; 2];
+    for (s, study) in studies.iter().enumerate() {
+        for n in 1..=per_study {
+            let o = huren_dicom::fixtures::ct_slice(
+                study,
+                &format!("FX19{s}"),
+                "集群^测试",
+                n,
+                "ISO_IR 192",
+            );
+            let p = dir.path().join(format!("s{s}_{n}.dcm"));
+            std::fs::write(&p, huren_dicom::fixtures::part10(&o)).unwrap();
+            files[s].push(p);
+        }
+    }
+    let logs: Vec<PathBuf> = (0..2)
+        .map(|s| dir.path().join(format!("storescu{s}.log")))
+        .collect();
+    let mut storescus: Vec<std::process::Child> = [&a_port, &b_port]
+        .into_iter()
+        .zip(&files)
+        .zip(&logs)
+        .map(|((port, fs), log)| {
+            let out = std::fs::File::create(log).unwrap();
+            let err = out.try_clone().unwrap();
+            std::process::Command::new("storescu")
+                .args(["-v", "-aet", "FXPACS", "-aec", "HUREN", "127.0.0.1", port])
+                .args(fs)
+                .env("TCP_NODELAY", "1")
+                .stdin(std::process::Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .expect("spawn storescu")
+        })
+        .collect();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop_b = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let addr = if t % 2 == 0 {
+                a.mllp.clone()
+            } else {
+                b.mllp.clone()
+            };
+            let (acked, stop) = (acked.clone(), stop_b.clone());
+            std::thread::spawn(move || {
+                let mut c = Mllp::connect(&addr);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                for i in 0..100_000 {
+                    if Instant::now() > deadline || stop.load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        break;
+                    }
+                    let id = format!("N{t}x{i}");
+                    match c.send(&oru("FX-ZX", &id, &id, &id, "3.3", "F")) {
+                        Some(ack) if msa(&ack).0 == "AA" => acked.lock().unwrap().push(id),
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill A once a third of the imaging and 200 results are acknowledged.
+    let t0 = Instant::now();
+    while (successes(&logs) < per_study as usize * 2 / 3 || acked.lock().unwrap().len() < 200)
+        && t0.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    a.kill9();
+    // B's senders go on for a moment after A is gone, then stop.
+    std::thread::sleep(Duration::from_millis(500));
+    stop_b.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    for c in &mut storescus {
+        let _ = c.wait();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 200, "load too small: {}", acked.len());
+    let a_acked = acked
+        .iter()
+        .filter(|id| id.starts_with("N0") || id.starts_with("N2"))
+        .count();
+    assert!(a_acked > 0, "node A acknowledged nothing");
+
+    // Every acknowledged result, from either node, is answered by B.
+    for id in &acked {
+        let (st, body) = b.get(&format!("/api/v1/patients/FX-ZX:{id}/reports"));
+        assert_eq!(
+            (st, body["count"].as_u64()),
+            (200, Some(1)),
+            "acknowledged {id} lost"
+        );
+    }
+    // Every acknowledged instance is in B's QIDO answer, and each study report counts the
+    // instances indexed for its study.
+    for (s, study) in studies.iter().enumerate() {
+        let sent = crate::dicom_crash::acknowledged(&std::fs::read_to_string(&logs[s]).unwrap());
+        let (st, found) = b.get(&format!("/dicomweb/studies/{study}/instances?limit=10000"));
+        assert_eq!(st, 200, "{found}");
+        let uids: std::collections::HashSet<String> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["00080018"]["Value"][0].as_str().unwrap().to_string())
+            .collect();
+        for f in &sent {
+            let uid = huren_dicom::parse_file(&std::fs::read(f).unwrap())
+                .unwrap()
+                .record
+                .sop_instance_uid;
+            assert!(uids.contains(&uid), "acknowledged instance {uid} lost");
+        }
+        let (_, r) = b.get(&format!(
+            "/api/v1/patients/FX-ZX:FX19{s}/reports?kind=imaging"
+        ));
+        assert_eq!(r["count"], 1, "{r}");
+        assert_eq!(
+            r["reports"][0]["report"]["imaging"]["instance_count"].as_u64(),
+            Some(uids.len() as u64),
+            "study {study}: report and index disagree"
+        );
+    }
+    eprintln!(
+        "cluster kill -9: {} results acknowledged ({a_acked} by the killed node), {} instances",
+        acked.len(),
+        successes(&logs)
+    );
+    drop(b);
+    // A restarted under its name continues its audit chain; the cluster verifies.
+    let (a, _) = start("node-a");
+    drop(a);
+    let (code, lines, err) = huren(&["verify", "--config", &cfg]);
+    assert_eq!(code, 0, "{err} {lines:?}");
+    assert_eq!(lines[0]["problems"], serde_json::json!([]), "{lines:?}");
+    assert_eq!(
+        lines[0]["audit"]["problems"],
+        serde_json::json!([]),
+        "{lines:?}"
+    );
+}

@@ -46,8 +46,19 @@ pub(crate) fn start(data: &Path, cfg: &str) -> (Server, String) {
 /// `huren serve` with the DICOM listener `kind` (`dicom` or `dicom-tls`, the flag and the
 /// name it is announced under) on an ephemeral port.
 pub(crate) fn start_listener(data: &Path, cfg: &str, kind: &str) -> (Server, String) {
+    start_listener_env(data, cfg, kind, &[])
+}
+
+/// [`start_listener`] with these environment variables set.
+pub(crate) fn start_listener_env(
+    data: &Path,
+    cfg: &str,
+    kind: &str,
+    env: &[(&str, &str)],
+) -> (Server, String) {
     let flag = format!("--{kind}");
     let mut child = crate::support::command()
+        .envs(env.iter().copied())
         .args([
             "serve",
             "--config",

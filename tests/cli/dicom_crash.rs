@@ -18,7 +18,7 @@ const PER_STUDY: u32 = 300;
 
 /// The SOP Instance UIDs storescu got a Success response for, from its `-v` log: each
 /// "Sending file: X" is answered by the next "Received Store Response (…)".
-fn acknowledged(log: &str) -> Vec<PathBuf> {
+pub(crate) fn acknowledged(log: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut current: Option<PathBuf> = None;
     for line in log.lines() {

@@ -1193,7 +1193,7 @@ async fn put_instance(
     tx.execute(
         "INSERT INTO instances (sop_instance_uid, study_uid, series_uid, institution,
                                 patient_key, blob, record, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6, ($7::text)::jsonb, $8)
+         VALUES ($1, $2, $3, $4, $5, $6, ($7::text)::jsonb, ($8::text)::timestamptz)
          ON CONFLICT (sop_instance_uid) DO UPDATE
          SET record = excluded.record, blob = excluded.blob, received_at = excluded.received_at",
         &[
