@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_cfind;
+mod bench_cstore;
 mod certs;
 mod demo;
 mod gen;
@@ -203,6 +204,9 @@ enum BenchCmd {
     /// C-FIND latency over C associations, each sequential (Study Root, STUDY level, a random
     /// PatientID of the shared DICOM benchmark's load set); prints one JSON object.
     Cfind(bench_cfind::CfindBench),
+    /// C-STORE throughput and response latency over C associations, each sequential (CT
+    /// slices of a study per association, fresh UIDs); prints one JSON object.
+    Cstore(bench_cstore::CstoreBench),
     /// An MLLP listener that acknowledges every frame (AA, MSA-2 = MSH-10) and stores
     /// nothing: the ceiling of an MLLP load generator on this machine, to read `bench mllp`
     /// and `mllp_load.py` figures against. Prints its address as a JSON line.
@@ -1200,6 +1204,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let out = bench::sink(addr, std::time::Duration::from_secs(max_seconds))?;
             println_json(&out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Cstore(b),
+        } => {
+            let out = bench_cstore::run(b)?;
+            println_json(&out);
+            if out["failed"].as_u64() != Some(0) {
+                bail!("{} C-STORE request(s) failed", out["failed"]);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
