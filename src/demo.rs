@@ -12,6 +12,8 @@ pub const RULES: &str = include_str!("../config/recognition.toml");
 /// Fresh random tokens for this demo run: a clinician of FX-ZX (the district central
 /// hospital), a privacy officer and a health-commission user; the ECG centre's reader on duty
 /// (at FX-ZX) and a doctor of the community centre FX-SQ01 that sends ECGs for reading.
+/// On a cluster the first node's tokens are every node's (`huren_cluster::demo_state`).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct DemoTokens {
     clinician: String,
     privacy_officer: String,
@@ -31,12 +33,10 @@ pub const DEMO_IMAGING: &str = "fx-img";
 /// The demo's reader on duty there (and at the imaging centre).
 pub const DEMO_READER: &str = "demo.reader";
 
-/// Makes the demo tokens and registers them.
-pub fn tokens(t: &mut Tokens) -> Result<DemoTokens> {
-    let mut make = |id: &str, institution: &str, role: Role, dept: &str| -> Result<String> {
-        let tok =
-            new_token().map_err(|e| anyhow::anyhow!("no randomness for the demo token: {e}"))?;
-        let h = token_hash(&tok);
+/// Registers tokens made earlier (a cluster's, [`tokens`] of the node that started first).
+pub fn register(t: &mut Tokens, d: &DemoTokens) {
+    let mut add = |tok: &str, id: &str, institution: &str, role: Role, dept: &str| {
+        let h = token_hash(tok);
         t.add(
             &h,
             &TokenConfig {
@@ -48,29 +48,87 @@ pub fn tokens(t: &mut Tokens) -> Result<DemoTokens> {
                 token_sha256: h.clone(),
             },
         );
-        Ok(tok)
     };
+    add(
+        &d.clinician,
+        "demo.clinician",
+        "FX-ZX",
+        Role::Clinician,
+        "心内科",
+    );
+    add(
+        &d.privacy_officer,
+        "demo.privacy",
+        "FX-ZX",
+        Role::PrivacyOfficer,
+        "医务处",
+    );
+    add(
+        &d.commission,
+        "demo.commission",
+        "FX-ZX",
+        Role::Commission,
+        "区卫健委",
+    );
+    add(
+        &d.registrar,
+        "demo.registrar",
+        "FX-ZX",
+        Role::Registrar,
+        "门诊挂号",
+    );
+    add(
+        &d.reader,
+        DEMO_READER,
+        "FX-ZX",
+        Role::Clinician,
+        "心电诊断中心",
+    );
+    add(
+        &d.community,
+        "demo.community",
+        "FX-SQ01",
+        Role::Clinician,
+        "全科",
+    );
+    add(
+        &d.cardiologist,
+        "demo.cardiologist",
+        "FX-ZX",
+        Role::Clinician,
+        "心内科（胸痛中心）",
+    );
+    add(
+        &d.backup,
+        "demo.backup",
+        "FX-ZX",
+        Role::Clinician,
+        "心内科（胸痛中心）",
+    );
+    add(&d.head, "demo.head", "FX-ZX", Role::Clinician, "心内科主任");
+}
+
+/// Fresh random demo tokens, not yet registered.
+pub fn new_tokens() -> Result<DemoTokens> {
+    let make = || new_token().map_err(|e| anyhow::anyhow!("no randomness for the demo token: {e}"));
     Ok(DemoTokens {
-        clinician: make("demo.clinician", "FX-ZX", Role::Clinician, "心内科")?,
-        privacy_officer: make("demo.privacy", "FX-ZX", Role::PrivacyOfficer, "医务处")?,
-        commission: make("demo.commission", "FX-ZX", Role::Commission, "区卫健委")?,
-        registrar: make("demo.registrar", "FX-ZX", Role::Registrar, "门诊挂号")?,
-        reader: make(DEMO_READER, "FX-ZX", Role::Clinician, "心电诊断中心")?,
-        community: make("demo.community", "FX-SQ01", Role::Clinician, "全科")?,
-        cardiologist: make(
-            "demo.cardiologist",
-            "FX-ZX",
-            Role::Clinician,
-            "心内科（胸痛中心）",
-        )?,
-        backup: make(
-            "demo.backup",
-            "FX-ZX",
-            Role::Clinician,
-            "心内科（胸痛中心）",
-        )?,
-        head: make("demo.head", "FX-ZX", Role::Clinician, "心内科主任")?,
+        clinician: make()?,
+        privacy_officer: make()?,
+        commission: make()?,
+        registrar: make()?,
+        reader: make()?,
+        community: make()?,
+        cardiologist: make()?,
+        backup: make()?,
+        head: make()?,
     })
+}
+
+/// Makes the demo tokens and registers them.
+pub fn tokens(t: &mut Tokens) -> Result<DemoTokens> {
+    let d = new_tokens()?;
+    register(t, &d);
+    Ok(d)
 }
 
 /// The demo's chest-pain alert group when the configuration names none: the on-duty
@@ -450,6 +508,14 @@ pub async fn load(
     http_addr: &str,
     tokens: &DemoTokens,
 ) -> Result<()> {
+    let (stored, authorization) = load_data(gw, gate).await?;
+    announce(gw, http_addr, tokens, Some(stored), &authorization);
+    Ok(())
+}
+
+/// Ingests the demo story and fixtures and records the demo patient's consent: how many
+/// messages were stored and her `X-Patient-Authorization` value.
+pub async fn load_data(gw: &Gateway, gate: &huren_server::gate::Gate) -> Result<(usize, String)> {
     let mut stored = 0usize;
     let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
     let (story_msgs, story_ecg) = story(now);
@@ -494,7 +560,6 @@ pub async fn load(
     } else {
         stored += 1;
     }
-    let patient: Option<String> = Some(format!("nid:{STORY_NATIONAL_ID}"));
     for (name, bytes) in FIXTURES {
         let msgs = match huren_hl7::split_batch(bytes) {
             Ok(m) => m,
@@ -511,12 +576,6 @@ pub async fn load(
             }
             stored += 1;
         }
-    }
-    let base = format!("http://{http_addr}");
-    let mut examples = vec![format!("{base}/"), format!("{base}/healthz")];
-    if let Some(p) = &patient {
-        examples.push(format!("{base}/api/v1/patients/{p}/results"));
-        examples.push(format!("{base}/api/v1/patients/{p}/reports?kind=lab"));
     }
     // The demo patient's authorisation, recorded as a registration clerk of FX-ZX would when
     // she shows her health card (valid for 24 hours).
@@ -537,9 +596,28 @@ pub async fn load(
         )
         .await
         .map_err(|p| anyhow::anyhow!("recording the demo patient's consent: {}", p.detail()))?;
-    let authorization = format!("health_card {}", consent.code);
-    let line = json!({"demo": "loaded", "messages": stored, "data": gw.data_dir().display().to_string(), "examples": examples,
-        "patient": format!("nid:{STORY_NATIONAL_ID}"), "usage": "open the first example in a browser and sign in with the clinician token of the next line, then enter the demo patient's authorisation code; or curl -H 'Authorization: Bearer DEMO_TOKEN' -H 'X-Patient-Authorization: DEMO_PATIENT_AUTHORIZATION' URL"});
+    Ok((stored, format!("health_card {}", consent.code)))
+}
+
+/// Prints the demo's lines: what was loaded (`stored`: `None` when another node of the
+/// cluster loaded it) with example URLs, then the tokens and the demo patient's authorisation.
+pub fn announce(
+    gw: &Gateway,
+    http_addr: &str,
+    tokens: &DemoTokens,
+    stored: Option<usize>,
+    authorization: &str,
+) {
+    let base = format!("http://{http_addr}");
+    let patient = format!("nid:{STORY_NATIONAL_ID}");
+    let examples = vec![
+        format!("{base}/"),
+        format!("{base}/healthz"),
+        format!("{base}/api/v1/patients/{patient}/results"),
+        format!("{base}/api/v1/patients/{patient}/reports?kind=lab"),
+    ];
+    let line = json!({"demo": "loaded", "messages": stored, "loaded_here": stored.is_some(), "data": gw.data_dir().display().to_string(), "examples": examples,
+        "patient": patient, "usage": "open the first example in a browser and sign in with the clinician token of the next line, then enter the demo patient's authorisation code; or curl -H 'Authorization: Bearer DEMO_TOKEN' -H 'X-Patient-Authorization: DEMO_PATIENT_AUTHORIZATION' URL"});
     println!("{line}");
     println!(
         "{}",
@@ -552,7 +630,6 @@ pub async fn load(
             "cardiologist_token": tokens.cardiologist, "backup_token": tokens.backup,
             "head_token": tokens.head})
     );
-    Ok(())
 }
 
 /// The file in a demo data directory that keeps its generated national-ID secret.

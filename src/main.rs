@@ -1402,12 +1402,6 @@ fn serve(
     let config_path = config;
     let mut config = load_config(config_path.as_deref())?;
     let cluster = config.store.backend == huren_cluster::Backend::Cluster;
-    if cluster && demo {
-        bail!(
-            "[store] backend = \"cluster\": `serve --demo` on a cluster is not built yet \
-             (issue 19; docs/cluster.md); load data with `huren migrate` or send it"
-        );
-    }
     if cluster && config.regional.is_some() {
         bail!(
             "[store] backend = \"cluster\": [regional] follows the embedded store's journal \
@@ -1423,14 +1417,48 @@ fn serve(
         None if demo => std::env::temp_dir().join(format!("huren-demo-{}", std::process::id())),
         None => PathBuf::from("huren-data"),
     };
-    fix_secret(
-        &config,
-        if demo {
-            NoSecret::DemoStore(&data)
-        } else {
-            NoSecret::Refuse
-        },
-    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    // A demo on a cluster is one demo: the first node's secret and tokens are every node's,
+    // and one node loads the data (`cluster_demo`).
+    let cluster_demo = match &config_path {
+        Some(path) if cluster && demo => {
+            let settings = cluster_settings(path, &config)?;
+            let fresh = serde_json::to_value(demo::new_tokens()?)?;
+            let secret = huren_server::auth::new_token()
+                .map_err(|e| anyhow::anyhow!("no randomness for the demo secret: {e}"))?;
+            let (pool, state) = rt.block_on(async {
+                let pool = settings.pool(2).context("PostgreSQL pool")?;
+                huren_cluster::migrate(&pool)
+                    .await
+                    .context("PostgreSQL: connecting and migrating")?;
+                let state = huren_cluster::demo_state(&pool, &secret, &fresh)
+                    .await
+                    .context("the cluster's demo")?;
+                Ok::<_, anyhow::Error>((pool, state))
+            })?;
+            if config.find_national_id_secret()?.is_none() {
+                config.set_national_id_secret(state.secret.clone());
+            }
+            let tokens: demo::DemoTokens =
+                serde_json::from_value(state.tokens).context("the cluster's demo tokens")?;
+            Some((pool, tokens))
+        }
+        _ => None,
+    };
+    // (A cluster's demo secret is fixed above.)
+    if config.national_id_secret().is_none() {
+        fix_secret(
+            &config,
+            if demo {
+                NoSecret::DemoStore(&data)
+            } else {
+                NoSecret::Refuse
+            },
+        )?;
+    }
     // Each webhook's secret, before anything listens (never printed).
     let webhooks = if config.webhooks.is_empty() {
         None
@@ -1441,10 +1469,6 @@ fn serve(
                 .context("[[webhook]]")?,
         )
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     let served = match &config_path {
         Some(path) if cluster => open_cluster_node(path, &config, &data, &rt, node_name(), true)?,
         _ => open_embedded(&data, &config)?,
@@ -1452,10 +1476,13 @@ fn serve(
     let store = served.store.clone();
     let rules = load_rules(&config, demo)?;
     let mut tokens = huren_server::auth::Tokens::new(&config.clinicians);
-    let demo_tokens = if demo {
-        Some(demo::tokens(&mut tokens)?)
-    } else {
-        None
+    let (demo_tokens, demo_pool) = match cluster_demo {
+        Some((pool, t)) => {
+            demo::register(&mut tokens, &t);
+            (Some(t), Some(pool))
+        }
+        None if demo => (Some(demo::tokens(&mut tokens)?), None),
+        None => (None, None),
     };
     let answers = Arc::new(huren_server::answers::AnswerCache::new(
         config.http.answer_cache_mb.saturating_mul(1 << 20),
@@ -1570,8 +1597,23 @@ fn serve(
             Some(t) => Some(Arc::new(huren_server::tls::setup(t, &gw.config, false)?)),
             None => None,
         };
-        if let Some(t) = &demo_tokens {
-            demo::load(&gw, &gate, &http_addr.to_string(), t).await?;
+        match (&demo_tokens, &demo_pool) {
+            (Some(t), Some(pool)) => {
+                // Loaded by one node of the cluster; the others print what it recorded.
+                let mut stored = None;
+                let authorization = huren_cluster::demo_once(pool, &node_name(), || async {
+                    let (n, a) = demo::load_data(&gw, &gate)
+                        .await
+                        .map_err(|e| format!("{e:#}"))?;
+                    stored = Some(n);
+                    Ok(a)
+                })
+                .await
+                .context("loading the demo into the cluster")?;
+                demo::announce(&gw, &http_addr.to_string(), t, stored, &authorization);
+            }
+            (Some(t), None) => demo::load(&gw, &gate, &http_addr.to_string(), t).await?,
+            _ => {}
         }
         let router = huren_server::http::router(state.clone());
         let limits = huren_server::https::Limits {

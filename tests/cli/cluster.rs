@@ -53,7 +53,7 @@ fn cluster_check_migrates_once_and_round_trips_a_blob_and_serve_demo_refuses_pla
     assert_eq!(lines[0]["s3"], "ok");
     assert_eq!(
         lines[0]["migrations_applied"],
-        serde_json::json!([1, 2, 3, 4]),
+        serde_json::json!([1, 2, 3, 4, 5]),
         "{lines:?}"
     );
     // A second node (or a second check) finds the schema applied.
@@ -534,4 +534,102 @@ fn kill_9_of_one_node_mid_load_over_mllp_and_dicom_loses_nothing_acknowledged() 
         serde_json::json!([]),
         "{lines:?}"
     );
+}
+
+#[test]
+fn serve_demo_on_a_cluster_loads_once_and_every_node_prints_the_same_tokens() {
+    let (Some(pg), Some(s3)) = (peers::postgres(), peers::seaweedfs()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cluster_config(dir.path(), &pg, &s3);
+    let cfg = cfg.to_str().unwrap().to_string();
+    // Both nodes start at the same moment.
+    let starts: Vec<_> = ["node-a", "node-b"]
+        .into_iter()
+        .map(|name| {
+            let (cfg, data) = (cfg.clone(), dir.path().join(name));
+            std::thread::spawn(move || {
+                Server::start_env(
+                    &data,
+                    &["--demo", "--config", &cfg],
+                    &[("HUREN_NODE", Some(name))],
+                )
+            })
+        })
+        .collect();
+    let nodes: Vec<Server> = starts.into_iter().map(|s| s.join().unwrap()).collect();
+    let (a, b) = (&nodes[0], &nodes[1]);
+    assert_eq!(a.token, b.token, "one demo, one clinician token");
+    assert_eq!(a.registrar, b.registrar);
+    let loaded_here: Vec<bool> = nodes
+        .iter()
+        .map(|n| {
+            n.lines
+                .iter()
+                .find(|l| l["demo"] == "loaded")
+                .and_then(|l| l["loaded_here"].as_bool())
+                .expect("the demo line")
+        })
+        .collect();
+    assert_eq!(
+        loaded_here.iter().filter(|x| **x).count(),
+        1,
+        "loaded by exactly one node: {loaded_here:?}"
+    );
+    let auth: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            n.lines
+                .iter()
+                .find_map(|l| l["demo_patient_authorization"].as_str())
+                .expect("the demo patient's authorisation")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(auth[0], auth[1]);
+    // The demo patient's reports, the same on both nodes, each a first version (a study
+    // report: one version per instance): the story, stamped with the time it is loaded, was
+    // not loaded twice.
+    let patient = "/api/v1/patients/nid:310120195805201229/reports";
+    let headers = |n: &Server| {
+        vec![
+            ("Authorization".to_string(), format!("Bearer {}", n.token)),
+            ("X-Patient-Authorization".to_string(), auth[0].clone()),
+        ]
+    };
+    let list = |n: &Server| {
+        let h = headers(n);
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (st, body) = n.get_with(patient, &h);
+        assert_eq!(st, 200, "{body}");
+        body
+    };
+    let (on_a, on_b) = (list(a), list(b));
+    assert!(on_a["count"].as_u64().unwrap() >= 5, "{on_a}");
+    assert_eq!(on_a["count"], on_b["count"]);
+    for r in on_b["reports"].as_array().unwrap() {
+        // A study report has a version per instance.
+        let once = match r["report"]["imaging"]["instance_count"].as_u64() {
+            Some(n) => n,
+            None => 1,
+        };
+        assert_eq!(r["meta"]["version"], once, "loaded twice? {r}");
+    }
+    let token = a.token.clone();
+    drop(nodes);
+    // A node started later finds the demo loaded and prints the same tokens.
+    let c = Server::start_env(
+        &dir.path().join("node-c"),
+        &["--demo", "--config", &cfg],
+        &[("HUREN_NODE", Some("node-c"))],
+    );
+    assert_eq!(c.token, token);
+    assert!(
+        c.lines.iter().any(|l| l["loaded_here"] == false),
+        "{:?}",
+        c.lines
+    );
+    let again = list(&c);
+    assert_eq!(again["count"], on_a["count"]);
 }

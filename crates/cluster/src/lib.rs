@@ -8,6 +8,7 @@ mod audit;
 mod blobs;
 mod config;
 mod copy;
+mod demo;
 mod events;
 mod node;
 mod pg;
@@ -24,6 +25,7 @@ pub use config::{Backend, ClusterConfig, ConfigError, S3Section, S3Settings, Sto
 pub use copy::{copy_store, CopyReport};
 /// A pool of PostgreSQL connections (deadpool-postgres).
 pub use deadpool_postgres::Pool as PgPool;
+pub use demo::{demo_once, demo_state, DemoState, DEMO_LOCK};
 pub use events::{
     follow_events, Appended, BlockingEvents, EventTable, Notice, StoredEvent, Table, EVENTS_CHANNEL,
 };

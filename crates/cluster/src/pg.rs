@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "node_queries",
         sql: include_str!("../migrations/0004_node_queries.sql"),
     },
+    Migration {
+        version: 5,
+        name: "cluster_demo",
+        sql: include_str!("../migrations/0005_cluster_demo.sql"),
+    },
 ];
 
 /// The advisory-lock key migrations run under (`"huren-mg"` in ASCII).
