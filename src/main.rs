@@ -1402,12 +1402,6 @@ fn serve(
     let config_path = config;
     let mut config = load_config(config_path.as_deref())?;
     let cluster = config.store.backend == huren_cluster::Backend::Cluster;
-    if cluster && config.regional.is_some() {
-        bail!(
-            "[store] backend = \"cluster\": [regional] follows the embedded store's journal \
-             and is not built on a cluster yet (issue 19; docs/cluster.md)"
-        );
-    }
     if demo {
         demo::workflow(&mut config)?;
         demo::alerting(&mut config)?;

@@ -53,7 +53,7 @@ fn cluster_check_migrates_once_and_round_trips_a_blob_and_serve_demo_refuses_pla
     assert_eq!(lines[0]["s3"], "ok");
     assert_eq!(
         lines[0]["migrations_applied"],
-        serde_json::json!([1, 2, 3, 4, 5]),
+        serde_json::json!([1, 2, 3, 4, 5, 6]),
         "{lines:?}"
     );
     // A second node (or a second check) finds the schema applied.
@@ -632,4 +632,90 @@ fn serve_demo_on_a_cluster_loads_once_and_every_node_prints_the_same_tokens() {
     );
     let again = list(&c);
     assert_eq!(again["count"], on_a["count"]);
+}
+
+#[test]
+fn the_regional_push_follows_the_cluster_commits_from_one_node_at_a_time() {
+    let (Some(pg), Some(s3)) = (peers::postgres(), peers::seaweedfs()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let (rc, _, err) = huren(&[
+        "certs",
+        "dev",
+        "--out",
+        certs.to_str().unwrap(),
+        "--institution",
+        "FX-YLT",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let port = crate::outbox::free_port();
+    let cfg = crate::regional::config(dir.path(), port, &certs);
+    add_cluster(&cfg, &pg, &s3);
+    let got_dir = dir.path().join("platform");
+    std::fs::create_dir_all(&got_dir).unwrap();
+    let _rx = crate::regional::receiver(port, &certs, &got_dir, 0);
+    let new_keys = || -> Vec<String> {
+        crate::regional::got(&got_dir)
+            .iter()
+            .filter(|l| l["new"] == true)
+            .map(|l| l["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Node A starts first and so follows the commits; B starts once A has pushed.
+    let mut a = node("node-a", &dir.path().join("a"), &cfg);
+    crate::regional::send(&a, &oru("FX-ZX", "R0", "PR0", "FR0", "120", "F"));
+    until("the first document", Duration::from_secs(20), || {
+        new_keys().len() == 1
+    });
+    let b = node("node-b", &dir.path().join("b"), &cfg);
+    for i in 1..=10 {
+        let id = format!("R{i}");
+        let srv = if i % 2 == 0 { &a } else { &b };
+        crate::regional::send(
+            srv,
+            &oru(
+                "FX-ZX",
+                &id,
+                &format!("P{id}"),
+                &format!("F{id}"),
+                "120",
+                "F",
+            ),
+        );
+    }
+    // A preliminary result does not go.
+    crate::regional::send(&b, &oru("FX-ZX", "RP", "PRP", "FRP", "120", "P"));
+    until("eleven documents", Duration::from_secs(30), || {
+        new_keys().len() == 11
+    });
+
+    // A dies; B takes the follower's lease and the delivery over and goes on from the
+    // cluster's cursor: the next results arrive, and nothing is sent twice.
+    a.kill9();
+    for i in 11..=14 {
+        let id = format!("R{i}");
+        crate::regional::send(
+            &b,
+            &oru(
+                "FX-ZX",
+                &id,
+                &format!("P{id}"),
+                &format!("F{id}"),
+                "120",
+                "F",
+            ),
+        );
+    }
+    until("fifteen documents", Duration::from_secs(60), || {
+        new_keys().len() == 15
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(new_keys().len(), 15, "each document once");
+    // A resend is possible only for a document A sent and did not record as delivered before
+    // it died (the receiver keeps it once by its Idempotency-Key); nothing else is sent twice.
+    let all = crate::regional::got(&got_dir);
+    assert!(all.len() <= 16, "{all:?}");
 }

@@ -16,7 +16,7 @@ use crate::worklist::call;
 const TOKEN: &str = "platform-token-0123456789";
 
 /// The python receiver (`tests/cli/regional_receiver.py`, the standard library only).
-fn receiver(port: u16, certs: &Path, dir: &Path, fail_first: u32) -> ReadyChild {
+pub(crate) fn receiver(port: u16, certs: &Path, dir: &Path, fail_first: u32) -> ReadyChild {
     let mut cmd = Command::new("python3");
     cmd.arg(repo().join("tests/cli/regional_receiver.py"))
         .arg(port.to_string())
@@ -28,7 +28,7 @@ fn receiver(port: u16, certs: &Path, dir: &Path, fail_first: u32) -> ReadyChild 
     ReadyChild::spawn(cmd, "the regional receiver (python3)")
 }
 
-fn got(dir: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn got(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("got.jsonl"))
         .unwrap_or_default()
         .lines()
@@ -48,7 +48,7 @@ fn regional_outbox(srv: &Server) -> Vec<serde_json::Value> {
     v["entries"].as_array().unwrap().clone()
 }
 
-fn config(dir: &Path, port: u16, certs: &Path) -> String {
+pub(crate) fn config(dir: &Path, port: u16, certs: &Path) -> String {
     let cfg = crate::mllp::config_file(dir);
     let token = dir.join("regional.token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -83,7 +83,7 @@ key = "{c}/client-FX-YLT.key"
     cfg
 }
 
-fn send(srv: &Server, msg: &[u8]) {
+pub(crate) fn send(srv: &Server, msg: &[u8]) {
     let ack = Mllp::connect(&srv.mllp).send(msg).expect("an ACK");
     assert_eq!(msa(&ack).0, "AA", "{ack}");
 }

@@ -194,6 +194,25 @@ impl<B: BlobBackend + 'static> SharedReports for NodeReports<B> {
     fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
+
+    fn committed_after(
+        &self,
+        after: u64,
+    ) -> Result<(Vec<huren_store::JournalRecord>, u64), StoreError> {
+        self.run(self.store.committed_after(after, 64))
+    }
+
+    fn commit_position(&self) -> Result<u64, StoreError> {
+        self.run(self.store.commit_position())
+    }
+
+    fn follower_position(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        self.run(self.store.follower_position(name))
+    }
+
+    fn save_follower_position(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        self.run(self.store.save_follower_position(name, position))
+    }
 }
 
 fn instance_of(json: &str) -> Result<InstanceRecord, ClusterError> {

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cluster_demo",
         sql: include_str!("../migrations/0005_cluster_demo.sql"),
     },
+    Migration {
+        version: 6,
+        name: "commit_order",
+        sql: include_str!("../migrations/0006_commit_order.sql"),
+    },
 ];
 
 /// The advisory-lock key migrations run under (`"huren-mg"` in ASCII).

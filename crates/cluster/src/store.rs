@@ -280,6 +280,114 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
     }
 }
 
+impl<B: BlobBackend + 'static> ClusterStore<B> {
+    /// The reports committed by the transactions after position `after` (a transaction id),
+    /// up to `max_transactions` of them, as journal records (one per transaction, its reports
+    /// by version then hash), and the position after them. Only transactions older than
+    /// every one still running are read, so none that commits later can fall behind the
+    /// position.
+    pub async fn committed_after(
+        &self,
+        after: u64,
+        max_transactions: i64,
+    ) -> Result<(Vec<huren_store::JournalRecord>, u64), ClusterError> {
+        let client = self.inner.pool.get().await?;
+        let after_text = after.to_string();
+        let rows = client
+            .query(
+                &format!(
+                    "WITH xids AS (
+                         SELECT DISTINCT commit_xid FROM reports
+                         WHERE commit_xid > ($1::text)::xid8
+                           AND commit_xid < pg_snapshot_xmin(pg_current_snapshot())
+                         ORDER BY commit_xid LIMIT $2)
+                     SELECT commit_xid::text, {META_COLUMNS} FROM reports
+                     WHERE commit_xid IN (SELECT commit_xid FROM xids)
+                     ORDER BY commit_xid, version, hash"
+                ),
+                &[&after_text, &max_transactions],
+            )
+            .await?;
+        let mut out: Vec<huren_store::JournalRecord> = Vec::new();
+        let mut pos = after;
+        for r in &rows {
+            let xid: u64 = r
+                .try_get::<_, &str>(0)?
+                .parse()
+                .map_err(|_| ClusterError::Corrupt("commit_xid".into()))?;
+            let meta = meta_of_offset_row(r, 1)?;
+            if out.last().is_none_or(|rec| rec.seq != xid) {
+                out.push(huren_store::JournalRecord {
+                    seq: xid,
+                    entries: vec![],
+                });
+            }
+            pos = xid;
+            if let Some(rec) = out.last_mut() {
+                rec.entries.push(huren_store::Entry::Report {
+                    hash: meta.hash,
+                    original: meta.original,
+                    kind: meta.kind,
+                    status: meta.status,
+                    chain: meta.chain,
+                    local: meta.local,
+                    institution: meta.institution,
+                    time_ms: meta.time_ms,
+                    received_at: meta.received_at,
+                    outcome: if meta.version == 1 {
+                        huren_store::Outcome::Stored
+                    } else {
+                        huren_store::Outcome::Superseded
+                    },
+                });
+            }
+        }
+        Ok((out, pos))
+    }
+
+    /// The position a follower starting now begins at: everything committed so far is
+    /// before it, everything committed later after it.
+    pub async fn commit_position(&self) -> Result<u64, ClusterError> {
+        let client = self.inner.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint - 1",
+                &[],
+            )
+            .await?;
+        Ok(row.try_get::<_, i64>(0)?.max(0) as u64)
+    }
+
+    /// A follower's saved position, `None` before its first save.
+    pub async fn follower_position(&self, name: &str) -> Result<Option<u64>, ClusterError> {
+        let client = self.inner.pool.get().await?;
+        Ok(client
+            .query_opt(
+                "SELECT position FROM follower_cursors WHERE name = $1",
+                &[&name],
+            )
+            .await?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?
+            .map(|p| p.max(0) as u64))
+    }
+
+    /// Saves a follower's position (committed when it returns).
+    pub async fn save_follower_position(&self, name: &str, pos: u64) -> Result<(), ClusterError> {
+        let client = self.inner.pool.get().await?;
+        let pos = i64::try_from(pos).map_err(|_| ClusterError::Invalid("position".into()))?;
+        client
+            .execute(
+                "INSERT INTO follower_cursors (name, position, node) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE
+                 SET position = excluded.position, node = excluded.node, saved_at = now()",
+                &[&name, &pos, &self.inner.options.node],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
 /// The last version [`ClusterStore::verify`] saw of the chain it is walking.
 struct Walk {
     chain: String,
@@ -545,24 +653,29 @@ fn status_str(s: ReportStatus) -> &'static str {
 }
 
 fn meta_of_row(row: &tokio_postgres::Row) -> Result<ReportMeta, ClusterError> {
-    let superseded: Option<Vec<u8>> = row.try_get(10)?;
-    let version: i32 = row.try_get(9)?;
+    meta_of_offset_row(row, 0)
+}
+
+/// [`meta_of_row`] of columns starting at `o`.
+fn meta_of_offset_row(row: &tokio_postgres::Row, o: usize) -> Result<ReportMeta, ClusterError> {
+    let superseded: Option<Vec<u8>> = row.try_get(o + 10)?;
+    let version: i32 = row.try_get(o + 9)?;
     Ok(ReportMeta {
-        hash: hash_of(row.try_get(0)?, "report")?,
-        original: hash_of(row.try_get(1)?, "original")?,
-        kind: kind_of(row.try_get(2)?)?,
-        status: status_of(row.try_get(3)?)?,
-        chain: row.try_get(4)?,
-        local: row.try_get(5)?,
-        institution: row.try_get(6)?,
-        time_ms: row.try_get(7)?,
-        received_at: row.try_get(8)?,
+        hash: hash_of(row.try_get(o)?, "report")?,
+        original: hash_of(row.try_get(o + 1)?, "original")?,
+        kind: kind_of(row.try_get(o + 2)?)?,
+        status: status_of(row.try_get(o + 3)?)?,
+        chain: row.try_get(o + 4)?,
+        local: row.try_get(o + 5)?,
+        institution: row.try_get(o + 6)?,
+        time_ms: row.try_get(o + 7)?,
+        received_at: row.try_get(o + 8)?,
         version: u32::try_from(version)
             .map_err(|_| ClusterError::Corrupt(format!("version {version}")))?,
         superseded_by: superseded
             .map(|h| hash_of(&h, "superseded_by"))
             .transpose()?,
-        identity_review: row.try_get(11)?,
+        identity_review: row.try_get(o + 11)?,
     })
 }
 

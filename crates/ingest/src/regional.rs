@@ -203,10 +203,45 @@ pub fn load_cursor(store: &Store, from: RegionalFrom) -> Result<JournalCursor, S
 /// The follower (spawned by `huren serve` with `[regional]`): from the saved cursor —
 /// replaying what a crash left unqueued — then every [`POLL`], enqueues what was committed
 /// since.
+///
+/// On a cluster one node follows at a time: the one holding the follower's lease (a session
+/// lock that ends with its node); the others try again every [`POLL`]. The cursor is the
+/// cluster's, so whichever node holds the lease goes on from where the last one stopped.
 pub async fn follow(gw: Gateway) {
     let Some(from) = gw.config.regional.as_ref().map(|r| r.from) else {
         return;
     };
+    let mut lease = None;
+    loop {
+        if lease.is_none() {
+            let g = gw.clone();
+            lease = match tokio::task::spawn_blocking(move || {
+                g.ingest_store().regional().lease(LEASE)
+            })
+            .await
+            {
+                Ok(Ok(l)) => l,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "regional follower's lease not taken; retrying");
+                    None
+                }
+                Err(_) => None,
+            };
+        }
+        if lease.is_some() {
+            follow_while_held(&gw, from).await;
+            lease = None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The follower's lease (on the regional outbox's table).
+const LEASE: &str = "regional-follower";
+
+/// Follows until a step fails (then the lease is taken again: another node may hold it by
+/// then, and the cursor is read afresh).
+async fn follow_while_held(gw: &Gateway, from: RegionalFrom) {
     let mut cursor = None;
     loop {
         let g = gw.clone();
@@ -231,8 +266,14 @@ pub async fn follow(gw: Gateway) {
             .await;
         match done {
             Ok(Ok((c, _))) => cursor = Some(c),
-            Ok(Err(e)) => tracing::error!(error = %e, "regional documents not queued; retrying"),
-            Err(_) => tracing::error!("regional follower step failed; retrying"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "regional documents not queued; retrying");
+                return;
+            }
+            Err(_) => {
+                tracing::error!("regional follower step failed; retrying");
+                return;
+            }
         }
         tokio::time::sleep(POLL).await;
     }

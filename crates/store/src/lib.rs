@@ -1117,6 +1117,12 @@ impl Store {
     /// (durable, answered or about to be) and its offset. A follower that starts here sees
     /// only what is committed later.
     pub fn journal_end(&self) -> Result<JournalCursor, StoreError> {
+        if let Back::Shared { reports, .. } = &self.inner.back {
+            return Ok(JournalCursor {
+                seq: reports.commit_position()?,
+                offset: 0,
+            });
+        }
         let (seq, at) = self.embedded("the journal")?.1.applied()?;
         Ok(JournalCursor {
             seq,
@@ -1125,8 +1131,14 @@ impl Store {
     }
 
     /// A journal follower's saved cursor (`<name>.cursor` in the store directory), `None`
-    /// before its first save.
+    /// before its first save. On a cluster node the cursor is the shared store's
+    /// (`SharedReports::follower_position`) and its `seq` a commit position.
     pub fn follower_cursor(&self, name: &str) -> Result<Option<JournalCursor>, StoreError> {
+        if let Back::Shared { reports, .. } = &self.inner.back {
+            return Ok(reports
+                .follower_position(name)?
+                .map(|seq| JournalCursor { seq, offset: 0 }));
+        }
         let path = self.inner.dir.join(format!("{name}.cursor"));
         match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b)
@@ -1140,6 +1152,9 @@ impl Store {
     /// Saves a journal follower's cursor whole: a new file synced, renamed over the old one,
     /// the directory synced. A crash leaves the old cursor or the new one.
     pub fn save_follower_cursor(&self, name: &str, c: JournalCursor) -> Result<(), StoreError> {
+        if let Back::Shared { reports, .. } = &self.inner.back {
+            return reports.save_follower_position(name, c.seq);
+        }
         use std::io::Write as _;
         let dir = &self.inner.dir;
         let path = dir.join(format!("{name}.cursor"));
@@ -1156,12 +1171,18 @@ impl Store {
     /// The committed journal records after `cursor` (those with a greater sequence number),
     /// oldest first, reading about `max_bytes` of the journal, and the cursor after them; no
     /// records when nothing new is committed. Only records the index has applied are
-    /// returned: nothing a crash could still take back. Runs beside the writer.
+    /// returned: nothing a crash could still take back. Runs beside the writer. On a cluster
+    /// node: the reports committed after the cursor's position, one record per commit
+    /// (`SharedReports::committed_after`).
     pub fn records_after(
         &self,
         cursor: JournalCursor,
         max_bytes: usize,
     ) -> Result<(Vec<JournalRecord>, JournalCursor), StoreError> {
+        if let Back::Shared { reports, .. } = &self.inner.back {
+            let (records, seq) = reports.committed_after(cursor.seq)?;
+            return Ok((records, JournalCursor { seq, offset: 0 }));
+        }
         let (applied, _) = self.embedded("the journal")?.1.applied()?;
         if applied <= cursor.seq {
             return Ok((Vec::new(), cursor));

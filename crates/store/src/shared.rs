@@ -11,7 +11,7 @@ use huren_model::{ContentHash, InstanceRecord, Report, ReportKind};
 
 use crate::generations::Generations;
 use crate::index::{ReportMeta, ReviewItem};
-use crate::{Committed, Ingest, StoreError};
+use crate::{Committed, Ingest, JournalRecord, StoreError};
 
 /// A commit's answer, to await.
 pub type CommitFuture = Pin<Box<dyn Future<Output = Result<Committed, StoreError>> + Send>>;
@@ -59,4 +59,14 @@ pub trait SharedReports: Send + Sync {
     fn ready(&self) -> Result<(), String>;
     /// Ingests waiting for the group commit.
     fn queued(&self) -> usize;
+    /// The reports committed after position `after`, in commit order, as journal records
+    /// (one per commit), and the position after them: what a follower of the commits reads
+    /// instead of the journal. Nothing that commits later falls behind the position.
+    fn committed_after(&self, after: u64) -> Result<(Vec<JournalRecord>, u64), StoreError>;
+    /// The position after everything committed so far.
+    fn commit_position(&self) -> Result<u64, StoreError>;
+    /// A follower's saved position (shared by the nodes), `None` before its first save.
+    fn follower_position(&self, name: &str) -> Result<Option<u64>, StoreError>;
+    /// Saves a follower's position.
+    fn save_follower_position(&self, name: &str, position: u64) -> Result<(), StoreError>;
 }
