@@ -312,3 +312,52 @@ async fn a_commit_on_one_node_moves_the_other_nodes_generations() {
         .expect("commit");
     assert!(eventually(|| b.person_generation("A:P2") != g).await);
 }
+
+/// A follower of the commits never skips a transaction that commits late: while an older
+/// transaction is still open, a newer commit is not handed out (it would move the position
+/// past the older one); once the older one ends, both are, in transaction order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_of_the_commits_waits_for_an_older_transaction_still_open() {
+    let Some((a, _pg, _s3)) = cluster("node-a").await else {
+        return;
+    };
+    let first = a
+        .commit(lab("A", "F1", None, "F1", 1, "first"))
+        .await
+        .expect("commit");
+    let (records, pos) = a.committed_after(0, 64).await.expect("follow");
+    let hashes = |r: &[huren_store::JournalRecord]| -> Vec<ContentHash> {
+        r.iter()
+            .flat_map(|rec| rec.entries.iter())
+            .filter_map(|e| match e {
+                huren_store::Entry::Report { hash, .. } => Some(*hash),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(hashes(&records), vec![first.reports[0].report]);
+    assert_eq!(a.committed_after(pos, 64).await.expect("again").0.len(), 0);
+
+    // An older transaction holds its id open (it has written nothing yet); a newer commit
+    // lands meanwhile.
+    let mut held = a.pool().get().await.expect("client");
+    let tx = held.transaction().await.expect("begin");
+    tx.query_one("SELECT pg_current_xact_id()", &[])
+        .await
+        .expect("an id");
+    let second = a
+        .commit(lab("A", "F2", None, "F2", 1, "second"))
+        .await
+        .expect("commit");
+    let (waiting, same) = a.committed_after(pos, 64).await.expect("follow");
+    assert!(waiting.is_empty(), "handed out past an open transaction");
+    assert_eq!(same, pos);
+    tx.rollback().await.expect("rollback");
+    let (records, _) = a.committed_after(pos, 64).await.expect("follow");
+    assert_eq!(hashes(&records), vec![second.reports[0].report]);
+    // A position saved is the cluster's.
+    a.save_follower_position("test", pos).await.expect("save");
+    assert_eq!(a.follower_position("test").await.expect("read"), Some(pos));
+    assert_eq!(a.follower_position("other").await.expect("read"), None);
+    assert!(a.commit_position().await.expect("position") >= pos);
+}
