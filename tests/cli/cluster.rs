@@ -706,3 +706,15 @@ fn the_regional_push_follows_the_cluster_commits_from_one_node_at_a_time() {
     let all = crate::regional::got(&got_dir);
     assert!(all.len() <= 16, "{all:?}");
 }
+
+#[test]
+fn identity_review_decisions_on_a_cluster_node() {
+    let (Some(pg), Some(s3)) = (peers::postgres(), peers::seaweedfs()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::mllp::config_file(dir.path());
+    add_cluster(&cfg, &pg, &s3);
+    let srv = node("node-a", &dir.path().join("a"), &cfg);
+    crate::identity::typo_then_accept(&srv);
+}

@@ -109,9 +109,15 @@ fn an_oru_with_a_typo_moves_nothing_and_accepting_moves_exactly_its_local_id() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path());
     let srv = Server::start(&dir.path().join("data"), &["--config", &cfg]);
+    typo_then_accept(&srv);
+}
+
+/// The scenario of the test above on a running server (also a cluster node's,
+/// `tests/cli/cluster.rs`), with the test configuration.
+pub(crate) fn typo_then_accept(srv: &Server) {
     let mut c = Mllp::connect(&srv.mllp);
     patient_at_three_institutions(&mut c);
-    let before = reports(&srv, &format!("nid:{NID}"));
+    let before = reports(srv, &format!("nid:{NID}"));
     assert_eq!(before.len(), 4);
     assert!(before.iter().all(|(_, u)| !u));
 
@@ -120,14 +126,14 @@ fn an_oru_with_a_typo_moves_nothing_and_accepting_moves_exactly_its_local_id() {
         &mut c,
         &oru("FX-GX", "GX-TYPO", "GX-77", TYPO, "GX2", "9.9"),
     );
-    let after = reports(&srv, &format!("nid:{NID}"));
+    let after = reports(srv, &format!("nid:{NID}"));
     let kept: Vec<&(String, bool)> = after.iter().filter(|r| !r.1).collect();
     assert_eq!(kept.len(), before.len(), "{after:?}");
     assert!(before.iter().all(|b| after.contains(b)), "{after:?}");
     let new: Vec<&(String, bool)> = after.iter().filter(|r| r.1).collect();
     assert_eq!(new.len(), 1, "the new report is filed identity-uncertain");
     let new_hash = new[0].0.clone();
-    assert!(reports(&srv, &format!("nid:{TYPO}")).is_empty());
+    assert!(reports(srv, &format!("nid:{TYPO}")).is_empty());
 
     // In the results, the new report is IDENTITY_UNCERTAIN and shows no content.
     let (st, body) = srv.get(&format!("/api/v1/patients/nid:{NID}/results"));
@@ -162,7 +168,7 @@ fn an_oru_with_a_typo_moves_nothing_and_accepting_moves_exactly_its_local_id() {
     assert_eq!(body["code"], "IDENTITY_UNCERTAIN", "{body}");
 
     // One review item, for FX-GX:GX-77, naming the message; no national ID in clear.
-    let open = open_reviews(&srv);
+    let open = open_reviews(srv);
     assert_eq!(open.len(), 1, "{open:#?}");
     let item = &open[0];
     assert_eq!(item["local"], "FX-GX:GX-77");
@@ -183,22 +189,22 @@ fn an_oru_with_a_typo_moves_nothing_and_accepting_moves_exactly_its_local_id() {
     assert_eq!(st, 403);
 
     // Accepted: exactly FX-GX:GX-77 moves, with its two reports; ZX and ZY stay.
-    let (st, body) = resolve(&srv, &id, "accept");
+    let (st, body) = resolve(srv, &id, "accept");
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["moved_local"], "FX-GX:GX-77");
     assert_eq!(body["moved_reports"].as_array().unwrap().len(), 2, "{body}");
-    let real = reports(&srv, &format!("nid:{NID}"));
+    let real = reports(srv, &format!("nid:{NID}"));
     assert_eq!(real.len(), 3, "{real:?}");
     assert!(real.iter().all(|(_, u)| !u));
-    let typo = reports(&srv, &format!("nid:{TYPO}"));
+    let typo = reports(srv, &format!("nid:{TYPO}"));
     assert_eq!(typo.len(), 2, "{typo:?}");
     assert!(typo.iter().all(|(_, u)| !u));
     // The local ID now resolves to the claimed person.
-    let gx = reports(&srv, "FX-GX:GX-77");
+    let gx = reports(srv, "FX-GX:GX-77");
     assert_eq!(hashes(&gx), hashes(&typo));
-    assert!(open_reviews(&srv).is_empty());
+    assert!(open_reviews(srv).is_empty());
     // Decided once.
-    let (st, _) = resolve(&srv, &id, "keep");
+    let (st, _) = resolve(srv, &id, "keep");
     assert_eq!(st, 409);
 
     // The decision is in the audit log, under the person the local ID left.

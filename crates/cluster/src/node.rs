@@ -127,6 +127,10 @@ impl<B: BlobBackend + 'static> SharedReports for NodeReports<B> {
         self.run(self.store.reports_of_person(person, kind))
     }
 
+    fn reports_of_local(&self, local: &str) -> Result<Vec<ReportMeta>, StoreError> {
+        self.run(self.store.reports_of_local(local))
+    }
+
     fn identity_reviews(&self, open_only: bool) -> Result<Vec<ReviewItem>, StoreError> {
         self.run(ReportBackend::identity_reviews(&self.store, open_only))
     }

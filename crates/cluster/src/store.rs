@@ -232,15 +232,6 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
             ));
         }
         let ingest = Prepared::new(ingest, instances)?;
-        if ingest
-            .identity
-            .iter()
-            .any(|op| matches!(op, IdentityOp::Resolve { .. }))
-        {
-            return Err(ClusterError::Unsupported(
-                "identity review decisions (IdentityOp::Resolve)",
-            ));
-        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job { ingest, reply })
@@ -343,6 +334,21 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
             }
         }
         Ok((out, pos))
+    }
+
+    /// The current reports of one local key, in hash order.
+    pub async fn reports_of_local(&self, local: &str) -> Result<Vec<ReportMeta>, ClusterError> {
+        let client = self.inner.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {META_COLUMNS} FROM reports
+                     WHERE patient_key = $1 AND superseded_by IS NULL ORDER BY hash"
+                ),
+                &[&local],
+            )
+            .await?;
+        rows.iter().map(meta_of_row).collect()
     }
 
     /// The position a follower starting now begins at: everything committed so far is
@@ -1414,7 +1420,7 @@ async fn apply_identity_ops(
         }
     }
     for (id, op) in rest {
-        apply_identity(tx, node, op, id, &mut locked).await?;
+        apply_identity(tx, node, op, id, &mut locked, touched).await?;
     }
     Ok(())
 }
@@ -1479,6 +1485,7 @@ async fn apply_identity(
     op: &IdentityOp,
     id: &str,
     locked: &mut bool,
+    touched: &mut Vec<String>,
 ) -> Result<(), ClusterError> {
     match op {
         IdentityOp::Link { .. } | IdentityOp::Claim { .. } => match claim_of(op) {
@@ -1501,10 +1508,84 @@ async fn apply_identity(
             }
             Ok(())
         }
-        IdentityOp::Resolve { .. } => Err(ClusterError::Unsupported(
-            "identity review decisions (IdentityOp::Resolve)",
-        )),
+        IdentityOp::Resolve {
+            review,
+            decision,
+            by,
+            reason,
+            at,
+        } => {
+            lock_identity(tx, locked).await?;
+            resolve(tx, node, id, review, *decision, (by, reason, at), touched).await
+        }
     }
+}
+
+/// The embedded index's resolution of a review item: an accepted claim moves that one local
+/// key to the claimed person (nothing else); either decision lifts the identity-uncertain
+/// mark of the claim's reports. An unknown or already decided item changes nothing. The
+/// item's `seq` is the transaction's id, which the commit answers as its `seq`.
+async fn resolve(
+    tx: &Transaction<'_>,
+    node: &str,
+    id: &str,
+    review: &str,
+    decision: huren_store::ReviewDecision,
+    (by, reason, at): (&str, &str, &str),
+    touched: &mut Vec<String>,
+) -> Result<(), ClusterError> {
+    let Some(row) = tx
+        .query_opt(
+            "SELECT item::text FROM identity_reviews WHERE id = $1 FOR UPDATE",
+            &[&review],
+        )
+        .await?
+    else {
+        tracing::warn!(
+            review,
+            "resolution of an unknown identity review item ignored"
+        );
+        return Ok(());
+    };
+    let mut item: ReviewItem = serde_json::from_str(row.try_get::<_, &str>(0)?)
+        .map_err(|e| ClusterError::Corrupt(format!("identity review item: {e}")))?;
+    if !matches!(item.state, huren_store::ReviewState::Open) {
+        return Ok(());
+    }
+    let from = person_of(&**tx, &item.local).await?;
+    touched.extend([from.clone(), item.local.clone(), item.claimed.clone()]);
+    if decision == huren_store::ReviewDecision::AcceptClaim && from != item.claimed {
+        link(tx, node, &item.local, &item.claimed, "review").await?;
+    }
+    if !item.reports.is_empty() {
+        tx.execute(
+            "UPDATE reports SET identity_review = NULL
+             WHERE hash = ANY($1) AND identity_review = $2",
+            &[&bytes_list(item.reports.iter()), &review],
+        )
+        .await?;
+    }
+    let seq = id
+        .split('-')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| ClusterError::Corrupt(format!("identity op id {id}")))?;
+    item.state = huren_store::ReviewState::Resolved {
+        decision,
+        from,
+        by: by.to_string(),
+        reason: reason.to_string(),
+        at: at.to_string(),
+        seq,
+    };
+    let json = serde_json::to_string(&item)
+        .map_err(|e| ClusterError::Corrupt(format!("identity review item: {e}")))?;
+    tx.execute(
+        "UPDATE identity_reviews SET open = false, item = ($2::text)::jsonb WHERE id = $1",
+        &[&review, &json],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The embedded index's `apply_claim`: link `local` (and its institution's group) to `person`

@@ -1011,12 +1011,13 @@ impl Store {
         }
         let moved = *decision == ReviewDecision::AcceptClaim && *from != item.claimed;
         let moved_reports = if moved {
-            self.embedded("an identity review decision")?
-                .1
-                .reports_of_local(&item.local)?
-                .into_iter()
-                .map(|m| m.hash)
-                .collect()
+            match &self.inner.back {
+                Back::Embedded { index, .. } => index.reports_of_local(&item.local)?,
+                Back::Shared { reports, .. } => reports.reports_of_local(&item.local)?,
+            }
+            .into_iter()
+            .map(|m| m.hash)
+            .collect()
         } else {
             vec![]
         };

@@ -44,6 +44,8 @@ pub trait SharedReports: Send + Sync {
         person: &str,
         kind: Option<ReportKind>,
     ) -> Result<Vec<ReportMeta>, StoreError>;
+    /// The current reports of one local key (`institution:local id`), in hash order.
+    fn reports_of_local(&self, local: &str) -> Result<Vec<ReportMeta>, StoreError>;
     /// Identity review items, oldest first.
     fn identity_reviews(&self, open_only: bool) -> Result<Vec<ReviewItem>, StoreError>;
     /// The record of a SOP instance.

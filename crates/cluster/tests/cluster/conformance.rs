@@ -11,7 +11,10 @@ use huren_model::{
     national_id_key, ContentHash, LabBody, PatientId, PatientRef, Report, ReportKind, ReportStatus,
     Source, SystemKind,
 };
-use huren_store::{IdentityLink, IdentityOp, Ingest, Outcome, ReportBackend, Store, StoreOptions};
+use huren_store::{
+    IdentityLink, IdentityOp, Ingest, Outcome, ReportBackend, ReviewDecision, ReviewState, Store,
+    StoreOptions,
+};
 
 use crate::support;
 
@@ -507,4 +510,147 @@ async fn conformance_cluster() {
         return;
     };
     conformance(Arc::new(store), "cluster").await;
+}
+
+/// An identity review decision as a commit (what `Store::resolve_identity_review` commits).
+fn decision(review: &str, decision: ReviewDecision) -> Ingest {
+    let op = IdentityOp::Resolve {
+        review: review.into(),
+        decision,
+        by: "privacy.zx".into(),
+        reason: "registry checked".into(),
+        at: "2026-07-01T08:00:00+08:00".into(),
+    };
+    let bytes = serde_json::to_vec(&serde_json::json!({ "identity_resolution": &op })).unwrap();
+    Ingest {
+        original: bytes.as_slice().into(),
+        identity: vec![op],
+        received_at: "2026-07-01T08:00:00+08:00".into(),
+        ..Default::default()
+    }
+}
+
+/// Identity review decisions, the same on both back ends: an accepted claim moves that one
+/// local key (and its current reports) to the claimed person and lifts the mark; keeping the
+/// existing link lifts the mark and moves nothing; a second decision of one item, or one of
+/// an unknown item, changes nothing. The item records the decision with the commit's `seq`.
+pub async fn decisions<S: ReportBackend + 'static>(s: Arc<S>, label: &str) {
+    let (x, y) = ("110101199001011234", "310101198001012345");
+    let kx = national_id_key(SECRET, x);
+    let ky = national_id_key(SECRET, y);
+    for (n, d) in [ReviewDecision::AcceptClaim, ReviewDecision::KeepExisting]
+        .into_iter()
+        .enumerate()
+    {
+        let p = format!("D{n}");
+        let h1 = s
+            .commit(lab("A", &p, Some(x), &format!("{p}a"), 1, "first"))
+            .await
+            .expect("first")
+            .reports[0]
+            .report;
+        let h2 = s
+            .commit(lab("A", &p, Some(y), &format!("{p}b"), 2, "contradiction"))
+            .await
+            .expect("contradiction")
+            .reports[0]
+            .report;
+        let open = s.identity_reviews(true).await.expect("reviews");
+        assert_eq!(open.len(), 1, "{label}: {open:?}");
+        let id = open[0].id.clone();
+        let c = s.commit(decision(&id, d)).await.expect("decision");
+        assert!(c.seq > 0, "{label}");
+        assert!(
+            s.identity_reviews(true).await.expect("reviews").is_empty(),
+            "{label}"
+        );
+        let item = s
+            .identity_reviews(false)
+            .await
+            .expect("reviews")
+            .into_iter()
+            .find(|r| r.id == id)
+            .expect("the item");
+        match &item.state {
+            ReviewState::Resolved {
+                decision,
+                from,
+                by,
+                seq,
+                ..
+            } => {
+                assert_eq!(
+                    (*decision, from, by.as_str()),
+                    (d, &kx, "privacy.zx"),
+                    "{label}"
+                );
+                assert_eq!(*seq, c.seq, "{label}: the decision's commit");
+            }
+            other => panic!("{label}: {other:?}"),
+        }
+        let meta = s.report_meta(h2).await.expect("meta").expect("meta");
+        assert_eq!(meta.identity_review, None, "{label}: the mark is lifted");
+        let person = s.person_key(&local("A", &p)).await.expect("person");
+        let mut theirs = hashes(&*s, &PatientId::National(y.into()), None).await;
+        theirs.sort();
+        let mut both = vec![h1, h2];
+        both.sort();
+        match d {
+            ReviewDecision::AcceptClaim => {
+                assert_eq!(person, ky, "{label}: moved to the claimed person");
+                assert_eq!(theirs, both, "{label}: with its current reports");
+            }
+            ReviewDecision::KeepExisting => {
+                assert_eq!(person, kx, "{label}: the link stays");
+                assert!(
+                    !theirs.contains(&h1) && !theirs.contains(&h2),
+                    "{label}: nothing moved"
+                );
+            }
+        }
+        // Decided again (or the other way), or an unknown item: nothing changes.
+        let other = match d {
+            ReviewDecision::AcceptClaim => ReviewDecision::KeepExisting,
+            ReviewDecision::KeepExisting => ReviewDecision::AcceptClaim,
+        };
+        s.commit(decision(&id, other)).await.expect("again");
+        s.commit(decision("no-such-item", other))
+            .await
+            .expect("unknown");
+        assert_eq!(
+            s.person_key(&local("A", &p)).await.expect("person"),
+            person,
+            "{label}"
+        );
+        let again = s
+            .identity_reviews(false)
+            .await
+            .expect("reviews")
+            .into_iter()
+            .find(|r| r.id == id)
+            .expect("the item");
+        assert_eq!(again, item, "{label}: the first decision stands");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn decisions_embedded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            national_id_secret: SECRET.into(),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open");
+    decisions(Arc::new(store), "embedded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn decisions_cluster() {
+    let Some((store, _pg, _s3)) = cluster("n1").await else {
+        return;
+    };
+    decisions(Arc::new(store), "cluster").await;
 }
