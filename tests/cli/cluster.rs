@@ -718,3 +718,137 @@ fn identity_review_decisions_on_a_cluster_node() {
     let srv = node("node-a", &dir.path().join("a"), &cfg);
     crate::identity::typo_then_accept(&srv);
 }
+
+#[test]
+fn migrate_carries_the_workflow_logs_consents_decisions_and_the_audit_trail() {
+    let (Some(pg), Some(s3)) = (peers::postgres(), peers::seaweedfs()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let embedded_cfg = crate::alerts::config(dir.path(), 3600);
+    let data = dir.path().join("data");
+    // An embedded gateway at work: an identity review decided, a STEMI alert (with its
+    // reading task and chest-pain case) acknowledged, a consent recorded.
+    let (stemi, consent) = {
+        let srv = Server::start(&data, &["--config", &embedded_cfg]);
+        crate::identity::typo_then_accept(&srv);
+        let up = crate::alerts::upload_stemi(&srv);
+        assert_eq!(up["critical"]["rule"], "stemi", "{up}");
+        let id = crate::alerts::alerts(&srv, CARDIO, "open")[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (st, v) = call(
+            &srv.http,
+            "POST",
+            &format!("/api/v1/alerts/{id}/ack"),
+            CARDIO,
+            Some(r#"{"decision":"stemi_transfer","note":"导管室已启动"}"#),
+        );
+        assert_eq!(st, 200, "{v}");
+        (id, srv.authorization("FX-SQ01:NOBODY-YET"))
+    };
+    // The same configuration on the cluster.
+    let cfg = dir.path().join("cluster.toml");
+    std::fs::copy(&embedded_cfg, &cfg).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    add_cluster(&cfg, &pg, &s3);
+    let (code, lines, err) = huren(&[
+        "migrate",
+        "--from",
+        data.to_str().unwrap(),
+        "--to-config",
+        &cfg,
+    ]);
+    assert_eq!(code, 0, "{err} {lines:?}");
+    let rep = &lines[0];
+    assert_eq!(rep["problems"], serde_json::json!([]), "{rep}");
+    assert_eq!(rep["decisions_copied"], 1, "{rep}");
+    assert_eq!(rep["decisions_not_copied"], 0, "{rep}");
+    for log in ["tasks", "alerts", "cases", "consents"] {
+        assert!(
+            rep["events_copied"][log].as_u64().unwrap() > 0,
+            "{log}: {rep}"
+        );
+    }
+    let audited = rep["audit_copied"].as_u64().unwrap();
+    assert!(audited > 10, "{rep}");
+
+    // A cluster node answers as the embedded gateway did.
+    let node_a = node("node-a", &dir.path().join("a"), &cfg);
+    let all = crate::alerts::alerts(&node_a, CARDIO, "all");
+    let a = all
+        .iter()
+        .find(|a| a["id"] == stemi.as_str())
+        .expect("the alert");
+    assert_eq!(a["state"], "acknowledged", "{a}");
+    let (st, wl) = call(&node_a.http, "GET", "/api/v1/worklist", CARDIO, None);
+    assert_eq!(st, 200, "{wl}");
+    assert_eq!(wl["tasks"].as_array().unwrap().len(), 1, "{wl}");
+    // The decision: the local ID is the claimed person's, with its reports; nothing open.
+    let (st, r) = node_a.get(&format!(
+        "/api/v1/patients/nid:{}/reports",
+        crate::identity::TYPO
+    ));
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["count"], 2, "{r}");
+    let (st, open) = node_a.get_with(
+        "/api/v1/identity/reviews",
+        &[("Authorization", "Bearer test-privacy-token")],
+    );
+    assert_eq!(st, 200, "{open}");
+    assert_eq!(open["reviews"].as_array().unwrap().len(), 0, "{open}");
+    // The consent recorded on the embedded gateway opens the record on the cluster.
+    let (st, body) = node_a.get_with(
+        "/api/v1/patients/FX-SQ01:NOBODY-YET/reports",
+        &[
+            ("Authorization", &format!("Bearer {CARDIO}")),
+            ("X-Patient-Authorization", &consent),
+        ],
+    );
+    assert_eq!(st, 200, "{body}");
+    // The embedded audit trail is the privacy officer's too, and a chain `verify` checks.
+    let (st, v) = call(
+        &node_a.http,
+        "GET",
+        &format!("/api/v1/audit?patient=nid:{}", crate::identity::NID),
+        "test-privacy-token",
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "identity_review"),
+        "{v}"
+    );
+    drop(node_a);
+    let (code, lines, err) = huren(&["verify", "--config", &cfg]);
+    assert_eq!(code, 0, "{err} {lines:?}");
+    assert_eq!(
+        lines[0]["audit"]["problems"],
+        serde_json::json!([]),
+        "{lines:?}"
+    );
+    // Again: nothing more to copy.
+    let (code, lines, err) = huren(&[
+        "migrate",
+        "--from",
+        data.to_str().unwrap(),
+        "--to-config",
+        &cfg,
+    ]);
+    assert_eq!(code, 0, "{err} {lines:?}");
+    assert_eq!(lines[0]["audit_copied"], 0, "{lines:?}");
+    assert_eq!(lines[0]["audit_present"], audited, "{lines:?}");
+    assert!(
+        lines[0]["events_copied"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|v| v == 0),
+        "{lines:?}"
+    );
+}

@@ -197,6 +197,11 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
         self.inner.generations.clone()
     }
 
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.inner.options.node
+    }
+
     /// The blob back end.
     pub fn blobs(&self) -> &B {
         &self.inner.blobs

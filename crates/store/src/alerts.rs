@@ -62,6 +62,21 @@ fn split(l: Line) -> (String, Event) {
     (l.alert.0, l.event)
 }
 
+/// The events of `dir/alerts.log` as a cluster's table holds them: `(stream, event)` in order.
+pub(crate) fn file_events(
+    dir: &std::path::Path,
+) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    crate::jsonl::read_lines::<Line>(dir, "alerts.log")?
+        .into_iter()
+        .map(|l| {
+            let (id, e) = split(l);
+            serde_json::to_value(&e)
+                .map(|v| (id, v))
+                .map_err(|e| StoreError::Corrupt(format!("alerts.log: {e}")))
+        })
+        .collect()
+}
+
 impl AlertStore {
     /// The alert id of a report chain: stable across versions and resends (one alert per
     /// chain).

@@ -61,6 +61,21 @@ fn split(l: Line) -> (String, CaseEvent) {
     (l.case, l.event)
 }
 
+/// The events of `dir/cases.log` as a cluster's table holds them: `(stream, event)` in order.
+pub(crate) fn file_events(
+    dir: &std::path::Path,
+) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    crate::jsonl::read_lines::<Line>(dir, "cases.log")?
+        .into_iter()
+        .map(|l| {
+            let (id, e) = split(l);
+            serde_json::to_value(&e)
+                .map(|v| (id, v))
+                .map_err(|e| StoreError::Corrupt(format!("cases.log: {e}")))
+        })
+        .collect()
+}
+
 impl CaseStore {
     /// The case id of a STEMI alert (one case per alert).
     pub fn id_of_alert(alert: &str) -> String {

@@ -28,6 +28,32 @@ enum Line {
     },
 }
 
+/// The acts of `dir/consents.log` as a cluster's table holds them: `(person, act)` in order
+/// (a revocation under the person of the consent it revokes; one of a consent the file does
+/// not hold is left out).
+pub(crate) fn file_events(
+    dir: &std::path::Path,
+) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    let mut person_of: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::new();
+    for l in crate::jsonl::read_lines::<Line>(dir, "consents.log")? {
+        let person = match &l {
+            Line::Record { consent } => {
+                person_of.insert(consent.id.clone(), consent.person.clone());
+                consent.person.clone()
+            }
+            Line::Revoke { id, .. } => match person_of.get(id) {
+                Some(p) => p.clone(),
+                None => continue,
+            },
+        };
+        let v = serde_json::to_value(&l)
+            .map_err(|e| StoreError::Corrupt(format!("consents.log: {e}")))?;
+        out.push((person, v));
+    }
+    Ok(out)
+}
+
 /// The consents of one store directory (`consents.log`), or of a cluster's event table
 /// (each person's consents one stream).
 pub struct ConsentStore {

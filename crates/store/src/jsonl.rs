@@ -20,6 +20,38 @@ pub(crate) struct JsonLines {
     file: Mutex<File>,
 }
 
+/// Reads `dir/name` without opening it for writing: every complete line decoded, in order
+/// (a torn last line is left out, as the replay would cut it); none when the file is absent.
+/// For a store no process writes to (`huren migrate`).
+pub(crate) fn read_lines<T: DeserializeOwned>(
+    dir: impl AsRef<Path>,
+    name: &str,
+) -> Result<Vec<T>, StoreError> {
+    let path = dir.as_ref().join(name);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(StoreError::io(&path, e)),
+    };
+    let mut out = Vec::new();
+    let mut lines = bytes.split(|b| *b == b'\n').enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
+        let last = lines.peek().is_none();
+        match serde_json::from_slice::<T>(line) {
+            Ok(v) => out.push(v),
+            Err(_) if last => {}
+            Err(e) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{}: line {}: {e}",
+                    path.display(),
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl JsonLines {
     /// Opens (or creates) `dir/name` and passes every complete line, decoded, to `each` in
     /// order; `each` refusing a line (`Err(why)`) refuses the file. Returns the log and how

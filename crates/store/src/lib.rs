@@ -161,6 +161,26 @@ pub struct Committed {
     pub seq: u64,
 }
 
+/// The workflow logs of an embedded store, each as the cluster's event table holds it
+/// (`(stream, event)` in order), for `huren migrate`: `tasks`, `alerts`, `cases`, `roster`,
+/// `outbox`, `webhooks`, `regional` and `consents`. Reads the files only (a store no process
+/// serves).
+pub fn log_events(
+    dir: impl AsRef<Path>,
+) -> Result<Vec<(&'static str, Vec<(String, serde_json::Value)>)>, StoreError> {
+    let dir = dir.as_ref();
+    Ok(vec![
+        ("tasks", tasks::file_events(dir)?),
+        ("alerts", alerts::file_events(dir)?),
+        ("cases", cases::file_events(dir)?),
+        ("roster", roster::file_events(dir)?),
+        ("outbox", outbox::file_events(dir, "outbox.log")?),
+        ("webhooks", outbox::file_events(dir, "webhooks.log")?),
+        ("regional", outbox::file_events(dir, "regional.log")?),
+        ("consents", consents::file_events(dir)?),
+    ])
+}
+
 /// The outboxes' channel names (see [`Store::outbox_channel`]).
 pub const OUTBOX_CHANNELS: [&str; 3] = ["hl7", "webhook", "regional"];
 

@@ -287,6 +287,18 @@ impl Entries {
     }
 }
 
+/// The events of the outbox `dir/name` as a cluster's table holds them: `(entry id, event)`
+/// in order.
+pub(crate) fn file_events(
+    dir: &Path,
+    name: &str,
+) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    crate::jsonl::read_lines::<OutboxEvent>(dir, name)?
+        .into_iter()
+        .map(|ev| Ok((ev.id().to_string(), value_of(&ev)?)))
+        .collect()
+}
+
 impl Outbox {
     /// Opens (or creates) `dir/outbox.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<Outbox, StoreError> {

@@ -59,6 +59,21 @@ fn split(e: RosterEdit) -> (String, RosterEdit) {
     (e.centre.clone(), e)
 }
 
+/// The events of `dir/roster.log` as a cluster's table holds them: `(stream, event)` in order.
+pub(crate) fn file_events(
+    dir: &std::path::Path,
+) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    crate::jsonl::read_lines::<RosterEdit>(dir, "roster.log")?
+        .into_iter()
+        .map(|l| {
+            let (id, e) = split(l);
+            serde_json::to_value(&e)
+                .map(|v| (id, v))
+                .map_err(|e| StoreError::Corrupt(format!("roster.log: {e}")))
+        })
+        .collect()
+}
+
 impl RosterLog {
     /// Opens (or creates) `dir/roster.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<RosterLog, StoreError> {

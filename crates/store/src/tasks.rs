@@ -65,6 +65,21 @@ fn split(l: Line) -> (String, Event) {
     (l.task.0, l.event)
 }
 
+/// The events of `dir/tasks.log` as a cluster's table holds them: `(stream, event)` in order.
+pub(crate) fn file_events(
+    dir: &std::path::Path,
+) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    crate::jsonl::read_lines::<Line>(dir, "tasks.log")?
+        .into_iter()
+        .map(|l| {
+            let (id, e) = split(l);
+            serde_json::to_value(&e)
+                .map(|v| (id, v))
+                .map_err(|e| StoreError::Corrupt(format!("tasks.log: {e}")))
+        })
+        .collect()
+}
+
 impl TaskStore {
     /// Opens (or creates) `dir/tasks.log` and replays it.
     pub fn open(dir: impl AsRef<Path>) -> Result<TaskStore, StoreError> {
