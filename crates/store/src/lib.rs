@@ -161,13 +161,14 @@ pub struct Committed {
     pub seq: u64,
 }
 
+/// One log's events as a cluster's table holds them: `(stream, event)` in order.
+pub type LogEvents = Vec<(String, serde_json::Value)>;
+
 /// The workflow logs of an embedded store, each as the cluster's event table holds it
 /// (`(stream, event)` in order), for `huren migrate`: `tasks`, `alerts`, `cases`, `roster`,
 /// `outbox`, `webhooks`, `regional` and `consents`. Reads the files only (a store no process
 /// serves).
-pub fn log_events(
-    dir: impl AsRef<Path>,
-) -> Result<Vec<(&'static str, Vec<(String, serde_json::Value)>)>, StoreError> {
+pub fn log_events(dir: impl AsRef<Path>) -> Result<Vec<(&'static str, LogEvents)>, StoreError> {
     let dir = dir.as_ref();
     Ok(vec![
         ("tasks", tasks::file_events(dir)?),
