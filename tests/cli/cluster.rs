@@ -289,6 +289,15 @@ fn two_serve_nodes_share_reports_alerts_consents_and_the_audit_trail() {
         .collect();
     assert!(actions.contains(&"record_consent"), "{actions:?}");
     assert!(actions.contains(&"read_reports"), "{actions:?}");
+    // The commission's statistics read the cluster's audit trail.
+    let (st, v) = call(
+        &a.http,
+        "GET",
+        "/api/v1/stats/recognition",
+        "test-commission-token",
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
 
     // A killed: B goes on answering and taking results.
     a.kill9();
@@ -849,6 +858,46 @@ fn migrate_carries_the_workflow_logs_consents_decisions_and_the_audit_trail() {
             .unwrap()
             .values()
             .all(|v| v == 0),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn migrate_of_the_serve_demo_store_then_verify() {
+    let (Some(pg), Some(s3)) = (peers::postgres(), peers::seaweedfs()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    drop(Server::start(&data, &["--demo"]));
+    let cfg = cluster_config(dir.path(), &pg, &s3);
+    let cfg = cfg.to_str().unwrap();
+    let (code, lines, err) = huren(&[
+        "migrate",
+        "--from",
+        data.to_str().unwrap(),
+        "--to-config",
+        cfg,
+    ]);
+    assert_eq!(code, 0, "{err} {lines:?}");
+    let rep = &lines[0];
+    assert_eq!(rep["problems"], serde_json::json!([]), "{rep}");
+    assert!(rep["reports_copied"].as_u64().unwrap() >= 10, "{rep}");
+    assert!(
+        rep["events_copied"]["tasks"].as_u64().unwrap() >= 1,
+        "{rep}"
+    );
+    assert!(
+        rep["events_copied"]["consents"].as_u64().unwrap() >= 1,
+        "{rep}"
+    );
+    assert!(rep["audit_copied"].as_u64().unwrap() >= 1, "{rep}");
+    let (code, lines, err) = huren(&["verify", "--config", cfg]);
+    assert_eq!(code, 0, "{err} {lines:?}");
+    assert_eq!(lines[0]["problems"], serde_json::json!([]), "{lines:?}");
+    assert_eq!(
+        lines[0]["audit"]["problems"],
+        serde_json::json!([]),
         "{lines:?}"
     );
 }
