@@ -8,6 +8,7 @@ mod copy;
 mod events;
 mod migrate;
 mod nodes;
+mod streams;
 mod support;
 mod sweep;
 mod tls;
