@@ -350,13 +350,29 @@ fn large_cstore_data_sets_are_spooled_not_held_in_memory() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = crate::dicom::config(dir.path(), "spool_above_kib = 1024\nreceive_budget_mib = 8");
+    let cfg = crate::dicom::config(dir.path(), LARGE_CSTORE_CONFIG);
     let (srv, port) = crate::dicom::start(&dir.path().join("data"), &cfg);
+    large_cstores_are_not_held_in_memory(&srv, &port, dir.path(), &dir.path().join("data"));
+}
+
+/// The `[dicom]` lines of [`large_cstores_are_not_held_in_memory`]'s server.
+pub(crate) const LARGE_CSTORE_CONFIG: &str = "spool_above_kib = 1024\nreceive_budget_mib = 8";
+
+/// Four 48 MiB C-STOREs at once to `srv` (DICOM on `port`, started with
+/// [`LARGE_CSTORE_CONFIG`], its data directory `data`; files made in `dir`): stored byte for
+/// byte, the server's peak memory far below the data sets' size, no spool file left. Also run
+/// on a cluster node (`tests/cli/cluster.rs`), where the spooled files are streamed to S3.
+pub(crate) fn large_cstores_are_not_held_in_memory(
+    srv: &crate::support::Server,
+    port: &str,
+    dir: &std::path::Path,
+    data: &std::path::Path,
+) {
     let pid = srv.child.id();
     let before = peak_rss(pid);
     let files: Vec<std::path::PathBuf> = (1..=4)
         .map(|n| {
-            let p = dir.path().join(format!("large{n}.dcm"));
+            let p = dir.join(format!("large{n}.dcm"));
             let study = format!("{}.66{n}", huren_dicom::fixtures::UID_ROOT);
             std::fs::write(&p, large_ct(&study, 48)).unwrap();
             p
@@ -365,10 +381,7 @@ fn large_cstore_data_sets_are_spooled_not_held_in_memory() {
     std::thread::scope(|s| {
         let runs: Vec<_> = files
             .iter()
-            .map(|f| {
-                let port = port.clone();
-                s.spawn(move || crate::dicom::storescu(&port, &[f.as_path()], &[], true))
-            })
+            .map(|f| s.spawn(move || crate::dicom::storescu(port, &[f.as_path()], &[], true)))
             .collect();
         for r in runs {
             let (rc, out) = r.join().unwrap();
@@ -420,7 +433,7 @@ fn large_cstore_data_sets_are_spooled_not_held_in_memory() {
         );
     }
     // Nothing is left in the store's temporary directory.
-    let tmp = dir.path().join("data/objects/tmp");
+    let tmp = data.join("objects/tmp");
     let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "spool files left in {}", tmp.display());
 }

@@ -901,3 +901,42 @@ fn migrate_of_the_serve_demo_store_then_verify() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn large_cstores_to_a_cluster_node_are_streamed_not_held_in_memory() {
+    let (Some(pg), Some(s3)) = (peers::postgres(), peers::seaweedfs()) else {
+        return;
+    };
+    if !crate::dicom::dcmtk() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::dicom::config(dir.path(), crate::budgets::LARGE_CSTORE_CONFIG);
+    add_cluster(&cfg, &pg, &s3);
+    let data = dir.path().join("node-a");
+    let (srv, port) =
+        crate::dicom::start_listener_env(&data, &cfg, "dicom", &[("HUREN_NODE", "node-a")]);
+    crate::budgets::large_cstores_are_not_held_in_memory(&srv, &port, dir.path(), &data);
+    // The spooled files went to the object store: none is kept in the node's directory.
+    let kept = walk(&data.join("objects"));
+    assert!(
+        kept.iter().all(|(_, len)| *len < 1 << 20),
+        "spooled originals left on the node: {kept:?}"
+    );
+}
+
+/// Every file under `dir` with its length.
+fn walk(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else if let Ok(m) = e.metadata() {
+                out.push((p, m.len()));
+            }
+        }
+    }
+    out
+}

@@ -84,6 +84,25 @@ pub trait BlobBackend: Send + Sync {
         hash: ContentHash,
         bytes: Bytes,
     ) -> impl Future<Output = Result<Put, BlobError>> + Send;
+    /// Stores the file at `path` (its bytes must hash to `hash`: checked) unless it is
+    /// stored; says which. By default the file is read whole and [`BlobBackend::put`];
+    /// [`crate::S3Blobs`] streams a large one (a multipart upload), never holding it whole.
+    fn put_file(
+        &self,
+        hash: ContentHash,
+        path: std::path::PathBuf,
+    ) -> impl Future<Output = Result<Put, BlobError>> + Send {
+        async move {
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|source| BlobError::Io {
+                    key: hash.to_string(),
+                    path: path.clone(),
+                    source,
+                })?;
+            self.put(hash, Bytes::from(bytes)).await
+        }
+    }
     /// The blob's bytes, checked against `hash`; `None` when nothing is stored under it.
     fn get(
         &self,

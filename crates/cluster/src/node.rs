@@ -84,8 +84,12 @@ impl<B: BlobBackend + 'static> SharedReports for NodeReports<B> {
         &self,
         ingest: Ingest,
         instances: Vec<InstanceRecord>,
+        spooled: Option<std::path::PathBuf>,
     ) -> Result<CommitFuture, StoreError> {
-        let fut = self.store.submit(ingest, instances).map_err(store_error)?;
+        let fut = self
+            .store
+            .submit_spooled(ingest, instances, spooled)
+            .map_err(store_error)?;
         self.queued.fetch_add(1, Ordering::Relaxed);
         let q = Queued(self.queued.clone());
         Ok(Box::pin(async move {

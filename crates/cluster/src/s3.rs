@@ -98,7 +98,90 @@ impl S3Blobs {
     }
 }
 
+/// Files at least this large are PUT as multipart uploads, streamed from the file.
+pub const MULTIPART_FROM: u64 = 16 << 20;
+/// The part size of a multipart upload (S3 wants at least 5 MiB but for the last part).
+const PART: usize = 5 << 20;
+/// Parts in flight at once.
+const PARTS_IN_FLIGHT: usize = 1;
+
 impl BlobBackend for S3Blobs {
+    /// A file of [`MULTIPART_FROM`] bytes or more is streamed as a multipart upload: read in
+    /// 1 MiB pieces, hashed on the way, sent in 5 MiB parts (the least S3 takes), one in flight
+    /// while the next fills, so an upload holds about 10 MiB. The upload is
+    /// completed only if the bytes hash to `hash`, else aborted, so no object appears under a
+    /// key its bytes do not match. A multipart upload cannot be create-only, so a stored
+    /// object of the right length is looked for first; two nodes uploading the same blob at
+    /// once write the same bytes, and S3 replaces an object atomically.
+    async fn put_file(
+        &self,
+        hash: ContentHash,
+        path: std::path::PathBuf,
+    ) -> Result<Put, BlobError> {
+        use tokio::io::AsyncReadExt;
+        let key = blob_key(&hash);
+        let io = |source| BlobError::Io {
+            key: key.clone(),
+            path: path.clone(),
+            source,
+        };
+        let len = tokio::fs::metadata(&path).await.map_err(io)?.len();
+        if len < MULTIPART_FROM {
+            let bytes = tokio::fs::read(&path).await.map_err(io)?;
+            return self.put(hash, Bytes::from(bytes)).await;
+        }
+        let location = Path::from(key.as_str());
+        match self.head_size(&key, &location).await? {
+            Some(found) if found == len => return Ok(Put::Existed),
+            Some(found) => {
+                return Err(BlobError::Conflict {
+                    key,
+                    found,
+                    expected: len,
+                })
+            }
+            None => {}
+        }
+        let store_err = |source| BlobError::Store {
+            key: key.clone(),
+            source,
+        };
+        let upload = self
+            .store
+            .put_multipart(&location)
+            .await
+            .map_err(store_err)?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
+        let mut hasher = huren_model::ContentHasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let read = async {
+            loop {
+                let n = file.read(&mut buf).await.map_err(io)?;
+                if n == 0 {
+                    return Ok::<_, BlobError>(());
+                }
+                hasher.update(&buf[..n]);
+                w.wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(store_err)?;
+                w.write(&buf[..n]);
+            }
+        }
+        .await;
+        let actual = hasher.finish();
+        if let Err(e) = read {
+            let _ = w.abort().await;
+            return Err(e);
+        }
+        if actual != hash {
+            let _ = w.abort().await;
+            return Err(BlobError::WrongBytes { key, actual });
+        }
+        w.finish().await.map_err(store_err)?;
+        Ok(Put::Created)
+    }
+
     async fn put(&self, hash: ContentHash, bytes: Bytes) -> Result<Put, BlobError> {
         let key = blob_key(&hash);
         check_put(&key, &hash, &bytes)?;

@@ -106,6 +106,8 @@ type Reply = oneshot::Sender<Result<Committed, ClusterError>>;
 
 struct Job {
     ingest: Prepared,
+    /// The file of a spooled original ([`ClusterStore::submit_spooled`]).
+    file: Option<std::path::PathBuf>,
     reply: Reply,
 }
 
@@ -231,15 +233,35 @@ impl<B: BlobBackend + 'static> ClusterStore<B> {
         impl std::future::Future<Output = Result<Committed, ClusterError>> + use<B>,
         ClusterError,
     > {
-        if matches!(ingest.original, huren_store::Original::Stored(_)) {
+        self.submit_spooled(ingest, instances, None)
+    }
+
+    /// [`ClusterStore::submit`] of an ingest whose original was spooled to a file
+    /// ([`huren_store::Original::Stored`]): `file` is where it is. The blob is streamed from
+    /// the file to the object store ([`BlobBackend::put_file`]), never held whole; the
+    /// caller keeps the file until the answer.
+    pub fn submit_spooled(
+        &self,
+        ingest: Ingest,
+        instances: Vec<InstanceRecord>,
+        file: Option<std::path::PathBuf>,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Committed, ClusterError>> + use<B>,
+        ClusterError,
+    > {
+        if matches!(ingest.original, huren_store::Original::Stored(_)) && file.is_none() {
             return Err(ClusterError::Unsupported(
-                "an original spooled to the embedded store's files",
+                "an original spooled to a file, without the file",
             ));
         }
         let ingest = Prepared::new(ingest, instances)?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { ingest, reply })
+            .send(Job {
+                ingest,
+                file,
+                reply,
+            })
             .map_err(|_| ClusterError::WriterGone)?;
         Ok(async move { rx.await.map_err(|_| ClusterError::WriterGone)? })
     }
@@ -806,13 +828,22 @@ struct Planned {
 /// PUTs every blob the jobs carry, create-only, before any row names it (a PUT of a blob
 /// already stored is a no-op). `None` when a PUT failed: every job is answered with the
 /// failure.
+/// Where a blob of a group comes from.
+enum Source {
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// A spooled file, streamed.
+    File(std::path::PathBuf),
+}
+
 async fn put_group<B: BlobBackend>(
     inner: &Inner<B>,
     jobs: Vec<Job>,
     started: std::time::Instant,
 ) -> Option<Group> {
     let mut seen = HashSet::new();
-    let mut blobs: Vec<(ContentHash, Bytes)> = Vec::new();
+    let mut blobs: Vec<(ContentHash, Source)> = Vec::new();
+    let mut sizes: HashMap<ContentHash, i64> = HashMap::new();
     let report_hashes: HashSet<ContentHash> = jobs
         .iter()
         .flat_map(|j| j.ingest.reports.iter().map(|(_, h, _)| *h))
@@ -821,15 +852,26 @@ async fn put_group<B: BlobBackend>(
         for (h, b) in j.ingest.blobs() {
             // A report's canonical JSON lives in its row, not in the object store.
             if !report_hashes.contains(&h) && seen.insert(h) {
+                sizes.insert(h, b.len() as i64);
                 // Shared with the ingest, not copied.
-                blobs.push((h, Bytes::from_owner(SharedBytes(b))));
+                blobs.push((h, Source::Bytes(Bytes::from_owner(SharedBytes(b)))));
+            }
+        }
+        if let (Some(f), Some(path)) = (&j.ingest.stored_original, &j.file) {
+            if seen.insert(f.hash()) {
+                sizes.insert(f.hash(), f.len() as i64);
+                blobs.push((f.hash(), Source::File(path.clone())));
             }
         }
     }
-    let sizes: HashMap<ContentHash, i64> =
-        blobs.iter().map(|(h, b)| (*h, b.len() as i64)).collect();
     let put = futures::stream::iter(blobs)
-        .map(|(h, b)| async move { inner.blobs.put(h, b).await.map(|p| (h, p)) })
+        .map(|(h, b)| async move {
+            match b {
+                Source::Bytes(b) => inner.blobs.put(h, b).await,
+                Source::File(p) => inner.blobs.put_file(h, p).await,
+            }
+            .map(|p| (h, p))
+        })
         .buffer_unordered(inner.options.put_concurrency.max(1))
         .try_collect::<Vec<(ContentHash, Put)>>()
         .await;
@@ -1038,6 +1080,18 @@ async fn transact<B: BlobBackend>(
     // back what is gone; once this transaction commits, its row keeps it.
     for h in existed.iter().filter(|h| !view.blobs.contains(h)) {
         if !inner.blobs.exists(*h).await? {
+            let file = jobs.iter().find_map(|j| {
+                j.ingest
+                    .stored_original
+                    .as_ref()
+                    .filter(|f| f.hash() == *h)
+                    .and(j.file.clone())
+            });
+            if let Some(path) = file {
+                tracing::warn!(blob = %h, "a reused orphan blob was swept before its commit; stored again");
+                inner.blobs.put_file(*h, path).await?;
+                continue;
+            }
             let Some(bytes) = jobs
                 .iter()
                 .find_map(|j| j.ingest.blobs().into_iter().find(|(b, _)| b == h))

@@ -474,29 +474,6 @@ impl Store {
         }
     }
 
-    /// An ingest for the shared store: a spooled original read back from the node's own
-    /// file (the cluster PUTs bytes), and the file to remove once committed.
-    fn unspool(&self, mut ingest: Ingest) -> Result<(Ingest, Option<PathBuf>), StoreError> {
-        let Back::Shared { local, .. } = &self.inner.back else {
-            return Ok((ingest, None));
-        };
-        let Original::Stored(f) = &ingest.original else {
-            return Ok((ingest, None));
-        };
-        let h = f.hash();
-        let bytes = local
-            .read_file(&h)?
-            .ok_or_else(|| StoreError::Corrupt(format!("spooled original {h} is gone")))?;
-        let hashed = Hashed::new(bytes);
-        if hashed.hash() != h {
-            return Err(StoreError::Corrupt(format!(
-                "spooled original {h} does not hold its bytes"
-            )));
-        }
-        ingest.original = Original::Bytes(hashed);
-        Ok((ingest, Some(local.path(&h))))
-    }
-
     /// Submits to whichever back end: the answer to await.
     fn submit(
         &self,
@@ -510,9 +487,13 @@ impl Store {
                     rx.await.map_err(|_| StoreError::WriterGone)?
                 }))
             }
-            Back::Shared { reports, .. } => {
-                let (ingest, spooled) = self.unspool(ingest)?;
-                let fut = reports.submit(ingest, instances)?;
+            Back::Shared { reports, local, .. } => {
+                // A spooled original is streamed from the node's file by the shared store.
+                let spooled = match &ingest.original {
+                    Original::Stored(f) => Some(local.path(&f.hash())),
+                    Original::Bytes(_) => None,
+                };
+                let fut = reports.submit(ingest, instances, spooled.clone())?;
                 Ok(Box::pin(async move {
                     let c = fut.await?;
                     if let Some(p) = spooled {

@@ -21,10 +21,13 @@ pub type CommitFuture = Pin<Box<dyn Future<Output = Result<Committed, StoreError
 pub trait SharedReports: Send + Sync {
     /// Queues an ingest (and its DICOM instance records) for the group commit now; the
     /// answer comes once it is durable. Ingests submitted one after another commit in order.
+    /// `spooled` is the file of an original spooled to the node's directory
+    /// ([`crate::Original::Stored`]), streamed from there; the caller keeps it until the answer.
     fn submit(
         &self,
         ingest: Ingest,
         instances: Vec<InstanceRecord>,
+        spooled: Option<std::path::PathBuf>,
     ) -> Result<CommitFuture, StoreError>;
     /// A stored report, checked against its hash.
     fn report(&self, hash: &ContentHash) -> Result<Option<Report>, StoreError>;

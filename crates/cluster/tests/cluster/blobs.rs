@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use huren_cluster::{blob_key, BlobBackend, BlobError, DirBlobs, S3Blobs};
+use huren_cluster::{blob_key, BlobBackend, BlobError, DirBlobs, Put, S3Blobs};
 use huren_model::ContentHash;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
@@ -86,6 +86,34 @@ async fn conformance<B: BlobBackend + 'static>(b: Arc<B>, probe: &dyn Probe) {
     b.delete(hc).await.expect("delete");
     assert!(!b.exists(hc).await.expect("exists after delete"));
     assert_eq!(b.get(hc).await.expect("get after delete"), None);
+
+    // From a file: a large one (S3: a streamed multipart upload) round-trips, a second put
+    // finds it, and a file whose bytes are not the hash's is refused and leaves no object.
+    let files = tempfile::tempdir().expect("temp dir");
+    let (hf, bf) = blob("from a file", (17 << 20) + 3);
+    let file = files.path().join("large");
+    std::fs::write(&file, &bf).expect("write");
+    assert_eq!(
+        b.put_file(hf, file.clone()).await.expect("put_file"),
+        Put::Created
+    );
+    assert_eq!(
+        b.get(hf).await.expect("get").as_ref(),
+        Some(&bf),
+        "round trip"
+    );
+    assert_eq!(
+        b.put_file(hf, file.clone()).await.expect("again"),
+        Put::Existed
+    );
+    let (hw, _) = blob("not these bytes", 10);
+    let e = b.put_file(hw, file).await.expect_err("wrong bytes");
+    assert!(matches!(e, BlobError::WrongBytes { .. }), "{e}");
+    assert!(
+        !b.exists(hw).await.expect("exists"),
+        "no object under a wrong key"
+    );
+    b.delete(hf).await.expect("delete");
 
     // Concurrent puts of one blob from 8 tasks all succeed; it is stored once and intact.
     let (hp, bp) = blob("parallel", 300_000);
