@@ -57,7 +57,7 @@ pub struct CfindBench {
 }
 
 /// One element of a command set (group 0000, Implicit VR Little Endian), padded to even length.
-fn element(out: &mut Vec<u8>, e: u16, v: &[u8]) {
+pub(crate) fn element(out: &mut Vec<u8>, e: u16, v: &[u8]) {
     let pad = v.len() % 2;
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&e.to_le_bytes());
@@ -83,7 +83,7 @@ fn find_rq(message_id: u16) -> Vec<u8> {
 }
 
 /// The Status (0000,0900) of a response command set.
-fn status(cmd: &[u8]) -> Option<u16> {
+pub(crate) fn status(cmd: &[u8]) -> Option<u16> {
     let mut p = 0usize;
     while p + 8 <= cmd.len() {
         let e = u16::from_le_bytes([cmd[p + 2], cmd[p + 3]]);

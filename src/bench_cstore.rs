@@ -17,6 +17,7 @@ use dicom_ul::ClientAssociationOptions;
 use serde_json::json;
 
 use crate::bench::pct;
+use crate::bench_cfind::{element, status};
 
 /// What one run measures (the `huren bench cstore` arguments).
 #[derive(clap::Args)]
@@ -41,19 +42,6 @@ pub struct CstoreBench {
     pub timeout_secs: u64,
 }
 
-/// One element of a command set (group 0000, Implicit VR Little Endian), padded to even
-/// length (UIDs with a NUL, as the standard pads them).
-fn element(out: &mut Vec<u8>, e: u16, v: &[u8]) {
-    let pad = v.len() % 2;
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&e.to_le_bytes());
-    out.extend_from_slice(&((v.len() + pad) as u32).to_le_bytes());
-    out.extend_from_slice(v);
-    if pad == 1 {
-        out.push(0);
-    }
-}
-
 /// A C-STORE-RQ command set announcing a data set.
 fn store_rq(message_id: u16, class: &str, instance: &str) -> Vec<u8> {
     let mut body = Vec::with_capacity(160);
@@ -67,21 +55,6 @@ fn store_rq(message_id: u16, class: &str, instance: &str) -> Vec<u8> {
     element(&mut out, 0x0000, &(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
     out
-}
-
-/// The Status (0000,0900) of a response command set.
-fn status(cmd: &[u8]) -> Option<u16> {
-    let mut p = 0usize;
-    while p + 8 <= cmd.len() {
-        let e = u16::from_le_bytes([cmd[p + 2], cmd[p + 3]]);
-        let len = u32::from_le_bytes([cmd[p + 4], cmd[p + 5], cmd[p + 6], cmd[p + 7]]) as usize;
-        let v = cmd.get(p + 8..p + 8 + len)?;
-        if e == 0x0900 && v.len() >= 2 {
-            return Some(u16::from_le_bytes([v[0], v[1]]));
-        }
-        p += 8 + len;
-    }
-    None
 }
 
 /// Runs the benchmark and answers its figures as JSON.

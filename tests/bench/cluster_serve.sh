@@ -41,18 +41,11 @@ cleanup() {
 trap cleanup EXIT
 
 base_config() {
-  cat <<'TOML'
-[identity]
-national_id_secret = "bench-national-id-secret"
-
-[dicom]
-ae_title = "HUREN"
-max_associations = 64
-
-[[dicom.ae]]
-aet = "BENCHSCU"
-institution = "BENCH"
-TOML
+  local t
+  t=$(mktemp)
+  bench_dicom_config "$t"
+  cat "$t"
+  rm -f "$t"
   for i in 1 2 3 4 5 6 7; do
     printf '\n[[institution]]\ncode = "HOSP0%s"\nname = "bench %s"\nhl7_senders = ["HOSP0%s"]\n' "$i" "$i" "$i"
   done

@@ -137,12 +137,9 @@ fn migrate_copies_an_embedded_store_into_the_cluster_and_verify_checks_it() {
     assert_eq!(rep["reports_verified"], 3000, "{rep}");
     assert_eq!(rep["resumed_after"], 0, "{rep}");
 
-    let (code, lines, err) = huren(&["verify", "--config", cfg]);
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(lines[0]["reports"], 3000, "{:?}", lines[0]);
-    assert_eq!(lines[0]["problems"], serde_json::json!([]));
-    assert!(lines[0]["blobs_checked"].as_u64().unwrap() >= 1);
-    assert_eq!(lines[0]["audit"]["problems"], serde_json::json!([]));
+    let v = verify_clean(cfg);
+    assert_eq!(v["reports"], 3000, "{v}");
+    assert!(v["blobs_checked"].as_u64().unwrap() >= 1);
 
     // Again: everything is already there; nothing is copied twice.
     let (code, lines, err) = huren(&["migrate", "--from", data, "--to-config", cfg]);
@@ -323,11 +320,9 @@ fn two_serve_nodes_share_reports_alerts_consents_and_the_audit_trail() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(lines[0]["count"], 1, "{lines:?}");
-    let (code, lines, err) = huren(&["verify", "--config", cfg]);
-    assert_eq!(code, 0, "{err} {lines:?}");
-    assert_eq!(lines[0]["problems"], serde_json::json!([]), "{lines:?}");
-    let chains = lines[0]["audit"]["nodes"].as_u64().unwrap_or(0);
-    assert!(chains >= 3, "node-a, node-b and the query's: {lines:?}");
+    let v = verify_clean(cfg);
+    let chains = v["audit"]["nodes"].as_u64().unwrap_or(0);
+    assert!(chains >= 3, "node-a, node-b and the query's: {v}");
 }
 
 /// Counts the "Success" store responses in storescu `-v` logs.
@@ -523,14 +518,7 @@ fn kill_9_of_one_node_mid_load_over_mllp_and_dicom_loses_nothing_acknowledged() 
     // A restarted under its name continues its audit chain; the cluster verifies.
     let (a, _) = start("node-a");
     drop(a);
-    let (code, lines, err) = huren(&["verify", "--config", &cfg]);
-    assert_eq!(code, 0, "{err} {lines:?}");
-    assert_eq!(lines[0]["problems"], serde_json::json!([]), "{lines:?}");
-    assert_eq!(
-        lines[0]["audit"]["problems"],
-        serde_json::json!([]),
-        "{lines:?}"
-    );
+    verify_clean(&cfg);
 }
 
 #[test]
@@ -636,16 +624,7 @@ fn the_regional_push_follows_the_cluster_commits_from_one_node_at_a_time() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let (rc, _, err) = huren(&[
-        "certs",
-        "dev",
-        "--out",
-        certs.to_str().unwrap(),
-        "--institution",
-        "FX-YLT",
-    ]);
-    assert_eq!(rc, 0, "{err}");
+    let certs = crate::regional::dev_certs(dir.path());
     let port = crate::outbox::free_port();
     let cfg = crate::regional::config(dir.path(), port, &certs);
     add_cluster(&cfg, &pg, &s3);
@@ -834,13 +813,7 @@ fn migrate_carries_the_workflow_logs_consents_decisions_and_the_audit_trail() {
         "{v}"
     );
     drop(node_a);
-    let (code, lines, err) = huren(&["verify", "--config", &cfg]);
-    assert_eq!(code, 0, "{err} {lines:?}");
-    assert_eq!(
-        lines[0]["audit"]["problems"],
-        serde_json::json!([]),
-        "{lines:?}"
-    );
+    verify_clean(&cfg);
     // Again: nothing more to copy.
     let (code, lines, err) = huren(&[
         "migrate",
@@ -892,14 +865,7 @@ fn migrate_of_the_serve_demo_store_then_verify() {
         "{rep}"
     );
     assert!(rep["audit_copied"].as_u64().unwrap() >= 1, "{rep}");
-    let (code, lines, err) = huren(&["verify", "--config", cfg]);
-    assert_eq!(code, 0, "{err} {lines:?}");
-    assert_eq!(lines[0]["problems"], serde_json::json!([]), "{lines:?}");
-    assert_eq!(
-        lines[0]["audit"]["problems"],
-        serde_json::json!([]),
-        "{lines:?}"
-    );
+    verify_clean(cfg);
 }
 
 #[test]
@@ -939,4 +905,18 @@ fn walk(dir: &Path) -> Vec<(PathBuf, u64)> {
         }
     }
     out
+}
+
+/// `huren verify --config CFG`: exit 0, no problem in the reports, blobs or audit chains; its
+/// report.
+fn verify_clean(cfg: &str) -> serde_json::Value {
+    let (code, lines, err) = huren(&["verify", "--config", cfg]);
+    assert_eq!(code, 0, "{err} {lines:?}");
+    assert_eq!(lines[0]["problems"], serde_json::json!([]), "{lines:?}");
+    assert_eq!(
+        lines[0]["audit"]["problems"],
+        serde_json::json!([]),
+        "{lines:?}"
+    );
+    lines[0].clone()
 }

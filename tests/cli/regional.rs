@@ -88,14 +88,9 @@ pub(crate) fn send(srv: &Server, msg: &[u8]) {
     assert_eq!(msa(&ack).0, "AA", "{ack}");
 }
 
-fn schema() -> Option<PathBuf> {
-    crate::cda::schema()
-}
-
-#[test]
-fn documents_reach_a_platform_that_was_down_each_once_valid_and_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
+/// A development CA with a client certificate for FX-YLT, in `dir/certs`.
+pub(crate) fn dev_certs(dir: &Path) -> PathBuf {
+    let certs = dir.join("certs");
     let (rc, _, err) = huren(&[
         "certs",
         "dev",
@@ -105,6 +100,17 @@ fn documents_reach_a_platform_that_was_down_each_once_valid_and_in_order() {
         "FX-YLT",
     ]);
     assert_eq!(rc, 0, "{err}");
+    certs
+}
+
+fn schema() -> Option<PathBuf> {
+    crate::cda::schema()
+}
+
+#[test]
+fn documents_reach_a_platform_that_was_down_each_once_valid_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dev_certs(dir.path());
     let port = free_port();
     let cfg = config(dir.path(), port, &certs);
     let data = dir.path().join("data");

@@ -113,7 +113,7 @@ pub trait AuditTrail: Send + Sync {
     ) -> Result<usize, StoreError>;
 }
 
-impl dyn AuditTrail {
+impl dyn AuditTrail + '_ {
     /// Appends a record; returns once it is durable.
     pub async fn append(&self, record: AuditRecord) -> Result<AuditEntry, StoreError> {
         self.submit(record)?.await

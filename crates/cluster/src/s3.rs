@@ -35,7 +35,13 @@ const CREATE_RETRIES: u32 = 5;
 #[derive(Clone, Debug)]
 pub struct S3Blobs {
     store: Arc<AmazonS3>,
+    /// Streamed uploads at once ([`STREAMS`]), so that a node's memory for them is bounded
+    /// however many large data sets arrive together.
+    streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Streamed (multipart) uploads a node runs at once; more wait their turn.
+pub const STREAMS: usize = 2;
 
 impl S3Blobs {
     /// A client for the bucket (no request is made: a wrong endpoint or key shows on first use).
@@ -72,6 +78,7 @@ impl S3Blobs {
             })?;
         Ok(S3Blobs {
             store: Arc::new(store),
+            streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
         })
     }
 
@@ -102,14 +109,15 @@ impl S3Blobs {
 pub const MULTIPART_FROM: u64 = 16 << 20;
 /// The part size of a multipart upload (S3 wants at least 5 MiB but for the last part).
 const PART: usize = 5 << 20;
-/// Parts in flight at once.
+/// Parts in flight at once per upload.
 const PARTS_IN_FLIGHT: usize = 1;
 
 impl BlobBackend for S3Blobs {
     /// A file of [`MULTIPART_FROM`] bytes or more is streamed as a multipart upload: read in
-    /// 1 MiB pieces, hashed on the way, sent in 5 MiB parts (the least S3 takes), one in flight
-    /// while the next fills, so an upload holds about 10 MiB. The upload is
-    /// completed only if the bytes hash to `hash`, else aborted, so no object appears under a
+    /// 1 MiB pieces, hashed on the way, sent in 5 MiB parts (the least S3 takes), one in
+    /// flight while the next fills, so an upload holds about 10–15 MiB, and [`STREAMS`] run
+    /// at once. The upload is completed only if the bytes hash to `hash`, else aborted, so
+    /// no object appears under a
     /// key its bytes do not match. A multipart upload cannot be create-only, so a stored
     /// object of the right length is looked for first; two nodes uploading the same blob at
     /// once write the same bytes, and S3 replaces an object atomically.
@@ -146,6 +154,11 @@ impl BlobBackend for S3Blobs {
             key: key.clone(),
             source,
         };
+        let _turn = self.streams.acquire().await.map_err(|_| BlobError::Io {
+            key: key.clone(),
+            path: path.clone(),
+            source: std::io::Error::other("the upload queue is closed"),
+        })?;
         let upload = self
             .store
             .put_multipart(&location)

@@ -468,15 +468,19 @@ pub async fn conformance<S: ReportBackend + 'static>(s: Arc<S>, label: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_embedded() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(
-        dir.path(),
+    conformance(Arc::new(embedded(dir.path())), "embedded").await;
+}
+
+/// An embedded store in `dir` keyed with [`SECRET`].
+pub fn embedded(dir: &std::path::Path) -> Store {
+    Store::open(
+        dir,
         StoreOptions {
             national_id_secret: SECRET.into(),
             ..StoreOptions::default()
         },
     )
-    .expect("open");
-    conformance(Arc::new(store), "embedded").await;
+    .expect("open")
 }
 
 /// A migrated cluster store on fresh PostgreSQL and SeaweedFS, with its peers (stopped on
@@ -636,15 +640,7 @@ pub async fn decisions<S: ReportBackend + 'static>(s: Arc<S>, label: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn decisions_embedded() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(
-        dir.path(),
-        StoreOptions {
-            national_id_secret: SECRET.into(),
-            ..StoreOptions::default()
-        },
-    )
-    .expect("open");
-    decisions(Arc::new(store), "embedded").await;
+    decisions(Arc::new(embedded(dir.path())), "embedded").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -76,7 +76,8 @@ fn message(n: usize) -> Enqueue {
     }
 }
 
-fn consent(id: &str) -> Consent {
+/// A health-card consent `id` for person `nidk:1`, valid for 24 hours.
+pub fn consent(id: &str) -> Consent {
     let t = Utc::now();
     Consent {
         id: id.into(),

@@ -427,7 +427,6 @@ async fn a_roster_edit_on_one_node_is_the_roster_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_consent_recorded_on_one_node_verifies_on_the_other_after_a_refresh() {
-    use huren_access::{Consent, ConsentScope, CredentialKind};
     use huren_store::ConsentStore;
     let Some((store, _pg, _s3)) = cluster("node-a").await else {
         return;
@@ -437,22 +436,7 @@ async fn a_consent_recorded_on_one_node_verifies_on_the_other_after_a_refresh() 
         Arc::new(ConsentStore::shared(sink(&pool, Table::Consents, name)).expect("open"))
     };
     let (a, b) = (consents("node-a"), consents("node-b"));
-    let consent = |id: &str| {
-        let t = Utc::now();
-        Consent {
-            id: id.into(),
-            person: "nidk:1".into(),
-            kind: CredentialKind::HealthCard,
-            scope: ConsentScope::All,
-            code_digest: "00".repeat(32),
-            credential_digest: String::new(),
-            issued_at: t,
-            expires_at: t + chrono::Duration::hours(24),
-            issued_by: "clerk".into(),
-            institution: "FX-ZX".into(),
-            revoked_at: None,
-        }
-    };
+    let consent = crate::streams::consent;
     // Both nodes record a consent for the same person at once: both are kept, once each.
     let (a2, b2, ca, cb) = (a.clone(), b.clone(), consent("c-a"), consent("c-b"));
     let (x, y) = tokio::join!(
