@@ -135,8 +135,20 @@ async fn node_chains_and_checkpoints_hold_and_damage_is_found() {
 fn trail_suite(t: &dyn huren_audit::AuditTrail, label: &str) {
     use huren_audit::AuditFilter;
     let rec = |n: usize| {
-        let mut r = record(n, Some(if n % 2 == 0 { "nidk:p1" } else { "nidk:p2" }));
-        r.action = if n % 3 == 0 { "check" } else { "read_results" }.into();
+        let mut r = record(
+            n,
+            Some(if n.is_multiple_of(2) {
+                "nidk:p1"
+            } else {
+                "nidk:p2"
+            }),
+        );
+        r.action = if n.is_multiple_of(3) {
+            "check"
+        } else {
+            "read_results"
+        }
+        .into();
         r
     };
     for n in 0..30 {
