@@ -12,14 +12,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
-use dicom_ul::ClientAssociationOptions;
 use serde_json::json;
 
 use crate::bench::pct;
+use crate::dimse_client::{connect, element, next_status, on_threads};
 
 const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
@@ -56,18 +56,6 @@ pub struct CfindBench {
     pub timeout_secs: u64,
 }
 
-/// One element of a command set (group 0000, Implicit VR Little Endian), padded to even length.
-pub(crate) fn element(out: &mut Vec<u8>, e: u16, v: &[u8]) {
-    let pad = v.len() % 2;
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&e.to_le_bytes());
-    out.extend_from_slice(&((v.len() + pad) as u32).to_le_bytes());
-    out.extend_from_slice(v);
-    if pad == 1 {
-        out.push(0);
-    }
-}
-
 /// A C-FIND-RQ command set announcing an identifier.
 fn find_rq(message_id: u16) -> Vec<u8> {
     let mut body = Vec::with_capacity(96);
@@ -80,21 +68,6 @@ fn find_rq(message_id: u16) -> Vec<u8> {
     element(&mut out, 0x0000, &(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
     out
-}
-
-/// The Status (0000,0900) of a response command set.
-pub(crate) fn status(cmd: &[u8]) -> Option<u16> {
-    let mut p = 0usize;
-    while p + 8 <= cmd.len() {
-        let e = u16::from_le_bytes([cmd[p + 2], cmd[p + 3]]);
-        let len = u32::from_le_bytes([cmd[p + 4], cmd[p + 5], cmd[p + 6], cmd[p + 7]]) as usize;
-        let v = cmd.get(p + 8..p + 8 + len)?;
-        if e == 0x0900 && v.len() >= 2 {
-            return Some(u16::from_le_bytes([v[0], v[1]]));
-        }
-        p += 8 + len;
-    }
-    None
 }
 
 /// What one association measured.
@@ -114,27 +87,11 @@ pub fn run(b: CfindBench) -> Result<serde_json::Value> {
         bail!("--count, --patients and --associations must be at least 1");
     }
     let started = Instant::now();
-    let tallies: Vec<Result<Tally>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..b.associations)
-            .map(|k| {
-                let n = b.count / b.associations + usize::from(k < b.count % b.associations);
-                let b = &b;
-                s.spawn(move || association(b, k as u64, n))
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a benchmark thread failed")))
-            })
-            .collect()
-    });
+    let tallies = on_threads(b.count, b.associations, |k, n| association(&b, k as u64, n))?;
     let secs = started.elapsed().as_secs_f64();
     let mut lat = Vec::with_capacity(b.count);
     let (mut answers, mut failed) = (0u64, 0u64);
     for t in tallies {
-        let t = t?;
         lat.extend(t.latencies_us);
         answers += t.answers;
         failed += t.failed;
@@ -155,23 +112,12 @@ pub fn run(b: CfindBench) -> Result<serde_json::Value> {
 
 /// `count` queries, one after another, over one association.
 fn association(b: &CfindBench, k: u64, count: usize) -> Result<Tally> {
-    let mut assoc = ClientAssociationOptions::new()
-        .calling_ae_title(b.calling.as_str())
-        .called_ae_title(b.called.as_str())
-        .with_presentation_context(STUDY_ROOT_FIND, vec![IMPLICIT_VR_LE])
-        .read_timeout(Duration::from_secs(b.timeout_secs))
-        .write_timeout(Duration::from_secs(b.timeout_secs))
-        .establish(b.addr)
-        .context("association")?;
-    assoc
-        .inner_stream()
-        .set_nodelay(true)
-        .context("TCP_NODELAY")?;
-    let pc = assoc
-        .presentation_contexts()
-        .first()
-        .map(|p| p.id)
-        .context("the Study Root C-FIND context was not accepted")?;
+    let (mut assoc, pc) = connect(
+        b.addr,
+        (&b.calling, &b.called),
+        (STUDY_ROOT_FIND, IMPLICIT_VR_LE),
+        Duration::from_secs(b.timeout_secs),
+    )?;
     // xorshift64*: a fixed sequence of patients per association, the same for every run.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (k + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
     let mut t = Tally {
@@ -223,32 +169,15 @@ fn association(b: &CfindBench, k: u64, count: usize) -> Result<Tally> {
                 },
             ],
         })?;
-        let mut cmd = Vec::new();
-        'query: loop {
-            match assoc.receive().context("waiting for a C-FIND response")? {
-                Pdu::PData { data } => {
-                    for v in data {
-                        if v.value_type != PDataValueType::Command {
-                            continue;
-                        }
-                        cmd.extend_from_slice(&v.data);
-                        if !v.is_last {
-                            continue;
-                        }
-                        match status(&cmd) {
-                            Some(0xFF00 | 0xFF01) => t.answers += 1,
-                            Some(0x0000) => break 'query,
-                            Some(s) => {
-                                t.failed += 1;
-                                tracing::warn!(status = format!("{s:04X}"), "C-FIND failed");
-                                break 'query;
-                            }
-                            None => bail!("a C-FIND response without a status"),
-                        }
-                        cmd.clear();
-                    }
+        loop {
+            match next_status(&mut assoc, "C-FIND")? {
+                0xFF00 | 0xFF01 => t.answers += 1,
+                0x0000 => break,
+                s => {
+                    t.failed += 1;
+                    tracing::warn!(status = format!("{s:04X}"), "C-FIND failed");
+                    break;
                 }
-                other => bail!("unexpected PDU during C-FIND: {other:?}"),
             }
         }
         t.latencies_us.push(t0.elapsed().as_micros() as u64);
@@ -260,6 +189,7 @@ fn association(b: &CfindBench, k: u64, count: usize) -> Result<Tally> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dimse_client::status;
 
     #[test]
     fn the_request_parses_as_a_command_and_status_is_read() {

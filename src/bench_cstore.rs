@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
-use dicom_ul::ClientAssociationOptions;
 use serde_json::json;
 
 use crate::bench::pct;
-use crate::bench_cfind::{element, status};
+use crate::dimse_client::{connect, element, next_status, on_threads};
 
 /// What one run measures (the `huren bench cstore` arguments).
 #[derive(clap::Args)]
@@ -76,27 +75,13 @@ pub fn run(b: CstoreBench) -> Result<serde_json::Value> {
             .map_or(0, |d| d.as_secs())
     );
     let started = Instant::now();
-    let tallies: Vec<Result<(Vec<u64>, u64, u64)>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..b.associations)
-            .map(|k| {
-                let n = b.count / b.associations + usize::from(k < b.count % b.associations);
-                let (b, run) = (&b, &run);
-                s.spawn(move || association(b, &format!("{run}.{k}"), n))
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a benchmark thread failed")))
-            })
-            .collect()
-    });
+    let tallies = on_threads(b.count, b.associations, |k, n| {
+        association(&b, &format!("{run}.{k}"), n)
+    })?;
     let secs = started.elapsed().as_secs_f64();
     let mut lat = Vec::with_capacity(b.count);
     let (mut failed, mut bytes) = (0u64, 0u64);
-    for t in tallies {
-        let (l, f, n) = t?;
+    for (l, f, n) in tallies {
         lat.extend(l);
         failed += f;
         bytes += n;
@@ -120,23 +105,12 @@ pub fn run(b: CstoreBench) -> Result<serde_json::Value> {
 fn association(b: &CstoreBench, study: &str, count: usize) -> Result<(Vec<u64>, u64, u64)> {
     let class = huren_dicom::fixtures::CT_IMAGE;
     let ts = huren_dicom::EXPLICIT_VR_LE;
-    let mut assoc = ClientAssociationOptions::new()
-        .calling_ae_title(b.calling.as_str())
-        .called_ae_title(b.called.as_str())
-        .with_presentation_context(class, vec![ts])
-        .read_timeout(Duration::from_secs(b.timeout_secs))
-        .write_timeout(Duration::from_secs(b.timeout_secs))
-        .establish(b.addr)
-        .context("association")?;
-    assoc
-        .inner_stream()
-        .set_nodelay(true)
-        .context("TCP_NODELAY")?;
-    let pc = assoc
-        .presentation_contexts()
-        .first()
-        .map(|p| p.id)
-        .context("the CT Image Storage context was not accepted")?;
+    let (mut assoc, pc) = connect(
+        b.addr,
+        (&b.calling, &b.called),
+        (class, ts),
+        Duration::from_secs(b.timeout_secs),
+    )?;
     let (mut lat, mut failed, mut bytes) = (Vec::with_capacity(count), 0u64, 0u64);
     let pid = format!("CS{}", study.rsplit('.').next().unwrap_or("0"));
     for i in 0..count {
@@ -160,30 +134,11 @@ fn association(b: &CstoreBench, study: &str, count: usize) -> Result<(Vec<u64>, 
             w.write_all(&data).context("sending the data set")?;
             w.finish().context("sending the data set")?;
         }
-        let mut cmd = Vec::new();
-        'rsp: loop {
-            match assoc.receive().context("waiting for a C-STORE response")? {
-                Pdu::PData { data } => {
-                    for v in data {
-                        if v.value_type != PDataValueType::Command {
-                            continue;
-                        }
-                        cmd.extend_from_slice(&v.data);
-                        if !v.is_last {
-                            continue;
-                        }
-                        match status(&cmd) {
-                            Some(0x0000) => {}
-                            Some(s) => {
-                                failed += 1;
-                                tracing::warn!(status = format!("{s:04X}"), "C-STORE failed");
-                            }
-                            None => bail!("a C-STORE response without a status"),
-                        }
-                        break 'rsp;
-                    }
-                }
-                other => bail!("unexpected PDU during C-STORE: {other:?}"),
+        match next_status(&mut assoc, "C-STORE")? {
+            0x0000 => {}
+            s => {
+                failed += 1;
+                tracing::warn!(status = format!("{s:04X}"), "C-STORE failed");
             }
         }
         lat.push(t0.elapsed().as_micros() as u64);
@@ -195,6 +150,7 @@ fn association(b: &CstoreBench, study: &str, count: usize) -> Result<(Vec<u64>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dimse_client::status;
 
     #[test]
     fn the_request_parses_as_a_store_command_and_status_is_read() {

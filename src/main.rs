@@ -5,6 +5,7 @@ mod bench_cfind;
 mod bench_cstore;
 mod certs;
 mod demo;
+mod dimse_client;
 mod gen;
 
 use std::io::Write;

@@ -32,7 +32,8 @@ fn at(min: u32) -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 7, 8, min, 0).unwrap()
 }
 
-fn raised(n: usize) -> Raised {
+/// A STEMI alert `a-N` raised at 08:00.
+pub fn raised(n: usize) -> Raised {
     Raised {
         id: AlertId(format!("a-{n}")),
         kind: AlertKind::Stemi,
@@ -44,7 +45,8 @@ fn raised(n: usize) -> Raised {
     }
 }
 
-fn ack(by: &str) -> Event {
+/// An acknowledgement by `by` at 08:01.
+pub fn ack(by: &str) -> Event {
     Event::Acknowledged {
         by: by.into(),
         at: at(1),

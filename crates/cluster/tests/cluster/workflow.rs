@@ -8,33 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use huren_alerting::{AlertId, AlertKind, Decision, Event, Raised, State};
+use huren_alerting::{AlertId, State};
 use huren_cluster::{follow_events, BlockingEvents, EventTable, Notice, Table};
 use huren_store::{AlertStore, AlertStoreError, CaseStore, CaseStoreError, TaskError, TaskStore};
 use tokio::sync::mpsc;
 
 use crate::conformance::cluster;
 
-fn raised(n: usize) -> Raised {
-    Raised {
-        id: AlertId(format!("a-{n}")),
-        kind: AlertKind::Stemi,
-        institution: "FX-SQ01".into(),
-        group: "fx-pci".into(),
-        report: format!("blake3:{}", "a".repeat(64)),
-        summary: "急性下壁心肌梗死".into(),
-        at: Utc.with_ymd_and_hms(2026, 12, 7, 8, 0, 0).unwrap(),
-    }
-}
-
-fn ack(by: &str) -> Event {
-    Event::Acknowledged {
-        by: by.into(),
-        at: Utc.with_ymd_and_hms(2026, 12, 7, 8, 1, 0).unwrap(),
-        decision: Decision::StemiTransfer,
-        note: String::new(),
-    }
-}
+use crate::streams::{ack, raised};
 
 /// `table` as node `name`'s blocking sink.
 fn sink(pool: &deadpool_postgres::Pool, table: Table, name: &str) -> Arc<BlockingEvents> {
