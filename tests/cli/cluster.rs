@@ -499,6 +499,17 @@ fn kill_9_of_one_node_mid_load_over_mllp_and_dicom_loses_nothing_acknowledged() 
                 .sop_instance_uid;
             assert!(uids.contains(&uid), "acknowledged instance {uid} lost");
         }
+        // The study row, folded from its instances, is QIDO's answer by Patient ID.
+        let (st, rows) = b.get(&format!("/dicomweb/studies?PatientID=FX19{s}"));
+        assert_eq!(st, 200, "{rows}");
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0]["0020000D"]["Value"][0], study.as_str(), "{rows:?}");
+        assert_eq!(
+            rows[0]["00201208"]["Value"][0].as_u64(),
+            Some(uids.len() as u64),
+            "{rows:?}"
+        );
         let (_, r) = b.get(&format!(
             "/api/v1/patients/FX-ZX:FX19{s}/reports?kind=imaging"
         ));

@@ -166,20 +166,23 @@ impl<B: BlobBackend + 'static> SharedReports for NodeReports<B> {
         })
     }
 
-    fn study_uids(&self, patient_id: Option<&str>) -> Result<Vec<String>, StoreError> {
+    fn instances_of_studies(
+        &self,
+        patient_id: Option<&str>,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
         self.run(async {
             let client = self.store.pool().get().await?;
             let rows = client
                 .query(
-                    "SELECT DISTINCT study_uid FROM instances
-                     WHERE $1::text IS NULL OR record->>'patient_id' = $1
-                     ORDER BY study_uid",
+                    "SELECT record::text FROM instances
+                     WHERE $1::text IS NULL
+                        OR study_uid IN (SELECT study_uid FROM instances
+                                         WHERE record->>'patient_id' = $1)
+                     ORDER BY study_uid, received_at, sop_instance_uid",
                     &[&patient_id],
                 )
                 .await?;
-            rows.iter()
-                .map(|r| r.try_get(0).map_err(ClusterError::from))
-                .collect()
+            rows.iter().map(|r| instance_of(r.try_get(0)?)).collect()
         })
     }
 

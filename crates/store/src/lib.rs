@@ -596,9 +596,10 @@ impl Store {
         match &self.inner.back {
             Back::Embedded { index, .. } => index.studies(patient_id),
             Back::Shared { reports, .. } => {
+                let all = reports.instances_of_studies(patient_id)?;
                 let mut out = Vec::new();
-                for uid in reports.study_uids(patient_id)? {
-                    if let Some((st, _)) = Self::shared_study(&**reports, &uid)? {
+                for study in all.chunk_by(|a, b| a.study_instance_uid == b.study_instance_uid) {
+                    if let Some((st, _)) = index::study_rows(study) {
                         // The row's Patient ID is its first instance's, as in the index.
                         if patient_id.is_none_or(|p| st.patient_id == p) {
                             out.push(st);

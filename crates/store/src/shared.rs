@@ -55,8 +55,13 @@ pub trait SharedReports: Send + Sync {
     fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, StoreError>;
     /// A study's instance records in the order they were received.
     fn instances_of_study(&self, study_uid: &str) -> Result<Vec<InstanceRecord>, StoreError>;
-    /// The studies of a DICOM Patient ID (every study with `None`).
-    fn study_uids(&self, patient_id: Option<&str>) -> Result<Vec<String>, StoreError>;
+    /// Every instance record of the studies that hold one of a DICOM Patient ID (of every
+    /// study with `None`), by study, each study's in the order they were received: one read
+    /// for a list of studies.
+    fn instances_of_studies(
+        &self,
+        patient_id: Option<&str>,
+    ) -> Result<Vec<InstanceRecord>, StoreError>;
     /// The per-person change counters, moved by this node's commits and, as their
     /// notifications arrive, by the other nodes'.
     fn generations(&self) -> Arc<Generations>;
