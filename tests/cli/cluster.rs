@@ -893,7 +893,10 @@ fn large_cstores_to_a_cluster_node_are_streamed_not_held_in_memory() {
     let data = dir.path().join("node-a");
     let (srv, port) =
         crate::dicom::start_listener_env(&data, &cfg, "dicom", &[("HUREN_NODE", "node-a")]);
-    crate::budgets::large_cstores_are_not_held_in_memory(&srv, &port, dir.path(), &data);
+    // The node's S3 client and its two streamed uploads (about 10–15 MiB each) come on top
+    // of what the embedded server uses: under the whole CI load the peak reached 64 MiB over
+    // the baseline once, so the bound here is 96 MiB (holding the sets takes 192 MiB and more).
+    crate::budgets::large_cstores_are_not_held_in_memory(&srv, &port, dir.path(), &data, 96);
     // The spooled files went to the object store: none is kept in the node's directory.
     let kept = walk(&data.join("objects"));
     assert!(
